@@ -1,0 +1,1 @@
+"""GPU sidecar: loads, swaps and runs diffusers pipelines behind gRPC."""

@@ -1,0 +1,75 @@
+"""Command line: `python -m modelhost serve|make-demo-models`."""
+
+import argparse
+import asyncio
+import logging
+import os
+from pathlib import Path
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").lower() in {"1", "true", "yes"}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="modelhost")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the gRPC model host")
+    serve.add_argument("--listen", default="127.0.0.1:50051", help="host:port or unix:PATH")
+    serve.add_argument(
+        "--device", default=None, help="torch device (default: cuda:0 if present, else cpu)"
+    )
+    serve.add_argument(
+        "--allow-pickle",
+        action="store_true",
+        default=_env_flag("ALLOW_PICKLE"),
+        help="allow .ckpt/.pt/.bin checkpoints (loading a pickle can run arbitrary code)",
+    )
+    serve.add_argument(
+        "--debug",
+        action="store_true",
+        default=_env_flag("MODELHOST_DEBUG"),
+        help="put exception details in INTERNAL errors",
+    )
+    serve.add_argument(
+        "--grace", type=float, default=30.0, help="seconds the running job gets at shutdown"
+    )
+    serve.add_argument(
+        "--exit-with-parent", action="store_true", help="stop when the parent process dies"
+    )
+
+    demo = commands.add_parser(
+        "make-demo-models", help="write tiny random-weight models and a modes.yaml"
+    )
+    demo.add_argument("dir", type=Path)
+
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+    if args.command == "serve":
+        from modelhost.server import exit_with_parent
+        from modelhost.server import serve as run_server
+
+        if args.exit_with_parent:
+            exit_with_parent()
+        asyncio.run(
+            run_server(
+                args.listen,
+                allow_pickle=args.allow_pickle,
+                debug=args.debug,
+                device=args.device,
+                grace_seconds=args.grace,
+            )
+        )
+    else:
+        from modelhost.demo.factory import make_demo_models
+
+        modes_file = make_demo_models(args.dir)
+        print(f"demo models and {modes_file} written")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Model code: checkpoints, pipelines, memory. Never imports grpc."""

@@ -1,0 +1,133 @@
+"""Turning a load spec into a diffusers pipeline on a device, and running it."""
+
+import io
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from diffusers import (
+    StableDiffusionPipeline,
+    StableDiffusionXLImg2ImgPipeline,
+    StableDiffusionXLPipeline,
+)
+from PIL import Image
+
+from modelhost.engine.checkpoint import PICKLE_SUFFIXES
+from modelhost.engine.types import GenerateParams, LoraSpec
+from modelhost.errors import InvalidModelError, InvalidRequestError, ModelFileNotFoundError
+
+# diffusers' lazy module hides the pipeline classes' methods from type checkers.
+Pipeline = Any
+
+PIPELINE_CLASSES: dict[str, Any] = {
+    "sd15": StableDiffusionPipeline,
+    "sd2": StableDiffusionPipeline,
+    "sdxl-base": StableDiffusionXLPipeline,
+    "sdxl-refiner": StableDiffusionXLImg2ImgPipeline,
+}
+
+DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
+
+
+def build_pipeline(
+    model_path: Path,
+    architecture: str,
+    config_dir: str,
+    dtype: torch.dtype,
+    device: torch.device,
+) -> Pipeline:
+    pipeline_class = PIPELINE_CLASSES[architecture]
+    # local_files_only everywhere: code never downloads weights or configs at run time.
+    kwargs: dict[str, Any] = {"torch_dtype": dtype, "local_files_only": True}
+    try:
+        if model_path.is_dir():
+            pipe = pipeline_class.from_pretrained(str(model_path), **kwargs)
+        else:
+            if config_dir:
+                if not Path(config_dir).is_dir():
+                    raise ModelFileNotFoundError(config_dir)
+                kwargs["config"] = config_dir
+            pipe = pipeline_class.from_single_file(str(model_path), **kwargs)
+    except (OSError, ValueError, KeyError, RuntimeError) as e:
+        if isinstance(e, torch.OutOfMemoryError):
+            raise
+        hint = "" if config_dir or model_path.is_dir() else " (no config folder was given: set one)"
+        raise InvalidModelError(f"cannot load {model_path}: {_first_line(e)}{hint}") from e
+    pipe.set_progress_bar_config(disable=True)
+    return pipe.to(device)
+
+
+def apply_loras(pipe: Pipeline, loras: tuple[LoraSpec, ...]) -> None:
+    if not loras:
+        return
+    names = []
+    for lora in loras:
+        path = Path(lora.path)
+        if not path.is_file():
+            raise ModelFileNotFoundError(lora.path)
+        if path.suffix.lower() in PICKLE_SUFFIXES:
+            raise InvalidModelError(f"{lora.path}: LoRAs are only read from .safetensors files")
+        name = lora.adapter_name or path.stem
+        try:
+            pipe.load_lora_weights(str(path), adapter_name=name)
+        except (OSError, ValueError, KeyError, RuntimeError) as e:
+            raise InvalidModelError(f"cannot load LoRA {lora.path}: {_first_line(e)}") from e
+        names.append(name)
+    pipe.set_adapters(names, adapter_weights=[lora.strength for lora in loras])
+
+
+def resident_bytes(pipe: Pipeline) -> int:
+    """Bytes of every parameter and buffer of the pipeline's modules."""
+    total = 0
+    for component in pipe.components.values():
+        if isinstance(component, torch.nn.Module):
+            for tensor in [*component.parameters(), *component.buffers()]:
+                total += tensor.numel() * tensor.element_size()
+    return total
+
+
+def generate_png(
+    pipe: Pipeline,
+    params: GenerateParams,
+    on_step: Callable[[int], None],
+    cancel: threading.Event,
+) -> bytes | None:
+    """Runs the pipeline; returns None when cancelled. The same inputs give the same bytes."""
+    if params.width % 8 or params.height % 8:
+        raise InvalidRequestError("width and height must be multiples of 8")
+
+    def step_end(p: Pipeline, step: int, _t: Any, tensors: dict[str, Any]) -> dict[str, Any]:
+        on_step(step + 1)
+        if cancel.is_set():
+            # Interrupting (rather than raising) lets diffusers finish its
+            # cleanup hooks, so nothing stays pinned after a cancel.
+            p._interrupt = True
+        return tensors
+
+    # A CPU generator makes the noise, and so the image, the same on every device.
+    generator = torch.Generator(device="cpu").manual_seed(params.seed)
+    with torch.inference_mode():
+        output = pipe(
+            prompt=params.prompt,
+            negative_prompt=params.negative_prompt or None,
+            width=params.width,
+            height=params.height,
+            num_inference_steps=params.steps,
+            guidance_scale=params.guidance_scale,
+            generator=generator,
+            callback_on_step_end=step_end,
+            output_type="pil",
+        )
+    if cancel.is_set():
+        return None
+    image: Image.Image = output.images[0]
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip() or type(error).__name__
+    return text.splitlines()[0]

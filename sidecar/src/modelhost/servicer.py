@@ -1,0 +1,225 @@
+"""gRPC face of the model host: converts proto messages to domain calls and
+domain errors to status codes, nothing more."""
+
+import asyncio
+import functools
+import logging
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import Executor
+from typing import Any, TypeVar
+
+import grpc
+
+from modelhost.engine.host import ModelHost
+from modelhost.engine.types import (
+    GeneratedImage,
+    GenerateParams,
+    LoadSource,
+    LoadSpec,
+    LoraSpec,
+    Progress,
+)
+from modelhost.errors import (
+    GenerationCancelledError,
+    InvalidModelError,
+    InvalidRequestError,
+    ModelFileNotFoundError,
+    NotLoadedError,
+    OutOfMemoryError,
+)
+from modelhost.v1 import modelhost_pb2 as pb
+from modelhost.v1 import modelhost_pb2_grpc as pb_grpc
+
+log = logging.getLogger(__name__)
+
+# The one table from domain errors to gRPC status codes.
+STATUS_BY_ERROR: dict[type[Exception], grpc.StatusCode] = {
+    ModelFileNotFoundError: grpc.StatusCode.NOT_FOUND,
+    InvalidModelError: grpc.StatusCode.INVALID_ARGUMENT,
+    InvalidRequestError: grpc.StatusCode.INVALID_ARGUMENT,
+    NotLoadedError: grpc.StatusCode.FAILED_PRECONDITION,
+    OutOfMemoryError: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    GenerationCancelledError: grpc.StatusCode.CANCELLED,
+}
+
+_LOAD_SOURCES = {
+    LoadSource.DISK: pb.LOAD_SOURCE_DISK,
+    LoadSource.RESIDENT: pb.LOAD_SOURCE_RESIDENT,
+}
+
+Request = TypeVar("Request")
+Reply = TypeVar("Reply")
+
+
+class ErrorTranslator:
+    """Turns exceptions into statuses. Unexpected errors become INTERNAL with a
+    bare message: tracebacks go to the log, and to the client only in debug."""
+
+    def __init__(self, debug: bool) -> None:
+        self.debug = debug
+
+    async def abort(self, context: grpc.aio.ServicerContext[Any, Any], error: Exception) -> None:
+        for error_type, code in STATUS_BY_ERROR.items():
+            if isinstance(error, error_type):
+                await context.abort(code, str(error))
+        log.exception("unexpected error", exc_info=error)
+        detail = f"internal error: {type(error).__name__}"
+        if self.debug:
+            detail += f": {error}"
+        await context.abort(grpc.StatusCode.INTERNAL, detail)
+
+
+def _unary(
+    method: Callable[[Any, Request, grpc.aio.ServicerContext[Any, Any]], Awaitable[Reply]],
+) -> Callable[[Any, Request, grpc.aio.ServicerContext[Any, Any]], Awaitable[Reply]]:
+    @functools.wraps(method)
+    async def wrapper(
+        self: "ModelHostServicer", request: Request, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> Reply:
+        try:
+            return await method(self, request, context)
+        except Exception as error:
+            await self.errors.abort(context, error)
+            raise  # unreachable: abort raises
+
+    return wrapper
+
+
+class ModelHostServicer(pb_grpc.ModelHostServicer):
+    def __init__(self, host: ModelHost, device_executor: Executor, debug: bool = False) -> None:
+        self.host = host
+        # One thread owns the device: loads and generations never run on the event loop.
+        self.device_executor = device_executor
+        self.errors = ErrorTranslator(debug)
+
+    async def _on_device(self, fn: Callable[..., Reply], *args: Any) -> Reply:
+        return await asyncio.get_running_loop().run_in_executor(self.device_executor, fn, *args)
+
+    @_unary
+    async def LoadModel(
+        self, request: pb.LoadModelRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.LoadModelReply:
+        if not request.key or not request.model_path:
+            raise InvalidRequestError("key and model_path are required")
+        spec = LoadSpec(
+            key=request.key,
+            model_path=request.model_path,
+            config_dir=request.config_dir,
+            loras=tuple(
+                LoraSpec(path=lora.path, strength=lora.strength, adapter_name=lora.adapter_name)
+                for lora in request.loras
+            ),
+            dtype=request.dtype,
+        )
+        result = await self._on_device(self.host.load, spec)
+        return pb.LoadModelReply(
+            key=result.key,
+            architecture=result.architecture,
+            bytes=result.bytes,
+            estimated_bytes=result.estimated_bytes,
+            load_seconds=result.load_seconds,
+            source=_LOAD_SOURCES[result.source],
+            evicted=list(result.evicted),
+            device=result.device,
+        )
+
+    @_unary
+    async def UnloadModel(
+        self, request: pb.UnloadModelRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.UnloadModelReply:
+        freed = await self._on_device(self.host.unload, request.key)
+        return pb.UnloadModelReply(key=request.key, freed_bytes=freed)
+
+    @_unary
+    async def GetMemory(
+        self, request: pb.GetMemoryRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.MemoryStats:
+        snapshot = self.host.memory()
+        return pb.MemoryStats(
+            device=snapshot.device,
+            device_name=snapshot.device_name,
+            total_bytes=snapshot.total_bytes,
+            used_bytes=snapshot.used_bytes,
+            available_bytes=snapshot.available_bytes,
+            models=[
+                pb.ResidentModel(
+                    key=m.key,
+                    model_path=m.model_path,
+                    bytes=m.bytes,
+                    loras=[
+                        pb.Lora(path=x.path, strength=x.strength, adapter_name=x.adapter_name)
+                        for x in m.loras
+                    ],
+                    tier=m.tier,
+                    last_used_unix_ms=m.last_used_unix_ms,
+                    architecture=m.architecture,
+                )
+                for m in snapshot.models
+            ],
+        )
+
+    async def Generate(
+        self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[pb.GenerateEvent]:
+        try:
+            params = GenerateParams(
+                key=request.key,
+                prompt=request.prompt,
+                negative_prompt=request.negative_prompt,
+                width=request.width,
+                height=request.height,
+                steps=request.steps,
+                guidance_scale=request.guidance_scale,
+                seed=request.seed,
+            )
+            async for item in self._generate(params):
+                if isinstance(item, Progress):
+                    yield pb.GenerateEvent(
+                        progress=pb.GenerateProgress(
+                            step=item.step,
+                            total_steps=item.total_steps,
+                            elapsed_seconds=item.elapsed_seconds,
+                        )
+                    )
+                else:
+                    yield pb.GenerateEvent(
+                        image=pb.GeneratedImage(
+                            png=item.png,
+                            seed=item.seed,
+                            width=item.width,
+                            height=item.height,
+                            superres_applied=item.superres_applied,
+                        )
+                    )
+        except Exception as error:
+            await self.errors.abort(context, error)
+
+    async def _generate(self, params: GenerateParams) -> AsyncIterator[Progress | GeneratedImage]:
+        """Runs the generation on the device thread and relays its progress.
+
+        When the client goes away the call's task is cancelled here; the cancel
+        event then stops the denoising loop at the next step boundary."""
+        loop = asyncio.get_running_loop()
+        progress: asyncio.Queue[Progress] = asyncio.Queue()
+        cancel = threading.Event()
+
+        def on_progress(event: Progress) -> None:
+            loop.call_soon_threadsafe(progress.put_nowait, event)
+
+        job = asyncio.ensure_future(
+            self._on_device(self.host.generate, params, on_progress, cancel)
+        )
+        try:
+            while not job.done() or not progress.empty():
+                next_event = asyncio.ensure_future(progress.get())
+                await asyncio.wait({job, next_event}, return_when=asyncio.FIRST_COMPLETED)
+                if next_event.done():
+                    yield next_event.result()
+                else:
+                    next_event.cancel()
+            image: GeneratedImage = job.result()
+            yield image
+        except BaseException:
+            cancel.set()
+            raise
