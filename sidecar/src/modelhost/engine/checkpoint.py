@@ -1,9 +1,15 @@
 """What a checkpoint is, read from its safetensors header alone (no tensor data)."""
 
 import json
+import pickle
 import struct
+import zipfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import torch
 
 from modelhost.errors import InvalidModelError, ModelFileNotFoundError
 
@@ -33,7 +39,17 @@ class CheckpointInfo:
     tensors: dict[str, TensorInfo]
 
     def device_bytes(self, float_item_size: int) -> int:
-        """Exact bytes the weights take once floats are cast to a dtype of that item size."""
+        """Exact bytes the weights take once floats are cast to a dtype of that item size.
+
+        This is the pre-load estimate. The spec's rule is file size x 1.2; the header
+        gives the real answer instead: a file's size says nothing about the dtype it
+        will be cast to (an fp32 file loaded as fp16 needs half its size, the 1.2 rule
+        says 2.4x too much), and checkpoints often carry weights that are never put on
+        the device (EMA copies, which double an SD1.5 file). Summing numel x item size
+        per tensor, at the load's dtype and without those prefixes, matches the
+        measured parameter bytes to within the few non-persistent buffers (position
+        ids) that checkpoints do not store.
+        """
         total = 0
         for name, tensor in self.tensors.items():
             if name.startswith(_UNLOADED_PREFIXES):
@@ -101,11 +117,49 @@ def detect_architecture(keys: set[str] | dict[str, TensorInfo]) -> str:
 
 
 def inspect_single_file(path: Path) -> CheckpointInfo:
+    """Safetensors files are read from their header alone. Pickle files (.ckpt ...) must
+    be unpickled whole, so callers decide first whether pickles are allowed at all."""
+    if not path.is_file():
+        raise ModelFileNotFoundError(str(path))
     if path.suffix.lower() in PICKLE_SUFFIXES:
-        tensors: dict[str, TensorInfo] = {}
-        return CheckpointInfo(path=path, architecture="unknown", tensors=tensors)
-    tensors = read_safetensors_header(path)
+        tensors = _pickle_tensors(path)
+    else:
+        tensors = read_safetensors_header(path)
     return CheckpointInfo(path=path, architecture=detect_architecture(tensors), tensors=tensors)
+
+
+_SAFETENSORS_DTYPE_NAMES = {
+    torch.float64: "F64", torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
+    torch.int64: "I64", torch.int32: "I32", torch.int16: "I16", torch.int8: "I8",
+    torch.uint8: "U8", torch.bool: "BOOL",
+}  # fmt: skip
+
+
+def _pickle_tensors(path: Path) -> dict[str, TensorInfo]:
+    """Tensor names, dtypes and sizes of a pickled checkpoint.
+
+    weights_only=True even though the operator allowed pickles: it is what diffusers
+    uses to read the file afterwards, so a file that needs arbitrary code is refused
+    here with a reason rather than failing later. mmap keeps the tensor data on disk.
+    """
+    try:
+        loaded: Any = torch.load(
+            path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path)
+        )
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as e:
+        reason = (str(e).strip() or type(e).__name__).splitlines()[0]
+        raise InvalidModelError(f"{path}: cannot read the pickle checkpoint: {reason}") from e
+    # Lightning checkpoints nest the weights under "state_dict", sometimes twice.
+    while isinstance(loaded, Mapping) and isinstance(loaded.get("state_dict"), Mapping):
+        loaded = loaded["state_dict"]
+    if not isinstance(loaded, Mapping):
+        raise InvalidModelError(f"{path}: the pickle checkpoint holds no state dict")
+    tensors: dict[str, TensorInfo] = {}
+    for name, value in loaded.items():
+        if isinstance(value, torch.Tensor) and value.dtype in _SAFETENSORS_DTYPE_NAMES:
+            dtype = _SAFETENSORS_DTYPE_NAMES[value.dtype]
+            tensors[str(name)] = TensorInfo(dtype=dtype, numel=value.numel())
+    return tensors
 
 
 _PIPELINE_CLASS_ARCHITECTURES = {
@@ -121,7 +175,12 @@ def inspect_diffusers_folder(path: Path) -> CheckpointInfo:
         raise InvalidModelError(
             f"{path}: a folder but not a diffusers pipeline (no model_index.json)"
         )
-    index = json.loads(index_file.read_text())
+    try:
+        index = json.loads(index_file.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise InvalidModelError(f"{index_file}: not valid JSON ({e})") from e
+    if not isinstance(index, dict):
+        raise InvalidModelError(f"{index_file}: not a JSON object")
     class_name = str(index.get("_class_name", ""))
     architecture = _PIPELINE_CLASS_ARCHITECTURES.get(class_name)
     if architecture is None:
@@ -139,4 +198,7 @@ def _text_encoder_width(path: Path) -> int:
     config = path / "text_encoder" / "config.json"
     if not config.is_file():
         return 0
-    return int(json.loads(config.read_text()).get("hidden_size", 0))
+    try:
+        return int(json.loads(config.read_text()).get("hidden_size", 0))
+    except (UnicodeDecodeError, json.JSONDecodeError, AttributeError, TypeError, ValueError) as e:
+        raise InvalidModelError(f"{config}: unreadable text encoder config ({e})") from e

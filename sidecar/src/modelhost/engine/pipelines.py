@@ -16,7 +16,12 @@ from PIL import Image
 
 from modelhost.engine.checkpoint import PICKLE_SUFFIXES
 from modelhost.engine.types import GenerateParams, LoraSpec
-from modelhost.errors import InvalidModelError, InvalidRequestError, ModelFileNotFoundError
+from modelhost.errors import (
+    InvalidModelError,
+    InvalidRequestError,
+    ModelFileNotFoundError,
+    ModelHostError,
+)
 
 # diffusers' lazy module hides the pipeline classes' methods from type checkers.
 Pipeline = Any
@@ -50,9 +55,11 @@ def build_pipeline(
                     raise ModelFileNotFoundError(config_dir)
                 kwargs["config"] = config_dir
             pipe = pipeline_class.from_single_file(str(model_path), **kwargs)
-    except (OSError, ValueError, KeyError, RuntimeError) as e:
-        if isinstance(e, torch.OutOfMemoryError):
-            raise
+    except (torch.OutOfMemoryError, ModelHostError):
+        raise
+    except Exception as e:
+        # diffusers reports a file it cannot use with whatever the converter hit
+        # (SafetensorError, KeyError, shape mismatches, ...): all mean "this file".
         hint = "" if config_dir or model_path.is_dir() else " (no config folder was given: set one)"
         raise InvalidModelError(f"cannot load {model_path}: {_first_line(e)}{hint}") from e
     pipe.set_progress_bar_config(disable=True)
