@@ -24,39 +24,39 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cmodelhost/v1/modelhost.proto\x12\x0cmodelhost.v1\"<\n\x04Lora\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x10\n\x08strength\x18\x02 \x01(\x02\x12\x14\n\x0c\x61\x64\x61pter_name\x18\x03 \x01(\t\"y\n\x10LoadModelRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x12\n\nmodel_path\x18\x02 \x01(\t\x12\x12\n\nconfig_dir\x18\x03 \x01(\t\x12!\n\x05loras\x18\x04 \x03(\x0b\x32\x12.modelhost.v1.Lora\x12\r\n\x05\x64type\x18\x05 \x01(\t\"\xbc\x01\n\x0eLoadModelReply\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x14\n\x0c\x61rchitecture\x18\x02 \x01(\t\x12\r\n\x05\x62ytes\x18\x03 \x01(\x04\x12\x17\n\x0f\x65stimated_bytes\x18\x04 \x01(\x04\x12\x14\n\x0cload_seconds\x18\x05 \x01(\x01\x12(\n\x06source\x18\x06 \x01(\x0e\x32\x18.modelhost.v1.LoadSource\x12\x0f\n\x07\x65victed\x18\x07 \x03(\t\x12\x0e\n\x06\x64\x65vice\x18\x08 \x01(\t\"!\n\x12UnloadModelRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\"4\n\x10UnloadModelReply\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x13\n\x0b\x66reed_bytes\x18\x02 \x01(\x04\"\x9b\x01\n\x0fGenerateRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0e\n\x06prompt\x18\x02 \x01(\t\x12\x17\n\x0fnegative_prompt\x18\x03 \x01(\t\x12\r\n\x05width\x18\x04 \x01(\r\x12\x0e\n\x06height\x18\x05 \x01(\r\x12\r\n\x05steps\x18\x06 \x01(\r\x12\x16\n\x0eguidance_scale\x18\x07 \x01(\x02\x12\x0c\n\x04seed\x18\x08 \x01(\x04\"N\n\x10GenerateProgress\x12\x0c\n\x04step\x18\x01 \x01(\r\x12\x13\n\x0btotal_steps\x18\x02 \x01(\r\x12\x17\n\x0f\x65lapsed_seconds\x18\x03 \x01(\x01\"d\n\x0eGeneratedImage\x12\x0b\n\x03png\x18\x01 \x01(\x0c\x12\x0c\n\x04seed\x18\x02 \x01(\x04\x12\r\n\x05width\x18\x03 \x01(\r\x12\x0e\n\x06height\x18\x04 \x01(\r\x12\x18\n\x10superres_applied\x18\x05 \x01(\x08\"{\n\rGenerateEvent\x12\x32\n\x08progress\x18\x01 \x01(\x0b\x32\x1e.modelhost.v1.GenerateProgressH\x00\x12-\n\x05image\x18\x02 \x01(\x0b\x32\x1c.modelhost.v1.GeneratedImageH\x00\x42\x07\n\x05\x65vent\"\x12\n\x10GetMemoryRequest\"\xa1\x01\n\rResidentModel\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x12\n\nmodel_path\x18\x02 \x01(\t\x12\r\n\x05\x62ytes\x18\x03 \x01(\x04\x12!\n\x05loras\x18\x04 \x03(\x0b\x32\x12.modelhost.v1.Lora\x12\x0c\n\x04tier\x18\x05 \x01(\t\x12\x19\n\x11last_used_unix_ms\x18\x06 \x01(\x03\x12\x14\n\x0c\x61rchitecture\x18\x07 \x01(\t\"\xa1\x01\n\x0bMemoryStats\x12\x0e\n\x06\x64\x65vice\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65vice_name\x18\x02 \x01(\t\x12\x13\n\x0btotal_bytes\x18\x03 \x01(\x04\x12\x12\n\nused_bytes\x18\x04 \x01(\x04\x12\x17\n\x0f\x61vailable_bytes\x18\x05 \x01(\x04\x12+\n\x06models\x18\x06 \x03(\x0b\x32\x1b.modelhost.v1.ResidentModel*Y\n\nLoadSource\x12\x1b\n\x17LOAD_SOURCE_UNSPECIFIED\x10\x00\x12\x14\n\x10LOAD_SOURCE_DISK\x10\x01\x12\x18\n\x14LOAD_SOURCE_RESIDENT\x10\x02\x32\xb9\x02\n\tModelHost\x12I\n\tLoadModel\x12\x1e.modelhost.v1.LoadModelRequest\x1a\x1c.modelhost.v1.LoadModelReply\x12O\n\x0bUnloadModel\x12 .modelhost.v1.UnloadModelRequest\x1a\x1e.modelhost.v1.UnloadModelReply\x12H\n\x08Generate\x12\x1d.modelhost.v1.GenerateRequest\x1a\x1b.modelhost.v1.GenerateEvent0\x01\x12\x46\n\tGetMemory\x12\x1e.modelhost.v1.GetMemoryRequest\x1a\x19.modelhost.v1.MemoryStatsb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cmodelhost/v1/modelhost.proto\x12\x0cmodelhost.v1\"<\n\x04Lora\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x10\n\x08strength\x18\x02 \x01(\x02\x12\x14\n\x0c\x61\x64\x61pter_name\x18\x03 \x01(\t\"\xa9\x01\n\x10LoadModelRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x12\n\nmodel_path\x18\x02 \x01(\t\x12\x12\n\nconfig_dir\x18\x03 \x01(\t\x12!\n\x05loras\x18\x04 \x03(\x0b\x32\x12.modelhost.v1.Lora\x12\r\n\x05\x64type\x18\x05 \x01(\t\x12\x16\n\x0esuperres_model\x18\x06 \x01(\t\x12\x16\n\x0esuperres_scale\x18\x07 \x01(\r\"\xd4\x01\n\x0eLoadModelReply\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x14\n\x0c\x61rchitecture\x18\x02 \x01(\t\x12\r\n\x05\x62ytes\x18\x03 \x01(\x04\x12\x17\n\x0f\x65stimated_bytes\x18\x04 \x01(\x04\x12\x14\n\x0cload_seconds\x18\x05 \x01(\x01\x12(\n\x06source\x18\x06 \x01(\x0e\x32\x18.modelhost.v1.LoadSource\x12\x0f\n\x07\x65victed\x18\x07 \x03(\t\x12\x0e\n\x06\x64\x65vice\x18\x08 \x01(\t\x12\x16\n\x0e\x65victed_to_ram\x18\t \x03(\t\"!\n\x12UnloadModelRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\"4\n\x10UnloadModelReply\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x13\n\x0b\x66reed_bytes\x18\x02 \x01(\x04\"\xad\x01\n\x0fGenerateRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0e\n\x06prompt\x18\x02 \x01(\t\x12\x17\n\x0fnegative_prompt\x18\x03 \x01(\t\x12\r\n\x05width\x18\x04 \x01(\r\x12\x0e\n\x06height\x18\x05 \x01(\r\x12\r\n\x05steps\x18\x06 \x01(\r\x12\x16\n\x0eguidance_scale\x18\x07 \x01(\x02\x12\x0c\n\x04seed\x18\x08 \x01(\x04\x12\x10\n\x08superres\x18\t \x01(\x08\"N\n\x10GenerateProgress\x12\x0c\n\x04step\x18\x01 \x01(\r\x12\x13\n\x0btotal_steps\x18\x02 \x01(\r\x12\x17\n\x0f\x65lapsed_seconds\x18\x03 \x01(\x01\"d\n\x0eGeneratedImage\x12\x0b\n\x03png\x18\x01 \x01(\x0c\x12\x0c\n\x04seed\x18\x02 \x01(\x04\x12\r\n\x05width\x18\x03 \x01(\r\x12\x0e\n\x06height\x18\x04 \x01(\r\x12\x18\n\x10superres_applied\x18\x05 \x01(\x08\"{\n\rGenerateEvent\x12\x32\n\x08progress\x18\x01 \x01(\x0b\x32\x1e.modelhost.v1.GenerateProgressH\x00\x12-\n\x05image\x18\x02 \x01(\x0b\x32\x1c.modelhost.v1.GeneratedImageH\x00\x42\x07\n\x05\x65vent\"\x12\n\x10GetMemoryRequest\"\xc8\x01\n\rResidentModel\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x12\n\nmodel_path\x18\x02 \x01(\t\x12\r\n\x05\x62ytes\x18\x03 \x01(\x04\x12!\n\x05loras\x18\x04 \x03(\x0b\x32\x12.modelhost.v1.Lora\x12\x0c\n\x04tier\x18\x05 \x01(\t\x12\x19\n\x11last_used_unix_ms\x18\x06 \x01(\x03\x12\x14\n\x0c\x61rchitecture\x18\x07 \x01(\t\x12\x13\n\x0bin_ram_tier\x18\x08 \x01(\x08\x12\x10\n\x08\x62\x61se_key\x18\t \x01(\t\"\xf1\x01\n\x0bMemoryStats\x12\x0e\n\x06\x64\x65vice\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65vice_name\x18\x02 \x01(\t\x12\x13\n\x0btotal_bytes\x18\x03 \x01(\x04\x12\x12\n\nused_bytes\x18\x04 \x01(\x04\x12\x17\n\x0f\x61vailable_bytes\x18\x05 \x01(\x04\x12+\n\x06models\x18\x06 \x03(\x0b\x32\x1b.modelhost.v1.ResidentModel\x12\x15\n\rreserve_bytes\x18\x07 \x01(\x04\x12\x16\n\x0eram_tier_bytes\x18\x08 \x01(\x04\x12\x1f\n\x17ram_tier_capacity_bytes\x18\t \x01(\x04*\x8b\x01\n\nLoadSource\x12\x1b\n\x17LOAD_SOURCE_UNSPECIFIED\x10\x00\x12\x14\n\x10LOAD_SOURCE_DISK\x10\x01\x12\x18\n\x14LOAD_SOURCE_RESIDENT\x10\x02\x12\x13\n\x0fLOAD_SOURCE_RAM\x10\x03\x12\x1b\n\x17LOAD_SOURCE_SHARED_BASE\x10\x04\x32\xb9\x02\n\tModelHost\x12I\n\tLoadModel\x12\x1e.modelhost.v1.LoadModelRequest\x1a\x1c.modelhost.v1.LoadModelReply\x12O\n\x0bUnloadModel\x12 .modelhost.v1.UnloadModelRequest\x1a\x1e.modelhost.v1.UnloadModelReply\x12H\n\x08Generate\x12\x1d.modelhost.v1.GenerateRequest\x1a\x1b.modelhost.v1.GenerateEvent0\x01\x12\x46\n\tGetMemory\x12\x1e.modelhost.v1.GetMemoryRequest\x1a\x19.modelhost.v1.MemoryStatsb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'modelhost.v1.modelhost_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_LOADSOURCE']._serialized_start=1324
-  _globals['_LOADSOURCE']._serialized_end=1413
+  _globals['_LOADSOURCE']._serialized_start=1535
+  _globals['_LOADSOURCE']._serialized_end=1674
   _globals['_LORA']._serialized_start=46
   _globals['_LORA']._serialized_end=106
-  _globals['_LOADMODELREQUEST']._serialized_start=108
-  _globals['_LOADMODELREQUEST']._serialized_end=229
-  _globals['_LOADMODELREPLY']._serialized_start=232
-  _globals['_LOADMODELREPLY']._serialized_end=420
-  _globals['_UNLOADMODELREQUEST']._serialized_start=422
-  _globals['_UNLOADMODELREQUEST']._serialized_end=455
-  _globals['_UNLOADMODELREPLY']._serialized_start=457
-  _globals['_UNLOADMODELREPLY']._serialized_end=509
-  _globals['_GENERATEREQUEST']._serialized_start=512
-  _globals['_GENERATEREQUEST']._serialized_end=667
-  _globals['_GENERATEPROGRESS']._serialized_start=669
-  _globals['_GENERATEPROGRESS']._serialized_end=747
-  _globals['_GENERATEDIMAGE']._serialized_start=749
-  _globals['_GENERATEDIMAGE']._serialized_end=849
-  _globals['_GENERATEEVENT']._serialized_start=851
-  _globals['_GENERATEEVENT']._serialized_end=974
-  _globals['_GETMEMORYREQUEST']._serialized_start=976
-  _globals['_GETMEMORYREQUEST']._serialized_end=994
-  _globals['_RESIDENTMODEL']._serialized_start=997
-  _globals['_RESIDENTMODEL']._serialized_end=1158
-  _globals['_MEMORYSTATS']._serialized_start=1161
-  _globals['_MEMORYSTATS']._serialized_end=1322
-  _globals['_MODELHOST']._serialized_start=1416
-  _globals['_MODELHOST']._serialized_end=1729
+  _globals['_LOADMODELREQUEST']._serialized_start=109
+  _globals['_LOADMODELREQUEST']._serialized_end=278
+  _globals['_LOADMODELREPLY']._serialized_start=281
+  _globals['_LOADMODELREPLY']._serialized_end=493
+  _globals['_UNLOADMODELREQUEST']._serialized_start=495
+  _globals['_UNLOADMODELREQUEST']._serialized_end=528
+  _globals['_UNLOADMODELREPLY']._serialized_start=530
+  _globals['_UNLOADMODELREPLY']._serialized_end=582
+  _globals['_GENERATEREQUEST']._serialized_start=585
+  _globals['_GENERATEREQUEST']._serialized_end=758
+  _globals['_GENERATEPROGRESS']._serialized_start=760
+  _globals['_GENERATEPROGRESS']._serialized_end=838
+  _globals['_GENERATEDIMAGE']._serialized_start=840
+  _globals['_GENERATEDIMAGE']._serialized_end=940
+  _globals['_GENERATEEVENT']._serialized_start=942
+  _globals['_GENERATEEVENT']._serialized_end=1065
+  _globals['_GETMEMORYREQUEST']._serialized_start=1067
+  _globals['_GETMEMORYREQUEST']._serialized_end=1085
+  _globals['_RESIDENTMODEL']._serialized_start=1088
+  _globals['_RESIDENTMODEL']._serialized_end=1288
+  _globals['_MEMORYSTATS']._serialized_start=1291
+  _globals['_MEMORYSTATS']._serialized_end=1532
+  _globals['_MODELHOST']._serialized_start=1677
+  _globals['_MODELHOST']._serialized_end=1990
 # @@protoc_insertion_point(module_scope)

@@ -34,6 +34,10 @@ class _LoadSourceEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_LoadSource
     """read from disk"""
     LOAD_SOURCE_RESIDENT: _LoadSource.ValueType  # 2
     """was already resident"""
+    LOAD_SOURCE_RAM: _LoadSource.ValueType  # 3
+    """moved back to the device from the RAM tier"""
+    LOAD_SOURCE_SHARED_BASE: _LoadSource.ValueType  # 4
+    """a new key on an already resident base pipeline: only its LoRAs were loaded"""
 
 class LoadSource(_LoadSource, metaclass=_LoadSourceEnumTypeWrapper): ...
 
@@ -42,6 +46,10 @@ LOAD_SOURCE_DISK: LoadSource.ValueType  # 1
 """read from disk"""
 LOAD_SOURCE_RESIDENT: LoadSource.ValueType  # 2
 """was already resident"""
+LOAD_SOURCE_RAM: LoadSource.ValueType  # 3
+"""moved back to the device from the RAM tier"""
+LOAD_SOURCE_SHARED_BASE: LoadSource.ValueType  # 4
+"""a new key on an already resident base pipeline: only its LoRAs were loaded"""
 Global___LoadSource: _TypeAlias = LoadSource  # noqa: Y015
 
 @_typing.final
@@ -80,6 +88,8 @@ class LoadModelRequest(_message.Message):
     CONFIG_DIR_FIELD_NUMBER: _builtins.int
     LORAS_FIELD_NUMBER: _builtins.int
     DTYPE_FIELD_NUMBER: _builtins.int
+    SUPERRES_MODEL_FIELD_NUMBER: _builtins.int
+    SUPERRES_SCALE_FIELD_NUMBER: _builtins.int
     key: _builtins.str
     """Chosen by the gateway: mode name + a hash of the mode's definition, so
     that an edited mode is a different key.
@@ -90,6 +100,15 @@ class LoadModelRequest(_message.Message):
     """optional diffusers config folder (offline loads)"""
     dtype: _builtins.str
     """"", "float16", "bfloat16", "float32"; "" = fp16 on CUDA, fp32 on CPU"""
+    superres_model: _builtins.str
+    """Optional super-resolution model for this key: an ESRGAN-family file (absolute
+    path; .safetensors, or a pickle when the sidecar allows pickles), loaded with
+    spandrel. Used when a GenerateRequest sets superres.
+    """
+    superres_scale: _builtins.int
+    """Output scale of the upscaled image; 0 = the model's own scale. Another scale
+    resizes the model's output to it.
+    """
     @_builtins.property
     def loras(self) -> _containers.RepeatedCompositeFieldContainer[Global___Lora]: ...
     def __init__(
@@ -100,10 +119,12 @@ class LoadModelRequest(_message.Message):
         config_dir: _builtins.str = ...,
         loras: _abc.Iterable[Global___Lora] | None = ...,
         dtype: _builtins.str = ...,
+        superres_model: _builtins.str = ...,
+        superres_scale: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["config_dir", b"config_dir", "dtype", b"dtype", "key", b"key", "loras", b"loras", "model_path", b"model_path"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["config_dir", b"config_dir", "dtype", b"dtype", "key", b"key", "loras", b"loras", "model_path", b"model_path", "superres_model", b"superres_model", "superres_scale", b"superres_scale"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -121,6 +142,7 @@ class LoadModelReply(_message.Message):
     SOURCE_FIELD_NUMBER: _builtins.int
     EVICTED_FIELD_NUMBER: _builtins.int
     DEVICE_FIELD_NUMBER: _builtins.int
+    EVICTED_TO_RAM_FIELD_NUMBER: _builtins.int
     key: _builtins.str
     architecture: _builtins.str
     """sd15, sd2, sdxl-base, sdxl-refiner, ..."""
@@ -131,7 +153,13 @@ class LoadModelReply(_message.Message):
     source: Global___LoadSource.ValueType
     device: _builtins.str
     @_builtins.property
-    def evicted(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def evicted(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """keys that left the device to make room"""
+
+    @_builtins.property
+    def evicted_to_ram(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """those of `evicted` parked in the RAM tier (still loaded)"""
+
     def __init__(
         self,
         *,
@@ -143,10 +171,11 @@ class LoadModelReply(_message.Message):
         source: Global___LoadSource.ValueType = ...,
         evicted: _abc.Iterable[_builtins.str] | None = ...,
         device: _builtins.str = ...,
+        evicted_to_ram: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["architecture", b"architecture", "bytes", b"bytes", "device", b"device", "estimated_bytes", b"estimated_bytes", "evicted", b"evicted", "key", b"key", "load_seconds", b"load_seconds", "source", b"source"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["architecture", b"architecture", "bytes", b"bytes", "device", b"device", "estimated_bytes", b"estimated_bytes", "evicted", b"evicted", "evicted_to_ram", b"evicted_to_ram", "key", b"key", "load_seconds", b"load_seconds", "source", b"source"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -205,6 +234,7 @@ class GenerateRequest(_message.Message):
     STEPS_FIELD_NUMBER: _builtins.int
     GUIDANCE_SCALE_FIELD_NUMBER: _builtins.int
     SEED_FIELD_NUMBER: _builtins.int
+    SUPERRES_FIELD_NUMBER: _builtins.int
     key: _builtins.str
     """a resident pipeline"""
     prompt: _builtins.str
@@ -214,6 +244,10 @@ class GenerateRequest(_message.Message):
     steps: _builtins.int
     guidance_scale: _builtins.float
     seed: _builtins.int
+    superres: _builtins.bool
+    """Upscale the image with the key's super-resolution model; INVALID_ARGUMENT when
+    its load named none.
+    """
     def __init__(
         self,
         *,
@@ -225,10 +259,11 @@ class GenerateRequest(_message.Message):
         steps: _builtins.int = ...,
         guidance_scale: _builtins.float = ...,
         seed: _builtins.int = ...,
+        superres: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["guidance_scale", b"guidance_scale", "height", b"height", "key", b"key", "negative_prompt", b"negative_prompt", "prompt", b"prompt", "seed", b"seed", "steps", b"steps", "width", b"width"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["guidance_scale", b"guidance_scale", "height", b"height", "key", b"key", "negative_prompt", b"negative_prompt", "prompt", b"prompt", "seed", b"seed", "steps", b"steps", "superres", b"superres", "width", b"width"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -342,13 +377,23 @@ class ResidentModel(_message.Message):
     TIER_FIELD_NUMBER: _builtins.int
     LAST_USED_UNIX_MS_FIELD_NUMBER: _builtins.int
     ARCHITECTURE_FIELD_NUMBER: _builtins.int
+    IN_RAM_TIER_FIELD_NUMBER: _builtins.int
+    BASE_KEY_FIELD_NUMBER: _builtins.int
     key: _builtins.str
     model_path: _builtins.str
     bytes: _builtins.int
+    """Bytes this key accounts for: its LoRAs and upscaler, plus the base pipeline's
+    weights if it is the oldest key on that base (keys with the same checkpoint,
+    config and dtype share one base), so that the sum over models is what is resident.
+    """
     tier: _builtins.str
     """"gpu" or "cpu" """
     last_used_unix_ms: _builtins.int
     architecture: _builtins.str
+    in_ram_tier: _builtins.bool
+    """parked in system memory: moved back to the device on next use"""
+    base_key: _builtins.str
+    """the oldest key on the same base pipeline (itself if none older)"""
     @_builtins.property
     def loras(self) -> _containers.RepeatedCompositeFieldContainer[Global___Lora]: ...
     def __init__(
@@ -361,10 +406,12 @@ class ResidentModel(_message.Message):
         tier: _builtins.str = ...,
         last_used_unix_ms: _builtins.int = ...,
         architecture: _builtins.str = ...,
+        in_ram_tier: _builtins.bool = ...,
+        base_key: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["architecture", b"architecture", "bytes", b"bytes", "key", b"key", "last_used_unix_ms", b"last_used_unix_ms", "loras", b"loras", "model_path", b"model_path", "tier", b"tier"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["architecture", b"architecture", "base_key", b"base_key", "bytes", b"bytes", "in_ram_tier", b"in_ram_tier", "key", b"key", "last_used_unix_ms", b"last_used_unix_ms", "loras", b"loras", "model_path", b"model_path", "tier", b"tier"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -380,6 +427,9 @@ class MemoryStats(_message.Message):
     USED_BYTES_FIELD_NUMBER: _builtins.int
     AVAILABLE_BYTES_FIELD_NUMBER: _builtins.int
     MODELS_FIELD_NUMBER: _builtins.int
+    RESERVE_BYTES_FIELD_NUMBER: _builtins.int
+    RAM_TIER_BYTES_FIELD_NUMBER: _builtins.int
+    RAM_TIER_CAPACITY_BYTES_FIELD_NUMBER: _builtins.int
     device: _builtins.str
     """"cuda:0", "cpu" """
     device_name: _builtins.str
@@ -387,6 +437,12 @@ class MemoryStats(_message.Message):
     total_bytes: _builtins.int
     used_bytes: _builtins.int
     available_bytes: _builtins.int
+    reserve_bytes: _builtins.int
+    """MEMORY_RESERVE_BYTES: kept free, not part of available_bytes"""
+    ram_tier_bytes: _builtins.int
+    """held by pipelines parked in the RAM tier"""
+    ram_tier_capacity_bytes: _builtins.int
+    """RAM_CACHE_BYTES; 0 = no RAM tier"""
     @_builtins.property
     def models(self) -> _containers.RepeatedCompositeFieldContainer[Global___ResidentModel]: ...
     def __init__(
@@ -398,10 +454,13 @@ class MemoryStats(_message.Message):
         used_bytes: _builtins.int = ...,
         available_bytes: _builtins.int = ...,
         models: _abc.Iterable[Global___ResidentModel] | None = ...,
+        reserve_bytes: _builtins.int = ...,
+        ram_tier_bytes: _builtins.int = ...,
+        ram_tier_capacity_bytes: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["available_bytes", b"available_bytes", "device", b"device", "device_name", b"device_name", "models", b"models", "total_bytes", b"total_bytes", "used_bytes", b"used_bytes"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["available_bytes", b"available_bytes", "device", b"device", "device_name", b"device_name", "models", b"models", "ram_tier_bytes", b"ram_tier_bytes", "ram_tier_capacity_bytes", b"ram_tier_capacity_bytes", "reserve_bytes", b"reserve_bytes", "total_bytes", b"total_bytes", "used_bytes", b"used_bytes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -1,0 +1,42 @@
+import type * as grpc from '@grpc/grpc-js';
+import type { EnumTypeDefinition, MessageTypeDefinition } from '@grpc/proto-loader';
+
+import type { GenerateEvent as _modelhost_v1_GenerateEvent, GenerateEvent__Output as _modelhost_v1_GenerateEvent__Output } from './modelhost/v1/GenerateEvent.js';
+import type { GenerateProgress as _modelhost_v1_GenerateProgress, GenerateProgress__Output as _modelhost_v1_GenerateProgress__Output } from './modelhost/v1/GenerateProgress.js';
+import type { GenerateRequest as _modelhost_v1_GenerateRequest, GenerateRequest__Output as _modelhost_v1_GenerateRequest__Output } from './modelhost/v1/GenerateRequest.js';
+import type { GeneratedImage as _modelhost_v1_GeneratedImage, GeneratedImage__Output as _modelhost_v1_GeneratedImage__Output } from './modelhost/v1/GeneratedImage.js';
+import type { GetMemoryRequest as _modelhost_v1_GetMemoryRequest, GetMemoryRequest__Output as _modelhost_v1_GetMemoryRequest__Output } from './modelhost/v1/GetMemoryRequest.js';
+import type { LoadModelReply as _modelhost_v1_LoadModelReply, LoadModelReply__Output as _modelhost_v1_LoadModelReply__Output } from './modelhost/v1/LoadModelReply.js';
+import type { LoadModelRequest as _modelhost_v1_LoadModelRequest, LoadModelRequest__Output as _modelhost_v1_LoadModelRequest__Output } from './modelhost/v1/LoadModelRequest.js';
+import type { Lora as _modelhost_v1_Lora, Lora__Output as _modelhost_v1_Lora__Output } from './modelhost/v1/Lora.js';
+import type { MemoryStats as _modelhost_v1_MemoryStats, MemoryStats__Output as _modelhost_v1_MemoryStats__Output } from './modelhost/v1/MemoryStats.js';
+import type { ModelHostClient as _modelhost_v1_ModelHostClient, ModelHostDefinition as _modelhost_v1_ModelHostDefinition } from './modelhost/v1/ModelHost.js';
+import type { ResidentModel as _modelhost_v1_ResidentModel, ResidentModel__Output as _modelhost_v1_ResidentModel__Output } from './modelhost/v1/ResidentModel.js';
+import type { UnloadModelReply as _modelhost_v1_UnloadModelReply, UnloadModelReply__Output as _modelhost_v1_UnloadModelReply__Output } from './modelhost/v1/UnloadModelReply.js';
+import type { UnloadModelRequest as _modelhost_v1_UnloadModelRequest, UnloadModelRequest__Output as _modelhost_v1_UnloadModelRequest__Output } from './modelhost/v1/UnloadModelRequest.js';
+
+type SubtypeConstructor<Constructor extends new (...args: any) => any, Subtype> = {
+  new(...args: ConstructorParameters<Constructor>): Subtype;
+};
+
+export interface ProtoGrpcType {
+  modelhost: {
+    v1: {
+      GenerateEvent: MessageTypeDefinition<_modelhost_v1_GenerateEvent, _modelhost_v1_GenerateEvent__Output>
+      GenerateProgress: MessageTypeDefinition<_modelhost_v1_GenerateProgress, _modelhost_v1_GenerateProgress__Output>
+      GenerateRequest: MessageTypeDefinition<_modelhost_v1_GenerateRequest, _modelhost_v1_GenerateRequest__Output>
+      GeneratedImage: MessageTypeDefinition<_modelhost_v1_GeneratedImage, _modelhost_v1_GeneratedImage__Output>
+      GetMemoryRequest: MessageTypeDefinition<_modelhost_v1_GetMemoryRequest, _modelhost_v1_GetMemoryRequest__Output>
+      LoadModelReply: MessageTypeDefinition<_modelhost_v1_LoadModelReply, _modelhost_v1_LoadModelReply__Output>
+      LoadModelRequest: MessageTypeDefinition<_modelhost_v1_LoadModelRequest, _modelhost_v1_LoadModelRequest__Output>
+      LoadSource: EnumTypeDefinition
+      Lora: MessageTypeDefinition<_modelhost_v1_Lora, _modelhost_v1_Lora__Output>
+      MemoryStats: MessageTypeDefinition<_modelhost_v1_MemoryStats, _modelhost_v1_MemoryStats__Output>
+      ModelHost: SubtypeConstructor<typeof grpc.Client, _modelhost_v1_ModelHostClient> & { service: _modelhost_v1_ModelHostDefinition }
+      ResidentModel: MessageTypeDefinition<_modelhost_v1_ResidentModel, _modelhost_v1_ResidentModel__Output>
+      UnloadModelReply: MessageTypeDefinition<_modelhost_v1_UnloadModelReply, _modelhost_v1_UnloadModelReply__Output>
+      UnloadModelRequest: MessageTypeDefinition<_modelhost_v1_UnloadModelRequest, _modelhost_v1_UnloadModelRequest__Output>
+    }
+  }
+}
+

@@ -1,0 +1,65 @@
+// Original file: proto/modelhost/v1/modelhost.proto
+
+import type * as grpc from '@grpc/grpc-js'
+import type { MethodDefinition } from '@grpc/proto-loader'
+import type { GenerateEvent as _modelhost_v1_GenerateEvent, GenerateEvent__Output as _modelhost_v1_GenerateEvent__Output } from '../../modelhost/v1/GenerateEvent.js';
+import type { GenerateRequest as _modelhost_v1_GenerateRequest, GenerateRequest__Output as _modelhost_v1_GenerateRequest__Output } from '../../modelhost/v1/GenerateRequest.js';
+import type { GetMemoryRequest as _modelhost_v1_GetMemoryRequest, GetMemoryRequest__Output as _modelhost_v1_GetMemoryRequest__Output } from '../../modelhost/v1/GetMemoryRequest.js';
+import type { LoadModelReply as _modelhost_v1_LoadModelReply, LoadModelReply__Output as _modelhost_v1_LoadModelReply__Output } from '../../modelhost/v1/LoadModelReply.js';
+import type { LoadModelRequest as _modelhost_v1_LoadModelRequest, LoadModelRequest__Output as _modelhost_v1_LoadModelRequest__Output } from '../../modelhost/v1/LoadModelRequest.js';
+import type { MemoryStats as _modelhost_v1_MemoryStats, MemoryStats__Output as _modelhost_v1_MemoryStats__Output } from '../../modelhost/v1/MemoryStats.js';
+import type { UnloadModelReply as _modelhost_v1_UnloadModelReply, UnloadModelReply__Output as _modelhost_v1_UnloadModelReply__Output } from '../../modelhost/v1/UnloadModelReply.js';
+import type { UnloadModelRequest as _modelhost_v1_UnloadModelRequest, UnloadModelRequest__Output as _modelhost_v1_UnloadModelRequest__Output } from '../../modelhost/v1/UnloadModelRequest.js';
+
+export interface ModelHostClient extends grpc.Client {
+  Generate(argument: _modelhost_v1_GenerateRequest, metadata: grpc.Metadata, options?: grpc.CallOptions): grpc.ClientReadableStream<_modelhost_v1_GenerateEvent__Output>;
+  Generate(argument: _modelhost_v1_GenerateRequest, options?: grpc.CallOptions): grpc.ClientReadableStream<_modelhost_v1_GenerateEvent__Output>;
+  generate(argument: _modelhost_v1_GenerateRequest, metadata: grpc.Metadata, options?: grpc.CallOptions): grpc.ClientReadableStream<_modelhost_v1_GenerateEvent__Output>;
+  generate(argument: _modelhost_v1_GenerateRequest, options?: grpc.CallOptions): grpc.ClientReadableStream<_modelhost_v1_GenerateEvent__Output>;
+  
+  GetMemory(argument: _modelhost_v1_GetMemoryRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_modelhost_v1_MemoryStats__Output>): grpc.ClientUnaryCall;
+  GetMemory(argument: _modelhost_v1_GetMemoryRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_modelhost_v1_MemoryStats__Output>): grpc.ClientUnaryCall;
+  GetMemory(argument: _modelhost_v1_GetMemoryRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_modelhost_v1_MemoryStats__Output>): grpc.ClientUnaryCall;
+  GetMemory(argument: _modelhost_v1_GetMemoryRequest, callback: grpc.requestCallback<_modelhost_v1_MemoryStats__Output>): grpc.ClientUnaryCall;
+  getMemory(argument: _modelhost_v1_GetMemoryRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_modelhost_v1_MemoryStats__Output>): grpc.ClientUnaryCall;
+  getMemory(argument: _modelhost_v1_GetMemoryRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_modelhost_v1_MemoryStats__Output>): grpc.ClientUnaryCall;
+  getMemory(argument: _modelhost_v1_GetMemoryRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_modelhost_v1_MemoryStats__Output>): grpc.ClientUnaryCall;
+  getMemory(argument: _modelhost_v1_GetMemoryRequest, callback: grpc.requestCallback<_modelhost_v1_MemoryStats__Output>): grpc.ClientUnaryCall;
+  
+  LoadModel(argument: _modelhost_v1_LoadModelRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_modelhost_v1_LoadModelReply__Output>): grpc.ClientUnaryCall;
+  LoadModel(argument: _modelhost_v1_LoadModelRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_modelhost_v1_LoadModelReply__Output>): grpc.ClientUnaryCall;
+  LoadModel(argument: _modelhost_v1_LoadModelRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_modelhost_v1_LoadModelReply__Output>): grpc.ClientUnaryCall;
+  LoadModel(argument: _modelhost_v1_LoadModelRequest, callback: grpc.requestCallback<_modelhost_v1_LoadModelReply__Output>): grpc.ClientUnaryCall;
+  loadModel(argument: _modelhost_v1_LoadModelRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_modelhost_v1_LoadModelReply__Output>): grpc.ClientUnaryCall;
+  loadModel(argument: _modelhost_v1_LoadModelRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_modelhost_v1_LoadModelReply__Output>): grpc.ClientUnaryCall;
+  loadModel(argument: _modelhost_v1_LoadModelRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_modelhost_v1_LoadModelReply__Output>): grpc.ClientUnaryCall;
+  loadModel(argument: _modelhost_v1_LoadModelRequest, callback: grpc.requestCallback<_modelhost_v1_LoadModelReply__Output>): grpc.ClientUnaryCall;
+  
+  UnloadModel(argument: _modelhost_v1_UnloadModelRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_modelhost_v1_UnloadModelReply__Output>): grpc.ClientUnaryCall;
+  UnloadModel(argument: _modelhost_v1_UnloadModelRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_modelhost_v1_UnloadModelReply__Output>): grpc.ClientUnaryCall;
+  UnloadModel(argument: _modelhost_v1_UnloadModelRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_modelhost_v1_UnloadModelReply__Output>): grpc.ClientUnaryCall;
+  UnloadModel(argument: _modelhost_v1_UnloadModelRequest, callback: grpc.requestCallback<_modelhost_v1_UnloadModelReply__Output>): grpc.ClientUnaryCall;
+  unloadModel(argument: _modelhost_v1_UnloadModelRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_modelhost_v1_UnloadModelReply__Output>): grpc.ClientUnaryCall;
+  unloadModel(argument: _modelhost_v1_UnloadModelRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_modelhost_v1_UnloadModelReply__Output>): grpc.ClientUnaryCall;
+  unloadModel(argument: _modelhost_v1_UnloadModelRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_modelhost_v1_UnloadModelReply__Output>): grpc.ClientUnaryCall;
+  unloadModel(argument: _modelhost_v1_UnloadModelRequest, callback: grpc.requestCallback<_modelhost_v1_UnloadModelReply__Output>): grpc.ClientUnaryCall;
+  
+}
+
+export interface ModelHostHandlers extends grpc.UntypedServiceImplementation {
+  Generate: grpc.handleServerStreamingCall<_modelhost_v1_GenerateRequest__Output, _modelhost_v1_GenerateEvent>;
+  
+  GetMemory: grpc.handleUnaryCall<_modelhost_v1_GetMemoryRequest__Output, _modelhost_v1_MemoryStats>;
+  
+  LoadModel: grpc.handleUnaryCall<_modelhost_v1_LoadModelRequest__Output, _modelhost_v1_LoadModelReply>;
+  
+  UnloadModel: grpc.handleUnaryCall<_modelhost_v1_UnloadModelRequest__Output, _modelhost_v1_UnloadModelReply>;
+  
+}
+
+export interface ModelHostDefinition extends grpc.ServiceDefinition {
+  Generate: MethodDefinition<_modelhost_v1_GenerateRequest, _modelhost_v1_GenerateEvent, _modelhost_v1_GenerateRequest__Output, _modelhost_v1_GenerateEvent__Output>
+  GetMemory: MethodDefinition<_modelhost_v1_GetMemoryRequest, _modelhost_v1_MemoryStats, _modelhost_v1_GetMemoryRequest__Output, _modelhost_v1_MemoryStats__Output>
+  LoadModel: MethodDefinition<_modelhost_v1_LoadModelRequest, _modelhost_v1_LoadModelReply, _modelhost_v1_LoadModelRequest__Output, _modelhost_v1_LoadModelReply__Output>
+  UnloadModel: MethodDefinition<_modelhost_v1_UnloadModelRequest, _modelhost_v1_UnloadModelReply, _modelhost_v1_UnloadModelRequest__Output, _modelhost_v1_UnloadModelReply__Output>
+}
