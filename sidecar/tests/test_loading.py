@@ -65,8 +65,8 @@ def test_dtype_defaults_to_fp32_on_cpu_and_fp16_on_cuda() -> None:
 def test_dtype_is_overridable_per_load(host: ModelHost, demo_dir: Path) -> None:
     full = host.load(sd15_spec(demo_dir, key="fp32"))
     half = host.load(sd15_spec(demo_dir, key="bf16", dtype="bfloat16"))
-    assert host._resident["fp32"].pipe.unet.dtype == torch.float32
-    assert host._resident["bf16"].pipe.unet.dtype == torch.bfloat16
+    assert host._keys["fp32"].base.pipe.unet.dtype == torch.float32
+    assert host._keys["bf16"].base.pipe.unet.dtype == torch.bfloat16
     # Different dtypes are different pipelines, each measured and estimated at its dtype.
     assert half.estimated_bytes * 2 == full.estimated_bytes
     assert abs(half.bytes * 2 - full.bytes) < full.bytes / 1000

@@ -141,7 +141,7 @@ async def test_memory_lists_resident_models(stub: Stub, demo_dir: Path) -> None:
 async def test_unload_drops_every_reference(stub: Stub, host: ModelHost, demo_dir: Path) -> None:
     loaded = await stub.LoadModel(sd15_request(demo_dir))
     await generate(stub, generate_request())
-    pipe_ref = weakref.ref(host._resident["sd15"].pipe)
+    pipe_ref = weakref.ref(host._keys["sd15"].base.pipe)
     reply = await stub.UnloadModel(pb.UnloadModelRequest(key="sd15"))
     assert reply.freed_bytes == loaded.bytes
     gc.collect()

@@ -46,6 +46,8 @@ STATUS_BY_ERROR: dict[type[Exception], grpc.StatusCode] = {
 _LOAD_SOURCES = {
     LoadSource.DISK: pb.LOAD_SOURCE_DISK,
     LoadSource.RESIDENT: pb.LOAD_SOURCE_RESIDENT,
+    LoadSource.RAM: pb.LOAD_SOURCE_RAM,
+    LoadSource.SHARED_BASE: pb.LOAD_SOURCE_SHARED_BASE,
 }
 
 Request = TypeVar("Request")
@@ -111,6 +113,8 @@ class ModelHostServicer(pb_grpc.ModelHostServicer):
                 for lora in request.loras
             ),
             dtype=request.dtype,
+            superres_model=request.superres_model,
+            superres_scale=request.superres_scale,
         )
         result = await self._on_device(self.host.load, spec)
         return pb.LoadModelReply(
@@ -122,6 +126,7 @@ class ModelHostServicer(pb_grpc.ModelHostServicer):
             source=_LOAD_SOURCES[result.source],
             evicted=list(result.evicted),
             device=result.device,
+            evicted_to_ram=list(result.evicted_to_ram),
         )
 
     @_unary
@@ -154,9 +159,14 @@ class ModelHostServicer(pb_grpc.ModelHostServicer):
                     tier=m.tier,
                     last_used_unix_ms=m.last_used_unix_ms,
                     architecture=m.architecture,
+                    in_ram_tier=m.in_ram_tier,
+                    base_key=m.base_key,
                 )
                 for m in snapshot.models
             ],
+            reserve_bytes=snapshot.reserve_bytes,
+            ram_tier_bytes=snapshot.ram_tier_bytes,
+            ram_tier_capacity_bytes=snapshot.ram_tier_capacity_bytes,
         )
 
     async def Generate(
@@ -172,6 +182,7 @@ class ModelHostServicer(pb_grpc.ModelHostServicer):
                 steps=request.steps,
                 guidance_scale=request.guidance_scale,
                 seed=request.seed,
+                superres=request.superres,
             )
             async for item in self._generate(params):
                 if isinstance(item, Progress):

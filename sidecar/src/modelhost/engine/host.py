@@ -1,9 +1,21 @@
-"""Resident pipelines: loading, eviction, generation and memory facts.
+"""Resident pipelines: loading, sharing, eviction, generation and memory facts.
 
-Called from worker threads; every device operation (load, unload, generate)
-is serialised by one lock, while memory queries only read bookkeeping.
+Vocabulary:
+- a *key* is what the gateway loads (one mode): a base model plus LoRAs and an
+  optional upscaler.
+- a *base* is one diffusers pipeline: one checkpoint read with one config at one
+  dtype. Keys that differ only in LoRAs or upscaler share it; their LoRAs are
+  adapters on it, and each generation activates its key's adapters and strengths.
+- eviction works on bases, because a pipeline is what holds device memory: every
+  key on an evicted base leaves the device with it. With a RAM tier, an evicted
+  base is parked in system memory and its keys stay loaded.
+
+Called from worker threads; every device operation (load, unload, generate) is
+serialised by one lock, while memory queries only read bookkeeping under a
+second, short-held lock.
 """
 
+import functools
 import logging
 import threading
 import time
@@ -11,6 +23,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 
@@ -19,14 +32,19 @@ from modelhost.engine.checkpoint import (
     CheckpointInfo,
     inspect_diffusers_folder,
     inspect_single_file,
+    read_safetensors_header,
 )
 from modelhost.engine.device import Device
 from modelhost.engine.pipelines import (
     DTYPES,
     Pipeline,
-    apply_loras,
+    activate_adapters,
     build_pipeline,
-    generate_png,
+    delete_adapter,
+    encode_png,
+    generate_image,
+    load_lora,
+    lora_estimate_bytes,
     resident_bytes,
 )
 from modelhost.engine.types import (
@@ -35,82 +53,206 @@ from modelhost.engine.types import (
     LoadResult,
     LoadSource,
     LoadSpec,
+    MemoryPolicy,
     MemorySnapshot,
     Progress,
     ResidentInfo,
 )
+from modelhost.engine.upscaler import Upscaler, load_upscaler, upscale
 from modelhost.errors import (
     GenerationCancelledError,
     InvalidModelError,
     InvalidRequestError,
     ModelFileNotFoundError,
+    ModelHostError,
     NotLoadedError,
     OutOfMemoryError,
 )
 
 log = logging.getLogger(__name__)
 
+# (model path, config dir, dtype name), paths resolved: what makes two keys share a base.
+BaseId = tuple[str, str, str]
+# build_pipeline's signature; injectable so that tests can make a load fail like CUDA does.
+Builder = Callable[[Path, str, str, torch.dtype, torch.device], Pipeline]
+# (adapter name inside the pipeline, strength)
+ActiveAdapters = tuple[tuple[str, float], ...]
+
+T = TypeVar("T")
+
 
 @dataclass
-class _Resident:
-    spec: LoadSpec
+class _Adapter:
+    name: str  # inside the pipeline; unique per base
+    bytes: int
+    users: set[str] = field(default_factory=set)
+
+
+@dataclass
+class _SharedUpscaler:
+    upscaler: Upscaler
+    users: set[str] = field(default_factory=set)
+
+
+@dataclass
+class _Base:
+    id: BaseId
     architecture: str
     pipe: Pipeline
-    bytes: int
+    bytes: int  # the pipeline's own weights
+    keys: list[str] = field(default_factory=list)  # oldest first
+    adapters: dict[str, _Adapter] = field(default_factory=dict)  # by LoRA file
+    upscalers: dict[str, _SharedUpscaler] = field(default_factory=dict)  # by file
+    parked: bool = False  # in the RAM tier
+    busy: int = 0  # generations running on it: never evicted while > 0
+    active: ActiveAdapters | None = None  # adapters set on the pipe; None: unknown
+
+    def total_bytes(self) -> int:
+        return (
+            self.bytes
+            + sum(a.bytes for a in self.adapters.values())
+            + sum(u.upscaler.bytes for u in self.upscalers.values())
+        )
+
+
+@dataclass
+class _Key:
+    spec: LoadSpec
+    base: _Base
+    adapters: ActiveAdapters
+    upscaler_file: str  # "" when the load named none
+    bytes: int  # what this key's load added, as measured
     last_used_unix_ms: int
-    busy: int = field(default=0)
 
 
 class ModelHost:
-    def __init__(self, device: Device, allow_pickle: bool = False) -> None:
+    def __init__(
+        self,
+        device: Device,
+        allow_pickle: bool = False,
+        policy: MemoryPolicy | None = None,
+        builder: Builder = build_pipeline,
+    ) -> None:
         self.device = device
         self.allow_pickle = allow_pickle
-        self._resident: OrderedDict[str, _Resident] = OrderedDict()  # least recently used first
+        self.policy = policy or MemoryPolicy()
+        self._builder = builder
+        self._bases: OrderedDict[BaseId, _Base] = OrderedDict()  # least recently used first
+        self._keys: dict[str, _Key] = {}
         self._book_lock = threading.Lock()
         self._device_lock = threading.Lock()
+
+    # ----------------------------------------------------------------- loading
 
     def load(self, spec: LoadSpec) -> LoadResult:
         started = time.perf_counter()
         with self._device_lock:
-            with self._book_lock:
-                existing = self._resident.get(spec.key)
-                if existing is not None:
-                    self._touch(spec.key)
-                    return LoadResult(
-                        key=spec.key,
-                        architecture=existing.architecture,
-                        bytes=existing.bytes,
-                        estimated_bytes=existing.bytes,
-                        load_seconds=time.perf_counter() - started,
-                        source=LoadSource.RESIDENT,
-                        device=self.device.label,
-                    )
-            info = self._inspect(spec)
-            dtype = self._dtype(spec.dtype)
-            estimate = info.device_bytes(torch.empty((), dtype=dtype).element_size())
-            evicted = self._make_room(estimate)
-            try:
-                pipe, measured = self._build(spec, info, dtype)
-            except torch.OutOfMemoryError:
-                evicted += self._evict_idle(lambda: True)
-                try:
-                    pipe, measured = self._build(spec, info, dtype)
-                except torch.OutOfMemoryError as e:
-                    raise OutOfMemoryError(
-                        f"out of memory loading {spec.model_path} "
-                        f"(about {estimate / 2**30:.2f} GiB needed) after evicting every idle model"
-                    ) from e
-            with self._book_lock:
-                self._resident[spec.key] = _Resident(
-                    spec=spec,
-                    architecture=info.architecture,
-                    pipe=pipe,
-                    bytes=measured,
-                    last_used_unix_ms=_now_ms(),
+            existing = self._keys.get(spec.key)
+            if existing is None:
+                return self._load_new(spec, started)
+            if existing.spec != spec:
+                raise InvalidRequestError(
+                    f"key '{spec.key}' is loaded with a different definition; "
+                    "unload it first or load the new definition under a new key"
                 )
+            source = LoadSource.RESIDENT
+            evicted: list[str] = []
+            parked: list[str] = []
+            if existing.base.parked:
+                evicted, parked = self._unpark(existing.base)
+                source = LoadSource.RAM
+            self._touch(existing)
+            return LoadResult(
+                key=spec.key,
+                architecture=existing.base.architecture,
+                bytes=existing.bytes,
+                estimated_bytes=existing.bytes,
+                load_seconds=time.perf_counter() - started,
+                source=source,
+                device=self.device.label,
+                evicted=tuple(evicted),
+                evicted_to_ram=tuple(parked),
+            )
+
+    def _load_new(self, spec: LoadSpec, started: float) -> LoadResult:
+        dtype = self._dtype(spec.dtype)
+        self._check_loras(spec)
+        info = self._inspect(spec)
+        item_size = torch.empty((), dtype=dtype).element_size()
+        base_id = self._base_id(spec, dtype)
+        base = self._bases.get(base_id)
+        attach_estimate = sum(
+            lora_estimate_bytes(lora.path, item_size)
+            for lora in spec.loras
+            if base is None or _resolved(lora.path) not in base.adapters
+        ) + self._upscaler_estimate(spec, base)
+        evicted: list[str] = []
+        parked: list[str] = []
+        allocated_before = self.device.allocated_bytes()
+
+        new_base = base is None
+        if base is None:
+            estimate = info.device_bytes(item_size) + attach_estimate
+            self._extend(evicted, parked, self._make_room(estimate, pinned=set()))
+            pipe = self._with_oom_retry(
+                lambda: self._builder(
+                    Path(spec.model_path),
+                    info.architecture,
+                    spec.config_dir,
+                    dtype,
+                    self.device.torch_device,
+                ),
+                set(),
+                f"loading {spec.model_path} (about {estimate / 2**30:.2f} GiB)",
+                (evicted, parked),
+            )
+            base = _Base(
+                id=base_id,
+                architecture=info.architecture,
+                pipe=pipe,
+                bytes=self._measure(pipe, allocated_before),
+            )
+            with self._book_lock:
+                self._bases[base_id] = base
+            source = LoadSource.DISK
+        else:
+            estimate = attach_estimate
+            source = LoadSource.SHARED_BASE
+            if base.parked:
+                self._extend(evicted, parked, self._unpark(base))
+                source = LoadSource.RAM
+            self._extend(evicted, parked, self._make_room(estimate, pinned={base.id}))
+
+        try:
+            adapters, added = self._attach(base, spec, dtype, (evicted, parked))
+        except BaseException:
+            self._detach(base, spec.key)
+            if not base.keys:
+                self._drop_base(base)
+            del base
+            self.device.release_cached_memory()
+            raise
+        measured = base.bytes + added if new_base else added
+        key = _Key(
+            spec=spec,
+            base=base,
+            adapters=adapters,
+            upscaler_file=_resolved(spec.superres_model) if spec.superres_model else "",
+            bytes=measured,
+            last_used_unix_ms=_now_ms(),
+        )
+        with self._book_lock:
+            base.keys.append(spec.key)
+            self._keys[spec.key] = key
+        self._touch(key)
         seconds = time.perf_counter() - started
         log.info(
-            "loaded %s (%s, %d bytes) in %.2fs", spec.key, info.architecture, measured, seconds
+            "loaded %s (%s, %s, %d bytes) in %.2fs",
+            spec.key,
+            info.architecture,
+            source.value,
+            measured,
+            seconds,
         )
         return LoadResult(
             key=spec.key,
@@ -118,14 +260,123 @@ class ModelHost:
             bytes=measured,
             estimated_bytes=estimate,
             load_seconds=seconds,
-            source=LoadSource.DISK,
+            source=source,
             device=self.device.label,
             evicted=tuple(evicted),
+            evicted_to_ram=tuple(parked),
         )
+
+    def _attach(
+        self,
+        base: _Base,
+        spec: LoadSpec,
+        dtype: torch.dtype,
+        evictions: tuple[list[str], list[str]],
+    ) -> tuple[ActiveAdapters, int]:
+        """Adds the key's LoRAs and upscaler to the base, reusing those another key on
+        the same base already brought. Returns the key's adapters and the bytes added."""
+        active: list[tuple[str, float]] = []
+        added = 0
+        for lora in spec.loras:
+            file = _resolved(lora.path)
+            adapter = base.adapters.get(file)
+            if adapter is None:
+                name = self._free_adapter_name(base, lora.adapter_name or Path(lora.path).stem)
+                before = self._pipe_bytes(base.pipe)
+                self._with_oom_retry(
+                    functools.partial(load_lora, base.pipe, lora, name),
+                    {base.id},
+                    f"loading LoRA {lora.path}",
+                    evictions,
+                )
+                adapter = _Adapter(name=name, bytes=self._pipe_bytes(base.pipe) - before)
+                base.adapters[file] = adapter
+                # Loading an adapter may change which ones diffusers has active.
+                base.active = None
+                added += adapter.bytes
+            adapter.users.add(spec.key)
+            active.append((adapter.name, lora.strength))
+        if spec.superres_model:
+            file = _resolved(spec.superres_model)
+            shared = base.upscalers.get(file)
+            if shared is None:
+                upscaler = self._with_oom_retry(
+                    lambda: load_upscaler(
+                        Path(spec.superres_model),
+                        self.device.torch_device,
+                        dtype,
+                        self.allow_pickle,
+                    ),
+                    {base.id},
+                    f"loading upscaler {spec.superres_model}",
+                    evictions,
+                )
+                shared = _SharedUpscaler(upscaler=upscaler)
+                base.upscalers[file] = shared
+                added += upscaler.bytes
+            shared.users.add(spec.key)
+        return tuple(active), added
+
+    def _detach(self, base: _Base, key: str) -> int:
+        """Drops the key's claim on the base's adapters and upscalers; deletes those no
+        other key uses. Returns their recorded bytes."""
+        freed = 0
+        for file, adapter in list(base.adapters.items()):
+            adapter.users.discard(key)
+            if not adapter.users:
+                delete_adapter(base.pipe, adapter.name)
+                del base.adapters[file]
+                base.active = None
+                freed += adapter.bytes
+        for file, shared in list(base.upscalers.items()):
+            shared.users.discard(key)
+            if not shared.users:
+                del base.upscalers[file]
+                freed += shared.upscaler.bytes
+        return freed
+
+    # --------------------------------------------------------------- unloading
 
     def unload(self, key: str) -> int:
         with self._device_lock:
             return self._unload_locked(key)
+
+    def _unload_locked(self, key: str) -> int:
+        with self._book_lock:
+            entry = self._keys.pop(key, None)
+            if entry is None:
+                raise NotLoadedError(key)
+            base = entry.base
+            base.keys.remove(key)
+        on_device = not base.parked
+        before = self.device.allocated_bytes()
+        recorded = self._detach(base, key)
+        if not base.keys:
+            recorded += base.bytes
+            self._drop_base(base)
+        del entry, base
+        self.device.release_cached_memory()
+        freed = before - self.device.allocated_bytes() if self.device.is_cuda else recorded
+        if self.device.is_cuda and not on_device:
+            freed = recorded  # it was in system memory: that is what came back
+        log.info("unloaded %s, freed %d bytes", key, freed)
+        return freed
+
+    def _drop_base(self, base: _Base) -> None:
+        """Forgets the base and every key on it. The caller releases cached memory once
+        its own references are gone."""
+        with self._book_lock:
+            self._bases.pop(base.id, None)
+            for key in base.keys:
+                self._keys.pop(key, None)
+            base.keys.clear()
+        base.adapters.clear()
+        base.upscalers.clear()
+        # The base object may still be referenced by a caller's frame for a moment;
+        # the pipeline must not be.
+        base.pipe = None
+
+    # -------------------------------------------------------------- generation
 
     def generate(
         self,
@@ -136,56 +387,244 @@ class ModelHost:
         if params.steps < 1:
             raise InvalidRequestError("steps must be at least 1")
         with self._device_lock:
-            with self._book_lock:
-                resident = self._resident.get(params.key)
-                if resident is None:
-                    raise NotLoadedError(params.key)
-                self._touch(params.key)
-                resident.busy += 1
+            entry = self._keys.get(params.key)
+            if entry is None:
+                raise NotLoadedError(params.key)
+            if params.superres and not entry.upscaler_file:
+                raise InvalidRequestError(
+                    f"superres was asked but the load of '{params.key}' named no superres_model"
+                )
+            base = entry.base
+            if base.parked:
+                self._unpark(base)
+            self._touch(entry)
+            base.busy += 1
             started = time.perf_counter()
+            out_of_memory = False
             try:
-                png = generate_png(
-                    resident.pipe,
+                if base.adapters and base.active != entry.adapters:
+                    activate_adapters(base.pipe, entry.adapters)
+                    base.active = entry.adapters
+                image = generate_image(
+                    base.pipe,
                     params,
                     lambda step: on_progress(
                         Progress(step, params.steps, time.perf_counter() - started)
                     ),
                     cancel,
                 )
+                if image is not None and params.superres:
+                    shared = base.upscalers[entry.upscaler_file]
+                    image = upscale(shared.upscaler, image, entry.spec.superres_scale)
+            except torch.OutOfMemoryError:
+                # Handled outside the except block: its traceback pins the activations.
+                out_of_memory = True
             finally:
-                with self._book_lock:
-                    resident.busy -= 1
-        if png is None:
+                base.busy -= 1
+            if out_of_memory:
+                self.device.release_cached_memory()
+                raise OutOfMemoryError(
+                    f"out of memory generating {params.width}x{params.height} on '{params.key}'"
+                )
+        if image is None:
             raise GenerationCancelledError()
-        return GeneratedImage(png=png, seed=params.seed, width=params.width, height=params.height)
+        return GeneratedImage(
+            png=encode_png(image),
+            seed=params.seed,
+            width=image.width,
+            height=image.height,
+            superres_applied=params.superres,
+        )
+
+    # ------------------------------------------------------------------ memory
 
     def memory(self) -> MemorySnapshot:
-        device_memory = self.device.memory()
         with self._book_lock:
-            models = tuple(
-                ResidentInfo(
-                    key=key,
-                    model_path=r.spec.model_path,
-                    architecture=r.architecture,
-                    bytes=r.bytes,
-                    loras=r.spec.loras,
-                    tier="gpu" if self.device.is_cuda else "cpu",
-                    last_used_unix_ms=r.last_used_unix_ms,
-                )
-                for key, r in self._resident.items()
-            )
+            total, free = self._budget()
+            models: list[ResidentInfo] = []
+            for base in self._bases.values():
+                if not base.keys:
+                    continue  # being built: its first key is not registered yet
+                attributed = self._attributed_bytes(base)
+                for key in base.keys:
+                    entry = self._keys[key]
+                    tier = "gpu" if self.device.is_cuda and not base.parked else "cpu"
+                    models.append(
+                        ResidentInfo(
+                            key=key,
+                            model_path=entry.spec.model_path,
+                            architecture=base.architecture,
+                            bytes=attributed[key],
+                            loras=entry.spec.loras,
+                            tier=tier,
+                            last_used_unix_ms=entry.last_used_unix_ms,
+                            in_ram_tier=base.parked,
+                            base_key=base.keys[0],
+                        )
+                    )
+            ram_bytes = self._ram_bytes()
+        models.sort(key=lambda m: m.last_used_unix_ms)
+        reserve = self.policy.reserve_bytes
         return MemorySnapshot(
             device=self.device.label,
             device_name=self.device.display_name,
-            total_bytes=device_memory.total_bytes,
-            used_bytes=device_memory.total_bytes - device_memory.free_bytes,
-            available_bytes=device_memory.free_bytes,
-            models=models,
+            total_bytes=total,
+            used_bytes=total - free,
+            available_bytes=max(0, free - reserve),
+            models=tuple(models),
+            reserve_bytes=reserve,
+            ram_tier_bytes=ram_bytes,
+            ram_tier_capacity_bytes=self.policy.ram_cache_bytes,
         )
 
     def resident_keys(self) -> list[str]:
         with self._book_lock:
-            return list(self._resident)
+            return list(self._keys)
+
+    @staticmethod
+    def _attributed_bytes(base: _Base) -> dict[str, int]:
+        """Each byte of the base to exactly one key, the oldest that uses it, so that
+        summing over keys gives what is resident."""
+        attributed = dict.fromkeys(base.keys, 0)
+        attributed[base.keys[0]] += base.bytes
+        for users, size in [
+            *((a.users, a.bytes) for a in base.adapters.values()),
+            *((u.users, u.upscaler.bytes) for u in base.upscalers.values()),
+        ]:
+            owner = next(k for k in base.keys if k in users)
+            attributed[owner] += size
+        return attributed
+
+    def _budget(self) -> tuple[int, int]:
+        """(total, free) of the device as this host sees it, before the reserve.
+
+        With a cap the device is that big and what our pipelines hold is used; if the
+        real device has less free (other programs), the real figure wins."""
+        real = self.device.memory()
+        cap = self.policy.cap_bytes
+        if cap is None:
+            return real.total_bytes, real.free_bytes
+        return cap, max(0, min(cap - self._device_bytes(), real.free_bytes))
+
+    def _available(self) -> int:
+        return max(0, self._budget()[1] - self.policy.reserve_bytes)
+
+    def _device_bytes(self) -> int:
+        return sum(b.total_bytes() for b in self._bases.values() if not b.parked)
+
+    def _ram_bytes(self) -> int:
+        return sum(b.total_bytes() for b in self._bases.values() if b.parked)
+
+    # ---------------------------------------------------------------- eviction
+
+    def _make_room(self, needed: int, pinned: set[BaseId]) -> tuple[list[str], list[str]]:
+        """Evicts idle bases, least recently used first, until `needed` bytes fit.
+
+        With a cap or reserve configured, a load that cannot fit even after evicting
+        every idle base is refused before anything is evicted. Without one there is no
+        artificial limit: the load is tried and the device itself decides."""
+        evicted: list[str] = []
+        parked: list[str] = []
+        available = self._available()
+        if available >= needed:
+            return evicted, parked
+        if self.policy.strict:
+            reclaimable = sum(b.total_bytes() for b in self._idle_on_device(pinned))
+            if available + reclaimable < needed:
+                raise OutOfMemoryError(
+                    f"{needed} bytes needed, {available} available within the configured "
+                    f"memory cap/reserve, and evicting every idle model frees only {reclaimable}"
+                )
+        for victim in self._idle_on_device(pinned):
+            if self._available() >= needed:
+                break
+            self._extend(evicted, parked, self._evict(victim))
+        return evicted, parked
+
+    def _idle_on_device(self, pinned: set[BaseId]) -> list[_Base]:
+        return [
+            b for b in self._bases.values() if not b.parked and b.busy == 0 and b.id not in pinned
+        ]
+
+    def _evict(self, base: _Base) -> tuple[list[str], list[str]]:
+        """Takes the base off the device: parked in the RAM tier if it fits there,
+        dropped otherwise. Returns (its keys, the same keys if parked)."""
+        keys = list(base.keys)
+        size = base.total_bytes()
+        if 0 < size <= self.policy.ram_cache_bytes:
+            for old in [b for b in self._bases.values() if b.parked]:
+                if self._ram_bytes() + size <= self.policy.ram_cache_bytes:
+                    break
+                log.info("RAM tier full: dropping %s", ", ".join(old.keys))
+                self._drop_base(old)
+            self._move(base, torch.device("cpu"))
+            with self._book_lock:
+                base.parked = True
+            self.device.release_cached_memory()
+            log.info("parked %s in the RAM tier (%d bytes)", ", ".join(keys), size)
+            return keys, keys
+        self._drop_base(base)
+        self.device.release_cached_memory()
+        log.info("evicted %s (%d bytes)", ", ".join(keys), size)
+        return keys, []
+
+    def _unpark(self, base: _Base) -> tuple[list[str], list[str]]:
+        """Moves a parked base back to the device, making room first."""
+        evicted, parked = self._make_room(base.total_bytes(), pinned={base.id})
+        try:
+            self._with_oom_retry(
+                lambda: self._move(base, self.device.torch_device),
+                {base.id},
+                f"moving {', '.join(base.keys)} back from the RAM tier",
+                (evicted, parked),
+            )
+        except BaseException:
+            # Half moved is no state to leave it in: all of it back to system memory.
+            self._move(base, torch.device("cpu"))
+            self.device.release_cached_memory()
+            raise
+        with self._book_lock:
+            base.parked = False
+        return evicted, parked
+
+    @staticmethod
+    def _move(base: _Base, device: torch.device) -> None:
+        base.pipe.to(device)
+        for shared in base.upscalers.values():
+            shared.upscaler.to(device)
+
+    def _with_oom_retry(
+        self,
+        action: Callable[[], T],
+        pinned: set[BaseId],
+        what: str,
+        evictions: tuple[list[str], list[str]],
+    ) -> T:
+        """Runs action; on device out-of-memory evicts every idle base (but the pinned
+        ones) and tries once more, then gives up with OutOfMemoryError."""
+        try:
+            return action()
+        except torch.OutOfMemoryError:
+            # Retried below, outside this block: the exception's traceback holds the
+            # frames of the failed attempt, and so the tensors it had allocated.
+            pass
+        self.device.release_cached_memory()
+        for victim in self._idle_on_device(pinned):
+            self._extend(*evictions, self._evict(victim))
+        log.warning("out of memory %s: evicted every idle model, retrying once", what)
+        try:
+            return action()
+        except torch.OutOfMemoryError:
+            pass
+        self.device.release_cached_memory()
+        raise OutOfMemoryError(f"out of memory {what} after evicting every idle model")
+
+    @staticmethod
+    def _extend(evicted: list[str], parked: list[str], more: tuple[list[str], list[str]]) -> None:
+        evicted.extend(more[0])
+        parked.extend(more[1])
+
+    # ----------------------------------------------------------------- helpers
 
     def _inspect(self, spec: LoadSpec) -> CheckpointInfo:
         path = Path(spec.model_path)
@@ -207,61 +646,64 @@ class ModelHost:
             raise InvalidRequestError(f"dtype must be one of {', '.join(DTYPES)}, got '{name}'")
         return DTYPES[name]
 
-    def _build(
-        self, spec: LoadSpec, info: CheckpointInfo, dtype: torch.dtype
-    ) -> tuple[Pipeline, int]:
-        before = self.device.allocated_bytes()
-        pipe = build_pipeline(
-            Path(spec.model_path),
-            info.architecture,
-            spec.config_dir,
-            dtype,
-            self.device.torch_device,
-        )
+    @staticmethod
+    def _check_loras(spec: LoadSpec) -> None:
+        files = [_resolved(lora.path) for lora in spec.loras]
+        if len(set(files)) != len(files):
+            raise InvalidRequestError("a LoRA file is listed twice; give it one strength")
+
+    @staticmethod
+    def _base_id(spec: LoadSpec, dtype: torch.dtype) -> BaseId:
+        dtype_name = next(name for name, value in DTYPES.items() if value == dtype)
+        config = _resolved(spec.config_dir) if spec.config_dir else ""
+        return (_resolved(spec.model_path), config, dtype_name)
+
+    def _upscaler_estimate(self, spec: LoadSpec, base: _Base | None) -> int:
+        if not spec.superres_model:
+            return 0
+        if base is not None and _resolved(spec.superres_model) in base.upscalers:
+            return 0
+        path = Path(spec.superres_model)
         try:
-            apply_loras(pipe, spec.loras)
-        except BaseException:
-            del pipe
-            self.device.release_cached_memory()
-            raise
+            if path.suffix.lower() == ".safetensors":
+                return sum(
+                    t.numel * 4 for t in read_safetensors_header(path).values()
+                )  # upscalers stay fp32 unless the load is half precision: an upper bound
+            return path.stat().st_size
+        except (ModelHostError, OSError):
+            return 0  # the load itself reports what is wrong with the file
+
+    @staticmethod
+    def _free_adapter_name(base: _Base, wanted: str) -> str:
+        # peft builds module names from adapter names: dots would nest them.
+        wanted = wanted.replace(".", "_") or "lora"
+        taken = {a.name for a in base.adapters.values()}
+        name, n = wanted, 1
+        while name in taken:
+            n += 1
+            name = f"{wanted}-{n}"
+        return name
+
+    def _pipe_bytes(self, pipe: Pipeline) -> int:
+        """What the pipeline holds now: allocated bytes on CUDA (the whole device,
+        meaningful as a difference), parameter + buffer bytes on CPU."""
         if self.device.is_cuda:
-            return pipe, self.device.allocated_bytes() - before
-        return pipe, resident_bytes(pipe)
+            return self.device.allocated_bytes()
+        return resident_bytes(pipe)
 
-    def _make_room(self, needed_bytes: int) -> list[str]:
-        def short_of_memory() -> bool:
-            return self.device.memory().free_bytes < needed_bytes
+    def _measure(self, pipe: Pipeline, allocated_before: int) -> int:
+        if self.device.is_cuda:
+            return self.device.allocated_bytes() - allocated_before
+        return resident_bytes(pipe)
 
-        return self._evict_idle(short_of_memory)
-
-    def _evict_idle(self, still_needed: Callable[[], bool]) -> list[str]:
-        """Unloads idle pipelines, least recently used first, while still_needed() holds."""
-        evicted: list[str] = []
-        while still_needed():
-            with self._book_lock:
-                victim = next((k for k, r in self._resident.items() if r.busy == 0), None)
-            if victim is None:
-                break
-            self._unload_locked(victim)
-            evicted.append(victim)
-        return evicted
-
-    def _unload_locked(self, key: str) -> int:
+    def _touch(self, entry: _Key) -> None:
         with self._book_lock:
-            resident = self._resident.pop(key, None)
-        if resident is None:
-            raise NotLoadedError(key)
-        before = self.device.allocated_bytes()
-        recorded = resident.bytes
-        del resident
-        self.device.release_cached_memory()
-        freed = before - self.device.allocated_bytes() if self.device.is_cuda else recorded
-        log.info("unloaded %s, freed %d bytes", key, freed)
-        return freed
+            entry.last_used_unix_ms = _now_ms()
+            self._bases.move_to_end(entry.base.id)
 
-    def _touch(self, key: str) -> None:
-        self._resident.move_to_end(key)
-        self._resident[key].last_used_unix_ms = _now_ms()
+
+def _resolved(path: str) -> str:
+    return str(Path(path).resolve())
 
 
 def _now_ms() -> int:

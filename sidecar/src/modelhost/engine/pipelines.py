@@ -2,6 +2,7 @@
 
 import io
 import threading
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from diffusers import (
 )
 from PIL import Image
 
-from modelhost.engine.checkpoint import PICKLE_SUFFIXES
+from modelhost.engine.checkpoint import PICKLE_SUFFIXES, read_safetensors_header
 from modelhost.engine.types import GenerateParams, LoraSpec
 from modelhost.errors import (
     InvalidModelError,
@@ -66,23 +67,50 @@ def build_pipeline(
     return pipe.to(device)
 
 
-def apply_loras(pipe: Pipeline, loras: tuple[LoraSpec, ...]) -> None:
-    if not loras:
-        return
-    names = []
-    for lora in loras:
-        path = Path(lora.path)
-        if not path.is_file():
-            raise ModelFileNotFoundError(lora.path)
-        if path.suffix.lower() in PICKLE_SUFFIXES:
-            raise InvalidModelError(f"{lora.path}: LoRAs are only read from .safetensors files")
-        name = lora.adapter_name or path.stem
-        try:
-            pipe.load_lora_weights(str(path), adapter_name=name)
-        except (OSError, ValueError, KeyError, RuntimeError) as e:
-            raise InvalidModelError(f"cannot load LoRA {lora.path}: {_first_line(e)}") from e
-        names.append(name)
-    pipe.set_adapters(names, adapter_weights=[lora.strength for lora in loras])
+def load_lora(pipe: Pipeline, lora: LoraSpec, adapter_name: str) -> None:
+    """Adds one LoRA to the pipeline as the adapter `adapter_name` (left inactive:
+    which adapters run, at which strengths, is set per generation)."""
+    path = Path(lora.path)
+    if not path.is_file():
+        raise ModelFileNotFoundError(lora.path)
+    if path.suffix.lower() in PICKLE_SUFFIXES:
+        raise InvalidModelError(f"{lora.path}: LoRAs are only read from .safetensors files")
+    try:
+        with warnings.catch_warnings():
+            # peft warns whenever a model gets a second adapter; several adapters on
+            # one base is exactly what base sharing is for.
+            warnings.filterwarnings("ignore", message="Already found a `peft_config`")
+            pipe.load_lora_weights(str(path), adapter_name=adapter_name)
+    except (torch.OutOfMemoryError, ModelHostError):
+        raise
+    except Exception as e:
+        raise InvalidModelError(f"cannot load LoRA {lora.path}: {_first_line(e)}") from e
+
+
+def activate_adapters(pipe: Pipeline, adapters: tuple[tuple[str, float], ...]) -> None:
+    """Runs exactly these adapters at these strengths; none: the bare base model."""
+    if adapters:
+        pipe.enable_lora()
+        pipe.set_adapters([name for name, _ in adapters], [weight for _, weight in adapters])
+    else:
+        pipe.disable_lora()
+
+
+def delete_adapter(pipe: Pipeline, adapter_name: str) -> None:
+    pipe.delete_adapters(adapter_name)
+
+
+def lora_estimate_bytes(path: str, float_item_size: int) -> int:
+    """Bytes the LoRA's weights take on the device, from its header (0 if unreadable:
+    the load itself then reports why)."""
+    try:
+        tensors = read_safetensors_header(Path(path))
+    except ModelHostError:
+        return 0
+    return sum(
+        t.numel * (float_item_size if t.dtype in ("F64", "F32", "F16", "BF16") else 1)
+        for t in tensors.values()
+    )
 
 
 def resident_bytes(pipe: Pipeline) -> int:
@@ -95,13 +123,13 @@ def resident_bytes(pipe: Pipeline) -> int:
     return total
 
 
-def generate_png(
+def generate_image(
     pipe: Pipeline,
     params: GenerateParams,
     on_step: Callable[[int], None],
     cancel: threading.Event,
-) -> bytes | None:
-    """Runs the pipeline; returns None when cancelled. The same inputs give the same bytes."""
+) -> Image.Image | None:
+    """Runs the pipeline; returns None when cancelled. The same inputs give the same image."""
     if params.width % 8 or params.height % 8:
         raise InvalidRequestError("width and height must be multiples of 8")
 
@@ -130,6 +158,10 @@ def generate_png(
     if cancel.is_set():
         return None
     image: Image.Image = output.images[0]
+    return image
+
+
+def encode_png(image: Image.Image) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return buffer.getvalue()

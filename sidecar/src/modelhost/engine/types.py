@@ -18,11 +18,15 @@ class LoadSpec:
     config_dir: str = ""
     loras: tuple[LoraSpec, ...] = ()
     dtype: str = ""
+    superres_model: str = ""
+    superres_scale: int = 0  # 0: the upscaler's own scale
 
 
 class LoadSource(Enum):
     DISK = "disk"
     RESIDENT = "resident"
+    RAM = "ram"  # moved back to the device from the RAM tier
+    SHARED_BASE = "shared-base"  # a resident base pipeline, only this key's LoRAs loaded
 
 
 @dataclass(frozen=True)
@@ -35,6 +39,7 @@ class LoadResult:
     source: LoadSource
     device: str
     evicted: tuple[str, ...] = ()
+    evicted_to_ram: tuple[str, ...] = ()  # the part of `evicted` parked in the RAM tier
 
 
 @dataclass(frozen=True)
@@ -47,6 +52,7 @@ class GenerateParams:
     steps: int
     guidance_scale: float
     seed: int
+    superres: bool = False
 
 
 @dataclass(frozen=True)
@@ -74,6 +80,8 @@ class ResidentInfo:
     loras: tuple[LoraSpec, ...]
     tier: str
     last_used_unix_ms: int
+    in_ram_tier: bool = False
+    base_key: str = ""
 
 
 @dataclass(frozen=True)
@@ -84,3 +92,25 @@ class MemorySnapshot:
     used_bytes: int
     available_bytes: int
     models: tuple[ResidentInfo, ...] = field(default_factory=tuple)
+    reserve_bytes: int = 0
+    ram_tier_bytes: int = 0
+    ram_tier_capacity_bytes: int = 0
+
+
+@dataclass(frozen=True)
+class MemoryPolicy:
+    """Limits the operator chose. None/0 everywhere means none: the device's real
+    free memory decides, and a load is tried even when the estimate says it will not fit.
+    """
+
+    # Treat the device as this big (tests; a GPU shared with other programs).
+    cap_bytes: int | None = None
+    # Always leave this much of the device free for other processes.
+    reserve_bytes: int = 0
+    # System memory for pipelines evicted from the device; 0 = evicted means dropped.
+    ram_cache_bytes: int = 0
+
+    @property
+    def strict(self) -> bool:
+        """With an explicit cap or reserve, a load that cannot fit is refused up front."""
+        return self.cap_bytes is not None or self.reserve_bytes > 0
