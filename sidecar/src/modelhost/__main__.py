@@ -4,11 +4,35 @@ import argparse
 import asyncio
 import logging
 import os
+from collections.abc import Mapping
 from pathlib import Path
+
+from modelhost.engine.types import MemoryPolicy
 
 
 def _env_flag(name: str) -> bool:
     return os.environ.get(name, "").lower() in {"1", "true", "yes"}
+
+
+def _env_bytes(environ: Mapping[str, str], name: str) -> int | None:
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return None
+    if not raw.isdigit():
+        raise SystemExit(f"{name} must be a whole number of bytes, got '{raw}'")
+    return int(raw)
+
+
+def memory_policy_from_env(environ: Mapping[str, str]) -> MemoryPolicy:
+    """MEMORY_CAP_BYTES, MEMORY_RESERVE_BYTES, RAM_CACHE_BYTES; all unset: no limits."""
+    cap = _env_bytes(environ, "MEMORY_CAP_BYTES")
+    if cap == 0:
+        raise SystemExit("MEMORY_CAP_BYTES must be above 0 (unset it for no cap)")
+    return MemoryPolicy(
+        cap_bytes=cap,
+        reserve_bytes=_env_bytes(environ, "MEMORY_RESERVE_BYTES") or 0,
+        ram_cache_bytes=_env_bytes(environ, "RAM_CACHE_BYTES") or 0,
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -53,11 +77,13 @@ def main(argv: list[str] | None = None) -> None:
         from modelhost.server import exit_with_parent
         from modelhost.server import serve as run_server
 
+        policy = memory_policy_from_env(os.environ)
         if args.exit_with_parent:
             exit_with_parent()
         asyncio.run(
             run_server(
                 args.listen,
+                policy=policy,
                 allow_pickle=args.allow_pickle,
                 debug=args.debug,
                 device=args.device,

@@ -15,6 +15,7 @@ from grpc_reflection.v1alpha import reflection
 
 from modelhost.engine.device import Device
 from modelhost.engine.host import ModelHost
+from modelhost.engine.types import MemoryPolicy
 from modelhost.servicer import ModelHostServicer
 from modelhost.v1 import modelhost_pb2, modelhost_pb2_grpc
 
@@ -25,7 +26,13 @@ _PR_SET_PDEATHSIG = 1
 
 
 async def serve(
-    listen: str, *, allow_pickle: bool, debug: bool, device: str | None, grace_seconds: float
+    listen: str,
+    *,
+    allow_pickle: bool,
+    debug: bool,
+    device: str | None,
+    grace_seconds: float,
+    policy: MemoryPolicy | None = None,
 ) -> None:
     if listen.startswith("unix:"):
         # A socket file left by a killed predecessor would make bind fail.
@@ -46,7 +53,7 @@ async def serve(
     )
 
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="device")
-    host = ModelHost(Device(device), allow_pickle=allow_pickle)
+    host = ModelHost(Device(device), allow_pickle=allow_pickle, policy=policy)
     modelhost_pb2_grpc.add_ModelHostServicer_to_server(
         ModelHostServicer(host, executor, debug=debug), server
     )
@@ -59,7 +66,9 @@ async def serve(
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
 
-    log.info("device %s (%s)", host.device.label, host.device.display_name)
+    log.info(
+        "device %s (%s), memory policy %s", host.device.label, host.device.display_name, host.policy
+    )
     for name in ("", SERVICE_NAME):
         await health.set(name, health_pb2.HealthCheckResponse.SERVING)
     log.info("serving on %s", listen)

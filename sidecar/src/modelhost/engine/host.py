@@ -538,7 +538,7 @@ class ModelHost:
         for victim in self._idle_on_device(pinned):
             if self._available() >= needed:
                 break
-            self._extend(evicted, parked, self._evict(victim))
+            self._extend(evicted, parked, self._evict(victim, pinned))
         return evicted, parked
 
     def _idle_on_device(self, pinned: set[BaseId]) -> list[_Base]:
@@ -546,14 +546,23 @@ class ModelHost:
             b for b in self._bases.values() if not b.parked and b.busy == 0 and b.id not in pinned
         ]
 
-    def _evict(self, base: _Base) -> tuple[list[str], list[str]]:
+    def _evict(self, base: _Base, pinned: set[BaseId]) -> tuple[list[str], list[str]]:
         """Takes the base off the device: parked in the RAM tier if it fits there,
-        dropped otherwise. Returns (its keys, the same keys if parked)."""
+        dropped otherwise. Returns (its keys, the same keys if parked).
+
+        Pinned parked bases are on their way back to the device: they are never
+        dropped from the tier, and the room they are about to free counts."""
         keys = list(base.keys)
         size = base.total_bytes()
         if 0 < size <= self.policy.ram_cache_bytes:
-            for old in [b for b in self._bases.values() if b.parked]:
-                if self._ram_bytes() + size <= self.policy.ram_cache_bytes:
+
+            def ram_in_use() -> int:
+                return sum(
+                    b.total_bytes() for b in self._bases.values() if b.parked and b.id not in pinned
+                )
+
+            for old in [b for b in self._bases.values() if b.parked and b.id not in pinned]:
+                if ram_in_use() + size <= self.policy.ram_cache_bytes:
                     break
                 log.info("RAM tier full: dropping %s", ", ".join(old.keys))
                 self._drop_base(old)
@@ -610,7 +619,7 @@ class ModelHost:
             pass
         self.device.release_cached_memory()
         for victim in self._idle_on_device(pinned):
-            self._extend(*evictions, self._evict(victim))
+            self._extend(*evictions, self._evict(victim, pinned))
         log.warning("out of memory %s: evicted every idle model, retrying once", what)
         try:
             return action()
