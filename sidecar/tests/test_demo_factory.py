@@ -223,6 +223,12 @@ def test_modes_yaml_points_at_existing_files(demo_dir: Path) -> None:
         for lora in mode.get("loras", []):
             path = lora if isinstance(lora, str) else lora["path"]
             assert (lora_root / path).is_file(), f"{name}: {path}"
+        if "superres" in mode:
+            assert (model_root / mode["superres"]["model"]).is_file(), name
+    assert document["modes"]["sd15-fast"]["superres"] == {
+        "model": "upscalers/tiny-esrgan-x2.safetensors",
+        "scale": 2,
+    }
 
 
 def test_every_mode_generates_at_its_defaults(demo_dir: Path) -> None:
@@ -278,7 +284,7 @@ def test_factory_is_deterministic_and_idempotent(
 
     first_files, second_files = files(demo_dir), files(second)
     assert first_files.keys() == second_files.keys()
-    assert len([path for path in first_files if path.suffix == ".safetensors"]) == 4
+    assert len([path for path in first_files if path.suffix == ".safetensors"]) == 5
     for path, content in first_files.items():
         assert second_files[path] == content, path
     assert not list(second.rglob(".*.partial")), "staging files left behind"

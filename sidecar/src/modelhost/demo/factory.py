@@ -17,6 +17,7 @@ from diffusers.configuration_utils import ConfigMixin
 from diffusers.pipelines.pipeline_utils import DiffusionPipeline
 from peft import LoraConfig, get_peft_model_state_dict, inject_adapter_in_model
 from safetensors.torch import save_file
+from spandrel.architectures.ESRGAN import ESRGAN
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from modelhost.demo.ldm_keys import StateDict, pipeline_to_ldm_state_dict
@@ -26,6 +27,11 @@ if TYPE_CHECKING:
     from modelhost.demo.ldm_keys import StableDiffusionFamilyPipeline
 
 LORA_DIR = "loras"
+UPSCALER_DIR = "upscalers"
+# A 2x ESRGAN (RRDBNet) in the original ESRGAN key layout, which spandrel recognises.
+UPSCALER = f"{UPSCALER_DIR}/tiny-esrgan-x2.safetensors"
+UPSCALER_SCALE = 2
+UPSCALER_SEED = 4242
 LORA_TARGET_MODULES = ["to_q", "to_k", "to_v", "to_out.0"]
 # peft's random init (init_lora_weights=False) alone moves the tiny models' images by only
 # 4-7 grey levels on average; this gain makes it 10-18, so a LoRA is plainly visible.
@@ -65,6 +71,7 @@ def make_demo_models(out_dir: Path) -> Path:
     """
     out_dir = out_dir.resolve()
     (out_dir / LORA_DIR).mkdir(parents=True, exist_ok=True)
+    (out_dir / UPSCALER_DIR).mkdir(parents=True, exist_ok=True)
 
     sd15 = tiny_sd15_pipeline(SD15.seed)
     _write_model(sd15, SD15, out_dir)
@@ -73,6 +80,8 @@ def make_demo_models(out_dir: Path) -> Path:
     sdxl = tiny_sdxl_pipeline(SDXL.seed)
     _write_model(sdxl, SDXL, out_dir)
     _write_lora(sdxl, SDXL, out_dir)
+
+    _save_safetensors(tiny_upscaler_state_dict(UPSCALER_SEED), out_dir / UPSCALER)
 
     modes_path = out_dir / "modes.yaml"
     _write_text_atomically(modes_path, render_modes_yaml(out_dir))
@@ -121,6 +130,18 @@ def tiny_lora_state_dict(unet: torch.nn.Module, seed: int) -> StateDict:
         key: (tensor * LORA_UP_GAIN if ".lora_B." in key else tensor).contiguous()
         for key, tensor in state_dict.items()
     }
+
+
+def tiny_upscaler_state_dict(seed: int) -> StateDict:
+    """Random weights of a 2x ESRGAN with 8 filters and one RRDB block (under 1 MB).
+
+    Random weights still upscale: the output is twice the size, only not prettier.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = ESRGAN(in_nc=3, out_nc=3, num_filters=8, num_blocks=1, scale=UPSCALER_SCALE)
+    state_dict: StateDict = model.state_dict()
+    return state_dict
 
 
 def _write_lora(pipe: StableDiffusionFamilyPipeline, model: DemoModel, out_dir: Path) -> None:
@@ -185,6 +206,7 @@ def render_modes_yaml(model_root: Path) -> str:
             "sd15-fast": {
                 "model": SD15.checkpoint,
                 "config": SD15.config_dir,
+                "superres": {"model": UPSCALER, "scale": UPSCALER_SCALE},
                 "default_size": "64x64",
                 "default_steps": 4,
                 "default_guidance": 1.0,
