@@ -149,3 +149,21 @@ async def test_an_unusable_model_is_invalid_argument_with_the_reason(
     details = caught.value.details() or ""
     assert reason in details
     assert "Traceback" not in details
+
+
+def test_a_key_loaded_again_with_another_definition_is_invalid(
+    host: ModelHost, demo_dir: Path
+) -> None:
+    from modelhost.errors import InvalidRequestError
+
+    host.load(sd15_spec(demo_dir))
+    with pytest.raises(InvalidRequestError, match="different definition"):
+        host.load(sd15_spec(demo_dir, dtype="bfloat16"))
+
+
+def test_every_load_source_has_a_proto_value() -> None:
+    from modelhost.engine.types import LoadSource
+    from modelhost.servicer import _LOAD_SOURCES
+
+    assert set(_LOAD_SOURCES) == set(LoadSource)
+    assert len(set(_LOAD_SOURCES.values())) == len(LoadSource)

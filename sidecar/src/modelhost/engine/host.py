@@ -53,6 +53,7 @@ from modelhost.engine.types import (
     LoadResult,
     LoadSource,
     LoadSpec,
+    LoraSpec,
     MemoryPolicy,
     MemorySnapshot,
     Progress,
@@ -188,30 +189,32 @@ class ModelHost:
         ) + self._upscaler_estimate(spec, base)
         evicted: list[str] = []
         parked: list[str] = []
-        allocated_before = self.device.allocated_bytes()
 
         new_base = base is None
         if base is None:
             estimate = info.device_bytes(item_size) + attach_estimate
             self._extend(evicted, parked, self._make_room(estimate, pinned=set()))
-            pipe = self._with_oom_retry(
-                lambda: self._builder(
+
+            def build() -> tuple[Pipeline, int]:
+                # Measured around the build alone: evictions before a retry must not
+                # count against it.
+                before = self.device.allocated_bytes()
+                pipe = self._builder(
                     Path(spec.model_path),
                     info.architecture,
                     spec.config_dir,
                     dtype,
                     self.device.torch_device,
-                ),
+                )
+                return pipe, self._measure(pipe, before)
+
+            pipe, measured_base = self._with_oom_retry(
+                build,
                 set(),
                 f"loading {spec.model_path} (about {estimate / 2**30:.2f} GiB)",
                 (evicted, parked),
             )
-            base = _Base(
-                id=base_id,
-                architecture=info.architecture,
-                pipe=pipe,
-                bytes=self._measure(pipe, allocated_before),
-            )
+            base = _Base(id=base_id, architecture=info.architecture, pipe=pipe, bytes=measured_base)
             with self._book_lock:
                 self._bases[base_id] = base
             source = LoadSource.DISK
@@ -282,14 +285,13 @@ class ModelHost:
             adapter = base.adapters.get(file)
             if adapter is None:
                 name = self._free_adapter_name(base, lora.adapter_name or Path(lora.path).stem)
-                before = self._pipe_bytes(base.pipe)
-                self._with_oom_retry(
-                    functools.partial(load_lora, base.pipe, lora, name),
+                size = self._with_oom_retry(
+                    functools.partial(self._load_lora_measured, base.pipe, lora, name),
                     {base.id},
                     f"loading LoRA {lora.path}",
                     evictions,
                 )
-                adapter = _Adapter(name=name, bytes=self._pipe_bytes(base.pipe) - before)
+                adapter = _Adapter(name=name, bytes=size)
                 base.adapters[file] = adapter
                 # Loading an adapter may change which ones diffusers has active.
                 base.active = None
@@ -692,6 +694,12 @@ class ModelHost:
             n += 1
             name = f"{wanted}-{n}"
         return name
+
+    def _load_lora_measured(self, pipe: Pipeline, lora: LoraSpec, name: str) -> int:
+        # Measured around the load alone: evictions before a retry must not count.
+        before = self._pipe_bytes(pipe)
+        load_lora(pipe, lora, name)
+        return self._pipe_bytes(pipe) - before
 
     def _pipe_bytes(self, pipe: Pipeline) -> int:
         """What the pipeline holds now: allocated bytes on CUDA (the whole device,
