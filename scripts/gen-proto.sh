@@ -23,3 +23,6 @@ cd "$root"
 npx --no-install proto-loader-gen-types --keepCase --longs=Number --enums=String --defaults --oneofs \
   --grpcLib=@grpc/grpc-js --outDir="$out/apps/gateway/src/sidecar/generated" \
   proto/modelhost/v1/modelhost.proto proto/grpc/health/v1/health.proto >/dev/null
+# The gateway is an ES module package: relative imports need their .js suffix.
+find "$out/apps/gateway/src/sidecar/generated" -name '*.ts' \
+  -exec sed -i -E "s#(from '\.{1,2}/[^']*)'#\1.js'#" {} +
