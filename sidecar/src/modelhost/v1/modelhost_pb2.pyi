@@ -379,6 +379,7 @@ class ResidentModel(_message.Message):
     ARCHITECTURE_FIELD_NUMBER: _builtins.int
     IN_RAM_TIER_FIELD_NUMBER: _builtins.int
     BASE_KEY_FIELD_NUMBER: _builtins.int
+    STALE_FIELD_NUMBER: _builtins.int
     key: _builtins.str
     model_path: _builtins.str
     bytes: _builtins.int
@@ -394,6 +395,10 @@ class ResidentModel(_message.Message):
     """parked in system memory: moved back to the device on next use"""
     base_key: _builtins.str
     """the oldest key on the same base pipeline (itself if none older)"""
+    stale: _builtins.bool
+    """A file it was loaded from (checkpoint, LoRA or upscaler) changed or left the disk
+    after the load: it still runs the old weights until unloaded and loaded again.
+    """
     @_builtins.property
     def loras(self) -> _containers.RepeatedCompositeFieldContainer[Global___Lora]: ...
     def __init__(
@@ -408,10 +413,11 @@ class ResidentModel(_message.Message):
         architecture: _builtins.str = ...,
         in_ram_tier: _builtins.bool = ...,
         base_key: _builtins.str = ...,
+        stale: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["architecture", b"architecture", "base_key", b"base_key", "bytes", b"bytes", "in_ram_tier", b"in_ram_tier", "key", b"key", "last_used_unix_ms", b"last_used_unix_ms", "loras", b"loras", "model_path", b"model_path", "tier", b"tier"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["architecture", b"architecture", "base_key", b"base_key", "bytes", b"bytes", "in_ram_tier", b"in_ram_tier", "key", b"key", "last_used_unix_ms", b"last_used_unix_ms", "loras", b"loras", "model_path", b"model_path", "stale", b"stale", "tier", b"tier"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -465,3 +471,150 @@ class MemoryStats(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___MemoryStats: _TypeAlias = MemoryStats  # noqa: Y015
+
+@_typing.final
+class ListModelsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListModelsRequest: _TypeAlias = ListModelsRequest  # noqa: Y015
+
+@_typing.final
+class ModelFile(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PATH_FIELD_NUMBER: _builtins.int
+    ROOT_FIELD_NUMBER: _builtins.int
+    ARCHITECTURE_FIELD_NUMBER: _builtins.int
+    FORMAT_FIELD_NUMBER: _builtins.int
+    SIZE_BYTES_FIELD_NUMBER: _builtins.int
+    MTIME_UNIX_MS_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    RESIDENT_KEYS_FIELD_NUMBER: _builtins.int
+    STALE_FIELD_NUMBER: _builtins.int
+    path: _builtins.str
+    """absolute: a single file, or a diffusers pipeline folder"""
+    root: _builtins.str
+    """the watched root it lies under"""
+    architecture: _builtins.str
+    """sd15, sd2, sdxl-base, sdxl-refiner, lora, upscaler, or unknown (see reason)"""
+    format: _builtins.str
+    """"safetensors", "pickle" (.ckpt/.pt/.pth/.bin: not opened by the inventory, since
+    unpickling can run code), "diffusers" (a pipeline folder with weights) or
+    "diffusers-config" (a pipeline folder without weights: a config for single-file loads)
+    """
+    size_bytes: _builtins.int
+    """a folder: the sum of its files"""
+    mtime_unix_ms: _builtins.int
+    """a folder: its newest file"""
+    reason: _builtins.str
+    """why the architecture is unknown; empty otherwise"""
+    stale: _builtins.bool
+    """one of those keys was loaded before the file last changed"""
+    @_builtins.property
+    def resident_keys(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """loaded keys that use this file"""
+
+    def __init__(
+        self,
+        *,
+        path: _builtins.str = ...,
+        root: _builtins.str = ...,
+        architecture: _builtins.str = ...,
+        format: _builtins.str = ...,
+        size_bytes: _builtins.int = ...,
+        mtime_unix_ms: _builtins.int = ...,
+        reason: _builtins.str = ...,
+        resident_keys: _abc.Iterable[_builtins.str] | None = ...,
+        stale: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["architecture", b"architecture", "format", b"format", "mtime_unix_ms", b"mtime_unix_ms", "path", b"path", "reason", b"reason", "resident_keys", b"resident_keys", "root", b"root", "size_bytes", b"size_bytes", "stale", b"stale"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ModelFile: _TypeAlias = ModelFile  # noqa: Y015
+
+@_typing.final
+class ListModelsReply(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MODELS_FIELD_NUMBER: _builtins.int
+    ROOTS_FIELD_NUMBER: _builtins.int
+    POLLING_FIELD_NUMBER: _builtins.int
+    polling: _builtins.bool
+    """watched by polling (--watch-poll) rather than OS events"""
+    @_builtins.property
+    def models(self) -> _containers.RepeatedCompositeFieldContainer[Global___ModelFile]:
+        """sorted by path"""
+
+    @_builtins.property
+    def roots(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """the roots being watched"""
+
+    def __init__(
+        self,
+        *,
+        models: _abc.Iterable[Global___ModelFile] | None = ...,
+        roots: _abc.Iterable[_builtins.str] | None = ...,
+        polling: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["models", b"models", "polling", b"polling", "roots", b"roots"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListModelsReply: _TypeAlias = ListModelsReply  # noqa: Y015
+
+@_typing.final
+class RunTaskRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    ARGS_JSON_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    args_json: _builtins.str
+    """a JSON object; empty = {}"""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        args_json: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["args_json", b"args_json", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RunTaskRequest: _TypeAlias = RunTaskRequest  # noqa: Y015
+
+@_typing.final
+class RunTaskReply(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESULT_JSON_FIELD_NUMBER: _builtins.int
+    result_json: _builtins.str
+    """whatever the task returned, as JSON"""
+    def __init__(
+        self,
+        *,
+        result_json: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["result_json", b"result_json"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RunTaskReply: _TypeAlias = RunTaskReply  # noqa: Y015

@@ -54,6 +54,16 @@ class ModelHostStub:
                 request_serializer=modelhost_dot_v1_dot_modelhost__pb2.GetMemoryRequest.SerializeToString,
                 response_deserializer=modelhost_dot_v1_dot_modelhost__pb2.MemoryStats.FromString,
                 _registered_method=True)
+        self.ListModels = channel.unary_unary(
+                '/modelhost.v1.ModelHost/ListModels',
+                request_serializer=modelhost_dot_v1_dot_modelhost__pb2.ListModelsRequest.SerializeToString,
+                response_deserializer=modelhost_dot_v1_dot_modelhost__pb2.ListModelsReply.FromString,
+                _registered_method=True)
+        self.RunTask = channel.unary_unary(
+                '/modelhost.v1.ModelHost/RunTask',
+                request_serializer=modelhost_dot_v1_dot_modelhost__pb2.RunTaskRequest.SerializeToString,
+                response_deserializer=modelhost_dot_v1_dot_modelhost__pb2.RunTaskReply.FromString,
+                _registered_method=True)
 
 
 class ModelHostServicer:
@@ -88,6 +98,23 @@ class ModelHostServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListModels(self, request, context):
+        """Every model file under the roots the sidecar was started with (--model-root /
+        MODEL_ROOTS), kept fresh by a file watcher: within about a second of a file
+        appearing, changing or leaving. No roots: an empty list.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RunTask(self, request, context):
+        """Runs a named Python task registered by a plugin, in the GPU process, after the
+        device work queued before it. NOT_FOUND for an unknown name.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ModelHostServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -110,6 +137,16 @@ def add_ModelHostServicer_to_server(servicer, server):
                     servicer.GetMemory,
                     request_deserializer=modelhost_dot_v1_dot_modelhost__pb2.GetMemoryRequest.FromString,
                     response_serializer=modelhost_dot_v1_dot_modelhost__pb2.MemoryStats.SerializeToString,
+            ),
+            'ListModels': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListModels,
+                    request_deserializer=modelhost_dot_v1_dot_modelhost__pb2.ListModelsRequest.FromString,
+                    response_serializer=modelhost_dot_v1_dot_modelhost__pb2.ListModelsReply.SerializeToString,
+            ),
+            'RunTask': grpc.unary_unary_rpc_method_handler(
+                    servicer.RunTask,
+                    request_deserializer=modelhost_dot_v1_dot_modelhost__pb2.RunTaskRequest.FromString,
+                    response_serializer=modelhost_dot_v1_dot_modelhost__pb2.RunTaskReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -220,6 +257,60 @@ class ModelHost:
             '/modelhost.v1.ModelHost/GetMemory',
             modelhost_dot_v1_dot_modelhost__pb2.GetMemoryRequest.SerializeToString,
             modelhost_dot_v1_dot_modelhost__pb2.MemoryStats.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListModels(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/modelhost.v1.ModelHost/ListModels',
+            modelhost_dot_v1_dot_modelhost__pb2.ListModelsRequest.SerializeToString,
+            modelhost_dot_v1_dot_modelhost__pb2.ListModelsReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RunTask(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/modelhost.v1.ModelHost/RunTask',
+            modelhost_dot_v1_dot_modelhost__pb2.RunTaskRequest.SerializeToString,
+            modelhost_dot_v1_dot_modelhost__pb2.RunTaskReply.FromString,
             options,
             channel_credentials,
             insecure,

@@ -46,6 +46,15 @@ class ModelHostStub:
     Cancelling the call stops the denoising loop.
     """
     GetMemory: _grpc.UnaryUnaryMultiCallable[_modelhost_pb2.GetMemoryRequest, _modelhost_pb2.MemoryStats]
+    ListModels: _grpc.UnaryUnaryMultiCallable[_modelhost_pb2.ListModelsRequest, _modelhost_pb2.ListModelsReply]
+    """Every model file under the roots the sidecar was started with (--model-root /
+    MODEL_ROOTS), kept fresh by a file watcher: within about a second of a file
+    appearing, changing or leaving. No roots: an empty list.
+    """
+    RunTask: _grpc.UnaryUnaryMultiCallable[_modelhost_pb2.RunTaskRequest, _modelhost_pb2.RunTaskReply]
+    """Runs a named Python task registered by a plugin, in the GPU process, after the
+    device work queued before it. NOT_FOUND for an unknown name.
+    """
 
 @_typing.type_check_only
 class ModelHostAsyncStub(ModelHostStub):
@@ -61,6 +70,15 @@ class ModelHostAsyncStub(ModelHostStub):
     Cancelling the call stops the denoising loop.
     """
     GetMemory: _aio.UnaryUnaryMultiCallable[_modelhost_pb2.GetMemoryRequest, _modelhost_pb2.MemoryStats]  # type: ignore[assignment]
+    ListModels: _aio.UnaryUnaryMultiCallable[_modelhost_pb2.ListModelsRequest, _modelhost_pb2.ListModelsReply]  # type: ignore[assignment]
+    """Every model file under the roots the sidecar was started with (--model-root /
+    MODEL_ROOTS), kept fresh by a file watcher: within about a second of a file
+    appearing, changing or leaving. No roots: an empty list.
+    """
+    RunTask: _aio.UnaryUnaryMultiCallable[_modelhost_pb2.RunTaskRequest, _modelhost_pb2.RunTaskReply]  # type: ignore[assignment]
+    """Runs a named Python task registered by a plugin, in the GPU process, after the
+    device work queued before it. NOT_FOUND for an unknown name.
+    """
 
 class ModelHostServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -97,5 +115,26 @@ class ModelHostServicer(metaclass=_abc_1.ABCMeta):
         request: _modelhost_pb2.GetMemoryRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_modelhost_pb2.MemoryStats, _abc.Awaitable[_modelhost_pb2.MemoryStats]]: ...
+
+    @_abc_1.abstractmethod
+    def ListModels(
+        self,
+        request: _modelhost_pb2.ListModelsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_modelhost_pb2.ListModelsReply, _abc.Awaitable[_modelhost_pb2.ListModelsReply]]:
+        """Every model file under the roots the sidecar was started with (--model-root /
+        MODEL_ROOTS), kept fresh by a file watcher: within about a second of a file
+        appearing, changing or leaving. No roots: an empty list.
+        """
+
+    @_abc_1.abstractmethod
+    def RunTask(
+        self,
+        request: _modelhost_pb2.RunTaskRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_modelhost_pb2.RunTaskReply, _abc.Awaitable[_modelhost_pb2.RunTaskReply]]:
+        """Runs a named Python task registered by a plugin, in the GPU process, after the
+        device work queued before it. NOT_FOUND for an unknown name.
+        """
 
 def add_ModelHostServicer_to_server(servicer: ModelHostServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -6,12 +6,17 @@ import type { GenerateProgress as _modelhost_v1_GenerateProgress, GenerateProgre
 import type { GenerateRequest as _modelhost_v1_GenerateRequest, GenerateRequest__Output as _modelhost_v1_GenerateRequest__Output } from './modelhost/v1/GenerateRequest.js';
 import type { GeneratedImage as _modelhost_v1_GeneratedImage, GeneratedImage__Output as _modelhost_v1_GeneratedImage__Output } from './modelhost/v1/GeneratedImage.js';
 import type { GetMemoryRequest as _modelhost_v1_GetMemoryRequest, GetMemoryRequest__Output as _modelhost_v1_GetMemoryRequest__Output } from './modelhost/v1/GetMemoryRequest.js';
+import type { ListModelsReply as _modelhost_v1_ListModelsReply, ListModelsReply__Output as _modelhost_v1_ListModelsReply__Output } from './modelhost/v1/ListModelsReply.js';
+import type { ListModelsRequest as _modelhost_v1_ListModelsRequest, ListModelsRequest__Output as _modelhost_v1_ListModelsRequest__Output } from './modelhost/v1/ListModelsRequest.js';
 import type { LoadModelReply as _modelhost_v1_LoadModelReply, LoadModelReply__Output as _modelhost_v1_LoadModelReply__Output } from './modelhost/v1/LoadModelReply.js';
 import type { LoadModelRequest as _modelhost_v1_LoadModelRequest, LoadModelRequest__Output as _modelhost_v1_LoadModelRequest__Output } from './modelhost/v1/LoadModelRequest.js';
 import type { Lora as _modelhost_v1_Lora, Lora__Output as _modelhost_v1_Lora__Output } from './modelhost/v1/Lora.js';
 import type { MemoryStats as _modelhost_v1_MemoryStats, MemoryStats__Output as _modelhost_v1_MemoryStats__Output } from './modelhost/v1/MemoryStats.js';
+import type { ModelFile as _modelhost_v1_ModelFile, ModelFile__Output as _modelhost_v1_ModelFile__Output } from './modelhost/v1/ModelFile.js';
 import type { ModelHostClient as _modelhost_v1_ModelHostClient, ModelHostDefinition as _modelhost_v1_ModelHostDefinition } from './modelhost/v1/ModelHost.js';
 import type { ResidentModel as _modelhost_v1_ResidentModel, ResidentModel__Output as _modelhost_v1_ResidentModel__Output } from './modelhost/v1/ResidentModel.js';
+import type { RunTaskReply as _modelhost_v1_RunTaskReply, RunTaskReply__Output as _modelhost_v1_RunTaskReply__Output } from './modelhost/v1/RunTaskReply.js';
+import type { RunTaskRequest as _modelhost_v1_RunTaskRequest, RunTaskRequest__Output as _modelhost_v1_RunTaskRequest__Output } from './modelhost/v1/RunTaskRequest.js';
 import type { UnloadModelReply as _modelhost_v1_UnloadModelReply, UnloadModelReply__Output as _modelhost_v1_UnloadModelReply__Output } from './modelhost/v1/UnloadModelReply.js';
 import type { UnloadModelRequest as _modelhost_v1_UnloadModelRequest, UnloadModelRequest__Output as _modelhost_v1_UnloadModelRequest__Output } from './modelhost/v1/UnloadModelRequest.js';
 
@@ -27,13 +32,18 @@ export interface ProtoGrpcType {
       GenerateRequest: MessageTypeDefinition<_modelhost_v1_GenerateRequest, _modelhost_v1_GenerateRequest__Output>
       GeneratedImage: MessageTypeDefinition<_modelhost_v1_GeneratedImage, _modelhost_v1_GeneratedImage__Output>
       GetMemoryRequest: MessageTypeDefinition<_modelhost_v1_GetMemoryRequest, _modelhost_v1_GetMemoryRequest__Output>
+      ListModelsReply: MessageTypeDefinition<_modelhost_v1_ListModelsReply, _modelhost_v1_ListModelsReply__Output>
+      ListModelsRequest: MessageTypeDefinition<_modelhost_v1_ListModelsRequest, _modelhost_v1_ListModelsRequest__Output>
       LoadModelReply: MessageTypeDefinition<_modelhost_v1_LoadModelReply, _modelhost_v1_LoadModelReply__Output>
       LoadModelRequest: MessageTypeDefinition<_modelhost_v1_LoadModelRequest, _modelhost_v1_LoadModelRequest__Output>
       LoadSource: EnumTypeDefinition
       Lora: MessageTypeDefinition<_modelhost_v1_Lora, _modelhost_v1_Lora__Output>
       MemoryStats: MessageTypeDefinition<_modelhost_v1_MemoryStats, _modelhost_v1_MemoryStats__Output>
+      ModelFile: MessageTypeDefinition<_modelhost_v1_ModelFile, _modelhost_v1_ModelFile__Output>
       ModelHost: SubtypeConstructor<typeof grpc.Client, _modelhost_v1_ModelHostClient> & { service: _modelhost_v1_ModelHostDefinition }
       ResidentModel: MessageTypeDefinition<_modelhost_v1_ResidentModel, _modelhost_v1_ResidentModel__Output>
+      RunTaskReply: MessageTypeDefinition<_modelhost_v1_RunTaskReply, _modelhost_v1_RunTaskReply__Output>
+      RunTaskRequest: MessageTypeDefinition<_modelhost_v1_RunTaskRequest, _modelhost_v1_RunTaskRequest__Output>
       UnloadModelReply: MessageTypeDefinition<_modelhost_v1_UnloadModelReply, _modelhost_v1_UnloadModelReply__Output>
       UnloadModelRequest: MessageTypeDefinition<_modelhost_v1_UnloadModelRequest, _modelhost_v1_UnloadModelRequest__Output>
     }

@@ -5,9 +5,13 @@ import type { MethodDefinition } from '@grpc/proto-loader'
 import type { GenerateEvent as _modelhost_v1_GenerateEvent, GenerateEvent__Output as _modelhost_v1_GenerateEvent__Output } from '../../modelhost/v1/GenerateEvent.js';
 import type { GenerateRequest as _modelhost_v1_GenerateRequest, GenerateRequest__Output as _modelhost_v1_GenerateRequest__Output } from '../../modelhost/v1/GenerateRequest.js';
 import type { GetMemoryRequest as _modelhost_v1_GetMemoryRequest, GetMemoryRequest__Output as _modelhost_v1_GetMemoryRequest__Output } from '../../modelhost/v1/GetMemoryRequest.js';
+import type { ListModelsReply as _modelhost_v1_ListModelsReply, ListModelsReply__Output as _modelhost_v1_ListModelsReply__Output } from '../../modelhost/v1/ListModelsReply.js';
+import type { ListModelsRequest as _modelhost_v1_ListModelsRequest, ListModelsRequest__Output as _modelhost_v1_ListModelsRequest__Output } from '../../modelhost/v1/ListModelsRequest.js';
 import type { LoadModelReply as _modelhost_v1_LoadModelReply, LoadModelReply__Output as _modelhost_v1_LoadModelReply__Output } from '../../modelhost/v1/LoadModelReply.js';
 import type { LoadModelRequest as _modelhost_v1_LoadModelRequest, LoadModelRequest__Output as _modelhost_v1_LoadModelRequest__Output } from '../../modelhost/v1/LoadModelRequest.js';
 import type { MemoryStats as _modelhost_v1_MemoryStats, MemoryStats__Output as _modelhost_v1_MemoryStats__Output } from '../../modelhost/v1/MemoryStats.js';
+import type { RunTaskReply as _modelhost_v1_RunTaskReply, RunTaskReply__Output as _modelhost_v1_RunTaskReply__Output } from '../../modelhost/v1/RunTaskReply.js';
+import type { RunTaskRequest as _modelhost_v1_RunTaskRequest, RunTaskRequest__Output as _modelhost_v1_RunTaskRequest__Output } from '../../modelhost/v1/RunTaskRequest.js';
 import type { UnloadModelReply as _modelhost_v1_UnloadModelReply, UnloadModelReply__Output as _modelhost_v1_UnloadModelReply__Output } from '../../modelhost/v1/UnloadModelReply.js';
 import type { UnloadModelRequest as _modelhost_v1_UnloadModelRequest, UnloadModelRequest__Output as _modelhost_v1_UnloadModelRequest__Output } from '../../modelhost/v1/UnloadModelRequest.js';
 
@@ -26,6 +30,15 @@ export interface ModelHostClient extends grpc.Client {
   getMemory(argument: _modelhost_v1_GetMemoryRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_modelhost_v1_MemoryStats__Output>): grpc.ClientUnaryCall;
   getMemory(argument: _modelhost_v1_GetMemoryRequest, callback: grpc.requestCallback<_modelhost_v1_MemoryStats__Output>): grpc.ClientUnaryCall;
   
+  ListModels(argument: _modelhost_v1_ListModelsRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_modelhost_v1_ListModelsReply__Output>): grpc.ClientUnaryCall;
+  ListModels(argument: _modelhost_v1_ListModelsRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_modelhost_v1_ListModelsReply__Output>): grpc.ClientUnaryCall;
+  ListModels(argument: _modelhost_v1_ListModelsRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_modelhost_v1_ListModelsReply__Output>): grpc.ClientUnaryCall;
+  ListModels(argument: _modelhost_v1_ListModelsRequest, callback: grpc.requestCallback<_modelhost_v1_ListModelsReply__Output>): grpc.ClientUnaryCall;
+  listModels(argument: _modelhost_v1_ListModelsRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_modelhost_v1_ListModelsReply__Output>): grpc.ClientUnaryCall;
+  listModels(argument: _modelhost_v1_ListModelsRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_modelhost_v1_ListModelsReply__Output>): grpc.ClientUnaryCall;
+  listModels(argument: _modelhost_v1_ListModelsRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_modelhost_v1_ListModelsReply__Output>): grpc.ClientUnaryCall;
+  listModels(argument: _modelhost_v1_ListModelsRequest, callback: grpc.requestCallback<_modelhost_v1_ListModelsReply__Output>): grpc.ClientUnaryCall;
+  
   LoadModel(argument: _modelhost_v1_LoadModelRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_modelhost_v1_LoadModelReply__Output>): grpc.ClientUnaryCall;
   LoadModel(argument: _modelhost_v1_LoadModelRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_modelhost_v1_LoadModelReply__Output>): grpc.ClientUnaryCall;
   LoadModel(argument: _modelhost_v1_LoadModelRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_modelhost_v1_LoadModelReply__Output>): grpc.ClientUnaryCall;
@@ -34,6 +47,15 @@ export interface ModelHostClient extends grpc.Client {
   loadModel(argument: _modelhost_v1_LoadModelRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_modelhost_v1_LoadModelReply__Output>): grpc.ClientUnaryCall;
   loadModel(argument: _modelhost_v1_LoadModelRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_modelhost_v1_LoadModelReply__Output>): grpc.ClientUnaryCall;
   loadModel(argument: _modelhost_v1_LoadModelRequest, callback: grpc.requestCallback<_modelhost_v1_LoadModelReply__Output>): grpc.ClientUnaryCall;
+  
+  RunTask(argument: _modelhost_v1_RunTaskRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_modelhost_v1_RunTaskReply__Output>): grpc.ClientUnaryCall;
+  RunTask(argument: _modelhost_v1_RunTaskRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_modelhost_v1_RunTaskReply__Output>): grpc.ClientUnaryCall;
+  RunTask(argument: _modelhost_v1_RunTaskRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_modelhost_v1_RunTaskReply__Output>): grpc.ClientUnaryCall;
+  RunTask(argument: _modelhost_v1_RunTaskRequest, callback: grpc.requestCallback<_modelhost_v1_RunTaskReply__Output>): grpc.ClientUnaryCall;
+  runTask(argument: _modelhost_v1_RunTaskRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_modelhost_v1_RunTaskReply__Output>): grpc.ClientUnaryCall;
+  runTask(argument: _modelhost_v1_RunTaskRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_modelhost_v1_RunTaskReply__Output>): grpc.ClientUnaryCall;
+  runTask(argument: _modelhost_v1_RunTaskRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_modelhost_v1_RunTaskReply__Output>): grpc.ClientUnaryCall;
+  runTask(argument: _modelhost_v1_RunTaskRequest, callback: grpc.requestCallback<_modelhost_v1_RunTaskReply__Output>): grpc.ClientUnaryCall;
   
   UnloadModel(argument: _modelhost_v1_UnloadModelRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_modelhost_v1_UnloadModelReply__Output>): grpc.ClientUnaryCall;
   UnloadModel(argument: _modelhost_v1_UnloadModelRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_modelhost_v1_UnloadModelReply__Output>): grpc.ClientUnaryCall;
@@ -51,7 +73,11 @@ export interface ModelHostHandlers extends grpc.UntypedServiceImplementation {
   
   GetMemory: grpc.handleUnaryCall<_modelhost_v1_GetMemoryRequest__Output, _modelhost_v1_MemoryStats>;
   
+  ListModels: grpc.handleUnaryCall<_modelhost_v1_ListModelsRequest__Output, _modelhost_v1_ListModelsReply>;
+  
   LoadModel: grpc.handleUnaryCall<_modelhost_v1_LoadModelRequest__Output, _modelhost_v1_LoadModelReply>;
+  
+  RunTask: grpc.handleUnaryCall<_modelhost_v1_RunTaskRequest__Output, _modelhost_v1_RunTaskReply>;
   
   UnloadModel: grpc.handleUnaryCall<_modelhost_v1_UnloadModelRequest__Output, _modelhost_v1_UnloadModelReply>;
   
@@ -60,6 +86,8 @@ export interface ModelHostHandlers extends grpc.UntypedServiceImplementation {
 export interface ModelHostDefinition extends grpc.ServiceDefinition {
   Generate: MethodDefinition<_modelhost_v1_GenerateRequest, _modelhost_v1_GenerateEvent, _modelhost_v1_GenerateRequest__Output, _modelhost_v1_GenerateEvent__Output>
   GetMemory: MethodDefinition<_modelhost_v1_GetMemoryRequest, _modelhost_v1_MemoryStats, _modelhost_v1_GetMemoryRequest__Output, _modelhost_v1_MemoryStats__Output>
+  ListModels: MethodDefinition<_modelhost_v1_ListModelsRequest, _modelhost_v1_ListModelsReply, _modelhost_v1_ListModelsRequest__Output, _modelhost_v1_ListModelsReply__Output>
   LoadModel: MethodDefinition<_modelhost_v1_LoadModelRequest, _modelhost_v1_LoadModelReply, _modelhost_v1_LoadModelRequest__Output, _modelhost_v1_LoadModelReply__Output>
+  RunTask: MethodDefinition<_modelhost_v1_RunTaskRequest, _modelhost_v1_RunTaskReply, _modelhost_v1_RunTaskRequest__Output, _modelhost_v1_RunTaskReply__Output>
   UnloadModel: MethodDefinition<_modelhost_v1_UnloadModelRequest, _modelhost_v1_UnloadModelReply, _modelhost_v1_UnloadModelRequest__Output, _modelhost_v1_UnloadModelReply__Output>
 }

@@ -13,6 +13,7 @@ export interface ResidentModel {
   'architecture'?: (string);
   'in_ram_tier'?: (boolean);
   'base_key'?: (string);
+  'stale'?: (boolean);
 }
 
 export interface ResidentModel__Output {
@@ -25,4 +26,5 @@ export interface ResidentModel__Output {
   'architecture': (string);
   'in_ram_tier': (boolean);
   'base_key': (string);
+  'stale': (boolean);
 }
