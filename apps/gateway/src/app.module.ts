@@ -1,0 +1,38 @@
+import { Module, type DynamicModule } from '@nestjs/common';
+import { APP_FILTER, APP_PIPE } from '@nestjs/core';
+
+import { RequestValidationPipe } from './common/validation-errors.js';
+import type { AppConfig } from './config/app-config.js';
+import { ConfigModule } from './config/config.module.js';
+import { AllExceptionsFilter } from './errors/all-exceptions.filter.js';
+import { GenerationModule } from './generation/generation.module.js';
+import { HealthModule } from './health/health.module.js';
+import { ModesModule } from './modes/modes.module.js';
+import { QueueModule } from './queue/queue.module.js';
+import { RegistryModule } from './registry/registry.module.js';
+import { SidecarModule } from './sidecar/sidecar.module.js';
+import { StartupModule } from './startup/startup.module.js';
+
+@Module({})
+export class AppModule {
+  /** The pipe and filter are providers, not main.ts calls, so a testing module built from AppModule has them too. */
+  static forRoot(config: AppConfig): DynamicModule {
+    return {
+      module: AppModule,
+      imports: [
+        ConfigModule.forRoot(config),
+        ModesModule,
+        RegistryModule,
+        SidecarModule,
+        QueueModule,
+        GenerationModule,
+        HealthModule,
+        StartupModule,
+      ],
+      providers: [
+        { provide: APP_PIPE, useClass: RequestValidationPipe },
+        { provide: APP_FILTER, useClass: AllExceptionsFilter },
+      ],
+    };
+  }
+}

@@ -1,0 +1,80 @@
+import { ConfigError, loadConfig } from './app-config.js';
+
+describe('loadConfig', () => {
+  it('applies the documented defaults, paths resolved against cwd', () => {
+    const config = loadConfig({}, '/srv/app');
+    expect(config).toEqual({
+      port: 4200,
+      modesFile: '/srv/app/modes.yaml',
+      modesWatch: true,
+      queueMax: 64,
+      sidecarAddr: undefined,
+      sidecarPython: '/srv/app/sidecar/.venv/bin/python',
+      sidecarStartupTimeoutMs: 300_000,
+      generateTimeoutMs: 600_000,
+      allowPickle: false,
+      legacy: { modelRoot: undefined, model: undefined, loraRoot: undefined },
+    });
+  });
+
+  it('reads every variable', () => {
+    const config = loadConfig(
+      {
+        PORT: '8080',
+        MODES_FILE: 'conf/modes.yaml',
+        MODES_WATCH: '0',
+        QUEUE_MAX: '3',
+        SIDECAR_ADDR: 'unix:/run/modelhost.sock',
+        SIDECAR_PYTHON: 'python3',
+        SIDECAR_STARTUP_TIMEOUT_MS: '1000',
+        GENERATE_TIMEOUT_MS: '2000',
+        ALLOW_PICKLE: '1',
+        MODEL_ROOT: '/models',
+        MODEL: 'sd15.safetensors',
+        LORA_ROOT: '/loras',
+      },
+      '/srv/app',
+    );
+    expect(config).toEqual({
+      port: 8080,
+      modesFile: '/srv/app/conf/modes.yaml',
+      modesWatch: false,
+      queueMax: 3,
+      sidecarAddr: 'unix:/run/modelhost.sock',
+      sidecarPython: 'python3',
+      sidecarStartupTimeoutMs: 1000,
+      generateTimeoutMs: 2000,
+      allowPickle: true,
+      legacy: { modelRoot: '/models', model: 'sd15.safetensors', loraRoot: '/loras' },
+    });
+  });
+
+  it.each(['127.0.0.1:50051', 'sidecar:50051', '[::1]:50051', 'unix:/tmp/x.sock'])(
+    'accepts SIDECAR_ADDR %s',
+    (addr) => {
+      expect(loadConfig({ SIDECAR_ADDR: addr }).sidecarAddr).toBe(addr);
+    },
+  );
+
+  it('names every invalid variable in one error', () => {
+    const env = {
+      PORT: 'abc',
+      QUEUE_MAX: '0',
+      GENERATE_TIMEOUT_MS: '1.5',
+      MODES_WATCH: 'maybe',
+      SIDECAR_ADDR: 'nowhere',
+    };
+    expect(() => loadConfig(env)).toThrow(ConfigError);
+    expect(() => loadConfig(env)).toThrow(
+      "Invalid environment: SIDECAR_ADDR must be host:port or unix:/path, got 'nowhere'; " +
+        "PORT must be an integer from 0 to 65535, got 'abc'; " +
+        "MODES_WATCH must be 1 or 0, got 'maybe'; " +
+        "QUEUE_MAX must be an integer from 1 to 1000000, got '0'; " +
+        "GENERATE_TIMEOUT_MS must be an integer from 1 to 86400000, got '1.5'",
+    );
+  });
+
+  it('rejects a port out of range', () => {
+    expect(() => loadConfig({ PORT: '70000' })).toThrow("PORT must be an integer from 0 to 65535, got '70000'");
+  });
+});

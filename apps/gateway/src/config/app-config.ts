@@ -1,0 +1,82 @@
+import { resolve } from 'node:path';
+
+export const APP_CONFIG = Symbol('APP_CONFIG');
+
+/** Every setting the gateway reads from its environment, parsed once at start. */
+export interface AppConfig {
+  readonly port: number;
+  /** Absolute path of the modes file. */
+  readonly modesFile: string;
+  readonly modesWatch: boolean;
+  readonly queueMax: number;
+  /** `host:port` or `unix:/path`; undefined means the gateway starts its own sidecar. */
+  readonly sidecarAddr: string | undefined;
+  readonly sidecarPython: string;
+  readonly sidecarStartupTimeoutMs: number;
+  readonly generateTimeoutMs: number;
+  readonly allowPickle: boolean;
+  /** The deprecated single-model settings, used only when the modes file is missing. */
+  readonly legacy: {
+    readonly modelRoot: string | undefined;
+    readonly model: string | undefined;
+    readonly loraRoot: string | undefined;
+  };
+}
+
+export class ConfigError extends Error {
+  constructor(readonly problems: readonly string[]) {
+    super(`Invalid environment: ${problems.join('; ')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+/** Reads the environment; throws one ConfigError naming every bad variable. */
+export function loadConfig(env: Env, cwd: string = process.cwd()): AppConfig {
+  const problems: string[] = [];
+  const text = (name: string): string | undefined => {
+    const value = env[name]?.trim();
+    return value ? value : undefined;
+  };
+  const integer = (name: string, fallback: number, min: number, max: number): number => {
+    const raw = text(name);
+    if (raw === undefined) return fallback;
+    const value = /^\d+$/.test(raw) ? Number(raw) : NaN;
+    if (!Number.isSafeInteger(value) || value < min || value > max) {
+      problems.push(`${name} must be an integer from ${min} to ${max}, got '${raw}'`);
+      return fallback;
+    }
+    return value;
+  };
+  const flag = (name: string, fallback: boolean): boolean => {
+    const raw = text(name)?.toLowerCase();
+    if (raw === undefined) return fallback;
+    if (['1', 'true', 'yes'].includes(raw)) return true;
+    if (['0', 'false', 'no'].includes(raw)) return false;
+    problems.push(`${name} must be 1 or 0, got '${env[name]}'`);
+    return fallback;
+  };
+
+  const sidecarAddr = text('SIDECAR_ADDR');
+  if (sidecarAddr !== undefined && !/^unix:.+$|^(\[[0-9a-fA-F:.]+\]|[^\s:[\]]+):\d{1,5}$/.test(sidecarAddr)) {
+    problems.push(`SIDECAR_ADDR must be host:port or unix:/path, got '${sidecarAddr}'`);
+  }
+  const python = text('SIDECAR_PYTHON') ?? 'sidecar/.venv/bin/python';
+
+  const config: AppConfig = {
+    port: integer('PORT', 4200, 0, 65535),
+    modesFile: resolve(cwd, text('MODES_FILE') ?? 'modes.yaml'),
+    modesWatch: flag('MODES_WATCH', true),
+    queueMax: integer('QUEUE_MAX', 64, 1, 1_000_000),
+    sidecarAddr,
+    // A bare command name is looked up on PATH; anything with a slash is a path from cwd.
+    sidecarPython: python.includes('/') ? resolve(cwd, python) : python,
+    sidecarStartupTimeoutMs: integer('SIDECAR_STARTUP_TIMEOUT_MS', 300_000, 1, 86_400_000),
+    generateTimeoutMs: integer('GENERATE_TIMEOUT_MS', 600_000, 1, 86_400_000),
+    allowPickle: flag('ALLOW_PICKLE', false),
+    legacy: { modelRoot: text('MODEL_ROOT'), model: text('MODEL'), loraRoot: text('LORA_ROOT') },
+  };
+  if (problems.length > 0) throw new ConfigError(problems);
+  return config;
+}

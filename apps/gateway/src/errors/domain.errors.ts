@@ -1,0 +1,110 @@
+/**
+ * The gateway's failures, in its own words. Services throw these; the one
+ * exception filter turns them into HTTP through HTTP_ERROR_TABLE.
+ */
+export abstract class DomainError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = new.target.name;
+  }
+}
+
+/** A request that cannot be served as asked; `problems` are "field: reason" lines. */
+export class InvalidRequestError extends DomainError {
+  constructor(readonly problems: readonly string[]) {
+    super(problems.join('; '));
+  }
+}
+
+export class ModeNotFoundError extends DomainError {
+  constructor(readonly mode: string) {
+    super(`Mode '${mode}' not found`);
+  }
+}
+
+export class QueueFullError extends DomainError {
+  constructor(
+    readonly queueMax: number,
+    readonly retryAfterSeconds: number,
+  ) {
+    super(`Queue full: ${queueMax} waiting jobs (QUEUE_MAX), retry later`);
+  }
+}
+
+/** The sidecar cannot be reached, is not serving, or is going away. */
+export class SidecarUnavailableError extends DomainError {
+  constructor(detail: string) {
+    super(`Model host unavailable: ${detail}`);
+  }
+}
+
+/** The sidecar had no device memory left, even after evicting every idle model. */
+export class OutOfMemoryError extends DomainError {
+  constructor(detail: string) {
+    super(`Device out of memory: ${detail}`);
+  }
+}
+
+export class ModeSwitchTimeoutError extends DomainError {
+  constructor(readonly mode: string) {
+    super(`Mode switch timed out while loading mode '${mode}'`);
+  }
+}
+
+export class GenerationTimeoutError extends DomainError {
+  constructor(timeoutMs: number) {
+    super(`Generation timed out after ${timeoutMs} ms`);
+  }
+}
+
+/** The sidecar refused a mode's files: missing, corrupt, or a format it does not load. */
+export class ModelLoadError extends DomainError {
+  constructor(
+    readonly mode: string,
+    detail: string,
+  ) {
+    super(`Mode '${mode}' could not be loaded: ${detail}`);
+  }
+}
+
+/** The sidecar no longer holds a pipeline the gateway believed resident. */
+export class ModelNotLoadedError extends DomainError {
+  constructor(detail: string) {
+    super(`Model not loaded: ${detail}`);
+  }
+}
+
+export class JobCancelledError extends DomainError {
+  constructor(detail = 'job cancelled') {
+    super(detail);
+  }
+}
+
+/** Any other failure the sidecar reported (its INTERNAL errors carry no traceback). */
+export class SidecarError extends DomainError {
+  constructor(detail: string) {
+    super(`Model host error: ${detail}`);
+  }
+}
+
+export class NotReadyError extends DomainError {
+  constructor(reason: string) {
+    super(`Not ready: ${reason}`);
+  }
+}
+
+export class ModesFileNotFoundError extends DomainError {
+  constructor(readonly path: string) {
+    super(`modes.yaml not found: ${path}`);
+  }
+}
+
+/** modes.yaml (or the legacy environment) is invalid; `problems` are "yaml.path: reason" lines. */
+export class ModesConfigError extends DomainError {
+  constructor(
+    readonly source: string,
+    readonly problems: readonly string[],
+  ) {
+    super(`Invalid ${source}:\n${problems.map((problem) => `  - ${problem}`).join('\n')}`);
+  }
+}

@@ -1,0 +1,98 @@
+import { STATUS_CODES } from 'node:http';
+
+import { HttpException } from '@nestjs/common';
+
+import {
+  GenerationTimeoutError,
+  InvalidRequestError,
+  JobCancelledError,
+  ModeNotFoundError,
+  ModeSwitchTimeoutError,
+  ModelLoadError,
+  ModelNotLoadedError,
+  NotReadyError,
+  OutOfMemoryError,
+  QueueFullError,
+  SidecarError,
+  SidecarUnavailableError,
+} from './domain.errors.js';
+
+/** Every error reply's body: a short code, a sentence for people, the status again. */
+export interface ErrorBody {
+  readonly error: string;
+  readonly message: string;
+  readonly statusCode: number;
+}
+
+export interface HttpError {
+  readonly status: number;
+  readonly body: ErrorBody;
+  readonly headers: Readonly<Record<string, string>>;
+}
+
+interface Rule<E extends Error> {
+  readonly type: abstract new (...args: never[]) => E;
+  readonly status: number;
+  readonly error: string;
+  readonly headers?: (error: E) => Record<string, string>;
+}
+
+const rule = <E extends Error>(r: Rule<E>): Rule<Error> => r as unknown as Rule<Error>;
+
+/** The one table from domain errors to HTTP. */
+export const HTTP_ERROR_TABLE: readonly Rule<Error>[] = [
+  rule({ type: InvalidRequestError, status: 400, error: 'invalid_request' }),
+  rule({ type: ModeNotFoundError, status: 404, error: 'mode_not_found' }),
+  rule({
+    type: QueueFullError,
+    status: 429,
+    error: 'queue_full',
+    headers: (e: QueueFullError) => ({ 'Retry-After': String(e.retryAfterSeconds) }),
+  }),
+  // The request was fine; the server's configuration names files the model host cannot load.
+  rule({ type: ModelLoadError, status: 500, error: 'model_load_failed' }),
+  rule({ type: SidecarError, status: 500, error: 'model_host_error' }),
+  rule({ type: SidecarUnavailableError, status: 503, error: 'model_host_unavailable' }),
+  rule({ type: OutOfMemoryError, status: 503, error: 'out_of_memory' }),
+  rule({ type: ModelNotLoadedError, status: 503, error: 'model_not_loaded' }),
+  rule({ type: JobCancelledError, status: 503, error: 'cancelled' }),
+  rule({ type: NotReadyError, status: 503, error: 'not_ready' }),
+  rule({ type: ModeSwitchTimeoutError, status: 504, error: 'mode_switch_timeout' }),
+  rule({ type: GenerationTimeoutError, status: 504, error: 'generation_timeout' }),
+];
+
+/** Maps anything thrown while serving a request to a status, a JSON body and headers; never leaks a stack. */
+export function toHttpError(thrown: unknown): HttpError {
+  if (thrown instanceof Error) {
+    const match = HTTP_ERROR_TABLE.find((r) => thrown instanceof r.type);
+    if (match) return reply(match.status, match.error, thrown.message, match.headers?.(thrown));
+  }
+  if (thrown instanceof HttpException) {
+    return reply(thrown.getStatus(), codeFor(thrown.getStatus()), messageOf(thrown.getResponse(), thrown.message));
+  }
+  // Express middleware (the JSON body parser) reports client errors as http-errors with `expose`.
+  if (isExposedClientError(thrown)) return reply(thrown.status, codeFor(thrown.status), thrown.message);
+  return reply(500, 'internal_error', 'Internal server error');
+}
+
+function reply(status: number, error: string, message: string, headers: Record<string, string> = {}): HttpError {
+  return { status, body: { error, message, statusCode: status }, headers };
+}
+
+/** "Not Found" -> "not_found", so Nest's own exceptions read like ours. */
+function codeFor(status: number): string {
+  return (STATUS_CODES[status] ?? 'error').toLowerCase().replace(/[^a-z0-9]+/g, '_');
+}
+
+function messageOf(response: string | object, fallback: string): string {
+  if (typeof response === 'string') return response;
+  const message = (response as { message?: unknown }).message;
+  if (Array.isArray(message)) return message.map(String).join('; ');
+  return typeof message === 'string' ? message : fallback;
+}
+
+function isExposedClientError(thrown: unknown): thrown is Error & { status: number } {
+  if (!(thrown instanceof Error)) return false;
+  const { status, expose } = thrown as Error & { status?: unknown; expose?: unknown };
+  return expose === true && typeof status === 'number' && status >= 400 && status < 500;
+}

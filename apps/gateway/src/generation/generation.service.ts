@@ -1,0 +1,58 @@
+import { randomInt } from 'node:crypto';
+
+import { Injectable } from '@nestjs/common';
+
+import { parseImageSize } from '../common/image-size.js';
+import { InvalidRequestError } from '../errors/domain.errors.js';
+import { ModesService } from '../modes/modes.service.js';
+import { GenerationJob, type GenerationParams } from '../queue/job.types.js';
+import { WorkerPool } from '../queue/worker-pool.service.js';
+import type { GeneratedImage } from '../sidecar/sidecar.types.js';
+import type { GenerateRequestDto } from './dto/generate-request.dto.js';
+
+export interface GenerationResult {
+  readonly mode: string;
+  readonly seed: number;
+  readonly image: GeneratedImage;
+}
+
+/** Seeds the gateway picks when the request gives none: 0 .. 2^32 - 1, what every diffusers generator takes. */
+const SEED_LIMIT = 2 ** 32;
+
+@Injectable()
+export class GenerationService {
+  constructor(
+    private readonly modes: ModesService,
+    private readonly pool: WorkerPool,
+  ) {}
+
+  /** Queues one generation; aborting `signal` (the client went away) cancels it, queued or running. */
+  async generate(request: GenerateRequestDto, signal?: AbortSignal): Promise<GenerationResult> {
+    const mode = request.mode === undefined ? this.modes.defaultMode : this.modes.getMode(request.mode);
+    if (request.superres && !mode.superres) {
+      throw new InvalidRequestError([`superres: mode '${mode.name}' has no superres model`]);
+    }
+    const size = request.size === undefined ? undefined : parseImageSize(request.size);
+    const { width, height } = size?.ok ? size.size : mode.defaultSize;
+    const params: GenerationParams = {
+      prompt: request.prompt,
+      negativePrompt: request.negative_prompt ?? '',
+      width,
+      height,
+      steps: request.num_inference_steps ?? mode.defaultSteps,
+      guidanceScale: request.guidance_scale ?? mode.defaultGuidance,
+      seed: request.seed ?? randomInt(SEED_LIMIT),
+      superres: request.superres ?? false,
+    };
+
+    const handle = this.pool.submitJob(new GenerationJob(mode.name, params));
+    const cancel = (): void => handle.cancel();
+    signal?.addEventListener('abort', cancel, { once: true });
+    if (signal?.aborted) cancel();
+    try {
+      return { mode: mode.name, seed: params.seed, image: await handle.result() };
+    } finally {
+      signal?.removeEventListener('abort', cancel);
+    }
+  }
+}

@@ -1,0 +1,22 @@
+import 'reflect-metadata';
+
+import { Logger, ShutdownSignal } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+
+import { AppModule } from './app.module.js';
+import { loadConfig } from './config/app-config.js';
+
+async function bootstrap(): Promise<void> {
+  const config = loadConfig(process.env);
+  // abortOnError: false lets a startup error (bad modes.yaml, say) reach the catch below instead of aborting.
+  const app = await NestFactory.create(AppModule.forRoot(config), { abortOnError: false });
+  // SIGHUP is left alone: it will mean "reload modes.yaml". After a clean shutdown the exit code is 0.
+  app.enableShutdownHooks([ShutdownSignal.SIGTERM, ShutdownSignal.SIGINT], { useProcessExit: true });
+  await app.listen(config.port);
+  new Logger('Bootstrap').log(`gateway listening on ${await app.getUrl()}`);
+}
+
+bootstrap().catch((error: unknown) => {
+  new Logger('Bootstrap').error(error instanceof Error ? error.message : String(error));
+  process.exit(1);
+});

@@ -1,0 +1,43 @@
+import type { ImageSize } from '../common/image-size.js';
+
+export interface ResolvedLora {
+  /** As written in modes.yaml, relative to lora_root. */
+  readonly path: string;
+  readonly absolutePath: string;
+  readonly strength: number;
+  readonly adapterName: string;
+}
+
+export interface ResolvedSuperres {
+  readonly modelPath: string;
+  /** Undefined: the upscaler's own scale; another scale resizes its output to it. */
+  readonly scale: number | undefined;
+}
+
+/** A mode with every default applied and every path absolute: what the sidecar is asked to load. */
+export interface ResolvedMode {
+  readonly name: string;
+  /** `<name>-<12 hex of sha256 of what the sidecar loads>`: an edited mode is a new sidecar key. */
+  readonly key: string;
+  /** As written in modes.yaml, relative to model_root. */
+  readonly model: string;
+  readonly modelPath: string;
+  readonly configDir: string | undefined;
+  readonly loras: readonly ResolvedLora[];
+  readonly defaultSize: ImageSize;
+  readonly defaultSteps: number;
+  readonly defaultGuidance: number;
+  readonly metadata: Readonly<Record<string, unknown>> | undefined;
+  readonly superres: ResolvedSuperres | undefined;
+}
+
+/** One immutable snapshot of the configuration; a reload swaps the whole object. */
+export interface ModesConfig {
+  /** Where it came from: the modes file's path, or the legacy variables. */
+  readonly source: string;
+  readonly legacy: boolean;
+  readonly modelRoot: string;
+  readonly loraRoot: string;
+  readonly defaultMode: string;
+  readonly modes: ReadonlyMap<string, ResolvedMode>;
+}

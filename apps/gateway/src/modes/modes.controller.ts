@@ -1,0 +1,45 @@
+import { Controller, Get } from '@nestjs/common';
+
+import { formatImageSize } from '../common/image-size.js';
+import type { ResolvedMode } from './mode.types.js';
+import { ModesService } from './modes.service.js';
+
+export interface ModeView {
+  model: string;
+  loras: { path: string; strength: number; adapter_name: string }[];
+  default_size: string;
+  default_steps: number;
+  default_guidance: number;
+  metadata?: Readonly<Record<string, unknown>>;
+}
+
+export interface ModesView {
+  default_mode: string;
+  modes: Record<string, ModeView>;
+}
+
+@Controller('api/modes')
+export class ModesController {
+  constructor(private readonly modes: ModesService) {}
+
+  @Get()
+  list(): ModesView {
+    const { defaultMode, modes } = this.modes.config;
+    return {
+      default_mode: defaultMode,
+      modes: Object.fromEntries([...modes.values()].map((mode) => [mode.name, toView(mode)])),
+    };
+  }
+}
+
+/** As the spec shows it: paths as written in modes.yaml, LoRAs in their full form. */
+function toView(mode: ResolvedMode): ModeView {
+  return {
+    model: mode.model,
+    loras: mode.loras.map((lora) => ({ path: lora.path, strength: lora.strength, adapter_name: lora.adapterName })),
+    default_size: formatImageSize(mode.defaultSize),
+    default_steps: mode.defaultSteps,
+    default_guidance: mode.defaultGuidance,
+    ...(mode.metadata && { metadata: mode.metadata }),
+  };
+}

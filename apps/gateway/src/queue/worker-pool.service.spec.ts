@@ -1,0 +1,294 @@
+import { FakeSidecarRepository } from '../../testing/fake-sidecar.js';
+import { loadConfig } from '../config/app-config.js';
+import {
+  JobCancelledError,
+  ModeNotFoundError,
+  ModelLoadError,
+  ModelNotLoadedError,
+  QueueFullError,
+  SidecarUnavailableError,
+} from '../errors/domain.errors.js';
+import { parseModesConfig } from '../modes/modes-config.loader.js';
+import type { ResolvedMode } from '../modes/mode.types.js';
+import type { ModesService } from '../modes/modes.service.js';
+import { RegistryService } from '../registry/registry.service.js';
+import type { SidecarRepository } from '../sidecar/sidecar.repository.js';
+import { CustomJob, GenerationJob, ModeSwitchJob, type GenerationParams } from './job.types.js';
+import { WorkerPool } from './worker-pool.service.js';
+
+const MODES = parseModesConfig(
+  'model_root: /models\ndefault_mode: a\nmodes:\n  a:\n    model: a.safetensors\n  b:\n    model: b.safetensors\n',
+  { source: 'test', baseDir: '/', allowPickle: false },
+);
+
+const fakeModes = {
+  getMode(name: string): ResolvedMode {
+    const mode = MODES.modes.get(name);
+    if (!mode) throw new ModeNotFoundError(name);
+    return mode;
+  },
+} as unknown as ModesService;
+
+const PARAMS: GenerationParams = {
+  prompt: 'a cat',
+  negativePrompt: '',
+  width: 64,
+  height: 64,
+  steps: 2,
+  guidanceScale: 1,
+  seed: 7,
+  superres: false,
+};
+
+interface Deferred<T> {
+  promise: Promise<T>;
+  resolve: (value: T) => void;
+  reject: (error: Error) => void;
+}
+
+function deferred<T>(): Deferred<T> {
+  let resolve!: (value: T) => void;
+  let reject!: (error: Error) => void;
+  const promise = new Promise<T>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  return { promise, resolve, reject };
+}
+
+describe('WorkerPool', () => {
+  let sidecar: FakeSidecarRepository;
+  let registry: RegistryService;
+
+  function pool(queueMax = 64): WorkerPool {
+    return new WorkerPool(
+      loadConfig({ QUEUE_MAX: String(queueMax) }),
+      fakeModes,
+      sidecar as unknown as SidecarRepository,
+      registry,
+    );
+  }
+
+  beforeEach(() => {
+    sidecar = new FakeSidecarRepository();
+    registry = new RegistryService();
+  });
+
+  describe('order', () => {
+    it('runs jobs one at a time, first in first out', async () => {
+      const workers = pool();
+      const events: string[] = [];
+      let running = 0;
+      const gates = [deferred<void>(), deferred<void>(), deferred<void>()];
+      const handles = gates.map((gate, index) =>
+        workers.submitJob(
+          new CustomJob({
+            handler: async (n: number) => {
+              running += 1;
+              events.push(`start ${n} (${running} running)`);
+              await gate.promise;
+              running -= 1;
+              events.push(`end ${n}`);
+              return n * 10;
+            },
+            args: [index] as [number],
+          }),
+        ),
+      );
+      expect(workers.queueSize).toBe(2);
+      gates[2]?.resolve();
+      gates[1]?.resolve();
+      gates[0]?.resolve();
+      await expect(Promise.all(handles.map((handle) => handle.result()))).resolves.toEqual([0, 10, 20]);
+      expect(events).toEqual([
+        'start 0 (1 running)',
+        'end 0',
+        'start 1 (1 running)',
+        'end 1',
+        'start 2 (1 running)',
+        'end 2',
+      ]);
+      expect(workers.queueSize).toBe(0);
+    });
+
+    it('gives each handle its own id', () => {
+      const workers = pool();
+      const first = workers.submitJob(new CustomJob({ handler: () => 1, args: [] }));
+      const second = workers.submitJob(new CustomJob({ handler: () => 2, args: [] }));
+      expect(second.id).toBeGreaterThan(first.id);
+    });
+  });
+
+  describe('modes', () => {
+    it('loads the mode before its first generation, and not again while it stays active', async () => {
+      const workers = pool();
+      const first = workers.submitJob(new GenerationJob('a', { ...PARAMS, prompt: 'one' }));
+      const second = workers.submitJob(new GenerationJob('a', { ...PARAMS, prompt: 'two' }));
+      await expect(first.result()).resolves.toMatchObject({ png: Buffer.from('png:one'), seed: 7 });
+      await second.result();
+      expect(sidecar.calls).toEqual(['load a', 'generate a one', 'generate a two']);
+      expect(registry.currentMode).toBe('a');
+      expect(registry.residentModels().map((entry) => entry.mode)).toEqual(['a']);
+      expect(registry.lastMemory?.device).toBe('cpu');
+    });
+
+    it('switches mode when a generation asks for another one', async () => {
+      const workers = pool();
+      const jobs = ['a', 'b', 'b', 'a'].map((mode, i) =>
+        workers.submitJob(new GenerationJob(mode, { ...PARAMS, prompt: `p${i}` })),
+      );
+      await Promise.all(jobs.map((job) => job.result()));
+      expect(sidecar.calls).toEqual([
+        'load a',
+        'generate a p0',
+        'load b',
+        'generate b p1',
+        'generate b p2',
+        'load a',
+        'generate a p3',
+      ]);
+      expect(registry.currentMode).toBe('a');
+    });
+
+    it('runs a ModeSwitchJob in its turn and reports whether it loaded anything', async () => {
+      const workers = pool();
+      const generation = workers.submitJob(new GenerationJob('a', PARAMS));
+      const toB = workers.submitJob(new ModeSwitchJob('b'));
+      const toBAgain = workers.submitJob(new ModeSwitchJob('b'));
+      await generation.result();
+      await expect(toB.result()).resolves.toMatchObject({ mode: 'b', load: { architecture: 'sd15' } });
+      await expect(toBAgain.result()).resolves.toEqual({ mode: 'b', load: undefined });
+      expect(sidecar.calls).toEqual(['load a', 'generate a a cat', 'load b']);
+      expect(registry.currentMode).toBe('b');
+    });
+
+    it('rejects a job whose mode does not exist when its turn comes', async () => {
+      const workers = pool();
+      await expect(workers.submitJob(new GenerationJob('nope', PARAMS)).result()).rejects.toThrow(
+        new ModeNotFoundError('nope'),
+      );
+      await expect(workers.submitJob(new ModeSwitchJob('nope')).result()).rejects.toBeInstanceOf(ModeNotFoundError);
+    });
+
+    it('loads the mode again, once, when the sidecar no longer holds it', async () => {
+      const workers = pool();
+      await workers.submitJob(new GenerationJob('a', PARAMS)).result();
+      sidecar.failGenerateOnce = new ModelNotLoadedError("model 'a' is not loaded");
+      await expect(
+        workers.submitJob(new GenerationJob('a', { ...PARAMS, prompt: 'again' })).result(),
+      ).resolves.toMatchObject({
+        png: Buffer.from('png:again'),
+      });
+      expect(sidecar.calls).toEqual(['load a', 'generate a a cat', 'generate a again', 'load a', 'generate a again']);
+    });
+  });
+
+  describe('the bound', () => {
+    it('refuses a job at once when QUEUE_MAX jobs are waiting (the running one not counted)', async () => {
+      const workers = pool(2);
+      const gate = deferred<void>();
+      const running = workers.submitJob(new CustomJob({ handler: () => gate.promise, args: [] }));
+      const waiting = [1, 2].map((n) => workers.submitJob(new CustomJob({ handler: () => n, args: [] })));
+      expect(() => workers.submitJob(new CustomJob({ handler: () => 3, args: [] }))).toThrow(QueueFullError);
+      let refused: unknown;
+      try {
+        workers.submitJob(new GenerationJob('a', PARAMS));
+      } catch (error) {
+        refused = error;
+      }
+      expect(refused).toMatchObject({ queueMax: 2, retryAfterSeconds: 5 });
+      gate.resolve();
+      await running.result();
+      await expect(Promise.all(waiting.map((handle) => handle.result()))).resolves.toEqual([1, 2]);
+      await expect(workers.submitJob(new CustomJob({ handler: () => 4, args: [] })).result()).resolves.toBe(4);
+    });
+  });
+
+  describe('failures', () => {
+    it('rejects only the failing job and carries on', async () => {
+      const workers = pool();
+      const before = workers.submitJob(new CustomJob({ handler: () => 'before', args: [] }));
+      const failing = workers.submitJob(
+        new CustomJob({
+          handler: () => {
+            throw new Error('handler bug');
+          },
+          args: [],
+        }),
+      );
+      const rejecting = workers.submitJob(
+        new CustomJob({ handler: () => Promise.reject(new Error('async bug')), args: [] }),
+      );
+      const after = workers.submitJob(new GenerationJob('a', PARAMS));
+      await expect(before.result()).resolves.toBe('before');
+      await expect(failing.result()).rejects.toThrow('handler bug');
+      await expect(rejecting.result()).rejects.toThrow('async bug');
+      await expect(after.result()).resolves.toMatchObject({ seed: 7 });
+    });
+
+    it('keeps a failed load from making its mode active', async () => {
+      const workers = pool();
+      sidecar.failLoad = new ModelLoadError('a', 'model file not found: /models/a.safetensors');
+      await expect(workers.submitJob(new GenerationJob('a', PARAMS)).result()).rejects.toBeInstanceOf(ModelLoadError);
+      expect(registry.currentMode).toBeUndefined();
+      sidecar.failLoad = undefined;
+      await expect(workers.submitJob(new GenerationJob('a', PARAMS)).result()).resolves.toMatchObject({ seed: 7 });
+      expect(sidecar.calls).toEqual(['load a', 'load a', 'generate a a cat']);
+    });
+
+    it('does not report an unobserved failure as an unhandled rejection', async () => {
+      const workers = pool();
+      workers.submitJob(new CustomJob({ handler: () => Promise.reject(new Error('nobody listens')), args: [] }));
+      await expect(workers.submitJob(new CustomJob({ handler: () => 'next', args: [] })).result()).resolves.toBe(
+        'next',
+      );
+    });
+  });
+
+  describe('cancel', () => {
+    it('drops a queued job without running it', async () => {
+      const workers = pool();
+      const gate = deferred<void>();
+      const running = workers.submitJob(new CustomJob({ handler: () => gate.promise, args: [] }));
+      const queued = workers.submitJob(new GenerationJob('a', PARAMS));
+      queued.cancel();
+      expect(workers.queueSize).toBe(0);
+      await expect(queued.result()).rejects.toThrow(new JobCancelledError('job cancelled while queued'));
+      gate.resolve();
+      await running.result();
+      expect(sidecar.calls).toEqual([]);
+    });
+
+    it("aborts a running generation's sidecar call", async () => {
+      const workers = pool();
+      sidecar.hold = new Promise<void>(() => undefined);
+      const handle = workers.submitJob(new GenerationJob('a', PARAMS));
+      const next = workers.submitJob(new CustomJob({ handler: () => 'next', args: [] }));
+      while (sidecar.signals.length === 0) await new Promise((resolve) => setImmediate(resolve));
+      handle.cancel();
+      await expect(handle.result()).rejects.toBeInstanceOf(JobCancelledError);
+      expect(sidecar.signals[0]?.aborted).toBe(true);
+      await expect(next.result()).resolves.toBe('next');
+    });
+
+    it('ignores a cancel after the job finished', async () => {
+      const workers = pool();
+      const handle = workers.submitJob(new CustomJob({ handler: () => 'done', args: [] }));
+      await expect(handle.result()).resolves.toBe('done');
+      handle.cancel();
+      await expect(handle.result()).resolves.toBe('done');
+    });
+  });
+
+  it('refuses new jobs and rejects waiting ones at shutdown', async () => {
+    const workers = pool();
+    const gate = deferred<void>();
+    const running = workers.submitJob(new CustomJob({ handler: () => gate.promise, args: [] }));
+    const waiting = workers.submitJob(new CustomJob({ handler: () => 'never', args: [] }));
+    workers.onModuleDestroy();
+    await expect(waiting.result()).rejects.toBeInstanceOf(SidecarUnavailableError);
+    expect(() => workers.submitJob(new ModeSwitchJob('a'))).toThrow(SidecarUnavailableError);
+    gate.resolve();
+    await running.result();
+  });
+});

@@ -1,0 +1,51 @@
+import { Metadata, status as Status, type ServiceError } from '@grpc/grpc-js';
+
+import {
+  GenerationTimeoutError,
+  InvalidRequestError,
+  JobCancelledError,
+  ModeSwitchTimeoutError,
+  ModelLoadError,
+  ModelNotLoadedError,
+  OutOfMemoryError,
+  SidecarError,
+  SidecarUnavailableError,
+} from '../errors/domain.errors.js';
+import { toDomainError, type CallContext } from './grpc-error.mapper.js';
+
+function serviceError(code: Status, details: string): ServiceError {
+  return Object.assign(new Error(`${code} ${Status[code]}: ${details}`), { code, details, metadata: new Metadata() });
+}
+
+const load: CallContext = { rpc: 'load', subject: 'portraits', timeoutMs: 600_000 };
+const generate: CallContext = { rpc: 'generate', subject: 'portraits-0123456789ab', timeoutMs: 600_000 };
+const memory: CallContext = { rpc: 'memory', subject: 'memory', timeoutMs: 10_000 };
+
+describe('toDomainError', () => {
+  it.each([
+    [Status.NOT_FOUND, load, ModelLoadError, "Mode 'portraits' could not be loaded: the detail"],
+    [Status.INVALID_ARGUMENT, load, ModelLoadError, "Mode 'portraits' could not be loaded: the detail"],
+    [Status.DEADLINE_EXCEEDED, load, ModeSwitchTimeoutError, "Mode switch timed out while loading mode 'portraits'"],
+    [Status.DEADLINE_EXCEEDED, generate, GenerationTimeoutError, 'Generation timed out after 600000 ms'],
+    [
+      Status.DEADLINE_EXCEEDED,
+      memory,
+      SidecarUnavailableError,
+      'Model host unavailable: no answer to memory within 10000 ms',
+    ],
+    [Status.INVALID_ARGUMENT, generate, InvalidRequestError, 'the detail'],
+    [Status.RESOURCE_EXHAUSTED, load, OutOfMemoryError, 'Device out of memory: the detail'],
+    [Status.RESOURCE_EXHAUSTED, generate, OutOfMemoryError, 'Device out of memory: the detail'],
+    [Status.FAILED_PRECONDITION, generate, ModelNotLoadedError, 'Model not loaded: the detail'],
+    [Status.NOT_FOUND, generate, ModelNotLoadedError, 'Model not loaded: the detail'],
+    [Status.CANCELLED, generate, JobCancelledError, 'the detail'],
+    [Status.UNAVAILABLE, memory, SidecarUnavailableError, 'Model host unavailable: the detail'],
+    [Status.UNAVAILABLE, load, SidecarUnavailableError, 'Model host unavailable: the detail'],
+    [Status.INTERNAL, generate, SidecarError, 'Model host error: INTERNAL: the detail'],
+    [Status.UNKNOWN, load, SidecarError, 'Model host error: UNKNOWN: the detail'],
+  ])('maps %s on %j', (code, context, type, message) => {
+    const error = toDomainError(serviceError(code, 'the detail'), context);
+    expect(error).toBeInstanceOf(type);
+    expect(error.message).toBe(message);
+  });
+});

@@ -1,0 +1,53 @@
+import { status as Status, type ServiceError } from '@grpc/grpc-js';
+
+import {
+  GenerationTimeoutError,
+  InvalidRequestError,
+  JobCancelledError,
+  ModeSwitchTimeoutError,
+  ModelLoadError,
+  ModelNotLoadedError,
+  OutOfMemoryError,
+  SidecarError,
+  SidecarUnavailableError,
+} from '../errors/domain.errors.js';
+
+export type SidecarRpc = 'load' | 'unload' | 'generate' | 'memory' | 'health';
+
+/** What the failed call was about: the mode being loaded, or the key used; and the deadline it had. */
+export interface CallContext {
+  readonly rpc: SidecarRpc;
+  readonly subject: string;
+  readonly timeoutMs: number;
+}
+
+interface Rule {
+  readonly code: Status;
+  /** Undefined: any call. */
+  readonly rpc?: SidecarRpc;
+  readonly toError: (detail: string, context: CallContext) => Error;
+}
+
+/** The one table from gRPC status codes to domain errors; the first matching row wins. */
+export const GRPC_ERROR_TABLE: readonly Rule[] = [
+  { code: Status.NOT_FOUND, rpc: 'load', toError: (detail, c) => new ModelLoadError(c.subject, detail) },
+  { code: Status.INVALID_ARGUMENT, rpc: 'load', toError: (detail, c) => new ModelLoadError(c.subject, detail) },
+  { code: Status.DEADLINE_EXCEEDED, rpc: 'load', toError: (_, c) => new ModeSwitchTimeoutError(c.subject) },
+  { code: Status.DEADLINE_EXCEEDED, rpc: 'generate', toError: (_, c) => new GenerationTimeoutError(c.timeoutMs) },
+  {
+    code: Status.DEADLINE_EXCEEDED,
+    toError: (_, c) => new SidecarUnavailableError(`no answer to ${c.rpc} within ${c.timeoutMs} ms`),
+  },
+  { code: Status.INVALID_ARGUMENT, toError: (detail) => new InvalidRequestError([detail]) },
+  { code: Status.RESOURCE_EXHAUSTED, toError: (detail) => new OutOfMemoryError(detail) },
+  { code: Status.FAILED_PRECONDITION, toError: (detail) => new ModelNotLoadedError(detail) },
+  { code: Status.NOT_FOUND, toError: (detail) => new ModelNotLoadedError(detail) },
+  { code: Status.CANCELLED, toError: (detail) => new JobCancelledError(detail) },
+  { code: Status.UNAVAILABLE, toError: (detail) => new SidecarUnavailableError(detail) },
+];
+
+export function toDomainError(error: ServiceError, context: CallContext): Error {
+  const detail = error.details || error.message;
+  const rule = GRPC_ERROR_TABLE.find((r) => r.code === error.code && (r.rpc === undefined || r.rpc === context.rpc));
+  return rule ? rule.toError(detail, context) : new SidecarError(`${Status[error.code] ?? error.code}: ${detail}`);
+}

@@ -1,0 +1,348 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+import * as grpc from '@grpc/grpc-js';
+
+import { loadConfig } from '../config/app-config.js';
+import {
+  JobCancelledError,
+  ModelLoadError,
+  OutOfMemoryError,
+  SidecarError,
+  SidecarUnavailableError,
+} from '../errors/domain.errors.js';
+import { parseModesConfig } from '../modes/modes-config.loader.js';
+import type { ResolvedMode } from '../modes/mode.types.js';
+import type { HealthCheckRequest__Output } from './generated/grpc/health/v1/HealthCheckRequest.js';
+import type { HealthCheckResponse } from './generated/grpc/health/v1/HealthCheckResponse.js';
+import type { GenerateEvent } from './generated/modelhost/v1/GenerateEvent.js';
+import type { GenerateRequest__Output } from './generated/modelhost/v1/GenerateRequest.js';
+import type { LoadModelReply } from './generated/modelhost/v1/LoadModelReply.js';
+import type { LoadModelRequest__Output } from './generated/modelhost/v1/LoadModelRequest.js';
+import type { MemoryStats } from './generated/modelhost/v1/MemoryStats.js';
+import type { ModelHostHandlers } from './generated/modelhost/v1/ModelHost.js';
+import { loadSidecarProto } from './proto-package.loader.js';
+import { SidecarRepository } from './sidecar.repository.js';
+import type { GenerateParams, GenerateProgress } from './sidecar.types.js';
+
+const PNG = Buffer.from([0x89, 0x50, 0x4e, 0x47, 1, 2, 3]);
+
+/** A stand-in sidecar on a unix socket, served from the same .proto files with grpc-js. */
+class FakeSidecar {
+  readonly server = new grpc.Server();
+  readonly loads: LoadModelRequest__Output[] = [];
+  readonly generations: GenerateRequest__Output[] = [];
+  serving = true;
+  generationCancelled = false;
+  /** When set, Generate sends one progress event and then waits for the client to cancel. */
+  hang = false;
+
+  constructor() {
+    const proto = loadSidecarProto();
+    // Only the calls the repository makes; grpc-js answers UNIMPLEMENTED for the rest.
+    const handlers: Pick<ModelHostHandlers, 'LoadModel' | 'UnloadModel' | 'Generate' | 'GetMemory'> = {
+      LoadModel: (call, callback) => {
+        this.loads.push(call.request);
+        if (call.request.model_path.includes('missing')) {
+          callback({ code: grpc.status.NOT_FOUND, details: `model file not found: ${call.request.model_path}` });
+        } else if (call.request.model_path.includes('huge')) {
+          callback({ code: grpc.status.RESOURCE_EXHAUSTED, details: 'CUDA out of memory' });
+        } else {
+          const reply: LoadModelReply = {
+            key: call.request.key,
+            architecture: 'sd15',
+            bytes: 2 ** 32 + 5,
+            estimated_bytes: 3000,
+            load_seconds: 1.5,
+            source: 'LOAD_SOURCE_DISK',
+            evicted: ['old-key', 'parked-key'],
+            evicted_to_ram: ['parked-key'],
+            device: 'cpu',
+          };
+          callback(null, reply);
+        }
+      },
+      UnloadModel: (call, callback) => callback(null, { key: call.request.key, freed_bytes: 1234 }),
+      GetMemory: (_call, callback) => {
+        const stats: MemoryStats = {
+          device: 'cpu',
+          device_name: 'Test CPU',
+          total_bytes: 8000,
+          used_bytes: 3000,
+          available_bytes: 5000,
+          models: [
+            {
+              key: 'k',
+              model_path: '/models/a.safetensors',
+              bytes: 3000,
+              loras: [{ path: '/loras/x.safetensors', strength: 0.5, adapter_name: 'x' }],
+              tier: 'gpu',
+              last_used_unix_ms: 1_700_000_000_000,
+              architecture: 'sd15',
+              in_ram_tier: false,
+              base_key: 'k',
+              stale: true,
+            },
+          ],
+          reserve_bytes: 100,
+          ram_tier_bytes: 0,
+          ram_tier_capacity_bytes: 4000,
+        };
+        callback(null, stats);
+      },
+      Generate: (call) => {
+        this.generations.push(call.request);
+        call.on('cancelled', () => (this.generationCancelled = true));
+        const progress = (step: number): GenerateEvent => ({
+          progress: { step, total_steps: 2, elapsed_seconds: step / 10 },
+        });
+        call.write(progress(1));
+        if (this.hang) return;
+        if (call.request.prompt === 'fail') {
+          call.emit('error', { code: grpc.status.INTERNAL, details: 'boom' });
+          return;
+        }
+        call.write(progress(2));
+        if (call.request.prompt !== 'no image') {
+          call.write({
+            image: {
+              png: PNG,
+              seed: call.request.seed,
+              width: call.request.width,
+              height: call.request.height,
+              superres_applied: call.request.superres,
+            },
+          });
+        }
+        call.end();
+      },
+    };
+    this.server.addService(proto.modelhost.v1.ModelHost.service, handlers);
+    this.server.addService(proto.grpc.health.v1.Health.service, {
+      Check: (
+        call: grpc.ServerUnaryCall<HealthCheckRequest__Output, HealthCheckResponse>,
+        callback: grpc.sendUnaryData<HealthCheckResponse>,
+      ) => {
+        if (call.request.service !== 'modelhost.v1.ModelHost') {
+          callback({ code: grpc.status.NOT_FOUND, details: 'unknown service' });
+        } else {
+          callback(null, { status: this.serving ? 'SERVING' : 'NOT_SERVING' });
+        }
+      },
+    });
+  }
+
+  listen(address: string): Promise<void> {
+    return new Promise((resolve, reject) =>
+      this.server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (error) =>
+        error ? reject(error) : resolve(),
+      ),
+    );
+  }
+
+  stop(): void {
+    this.server.forceShutdown();
+  }
+}
+
+const MODE: ResolvedMode = (() => {
+  const config = parseModesConfig(
+    'model_root: /models\nlora_root: /loras\ndefault_mode: m\nmodes:\n  m:\n    model: a.safetensors\n    config: cfg\n' +
+      '    loras:\n      - x.safetensors\n      - {path: y.safetensors, strength: 0.5, adapter_name: why}\n' +
+      '    superres: {model: up/4x.safetensors}\n',
+    { source: 'test', baseDir: '/', allowPickle: false },
+  );
+  const mode = config.modes.get('m');
+  if (!mode) throw new Error('no mode');
+  return mode;
+})();
+
+const PARAMS: GenerateParams = {
+  key: MODE.key,
+  prompt: 'a cat',
+  negativePrompt: 'blurry',
+  width: 64,
+  height: 96,
+  steps: 2,
+  guidanceScale: 7.5,
+  seed: 2 ** 40 + 1,
+  superres: false,
+};
+
+function repositoryFor(address: string, env: Record<string, string> = {}): SidecarRepository {
+  return new SidecarRepository({ address, socketDir: undefined }, loadConfig({ SIDECAR_ADDR: address, ...env }));
+}
+
+describe('SidecarRepository against a gRPC server', () => {
+  let dir: string;
+  let address: string;
+  let sidecar: FakeSidecar;
+  let repository: SidecarRepository;
+
+  beforeEach(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'repo-spec-'));
+    address = `unix:${join(dir, 'sidecar.sock')}`;
+    sidecar = new FakeSidecar();
+    await sidecar.listen(address);
+    repository = repositoryFor(address);
+  });
+
+  afterEach(() => {
+    repository.onModuleDestroy();
+    sidecar.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('sends a fully explicit load request and returns the reply in domain terms', async () => {
+    const result = await repository.load(MODE);
+    expect(sidecar.loads).toEqual([
+      {
+        key: MODE.key,
+        model_path: '/models/a.safetensors',
+        config_dir: '/models/cfg',
+        loras: [
+          { path: '/loras/x.safetensors', strength: 1, adapter_name: 'x' },
+          { path: '/loras/y.safetensors', strength: 0.5, adapter_name: 'why' },
+        ],
+        dtype: '',
+        superres_model: '/models/up/4x.safetensors',
+        superres_scale: 0,
+      },
+    ]);
+    expect(result).toEqual({
+      key: MODE.key,
+      architecture: 'sd15',
+      bytes: 2 ** 32 + 5,
+      estimatedBytes: 3000,
+      loadSeconds: 1.5,
+      source: 'disk',
+      evicted: ['old-key', 'parked-key'],
+      evictedToRam: ['parked-key'],
+      device: 'cpu',
+    });
+  });
+
+  it("turns the sidecar's NOT_FOUND on load into ModelLoadError with its message", async () => {
+    const mode = { ...MODE, modelPath: '/models/missing.safetensors' };
+    await expect(repository.load(mode)).rejects.toThrow(
+      new ModelLoadError('m', 'model file not found: /models/missing.safetensors'),
+    );
+  });
+
+  it('turns RESOURCE_EXHAUSTED into OutOfMemoryError', async () => {
+    await expect(repository.load({ ...MODE, modelPath: '/models/huge.safetensors' })).rejects.toBeInstanceOf(
+      OutOfMemoryError,
+    );
+  });
+
+  it('unloads and reads memory figures', async () => {
+    await expect(repository.unload('k')).resolves.toBe(1234);
+    await expect(repository.getMemory()).resolves.toEqual({
+      device: 'cpu',
+      deviceName: 'Test CPU',
+      totalBytes: 8000,
+      usedBytes: 3000,
+      availableBytes: 5000,
+      models: [
+        {
+          key: 'k',
+          modelPath: '/models/a.safetensors',
+          bytes: 3000,
+          loras: [{ path: '/loras/x.safetensors', strength: 0.5, adapterName: 'x' }],
+          tier: 'gpu',
+          lastUsedUnixMs: 1_700_000_000_000,
+          architecture: 'sd15',
+          inRamTier: false,
+          baseKey: 'k',
+          stale: true,
+        },
+      ],
+      reserveBytes: 100,
+      ramTierBytes: 0,
+      ramTierCapacityBytes: 4000,
+    });
+  });
+
+  it('streams a generation: progress events, then the image', async () => {
+    const progress: GenerateProgress[] = [];
+    const image = await repository.generate(PARAMS, { onProgress: (p) => progress.push(p) });
+    expect(sidecar.generations).toEqual([
+      {
+        key: MODE.key,
+        prompt: 'a cat',
+        negative_prompt: 'blurry',
+        width: 64,
+        height: 96,
+        steps: 2,
+        guidance_scale: 7.5,
+        seed: 2 ** 40 + 1,
+        superres: false,
+      },
+    ]);
+    expect(progress).toEqual([
+      { step: 1, totalSteps: 2, elapsedSeconds: 0.1 },
+      { step: 2, totalSteps: 2, elapsedSeconds: 0.2 },
+    ]);
+    expect(image).toEqual({ png: PNG, seed: 2 ** 40 + 1, width: 64, height: 96, superresApplied: false });
+    const upscaled = await repository.generate({ ...PARAMS, superres: true });
+    expect(sidecar.generations[1]?.superres).toBe(true);
+    expect(upscaled.superresApplied).toBe(true);
+  });
+
+  it('cancels the call when the signal aborts', async () => {
+    sidecar.hang = true;
+    const abort = new AbortController();
+    const generation = repository.generate(PARAMS, { signal: abort.signal, onProgress: () => abort.abort() });
+    await expect(generation).rejects.toBeInstanceOf(JobCancelledError);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(sidecar.generationCancelled).toBe(true);
+  });
+
+  it('does not call the sidecar for an already aborted signal', async () => {
+    const abort = new AbortController();
+    abort.abort();
+    await expect(repository.generate(PARAMS, { signal: abort.signal })).rejects.toBeInstanceOf(JobCancelledError);
+    expect(sidecar.generations).toEqual([]);
+  });
+
+  it('reports a stream that fails, or that ends without an image', async () => {
+    await expect(repository.generate({ ...PARAMS, prompt: 'fail' })).rejects.toBeInstanceOf(SidecarError);
+    await expect(repository.generate({ ...PARAMS, prompt: 'no image' })).rejects.toThrow(
+      'Model host error: the generation stream ended without an image',
+    );
+  });
+
+  it('times a generation out after GENERATE_TIMEOUT_MS', async () => {
+    sidecar.hang = true;
+    const impatient = repositoryFor(address, { GENERATE_TIMEOUT_MS: '200' });
+    await expect(impatient.generate(PARAMS)).rejects.toThrow('Generation timed out after 200 ms');
+    impatient.onModuleDestroy();
+  });
+
+  it('knows whether the sidecar serves, and waits for it', async () => {
+    await expect(repository.isServing()).resolves.toBe(true);
+    sidecar.serving = false;
+    await expect(repository.isServing()).resolves.toBe(false);
+    await expect(repository.waitForReady(300)).rejects.toThrow(
+      new SidecarUnavailableError('the model host was not serving after 300 ms'),
+    );
+    setTimeout(() => (sidecar.serving = true), 300);
+    await expect(repository.waitForReady(5_000)).resolves.toBeUndefined();
+  });
+});
+
+describe('SidecarRepository without a sidecar', () => {
+  it('fails fast with SidecarUnavailableError', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'repo-spec-'));
+    const repository = repositoryFor(`unix:${join(dir, 'nobody.sock')}`);
+    try {
+      await expect(repository.getMemory()).rejects.toBeInstanceOf(SidecarUnavailableError);
+      await expect(repository.load(MODE)).rejects.toBeInstanceOf(SidecarUnavailableError);
+      await expect(repository.isServing()).resolves.toBe(false);
+    } finally {
+      repository.onModuleDestroy();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

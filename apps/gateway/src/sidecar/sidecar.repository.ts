@@ -1,0 +1,237 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+
+import * as grpc from '@grpc/grpc-js';
+import { Inject, Injectable, type OnModuleDestroy } from '@nestjs/common';
+
+import { APP_CONFIG, type AppConfig } from '../config/app-config.js';
+import { JobCancelledError, SidecarError, SidecarUnavailableError } from '../errors/domain.errors.js';
+import type { ResolvedMode } from '../modes/mode.types.js';
+import type { HealthClient } from './generated/grpc/health/v1/Health.js';
+import type { GenerateEvent__Output } from './generated/modelhost/v1/GenerateEvent.js';
+import type { LoadModelReply__Output } from './generated/modelhost/v1/LoadModelReply.js';
+import type { MemoryStats__Output } from './generated/modelhost/v1/MemoryStats.js';
+import type { ModelHostClient } from './generated/modelhost/v1/ModelHost.js';
+import { toDomainError, type CallContext } from './grpc-error.mapper.js';
+import { loadSidecarProto } from './proto-package.loader.js';
+import { SIDECAR_ENDPOINT, type SidecarEndpoint } from './sidecar-endpoint.provider.js';
+import type {
+  GenerateOptions,
+  GenerateParams,
+  GeneratedImage,
+  LoadResult,
+  MemoryStats,
+  ResidentModel,
+} from './sidecar.types.js';
+
+/** The service whose health says the sidecar can take work (it reports NOT_SERVING while it drains). */
+const MODEL_HOST_SERVICE = 'modelhost.v1.ModelHost';
+const HEALTH_CHECK_TIMEOUT_MS = 2_000;
+const HEALTH_POLL_INTERVAL_MS = 250;
+const MEMORY_TIMEOUT_MS = 10_000;
+const UNLOAD_TIMEOUT_MS = 60_000;
+
+/** The one class that speaks gRPC to the sidecar. Every call has a deadline; every failure becomes a domain error. */
+@Injectable()
+export class SidecarRepository implements OnModuleDestroy {
+  private readonly modelHost: ModelHostClient;
+  private readonly health: HealthClient;
+  /** GENERATE_TIMEOUT_MS bounds loads as well as generations: both are long device work. */
+  private readonly deviceWorkTimeoutMs: number;
+
+  constructor(@Inject(SIDECAR_ENDPOINT) endpoint: SidecarEndpoint, @Inject(APP_CONFIG) config: AppConfig) {
+    const proto = loadSidecarProto();
+    const credentials = grpc.credentials.createInsecure();
+    const options: grpc.ChannelOptions = {
+      // Images come back whole in one message; a large upscaled PNG is far past the 4 MiB default.
+      'grpc.max_receive_message_length': -1,
+      // The sidecar is local: retry a lost connection within seconds, not the default's up to two minutes.
+      'grpc.initial_reconnect_backoff_ms': 250,
+      'grpc.max_reconnect_backoff_ms': 2_000,
+    };
+    this.modelHost = new proto.modelhost.v1.ModelHost(endpoint.address, credentials, options);
+    this.health = new proto.grpc.health.v1.Health(endpoint.address, credentials, options);
+    this.deviceWorkTimeoutMs = config.generateTimeoutMs;
+  }
+
+  onModuleDestroy(): void {
+    this.modelHost.close();
+    this.health.close();
+  }
+
+  /** Makes the mode's pipeline resident (idempotent on the sidecar's side). */
+  load(mode: ResolvedMode): Promise<LoadResult> {
+    const context: CallContext = { rpc: 'load', subject: mode.name, timeoutMs: this.deviceWorkTimeoutMs };
+    const request = {
+      key: mode.key,
+      model_path: mode.modelPath,
+      config_dir: mode.configDir ?? '',
+      loras: mode.loras.map((lora) => ({
+        path: lora.absolutePath,
+        strength: lora.strength,
+        adapter_name: lora.adapterName,
+      })),
+      superres_model: mode.superres?.modelPath ?? '',
+      superres_scale: mode.superres?.scale ?? 0,
+    };
+    return new Promise<LoadModelReply__Output>((resolve, reject) => {
+      this.modelHost.LoadModel(request, this.deadline(context), this.settle(context, resolve, reject));
+    }).then(toLoadResult);
+  }
+
+  /** Drops a pipeline; resolves to the bytes freed. */
+  unload(key: string): Promise<number> {
+    const context: CallContext = { rpc: 'unload', subject: key, timeoutMs: UNLOAD_TIMEOUT_MS };
+    return new Promise<number>((resolve, reject) => {
+      this.modelHost.UnloadModel(
+        { key },
+        this.deadline(context),
+        this.settle(context, (reply) => resolve(reply.freed_bytes), reject),
+      );
+    });
+  }
+
+  getMemory(): Promise<MemoryStats> {
+    const context: CallContext = { rpc: 'memory', subject: 'memory', timeoutMs: MEMORY_TIMEOUT_MS };
+    return new Promise<MemoryStats__Output>((resolve, reject) => {
+      this.modelHost.GetMemory({}, this.deadline(context), this.settle(context, resolve, reject));
+    }).then(toMemoryStats);
+  }
+
+  /** Runs one generation; aborting `signal` cancels the call and rejects with JobCancelledError. */
+  generate(params: GenerateParams, options: GenerateOptions = {}): Promise<GeneratedImage> {
+    const { signal, onProgress } = options;
+    if (signal?.aborted) return Promise.reject(new JobCancelledError('generation cancelled before it started'));
+    const context: CallContext = { rpc: 'generate', subject: params.key, timeoutMs: this.deviceWorkTimeoutMs };
+    return new Promise<GeneratedImage>((resolve, reject) => {
+      const call = this.modelHost.Generate(
+        {
+          key: params.key,
+          prompt: params.prompt,
+          negative_prompt: params.negativePrompt,
+          width: params.width,
+          height: params.height,
+          steps: params.steps,
+          guidance_scale: params.guidanceScale,
+          seed: params.seed,
+          superres: params.superres,
+        },
+        this.deadline(context),
+      );
+      let image: GeneratedImage | undefined;
+      const cancel = (): void => call.cancel();
+      signal?.addEventListener('abort', cancel, { once: true });
+      const finish = (outcome: () => void): void => {
+        signal?.removeEventListener('abort', cancel);
+        outcome();
+      };
+      call.on('data', (event: GenerateEvent__Output) => {
+        if (event.progress) {
+          const { step, total_steps, elapsed_seconds } = event.progress;
+          onProgress?.({ step, totalSteps: total_steps, elapsedSeconds: elapsed_seconds });
+        } else if (event.image) {
+          const { png, seed, width, height, superres_applied } = event.image;
+          image = { png, seed, width, height, superresApplied: superres_applied };
+        }
+      });
+      call.on('error', (error: grpc.ServiceError) =>
+        finish(() =>
+          reject(signal?.aborted ? new JobCancelledError('generation cancelled') : toDomainError(error, context)),
+        ),
+      );
+      call.on('end', () =>
+        finish(() =>
+          image ? resolve(image) : reject(new SidecarError('the generation stream ended without an image')),
+        ),
+      );
+    });
+  }
+
+  /** One health check: true when the model host service says SERVING. */
+  isServing(): Promise<boolean> {
+    return new Promise((resolve) => {
+      this.health.Check(
+        { service: MODEL_HOST_SERVICE },
+        { deadline: Date.now() + HEALTH_CHECK_TIMEOUT_MS },
+        (error, reply) => resolve(!error && reply?.status === 'SERVING'),
+      );
+    });
+  }
+
+  /** Polls health until SERVING; rejects with SidecarUnavailableError after `timeoutMs`, or when `signal` aborts. */
+  async waitForReady(timeoutMs: number, signal?: AbortSignal): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!(await this.isServing())) {
+      if (signal?.aborted) throw new SidecarUnavailableError('stopped waiting for the model host');
+      if (Date.now() >= deadline) {
+        throw new SidecarUnavailableError(`the model host was not serving after ${timeoutMs} ms`);
+      }
+      await sleep(HEALTH_POLL_INTERVAL_MS);
+    }
+  }
+
+  private deadline(context: CallContext): grpc.CallOptions {
+    return { deadline: Date.now() + context.timeoutMs };
+  }
+
+  private settle<T>(
+    context: CallContext,
+    resolve: (reply: T) => void,
+    reject: (error: Error) => void,
+  ): grpc.requestCallback<T> {
+    return (error, reply) => {
+      if (error) reject(toDomainError(error, context));
+      else if (reply === undefined) reject(new SidecarError(`empty ${context.rpc} reply`));
+      else resolve(reply);
+    };
+  }
+}
+
+const LOAD_SOURCES: Readonly<Record<string, LoadResult['source']>> = {
+  LOAD_SOURCE_DISK: 'disk',
+  LOAD_SOURCE_RESIDENT: 'resident',
+  LOAD_SOURCE_RAM: 'ram',
+  LOAD_SOURCE_SHARED_BASE: 'shared-base',
+};
+
+function toLoadResult(reply: LoadModelReply__Output): LoadResult {
+  return {
+    key: reply.key,
+    architecture: reply.architecture,
+    bytes: reply.bytes,
+    estimatedBytes: reply.estimated_bytes,
+    loadSeconds: reply.load_seconds,
+    source: LOAD_SOURCES[reply.source] ?? 'unknown',
+    evicted: reply.evicted,
+    evictedToRam: reply.evicted_to_ram,
+    device: reply.device,
+  };
+}
+
+function toMemoryStats(reply: MemoryStats__Output): MemoryStats {
+  return {
+    device: reply.device,
+    deviceName: reply.device_name,
+    totalBytes: reply.total_bytes,
+    usedBytes: reply.used_bytes,
+    availableBytes: reply.available_bytes,
+    models: reply.models.map((model): ResidentModel => ({
+      key: model.key,
+      modelPath: model.model_path,
+      bytes: model.bytes,
+      loras: model.loras.map((lora) => ({
+        path: lora.path,
+        strength: lora.strength,
+        adapterName: lora.adapter_name,
+      })),
+      tier: model.tier,
+      lastUsedUnixMs: model.last_used_unix_ms,
+      architecture: model.architecture,
+      inRamTier: model.in_ram_tier,
+      baseKey: model.base_key,
+      stale: model.stale,
+    })),
+    reserveBytes: reply.reserve_bytes,
+    ramTierBytes: reply.ram_tier_bytes,
+    ramTierCapacityBytes: reply.ram_tier_capacity_bytes,
+  };
+}

@@ -1,0 +1,83 @@
+/** What the gateway knows of the sidecar, in its own (camelCase) terms: no gRPC type leaves this folder. */
+
+export interface LoadResult {
+  readonly key: string;
+  /** sd15, sd2, sdxl-base, sdxl-refiner, ... as the sidecar detected it. */
+  readonly architecture: string;
+  readonly bytes: number;
+  readonly estimatedBytes: number;
+  readonly loadSeconds: number;
+  /**
+   * Where the pipeline came from: disk, already resident, back from the RAM
+   * tier, or a new key on a resident base pipeline (only its LoRAs loaded).
+   */
+  readonly source: 'disk' | 'resident' | 'ram' | 'shared-base' | 'unknown';
+  /** Keys that left the device to make room. */
+  readonly evicted: readonly string[];
+  /** Those of `evicted` parked in the RAM tier (still loaded). */
+  readonly evictedToRam: readonly string[];
+  readonly device: string;
+}
+
+export interface ResidentModel {
+  readonly key: string;
+  readonly modelPath: string;
+  readonly bytes: number;
+  readonly loras: readonly { readonly path: string; readonly strength: number; readonly adapterName: string }[];
+  readonly tier: string;
+  readonly lastUsedUnixMs: number;
+  readonly architecture: string;
+  readonly inRamTier: boolean;
+  /** The oldest key on the same base pipeline (itself if none is older). */
+  readonly baseKey: string;
+  /** A file it was loaded from changed after the load: it runs the old weights until reloaded. */
+  readonly stale: boolean;
+}
+
+export interface MemoryStats {
+  readonly device: string;
+  readonly deviceName: string;
+  readonly totalBytes: number;
+  readonly usedBytes: number;
+  readonly availableBytes: number;
+  readonly models: readonly ResidentModel[];
+  /** Kept free by the sidecar; not part of availableBytes. */
+  readonly reserveBytes: number;
+  readonly ramTierBytes: number;
+  /** 0: no RAM tier. */
+  readonly ramTierCapacityBytes: number;
+}
+
+export interface GenerateParams {
+  /** A resident pipeline's key. */
+  readonly key: string;
+  readonly prompt: string;
+  readonly negativePrompt: string;
+  readonly width: number;
+  readonly height: number;
+  readonly steps: number;
+  readonly guidanceScale: number;
+  readonly seed: number;
+  /** Upscale with the mode's superres model. */
+  readonly superres: boolean;
+}
+
+export interface GenerateProgress {
+  readonly step: number;
+  readonly totalSteps: number;
+  readonly elapsedSeconds: number;
+}
+
+export interface GenerateOptions {
+  /** Aborting cancels the call, which stops the sidecar's denoising loop. */
+  readonly signal?: AbortSignal;
+  readonly onProgress?: (progress: GenerateProgress) => void;
+}
+
+export interface GeneratedImage {
+  readonly png: Buffer;
+  readonly seed: number;
+  readonly width: number;
+  readonly height: number;
+  readonly superresApplied: boolean;
+}

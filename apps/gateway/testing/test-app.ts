@@ -1,0 +1,72 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+import type { INestApplication } from '@nestjs/common';
+import { Test } from '@nestjs/testing';
+
+import { AppModule } from '../src/app.module.js';
+import { loadConfig } from '../src/config/app-config.js';
+import { SidecarProcessService } from '../src/sidecar/sidecar-process.service.js';
+import { SidecarRepository } from '../src/sidecar/sidecar.repository.js';
+import { FakeSidecarProcess, FakeSidecarRepository } from './fake-sidecar.js';
+
+export const TEST_MODES_YAML = `
+model_root: /models
+lora_root: /models/loras
+default_mode: sdxl-general
+modes:
+  sdxl-general:
+    model: sdxl/sdxl-base-1.0.safetensors
+    default_size: "1024x1024"
+    default_steps: 30
+    default_guidance: 7.5
+  sd15-fast:
+    model: sd15/dreamshaper-lcm.safetensors
+    loras:
+      - lcm-lora-sd15.safetensors
+      - path: detail.safetensors
+        strength: 0.8
+        adapter_name: detail
+    metadata:
+      description: fast
+    superres:
+      model: upscalers/4x.safetensors
+      scale: 4
+  plain:
+    model: plain.safetensors
+`;
+
+export interface TestApp {
+  readonly app: INestApplication;
+  readonly sidecar: FakeSidecarRepository;
+  readonly process: FakeSidecarProcess;
+  close(): Promise<void>;
+}
+
+/** The whole gateway (AppModule, its pipe and filter) over fakes of the two sidecar classes. */
+export async function createTestApp(
+  env: Record<string, string> = {},
+  process: FakeSidecarProcess = new FakeSidecarProcess(),
+): Promise<TestApp> {
+  const dir = mkdtempSync(join(tmpdir(), 'gateway-spec-'));
+  writeFileSync(join(dir, 'modes.yaml'), TEST_MODES_YAML);
+  const sidecar = new FakeSidecarRepository();
+  const moduleRef = await Test.createTestingModule({ imports: [AppModule.forRoot(loadConfig(env, dir))] })
+    .overrideProvider(SidecarRepository)
+    .useValue(sidecar)
+    .overrideProvider(SidecarProcessService)
+    .useValue(process)
+    .compile();
+  const app = moduleRef.createNestApplication({ logger: false });
+  await app.init();
+  return {
+    app,
+    sidecar,
+    process,
+    close: async () => {
+      await app.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}

@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# One entry point for users and CI.
+#   ./runner.sh                        install what is missing, then start the server
+#   ./runner.sh test                   install what is missing, then run every test
+#   ./runner.sh setup                  only install (idempotent; fast when nothing is missing)
+#   ./runner.sh make-demo-models DIR   write tiny random-weight models and DIR/modes.yaml
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+cd "$ROOT"
+VENV=sidecar/.venv
+PY=$VENV/bin/python
+GATEWAY_MAIN=dist/apps/gateway/main.js
+
+say() { printf '[runner] %s\n' "$*" >&2; }
+
+stamp_of() { cat "$@" | sha256sum | cut -d' ' -f1; }
+
+setup_node() {
+  local want
+  want=$(stamp_of package-lock.json)
+  if [ "$(cat node_modules/.runner-stamp 2>/dev/null)" != "$want" ]; then
+    say "installing npm packages (npm ci)"
+    npm ci --no-audit --no-fund
+    echo "$want" > node_modules/.runner-stamp
+  fi
+}
+
+setup_python() {
+  local base
+  base=$(command -v python3.11 || command -v python3)
+  "$base" -c 'import sys; sys.exit(sys.version_info < (3, 11))' ||
+    { say "Python 3.11 or newer is required (found $("$base" --version))"; exit 1; }
+  if [ ! -x "$PY" ]; then
+    say "creating the sidecar virtualenv at $VENV"
+    "$base" -m venv "$VENV"
+  fi
+  local want
+  want=$(stamp_of sidecar/requirements.lock sidecar/pyproject.toml)
+  if [ "$(cat "$VENV/.runner-stamp" 2>/dev/null)" != "$want" ]; then
+    say "installing the sidecar's Python packages (torch is large: the first time takes minutes)"
+    "$PY" -m pip install --quiet -r sidecar/requirements.lock
+    "$PY" -m pip install --quiet --no-deps -e sidecar
+    echo "$want" > "$VENV/.runner-stamp"
+  fi
+}
+
+build_gateway() {
+  # Rebuild only when a source is newer than the build.
+  if [ ! -f "$GATEWAY_MAIN" ] ||
+    [ -n "$(find apps proto tsconfig*.json nest-cli.json package.json -newer "$GATEWAY_MAIN" -type f -print -quit)" ]; then
+    say "building the gateway"
+    npm run --silent build
+  fi
+}
+
+setup() {
+  setup_node
+  setup_python
+}
+
+make_demo_models() {
+  HF_HUB_OFFLINE=1 "$PY" -m modelhost make-demo-models "$1"
+}
+
+start() {
+  setup
+  build_gateway
+  export HF_HUB_OFFLINE=${HF_HUB_OFFLINE:-1}
+  if [ -z "${MODES_FILE:-}" ] && [ ! -f modes.yaml ] && { [ -z "${MODEL_ROOT:-}" ] || [ -z "${MODEL:-}" ]; }; then
+    if [ ! -f .demo/modes.yaml ]; then
+      say "making the tiny demo models in .demo/"
+      make_demo_models .demo
+    fi
+    export MODES_FILE=$ROOT/.demo/modes.yaml
+    say "no modes.yaml: serving the tiny DEMO models (random weights) from .demo/modes.yaml"
+    say "copy modes.yaml.example to modes.yaml and point it at your checkpoints to serve real models"
+  fi
+  exec node "$GATEWAY_MAIN"
+}
+
+run_tests() {
+  setup
+  build_gateway
+  export HF_HUB_OFFLINE=1
+  say "lint"
+  npm run --silent lint
+  (cd sidecar && .venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/mypy)
+  say "gateway unit tests"
+  npm run --silent test
+  say "sidecar tests"
+  (cd sidecar && .venv/bin/python -m pytest -q)
+  say "end-to-end tests"
+  npm run --silent test:e2e
+  say "all tests passed"
+}
+
+case "${1:-start}" in
+  start) start ;;
+  test) run_tests ;;
+  setup) setup ;;
+  make-demo-models)
+    [ $# -eq 2 ] || { say "usage: ./runner.sh make-demo-models DIR"; exit 2; }
+    setup_python
+    make_demo_models "$2"
+    ;;
+  *)
+    say "unknown command '$1' (use: start, test, setup, make-demo-models DIR)"
+    exit 2
+    ;;
+esac
