@@ -14,6 +14,12 @@ export interface AppConfig {
   readonly sidecarPython: string;
   readonly sidecarStartupTimeoutMs: number;
   readonly generateTimeoutMs: number;
+  /** The longest one mode switch (a load on the sidecar) may take: past it, 504 `Mode switch timed out`. */
+  readonly switchTimeoutMs: number;
+  /** The longest a request may wait for its turn in the queue (the running job's time included): past it, 504. */
+  readonly queueTimeoutMs: number;
+  /** The longest pause between two restarts of a sidecar the gateway started and lost (1 s, doubling up to it). */
+  readonly sidecarRestartMaxBackoffMs: number;
   readonly allowPickle: boolean;
   /** The deprecated single-model settings, used only when the modes file is missing. */
   readonly legacy: {
@@ -74,6 +80,9 @@ export function loadConfig(env: Env, cwd: string = process.cwd()): AppConfig {
     sidecarPython: python.includes('/') ? resolve(cwd, python) : python,
     sidecarStartupTimeoutMs: integer('SIDECAR_STARTUP_TIMEOUT_MS', 300_000, 1, 86_400_000),
     generateTimeoutMs: integer('GENERATE_TIMEOUT_MS', 600_000, 1, 86_400_000),
+    switchTimeoutMs: integer('SWITCH_TIMEOUT_MS', 300_000, 1, 86_400_000),
+    queueTimeoutMs: integer('QUEUE_TIMEOUT_MS', 600_000, 1, 86_400_000),
+    sidecarRestartMaxBackoffMs: integer('SIDECAR_RESTART_MAX_BACKOFF_MS', 30_000, 1, 3_600_000),
     allowPickle: flag('ALLOW_PICKLE', false),
     legacy: { modelRoot: text('MODEL_ROOT'), model: text('MODEL'), loraRoot: text('LORA_ROOT') },
   };

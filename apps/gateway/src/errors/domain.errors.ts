@@ -46,8 +46,35 @@ export class OutOfMemoryError extends DomainError {
 }
 
 export class ModeSwitchTimeoutError extends DomainError {
-  constructor(readonly mode: string) {
-    super(`Mode switch timed out while loading mode '${mode}'`);
+  /** `detail` says more when the request timed out waiting behind a switch rather than in its own load. */
+  constructor(
+    readonly mode: string,
+    detail?: string,
+  ) {
+    super(
+      detail === undefined ? `Mode switch timed out while loading mode '${mode}'` : `Mode switch timed out: ${detail}`,
+    );
+  }
+}
+
+/** A request waited for its turn longer than QUEUE_TIMEOUT_MS (and not on a mode switch). */
+export class QueueTimeoutError extends DomainError {
+  constructor(readonly waitedMs: number) {
+    super(`Request timed out after waiting ${waitedMs} ms in the queue (QUEUE_TIMEOUT_MS)`);
+  }
+}
+
+/** A CustomJob named a handler, or RunTask a sidecar task, that nobody registered. */
+export class UnknownTaskError extends DomainError {
+  constructor(detail: string) {
+    super(`Unknown task: ${detail}`);
+  }
+}
+
+/** A sidecar task refused its work in the present state (its own message says why). */
+export class TaskFailedError extends DomainError {
+  constructor(detail: string) {
+    super(`Task failed: ${detail}`);
   }
 }
 
@@ -95,7 +122,7 @@ export class NotReadyError extends DomainError {
 
 export class ModesFileNotFoundError extends DomainError {
   constructor(readonly path: string) {
-    super(`modes.yaml not found: ${path}`);
+    super(`modes.yaml not found: ${path} (write one, or set MODEL_ROOT and MODEL for the legacy single-mode setup)`);
   }
 }
 
@@ -106,5 +133,15 @@ export class ModesConfigError extends DomainError {
     readonly problems: readonly string[],
   ) {
     super(`Invalid ${source}:\n${problems.map((problem) => `  - ${problem}`).join('\n')}`);
+  }
+}
+
+/** The server runs on the legacy MODEL_ROOT/MODEL variables: there is no modes file to reload or switch within. */
+export class ModesDisabledError extends DomainError {
+  constructor(readonly feature: string) {
+    super(
+      `${feature} needs a modes.yaml: this server runs the single mode of the legacy MODEL_ROOT/MODEL variables. ` +
+        'Write a modes.yaml (see modes.yaml.example) and point MODES_FILE at it to use mode features',
+    );
   }
 }

@@ -11,8 +11,11 @@ import {
   NotReadyError,
   OutOfMemoryError,
   QueueFullError,
+  QueueTimeoutError,
   SidecarError,
   SidecarUnavailableError,
+  TaskFailedError,
+  UnknownTaskError,
 } from './domain.errors.js';
 import { toHttpError } from './http-error.table.js';
 
@@ -29,6 +32,10 @@ describe('toHttpError', () => {
     [new NotReadyError('the model host is not serving'), 503, 'not_ready'],
     [new ModeSwitchTimeoutError('sdxl'), 504, 'mode_switch_timeout'],
     [new GenerationTimeoutError(600_000), 504, 'generation_timeout'],
+    [new QueueTimeoutError(1000), 504, 'queue_timeout'],
+    [new ModeSwitchTimeoutError('b', "waited 1000 ms while mode 'b' was loading"), 504, 'mode_switch_timeout'],
+    [new UnknownTaskError("unknown task 'x'"), 404, 'task_not_found'],
+    [new TaskFailedError('no model loaded'), 409, 'task_failed'],
   ])('maps %p to %i %s', (error, status, code) => {
     expect(toHttpError(error)).toEqual({
       status,

@@ -7,14 +7,19 @@ import {
   InvalidRequestError,
   JobCancelledError,
   ModeNotFoundError,
+  ModesConfigError,
+  ModesDisabledError,
   ModeSwitchTimeoutError,
   ModelLoadError,
   ModelNotLoadedError,
   NotReadyError,
   OutOfMemoryError,
   QueueFullError,
+  QueueTimeoutError,
   SidecarError,
   SidecarUnavailableError,
+  TaskFailedError,
+  UnknownTaskError,
 } from './domain.errors.js';
 
 /** Every error reply's body: a short code, a sentence for people, the status again. */
@@ -22,6 +27,8 @@ export interface ErrorBody {
   readonly error: string;
   readonly message: string;
   readonly statusCode: number;
+  /** Every problem on its own line, for errors that have several (an invalid modes file: "yaml.path: reason"). */
+  readonly problems?: readonly string[];
 }
 
 export interface HttpError {
@@ -35,6 +42,7 @@ interface Rule<E extends Error> {
   readonly status: number;
   readonly error: string;
   readonly headers?: (error: E) => Record<string, string>;
+  readonly problems?: (error: E) => readonly string[];
 }
 
 const rule = <E extends Error>(r: Rule<E>): Rule<Error> => r as unknown as Rule<Error>;
@@ -43,6 +51,11 @@ const rule = <E extends Error>(r: Rule<E>): Rule<Error> => r as unknown as Rule<
 export const HTTP_ERROR_TABLE: readonly Rule<Error>[] = [
   rule({ type: InvalidRequestError, status: 400, error: 'invalid_request' }),
   rule({ type: ModeNotFoundError, status: 404, error: 'mode_not_found' }),
+  // Only a reload meets an invalid modes file while serving; at start it stops the server instead.
+  rule({ type: ModesConfigError, status: 400, error: 'invalid_modes_file', problems: (e: ModesConfigError) => e.problems }),
+  rule({ type: ModesDisabledError, status: 409, error: 'modes_disabled' }),
+  rule({ type: UnknownTaskError, status: 404, error: 'task_not_found' }),
+  rule({ type: TaskFailedError, status: 409, error: 'task_failed' }),
   rule({
     type: QueueFullError,
     status: 429,
@@ -59,13 +72,18 @@ export const HTTP_ERROR_TABLE: readonly Rule<Error>[] = [
   rule({ type: NotReadyError, status: 503, error: 'not_ready' }),
   rule({ type: ModeSwitchTimeoutError, status: 504, error: 'mode_switch_timeout' }),
   rule({ type: GenerationTimeoutError, status: 504, error: 'generation_timeout' }),
+  rule({ type: QueueTimeoutError, status: 504, error: 'queue_timeout' }),
 ];
 
 /** Maps anything thrown while serving a request to a status, a JSON body and headers; never leaks a stack. */
 export function toHttpError(thrown: unknown): HttpError {
   if (thrown instanceof Error) {
     const match = HTTP_ERROR_TABLE.find((r) => thrown instanceof r.type);
-    if (match) return reply(match.status, match.error, thrown.message, match.headers?.(thrown));
+    if (match) {
+      const reply_ = reply(match.status, match.error, thrown.message, match.headers?.(thrown));
+      const problems = match.problems?.(thrown);
+      return problems ? { ...reply_, body: { ...reply_.body, problems } } : reply_;
+    }
   }
   if (thrown instanceof HttpException) {
     return reply(thrown.getStatus(), codeFor(thrown.getStatus()), messageOf(thrown.getResponse(), thrown.message));

@@ -10,9 +10,11 @@ import {
   OutOfMemoryError,
   SidecarError,
   SidecarUnavailableError,
+  TaskFailedError,
+  UnknownTaskError,
 } from '../errors/domain.errors.js';
 
-export type SidecarRpc = 'load' | 'unload' | 'generate' | 'memory' | 'health';
+export type SidecarRpc = 'load' | 'unload' | 'generate' | 'memory' | 'health' | 'task';
 
 /** What the failed call was about: the mode being loaded, or the key used; and the deadline it had. */
 export interface CallContext {
@@ -33,6 +35,8 @@ export const GRPC_ERROR_TABLE: readonly Rule[] = [
   { code: Status.NOT_FOUND, rpc: 'load', toError: (detail, c) => new ModelLoadError(c.subject, detail) },
   { code: Status.INVALID_ARGUMENT, rpc: 'load', toError: (detail, c) => new ModelLoadError(c.subject, detail) },
   { code: Status.DEADLINE_EXCEEDED, rpc: 'load', toError: (_, c) => new ModeSwitchTimeoutError(c.subject) },
+  { code: Status.NOT_FOUND, rpc: 'task', toError: (detail) => new UnknownTaskError(detail) },
+  { code: Status.FAILED_PRECONDITION, rpc: 'task', toError: (detail) => new TaskFailedError(detail) },
   { code: Status.DEADLINE_EXCEEDED, rpc: 'generate', toError: (_, c) => new GenerationTimeoutError(c.timeoutMs) },
   {
     code: Status.DEADLINE_EXCEEDED,

@@ -9,8 +9,11 @@ import {
   JobCancelledError,
   ModelLoadError,
   OutOfMemoryError,
+  InvalidRequestError,
   SidecarError,
   SidecarUnavailableError,
+  TaskFailedError,
+  UnknownTaskError,
 } from '../errors/domain.errors.js';
 import { parseModesConfig } from '../modes/modes-config.loader.js';
 import type { ResolvedMode } from '../modes/mode.types.js';
@@ -22,6 +25,7 @@ import type { LoadModelReply } from './generated/modelhost/v1/LoadModelReply.js'
 import type { LoadModelRequest__Output } from './generated/modelhost/v1/LoadModelRequest.js';
 import type { MemoryStats } from './generated/modelhost/v1/MemoryStats.js';
 import type { ModelHostHandlers } from './generated/modelhost/v1/ModelHost.js';
+import type { RunTaskRequest__Output } from './generated/modelhost/v1/RunTaskRequest.js';
 import { loadSidecarProto } from './proto-package.loader.js';
 import { SidecarRepository } from './sidecar.repository.js';
 import type { GenerateParams, GenerateProgress } from './sidecar.types.js';
@@ -33,6 +37,7 @@ class FakeSidecar {
   readonly server = new grpc.Server();
   readonly loads: LoadModelRequest__Output[] = [];
   readonly generations: GenerateRequest__Output[] = [];
+  readonly tasks: RunTaskRequest__Output[] = [];
   serving = true;
   generationCancelled = false;
   /** When set, Generate sends one progress event and then waits for the client to cancel. */
@@ -41,7 +46,17 @@ class FakeSidecar {
   constructor() {
     const proto = loadSidecarProto();
     // Only the calls the repository makes; grpc-js answers UNIMPLEMENTED for the rest.
-    const handlers: Pick<ModelHostHandlers, 'LoadModel' | 'UnloadModel' | 'Generate' | 'GetMemory'> = {
+    const handlers: Pick<ModelHostHandlers, 'LoadModel' | 'UnloadModel' | 'Generate' | 'GetMemory' | 'RunTask'> = {
+      // Like the sidecar's task registry: echo, a task that refuses, a bad argument, an unknown name.
+      RunTask: (call, callback) => {
+        this.tasks.push(call.request);
+        const { name, args_json } = call.request;
+        if (name === 'echo') callback(null, { result_json: args_json || '{}' });
+        else if (name === 'refuse') callback({ code: grpc.status.FAILED_PRECONDITION, details: 'no model is loaded' });
+        else if (name === 'picky') callback({ code: grpc.status.INVALID_ARGUMENT, details: 'prefix is required' });
+        else if (name === 'garbled') callback(null, { result_json: '{nope' });
+        else callback({ code: grpc.status.NOT_FOUND, details: `unknown task '${name}' (registered: echo)` });
+      },
       LoadModel: (call, callback) => {
         this.loads.push(call.request);
         if (call.request.model_path.includes('missing')) {
@@ -318,6 +333,26 @@ describe('SidecarRepository against a gRPC server', () => {
     const impatient = repositoryFor(address, { GENERATE_TIMEOUT_MS: '200' });
     await expect(impatient.generate(PARAMS)).rejects.toThrow('Generation timed out after 200 ms');
     impatient.onModuleDestroy();
+  });
+
+  it('runs a named sidecar task with JSON arguments and parses its JSON result', async () => {
+    await expect(repository.runTask('echo', { n: 2, list: ['a'] })).resolves.toEqual({ n: 2, list: ['a'] });
+    await expect(repository.runTask('echo')).resolves.toEqual({});
+    expect(sidecar.tasks).toEqual([
+      { name: 'echo', args_json: '{"n":2,"list":["a"]}' },
+      { name: 'echo', args_json: '{}' },
+    ]);
+  });
+
+  it("turns a task's failures into domain errors", async () => {
+    await expect(repository.runTask('nope')).rejects.toThrow(
+      new UnknownTaskError("unknown task 'nope' (registered: echo)"),
+    );
+    await expect(repository.runTask('refuse')).rejects.toThrow(new TaskFailedError('no model is loaded'));
+    await expect(repository.runTask('picky')).rejects.toThrow(new InvalidRequestError(['prefix is required']));
+    await expect(repository.runTask('garbled')).rejects.toThrow(
+      new SidecarError("task 'garbled' answered something that is not JSON"),
+    );
   });
 
   it('knows whether the sidecar serves, and waits for it', async () => {

@@ -11,6 +11,7 @@ import type { GenerateEvent__Output } from './generated/modelhost/v1/GenerateEve
 import type { LoadModelReply__Output } from './generated/modelhost/v1/LoadModelReply.js';
 import type { MemoryStats__Output } from './generated/modelhost/v1/MemoryStats.js';
 import type { ModelHostClient } from './generated/modelhost/v1/ModelHost.js';
+import type { RunTaskReply__Output } from './generated/modelhost/v1/RunTaskReply.js';
 import { toDomainError, type CallContext } from './grpc-error.mapper.js';
 import { loadSidecarProto } from './proto-package.loader.js';
 import { SIDECAR_ENDPOINT, type SidecarEndpoint } from './sidecar-endpoint.provider.js';
@@ -35,8 +36,9 @@ const UNLOAD_TIMEOUT_MS = 60_000;
 export class SidecarRepository implements OnModuleDestroy {
   private readonly modelHost: ModelHostClient;
   private readonly health: HealthClient;
-  /** GENERATE_TIMEOUT_MS bounds loads as well as generations: both are long device work. */
+  /** GENERATE_TIMEOUT_MS bounds generations and tasks; SWITCH_TIMEOUT_MS bounds loads. */
   private readonly deviceWorkTimeoutMs: number;
+  private readonly loadTimeoutMs: number;
 
   constructor(@Inject(SIDECAR_ENDPOINT) endpoint: SidecarEndpoint, @Inject(APP_CONFIG) config: AppConfig) {
     const proto = loadSidecarProto();
@@ -51,6 +53,7 @@ export class SidecarRepository implements OnModuleDestroy {
     this.modelHost = new proto.modelhost.v1.ModelHost(endpoint.address, credentials, options);
     this.health = new proto.grpc.health.v1.Health(endpoint.address, credentials, options);
     this.deviceWorkTimeoutMs = config.generateTimeoutMs;
+    this.loadTimeoutMs = config.switchTimeoutMs;
   }
 
   onModuleDestroy(): void {
@@ -60,7 +63,7 @@ export class SidecarRepository implements OnModuleDestroy {
 
   /** Makes the mode's pipeline resident (idempotent on the sidecar's side). */
   load(mode: ResolvedMode): Promise<LoadResult> {
-    const context: CallContext = { rpc: 'load', subject: mode.name, timeoutMs: this.deviceWorkTimeoutMs };
+    const context: CallContext = { rpc: 'load', subject: mode.name, timeoutMs: this.loadTimeoutMs };
     const request = {
       key: mode.key,
       model_path: mode.modelPath,
@@ -143,6 +146,28 @@ export class SidecarRepository implements OnModuleDestroy {
           image ? resolve(image) : reject(new SidecarError('the generation stream ended without an image')),
         ),
       );
+    });
+  }
+
+  /**
+   * Runs the sidecar task registered under `name` (a Python plugin; see sidecar/src/modelhost/tasks) with `args`
+   * sent as JSON; resolves to its JSON result, parsed. It runs on the sidecar's device thread, in order with loads
+   * and generations. Unknown task: UnknownTaskError; bad args: InvalidRequestError; refused: TaskFailedError.
+   */
+  runTask(name: string, args: Readonly<Record<string, unknown>> = {}): Promise<unknown> {
+    const context: CallContext = { rpc: 'task', subject: name, timeoutMs: this.deviceWorkTimeoutMs };
+    return new Promise<RunTaskReply__Output>((resolve, reject) => {
+      this.modelHost.RunTask(
+        { name, args_json: JSON.stringify(args) },
+        this.deadline(context),
+        this.settle(context, resolve, reject),
+      );
+    }).then((reply) => {
+      try {
+        return reply.result_json === '' ? null : (JSON.parse(reply.result_json) as unknown);
+      } catch {
+        throw new SidecarError(`task '${name}' answered something that is not JSON`);
+      }
     });
   }
 
