@@ -5,6 +5,8 @@ import {
   InvalidRequestError,
   JobCancelledError,
   ModeNotFoundError,
+  ModesConfigError,
+  ModesDisabledError,
   ModeSwitchTimeoutError,
   ModelLoadError,
   ModelNotLoadedError,
@@ -83,6 +85,26 @@ describe('toHttpError', () => {
       body: { error: 'bad_request', message: 'Unexpected token } in JSON at position 9', statusCode: 400 },
       headers: {},
     });
+  });
+
+  it('answers an invalid modes file with 400 and every problem with its YAML path', () => {
+    const error = new ModesConfigError('/etc/gen/modes.yaml', [
+      'modes.portraits.loras[1].strength: must be a number',
+      "default_mode: 'x' is not one of the modes (a, b)",
+    ]);
+    expect(toHttpError(error)).toEqual({
+      status: 400,
+      body: { error: 'invalid_modes_file', message: error.message, statusCode: 400, problems: error.problems },
+      headers: {},
+    });
+    expect(error.message).toContain('modes.portraits.loras[1].strength: must be a number');
+  });
+
+  it('answers mode features on the legacy setup with 409 saying they need a modes.yaml', () => {
+    const { status, body } = toHttpError(new ModesDisabledError('Mode reload'));
+    expect(status).toBe(409);
+    expect(body.error).toBe('modes_disabled');
+    expect(body.message).toMatch(/^Mode reload needs a modes\.yaml/);
   });
 
   it('hides everything about an unexpected error', () => {

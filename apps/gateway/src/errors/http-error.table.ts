@@ -52,7 +52,12 @@ export const HTTP_ERROR_TABLE: readonly Rule<Error>[] = [
   rule({ type: InvalidRequestError, status: 400, error: 'invalid_request' }),
   rule({ type: ModeNotFoundError, status: 404, error: 'mode_not_found' }),
   // Only a reload meets an invalid modes file while serving; at start it stops the server instead.
-  rule({ type: ModesConfigError, status: 400, error: 'invalid_modes_file', problems: (e: ModesConfigError) => e.problems }),
+  rule({
+    type: ModesConfigError,
+    status: 400,
+    error: 'invalid_modes_file',
+    problems: (e: ModesConfigError) => e.problems,
+  }),
   rule({ type: ModesDisabledError, status: 409, error: 'modes_disabled' }),
   rule({ type: UnknownTaskError, status: 404, error: 'task_not_found' }),
   rule({ type: TaskFailedError, status: 409, error: 'task_failed' }),
@@ -80,9 +85,7 @@ export function toHttpError(thrown: unknown): HttpError {
   if (thrown instanceof Error) {
     const match = HTTP_ERROR_TABLE.find((r) => thrown instanceof r.type);
     if (match) {
-      const reply_ = reply(match.status, match.error, thrown.message, match.headers?.(thrown));
-      const problems = match.problems?.(thrown);
-      return problems ? { ...reply_, body: { ...reply_.body, problems } } : reply_;
+      return reply(match.status, match.error, thrown.message, match.headers?.(thrown), match.problems?.(thrown));
     }
   }
   if (thrown instanceof HttpException) {
@@ -93,8 +96,14 @@ export function toHttpError(thrown: unknown): HttpError {
   return reply(500, 'internal_error', 'Internal server error');
 }
 
-function reply(status: number, error: string, message: string, headers: Record<string, string> = {}): HttpError {
-  return { status, body: { error, message, statusCode: status }, headers };
+function reply(
+  status: number,
+  error: string,
+  message: string,
+  headers: Record<string, string> = {},
+  problems?: readonly string[],
+): HttpError {
+  return { status, body: { error, message, statusCode: status, ...(problems && { problems }) }, headers };
 }
 
 /** "Not Found" -> "not_found", so Nest's own exceptions read like ours. */
