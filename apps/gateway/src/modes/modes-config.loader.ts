@@ -38,15 +38,27 @@ export interface ParseOptions {
  * ModesFileNotFoundError or ModesConfigError (every problem, with its path).
  */
 export function loadModesConfig(config: AppConfig): ModesConfig {
-  let text: string;
-  try {
-    text = readFileSync(config.modesFile, 'utf8');
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+  const text = readModesFile(config.modesFile);
+  if (text === undefined) {
     const { modelRoot, model, loraRoot } = config.legacy;
     if (modelRoot === undefined || model === undefined) throw new ModesFileNotFoundError(config.modesFile);
     return legacyModesConfig(modelRoot, model, loraRoot, config.allowPickle);
   }
+  return parseModesFile(text, config);
+}
+
+/** The modes file's text, or undefined when there is no such file; other read errors are thrown. */
+export function readModesFile(path: string): string | undefined {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw error;
+  }
+}
+
+/** Parses the text of MODES_FILE as the settings say (its folder, ALLOW_PICKLE). Throws ModesConfigError. */
+export function parseModesFile(text: string, config: AppConfig): ModesConfig {
   return parseModesConfig(text, {
     source: config.modesFile,
     baseDir: dirname(config.modesFile),

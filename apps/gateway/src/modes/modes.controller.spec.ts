@@ -1,8 +1,12 @@
+import { writeFileSync } from 'node:fs';
 import type { Server } from 'node:http';
 
 import request from 'supertest';
 
-import { createTestApp, type TestApp } from '../../testing/test-app.js';
+import { createTestApp, TEST_MODES_YAML, type TestApp } from '../../testing/test-app.js';
+import type { ErrorBody } from '../errors/http-error.table.js';
+import type { ModesView } from './modes.controller.js';
+import { ModesService } from './modes.service.js';
 
 describe('GET /api/modes', () => {
   let t: TestApp;
@@ -47,5 +51,73 @@ describe('GET /api/modes', () => {
         },
       },
     });
+  });
+});
+
+describe('POST /api/modes/reload', () => {
+  let t: TestApp;
+  let server: Server;
+  let modesFile: string;
+
+  beforeEach(async () => {
+    t = await createTestApp({ MODES_WATCH: '0' });
+    server = t.app.getHttpServer() as Server;
+    modesFile = t.app.get(ModesService).config.source;
+  });
+
+  afterEach(() => t.close());
+
+  it("answers as the spec shows: status, modes_count, the modes' names and the default", async () => {
+    writeFileSync(modesFile, `${TEST_MODES_YAML}  extra:\n    model: extra.safetensors\n`);
+    const response = await request(server).post('/api/modes/reload').expect(200);
+    expect(response.body).toEqual({
+      status: 'reloaded',
+      modes_count: 4,
+      modes: ['sdxl-general', 'sd15-fast', 'plain', 'extra'],
+      default_mode: 'sdxl-general',
+    });
+    await request(server)
+      .get('/api/modes')
+      .expect(200)
+      .expect((r) => expect((r.body as ModesView).modes).toHaveProperty('extra'));
+  });
+
+  it('answers 400 with every problem and its YAML path, and keeps serving the old modes', async () => {
+    writeFileSync(modesFile, TEST_MODES_YAML.replace('strength: 0.8', 'strength: strong').replace('plain:', 'pl ain:'));
+    const response = await request(server).post('/api/modes/reload').expect(400);
+    expect(response.body).toEqual({
+      error: 'invalid_modes_file',
+      message: expect.stringContaining('modes.sd15-fast.loras[1].strength: must be a number') as unknown,
+      statusCode: 400,
+      problems: [
+        'modes.sd15-fast.loras[1].strength: must be a number',
+        "modes.pl ain: mode names may only use letters, digits, '.', '_' and '-', and start with a letter or digit",
+      ],
+    });
+    const modes = await request(server).get('/api/modes').expect(200);
+    expect(Object.keys((modes.body as ModesView).modes)).toEqual(['sdxl-general', 'sd15-fast', 'plain']);
+  });
+
+  it('answers a removed mode with 404 from then on', async () => {
+    await request(server).post('/generate').send({ mode: 'plain', prompt: 'x' }).expect(200);
+    writeFileSync(modesFile, TEST_MODES_YAML.slice(0, TEST_MODES_YAML.indexOf('  plain:')));
+    await request(server).post('/api/modes/reload').expect(200);
+    const response = await request(server).post('/generate').send({ mode: 'plain', prompt: 'x' }).expect(404);
+    expect((response.body as ErrorBody).message).toBe("Mode 'plain' not found");
+  });
+});
+
+describe('POST /api/modes/reload on the legacy setup', () => {
+  it('answers 409 saying mode features need a modes.yaml', async () => {
+    const t = await createTestApp({ MODES_FILE: 'missing.yaml', MODEL_ROOT: '/models', MODEL: 'sd15.safetensors' });
+    try {
+      const response = await request(t.app.getHttpServer() as Server)
+        .post('/api/modes/reload')
+        .expect(409);
+      expect((response.body as ErrorBody).error).toBe('modes_disabled');
+      expect((response.body as ErrorBody).message).toMatch(/^Mode reload needs a modes\.yaml/);
+    } finally {
+      await t.close();
+    }
   });
 });

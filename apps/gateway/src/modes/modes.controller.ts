@@ -1,4 +1,4 @@
-import { Controller, Get } from '@nestjs/common';
+import { Controller, Get, HttpCode, Post } from '@nestjs/common';
 
 import { formatImageSize } from '../common/image-size.js';
 import type { ResolvedMode } from './mode.types.js';
@@ -18,6 +18,13 @@ export interface ModesView {
   modes: Record<string, ModeView>;
 }
 
+export interface ReloadView {
+  status: 'reloaded';
+  modes_count: number;
+  modes: string[];
+  default_mode: string;
+}
+
 @Controller('api/modes')
 export class ModesController {
   constructor(private readonly modes: ModesService) {}
@@ -29,6 +36,14 @@ export class ModesController {
       default_mode: defaultMode,
       modes: Object.fromEntries([...modes.values()].map((mode) => [mode.name, toView(mode)])),
     };
+  }
+
+  /** 400 with every problem when the file is invalid (the running modes stay); 409 on the legacy setup. */
+  @Post('reload')
+  @HttpCode(200)
+  reload(): ReloadView {
+    const { defaultMode, modes } = this.modes.reload('api');
+    return { status: 'reloaded', modes_count: modes.size, modes: [...modes.keys()], default_mode: defaultMode };
   }
 }
 

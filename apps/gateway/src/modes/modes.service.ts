@@ -1,19 +1,62 @@
-import { Inject, Injectable, Logger, type OnModuleInit } from '@nestjs/common';
+import { Inject, Injectable, Logger, type OnModuleDestroy, type OnModuleInit } from '@nestjs/common';
 
 import { APP_CONFIG, type AppConfig } from '../config/app-config.js';
-import { ModeNotFoundError } from '../errors/domain.errors.js';
-import { loadModesConfig } from './modes-config.loader.js';
+import { ModeNotFoundError, ModesConfigError, ModesDisabledError } from '../errors/domain.errors.js';
+import { loadModesConfig, parseModesFile, readModesFile } from './modes-config.loader.js';
+import { ModesFileWatcher } from './modes-file.watcher.js';
 import type { ModesConfig, ResolvedMode } from './mode.types.js';
+
+/** What asked for a reload. */
+export type ReloadTrigger = 'watcher' | 'SIGHUP' | 'api';
+
+/** The last reload that failed, kept until a good file is loaded. */
+export interface ReloadFailure {
+  /** When it failed, ISO 8601. */
+  readonly at: string;
+  readonly trigger: ReloadTrigger;
+  /** The file's path. */
+  readonly source: string;
+  /** "yaml.path: reason" lines, every one that was found. */
+  readonly problems: readonly string[];
+}
+
+/** What changed between two snapshots, by mode name. */
+export interface ModesDiff {
+  readonly added: readonly string[];
+  readonly removed: readonly string[];
+  /** Modes whose key changed: what the model host loads for them is different, so they load again on next use. */
+  readonly changed: readonly string[];
+  readonly defaultMode: { readonly from: string; readonly to: string } | undefined;
+}
 
 /**
  * The ModeConfigManager: holds the current modes configuration as one
- * immutable snapshot, so a reload can swap it in a single assignment while
- * work already queued keeps the modes it resolved.
+ * immutable snapshot, so a reload swaps it in a single assignment. Nothing
+ * that is running is touched: a job resolves its mode by name when it runs,
+ * so it sees either the old snapshot or the new one, never a mix; a changed
+ * mode has a new key (and loads again on its next use); a removed one is a
+ * ModeNotFoundError from then on.
+ *
+ * Reloads come from a watcher on the file's folder (unless MODES_WATCH=0),
+ * SIGHUP, and POST /api/modes/reload. An invalid file never replaces the
+ * running configuration: the failure is logged and kept in `lastReloadError`
+ * until a good file arrives.
  */
 @Injectable()
-export class ModesService implements OnModuleInit {
+export class ModesService implements OnModuleInit, OnModuleDestroy {
   private readonly logger = new Logger(ModesService.name);
   private snapshot!: ModesConfig;
+  private failure: ReloadFailure | undefined;
+  /** The text the watcher saw last, so that an editor's burst of events reloads once. */
+  private lastText: string | undefined;
+  private watcher: ModesFileWatcher | undefined;
+  private readonly onSighup = (): void => {
+    if (this.snapshot.legacy) {
+      this.logger.warn(`SIGHUP ignored: reload needs a modes.yaml (${this.appConfig.modesFile} not found at start)`);
+      return;
+    }
+    this.tryReload('SIGHUP');
+  };
 
   constructor(@Inject(APP_CONFIG) private readonly appConfig: AppConfig) {}
 
@@ -23,17 +66,40 @@ export class ModesService implements OnModuleInit {
     if (this.snapshot.legacy) {
       this.logger.warn(
         `${this.appConfig.modesFile} not found: serving the single mode '${this.snapshot.defaultMode}' from the ` +
-          'deprecated MODEL_ROOT/MODEL variables; write a modes.yaml to define modes',
+          'deprecated MODEL_ROOT/MODEL variables; mode switching and reload are off. Write a modes.yaml to define modes',
       );
     }
     this.logger.log(
       `${this.snapshot.modes.size} mode(s) from ${this.snapshot.source}: ${[...this.snapshot.modes.keys()].join(', ')} ` +
         `(default '${this.snapshot.defaultMode}')`,
     );
+    // Always listened to, even on the legacy setup: SIGHUP's default action would end the process.
+    process.on('SIGHUP', this.onSighup);
+    if (!this.snapshot.legacy && this.appConfig.modesWatch) {
+      this.lastText = readModesFile(this.appConfig.modesFile);
+      this.watcher = new ModesFileWatcher(this.appConfig.modesFile, () => this.onFileEvent(), this.logger);
+      this.watcher.start();
+    }
+  }
+
+  onModuleDestroy(): void {
+    process.off('SIGHUP', this.onSighup);
+    this.watcher?.close();
+    this.watcher = undefined;
   }
 
   get config(): ModesConfig {
     return this.snapshot;
+  }
+
+  /** True when serving the one implicit mode of MODEL_ROOT/MODEL: reload and switching answer ModesDisabledError. */
+  get isLegacy(): boolean {
+    return this.snapshot.legacy;
+  }
+
+  /** The last failed reload, until a later reload succeeds; undefined when the running file is the latest. */
+  get lastReloadError(): ReloadFailure | undefined {
+    return this.failure;
   }
 
   /** @throws ModeNotFoundError */
@@ -46,4 +112,85 @@ export class ModesService implements OnModuleInit {
   get defaultMode(): ResolvedMode {
     return this.getMode(this.snapshot.defaultMode);
   }
+
+  /**
+   * Reads and validates the modes file and, when it is valid, makes it the
+   * running configuration. A changed default_mode is only recorded: nothing
+   * loads until a request (or a switch) needs it.
+   *
+   * @throws ModesDisabledError on the legacy setup
+   * @throws ModesConfigError when the file is missing, unreadable or invalid (the running configuration stays)
+   */
+  reload(trigger: ReloadTrigger): ModesConfig {
+    if (this.snapshot.legacy) throw new ModesDisabledError('Mode reload');
+    const source = this.appConfig.modesFile;
+    let next: ModesConfig;
+    try {
+      const text = readModesFile(source);
+      this.lastText = text;
+      if (text === undefined) throw new ModesConfigError(source, [`modes.yaml not found: ${source}`]);
+      next = parseModesFile(text, this.appConfig);
+    } catch (error) {
+      const failure =
+        error instanceof ModesConfigError
+          ? error
+          : new ModesConfigError(source, [`cannot read: ${(error as Error).message}`]);
+      this.failure = { at: new Date().toISOString(), trigger, source, problems: failure.problems };
+      this.logger.error(
+        `reload (${trigger}) refused, still serving the previous ${this.snapshot.modes.size} mode(s): ${failure.message}`,
+      );
+      throw failure;
+    }
+    const diff = diffModes(this.snapshot, next);
+    this.snapshot = next;
+    this.failure = undefined;
+    this.logger.log(`reloaded (${trigger}): ${describeReload(next, diff)}`);
+    return next;
+  }
+
+  /** A reload whose failure is already logged and remembered; for the triggers that have no caller to answer. */
+  private tryReload(trigger: ReloadTrigger): void {
+    try {
+      this.reload(trigger);
+    } catch (error) {
+      if (!(error instanceof ModesConfigError)) {
+        this.logger.error(`reload (${trigger}) failed: ${(error as Error).message}`);
+      }
+    }
+  }
+
+  private onFileEvent(): void {
+    let text: string | undefined;
+    try {
+      text = readModesFile(this.appConfig.modesFile);
+    } catch {
+      text = undefined; // reload() reports it
+    }
+    // Touched but not changed (an editor's extra events, a save without edits): nothing to do.
+    if (text !== undefined && text === this.lastText) return;
+    this.tryReload('watcher');
+  }
+}
+
+export function diffModes(from: ModesConfig, to: ModesConfig): ModesDiff {
+  const names = (config: ModesConfig): string[] => [...config.modes.keys()];
+  return {
+    added: names(to).filter((name) => !from.modes.has(name)),
+    removed: names(from).filter((name) => !to.modes.has(name)),
+    changed: names(to).filter((name) => {
+      const before = from.modes.get(name);
+      return before !== undefined && before.key !== to.modes.get(name)?.key;
+    }),
+    defaultMode: from.defaultMode === to.defaultMode ? undefined : { from: from.defaultMode, to: to.defaultMode },
+  };
+}
+
+function describeReload(config: ModesConfig, diff: ModesDiff): string {
+  const parts = [`${config.modes.size} mode(s): ${[...config.modes.keys()].join(', ')}`];
+  if (diff.added.length > 0) parts.push(`added ${diff.added.join(', ')}`);
+  if (diff.removed.length > 0) parts.push(`removed ${diff.removed.join(', ')}`);
+  if (diff.changed.length > 0) parts.push(`changed ${diff.changed.join(', ')} (loaded again on next use)`);
+  if (diff.defaultMode) parts.push(`default_mode '${diff.defaultMode.from}' -> '${diff.defaultMode.to}'`);
+  if (parts.length === 1) parts.push('nothing the model host loads changed');
+  return parts.join('; ');
 }
