@@ -30,6 +30,8 @@ _MAX_HEADER_BYTES = 100 * 1024 * 1024
 class TensorInfo:
     dtype: str
     numel: int
+    # Kept for detectors that look at shapes (upscaler architectures in the inventory).
+    shape: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -80,14 +82,15 @@ def read_safetensors_header(path: Path) -> dict[str, TensorInfo]:
         if name == "__metadata__":
             continue
         try:
+            shape = tuple(int(dim) for dim in entry["shape"])
             numel = 1
-            for dim in entry["shape"]:
-                numel *= int(dim)
+            for dim in shape:
+                numel *= dim
             dtype = str(entry["dtype"])
             _ITEM_SIZES[dtype]
         except (KeyError, TypeError, ValueError) as e:
             raise InvalidModelError(f"{path}: malformed safetensors entry for '{name}'") from e
-        tensors[name] = TensorInfo(dtype=dtype, numel=numel)
+        tensors[name] = TensorInfo(dtype=dtype, numel=numel, shape=shape)
     return tensors
 
 

@@ -35,6 +35,7 @@ from modelhost.engine.checkpoint import (
     read_safetensors_header,
 )
 from modelhost.engine.device import Device
+from modelhost.engine.files import Fingerprint, fingerprint
 from modelhost.engine.pipelines import (
     DTYPES,
     Pipeline,
@@ -48,6 +49,7 @@ from modelhost.engine.pipelines import (
     resident_bytes,
 )
 from modelhost.engine.types import (
+    FileUse,
     GeneratedImage,
     GenerateParams,
     LoadResult,
@@ -72,8 +74,10 @@ from modelhost.errors import (
 
 log = logging.getLogger(__name__)
 
-# (model path, config dir, dtype name), paths resolved: what makes two keys share a base.
-BaseId = tuple[str, str, str]
+# (model path, config dir, dtype name, the file's fingerprint), paths resolved: what makes
+# two keys share a base. The fingerprint is part of it so that a key loaded after the
+# checkpoint changed on disk gets the new weights, not the stale base of an older key.
+BaseId = tuple[str, str, str, Fingerprint | None]
 # build_pipeline's signature; injectable so that tests can make a load fail like CUDA does.
 Builder = Callable[[Path, str, str, torch.dtype, torch.device], Pipeline]
 # (adapter name inside the pipeline, strength)
@@ -86,12 +90,14 @@ T = TypeVar("T")
 class _Adapter:
     name: str  # inside the pipeline; unique per base
     bytes: int
+    fingerprint: Fingerprint | None  # of its file when it was loaded
     users: set[str] = field(default_factory=set)
 
 
 @dataclass
 class _SharedUpscaler:
     upscaler: Upscaler
+    fingerprint: Fingerprint | None  # of its file when it was loaded
     users: set[str] = field(default_factory=set)
 
 
@@ -291,7 +297,7 @@ class ModelHost:
                     f"loading LoRA {lora.path}",
                     evictions,
                 )
-                adapter = _Adapter(name=name, bytes=size)
+                adapter = _Adapter(name=name, bytes=size, fingerprint=fingerprint(Path(file)))
                 base.adapters[file] = adapter
                 # Loading an adapter may change which ones diffusers has active.
                 base.active = None
@@ -313,7 +319,7 @@ class ModelHost:
                     f"loading upscaler {spec.superres_model}",
                     evictions,
                 )
-                shared = _SharedUpscaler(upscaler=upscaler)
+                shared = _SharedUpscaler(upscaler=upscaler, fingerprint=fingerprint(Path(file)))
                 base.upscalers[file] = shared
                 added += upscaler.bytes
             shared.users.add(spec.key)
@@ -441,6 +447,7 @@ class ModelHost:
     # ------------------------------------------------------------------ memory
 
     def memory(self) -> MemorySnapshot:
+        now: dict[str, Fingerprint | None] = {}
         with self._book_lock:
             total, free = self._budget()
             models: list[ResidentInfo] = []
@@ -462,6 +469,9 @@ class ModelHost:
                             last_used_unix_ms=entry.last_used_unix_ms,
                             in_ram_tier=base.parked,
                             base_key=base.keys[0],
+                            stale=any(
+                                _changed(file, loaded, now) for file, loaded in _key_files(entry)
+                            ),
                         )
                     )
             ram_bytes = self._ram_bytes()
@@ -478,6 +488,19 @@ class ModelHost:
             ram_tier_bytes=ram_bytes,
             ram_tier_capacity_bytes=self.policy.ram_cache_bytes,
         )
+
+    def file_uses(self) -> dict[str, FileUse]:
+        """Every file a loaded key was read from (checkpoint, LoRAs, upscaler), by
+        resolved path: which keys use it, and whether it changed since they loaded it."""
+        now: dict[str, Fingerprint | None] = {}
+        keys: dict[str, list[str]] = {}
+        stale: dict[str, bool] = {}
+        with self._book_lock:
+            for key, entry in self._keys.items():
+                for file, loaded in _key_files(entry):
+                    keys.setdefault(file, []).append(key)
+                    stale[file] = stale.get(file, False) or _changed(file, loaded, now)
+        return {file: FileUse(keys=tuple(sorted(k)), stale=stale[file]) for file, k in keys.items()}
 
     def resident_keys(self) -> list[str]:
         with self._book_lock:
@@ -667,7 +690,8 @@ class ModelHost:
     def _base_id(spec: LoadSpec, dtype: torch.dtype) -> BaseId:
         dtype_name = next(name for name, value in DTYPES.items() if value == dtype)
         config = _resolved(spec.config_dir) if spec.config_dir else ""
-        return (_resolved(spec.model_path), config, dtype_name)
+        model = _resolved(spec.model_path)
+        return (model, config, dtype_name, fingerprint(Path(model)))
 
     def _upscaler_estimate(self, spec: LoadSpec, base: _Base | None) -> int:
         if not spec.superres_model:
@@ -717,6 +741,24 @@ class ModelHost:
         with self._book_lock:
             entry.last_used_unix_ms = _now_ms()
             self._bases.move_to_end(entry.base.id)
+
+
+def _key_files(entry: _Key) -> list[tuple[str, Fingerprint | None]]:
+    """(resolved path, fingerprint when loaded) of each file the key's weights came from."""
+    base = entry.base
+    files = [(base.id[0], base.id[3])]
+    key = entry.spec.key
+    files += [(file, a.fingerprint) for file, a in base.adapters.items() if key in a.users]
+    if entry.upscaler_file and entry.upscaler_file in base.upscalers:
+        files.append((entry.upscaler_file, base.upscalers[entry.upscaler_file].fingerprint))
+    return files
+
+
+def _changed(file: str, loaded: Fingerprint | None, now: dict[str, Fingerprint | None]) -> bool:
+    """Whether the file differs from when it was loaded; `now` caches one query's stats."""
+    if file not in now:
+        now[file] = fingerprint(Path(file))
+    return now[file] != loaded
 
 
 def _resolved(path: str) -> str:

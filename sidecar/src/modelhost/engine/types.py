@@ -82,6 +82,8 @@ class ResidentInfo:
     last_used_unix_ms: int
     in_ram_tier: bool = False
     base_key: str = ""
+    # A file it was loaded from changed or left the disk since: it runs the old weights.
+    stale: bool = False
 
 
 @dataclass(frozen=True)
@@ -114,3 +116,12 @@ class MemoryPolicy:
     def strict(self) -> bool:
         """With an explicit cap or reserve, a load that cannot fit is refused up front."""
         return self.cap_bytes is not None or self.reserve_bytes > 0
+
+
+@dataclass(frozen=True)
+class FileUse:
+    """How the model host uses one file (by resolved path): the keys loaded from it,
+    and whether it changed on disk since (those keys run the old weights)."""
+
+    keys: tuple[str, ...]
+    stale: bool
