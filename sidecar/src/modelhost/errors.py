@@ -33,3 +33,31 @@ class OutOfMemoryError(ModelHostError):
 class GenerationCancelledError(ModelHostError):
     def __init__(self) -> None:
         super().__init__("generation cancelled")
+
+
+class UnavailableError(ModelHostError):
+    """The sidecar cannot take this call now (still starting, or stopping)."""
+
+
+class UnknownTaskError(ModelHostError):
+    def __init__(self, name: str, known: list[str]) -> None:
+        listed = ", ".join(sorted(known)) or "none"
+        super().__init__(f"unknown task '{name}' (registered: {listed})")
+        self.name = name
+
+
+class TaskError(ModelHostError):
+    """Raised by a task on purpose: its message goes to the caller as it is. The task
+    could not do its work in the present state (a model is not loaded, ...)."""
+
+
+class TaskArgumentError(TaskError):
+    """Raised by a task whose arguments are missing or wrong."""
+
+
+class TaskResultError(ModelHostError):
+    """A task returned something that cannot be sent back as JSON: a bug in the task."""
+
+
+class TaskPluginError(ModelHostError):
+    """A task plugin module named by the operator cannot be imported."""

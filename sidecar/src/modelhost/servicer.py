@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 import grpc
 
 from modelhost.engine.host import ModelHost
+from modelhost.engine.inventory import Inventory
 from modelhost.engine.types import (
     GeneratedImage,
     GenerateParams,
@@ -27,7 +28,14 @@ from modelhost.errors import (
     ModelFileNotFoundError,
     NotLoadedError,
     OutOfMemoryError,
+    TaskArgumentError,
+    TaskError,
+    TaskPluginError,
+    TaskResultError,
+    UnavailableError,
+    UnknownTaskError,
 )
+from modelhost.tasks import REGISTRY, TaskContext, TaskRegistry
 from modelhost.v1 import modelhost_pb2 as pb
 from modelhost.v1 import modelhost_pb2_grpc as pb_grpc
 
@@ -41,6 +49,12 @@ STATUS_BY_ERROR: dict[type[Exception], grpc.StatusCode] = {
     NotLoadedError: grpc.StatusCode.FAILED_PRECONDITION,
     OutOfMemoryError: grpc.StatusCode.RESOURCE_EXHAUSTED,
     GenerationCancelledError: grpc.StatusCode.CANCELLED,
+    UnavailableError: grpc.StatusCode.UNAVAILABLE,
+    UnknownTaskError: grpc.StatusCode.NOT_FOUND,
+    TaskArgumentError: grpc.StatusCode.INVALID_ARGUMENT,
+    TaskError: grpc.StatusCode.FAILED_PRECONDITION,
+    TaskResultError: grpc.StatusCode.INTERNAL,  # the task's bug, but its message helps
+    TaskPluginError: grpc.StatusCode.INTERNAL,
 }
 
 _LOAD_SOURCES = {
@@ -62,8 +76,10 @@ class ErrorTranslator:
         self.debug = debug
 
     async def abort(self, context: grpc.aio.ServicerContext[Any, Any], error: Exception) -> None:
-        for error_type, code in STATUS_BY_ERROR.items():
-            if isinstance(error, error_type):
+        # The most specific class in the table wins (TaskArgumentError is a TaskError).
+        for error_type in type(error).__mro__:
+            code = STATUS_BY_ERROR.get(error_type)
+            if code is not None:
                 await context.abort(code, str(error))
         log.exception("unexpected error", exc_info=error)
         detail = f"internal error: {type(error).__name__}"
@@ -80,6 +96,7 @@ def _unary(
         self: "ModelHostServicer", request: Request, context: grpc.aio.ServicerContext[Any, Any]
     ) -> Reply:
         try:
+            self.check_ready()
             return await method(self, request, context)
         except Exception as error:
             await self.errors.abort(context, error)
@@ -89,11 +106,29 @@ def _unary(
 
 
 class ModelHostServicer(pb_grpc.ModelHostServicer):
-    def __init__(self, host: ModelHost, device_executor: Executor, debug: bool = False) -> None:
+    def __init__(
+        self,
+        host: ModelHost,
+        device_executor: Executor,
+        debug: bool = False,
+        *,
+        inventory: Inventory | None = None,
+        tasks: TaskRegistry = REGISTRY,
+    ) -> None:
         self.host = host
-        # One thread owns the device: loads and generations never run on the event loop.
+        # One thread owns the device: loads, generations and tasks never run on the event
+        # loop, and run one at a time in the order they came.
         self.device_executor = device_executor
         self.errors = ErrorTranslator(debug)
+        self.inventory = inventory
+        self.tasks = tasks
+        # The server registers the servicer before it starts (gRPC wants it so) and
+        # sets this once plugins and the inventory are ready; calls before: UNAVAILABLE.
+        self.ready = True
+
+    def check_ready(self) -> None:
+        if not self.ready:
+            raise UnavailableError("the sidecar is starting; retry when its health is SERVING")
 
     async def _on_device(self, fn: Callable[..., Reply], *args: Any) -> Reply:
         return await asyncio.get_running_loop().run_in_executor(self.device_executor, fn, *args)
@@ -161,6 +196,7 @@ class ModelHostServicer(pb_grpc.ModelHostServicer):
                     architecture=m.architecture,
                     in_ram_tier=m.in_ram_tier,
                     base_key=m.base_key,
+                    stale=m.stale,
                 )
                 for m in snapshot.models
             ],
@@ -169,10 +205,46 @@ class ModelHostServicer(pb_grpc.ModelHostServicer):
             ram_tier_capacity_bytes=snapshot.ram_tier_capacity_bytes,
         )
 
+    @_unary
+    async def ListModels(
+        self, request: pb.ListModelsRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.ListModelsReply:
+        if self.inventory is None:
+            return pb.ListModelsReply()
+        files = self.inventory.files(self.host.file_uses())
+        return pb.ListModelsReply(
+            models=[
+                pb.ModelFile(
+                    path=f.path,
+                    root=f.root,
+                    architecture=f.architecture,
+                    format=f.format,
+                    size_bytes=f.size_bytes,
+                    mtime_unix_ms=f.mtime_unix_ms,
+                    reason=f.reason,
+                    resident_keys=list(f.resident_keys),
+                    stale=f.stale,
+                )
+                for f in files
+            ],
+            roots=[str(root) for root in self.inventory.roots],
+            polling=self.inventory.polling,
+        )
+
+    @_unary
+    async def RunTask(
+        self, request: pb.RunTaskRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.RunTaskReply:
+        result = await self._on_device(
+            self.tasks.run, request.name, request.args_json, TaskContext(host=self.host)
+        )
+        return pb.RunTaskReply(result_json=result)
+
     async def Generate(
         self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[pb.GenerateEvent]:
         try:
+            self.check_ready()
             params = GenerateParams(
                 key=request.key,
                 prompt=request.prompt,
