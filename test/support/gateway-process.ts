@@ -28,8 +28,14 @@ async function freePort(): Promise<number> {
   });
 }
 
-/** Starts the built gateway (which starts its own sidecar) and waits until /ready says 200. */
-export async function startGateway(env: Record<string, string>): Promise<Gateway> {
+/**
+ * Starts the built gateway (which starts its own sidecar, unless SIDECAR_ADDR names one) and waits until
+ * `waitFor` (/ready unless told; /health when the test needs no model loaded) says 200.
+ */
+export async function startGateway(
+  env: Record<string, string>,
+  { waitFor = '/ready' }: { waitFor?: '/ready' | '/health' } = {},
+): Promise<Gateway> {
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
   const child = spawn(process.execPath, [GATEWAY_MAIN], {
@@ -58,7 +64,7 @@ export async function startGateway(env: Record<string, string>): Promise<Gateway
       throw new Error(`gateway exited with ${child.exitCode} before it was ready:\n${output}`);
     }
     try {
-      const response = await fetch(`${url}/ready`);
+      const response = await fetch(`${url}${waitFor}`);
       if (response.status === 200) return gateway;
     } catch {
       // not listening yet
@@ -66,7 +72,7 @@ export async function startGateway(env: Record<string, string>): Promise<Gateway
     await new Promise((r) => setTimeout(r, 250));
   }
   await gateway.stop();
-  throw new Error(`gateway not ready after ${READY_TIMEOUT_MS} ms:\n${output}`);
+  throw new Error(`gateway not answering ${waitFor} after ${READY_TIMEOUT_MS} ms:\n${output}`);
 }
 
 /** Width and height from a PNG's IHDR chunk; throws if the bytes are not a PNG. */
