@@ -1,4 +1,4 @@
-import { JobCancelledError } from '../src/errors/domain.errors.js';
+import { JobCancelledError, SidecarUnavailableError, UnknownTaskError } from '../src/errors/domain.errors.js';
 import type { ResolvedMode } from '../src/modes/mode.types.js';
 import type {
   GenerateOptions,
@@ -18,12 +18,21 @@ export class FakeSidecarRepository {
   failGenerateOnce: Error | undefined;
   /** While set, generations wait for it (or for their signal). */
   hold: Promise<void> | undefined;
+  private readonly dropHeld: ((error: Error) => void)[] = [];
+  /** While set, loads wait for it. */
+  holdLoad: Promise<void> | undefined;
   serving = true;
+  /** Keys loaded, as GetMemory reports them. */
+  readonly resident = new Map<string, ResolvedMode>();
+  /** Sidecar tasks: what runTask answers for a name (a function of the args), else an unknown-task error. */
+  readonly tasks = new Map<string, (args: Readonly<Record<string, unknown>>) => unknown>([['echo', (args) => args]]);
 
   async load(mode: ResolvedMode): Promise<LoadResult> {
     this.calls.push(`load ${mode.name}`);
     await Promise.resolve();
+    if (this.holdLoad) await this.holdLoad;
     if (this.failLoad) throw this.failLoad;
+    this.resident.set(mode.key, mode);
     return {
       key: mode.key,
       architecture: 'sd15',
@@ -48,6 +57,7 @@ export class FakeSidecarRepository {
     if (hold) {
       await new Promise<void>((resolve, reject) => {
         options.signal?.addEventListener('abort', () => reject(new JobCancelledError('generation cancelled')));
+        this.dropHeld.push(reject);
         void hold.then(resolve);
       });
     }
@@ -67,19 +77,51 @@ export class FakeSidecarRepository {
       totalBytes: 8 * 2 ** 30,
       usedBytes: 2 ** 30,
       availableBytes: 7 * 2 ** 30,
-      models: [],
+      models: [...this.resident.values()].map((mode) => ({
+        key: mode.key,
+        modelPath: mode.modelPath,
+        bytes: 2 ** 20,
+        loras: mode.loras.map((lora) => ({
+          path: lora.absolutePath,
+          strength: lora.strength,
+          adapterName: lora.adapterName,
+        })),
+        tier: 'cpu',
+        lastUsedUnixMs: 0,
+        architecture: 'sd15',
+        inRamTier: false,
+        baseKey: mode.key,
+        stale: false,
+      })),
       reserveBytes: 0,
       ramTierBytes: 0,
       ramTierCapacityBytes: 0,
     });
   }
 
+  async runTask(name: string, args: Readonly<Record<string, unknown>> = {}): Promise<unknown> {
+    this.calls.push(`task ${name}`);
+    await Promise.resolve();
+    const task = this.tasks.get(name);
+    if (!task) throw new UnknownTaskError(`unknown task '${name}'`);
+    return task(args);
+  }
+
   isServing(): Promise<boolean> {
     return Promise.resolve(this.serving);
   }
 
-  waitForReady(): Promise<void> {
-    return Promise.resolve();
+  /** As the process dying does to calls in flight: held generations fail with a dropped connection. */
+  dropConnections(): void {
+    for (const reject of this.dropHeld.splice(0)) reject(new SidecarUnavailableError('Connection dropped'));
+  }
+
+  /** Resolves once `serving` is true. */
+  async waitForReady(_timeoutMs?: number, signal?: AbortSignal): Promise<void> {
+    while (!this.serving) {
+      if (signal?.aborted) throw new SidecarUnavailableError('stopped waiting for the model host');
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
   }
 
   onModuleDestroy(): void {}
@@ -90,8 +132,19 @@ export class FakeSidecarProcess {
   started = false;
   ready: Promise<void> = Promise.resolve();
 
+  private readonly lossListeners: ((reason: string) => void)[] = [];
+
   start(): void {
     this.started = true;
+  }
+
+  onLost(listener: (reason: string) => void): void {
+    this.lossListeners.push(listener);
+  }
+
+  /** As if the sidecar process died. */
+  lose(reason = 'the model host was killed by SIGKILL unexpectedly'): void {
+    for (const listener of this.lossListeners) listener(reason);
   }
 
   waitForReady(): Promise<void> {

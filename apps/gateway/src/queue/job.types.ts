@@ -32,25 +32,33 @@ export class ModeSwitchJob {
   constructor(readonly mode: string) {}
 }
 
-/** Runs `handler(...args)` in its turn on the device queue, like the spec's `CustomJob(handler=..., args=...)`. */
-export class CustomJob<T, A extends readonly unknown[] = readonly unknown[]> {
+/** A function a CustomJob may run: its arguments and result are the job's. */
+export type JobHandler<T = unknown, A extends readonly unknown[] = readonly unknown[]> = (...args: A) => T | Promise<T>;
+
+/**
+ * Runs a handler in its turn on the device queue, like the spec's `CustomJob(handler=..., args=...)`.
+ *
+ * - `new CustomJob({ handler: fn, args: [a, b] })` runs `fn(a, b)`.
+ * - `new CustomJob({ handler: 'name', args: [a, b] })` runs the handler registered under that name with
+ *   `pool.registerHandler(name, fn)`: the job is then plain data (a name and JSON-like arguments), the form a
+ *   shared queue backend can carry. The pool registers `sidecar.run-task` itself: its args are
+ *   `[taskName, { ...taskArgs }]` and it calls the sidecar's RunTask.
+ */
+export class CustomJob<T = unknown, A extends readonly unknown[] = readonly unknown[]> {
   readonly kind = 'custom';
-  readonly handler: (...args: A) => T | Promise<T>;
+  readonly handler: JobHandler<T, A> | string;
   readonly args: A;
 
-  constructor({ handler, args }: { handler: (...args: A) => T | Promise<T>; args: A }) {
+  constructor(options: { handler: JobHandler<T, A>; args: A });
+  constructor(options: { handler: string; args: A });
+  constructor({ handler, args }: { handler: JobHandler<T, A> | string; args: A }) {
     this.handler = handler;
     this.args = args;
   }
-
-  /** Called by the pool when the job's turn comes. */
-  async run(): Promise<T> {
-    return this.handler(...this.args);
-  }
 }
 
-/** Any job the pool accepts; a custom job is anything it can run in its turn. */
-export type Job = GenerationJob | ModeSwitchJob | { readonly kind: 'custom'; run(): Promise<unknown> };
+/** Any job the pool accepts. */
+export type Job = GenerationJob | ModeSwitchJob | CustomJob;
 
 export interface ModeSwitchResult {
   readonly mode: string;
@@ -61,6 +69,8 @@ export interface ModeSwitchResult {
 /** What submitJob returns: the TypeScript form of the spec's future. */
 export interface JobHandle<T> {
   readonly id: number;
+  /** Jobs that will finish before this one starts, when it was submitted: those waiting ahead, and the running one. */
+  readonly ahead: number;
   result(): Promise<T>;
   /** A queued job is dropped; a running generation is cancelled on the sidecar. A running load or custom job runs to its end. */
   cancel(): void;

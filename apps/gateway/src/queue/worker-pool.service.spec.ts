@@ -1,20 +1,24 @@
-import { FakeSidecarRepository } from '../../testing/fake-sidecar.js';
+import { FakeSidecarProcess, FakeSidecarRepository } from '../../testing/fake-sidecar.js';
 import { loadConfig } from '../config/app-config.js';
 import {
   JobCancelledError,
   ModeNotFoundError,
   ModelLoadError,
+  ModeSwitchTimeoutError,
   ModelNotLoadedError,
   QueueFullError,
+  QueueTimeoutError,
   SidecarUnavailableError,
+  UnknownTaskError,
 } from '../errors/domain.errors.js';
 import { parseModesConfig } from '../modes/modes-config.loader.js';
 import type { ResolvedMode } from '../modes/mode.types.js';
 import type { ModesService } from '../modes/modes.service.js';
 import { RegistryService } from '../registry/registry.service.js';
+import type { SidecarProcessService } from '../sidecar/sidecar-process.service.js';
 import type { SidecarRepository } from '../sidecar/sidecar.repository.js';
 import { CustomJob, GenerationJob, ModeSwitchJob, type GenerationParams } from './job.types.js';
-import { WorkerPool } from './worker-pool.service.js';
+import { RUN_TASK_HANDLER, WorkerPool } from './worker-pool.service.js';
 
 const MODES = parseModesConfig(
   'model_root: /models\ndefault_mode: a\nmodes:\n  a:\n    model: a.safetensors\n  b:\n    model: b.safetensors\n',
@@ -22,6 +26,10 @@ const MODES = parseModesConfig(
 );
 
 const fakeModes = {
+  config: MODES,
+  get defaultMode(): ResolvedMode {
+    return fakeModes.getMode('a');
+  },
   getMode(name: string): ResolvedMode {
     const mode = MODES.modes.get(name);
     if (!mode) throw new ModeNotFoundError(name);
@@ -59,19 +67,29 @@ function deferred<T>(): Deferred<T> {
 describe('WorkerPool', () => {
   let sidecar: FakeSidecarRepository;
   let registry: RegistryService;
+  let sidecarProcess: FakeSidecarProcess;
+  const pools: WorkerPool[] = [];
 
-  function pool(queueMax = 64): WorkerPool {
-    return new WorkerPool(
-      loadConfig({ QUEUE_MAX: String(queueMax) }),
+  function pool(queueMax = 64, env: Record<string, string> = {}): WorkerPool {
+    const created = new WorkerPool(
+      loadConfig({ QUEUE_MAX: String(queueMax), ...env }),
       fakeModes,
       sidecar as unknown as SidecarRepository,
       registry,
+      sidecarProcess as unknown as SidecarProcessService,
     );
+    pools.push(created);
+    return created;
   }
 
   beforeEach(() => {
     sidecar = new FakeSidecarRepository();
     registry = new RegistryService();
+    sidecarProcess = new FakeSidecarProcess();
+  });
+
+  afterEach(() => {
+    for (const created of pools.splice(0)) created.onModuleDestroy();
   });
 
   describe('order', () => {
@@ -277,6 +295,141 @@ describe('WorkerPool', () => {
       await expect(handle.result()).resolves.toBe('done');
       handle.cancel();
       await expect(handle.result()).resolves.toBe('done');
+    });
+  });
+
+  describe('mode switches', () => {
+    it('tells each job how many jobs finish before it starts, the running one included', async () => {
+      const workers = pool();
+      const gate = deferred<void>();
+      const first = workers.submitJob(new CustomJob({ handler: () => gate.promise, args: [] }));
+      expect(first.ahead).toBe(0);
+      expect(workers.busy).toBe(true);
+      const second = workers.submitJob(new GenerationJob('a', PARAMS));
+      const toB = workers.submitJob(new ModeSwitchJob('b'));
+      expect(second.ahead).toBe(1);
+      expect(toB.ahead).toBe(2);
+      expect(workers.queueSize).toBe(2);
+      gate.resolve();
+      await toB.result();
+      await new Promise((resolve) => setImmediate(resolve));
+      expect(workers.submitJob(new ModeSwitchJob('a')).ahead).toBe(0);
+    });
+
+    it('knows the mode the device will hold once the queue has run', async () => {
+      const workers = pool();
+      expect(workers.expectedMode()).toBeUndefined();
+      const gate = deferred<void>();
+      const blocker = workers.submitJob(new CustomJob({ handler: () => gate.promise, args: [] }));
+      workers.submitJob(new GenerationJob('a', PARAMS));
+      expect(workers.expectedMode()).toBe('a');
+      const toB = workers.submitJob(new ModeSwitchJob('b'));
+      workers.submitJob(new CustomJob({ handler: () => 'custom jobs keep the mode', args: [] }));
+      expect(workers.expectedMode()).toBe('b');
+      gate.resolve();
+      await blocker.result();
+      await toB.result();
+      expect(workers.expectedMode()).toBe('b');
+      expect(registry.currentMode).toBe('b');
+    });
+
+    it('answers Mode switch timed out to a request that waited past QUEUE_TIMEOUT_MS behind a switch', async () => {
+      const workers = pool(64, { QUEUE_TIMEOUT_MS: '30' });
+      let releaseLoad!: () => void;
+      sidecar.holdLoad = new Promise((resolve) => (releaseLoad = resolve));
+      const toB = workers.submitJob(new ModeSwitchJob('b'));
+      const behind = workers.submitJob(new GenerationJob('b', PARAMS));
+      await expect(behind.result()).rejects.toBeInstanceOf(ModeSwitchTimeoutError);
+      await expect(behind.result()).rejects.toThrow(
+        /^Mode switch timed out: waited \d+ ms in the queue while mode 'b'/,
+      );
+      releaseLoad();
+      await expect(toB.result()).resolves.toMatchObject({ mode: 'b' });
+      expect(sidecar.calls).toEqual(['load b']);
+    });
+
+    it('answers a plain queue timeout when the job ahead is not a switch', async () => {
+      const workers = pool(64, { QUEUE_TIMEOUT_MS: '30' });
+      const gate = deferred<void>();
+      const slow = workers.submitJob(new CustomJob({ handler: () => gate.promise, args: [] }));
+      const behind = workers.submitJob(new CustomJob({ handler: () => 'late', args: [] }));
+      await expect(behind.result()).rejects.toBeInstanceOf(QueueTimeoutError);
+      gate.resolve();
+      await slow.result();
+      expect(workers.queueSize).toBe(0);
+    });
+  });
+
+  describe('custom jobs', () => {
+    it("delivers a handler's result, and its error, to the caller", async () => {
+      const workers = pool();
+      const sum = workers.submitJob(new CustomJob({ handler: (x: number, y: number) => x + y, args: [2, 3] as const }));
+      await expect(sum.result()).resolves.toBe(5);
+      const failing = workers.submitJob(
+        new CustomJob({
+          handler: async (path: string): Promise<string> => {
+            await Promise.resolve();
+            throw new Error(`cannot read ${path}`);
+          },
+          args: ['/nope.png'] as [string],
+        }),
+      );
+      await expect(failing.result()).rejects.toThrow('cannot read /nope.png');
+    });
+
+    it('runs a handler registered by name: the job is plain data', async () => {
+      const workers = pool();
+      workers.registerHandler('double', (n: number) => n * 2);
+      const job = new CustomJob({ handler: 'double', args: [21] });
+      expect(JSON.parse(JSON.stringify(job))).toEqual({ kind: 'custom', handler: 'double', args: [21] });
+      await expect(workers.submitJob(job).result()).resolves.toBe(42);
+      expect(() => workers.registerHandler('double', () => 0)).toThrow("already registered as 'double'");
+      expect(() => workers.submitJob(new CustomJob({ handler: 'nobody', args: [] }))).toThrow(UnknownTaskError);
+    });
+
+    it("calls a sidecar task in its turn through the built-in '" + RUN_TASK_HANDLER + "' handler", async () => {
+      const workers = pool();
+      const first = workers.submitJob(new GenerationJob('a', PARAMS));
+      const task = workers.submitJob(new CustomJob({ handler: RUN_TASK_HANDLER, args: ['echo', { hello: 'world' }] }));
+      await first.result();
+      await expect(task.result()).resolves.toEqual({ hello: 'world' });
+      const unknown = workers.submitJob(new CustomJob({ handler: RUN_TASK_HANDLER, args: ['nope'] }));
+      await expect(unknown.result()).rejects.toBeInstanceOf(UnknownTaskError);
+      expect(sidecar.calls).toEqual(['load a', 'generate a a cat', 'task echo', 'task nope']);
+    });
+  });
+
+  describe('when the sidecar goes away', () => {
+    it('fails the running job with 503, keeps the queued ones, refuses new ones, and resumes once it is back', async () => {
+      const workers = pool();
+      await workers.submitJob(new ModeSwitchJob('b')).result();
+      sidecar.hold = new Promise<void>(() => undefined);
+      const running = workers.submitJob(new GenerationJob('b', { ...PARAMS, prompt: 'running' }));
+      const queued = workers.submitJob(new GenerationJob('b', { ...PARAMS, prompt: 'queued' }));
+      while (sidecar.signals.length === 0) await new Promise((resolve) => setImmediate(resolve));
+
+      // The process died: the sidecar forgets everything, the gateway hears of it, the call in flight fails.
+      sidecar.serving = false;
+      sidecar.resident.clear();
+      sidecar.hold = undefined;
+      sidecarProcess.lose();
+      expect(registry.currentMode).toBeUndefined();
+      expect(workers.unavailableReason).toContain('SIGKILL');
+      expect(() => workers.submitJob(new GenerationJob('b', PARAMS))).toThrow(SidecarUnavailableError);
+      sidecar.dropConnections();
+      await expect(running.result()).rejects.toThrow(
+        /^Model host unavailable: the model host stopped while this job ran/,
+      );
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      expect(workers.queueSize).toBe(1);
+      expect(sidecar.calls).toEqual(['load b', 'generate b running']);
+
+      sidecar.serving = true;
+      await expect(queued.result()).resolves.toMatchObject({ png: Buffer.from('png:queued') });
+      expect(sidecar.calls.slice(-2)).toEqual(['load b', 'generate b queued']);
+      expect(registry.currentMode).toBe('b');
+      expect(registry.ready).toBe(true);
+      expect(workers.unavailableReason).toBeUndefined();
     });
   });
 

@@ -1,15 +1,22 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+
 import { Inject, Injectable, Logger, type OnModuleDestroy } from '@nestjs/common';
 
 import { APP_CONFIG, type AppConfig } from '../config/app-config.js';
 import {
   JobCancelledError,
+  ModeNotFoundError,
+  ModeSwitchTimeoutError,
   ModelNotLoadedError,
   QueueFullError,
+  QueueTimeoutError,
   SidecarUnavailableError,
+  UnknownTaskError,
 } from '../errors/domain.errors.js';
 import type { ResolvedMode } from '../modes/mode.types.js';
 import { ModesService } from '../modes/modes.service.js';
 import { RegistryService } from '../registry/registry.service.js';
+import { SidecarProcessService } from '../sidecar/sidecar-process.service.js';
 import { SidecarRepository } from '../sidecar/sidecar.repository.js';
 import type { GeneratedImage } from '../sidecar/sidecar.types.js';
 import {
@@ -18,30 +25,54 @@ import {
   ModeSwitchJob,
   type Job,
   type JobHandle,
+  type JobHandler,
   type ModeSwitchResult,
 } from './job.types.js';
 
 /** Told to a client whose job found the queue full. */
 const RETRY_AFTER_SECONDS = 5;
+/** Pause between two tries to bring a lost sidecar back into service. */
+const RECOVERY_RETRY_MS = 1_000;
+
+/** The handler the pool registers itself: `new CustomJob({ handler: RUN_TASK_HANDLER, args: [task, {...}] })`. */
+export const RUN_TASK_HANDLER = 'sidecar.run-task';
 
 interface Entry {
   readonly id: number;
   readonly job: Job;
   readonly abort: AbortController;
+  readonly submittedAt: number;
   readonly resolve: (value: unknown) => void;
   readonly reject: (error: unknown) => void;
+  timer?: NodeJS.Timeout;
 }
 
 /**
  * The WorkerPool: one FIFO queue in front of the sidecar's device, one job at
  * a time. A generation for a mode other than the active one loads that mode
- * first. At most QUEUE_MAX jobs wait (the running one not counted).
+ * first. At most QUEUE_MAX jobs wait (the running one not counted), each at
+ * most QUEUE_TIMEOUT_MS.
+ *
+ * When the sidecar goes away the running job fails (503), queued jobs stay
+ * queued, new jobs are refused (503); once it serves again the registry is
+ * re-synced from GetMemory, the mode that was active is loaded again, and the
+ * queue carries on.
  */
 @Injectable()
 export class WorkerPool implements OnModuleDestroy {
   private readonly logger = new Logger(WorkerPool.name);
   private readonly waiting: Entry[] = [];
+  private readonly handlers = new Map<string, JobHandler>();
+  private readonly stop = new AbortController();
   private running: Entry | undefined;
+  private runningDone: Promise<void> = Promise.resolve();
+  /** The mode the running job is loading, while it loads. */
+  private switching: string | undefined;
+  /** The last mode made active: loaded again after the sidecar comes back. */
+  private lastMode: string | undefined;
+  /** Why the sidecar cannot take work; undefined while it can. */
+  private down: string | undefined;
+  private recovering: Promise<void> | undefined;
   private nextId = 1;
   private closed = false;
 
@@ -50,21 +81,65 @@ export class WorkerPool implements OnModuleDestroy {
     private readonly modes: ModesService,
     private readonly sidecar: SidecarRepository,
     private readonly registry: RegistryService,
-  ) {}
+    sidecarProcess: SidecarProcessService,
+  ) {
+    this.registerHandler(RUN_TASK_HANDLER, (task: string, args: Record<string, unknown> = {}) =>
+      this.sidecar.runTask(task, args),
+    );
+    sidecarProcess.onLost((reason) => this.sidecarLost(reason));
+  }
 
-  /** Jobs waiting their turn. */
+  /** Jobs waiting their turn (the running one not counted): the figure QUEUE_MAX bounds. */
   get queueSize(): number {
     return this.waiting.length;
   }
 
-  /** @throws QueueFullError at once when QUEUE_MAX jobs are already waiting. */
+  /** True while a job runs. */
+  get busy(): boolean {
+    return this.running !== undefined;
+  }
+
+  /** Why the sidecar cannot take work now, or undefined when it can. */
+  get unavailableReason(): string | undefined {
+    return this.down;
+  }
+
+  /**
+   * The mode the device will hold once everything queued so far has run: the mode of the last generation or
+   * switch in the queue, else the running one's, else the active mode. A request that names no mode uses it.
+   */
+  expectedMode(): string | undefined {
+    for (let i = this.waiting.length - 1; i >= 0; i -= 1) {
+      const job = this.waiting[i]?.job;
+      if (job && job.kind !== 'custom') return job.mode;
+    }
+    const running = this.running?.job;
+    if (running && running.kind !== 'custom') return running.mode;
+    return this.registry.currentMode ?? this.lastMode;
+  }
+
+  /** Lets `new CustomJob({ handler: name, args })` run `handler(...args)`: a job that is plain data. */
+  registerHandler<T, A extends readonly unknown[]>(name: string, handler: JobHandler<T, A>): void {
+    if (this.handlers.has(name)) throw new Error(`a job handler is already registered as '${name}'`);
+    this.handlers.set(name, handler as unknown as JobHandler);
+  }
+
+  /**
+   * @throws QueueFullError at once when QUEUE_MAX jobs are already waiting.
+   * @throws SidecarUnavailableError while the sidecar is down (queued jobs wait for it; new ones are refused).
+   * @throws UnknownTaskError for a CustomJob naming a handler nobody registered.
+   */
   submitJob(job: GenerationJob): JobHandle<GeneratedImage>;
   submitJob(job: ModeSwitchJob): JobHandle<ModeSwitchResult>;
   submitJob<T, A extends readonly unknown[]>(job: CustomJob<T, A>): JobHandle<T>;
   submitJob(job: Job): JobHandle<unknown> {
     if (this.closed) throw new SidecarUnavailableError('the server is shutting down');
+    if (this.down !== undefined) throw new SidecarUnavailableError(`${this.down}; it is being brought back`);
     if (this.waiting.length >= this.config.queueMax) {
       throw new QueueFullError(this.config.queueMax, RETRY_AFTER_SECONDS);
+    }
+    if (job.kind === 'custom' && typeof job.handler === 'string' && !this.handlers.has(job.handler)) {
+      throw new UnknownTaskError(`no job handler is registered as '${job.handler}'`);
     }
 
     let resolve!: (value: unknown) => void;
@@ -75,37 +150,75 @@ export class WorkerPool implements OnModuleDestroy {
     });
     // A caller that never asks for the result must not turn a failure into an unhandled rejection.
     promise.catch(() => undefined);
-    const entry: Entry = { id: this.nextId++, job, abort: new AbortController(), resolve, reject };
+    const ahead = this.waiting.length + (this.running ? 1 : 0);
+    const entry: Entry = {
+      id: this.nextId++,
+      job,
+      abort: new AbortController(),
+      submittedAt: Date.now(),
+      resolve,
+      reject,
+    };
+    entry.timer = setTimeout(() => this.expire(entry), this.config.queueTimeoutMs);
+    entry.timer.unref();
     this.waiting.push(entry);
     this.drain();
-    return { id: entry.id, result: () => promise, cancel: () => this.cancel(entry) };
+    return { id: entry.id, ahead, result: () => promise, cancel: () => this.cancel(entry) };
   }
 
   onModuleDestroy(): void {
     this.closed = true;
+    this.stop.abort();
     for (const entry of this.waiting.splice(0)) {
+      clearTimeout(entry.timer);
       entry.reject(new SidecarUnavailableError('the server is shutting down'));
     }
     this.running?.abort.abort();
   }
 
   private cancel(entry: Entry): void {
-    const index = this.waiting.indexOf(entry);
-    if (index >= 0) {
-      this.waiting.splice(index, 1);
+    if (this.dequeue(entry)) {
       entry.reject(new JobCancelledError('job cancelled while queued'));
     } else if (this.running === entry) {
       entry.abort.abort();
     }
   }
 
+  private dequeue(entry: Entry): boolean {
+    const index = this.waiting.indexOf(entry);
+    if (index < 0) return false;
+    this.waiting.splice(index, 1);
+    clearTimeout(entry.timer);
+    return true;
+  }
+
+  /** QUEUE_TIMEOUT_MS passed before the entry's turn came. */
+  private expire(entry: Entry): void {
+    if (!this.dequeue(entry)) return;
+    const waited = Date.now() - entry.submittedAt;
+    if (this.down !== undefined) {
+      entry.reject(new SidecarUnavailableError(`${this.down}; gave up after waiting ${waited} ms (QUEUE_TIMEOUT_MS)`));
+    } else if (this.switching !== undefined) {
+      entry.reject(
+        new ModeSwitchTimeoutError(
+          this.switching,
+          `waited ${waited} ms in the queue while mode '${this.switching}' was loading (QUEUE_TIMEOUT_MS)`,
+        ),
+      );
+    } else {
+      entry.reject(new QueueTimeoutError(waited));
+    }
+  }
+
   private drain(): void {
-    if (this.running) return;
+    if (this.running || this.down !== undefined || this.closed) return;
     const entry = this.waiting.shift();
     if (!entry) return;
+    clearTimeout(entry.timer);
     this.running = entry;
-    void this.execute(entry).finally(() => {
+    this.runningDone = this.execute(entry).finally(() => {
       this.running = undefined;
+      this.switching = undefined;
       this.drain();
     });
   }
@@ -115,8 +228,23 @@ export class WorkerPool implements OnModuleDestroy {
     try {
       entry.resolve(await this.run(entry.job, entry.abort.signal));
     } catch (error) {
-      entry.reject(error);
+      entry.reject(this.jobFailure(error, entry));
     }
+  }
+
+  /** A failure that says the sidecar went away stops the queue until it is back; the job gets a clear 503. */
+  private jobFailure(error: unknown, entry: Entry): unknown {
+    const lost =
+      error instanceof SidecarUnavailableError ||
+      // The sidecar cancelled a call nobody cancelled: it is shutting down, or gone.
+      (error instanceof JobCancelledError && !entry.abort.signal.aborted) ||
+      (this.down !== undefined && !(error instanceof ModeNotFoundError) && !entry.abort.signal.aborted);
+    if (!lost || this.closed) return error;
+    const detail = error instanceof Error ? error.message : String(error);
+    this.sidecarLost(detail);
+    return new SidecarUnavailableError(
+      `the model host stopped while this job ran (${detail}); jobs still queued will run once it is back`,
+    );
   }
 
   private async run(job: Job, signal: AbortSignal): Promise<unknown> {
@@ -125,8 +253,11 @@ export class WorkerPool implements OnModuleDestroy {
         return this.generate(job, signal);
       case 'mode-switch':
         return this.activate(this.modes.getMode(job.mode));
-      case 'custom':
-        return job.run();
+      case 'custom': {
+        const handler = typeof job.handler === 'string' ? this.handlers.get(job.handler) : job.handler;
+        if (!handler) throw new UnknownTaskError(`no job handler is registered as '${String(job.handler)}'`);
+        return handler(...job.args);
+      }
     }
   }
 
@@ -151,21 +282,75 @@ export class WorkerPool implements OnModuleDestroy {
     if (this.registry.activeKey === mode.key) return { mode: mode.name, load: undefined };
     const from = this.registry.currentMode;
     this.logger.log(`switching mode: ${from ?? '(none)'} -> ${mode.name}`);
-    const load = await this.sidecar.load(mode);
-    this.registry.recordLoad(mode, load);
-    this.logger.log(
-      `mode '${mode.name}' active (${load.architecture}, ${(load.bytes / 2 ** 20).toFixed(0)} MiB on ${load.device}, ` +
-        `${load.source === 'resident' ? 'already resident' : `${load.loadSeconds.toFixed(1)} s`})`,
-    );
-    await this.refreshMemory();
-    return { mode: mode.name, load };
+    this.switching = mode.name;
+    try {
+      const load = await this.sidecar.load(mode);
+      this.registry.recordLoad(mode, load);
+      this.lastMode = mode.name;
+      this.logger.log(
+        `mode '${mode.name}' active (${load.architecture}, ${(load.bytes / 2 ** 20).toFixed(0)} MiB on ${load.device}, ` +
+          `${load.source === 'resident' ? 'already resident' : `${load.loadSeconds.toFixed(1)} s`})`,
+      );
+      await this.refreshMemory();
+      return { mode: mode.name, load };
+    } finally {
+      this.switching = undefined;
+    }
   }
 
   private async refreshMemory(): Promise<void> {
     try {
-      this.registry.recordMemory(await this.sidecar.getMemory());
+      const version = this.registry.version;
+      this.registry.recordMemory(await this.sidecar.getMemory(), version);
     } catch (error) {
       this.logger.warn(`could not read the model host's memory figures: ${(error as Error).message}`);
+    }
+  }
+
+  /** The sidecar is gone: stop taking work from the queue until it serves again. */
+  private sidecarLost(reason: string): void {
+    if (this.closed) return;
+    if (this.down === undefined) {
+      this.down = reason;
+      this.logger.error(
+        `model host lost (${reason}): ${this.waiting.length} queued job(s) wait for it, new work gets 503`,
+      );
+    }
+    this.registry.clear();
+    this.recovering ??= this.recover().finally(() => (this.recovering = undefined));
+  }
+
+  /** Waits until the sidecar serves, re-syncs the registry, loads the last mode again, and resumes the queue. */
+  private async recover(): Promise<void> {
+    const signal = this.stop.signal;
+    for (let attempt = 1; !this.closed; attempt += 1) {
+      try {
+        await this.runningDone;
+        await this.sidecar.waitForReady(this.config.sidecarStartupTimeoutMs, signal);
+        this.registry.clear();
+        this.registry.recordMemory(await this.sidecar.getMemory());
+        const name = this.lastMode ?? this.modes.config.defaultMode;
+        const mode = this.modes.config.modes.get(name) ?? this.modes.defaultMode;
+        try {
+          await this.activate(mode);
+        } catch (error) {
+          if (error instanceof SidecarUnavailableError || error instanceof JobCancelledError) throw error;
+          // The mode itself cannot be loaded any more (its file went, say): the queue goes on without it.
+          this.logger.error(`could not load mode '${mode.name}' again: ${(error as Error).message}`);
+        }
+        this.registry.markStartedUp();
+        this.down = undefined;
+        this.logger.log(
+          `model host back: registry re-synced, mode '${this.registry.currentMode ?? '(none)'}' active; ` +
+            `resuming ${this.waiting.length} queued job(s)`,
+        );
+        this.drain();
+        return;
+      } catch (error) {
+        if (this.closed) return;
+        this.logger.warn(`model host not back yet (try ${attempt}): ${(error as Error).message}`);
+        await sleep(RECOVERY_RETRY_MS, undefined, { signal }).catch(() => undefined);
+      }
     }
   }
 }

@@ -1,20 +1,37 @@
 import { Injectable } from '@nestjs/common';
 
 import type { ResolvedMode } from '../modes/mode.types.js';
-import type { LoadResult, MemoryStats } from '../sidecar/sidecar.types.js';
+import type { LoadResult, MemoryStats, ResidentModel } from '../sidecar/sidecar.types.js';
 
+/** One pipeline key the sidecar holds, as the registry last heard of it. */
 export interface ResidentEntry {
+  readonly key: string;
+  /** The mode the key was made for (a key is `<mode>-<hash of its definition>`). */
   readonly mode: string;
-  readonly load: LoadResult;
+  readonly bytes: number;
+  readonly architecture: string;
+  /** `device`: on the accelerator (or in memory, on CPU hosts); `ram`: parked in the sidecar's RAM tier. */
+  readonly tier: 'device' | 'ram';
 }
 
-/** The ModelRegistry: which mode is active, what the sidecar holds (from its load replies), the last memory figures. */
+/** The mode name in a sidecar key: keys are `<mode name>-<12 hex>` (ResolvedMode.key). */
+export function modeOfKey(key: string): string {
+  return key.replace(/-[0-9a-f]{12}$/, '');
+}
+
+/**
+ * The ModelRegistry: which mode is active, which keys the sidecar holds and
+ * where, and the last memory figures. Fed by load replies (what a load brought
+ * in and evicted) and by GetMemory (the sidecar's own account, which wins);
+ * cleared when the sidecar goes away and re-synced from GetMemory when it is back.
+ */
 @Injectable()
 export class RegistryService {
   private active: { readonly mode: string; readonly key: string } | undefined;
   private readonly resident = new Map<string, ResidentEntry>();
   private memory: MemoryStats | undefined;
   private startedUp = false;
+  private loads = 0;
 
   get currentMode(): string | undefined {
     return this.active?.mode;
@@ -24,7 +41,7 @@ export class RegistryService {
     return this.active?.key;
   }
 
-  /** True once the default mode was loaded at start, until the sidecar goes away. */
+  /** True once a mode was loaded after the sidecar (re)started, until the sidecar goes away. */
   get ready(): boolean {
     return this.startedUp;
   }
@@ -33,15 +50,31 @@ export class RegistryService {
     return this.memory;
   }
 
+  /** Changes with every load: take it before asking GetMemory, hand it to recordMemory. */
+  get version(): number {
+    return this.loads;
+  }
+
   residentModels(): ResidentEntry[] {
     return [...this.resident.values()];
   }
 
-  /** A load made `mode` active; whatever the sidecar evicted for it is gone. */
+  /** A load made `mode` active; whatever the sidecar evicted for it left the device (or went to its RAM tier). */
   recordLoad(mode: ResolvedMode, load: LoadResult): void {
-    for (const key of load.evicted) this.forget(key);
-    this.resident.set(mode.key, { mode: mode.name, load });
+    for (const key of load.evicted) {
+      const entry = this.resident.get(key);
+      if (entry && load.evictedToRam.includes(key)) this.resident.set(key, { ...entry, tier: 'ram' });
+      else this.forget(key);
+    }
+    this.resident.set(mode.key, {
+      key: mode.key,
+      mode: mode.name,
+      bytes: load.bytes,
+      architecture: load.architecture,
+      tier: 'device',
+    });
     this.active = { mode: mode.name, key: mode.key };
+    this.loads += 1;
   }
 
   forget(key: string): void {
@@ -49,19 +82,38 @@ export class RegistryService {
     if (this.active?.key === key) this.active = undefined;
   }
 
-  recordMemory(stats: MemoryStats): void {
+  /**
+   * The sidecar's own account of what it holds replaces ours; the active mode stays active if its key is still
+   * held. `version` is the registry's version when GetMemory was asked: a reply that a load overtook only updates
+   * the figures.
+   */
+  recordMemory(stats: MemoryStats, version: number = this.loads): void {
     this.memory = stats;
+    if (version !== this.loads) return;
+    this.resident.clear();
+    for (const model of stats.models) this.resident.set(model.key, toEntry(model));
+    if (this.active && !this.resident.has(this.active.key)) this.active = undefined;
   }
 
   markStartedUp(): void {
     this.startedUp = true;
   }
 
-  /** The sidecar process ended: nothing it held survives. */
+  /** The sidecar process ended (or cannot be reached): nothing it held is known to survive. */
   clear(): void {
     this.resident.clear();
     this.active = undefined;
     this.memory = undefined;
     this.startedUp = false;
   }
+}
+
+function toEntry(model: ResidentModel): ResidentEntry {
+  return {
+    key: model.key,
+    mode: modeOfKey(model.key),
+    bytes: model.bytes,
+    architecture: model.architecture,
+    tier: model.inRamTier ? 'ram' : 'device',
+  };
 }

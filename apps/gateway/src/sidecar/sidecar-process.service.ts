@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import type { Readable } from 'node:stream';
 
@@ -12,6 +13,13 @@ import { SIDECAR_ENDPOINT, type SidecarEndpoint } from './sidecar-endpoint.provi
 import { SidecarRepository } from './sidecar.repository.js';
 
 const KILL_AFTER_MS = 10_000;
+/** The first pause before restarting a lost sidecar; it doubles per failed try, up to SIDECAR_RESTART_MAX_BACKOFF_MS. */
+const FIRST_RESTART_DELAY_MS = 1_000;
+/** A sidecar that stayed up this long counts as healthy again: the next loss restarts it after the first delay. */
+const HEALTHY_AFTER_MS = 60_000;
+
+/** Told when the sidecar goes away unexpectedly; the text says how. */
+export type SidecarLossListener = (reason: string) => void;
 
 interface Exit {
   readonly code: number | null;
@@ -29,6 +37,10 @@ export class SidecarProcessService implements OnModuleDestroy {
   private child: ChildProcess | undefined;
   private exited: Promise<Exit> | undefined;
   private stopping = false;
+  private startedAt = 0;
+  private restartDelayMs = FIRST_RESTART_DELAY_MS;
+  private restartTimer: NodeJS.Timeout | undefined;
+  private readonly lossListeners: SidecarLossListener[] = [];
 
   constructor(
     @Inject(APP_CONFIG) private readonly config: AppConfig,
@@ -39,16 +51,39 @@ export class SidecarProcessService implements OnModuleDestroy {
 
   /** Starts the sidecar unless SIDECAR_ADDR names one already running; called once, at application start. */
   start(): void {
-    const { socketDir, address } = this.endpoint;
+    const { socketDir } = this.endpoint;
     if (socketDir === undefined || this.child) return;
     // mkdir (not mkdtemp) under a random name: atomic, fails rather than follow anything already there.
     mkdirSync(socketDir, { mode: 0o700 });
+    this.spawnChild();
+  }
+
+  /** True when the gateway runs the sidecar itself (and so restarts it when it dies). */
+  get managed(): boolean {
+    return this.endpoint.socketDir !== undefined;
+  }
+
+  /** The running sidecar's process id, when the gateway started it. */
+  get pid(): number | undefined {
+    return this.child?.exitCode === null && this.child.signalCode === null ? this.child.pid : undefined;
+  }
+
+  /** `listener` is called each time the sidecar the gateway started ends unexpectedly. */
+  onLost(listener: SidecarLossListener): void {
+    this.lossListeners.push(listener);
+  }
+
+  private spawnChild(): void {
+    const { socketDir, address } = this.endpoint;
+    if (socketDir !== undefined) rmSync(join(socketDir, 'modelhost.sock'), { force: true });
     const python = this.config.sidecarPython;
     // --exit-with-parent: a gateway killed without its shutdown hooks must not leave a sidecar holding the GPU.
     const args = ['-m', 'modelhost', 'serve', '--listen', address, '--exit-with-parent'];
     this.logger.log(`starting the model host: ${python} ${args.join(' ')}`);
     const child = spawn(python, args, { cwd: process.cwd(), env: process.env, stdio: ['ignore', 'pipe', 'pipe'] });
     this.child = child;
+    this.startedAt = Date.now();
+    if (child.pid !== undefined) this.logger.log(`model host started (pid ${child.pid})`);
     this.exited = new Promise<Exit>((resolve) => {
       child.once('exit', (code, signal) => resolve({ code, signal }));
       child.once('error', (error) => resolve({ code: null, signal: null, error }));
@@ -79,6 +114,7 @@ export class SidecarProcessService implements OnModuleDestroy {
 
   async onModuleDestroy(): Promise<void> {
     this.stopping = true;
+    clearTimeout(this.restartTimer);
     const { child, exited } = this;
     if (child && exited && child.exitCode === null && child.signalCode === null) {
       this.logger.log('stopping the model host');
@@ -97,14 +133,23 @@ export class SidecarProcessService implements OnModuleDestroy {
     if (stream) createInterface({ input: stream }).on('line', (line) => this.logger.log(`[sidecar] ${line}`));
   }
 
-  /** Restarting is a later step; for now an unexpected exit is logged and nothing is resident any more. */
+  /** An unexpected exit: nothing it held survives; restart it after a pause that doubles while it keeps dying. */
   private onExit(exit: Exit): void {
     if (this.stopping) {
       this.logger.log(`the model host ${describe(exit)}`);
       return;
     }
-    this.logger.error(`the model host ${describe(exit)} unexpectedly`);
+    const reason = `the model host ${describe(exit)} unexpectedly`;
+    this.logger.error(reason);
     this.registry.clear();
+    for (const listener of this.lossListeners) listener(reason);
+    if (Date.now() - this.startedAt >= HEALTHY_AFTER_MS) this.restartDelayMs = FIRST_RESTART_DELAY_MS;
+    const delay = Math.min(this.restartDelayMs, this.config.sidecarRestartMaxBackoffMs);
+    this.restartDelayMs = Math.min(delay * 2, this.config.sidecarRestartMaxBackoffMs);
+    this.logger.warn(`restarting the model host in ${(delay / 1000).toFixed(1)} s`);
+    this.restartTimer = setTimeout(() => {
+      if (!this.stopping) this.spawnChild();
+    }, delay);
   }
 }
 
