@@ -7,11 +7,13 @@ import { ConfigModule } from './config/config.module.js';
 import { AllExceptionsFilter } from './errors/all-exceptions.filter.js';
 import { GenerationModule } from './generation/generation.module.js';
 import { HealthModule } from './health/health.module.js';
+import { ModeSwitchModule } from './mode-switch/mode-switch.module.js';
 import { ModesModule } from './modes/modes.module.js';
 import { QueueModule } from './queue/queue.module.js';
 import { RegistryModule } from './registry/registry.module.js';
 import { SidecarModule } from './sidecar/sidecar.module.js';
 import { StartupModule } from './startup/startup.module.js';
+import { StatusModule } from './status/status.module.js';
 
 @Module({})
 export class AppModule {
@@ -26,6 +28,8 @@ export class AppModule {
         SidecarModule,
         QueueModule,
         GenerationModule,
+        ModeSwitchModule,
+        StatusModule,
         HealthModule,
         StartupModule,
       ],

@@ -4,6 +4,7 @@ import { Injectable } from '@nestjs/common';
 
 import { parseImageSize } from '../common/image-size.js';
 import { InvalidRequestError } from '../errors/domain.errors.js';
+import type { ResolvedMode } from '../modes/mode.types.js';
 import { ModesService } from '../modes/modes.service.js';
 import { GenerationJob, type GenerationParams } from '../queue/job.types.js';
 import { WorkerPool } from '../queue/worker-pool.service.js';
@@ -28,7 +29,7 @@ export class GenerationService {
 
   /** Queues one generation; aborting `signal` (the client went away) cancels it, queued or running. */
   async generate(request: GenerateRequestDto, signal?: AbortSignal): Promise<GenerationResult> {
-    const mode = request.mode === undefined ? this.modes.defaultMode : this.modes.getMode(request.mode);
+    const mode = request.mode === undefined ? this.modeForUnnamed() : this.modes.getMode(request.mode);
     if (request.superres && !mode.superres) {
       throw new InvalidRequestError([`superres: mode '${mode.name}' has no superres model`]);
     }
@@ -54,5 +55,14 @@ export class GenerationService {
     } finally {
       signal?.removeEventListener('abort', cancel);
     }
+  }
+
+  /**
+   * A request that names no mode runs in the mode the device will hold when its turn comes (what
+   * POST /api/modes/switch and earlier requests left), so it never causes a switch; the default mode before any.
+   */
+  private modeForUnnamed(): ResolvedMode {
+    const expected = this.pool.expectedMode();
+    return (expected === undefined ? undefined : this.modes.config.modes.get(expected)) ?? this.modes.defaultMode;
   }
 }

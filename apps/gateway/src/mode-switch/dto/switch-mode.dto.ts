@@ -1,0 +1,36 @@
+import { ApiProperty } from '@nestjs/swagger';
+import { IsDefined, IsNotEmpty, IsString } from 'class-validator';
+
+// Each decorator stack reads bottom-up (presence, type, range): see STRICT_VALIDATION.
+
+/** The body of POST /api/modes/switch. */
+export class SwitchModeDto {
+  @ApiProperty({ example: 'sdxl-portrait', description: 'a mode of modes.yaml' })
+  @IsNotEmpty({ message: 'must not be empty' })
+  @IsString({ message: 'must be a string' })
+  @IsDefined({ message: 'is required' })
+  mode!: string;
+}
+
+/** The reply: the switch is queued behind the jobs already there, not done yet. */
+export class SwitchQueuedDto {
+  @ApiProperty({ example: 'queued', enum: ['queued'] })
+  status!: 'queued';
+
+  @ApiProperty({
+    example: 'sdxl-general',
+    nullable: true,
+    type: String,
+    description: 'the mode the device will hold when the switch runs (the active one when nothing is queued)',
+  })
+  from_mode!: string | null;
+
+  @ApiProperty({ example: 'sdxl-portrait' })
+  to_mode!: string;
+
+  @ApiProperty({
+    example: 'Mode switch queued. Will switch after 2 pending jobs.',
+    description: 'N counts every job that finishes before the switch: those waiting ahead of it and the running one',
+  })
+  message!: string;
+}

@@ -1,0 +1,102 @@
+import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
+
+/*
+ * The replies of GET /api/models/status and GET /api/vram, key for key as the
+ * spec shows them (snake_case). Keys beyond the spec's are marked "added".
+ * Sizes are GiB (bytes / 2^30), rounded to 2 decimals; percentages to 1.
+ */
+
+export class VramLoraDto {
+  @ApiProperty({ example: '/models/loras/portrait-enhancer.safetensors', description: 'absolute path' })
+  path!: string;
+
+  @ApiProperty({ example: 0.8 })
+  strength!: number;
+
+  @ApiProperty({ example: 'portrait' })
+  adapter_name!: string;
+}
+
+export class VramModelDto {
+  @ApiProperty({ example: 'sdxl-general', description: 'the mode the pipeline was loaded for' })
+  name!: string;
+
+  @ApiProperty({ example: '/models/sdxl/sdxl-base-1.0.safetensors' })
+  model_path!: string;
+
+  @ApiProperty({ example: 12.5, description: 'measured on the device after the load, GiB' })
+  vram_gb!: number;
+
+  @ApiProperty({ type: [VramLoraDto] })
+  loras!: VramLoraDto[];
+
+  @ApiProperty({
+    example: 'sdxl-general-3f2a9c1b7d4e',
+    description: "added: the model host's key (mode name + hash of its definition)",
+  })
+  key!: string;
+
+  @ApiProperty({ example: 'sdxl-base', description: 'added: the architecture the model host detected' })
+  architecture!: string;
+
+  @ApiProperty({ example: false, description: 'added: a file it was loaded from changed since; reloaded on next use' })
+  stale!: boolean;
+}
+
+export class VramDto {
+  @ApiProperty({ example: 'NVIDIA GeForce RTX 3090', description: "the device's name (on CPU hosts: the CPU's)" })
+  device!: string;
+
+  @ApiProperty({ example: 24.0 })
+  total_gb!: number;
+
+  @ApiProperty({ example: 12.5 })
+  used_gb!: number;
+
+  @ApiProperty({ example: 11.5 })
+  available_gb!: number;
+
+  @ApiProperty({ example: 52.1 })
+  usage_percent!: number;
+
+  @ApiProperty({ example: 1, description: 'pipelines on the device (the RAM tier not counted)' })
+  models_loaded!: number;
+
+  @ApiProperty({ type: [VramModelDto] })
+  models!: VramModelDto[];
+
+  @ApiProperty({ example: 'cuda', description: 'added: the kind of device the model host runs on, e.g. cuda or cpu' })
+  device_type!: string;
+}
+
+export class ReloadErrorDto {
+  @ApiProperty({ example: '2026-01-01T12:00:00.000Z' })
+  at!: string;
+
+  @ApiProperty({ example: 'watcher', description: 'what asked for the reload' })
+  trigger!: string;
+
+  @ApiProperty({ example: '/srv/modes.yaml' })
+  source!: string;
+
+  @ApiProperty({ example: ['modes.portraits.loras[1].strength: must be a number'] })
+  problems!: string[];
+}
+
+export class ModelsStatusDto {
+  @ApiProperty({ example: 'sdxl-general', nullable: true, type: String, description: 'null until a mode is loaded' })
+  current_mode!: string | null;
+
+  @ApiProperty({ example: 2, description: 'jobs waiting their turn (the running one not counted)' })
+  queue_size!: number;
+
+  @ApiProperty({ type: VramDto })
+  vram!: VramDto;
+
+  @ApiPropertyOptional({
+    type: ReloadErrorDto,
+    nullable: true,
+    description: 'added: the last failed reload of modes.yaml, until a good file is loaded; null when none',
+  })
+  last_reload_error!: ReloadErrorDto | null;
+}

@@ -1,0 +1,165 @@
+import type { Server } from 'node:http';
+
+import request from 'supertest';
+
+import { createTestApp, type TestApp } from '../../testing/test-app.js';
+import { WorkerPool } from '../queue/worker-pool.service.js';
+import { SidecarUnavailableError } from '../errors/domain.errors.js';
+import type { MemoryStats } from '../sidecar/sidecar.types.js';
+import { toVramView } from './status.service.js';
+
+const GiB = 2 ** 30;
+
+describe('GET /api/models/status and GET /api/vram', () => {
+  let t: TestApp;
+  let server: Server;
+
+  beforeEach(async () => {
+    t = await createTestApp();
+    server = t.app.getHttpServer() as Server;
+  });
+
+  afterEach(() => t.close());
+
+  it("answers the spec's keys, in GiB, with every resident model named by its mode", async () => {
+    await request(server).post('/generate').send({ prompt: 'x', mode: 'sd15-fast' }).expect(200);
+    const body: unknown = (await request(server).get('/api/models/status').expect(200)).body;
+    expect(Object.keys(body as object)).toEqual(['current_mode', 'queue_size', 'vram', 'last_reload_error']);
+    expect(body).toEqual({
+      current_mode: 'sd15-fast',
+      queue_size: 0,
+      vram: {
+        device: 'Fake CPU',
+        total_gb: 8,
+        used_gb: 1,
+        available_gb: 7,
+        usage_percent: 12.5,
+        models_loaded: 2,
+        models: [
+          {
+            name: 'sdxl-general',
+            model_path: '/models/sdxl/sdxl-base-1.0.safetensors',
+            vram_gb: 0,
+            loras: [],
+            key: expect.stringMatching(/^sdxl-general-[0-9a-f]{12}$/) as unknown,
+            architecture: 'sd15',
+            stale: false,
+          },
+          {
+            name: 'sd15-fast',
+            model_path: '/models/sd15/dreamshaper-lcm.safetensors',
+            vram_gb: 0,
+            loras: [
+              { path: '/models/loras/lcm-lora-sd15.safetensors', strength: 1, adapter_name: 'lcm-lora-sd15' },
+              { path: '/models/loras/detail.safetensors', strength: 0.8, adapter_name: 'detail' },
+            ],
+            key: expect.stringMatching(/^sd15-fast-[0-9a-f]{12}$/) as unknown,
+            architecture: 'sd15',
+            stale: false,
+          },
+        ],
+        device_type: 'cpu',
+      },
+      last_reload_error: null,
+    });
+    const vram = await request(server).get('/api/vram').expect(200);
+    expect(vram.body).toEqual((body as { vram: unknown }).vram);
+  });
+
+  it('counts the waiting jobs in queue_size, not the running one', async () => {
+    let release!: () => void;
+    t.sidecar.hold = new Promise((resolve) => (release = resolve));
+    const pending = [1, 2, 3].map((n) =>
+      request(server)
+        .post('/generate')
+        .send({ prompt: `p${n}` })
+        .then((r) => r),
+    );
+    const pool = t.app.get(WorkerPool);
+    while (pool.queueSize < 2) await new Promise((resolve) => setTimeout(resolve, 5));
+    const body: unknown = (await request(server).get('/api/models/status').expect(200)).body;
+    expect((body as { queue_size: number }).queue_size).toBe(2);
+    release();
+    for (const response of await Promise.all(pending)) expect(response.status).toBe(200);
+  });
+
+  it('answers 503 while the model host cannot be reached', async () => {
+    t.sidecar.getMemory = () => Promise.reject(new SidecarUnavailableError('connect ENOENT'));
+    const body: unknown = (await request(server).get('/api/vram').expect(503)).body;
+    expect(body).toEqual({
+      error: 'model_host_unavailable',
+      message: 'Model host unavailable: connect ENOENT',
+      statusCode: 503,
+    });
+    await request(server).get('/api/models/status').expect(503);
+  });
+});
+
+describe('toVramView', () => {
+  const stats: MemoryStats = {
+    device: 'cuda',
+    deviceName: 'NVIDIA GeForce RTX 3090',
+    totalBytes: 24 * GiB,
+    usedBytes: 12.5 * GiB,
+    availableBytes: 11.5 * GiB,
+    models: [
+      {
+        key: 'sdxl-general-0123456789ab',
+        modelPath: '/models/sdxl/sdxl-base-1.0.safetensors',
+        bytes: 12.5 * GiB,
+        loras: [],
+        tier: 'gpu',
+        lastUsedUnixMs: 0,
+        architecture: 'sdxl-base',
+        inRamTier: false,
+        baseKey: 'sdxl-general-0123456789ab',
+        stale: false,
+      },
+      {
+        key: 'sd15-fast-0123456789ab',
+        modelPath: '/models/sd15.safetensors',
+        bytes: 2 * GiB,
+        loras: [],
+        tier: 'cpu',
+        lastUsedUnixMs: 0,
+        architecture: 'sd15',
+        inRamTier: true,
+        baseKey: 'sd15-fast-0123456789ab',
+        stale: false,
+      },
+    ],
+    reserveBytes: 0,
+    ramTierBytes: 2 * GiB,
+    ramTierCapacityBytes: 8 * GiB,
+  };
+
+  it("gives the spec's example figures for its example card, leaving out the RAM tier", () => {
+    expect(toVramView(stats)).toEqual({
+      device: 'NVIDIA GeForce RTX 3090',
+      total_gb: 24.0,
+      used_gb: 12.5,
+      available_gb: 11.5,
+      usage_percent: 52.1,
+      models_loaded: 1,
+      models: [
+        {
+          name: 'sdxl-general',
+          model_path: '/models/sdxl/sdxl-base-1.0.safetensors',
+          vram_gb: 12.5,
+          loras: [],
+          key: 'sdxl-general-0123456789ab',
+          architecture: 'sdxl-base',
+          stale: false,
+        },
+      ],
+      device_type: 'cuda',
+    });
+  });
+
+  it('rounds GiB to 2 decimals and the percentage to 1, and survives a zero total', () => {
+    const view = toVramView({ ...stats, totalBytes: 3 * GiB, usedBytes: 1 * GiB, availableBytes: 2 * GiB, models: [] });
+    expect(view).toMatchObject({ total_gb: 3, used_gb: 1, available_gb: 2, usage_percent: 33.3, models_loaded: 0 });
+    expect(toVramView({ ...stats, totalBytes: 1_234_567_890, models: [] }).total_gb).toBe(1.15);
+    expect(toVramView({ ...stats, totalBytes: 0, usedBytes: 0, models: [] }).usage_percent).toBe(0);
+  });
+});

@@ -1,0 +1,77 @@
+import { Injectable } from '@nestjs/common';
+
+import { ModesService } from '../modes/modes.service.js';
+import { WorkerPool } from '../queue/worker-pool.service.js';
+import { modeOfKey, RegistryService } from '../registry/registry.service.js';
+import { SidecarRepository } from '../sidecar/sidecar.repository.js';
+import type { MemoryStats } from '../sidecar/sidecar.types.js';
+import type { ModelsStatusDto, VramDto } from './dto/status.dto.js';
+
+/** Bytes per reported "GB": GiB, what the spec's 24.0 for a 24 GiB card means. */
+export const BYTES_PER_GB = 2 ** 30;
+
+/** The figures of GET /api/models/status and GET /api/vram. */
+@Injectable()
+export class StatusService {
+  constructor(
+    private readonly modes: ModesService,
+    private readonly pool: WorkerPool,
+    private readonly registry: RegistryService,
+    private readonly sidecar: SidecarRepository,
+  ) {}
+
+  /** Read fresh from the model host (and recorded in the registry); 503 while it is down. */
+  async vram(): Promise<VramDto> {
+    const version = this.registry.version;
+    const stats = await this.sidecar.getMemory();
+    this.registry.recordMemory(stats, version);
+    return toVramView(stats);
+  }
+
+  async status(): Promise<ModelsStatusDto> {
+    const vram = await this.vram();
+    const failure = this.modes.lastReloadError;
+    return {
+      current_mode: this.registry.currentMode ?? null,
+      queue_size: this.pool.queueSize,
+      vram,
+      last_reload_error: failure
+        ? { at: failure.at, trigger: failure.trigger, source: failure.source, problems: [...failure.problems] }
+        : null,
+    };
+  }
+}
+
+/** The spec's vram object; models parked in the model host's RAM tier are not on the device and not listed. */
+export function toVramView(stats: MemoryStats): VramDto {
+  const models = stats.models
+    .filter((model) => !model.inRamTier)
+    .map((model) => ({
+      name: modeOfKey(model.key),
+      model_path: model.modelPath,
+      vram_gb: gigabytes(model.bytes),
+      loras: model.loras.map((lora) => ({ path: lora.path, strength: lora.strength, adapter_name: lora.adapterName })),
+      key: model.key,
+      architecture: model.architecture,
+      stale: model.stale,
+    }));
+  return {
+    device: stats.deviceName || stats.device,
+    total_gb: gigabytes(stats.totalBytes),
+    used_gb: gigabytes(stats.usedBytes),
+    available_gb: gigabytes(stats.availableBytes),
+    usage_percent: stats.totalBytes > 0 ? round((stats.usedBytes / stats.totalBytes) * 100, 1) : 0,
+    models_loaded: models.length,
+    models,
+    device_type: stats.device,
+  };
+}
+
+function gigabytes(bytes: number): number {
+  return round(bytes / BYTES_PER_GB, 2);
+}
+
+function round(value: number, decimals: number): number {
+  const factor = 10 ** decimals;
+  return Math.round(value * factor) / factor;
+}
