@@ -5,6 +5,7 @@ import { NestFactory } from '@nestjs/core';
 
 import { AppModule } from './app.module.js';
 import { loadConfig } from './config/app-config.js';
+import { setupOpenApi } from './openapi/openapi.js';
 
 async function bootstrap(): Promise<void> {
   const config = loadConfig(process.env);
@@ -12,6 +13,7 @@ async function bootstrap(): Promise<void> {
   const app = await NestFactory.create(AppModule.forRoot(config), { abortOnError: false });
   // SIGHUP is left alone: it will mean "reload modes.yaml". After a clean shutdown the exit code is 0.
   app.enableShutdownHooks([ShutdownSignal.SIGTERM, ShutdownSignal.SIGINT], { useProcessExit: true });
+  setupOpenApi(app);
   await app.listen(config.port);
   new Logger('Bootstrap').log(`gateway listening on ${await app.getUrl()}`);
 }

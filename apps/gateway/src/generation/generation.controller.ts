@@ -1,15 +1,44 @@
 import { Body, Controller, HttpCode, Post, Res, StreamableFile } from '@nestjs/common';
+import {
+  ApiBadRequestResponse,
+  ApiGatewayTimeoutResponse,
+  ApiNotFoundResponse,
+  ApiOkResponse,
+  ApiOperation,
+  ApiServiceUnavailableResponse,
+  ApiTags,
+  ApiTooManyRequestsResponse,
+} from '@nestjs/swagger';
 import type { Response } from 'express';
 
 import { GenerateRequestDto } from './dto/generate-request.dto.js';
 import { GenerationService } from './generation.service.js';
 
+@ApiTags('generation')
 @Controller()
 export class GenerationController {
   constructor(private readonly generation: GenerationService) {}
 
   @Post('generate')
   @HttpCode(200)
+  @ApiOperation({ summary: 'Generate an image; a mode other than the active one is switched to first' })
+  @ApiOkResponse({
+    description: 'the PNG',
+    content: { 'image/png': { schema: { type: 'string', format: 'binary' } } },
+    headers: {
+      'X-Mode': { description: 'the mode used', schema: { type: 'string' } },
+      'X-Seed': { description: 'the seed used (random when none was given)', schema: { type: 'integer' } },
+      'X-SuperRes': {
+        description: 'whether super-resolution was applied',
+        schema: { type: 'string', enum: ['true', 'false'] },
+      },
+    },
+  })
+  @ApiBadRequestResponse({ description: 'the body fails validation: the message names each field and why' })
+  @ApiNotFoundResponse({ description: "Mode 'xyz' not found" })
+  @ApiTooManyRequestsResponse({ description: 'the queue is full (QUEUE_MAX); Retry-After says when to retry' })
+  @ApiServiceUnavailableResponse({ description: 'the model host is down, or the device is out of memory' })
+  @ApiGatewayTimeoutResponse({ description: 'Mode switch timed out, or the request waited or ran past its limit' })
   async generate(
     @Body() body: GenerateRequestDto,
     @Res({ passthrough: true }) response: Response,

@@ -1,3 +1,4 @@
+import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
 import {
   IsBoolean,
   IsDefined,
@@ -17,42 +18,70 @@ import { IsImageSize } from '../../common/image-size.js';
 
 /** The body of POST /generate; absent fields take the mode's defaults, unknown fields are rejected. */
 export class GenerateRequestDto {
+  @ApiProperty({ example: 'a beautiful landscape', description: 'required, not blank' })
   @Matches(/\S/, { message: 'must not be empty' })
   @IsString({ message: 'must be a string' })
   @IsDefined({ message: 'is required' })
   prompt!: string;
 
+  @ApiPropertyOptional({
+    example: 'sd15-fast',
+    description:
+      'a mode of modes.yaml; absent: the mode the device will hold when the request runs (the default mode at first)',
+  })
   @IsOptional()
   @IsNotEmpty({ message: 'must not be empty' })
   @IsString({ message: 'must be a string' })
   mode?: string;
 
+  @ApiPropertyOptional({ example: 'blurry', default: '' })
   @IsOptional()
   @IsString({ message: 'must be a string' })
   negative_prompt?: string;
 
+  @ApiPropertyOptional({
+    example: '896x1152',
+    pattern: '^\\d+x\\d+$',
+    description: "WIDTHxHEIGHT, multiples of 8 from 8 to 2048; absent: the mode's default_size",
+  })
   @IsOptional()
   @IsImageSize()
   size?: string;
 
+  @ApiPropertyOptional({
+    example: 35,
+    minimum: 1,
+    maximum: 150,
+    type: 'integer',
+    description: "absent: the mode's default_steps",
+  })
   @IsOptional()
   @Max(150, { message: 'must be at most 150' })
   @Min(1, { message: 'must be at least 1' })
   @IsInt({ message: 'must be an integer' })
   num_inference_steps?: number;
 
+  @ApiPropertyOptional({ example: 8.0, minimum: 0, maximum: 30, description: "absent: the mode's default_guidance" })
   @IsOptional()
   @Max(30, { message: 'must be at most 30' })
   @Min(0, { message: 'must be at least 0' })
   @IsNumber({ allowNaN: false, allowInfinity: false }, { message: 'must be a number' })
   guidance_scale?: number;
 
+  @ApiPropertyOptional({
+    example: 42,
+    minimum: 0,
+    maximum: Number.MAX_SAFE_INTEGER,
+    type: 'integer',
+    description: 'absent: a random seed, echoed in X-Seed',
+  })
   @IsOptional()
   @Max(Number.MAX_SAFE_INTEGER, { message: `must be at most ${Number.MAX_SAFE_INTEGER}` })
   @Min(0, { message: 'must be at least 0' })
   @IsInt({ message: 'must be an integer' })
   seed?: number;
 
+  @ApiPropertyOptional({ example: false, default: false, description: "upscale with the mode's superres model" })
   @IsOptional()
   @IsBoolean({ message: 'must be true or false' })
   superres?: boolean;

@@ -1,0 +1,69 @@
+import { createTestApp, type TestApp } from '../../testing/test-app.js';
+import { createOpenApiDocument } from './openapi.js';
+
+describe('the OpenAPI document', () => {
+  let t: TestApp;
+
+  beforeAll(async () => {
+    t = await createTestApp();
+  });
+
+  afterAll(() => t.close());
+
+  it('describes every endpoint of the spec, and health', () => {
+    const document = createOpenApiDocument(t.app);
+    const operations = Object.entries(document.paths).flatMap(([path, item]) =>
+      (['get', 'post'] as const).filter((method) => item[method]).map((method) => `${method.toUpperCase()} ${path}`),
+    );
+    expect(operations.sort()).toEqual(
+      [
+        'POST /generate',
+        'GET /api/models/status',
+        'GET /api/modes',
+        'POST /api/modes/switch',
+        'POST /api/modes/reload',
+        'GET /api/vram',
+        'GET /health',
+        'GET /ready',
+      ].sort(),
+    );
+  });
+
+  it('takes the request and reply shapes from the DTOs', () => {
+    const document = createOpenApiDocument(t.app);
+    const schemas = document.components?.schemas ?? {};
+    expect(Object.keys(schemas)).toEqual(
+      expect.arrayContaining([
+        'GenerateRequestDto',
+        'SwitchModeDto',
+        'SwitchQueuedDto',
+        'ModelsStatusDto',
+        'VramDto',
+        'Error',
+      ]),
+    );
+    expect(schemas['GenerateRequestDto']).toMatchObject({
+      required: ['prompt'],
+      properties: { size: { type: 'string' }, num_inference_steps: { type: 'integer', minimum: 1, maximum: 150 } },
+    });
+    expect(Object.keys((schemas['VramDto'] as { properties: object }).properties)).toEqual(
+      expect.arrayContaining([
+        'device',
+        'total_gb',
+        'used_gb',
+        'available_gb',
+        'usage_percent',
+        'models_loaded',
+        'models',
+      ]),
+    );
+    const generate = document.paths['/generate']?.post;
+    expect(generate?.responses['200']).toMatchObject({ content: { 'image/png': {} } });
+    expect(generate?.responses['404']).toMatchObject({
+      content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } },
+    });
+    expect(document.paths['/api/modes']?.get?.responses['200']).toMatchObject({
+      content: { 'application/json': { schema: { properties: { default_mode: {}, modes: {} } } } },
+    });
+  });
+});

@@ -1,0 +1,119 @@
+import type { INestApplication } from '@nestjs/common';
+import { DocumentBuilder, SwaggerModule, type OpenAPIObject } from '@nestjs/swagger';
+
+/** Swagger UI's path; the JSON document is served at `${DOCS_PATH}-json`. */
+export const DOCS_PATH = 'docs';
+
+/** Every error reply's body (errors/http-error.table.ts). */
+const ERROR_SCHEMA = {
+  type: 'object',
+  required: ['error', 'message', 'statusCode'],
+  properties: {
+    error: { type: 'string', example: 'mode_not_found' },
+    message: { type: 'string', example: "Mode 'xyz' not found" },
+    statusCode: { type: 'integer', example: 404 },
+  },
+};
+
+const LORA_VIEW = {
+  type: 'object',
+  properties: { path: { type: 'string' }, strength: { type: 'number' }, adapter_name: { type: 'string' } },
+};
+
+/**
+ * Replies of the modes endpoints (modes/modes.controller.ts), described here when that controller carries no
+ * Swagger decorators of its own: the shapes of the spec's GET /api/modes and POST /api/modes/reload.
+ */
+const MODES_REPLIES: Readonly<
+  Record<string, { method: 'get' | 'post'; summary: string; schema: object; errors?: Record<string, string> }>
+> = {
+  '/api/modes': {
+    method: 'get',
+    summary: 'The modes of modes.yaml and the default mode',
+    schema: {
+      type: 'object',
+      properties: {
+        default_mode: { type: 'string', example: 'sdxl-general' },
+        modes: {
+          type: 'object',
+          additionalProperties: {
+            type: 'object',
+            properties: {
+              model: { type: 'string', example: 'sdxl/sdxl-base-1.0.safetensors' },
+              loras: { type: 'array', items: LORA_VIEW },
+              default_size: { type: 'string', example: '1024x1024' },
+              default_steps: { type: 'integer', example: 30 },
+              default_guidance: { type: 'number', example: 7.5 },
+              metadata: { type: 'object', additionalProperties: true },
+            },
+          },
+        },
+      },
+    },
+  },
+  '/api/modes/reload': {
+    method: 'post',
+    summary: 'Reload modes.yaml now; 400 with every problem when it is invalid (the running modes stay)',
+    schema: {
+      type: 'object',
+      properties: {
+        status: { type: 'string', enum: ['reloaded'] },
+        modes_count: { type: 'integer', example: 5 },
+        modes: { type: 'array', items: { type: 'string' }, example: ['sdxl-general', 'sdxl-portrait', 'sd15-fast'] },
+        default_mode: { type: 'string', example: 'sdxl-general' },
+      },
+    },
+    errors: {
+      '400': 'modes.yaml is invalid: every problem with its YAML path; the running modes stay',
+      '409': 'the server runs the legacy MODEL_ROOT/MODEL setup: nothing to reload',
+    },
+  },
+};
+
+/** The OpenAPI document of the whole HTTP API, built from the controllers and their DTOs. */
+export function createOpenApiDocument(app: INestApplication): OpenAPIObject {
+  const config = new DocumentBuilder()
+    .setTitle('Image generation server')
+    .setDescription(
+      'Hot-swappable Stable Diffusion modes from modes.yaml. Errors are JSON `{error, message, statusCode}`, ' +
+        'never a stack trace. Sizes in GB are GiB (bytes / 2^30).',
+    )
+    .setVersion('1')
+    .build();
+  const document = SwaggerModule.createDocument(app, config);
+  document.components = { ...document.components, schemas: { ...document.components?.schemas, Error: ERROR_SCHEMA } };
+
+  for (const [path, reply] of Object.entries(MODES_REPLIES)) {
+    const operation = document.paths[path]?.[reply.method];
+    if (!operation) continue;
+    operation.summary ??= reply.summary;
+    operation.tags = operation.tags?.length ? operation.tags : ['modes'];
+    const ok = operation.responses['200'];
+    if (!ok || !('content' in ok) || !ok.content) {
+      operation.responses['200'] = { description: 'OK', content: { 'application/json': { schema: reply.schema } } };
+    }
+    for (const [status, description] of Object.entries(reply.errors ?? {})) {
+      operation.responses[status] ??= { description };
+    }
+  }
+
+  // Every 4xx/5xx reply without a body described has the one error body.
+  for (const item of Object.values(document.paths)) {
+    for (const operation of [item.get, item.post, item.put, item.delete, item.patch]) {
+      for (const [status, response] of Object.entries(operation?.responses ?? {})) {
+        if (Number(status) >= 400 && response && !('$ref' in response) && !response.content) {
+          response.content = { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } };
+        }
+      }
+    }
+  }
+  return document;
+}
+
+/** Swagger UI at /docs, the document at /docs-json. */
+export function setupOpenApi(app: INestApplication): void {
+  SwaggerModule.setup(DOCS_PATH, app, () => createOpenApiDocument(app), {
+    jsonDocumentUrl: `${DOCS_PATH}-json`,
+    yamlDocumentUrl: `${DOCS_PATH}-yaml`,
+  });
+}
