@@ -1,5 +1,6 @@
 """The sidecar as users start it: a process with health, reflection and signals."""
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -15,16 +16,22 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
 
+from modelhost.v1 import modelhost_pb2 as pb
+from modelhost.v1 import modelhost_pb2_grpc as pb_grpc
+
 STARTUP_SECONDS = 120
 
 
-@pytest.fixture
-def sidecar(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+def start_sidecar(tmp_path: Path, grace_seconds: float) -> tuple[subprocess.Popen[bytes], str]:
+    """Starts `python -m modelhost serve` and waits until its health says SERVING."""
     address = f"unix:{tmp_path}/sidecar.sock"
     process = subprocess.Popen(
-        [sys.executable, "-m", "modelhost", "serve", "--listen", address, "--grace", "5"],
+        [
+            sys.executable, "-m", "modelhost", "serve", "--listen", address,
+            "--device", "cpu", "--grace", str(grace_seconds),
+        ],
         env={**os.environ, "HF_HUB_OFFLINE": "1"},
-    )
+    )  # fmt: skip
     try:
         with grpc.insecure_channel(address) as channel:
             health = health_pb2_grpc.HealthStub(channel)
@@ -42,6 +49,17 @@ def sidecar(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
                     continue
                 if reply.status == health_pb2.HealthCheckResponse.SERVING:
                     break
+    except BaseException:
+        process.kill()
+        process.wait()
+        raise
+    return process, address
+
+
+@pytest.fixture
+def sidecar(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    process, address = start_sidecar(tmp_path, grace_seconds=5)
+    try:
         yield process, address
     finally:
         if process.poll() is None:
@@ -63,3 +81,93 @@ def test_health_and_reflection_answer_and_sigterm_exits_cleanly(
 
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=30) == 0
+
+
+# --------------------------------------------------------- SIGTERM during a job
+
+
+def _load_request(demo_dir: Path) -> pb.LoadModelRequest:
+    return pb.LoadModelRequest(
+        key="sd15",
+        model_path=str(demo_dir / "tiny-sd15.safetensors"),
+        config_dir=str(demo_dir / "tiny-sd15.config"),
+    )
+
+
+def _generate_request(steps: int) -> pb.GenerateRequest:
+    return pb.GenerateRequest(
+        key="sd15", prompt="shutdown", width=64, height=64, steps=steps, guidance_scale=1.0
+    )
+
+
+async def _refused_after_sigterm(stub: pb_grpc.ModelHostStub) -> grpc.StatusCode:
+    """Polls with new calls until the stopping server refuses one; returns its code."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            await stub.GetMemory(pb.GetMemoryRequest(), timeout=5)
+        except grpc.aio.AioRpcError as e:
+            return e.code()
+        await asyncio.sleep(0.01)
+    raise AssertionError("new calls were still accepted 30s after SIGTERM")
+
+
+async def test_sigterm_lets_the_running_generation_finish_and_exits_0(
+    tmp_path: Path, demo_dir: Path
+) -> None:
+    process, address = start_sidecar(tmp_path, grace_seconds=120)
+    try:
+        async with grpc.aio.insecure_channel(address) as channel:
+            stub = pb_grpc.ModelHostStub(channel)
+            await stub.LoadModel(_load_request(demo_dir))
+            # A few seconds of work on a CPU, far inside the grace period.
+            steps = 250
+            call = stub.Generate(_generate_request(steps))
+            first = await call.read()
+            assert first.WhichOneof("event") == "progress"
+            process.send_signal(signal.SIGTERM)
+            assert await _refused_after_sigterm(stub) == grpc.StatusCode.UNAVAILABLE
+            refused_at_step = None
+            events = []
+            while (event := await call.read()) != grpc.aio.EOF:
+                assert isinstance(event, pb.GenerateEvent)
+                if refused_at_step is None:
+                    refused_at_step = event.progress.step
+                events.append(event)
+        assert events[-1].WhichOneof("event") == "image"
+        assert events[-2].progress.step == steps
+        # The job went on after the server had stopped taking new work.
+        assert refused_at_step is not None and refused_at_step < steps
+        assert process.wait(timeout=60) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+async def test_sigterm_cancels_a_job_that_outlasts_the_grace_and_exits_0(
+    tmp_path: Path, demo_dir: Path
+) -> None:
+    grace = 1.0
+    process, address = start_sidecar(tmp_path, grace_seconds=grace)
+    try:
+        async with grpc.aio.insecure_channel(address) as channel:
+            stub = pb_grpc.ModelHostStub(channel)
+            await stub.LoadModel(_load_request(demo_dir))
+            steps = 100_000  # many minutes: only a cancel ends it in time
+            call = stub.Generate(_generate_request(steps))
+            assert (await call.read()).WhichOneof("event") == "progress"
+            signalled = time.monotonic()
+            process.send_signal(signal.SIGTERM)
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                while (event := await call.read()) != grpc.aio.EOF:
+                    assert isinstance(event, pb.GenerateEvent)
+                    assert event.WhichOneof("event") == "progress"
+            assert caught.value.code() == grpc.StatusCode.CANCELLED
+        assert process.wait(timeout=60) == 0
+        # The grace, one step and the teardown; not the minutes the job would have taken.
+        assert time.monotonic() - signalled < grace + 30
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()

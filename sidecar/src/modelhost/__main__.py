@@ -35,6 +35,16 @@ def memory_policy_from_env(environ: Mapping[str, str]) -> MemoryPolicy:
     )
 
 
+def model_roots(flags: list[Path], environ: Mapping[str, str]) -> tuple[Path, ...]:
+    """--model-root folders, then MODEL_ROOTS (colon-separated); none: no inventory."""
+    from_env = [Path(p) for p in environ.get("MODEL_ROOTS", "").split(":") if p.strip()]
+    roots: list[Path] = []
+    for root in [*flags, *from_env]:
+        if root not in roots:
+            roots.append(root)
+    return tuple(roots)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="modelhost")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -62,6 +72,22 @@ def main(argv: list[str] | None = None) -> None:
     serve.add_argument(
         "--exit-with-parent", action="store_true", help="stop when the parent process dies"
     )
+    serve.add_argument(
+        "--model-root",
+        action="append",
+        type=Path,
+        default=[],
+        metavar="DIR",
+        help="a folder of models (and LoRAs) that ListModels lists and watches; repeatable. "
+        "Added to MODEL_ROOTS (colon-separated)",
+    )
+    serve.add_argument(
+        "--watch-poll",
+        action="store_true",
+        default=_env_flag("MODEL_WATCH_POLL"),
+        help="watch the model roots by polling (bind mounts, network file systems: where "
+        "inotify events do not arrive); env MODEL_WATCH_POLL=1",
+    )
 
     demo = commands.add_parser(
         "make-demo-models", help="write tiny random-weight models and a modes.yaml"
@@ -74,7 +100,7 @@ def main(argv: list[str] | None = None) -> None:
     )
 
     if args.command == "serve":
-        from modelhost.server import exit_with_parent
+        from modelhost.server import ServeOptions, exit_with_parent
         from modelhost.server import serve as run_server
 
         policy = memory_policy_from_env(os.environ)
@@ -82,12 +108,17 @@ def main(argv: list[str] | None = None) -> None:
             exit_with_parent()
         asyncio.run(
             run_server(
-                args.listen,
-                policy=policy,
-                allow_pickle=args.allow_pickle,
-                debug=args.debug,
-                device=args.device,
-                grace_seconds=args.grace,
+                ServeOptions(
+                    listen=args.listen,
+                    policy=policy,
+                    allow_pickle=args.allow_pickle,
+                    debug=args.debug,
+                    device=args.device,
+                    grace_seconds=args.grace,
+                    model_roots=model_roots(args.model_root, os.environ),
+                    watch_poll=args.watch_poll,
+                    environ=dict(os.environ),
+                )
             )
         )
     else:

@@ -2,10 +2,11 @@
 domain errors to status codes, nothing more."""
 
 import asyncio
+import contextlib
 import functools
 import logging
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from concurrent.futures import Executor
 from typing import Any, TypeVar
 
@@ -97,7 +98,8 @@ def _unary(
     ) -> Reply:
         try:
             self.check_ready()
-            return await method(self, request, context)
+            with self._in_flight():
+                return await method(self, request, context)
         except Exception as error:
             await self.errors.abort(context, error)
             raise  # unreachable: abort raises
@@ -125,10 +127,49 @@ class ModelHostServicer(pb_grpc.ModelHostServicer):
         # The server registers the servicer before it starts (gRPC wants it so) and
         # sets this once plugins and the inventory are ready; calls before: UNAVAILABLE.
         self.ready = True
+        # Shutdown is drained here rather than by grpc's own grace: a server stopping
+        # with streams in flight can stall their writes (seen with grpcio 1.85), so the
+        # server is only stopped once every call has ended. Event-loop state only.
+        self.stopping = False
+        self._calls = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._cancels: set[threading.Event] = set()
 
     def check_ready(self) -> None:
+        if self.stopping:
+            raise UnavailableError("the sidecar is shutting down")
         if not self.ready:
             raise UnavailableError("the sidecar is starting; retry when its health is SERVING")
+
+    @contextlib.contextmanager
+    def _in_flight(self) -> Iterator[None]:
+        self._calls += 1
+        self._idle.clear()
+        try:
+            yield
+        finally:
+            self._calls -= 1
+            if self._calls == 0:
+                self._idle.set()
+
+    def begin_shutdown(self) -> None:
+        """From now on every new call is refused with UNAVAILABLE."""
+        self.stopping = True
+
+    async def drain(self, timeout: float) -> bool:
+        """Waits up to `timeout` seconds for the calls in flight to end; True if they did."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    def cancel_running(self) -> int:
+        """Asks every running generation to stop at its next step; returns how many."""
+        for cancel in self._cancels:
+            cancel.set()
+        return len(self._cancels)
 
     async def _on_device(self, fn: Callable[..., Reply], *args: Any) -> Reply:
         return await asyncio.get_running_loop().run_in_executor(self.device_executor, fn, *args)
@@ -245,6 +286,16 @@ class ModelHostServicer(pb_grpc.ModelHostServicer):
     ) -> AsyncIterator[pb.GenerateEvent]:
         try:
             self.check_ready()
+        except Exception as error:
+            await self.errors.abort(context, error)
+        with self._in_flight():
+            async for event in self._generate_events(request, context):
+                yield event
+
+    async def _generate_events(
+        self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[pb.GenerateEvent]:
+        try:
             params = GenerateParams(
                 key=request.key,
                 prompt=request.prompt,
@@ -286,6 +337,7 @@ class ModelHostServicer(pb_grpc.ModelHostServicer):
         loop = asyncio.get_running_loop()
         progress: asyncio.Queue[Progress] = asyncio.Queue()
         cancel = threading.Event()
+        self._cancels.add(cancel)
 
         def on_progress(event: Progress) -> None:
             loop.call_soon_threadsafe(progress.put_nowait, event)
@@ -306,3 +358,5 @@ class ModelHostServicer(pb_grpc.ModelHostServicer):
         except BaseException:
             cancel.set()
             raise
+        finally:
+            self._cancels.discard(cancel)
