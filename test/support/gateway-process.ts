@@ -36,7 +36,8 @@ export async function startGateway(
   env: Record<string, string>,
   { waitFor = '/ready' }: { waitFor?: '/ready' | '/health' } = {},
 ): Promise<Gateway> {
-  const port = await freePort();
+  // An explicit PORT is kept (a test that must use the spec's 4200); else any free one.
+  const port = env.PORT === undefined ? await freePort() : Number(env.PORT);
   const url = `http://127.0.0.1:${port}`;
   const child = spawn(process.execPath, [GATEWAY_MAIN], {
     cwd: ROOT,

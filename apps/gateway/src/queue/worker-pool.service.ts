@@ -34,6 +34,9 @@ const RETRY_AFTER_SECONDS = 5;
 /** Pause between two tries to bring a lost sidecar back into service. */
 const RECOVERY_RETRY_MS = 1_000;
 
+/** SidecarUnavailableError's own words, not repeated when its message becomes the detail of another. */
+const UNAVAILABLE_PREFIX = /^Model host unavailable: /;
+
 /** The handler the pool registers itself: `new CustomJob({ handler: RUN_TASK_HANDLER, args: [task, {...}] })`. */
 export const RUN_TASK_HANDLER = 'sidecar.run-task';
 
@@ -134,7 +137,9 @@ export class WorkerPool implements OnModuleDestroy {
   submitJob<T, A extends readonly unknown[]>(job: CustomJob<T, A>): JobHandle<T>;
   submitJob(job: Job): JobHandle<unknown> {
     if (this.closed) throw new SidecarUnavailableError('the server is shutting down');
-    if (this.down !== undefined) throw new SidecarUnavailableError(`${this.down}; it is being brought back`);
+    if (this.down !== undefined) {
+      throw new SidecarUnavailableError(`the model host went away (${this.down}); it is being brought back`);
+    }
     if (this.waiting.length >= this.config.queueMax) {
       throw new QueueFullError(this.config.queueMax, RETRY_AFTER_SECONDS);
     }
@@ -197,7 +202,11 @@ export class WorkerPool implements OnModuleDestroy {
     if (!this.dequeue(entry)) return;
     const waited = Date.now() - entry.submittedAt;
     if (this.down !== undefined) {
-      entry.reject(new SidecarUnavailableError(`${this.down}; gave up after waiting ${waited} ms (QUEUE_TIMEOUT_MS)`));
+      entry.reject(
+        new SidecarUnavailableError(
+          `the model host went away (${this.down}); gave up after waiting ${waited} ms (QUEUE_TIMEOUT_MS)`,
+        ),
+      );
     } else if (this.switching !== undefined) {
       entry.reject(
         new ModeSwitchTimeoutError(
@@ -240,7 +249,7 @@ export class WorkerPool implements OnModuleDestroy {
       (error instanceof JobCancelledError && !entry.abort.signal.aborted) ||
       (this.down !== undefined && !(error instanceof ModeNotFoundError) && !entry.abort.signal.aborted);
     if (!lost || this.closed) return error;
-    const detail = error instanceof Error ? error.message : String(error);
+    const detail = (error instanceof Error ? error.message : String(error)).replace(UNAVAILABLE_PREFIX, '');
     this.sidecarLost(detail);
     return new SidecarUnavailableError(
       `the model host stopped while this job ran (${detail}); jobs still queued will run once it is back`,

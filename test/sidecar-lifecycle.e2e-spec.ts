@@ -1,0 +1,119 @@
+import { request as httpRequest } from 'node:http';
+import { join } from 'node:path';
+
+import { demoDir } from './support/demo-models';
+import { Gateway, startGateway } from './support/gateway-process';
+
+/** Minutes on these CPUs if nobody stops it: 150 steps at 512x512. */
+const LONG = { mode: 'sd15-fast', prompt: 'a very long one', num_inference_steps: 150, size: '512x512' };
+
+describe('client disconnects and sidecar crashes, on the real sidecar', () => {
+  let gateway: Gateway;
+
+  beforeAll(async () => {
+    gateway = await startGateway({ MODES_FILE: join(demoDir(), 'modes.yaml'), MODES_WATCH: '0' });
+  });
+
+  afterAll(async () => {
+    expect(await gateway.stop()).toBe(0);
+  });
+
+  function post(body: unknown): Promise<Response> {
+    return fetch(`${gateway.url}/generate`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify(body),
+    });
+  }
+
+  /** A request whose client can walk away: `abandon()` closes the connection. */
+  function abandonable(body: unknown): { abandon: () => void } {
+    const { hostname, port } = new URL(gateway.url);
+    const client = httpRequest({
+      host: hostname,
+      port,
+      method: 'POST',
+      path: '/generate',
+      headers: { 'Content-Type': 'application/json' },
+    });
+    client.on('error', () => undefined);
+    client.end(JSON.stringify(body));
+    return { abandon: () => client.destroy() };
+  }
+
+  async function status(): Promise<{ current_mode: string | null; queue_size: number }> {
+    const response = await fetch(`${gateway.url}/api/models/status`);
+    return (await response.json()) as { current_mode: string | null; queue_size: number };
+  }
+
+  async function until(condition: () => boolean | Promise<boolean>, what: string, timeoutMs = 60_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!(await condition())) {
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}:\n${gateway.logs().slice(-4000)}`);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
+
+  it('drops a queued job and stops the running generation when their clients go away', async () => {
+    const logStart = gateway.logs().length;
+    const running = abandonable(LONG);
+    // The switch to sd15-fast, then the generation, are under way once nothing waits.
+    await until(async () => (await status()).current_mode === 'sd15-fast', 'the switch to sd15-fast');
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    const queued = abandonable({ mode: 'sd15-fast', prompt: 'queued, then abandoned' });
+    await until(async () => (await status()).queue_size === 1, 'the second request to queue');
+    queued.abandon();
+    await until(async () => (await status()).queue_size === 0, 'the abandoned job to leave the queue');
+
+    running.abandon();
+    const started = Date.now();
+    const next = await post({ mode: 'sd15-fast', prompt: 'next' });
+    expect(next.status).toBe(200);
+    await next.arrayBuffer();
+    // Served promptly: the 150-step generation did not run to its end.
+    expect(Date.now() - started).toBeLessThan(30_000);
+    // The sidecar saw the cancel and said so.
+    await until(() => /GenerationCancelled|generation cancelled/.test(gateway.logs().slice(logStart)), 'the cancel');
+  });
+
+  it('keeps the queued jobs through a SIGKILL of the sidecar and runs them once it is back', async () => {
+    const pids = [...gateway.logs().matchAll(/model host started \(pid (\d+)\)/g)].map((match) => Number(match[1]));
+    const pid = pids.at(-1);
+    expect(pid).toBeGreaterThan(0);
+
+    const running = post(LONG);
+    await until(async () => (await status()).queue_size === 0, 'the long generation to start');
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    const queuedModes = ['sd15-fast', 'sdxl-portrait', 'sd15-fast'];
+    const queued = queuedModes.map((mode, i) => post({ mode, prompt: `queued ${i}` }));
+    await until(async () => (await status()).queue_size === 3, 'three queued jobs');
+
+    process.kill(pid as number, 'SIGKILL');
+
+    // The job that was running fails with a clear 503.
+    const failed = await running;
+    expect(failed.status).toBe(503);
+    expect(((await failed.json()) as { message: string }).message).toMatch(
+      /^Model host unavailable: the model host stopped while this job ran/,
+    );
+    // New work is refused while it is down.
+    const refused = await post({ mode: 'sd15-fast', prompt: 'while down' });
+    expect(refused.status).toBe(503);
+    await refused.arrayBuffer();
+
+    // Nothing queued is lost.
+    const replies = await Promise.all(queued);
+    for (const [i, reply] of replies.entries()) {
+      expect(reply.status).toBe(200);
+      expect(reply.headers.get('x-mode')).toBe(queuedModes[i]);
+      await reply.arrayBuffer();
+    }
+    const logs = gateway.logs();
+    expect(logs).toContain('restarting the model host');
+    expect(logs).toMatch(/model host back: registry re-synced, mode 'sd15-fast' active; resuming 3 queued job\(s\)/);
+    const newPids = [...logs.matchAll(/model host started \(pid (\d+)\)/g)].map((match) => Number(match[1]));
+    expect(newPids.at(-1)).not.toBe(pid);
+    expect((await fetch(`${gateway.url}/ready`)).status).toBe(200);
+    expect(await status()).toMatchObject({ current_mode: 'sd15-fast', queue_size: 0 });
+  });
+});
