@@ -2,6 +2,7 @@ import 'reflect-metadata';
 
 import { Logger, ShutdownSignal } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
+import type { NestExpressApplication } from '@nestjs/platform-express';
 
 import { AppModule } from './app.module.js';
 import { loadConfig } from './config/app-config.js';
@@ -10,7 +11,8 @@ import { setupOpenApi } from './openapi/openapi.js';
 async function bootstrap(): Promise<void> {
   const config = loadConfig(process.env);
   // abortOnError: false lets a startup error (bad modes.yaml, say) reach the catch below instead of aborting.
-  const app = await NestFactory.create(AppModule.forRoot(config), { abortOnError: false });
+  const app = await NestFactory.create<NestExpressApplication>(AppModule.forRoot(config), { abortOnError: false });
+  app.disable('x-powered-by');
   // SIGHUP is left alone: it will mean "reload modes.yaml". After a clean shutdown the exit code is 0.
   app.enableShutdownHooks([ShutdownSignal.SIGTERM, ShutdownSignal.SIGINT], { useProcessExit: true });
   setupOpenApi(app);

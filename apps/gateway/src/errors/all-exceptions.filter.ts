@@ -1,7 +1,7 @@
 import { Catch, Logger, type ArgumentsHost, type ExceptionFilter } from '@nestjs/common';
 import type { Response } from 'express';
 
-import { DomainError, NotReadyError } from './domain.errors.js';
+import { DomainError, JobCancelledError, NotReadyError } from './domain.errors.js';
 import { toHttpError } from './http-error.table.js';
 
 /** The app's one exception filter: every error reply is `{ error, message, statusCode }`. */
@@ -11,8 +11,11 @@ export class AllExceptionsFilter implements ExceptionFilter {
 
   catch(exception: unknown, host: ArgumentsHost): void {
     const { status, body, headers } = toHttpError(exception);
-    // Readiness probes poll /ready: its 503s are expected, not worth a log line each.
-    if (status >= 500 && !(exception instanceof NotReadyError)) {
+    // Readiness probes poll /ready, and a cancelled job is a client that went away:
+    // both are expected, not worth an error line each.
+    if (exception instanceof JobCancelledError) {
+      this.logger.log(`client gone: ${exception.message}`);
+    } else if (status >= 500 && !(exception instanceof NotReadyError)) {
       // Our own errors explain themselves; anything else is a bug and needs its stack, in the log only.
       const detail = exception instanceof DomainError || !(exception instanceof Error) ? undefined : exception.stack;
       this.logger.error(`${status} ${body.message}`, detail);

@@ -130,7 +130,11 @@ export class SidecarProcessService implements OnModuleDestroy {
   }
 
   private forward(stream: Readable | null): void {
-    if (stream) createInterface({ input: stream }).on('line', (line) => this.logger.log(`[sidecar] ${line}`));
+    // Blank lines are what is left of progress bars redrawn with carriage returns.
+    if (stream)
+      createInterface({ input: stream }).on('line', (line) => {
+        if (line.trim()) this.logger.log(`[sidecar] ${line}`);
+      });
   }
 
   /** An unexpected exit: nothing it held survives; restart it after a pause that doubles while it keeps dying. */
