@@ -121,7 +121,7 @@ async def test_sigterm_lets_the_running_generation_finish_and_exits_0(
             stub = pb_grpc.ModelHostStub(channel)
             await stub.LoadModel(_load_request(demo_dir))
             # A few seconds of work on a CPU, far inside the grace period.
-            steps = 250
+            steps = 120
             call = stub.Generate(_generate_request(steps))
             first = await call.read()
             assert first.WhichOneof("event") == "progress"

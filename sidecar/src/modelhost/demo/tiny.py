@@ -99,7 +99,7 @@ def _tiny_vae(scaling_factor: float) -> AutoencoderKL:
     )
 
 
-def _scheduler() -> EulerDiscreteScheduler:
+def sd_scheduler() -> EulerDiscreteScheduler:
     # SD's training schedule, so the tiny models step like the real ones.
     return EulerDiscreteScheduler(
         num_train_timesteps=1000,
@@ -147,7 +147,7 @@ def tiny_sd15_pipeline(seed: int = 0) -> StableDiffusionPipeline:
         text_encoder=text_encoder,
         tokenizer=tiny_tokenizer(),
         unet=unet,
-        scheduler=_scheduler(),  # type: ignore[arg-type]
+        scheduler=sd_scheduler(),  # type: ignore[arg-type]
         safety_checker=None,  # type: ignore[arg-type]
         feature_extractor=None,  # type: ignore[arg-type]
         requires_safety_checker=False,
@@ -189,5 +189,5 @@ def tiny_sdxl_pipeline(seed: int = 0) -> StableDiffusionXLPipeline:
         tokenizer=tiny_tokenizer(),
         tokenizer_2=tiny_tokenizer(),
         unet=unet,
-        scheduler=_scheduler(),  # type: ignore[arg-type]
+        scheduler=sd_scheduler(),  # type: ignore[arg-type]
     )
