@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
+from diffusers.utils import logging as diffusers_logging
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
@@ -134,6 +135,8 @@ class Sidecar:
 
 
 async def serve(options: ServeOptions) -> None:
+    # Progress bars are for terminals; in a server's log they are noise.
+    diffusers_logging.disable_progress_bar()
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -345,6 +345,7 @@ class ModelHostServicer(pb_grpc.ModelHostServicer):
         job = asyncio.ensure_future(
             self._on_device(self.host.generate, params, on_progress, cancel)
         )
+        next_event: asyncio.Future[Progress] | None = None
         try:
             while not job.done() or not progress.empty():
                 next_event = asyncio.ensure_future(progress.get())
@@ -357,6 +358,16 @@ class ModelHostServicer(pb_grpc.ModelHostServicer):
             yield image
         except BaseException:
             cancel.set()
+            if next_event is not None:
+                next_event.cancel()
+            # Nobody awaits the device job any more; its outcome (usually the
+            # cancellation itself) is expected and must not be reported as lost.
+            job.add_done_callback(_discard_outcome)
             raise
         finally:
             self._cancels.discard(cancel)
+
+
+def _discard_outcome(job: asyncio.Future[Any]) -> None:
+    if not job.cancelled() and job.exception() is not None:
+        log.debug("abandoned generation ended with %r", job.exception())
