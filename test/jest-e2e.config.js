@@ -10,6 +10,7 @@ module.exports = {
   testTimeout: 120000,
   maxWorkers: 1,
   globalSetup: '<rootDir>/test/support/demo-models.ts',
+  globalTeardown: '<rootDir>/test/support/demo-models-teardown.ts',
   transform: {
     '^.+\\.ts$': ['ts-jest', { tsconfig: '<rootDir>/tsconfig.json' }],
   },
