@@ -53,7 +53,7 @@ from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProject
 
 from modelhost.demo.factory import write_config_folder
 from modelhost.demo.ldm_keys import pipeline_to_ldm_state_dict
-from modelhost.demo.tiny import sd_scheduler, tiny_sd15_pipeline, tiny_sdxl_pipeline, tiny_tokenizer
+from modelhost.demo.tiny import sd15_pipeline, sdxl_pipeline, tiny_sd15_pipeline, tiny_sdxl_pipeline
 from modelhost.engine.device import Device
 from modelhost.engine.host import ModelHost
 from modelhost.engine.types import GenerateParams, LoadSource, LoadSpec, MemoryPolicy
@@ -153,25 +153,8 @@ def build_random_pipeline(
     for module in modules:
         module.to(dtype=dtype).eval()
     if family == "sdxl":
-        return StableDiffusionXLPipeline(
-            vae=vae,
-            text_encoder=text_encoder,
-            text_encoder_2=text_encoder_2,
-            tokenizer=tiny_tokenizer(),
-            tokenizer_2=tiny_tokenizer(),
-            unet=unet,
-            scheduler=sd_scheduler(),  # type: ignore[arg-type]
-        )
-    return StableDiffusionPipeline(
-        vae=vae,
-        text_encoder=text_encoder,
-        tokenizer=tiny_tokenizer(),
-        unet=unet,
-        scheduler=sd_scheduler(),  # type: ignore[arg-type]
-        safety_checker=None,  # type: ignore[arg-type]
-        feature_extractor=None,  # type: ignore[arg-type]
-        requires_safety_checker=False,
-    )
+        return sdxl_pipeline(unet, vae, text_encoder, text_encoder_2)
+    return sd15_pipeline(unet, vae, text_encoder)
 
 
 def weight_bytes(pipe: StableDiffusionPipeline | StableDiffusionXLPipeline) -> int:
