@@ -683,8 +683,13 @@ class ModelHost:
         return inspect_single_file(path)
 
     def _check_vae(self, spec: LoadSpec) -> None:
+        """Before the checkpoint is read: a VAE that cannot be used must not cost a load."""
+        if not spec.vae_path:
+            return
         path = Path(spec.vae_path)
-        if spec.vae_path and path.suffix.lower() in PICKLE_SUFFIXES and not self.allow_pickle:
+        if not path.exists():
+            raise ModelFileNotFoundError(spec.vae_path)
+        if path.suffix.lower() in PICKLE_SUFFIXES and not self.allow_pickle:
             raise InvalidModelError(
                 f"{spec.vae_path}: pickle files can run arbitrary code and are refused; "
                 "convert it to .safetensors or start the sidecar with --allow-pickle"

@@ -79,8 +79,6 @@ def replace_vae(pipe: Pipeline, vae_path: Path, dtype: torch.dtype, device: torc
     pipeline in fp16 still decodes in fp32 (its VAE overflows in fp16). A diffusers VAE folder
     brings its own config: an fp16-safe VAE that says force_upcast false decodes in fp16.
     """
-    if not vae_path.exists():
-        raise ModelFileNotFoundError(str(vae_path))
     kwargs: dict[str, Any] = {"torch_dtype": dtype, "local_files_only": True}
     try:
         if vae_path.is_dir():
