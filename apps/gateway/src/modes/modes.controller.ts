@@ -1,6 +1,7 @@
 import { Controller, Get, HttpCode, Post } from '@nestjs/common';
 
 import { formatImageSize } from '../common/image-size.js';
+import type { PredictionType, SchedulerName } from '../common/samplers.js';
 import type { ResolvedMode } from './mode.types.js';
 import { ModesService } from './modes.service.js';
 
@@ -10,6 +11,11 @@ export interface ModeView {
   default_size: string;
   default_steps: number;
   default_guidance: number;
+  /** The sampler a request without `scheduler` gets; `default`: the checkpoint's own. */
+  scheduler: SchedulerName;
+  clip_skip?: number;
+  prediction_type?: PredictionType;
+  vae?: string;
   metadata?: Readonly<Record<string, unknown>>;
 }
 
@@ -55,6 +61,10 @@ function toView(mode: ResolvedMode): ModeView {
     default_size: formatImageSize(mode.defaultSize),
     default_steps: mode.defaultSteps,
     default_guidance: mode.defaultGuidance,
+    scheduler: mode.scheduler,
+    ...(mode.clipSkip !== undefined && { clip_skip: mode.clipSkip }),
+    ...(mode.predictionType && { prediction_type: mode.predictionType }),
+    ...(mode.vae && { vae: mode.vae }),
     ...(mode.metadata && { metadata: mode.metadata }),
   };
 }
