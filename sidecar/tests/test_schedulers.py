@@ -233,3 +233,23 @@ def test_the_loaded_scheduler_is_back_after_a_generation_fails(
     finally:
         handle.remove()
     assert pipe.scheduler is loaded
+
+
+def test_sdxl_takes_a_sampler_and_clip_skip_through_its_two_text_encoders(
+    host: ModelHost, demo_dir: Path, used: list[tuple[str, dict[str, Any]]]
+) -> None:
+    host.load(
+        LoadSpec(
+            key="sdxl",
+            model_path=str(demo_dir / "tiny-sdxl.safetensors"),
+            config_dir=str(demo_dir / "tiny-sdxl.config"),
+        )
+    )
+    plain = pixels(host, key="sdxl")
+    skipped = pixels(host, key="sdxl", clip_skip=1)
+    karras = pixels(host, key="sdxl", scheduler="dpmpp_2m_karras")
+    assert differing_fraction(skipped, plain) > 0.2
+    assert differing_fraction(karras, plain) > 0.2
+    assert used[-1][0] == "DPMSolverMultistepScheduler"
+    with pytest.raises(InvalidRequestError, match="at most 1 can be skipped"):
+        pixels(host, key="sdxl", clip_skip=2)

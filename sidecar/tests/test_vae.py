@@ -37,13 +37,11 @@ def generate(host: ModelHost, key: str) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(image.png)).convert("RGB"), dtype=np.int16)
 
 
-def other_vae(config_dir: Path, seed: int, **config: Any) -> AutoencoderKL:
-    """A VAE shaped like the family's, with other random weights."""
+def other_vae(config_dir: Path, seed: int, **config: Any) -> Any:
+    """An AutoencoderKL shaped like the family's, with other random weights (typed Any:
+    diffusers' lazy module hides its methods from type checkers)."""
     torch.manual_seed(seed)
-    vae: AutoencoderKL = AutoencoderKL.from_config(
-        AutoencoderKL.load_config(str(config_dir / "vae")), **config
-    )
-    return vae
+    return AutoencoderKL.from_config(AutoencoderKL.load_config(str(config_dir / "vae")), **config)
 
 
 @pytest.fixture
@@ -54,7 +52,7 @@ def decoder_dtypes(
     seen: list[tuple[torch.dtype, torch.dtype]] = []
     decode = AutoencoderKL.decode
 
-    def recording_decode(self: AutoencoderKL, z: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+    def recording_decode(self: Any, z: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
         seen.append((z.dtype, next(self.decoder.parameters()).dtype))
         return decode(self, z, *args, **kwargs)
 
