@@ -20,7 +20,7 @@ const SCHEDULERS = [
   'unipc',
 ];
 
-/** Three modes on the one tiny SD1.5 checkpoint: its own sampler, LCM, and A1111's "Clip skip: 2". */
+/** Modes on the one tiny SD1.5 checkpoint: LCM, its own sampler, A1111's "Clip skip: 2", v-prediction. */
 function modesYaml(modelRoot: string): string {
   const sd15 = 'model: tiny-sd15.safetensors\n    config: tiny-sd15.config\n    default_size: "64x64"';
   return [
@@ -30,6 +30,7 @@ function modesYaml(modelRoot: string): string {
     `  fast:\n    ${sd15}\n    default_steps: 2\n    default_guidance: 1.0\n    scheduler: lcm`,
     `  plain:\n    ${sd15}\n    default_steps: 2`,
     `  skip:\n    ${sd15}\n    default_steps: 2\n    clip_skip: 2`,
+    `  vpred:\n    ${sd15}\n    default_steps: 2\n    prediction_type: v_prediction`,
     '',
   ].join('\n');
 }
@@ -104,12 +105,13 @@ describe('samplers and clip skip through the real gateway and model host', () =>
 
   it("shows each mode's effective sampler and its clip skip in GET /api/modes", async () => {
     const listing = (await (await fetch(`${gateway.url}/api/modes`)).json()) as {
-      modes: Record<string, { scheduler: string; clip_skip?: number }>;
+      modes: Record<string, { scheduler: string; clip_skip?: number; prediction_type?: string }>;
     };
     expect(listing.modes.fast).toMatchObject({ scheduler: 'lcm' });
     expect(listing.modes.plain).toMatchObject({ scheduler: 'default' });
     expect(listing.modes.plain.clip_skip).toBeUndefined();
     expect(listing.modes.skip).toMatchObject({ scheduler: 'default', clip_skip: 2 });
+    expect(listing.modes.vpred).toMatchObject({ scheduler: 'default', prediction_type: 'v_prediction' });
   });
 
   it("runs a mode's clip skip: the same request gives another image than without it", async () => {
@@ -121,6 +123,17 @@ describe('samplers and clip skip through the real gateway and model host', () =>
     expect(b.equals(c)).toBe(true);
     expect(a.equals(b)).toBe(false);
     // Both modes are the one checkpoint: the second only attached its key to the resident pipeline.
+    expect(loads().diskLoads).toBe(1);
+  });
+
+  it('loads a prediction_type override as a key of its own on the resident pipeline', async () => {
+    const plain = await generate({ mode: 'plain' });
+    const vpred = await generate({ mode: 'vpred' });
+    expect([plain.status, vpred.status]).toEqual([200, 200]);
+    const [a, b] = await Promise.all([plain, vpred].map(async (r) => Buffer.from(await r.arrayBuffer())));
+    expect(pngSize(b)).toEqual({ width: 64, height: 64 });
+    expect(a.equals(b)).toBe(false);
+    expect((await residentKeys()).filter((key) => key.startsWith('vpred-'))).toHaveLength(1);
     expect(loads().diskLoads).toBe(1);
   });
 });

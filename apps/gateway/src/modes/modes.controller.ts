@@ -11,12 +11,12 @@ export interface ModeView {
   default_size: string;
   default_steps: number;
   default_guidance: number;
+  metadata?: Readonly<Record<string, unknown>>;
   /** The sampler a request without `scheduler` gets; `default`: the checkpoint's own. */
   scheduler: SchedulerName;
   clip_skip?: number;
   prediction_type?: PredictionType;
   vae?: string;
-  metadata?: Readonly<Record<string, unknown>>;
 }
 
 export interface ModesView {
@@ -61,10 +61,11 @@ function toView(mode: ResolvedMode): ModeView {
     default_size: formatImageSize(mode.defaultSize),
     default_steps: mode.defaultSteps,
     default_guidance: mode.defaultGuidance,
+    ...(mode.metadata && { metadata: mode.metadata }),
+    // Ours, after the spec's keys.
     scheduler: mode.scheduler,
     ...(mode.clipSkip !== undefined && { clip_skip: mode.clipSkip }),
     ...(mode.predictionType && { prediction_type: mode.predictionType }),
     ...(mode.vae && { vae: mode.vae }),
-    ...(mode.metadata && { metadata: mode.metadata }),
   };
 }
