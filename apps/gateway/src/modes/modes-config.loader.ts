@@ -7,6 +7,7 @@ import { validateSync } from 'class-validator';
 import { load as parseYaml } from 'js-yaml';
 
 import { parseImageSize, type ImageSize } from '../common/image-size.js';
+import { DEFAULT_SCHEDULER } from '../common/samplers.js';
 import { formatValidationErrors, STRICT_VALIDATION } from '../common/validation-errors.js';
 import type { AppConfig } from '../config/app-config.js';
 import { ModesConfigError, ModesFileNotFoundError } from '../errors/domain.errors.js';
@@ -171,6 +172,7 @@ function resolveMode(name: string, raw: unknown, roots: Roots, problems: string[
       );
     }
   });
+  const vaePath = nonEmpty(dto.vae) ? weights(dto.vae, 'vae', roots.modelRoot, 'model_root') : undefined;
   const superres: ResolvedSuperres | undefined = dto.superres && {
     modelPath: weights(dto.superres.model, 'superres.model', roots.modelRoot, 'model_root'),
     scale: dto.superres.scale,
@@ -178,12 +180,15 @@ function resolveMode(name: string, raw: unknown, roots: Roots, problems: string[
   if (problems.length > before) return undefined;
 
   const size = dto.default_size === undefined ? undefined : parseImageSize(dto.default_size);
-  // Only what the sidecar loads goes into the key: editing a default or metadata reloads nothing.
+  // Only what the sidecar loads goes into the key: editing a default, the sampler, clip_skip or metadata
+  // reloads nothing. Fields added later join only when set, so that existing modes keep their keys.
   const loaded = {
     modelPath,
     configDir: configDir ?? null,
     loras: loras.map((lora) => [lora.absolutePath, lora.strength, lora.adapterName]),
     superres: superres ? [superres.modelPath, superres.scale ?? null] : null,
+    ...(dto.prediction_type !== undefined && { predictionType: dto.prediction_type }),
+    ...(vaePath !== undefined && { vaePath }),
   };
   const hash = createHash('sha256').update(JSON.stringify(loaded)).digest('hex').slice(0, 12);
   return Object.freeze({
@@ -198,6 +203,11 @@ function resolveMode(name: string, raw: unknown, roots: Roots, problems: string[
     defaultGuidance: dto.default_guidance ?? DEFAULT_GUIDANCE,
     metadata: dto.metadata,
     superres,
+    scheduler: dto.scheduler ?? DEFAULT_SCHEDULER,
+    clipSkip: dto.clip_skip,
+    predictionType: dto.prediction_type,
+    vae: dto.vae,
+    vaePath,
   });
 }
 

@@ -1,4 +1,5 @@
 import { createTestApp, type TestApp } from '../../testing/test-app.js';
+import { SCHEDULER_NAMES } from '../common/samplers.js';
 import { createOpenApiDocument } from './openapi.js';
 
 describe('the OpenAPI document', () => {
@@ -64,6 +65,22 @@ describe('the OpenAPI document', () => {
     });
     expect(document.paths['/api/modes']?.get?.responses['200']).toMatchObject({
       content: { 'application/json': { schema: { properties: { default_mode: {}, modes: {} } } } },
+    });
+  });
+
+  it('offers the same scheduler names for a request and in the modes listing', () => {
+    const document = createOpenApiDocument(t.app);
+    expect(document.components?.schemas?.['GenerateRequestDto']).toMatchObject({
+      properties: { scheduler: { type: 'string', enum: [...SCHEDULER_NAMES] } },
+    });
+    expect(document.paths['/api/modes']?.get?.responses['200']).toMatchObject({
+      content: {
+        'application/json': {
+          schema: {
+            properties: { modes: { additionalProperties: { properties: { scheduler: { enum: SCHEDULER_NAMES } } } } },
+          },
+        },
+      },
     });
   });
 });

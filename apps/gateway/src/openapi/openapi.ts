@@ -1,6 +1,8 @@
 import type { INestApplication } from '@nestjs/common';
 import { DocumentBuilder, SwaggerModule, type OpenAPIObject } from '@nestjs/swagger';
 
+import { CLIP_SKIP_MAX, PREDICTION_TYPES, SCHEDULER_NAMES } from '../common/samplers.js';
+
 /** Swagger UI's path; the JSON document is served at `${DOCS_PATH}-json`. */
 export const DOCS_PATH = 'docs';
 
@@ -44,6 +46,15 @@ const MODES_REPLIES: Readonly<
               default_size: { type: 'string', example: '1024x1024' },
               default_steps: { type: 'integer', example: 30 },
               default_guidance: { type: 'number', example: 7.5 },
+              scheduler: {
+                type: 'string',
+                enum: SCHEDULER_NAMES,
+                example: 'dpmpp_2m_karras',
+                description: "the sampler a request without `scheduler` gets; `default`: the checkpoint's own",
+              },
+              clip_skip: { type: 'integer', minimum: 1, maximum: CLIP_SKIP_MAX, description: '1 = no skip' },
+              prediction_type: { type: 'string', enum: PREDICTION_TYPES },
+              vae: { type: 'string', example: 'vae/sdxl-vae-fp16-fix.safetensors' },
               metadata: { type: 'object', additionalProperties: true },
             },
           },

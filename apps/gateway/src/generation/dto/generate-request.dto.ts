@@ -2,6 +2,7 @@ import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
 import {
   IsBoolean,
   IsDefined,
+  IsIn,
   IsInt,
   IsNotEmpty,
   IsNumber,
@@ -13,6 +14,7 @@ import {
 } from 'class-validator';
 
 import { IsImageSize } from '../../common/image-size.js';
+import { SCHEDULER_MESSAGE, SCHEDULER_NAMES, type SchedulerName } from '../../common/samplers.js';
 
 // Each decorator stack reads bottom-up (presence, type, range): see STRICT_VALIDATION.
 
@@ -80,6 +82,16 @@ export class GenerateRequestDto {
   @Min(0, { message: 'must be at least 0' })
   @IsInt({ message: 'must be an integer' })
   seed?: number;
+
+  @ApiPropertyOptional({
+    enum: SCHEDULER_NAMES,
+    example: 'dpmpp_2m_karras',
+    description:
+      "the sampler for this image; absent: the mode's scheduler. `default`: the checkpoint's own. Never reloads the model",
+  })
+  @IsOptional()
+  @IsIn(SCHEDULER_NAMES, { message: SCHEDULER_MESSAGE })
+  scheduler?: SchedulerName;
 
   @ApiPropertyOptional({ example: false, default: false, description: "upscale with the mode's superres model" })
   @IsOptional()
