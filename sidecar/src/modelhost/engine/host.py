@@ -41,6 +41,7 @@ from modelhost.engine.pipelines import (
     Pipeline,
     activate_adapters,
     build_pipeline,
+    default_config_dir,
     delete_adapter,
     encode_png,
     generate_image,
@@ -208,7 +209,7 @@ class ModelHost:
                 pipe = self._builder(
                     Path(spec.model_path),
                     info.architecture,
-                    spec.config_dir,
+                    spec.config_dir or default_config_dir(info),
                     dtype,
                     self.device.torch_device,
                 )

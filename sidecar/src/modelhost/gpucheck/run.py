@@ -1,7 +1,7 @@
 """The GPU check: what loading, switching and generating cost on a real device.
 
 1. Builds SD1.5 and SDXL pipelines with random weights from the model configs bundled
-   in configs/ (the released models' own UNet, VAE and text-encoder configs; the
+   in modelhost.configs (the released models' own UNet, VAE and text-encoder configs; the
    tokenizer is the demo's in-memory one). Weights are created on the device itself
    (`with torch.device(...)`), which takes seconds where CPU init takes minutes.
 2. Saves each as a single-file checkpoint in the original key layout
@@ -35,7 +35,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +50,7 @@ from diffusers.pipelines.stable_diffusion_xl.pipeline_stable_diffusion_xl import
 from safetensors.torch import save_file
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
+from modelhost.configs import component_config
 from modelhost.demo.factory import write_config_folder
 from modelhost.demo.ldm_keys import pipeline_to_ldm_state_dict
 from modelhost.demo.tiny import sd15_pipeline, sdxl_pipeline, tiny_sd15_pipeline, tiny_sdxl_pipeline
@@ -63,6 +63,8 @@ COMPONENTS = {
     "sd15": ("unet", "vae", "text_encoder"),
     "sdxl": ("unet", "vae", "text_encoder", "text_encoder_2"),
 }
+# The bundled (released) config folder each family is built from.
+BUNDLED = {"sd15": "sd15", "sdxl": "sdxl-base"}
 FULL_SIZE = {"sd15": 512, "sdxl": 1024}
 FULL_STEPS = 20
 TINY_SIZE = 64
@@ -119,7 +121,7 @@ class Report:
 
 def component_configs(family: str, tiny: bool) -> dict[str, dict[str, Any]]:
     """The UNet, VAE and text-encoder configs of the family: the released models'
-    (bundled JSON) or, with tiny, those of the demo's tiny models."""
+    (modelhost.configs) or, with tiny, those of the demo's tiny models."""
     if tiny:
         pipe = tiny_sd15_pipeline() if family == "sd15" else tiny_sdxl_pipeline()
         configs: dict[str, dict[str, Any]] = {}
@@ -128,11 +130,7 @@ def component_configs(family: str, tiny: bool) -> dict[str, dict[str, Any]]:
             config = component.config
             configs[name] = config.to_dict() if hasattr(config, "to_dict") else dict(config)
         return configs
-    folder = resources.files("modelhost.gpucheck") / "configs" / family
-    return {
-        name: json.loads((folder / f"{name}.json").read_text(encoding="utf-8"))
-        for name in COMPONENTS[family]
-    }
+    return {name: component_config(BUNDLED[family], name) for name in COMPONENTS[family]}
 
 
 def build_random_pipeline(
