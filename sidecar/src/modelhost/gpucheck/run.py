@@ -39,21 +39,18 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from diffusers.models.autoencoders.autoencoder_kl import AutoencoderKL
-from diffusers.models.unets.unet_2d_condition import UNet2DConditionModel
 from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion import (
     StableDiffusionPipeline,
 )
 from diffusers.pipelines.stable_diffusion_xl.pipeline_stable_diffusion_xl import (
     StableDiffusionXLPipeline,
 )
-from safetensors.torch import save_file
-from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
 from modelhost.configs import component_config
 from modelhost.demo.factory import write_config_folder
+from modelhost.demo.full_size import build_random_pipeline, save_checkpoint
 from modelhost.demo.ldm_keys import pipeline_to_ldm_state_dict
-from modelhost.demo.tiny import sd15_pipeline, sdxl_pipeline, tiny_sd15_pipeline, tiny_sdxl_pipeline
+from modelhost.demo.tiny import tiny_sd15_pipeline, tiny_sdxl_pipeline
 from modelhost.engine.device import Device
 from modelhost.engine.host import ModelHost
 from modelhost.engine.types import GenerateParams, LoadSource, LoadSpec, MemoryPolicy
@@ -133,28 +130,6 @@ def component_configs(family: str, tiny: bool) -> dict[str, dict[str, Any]]:
     return {name: component_config(BUNDLED[family], name) for name in COMPONENTS[family]}
 
 
-def build_random_pipeline(
-    family: str, configs: dict[str, dict[str, Any]], device: torch.device, dtype: torch.dtype
-) -> StableDiffusionPipeline | StableDiffusionXLPipeline:
-    """A pipeline with random weights made on `device` (fast on a GPU; `meta` makes
-    shapes only, which the tests use to check the full-size configs)."""
-    with torch.device(device):
-        unet = UNet2DConditionModel.from_config(configs["unet"])
-        vae = AutoencoderKL.from_config(configs["vae"])
-        text_encoder = CLIPTextModel(CLIPTextConfig.from_dict(configs["text_encoder"]))
-        modules: list[torch.nn.Module] = [unet, vae, text_encoder]
-        if family == "sdxl":
-            text_encoder_2 = CLIPTextModelWithProjection(
-                CLIPTextConfig.from_dict(configs["text_encoder_2"])
-            )
-            modules.append(text_encoder_2)
-    for module in modules:
-        module.to(dtype=dtype).eval()
-    if family == "sdxl":
-        return sdxl_pipeline(unet, vae, text_encoder, text_encoder_2)
-    return sd15_pipeline(unet, vae, text_encoder)
-
-
 def weight_bytes(pipe: StableDiffusionPipeline | StableDiffusionXLPipeline) -> int:
     return sum(
         t.numel() * t.element_size()
@@ -162,21 +137,6 @@ def weight_bytes(pipe: StableDiffusionPipeline | StableDiffusionXLPipeline) -> i
         if isinstance(component, torch.nn.Module)
         for t in component.state_dict().values()
     )
-
-
-def save_checkpoint(pipe: StableDiffusionPipeline | StableDiffusionXLPipeline, path: Path) -> int:
-    """Writes the single-file checkpoint (renamed into place when complete); returns its size."""
-    tensors = {
-        key: tensor.detach().to("cpu", copy=True).contiguous()
-        for key, tensor in pipe_state(pipe).items()
-    }
-    staging = path.with_name(f".{path.name}.partial")
-    save_file(tensors, staging, metadata={"format": "pt"})
-    del tensors
-    with staging.open("rb") as f:
-        os.fsync(f.fileno())
-    os.replace(staging, path)
-    return path.stat().st_size
 
 
 def pipe_state(
