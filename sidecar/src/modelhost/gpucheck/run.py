@@ -5,8 +5,9 @@
    tokenizer is the demo's in-memory one). Weights are created on the device itself
    (`with torch.device(...)`), which takes seconds where CPU init takes minutes.
 2. Saves each as a single-file checkpoint in the original key layout
-   (modelhost.demo.ldm_keys) plus its config folder, in a local temporary folder, and
-   drops the file from the page cache so that the first load reads the disk.
+   (modelhost.demo.ldm_keys; the tiny ones also get a config folder) in a local
+   temporary folder, and drops the file from the page cache so that the first load
+   reads the disk.
 3. Through the real ModelHost: a cold load of each, a timed generation (20 steps at
    512x512 for SD1.5, 1024x1024 for SDXL) after a one-step warm-up, a switch between
    resident models, and (with a memory cap that fits one model and a RAM tier) a switch
@@ -17,8 +18,9 @@
 the test suite runs it so that this script cannot rot. On CPU, "allocated" is the
 host's own parameter-byte accounting and the peak is the process's maximum RSS.
 
-No network: HF_HUB_OFFLINE is set before diffusers is imported, and every load passes
-its config folder. On an H100 the whole run takes about two minutes (most of it writing
+No network: HF_HUB_OFFLINE is set before diffusers is imported; the full-size files load
+with no config folder (the bundled ones, as a user's checkpoint would), the tiny ones
+with theirs. On an H100 the whole run takes about two minutes (most of it writing
 and reading 9 GB of checkpoints).
 """
 
@@ -191,9 +193,9 @@ def _generate(host: ModelHost, key: str, size: int, steps: int) -> None:
     host.generate(params, lambda _progress: None, threading.Event())
 
 
-def _spec(key: str, checkpoints: dict[str, tuple[Path, Path]], dtype: str) -> LoadSpec:
+def _spec(key: str, checkpoints: dict[str, tuple[Path, Path | None]], dtype: str) -> LoadSpec:
     model, config = checkpoints[key]
-    return LoadSpec(key=key, model_path=str(model), config_dir=str(config), dtype=dtype)
+    return LoadSpec(key=key, model_path=str(model), config_dir=str(config or ""), dtype=dtype)
 
 
 def run_check(
@@ -232,7 +234,7 @@ def run_check(
     )
 
     # 1-2. Random pipelines on the device, saved as single files with config folders.
-    checkpoints: dict[str, tuple[Path, Path]] = {}
+    checkpoints: dict[str, tuple[Path, Path | None]] = {}
     rows = {f: Row(model=f, size=f"{size_of[f]}x{size_of[f]}", steps=steps) for f in families}
     for family in families:
         log(f"building {family} with random weights on {device.label}")
@@ -249,11 +251,15 @@ def run_check(
                 f"{needed / GIB:.1f} GiB: pass --workdir on a larger local disk"
             )
         model = workdir / f"{family}.safetensors"
-        config = workdir / f"{family}.config"
+        # Full size: no config folder, as users load their checkpoints; the model host
+        # reads the file with the bundled folder of the family it detects. The tiny
+        # models' shapes are their own, so they carry theirs.
+        config = workdir / f"{family}.config" if tiny else None
         log(f"saving {model}")
         started_save = time.perf_counter()
         size = save_checkpoint(pipe, model)
-        write_config_folder(pipe, config)
+        if config is not None:
+            write_config_folder(pipe, config)
         report.save_s += time.perf_counter() - started_save
         rows[family].checkpoint_bytes = size
         checkpoints[family] = (model, config)
@@ -276,7 +282,7 @@ def run_check(
 def _measure_loads_and_generations(
     device: Device,
     families: list[str],
-    checkpoints: dict[str, tuple[Path, Path]],
+    checkpoints: dict[str, tuple[Path, Path | None]],
     dtype_name: str,
     rows: dict[str, Row],
     report: Report,
@@ -325,7 +331,7 @@ def _measure_loads_and_generations(
 def _measure_ram_tier(
     device: Device,
     families: list[str],
-    checkpoints: dict[str, tuple[Path, Path]],
+    checkpoints: dict[str, tuple[Path, Path | None]],
     dtype_name: str,
     rows: dict[str, Row],
     log: Callable[[str], None],
