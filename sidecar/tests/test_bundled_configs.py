@@ -4,6 +4,7 @@ diffusers' own readers into exactly their shapes, detection on that layout picks
 folder, and a folder completes (tokenizer vocabulary included) into the cache offline."""
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -213,3 +214,10 @@ def test_detection_uses_label_emb_to_tell_the_refiner_from_sd2_in_the_sgm_layout
     label = {"model.diffusion_model.label_emb.0.0.weight": TensorInfo("F16", 1, (1, 1))}
     assert detect_architecture(unet | openclip) == "sd2"
     assert detect_architecture(unet | openclip | label) == "sdxl-refiner"
+
+
+def test_a_removed_cache_folder_is_built_again(tmp_path: Path) -> None:
+    folder = config_folder("sd15", tmp_path)
+    shutil.rmtree(tmp_path / "configs")
+    assert config_folder("sd15", tmp_path) == folder
+    assert (folder / "tokenizer" / "vocab.json").is_file()

@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 import shutil
+import threading
 from functools import cache
 from importlib import resources
 from importlib.resources.abc import Traversable
@@ -78,17 +79,32 @@ def config_folder(name: str, cache_dir: Path | None = None) -> Path:
 
 
 @cache
-def _complete_bundle(cache_dir: Path) -> Path:
-    source = bpe_source()
-    files = sorted(
-        file for name in FOLDERS for file in _package_files(_package_folder(name), f"{name}/")
+def _bundle_files() -> tuple[tuple[tuple[str, bytes], ...], str]:
+    """The bundled files and the digest naming their completed folder."""
+    files = tuple(
+        sorted(
+            file for name in FOLDERS for file in _package_files(_package_folder(name), f"{name}/")
+        )
     )
-    digest = hashlib.sha256(source.read_bytes())
+    digest = hashlib.sha256(bpe_source().read_bytes())
     for relative, data in files:
         digest.update(relative.encode() + b"\0" + data + b"\0")
-    target = cache_dir / "configs" / digest.hexdigest()[:16]
-    if target.is_dir():
-        return target
+    return files, digest.hexdigest()[:16]
+
+
+_building = threading.Lock()
+
+
+def _complete_bundle(cache_dir: Path) -> Path:
+    files, digest = _bundle_files()
+    target = cache_dir / "configs" / digest
+    with _building:
+        if not target.is_dir():
+            _build(target, files)
+    return target
+
+
+def _build(target: Path, files: tuple[tuple[str, bytes], ...]) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     # Built aside and renamed into place: another process (or an interrupted run) never
     # sees half a folder.
@@ -100,7 +116,7 @@ def _complete_bundle(cache_dir: Path) -> Path:
         path.write_bytes(data)
     vocabulary = staging / "clip-bpe"
     vocabulary.mkdir()
-    write_clip_bpe(vocabulary, source)
+    write_clip_bpe(vocabulary, bpe_source())
     for tokenizer in (p for folder in FOLDERS for p in (staging / folder).iterdir()):
         if tokenizer.name in TOKENIZER_DIRS:
             for file in vocabulary.iterdir():
@@ -111,7 +127,6 @@ def _complete_bundle(cache_dir: Path) -> Path:
         if not target.is_dir():
             raise
         shutil.rmtree(staging, ignore_errors=True)  # another process finished first
-    return target
 
 
 def _package_files(folder: Traversable, prefix: str) -> list[tuple[str, bytes]]:

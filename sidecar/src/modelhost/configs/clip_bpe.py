@@ -10,7 +10,6 @@ tokenizer builds it (and open_clip's `SimpleTokenizer`, which the tests compare 
 import gzip
 import importlib.util
 import json
-from functools import cache
 from pathlib import Path
 
 BPE_FILE = "bpe_simple_vocab_16e6.txt.gz"
@@ -51,7 +50,6 @@ def byte_alphabet() -> list[str]:
     return [chr(byte) for byte in printable] + [chr(256 + n) for n in range(len(remapped))]
 
 
-@cache
 def clip_vocab_and_merges(source: Path) -> tuple[dict[str, int], tuple[str, ...]]:
     lines = gzip.decompress(source.read_bytes()).decode("utf-8").split("\n")
     # The first line is the file's version comment, not a merge.
