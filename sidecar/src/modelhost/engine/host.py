@@ -41,6 +41,7 @@ from modelhost.engine.pipelines import (
     Pipeline,
     activate_adapters,
     build_pipeline,
+    default_config_dir,
     delete_adapter,
     encode_png,
     generate_image,
@@ -213,7 +214,7 @@ class ModelHost:
                 pipe = self._builder(
                     Path(spec.model_path),
                     info.architecture,
-                    spec.config_dir,
+                    spec.config_dir or default_config_dir(info, spec.prediction_type),
                     dtype,
                     self.device.torch_device,
                 )

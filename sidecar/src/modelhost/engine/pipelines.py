@@ -19,7 +19,8 @@ from diffusers import (
 )
 from PIL import Image
 
-from modelhost.engine.checkpoint import PICKLE_SUFFIXES, read_safetensors_header
+from modelhost.configs import config_folder, folder_name
+from modelhost.engine.checkpoint import PICKLE_SUFFIXES, CheckpointInfo, read_safetensors_header
 from modelhost.engine.schedulers import build_scheduler
 from modelhost.engine.types import GenerateParams, LoraSpec
 from modelhost.errors import (
@@ -40,6 +41,16 @@ PIPELINE_CLASSES: dict[str, Any] = {
 }
 
 DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
+
+
+def default_config_dir(info: CheckpointInfo, prediction_type: str = "") -> str:
+    """The bundled config folder of the detected family, for a single file whose mode
+    names no `config`: a checkpoint as users download it then loads with no hub.
+    `prediction_type` overrides the detected one (it picks SD2's 512 or 768-v release)."""
+    if info.path.is_dir():
+        return ""
+    name = folder_name(info.architecture, prediction_type or info.prediction_type)
+    return str(config_folder(name))
 
 
 def build_pipeline(
@@ -66,8 +77,7 @@ def build_pipeline(
     except Exception as e:
         # diffusers reports a file it cannot use with whatever the converter hit
         # (SafetensorError, KeyError, shape mismatches, ...): all mean "this file".
-        hint = "" if config_dir or model_path.is_dir() else " (no config folder was given: set one)"
-        raise InvalidModelError(f"cannot load {model_path}: {_first_line(e)}{hint}") from e
+        raise InvalidModelError(f"cannot load {model_path}: {_first_line(e)}") from e
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device)
 
