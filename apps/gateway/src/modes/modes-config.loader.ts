@@ -12,6 +12,7 @@ import { formatValidationErrors, STRICT_VALIDATION } from '../common/validation-
 import { DEFAULT_MODES_FILE_MAX_NODES, type AppConfig } from '../config/app-config.js';
 import { ModesConfigError, ModesFileNotFoundError } from '../errors/domain.errors.js';
 import { ModeDto } from './dto/mode.dto.js';
+import { MODE_NAME, MODE_NAME_RULE } from './mode-name.js';
 import { ModesFileDto } from './dto/modes-file.dto.js';
 import type { ModesConfig, ResolvedLora, ResolvedMode, ResolvedSuperres } from './mode.types.js';
 
@@ -21,8 +22,6 @@ const DEFAULT_GUIDANCE = 1.0;
 const DEFAULT_LORA_STRENGTH = 1.0;
 /** Loading a pickle runs whatever code it carries. */
 const PICKLE_EXTENSIONS = new Set(['.ckpt', '.pt', '.pth', '.bin']);
-/** Mode names travel in headers, logs and sidecar keys. */
-const MODE_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
 /** Deeper than any valid modes file; what the recursive converters after the checks can take. */
 const MAX_DEPTH = 64;
 /** Links followed while resolving one path before it counts as a loop (Linux's own limit is 40). */
@@ -142,7 +141,7 @@ function describeProblem(problem: PlainDataProblem, maxNodes: number): string {
       return `${problem.path}: nested deeper than ${MAX_DEPTH} levels, YAML aliases expanded`;
     case 'reserved_key':
       return problem.path === `modes.${problem.key}`
-        ? `${problem.path}: '${problem.key}' cannot be a mode name; mode names may only use letters, digits, '.', '_' and '-', and start with a letter or digit`
+        ? `${problem.path}: '${problem.key}' cannot be a mode name; mode names ${MODE_NAME_RULE}`
         : `${problem.path}: '${problem.key}' is not allowed as a key`;
     case 'lone_surrogate':
       return `${problem.path || 'the file'}: holds a lone UTF-16 surrogate, which is not text`;
@@ -198,7 +197,7 @@ interface Roots {
 function resolveMode(name: string, raw: unknown, roots: Roots, problems: string[]): ResolvedMode | undefined {
   const at = `modes.${name}`;
   if (!MODE_NAME.test(name)) {
-    problems.push(`${at}: mode names may only use letters, digits, '.', '_' and '-', and start with a letter or digit`);
+    problems.push(`${at}: mode names ${MODE_NAME_RULE}`);
     return undefined;
   }
   if (!isMapping(raw)) {
