@@ -98,7 +98,7 @@ describe('request bodies', () => {
     ['{"prompt":"x","mode":"../sd15-fast"}', expect.stringMatching(/^mode: must be a mode name: /) as unknown],
     [JSON.stringify({ prompt: 'x'.repeat(10_001) }), 'prompt: must be at most 10000 characters'],
     ['[]', 'body: must be a JSON object'],
-  ])('answers 400 naming the field to %.60s', async (body, message) => {
+  ])('answers 400 naming the field (case %#)', async (body, message) => {
     const response = await request(server).post('/generate').set('Content-Type', 'application/json').send(body);
     expect(response.status).toBe(400);
     expect(response.body).toEqual({ error: 'invalid_request', message, statusCode: 400 });
