@@ -289,6 +289,7 @@ describe('hostile input', () => {
 
     it.each([
       [
+        '3,000 arrays nested in mode',
         `{"prompt":"x","mode":${'['.repeat(3000)}${']'.repeat(3000)}}`,
         /^mode(\[0\]){31}: nested deeper than 32 levels$/,
       ],
