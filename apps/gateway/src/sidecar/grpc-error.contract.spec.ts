@@ -46,7 +46,7 @@ describe('the model host error table and the gateway error table', () => {
     );
   });
 
-  it.each(Object.entries(table))('%s has a gRPC code and the gateway maps that code for any call', (name, code) => {
+  it.each(Object.entries(table))('%s has a gRPC code and the gateway maps that code for any call', (_name, code) => {
     expect(code).not.toBeNull();
     const grpcCode = Status[code as keyof typeof Status];
     expect(typeof grpcCode).toBe('number');
