@@ -1,4 +1,5 @@
 import { JobCancelledError, SidecarUnavailableError, UnknownTaskError } from '../src/errors/domain.errors.js';
+import { modeOfKey } from '../src/modes/mode-key.js';
 import type { ResolvedMode } from '../src/modes/mode.types.js';
 import type {
   GenerateOptions,
@@ -47,7 +48,7 @@ export class FakeSidecarRepository {
   }
 
   async generate(params: GenerateParams, options: GenerateOptions = {}): Promise<GeneratedImage> {
-    this.calls.push(`generate ${params.key.replace(/-[0-9a-f]{12}$/, '')} ${params.prompt}`);
+    this.calls.push(`generate ${modeOfKey(params.key)} ${params.prompt}`);
     this.generations.push(params);
     if (options.signal) this.signals.push(options.signal);
     const failure = this.failGenerateOnce;

@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import { closeSync, fstatSync, openSync, readlinkSync, readSync, realpathSync } from 'node:fs';
 import { basename, dirname, extname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 
@@ -13,6 +12,7 @@ import { formatValidationErrors, STRICT_VALIDATION } from '../common/validation-
 import { DEFAULT_MODES_FILE_MAX_NODES, type AppConfig } from '../config/app-config.js';
 import { ModesConfigError, ModesFileNotFoundError } from '../errors/domain.errors.js';
 import { ModeDto } from './dto/mode.dto.js';
+import { modeKey } from './mode-key.js';
 import { MODE_NAME, MODE_NAME_RULE } from './mode-name.js';
 import { ModesFileDto } from './dto/modes-file.dto.js';
 import type { ModesConfig, ResolvedLora, ResolvedMode, ResolvedSuperres } from './mode.types.js';
@@ -248,10 +248,9 @@ function resolveMode(name: string, raw: unknown, roots: Roots, problems: string[
     ...(dto.prediction_type !== undefined && { predictionType: dto.prediction_type }),
     ...(vaePath !== undefined && { vaePath }),
   };
-  const hash = createHash('sha256').update(JSON.stringify(loaded)).digest('hex').slice(0, 12);
   return Object.freeze({
     name,
-    key: `${name}-${hash}`,
+    key: modeKey(name, loaded),
     model: dto.model,
     modelPath,
     configDir,

@@ -1,5 +1,6 @@
 import { Injectable } from '@nestjs/common';
 
+import { modeOfKey } from '../modes/mode-key.js';
 import type { ResolvedMode } from '../modes/mode.types.js';
 import type { LoadResult, MemoryStats, ResidentModel } from '../sidecar/sidecar.types.js';
 
@@ -12,11 +13,6 @@ export interface ResidentEntry {
   readonly architecture: string;
   /** `device`: on the accelerator (or in memory, on CPU hosts); `ram`: parked in the sidecar's RAM tier. */
   readonly tier: 'device' | 'ram';
-}
-
-/** The mode name in a sidecar key: keys are `<mode name>-<12 hex>` (ResolvedMode.key). */
-export function modeOfKey(key: string): string {
-  return key.replace(/-[0-9a-f]{12}$/, '');
 }
 
 /**

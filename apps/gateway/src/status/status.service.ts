@@ -2,7 +2,8 @@ import { Injectable } from '@nestjs/common';
 
 import { ModesService } from '../modes/modes.service.js';
 import { WorkerPool } from '../queue/worker-pool.service.js';
-import { modeOfKey, RegistryService } from '../registry/registry.service.js';
+import { modeOfKey } from '../modes/mode-key.js';
+import { RegistryService } from '../registry/registry.service.js';
 import { SidecarRepository } from '../sidecar/sidecar.repository.js';
 import type { MemoryStats } from '../sidecar/sidecar.types.js';
 import type { ModelsStatusDto, VramDto } from './dto/status.dto.js';
