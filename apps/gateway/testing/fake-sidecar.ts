@@ -116,9 +116,13 @@ export class FakeSidecarRepository {
     for (const reject of this.dropHeld.splice(0)) reject(new SidecarUnavailableError('Connection dropped'));
   }
 
+  /** How many times waitForReady found the sidecar not serving: a test can wait until someone is waiting. */
+  notServingPolls = 0;
+
   /** Resolves once `serving` is true. */
   async waitForReady(_timeoutMs?: number, signal?: AbortSignal): Promise<void> {
     while (!this.serving) {
+      this.notServingPolls += 1;
       if (signal?.aborted) throw new SidecarUnavailableError('stopped waiting for the model host');
       await new Promise((resolve) => setTimeout(resolve, 5));
     }

@@ -24,7 +24,13 @@ describe('GET /api/models/status and GET /api/vram', () => {
   it("answers the spec's keys, in GiB, with every resident model named by its mode", async () => {
     await request(server).post('/generate').send({ prompt: 'x', mode: 'sd15-fast' }).expect(200);
     const body: unknown = (await request(server).get('/api/models/status').expect(200)).body;
-    expect(Object.keys(body as object)).toEqual(['current_mode', 'queue_size', 'vram', 'last_reload_error']);
+    expect(Object.keys(body as object)).toEqual([
+      'current_mode',
+      'queue_size',
+      'vram',
+      'last_reload_error',
+      'last_switch_error',
+    ]);
     expect(body).toEqual({
       current_mode: 'sd15-fast',
       queue_size: 0,
@@ -61,6 +67,7 @@ describe('GET /api/models/status and GET /api/vram', () => {
         device_type: 'cpu',
       },
       last_reload_error: null,
+      last_switch_error: null,
     });
     const vram = await request(server).get('/api/vram').expect(200);
     expect(vram.body).toEqual((body as { vram: unknown }).vram);
