@@ -3,6 +3,7 @@ import { join } from 'node:path';
 
 import { demoDir } from './support/demo-models';
 import { Gateway, startGateway } from './support/gateway-process';
+import { waitFor } from './support/wait-for';
 
 /** Minutes on these CPUs if nobody stops it: 150 steps at 512x512. */
 const LONG = { mode: 'sd15-fast', prompt: 'a very long one', num_inference_steps: 150, size: '512x512' };
@@ -46,12 +47,8 @@ describe('client disconnects and sidecar crashes, on the real sidecar', () => {
     return (await response.json()) as { current_mode: string | null; queue_size: number };
   }
 
-  async function until(condition: () => boolean | Promise<boolean>, what: string, timeoutMs = 60_000): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    while (!(await condition())) {
-      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}:\n${gateway.logs().slice(-4000)}`);
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    }
+  async function until(condition: () => boolean | Promise<boolean>, what: string): Promise<void> {
+    await waitFor(condition, { what, context: () => gateway.logs() });
   }
 
   it('drops a queued job and stops the running generation when their clients go away', async () => {
@@ -66,13 +63,10 @@ describe('client disconnects and sidecar crashes, on the real sidecar', () => {
     await until(async () => (await status()).queue_size === 0, 'the abandoned job to leave the queue');
 
     running.abandon();
-    const started = Date.now();
     const next = await post({ mode: 'sd15-fast', prompt: 'next' });
     expect(next.status).toBe(200);
     await next.arrayBuffer();
-    // Served promptly: the 150-step generation did not run to its end.
-    expect(Date.now() - started).toBeLessThan(30_000);
-    // The sidecar saw the cancel and said so.
+    // The 150-step generation did not run to its end: the sidecar saw the cancel and said so.
     await until(() => /GenerationCancelled|generation cancelled/.test(gateway.logs().slice(logStart)), 'the cancel');
   });
 
