@@ -50,6 +50,7 @@ describe('GET /api/models/status and GET /api/vram', () => {
             key: expect.stringMatching(/^sdxl-general-[0-9a-f]{12}$/) as unknown,
             architecture: 'sd15',
             stale: false,
+            bytes: 2 ** 20,
           },
           {
             name: 'sd15-fast',
@@ -62,6 +63,7 @@ describe('GET /api/models/status and GET /api/vram', () => {
             key: expect.stringMatching(/^sd15-fast-[0-9a-f]{12}$/) as unknown,
             architecture: 'sd15',
             stale: false,
+            bytes: 2 ** 20,
           },
         ],
         device_type: 'cpu',
@@ -157,6 +159,7 @@ describe('toVramView', () => {
           key: 'sdxl-general-0123456789ab',
           architecture: 'sdxl-base',
           stale: false,
+          bytes: 12.5 * GiB,
         },
       ],
       device_type: 'cuda',

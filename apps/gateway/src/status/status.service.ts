@@ -64,6 +64,7 @@ export function toVramView(stats: MemoryStats): VramDto {
       key: model.key,
       architecture: model.architecture,
       stale: model.stale,
+      bytes: model.bytes,
     }));
   return {
     device: stats.deviceName || stats.device,

@@ -41,6 +41,9 @@ export class VramModelDto {
 
   @ApiProperty({ example: false, description: 'added: a file it was loaded from changed since; reloaded on next use' })
   stale!: boolean;
+
+  @ApiProperty({ example: 13421772800, description: 'added: vram_gb in bytes, as the model host counts them' })
+  bytes!: number;
 }
 
 export class VramDto {
