@@ -7,6 +7,7 @@ import { WorkerPool } from '../queue/worker-pool.service.js';
 import { SidecarUnavailableError } from '../errors/domain.errors.js';
 import type { MemoryStats } from '../sidecar/sidecar.types.js';
 import { toVramView } from './status.service.js';
+import { waitFor } from '../../testing/wait-for.js';
 
 const GiB = 2 ** 30;
 
@@ -85,7 +86,7 @@ describe('GET /api/models/status and GET /api/vram', () => {
         .then((r) => r),
     );
     const pool = t.app.get(WorkerPool);
-    while (pool.queueSize < 2) await new Promise((resolve) => setTimeout(resolve, 5));
+    await waitFor(() => pool.queueSize >= 2, { what: 'two jobs to queue' });
     const body: unknown = (await request(server).get('/api/models/status').expect(200)).body;
     expect((body as { queue_size: number }).queue_size).toBe(2);
     release();
