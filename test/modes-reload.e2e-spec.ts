@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 
 import { dump, load } from 'js-yaml';
 
@@ -101,6 +101,19 @@ describe('modes.yaml reload', () => {
       { what, intervalMs: 20, context: () => gateway!.logs() },
     );
     return last!;
+  }
+
+  function switchTo(mode: string): Promise<Response> {
+    return fetch(`${gateway!.url}/api/modes/switch`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ mode }),
+    });
+  }
+
+  async function modelsStatus(): Promise<{ current_mode: string | null; last_switch_error: unknown }> {
+    const response = await fetch(`${gateway!.url}/api/models/status`);
+    return (await response.json()) as { current_mode: string | null; last_switch_error: unknown };
   }
 
   async function reload(): Promise<Response> {
@@ -253,6 +266,59 @@ describe('modes.yaml reload', () => {
     const after = await generate({ mode: 'sd15-detail', prompt: 'x' });
     expect(after.status).toBe(404);
     expect(((await after.json()) as ErrorReply).message).toBe("Mode 'sd15-detail' not found");
+  });
+
+  it('refuses at once a switch to a mode whose file is gone; one that fails in its turn shows in the status', async () => {
+    await start({ MODES_WATCH: '0' });
+    const document = readModes();
+    const garbage = join(document.model_root, `e2e-garbage-${process.pid}.safetensors`);
+    const gone = join(document.model_root, `e2e-gone-${process.pid}.safetensors`);
+    writeFileSync(garbage, 'not a safetensors file');
+    writeFileSync(gone, 'removed after the reload');
+    const config = document.modes['sd15-fast'].config;
+    try {
+      document.modes.broken = { model: basename(garbage), config };
+      document.modes.missing = { model: basename(gone), config };
+      writeModes(document);
+      expect((await reload()).status).toBe(200);
+      rmSync(gone);
+
+      const refused = await switchTo('missing');
+      expect(refused.status).toBe(409);
+      expect(await refused.json()).toEqual({
+        error: 'model_file_missing',
+        message: `Mode 'missing' cannot be loaded: file not found: ${gone}`,
+        statusCode: 409,
+      });
+
+      // The file is there but cannot load: the switch is queued (the reply keys stay the spec's), then fails.
+      const queued = await switchTo('broken');
+      expect(queued.status).toBe(200);
+      expect(Object.keys((await queued.json()) as object)).toEqual(['status', 'from_mode', 'to_mode', 'message']);
+      const failed = await waitFor(async () => (await modelsStatus()).last_switch_error, {
+        what: 'the failed switch to show in GET /api/models/status',
+        context: () => gateway!.logs(),
+      });
+      expect(failed).toEqual({
+        at: expect.stringMatching(/^\d{4}-\d\d-\d\dT/) as unknown,
+        mode: 'broken',
+        error: 'model_load_failed',
+        message: expect.stringContaining("Mode 'broken' could not be loaded") as unknown,
+      });
+
+      // A switch that succeeds clears it.
+      expect((await switchTo('sd15-fast')).status).toBe(200);
+      await waitFor(
+        async () => {
+          const status = await modelsStatus();
+          return status.current_mode === 'sd15-fast' && status.last_switch_error === null;
+        },
+        { what: 'the good switch to clear last_switch_error', context: () => gateway!.logs() },
+      );
+    } finally {
+      rmSync(garbage, { force: true });
+      rmSync(gone, { force: true });
+    }
   });
 
   it('answers 409 on the legacy MODEL_ROOT/MODEL setup', async () => {
