@@ -54,20 +54,22 @@ describe('client disconnects and sidecar crashes, on the real sidecar', () => {
   it('drops a queued job and stops the running generation when their clients go away', async () => {
     const logStart = gateway.logs().length;
     const running = abandonable(LONG);
-    // The switch to sd15-fast, then the generation, are under way once nothing waits.
+    // The switch to sd15-fast, then the generation, are under way once nothing waits. Whether the cancel below
+    // meets the generation on the model host or just before it is sent, it stops it.
     await until(async () => (await status()).current_mode === 'sd15-fast', 'the switch to sd15-fast');
-    await new Promise((resolve) => setTimeout(resolve, 1_000));
     const queued = abandonable({ mode: 'sd15-fast', prompt: 'queued, then abandoned' });
     await until(async () => (await status()).queue_size === 1, 'the second request to queue');
     queued.abandon();
     await until(async () => (await status()).queue_size === 0, 'the abandoned job to leave the queue');
 
     running.abandon();
+    // Served at all within the test's timeout: behind a 150-step 512x512 generation run to its end it would wait
+    // for minutes on a CPU.
     const next = await post({ mode: 'sd15-fast', prompt: 'next' });
     expect(next.status).toBe(200);
     await next.arrayBuffer();
-    // The 150-step generation did not run to its end: the sidecar saw the cancel and said so.
-    await until(() => /GenerationCancelled|generation cancelled/.test(gateway.logs().slice(logStart)), 'the cancel');
+    // The gateway cancelled the call because the client went away.
+    expect(gateway.logs().slice(logStart)).toContain('client gone: generation cancelled');
   });
 
   it('keeps the queued jobs through a SIGKILL of the sidecar and runs them once it is back', async () => {
@@ -75,9 +77,9 @@ describe('client disconnects and sidecar crashes, on the real sidecar', () => {
     const pid = pids.at(-1);
     expect(pid).toBeGreaterThan(0);
 
-    const running = post(LONG);
-    await until(async () => (await status()).queue_size === 0, 'the long generation to start');
-    await new Promise((resolve) => setTimeout(resolve, 500));
+    // In a mode of its own: once that mode is current, the long job (and no other) runs.
+    const running = post({ ...LONG, mode: 'sd15-detail' });
+    await until(async () => (await status()).current_mode === 'sd15-detail', 'the long generation to start');
     const queuedModes = ['sd15-fast', 'sdxl-portrait', 'sd15-fast'];
     const queued = queuedModes.map((mode, i) => post({ mode, prompt: `queued ${i}` }));
     await until(async () => (await status()).queue_size === 3, 'three queued jobs');
@@ -104,7 +106,7 @@ describe('client disconnects and sidecar crashes, on the real sidecar', () => {
     }
     const logs = gateway.logs();
     expect(logs).toContain('restarting the model host');
-    expect(logs).toMatch(/model host back: registry re-synced, mode 'sd15-fast' active; resuming 3 queued job\(s\)/);
+    expect(logs).toMatch(/model host back: registry re-synced, mode 'sd15-detail' active; resuming 3 queued job\(s\)/);
     const newPids = [...logs.matchAll(/model host started \(pid (\d+)\)/g)].map((match) => Number(match[1]));
     expect(newPids.at(-1)).not.toBe(pid);
     expect((await fetch(`${gateway.url}/ready`)).status).toBe(200);
