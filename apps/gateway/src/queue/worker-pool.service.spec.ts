@@ -515,6 +515,27 @@ describe('WorkerPool', () => {
     });
   });
 
+  it('takes a health check that gets no answer as lost only after three in a row', async () => {
+    jest.useFakeTimers({ doNotFake: ['setImmediate', 'nextTick', 'queueMicrotask'] });
+    try {
+      const workers = pool();
+      await workers.submitJob(new ModeSwitchJob('a')).result();
+      registry.markStartedUp();
+      sidecar.unreachable = true;
+      await jest.advanceTimersByTimeAsync(2_000);
+      sidecar.unreachable = false;
+      await jest.advanceTimersByTimeAsync(1_000);
+      sidecar.unreachable = true;
+      await jest.advanceTimersByTimeAsync(2_000);
+      expect(workers.state).toBe('serving');
+      await jest.advanceTimersByTimeAsync(1_000);
+      expect(workers.state).toBe('lost');
+      expect(workers.unavailableReason).toBe('its health check got no answer 3 times in a row');
+    } finally {
+      jest.useRealTimers();
+    }
+  });
+
   describe('last switch error', () => {
     it('keeps the last failed switch until a switch succeeds', async () => {
       const workers = pool();

@@ -40,6 +40,11 @@ const UNAVAILABLE_PREFIX = /^Model host unavailable: /;
 
 /** How often a pool that believes the model host serves asks it again (its health check), to stop taking work. */
 const HEALTH_WATCH_MS = 1_000;
+/**
+ * Health checks in a row that get no answer before the model host counts as lost. One is not enough: a model host
+ * whose device thread holds the CPU may miss a check's deadline and still be fine. NOT_SERVING counts at once.
+ */
+const HEALTH_MISSES_LOST = 3;
 /** After SHUTDOWN_GRACE_MS, how long a cancelled job gets to end (a generation stops at its next step). */
 const CANCEL_SETTLE_MS = 10_000;
 
@@ -108,6 +113,7 @@ export class WorkerPool implements OnModuleDestroy {
   private lastSwitchFailure: SwitchFailure | undefined;
   private readonly healthWatch: NodeJS.Timeout;
   private healthCheckInFlight = false;
+  private healthMisses = 0;
 
   constructor(
     @Inject(APP_CONFIG) private readonly config: AppConfig,
@@ -264,13 +270,17 @@ export class WorkerPool implements OnModuleDestroy {
     return settled;
   }
 
-  /** While the pool believes the model host serves, asks it; NOT_SERVING (or no answer) counts as lost. */
+  /** While the pool believes the model host serves, asks it: NOT_SERVING, or HEALTH_MISSES_LOST misses, is lost. */
   private async checkServing(): Promise<void> {
     if (this.state !== 'serving' || this.healthCheckInFlight) return;
     this.healthCheckInFlight = true;
     try {
-      if (!(await this.sidecar.isServing()) && this.state === 'serving') {
-        this.sidecarLost('its health check says it is not serving');
+      const health = await this.sidecar.healthStatus();
+      this.healthMisses = health === 'no-answer' ? this.healthMisses + 1 : 0;
+      if (this.state !== 'serving') return;
+      if (health === 'not-serving') this.sidecarLost('its health check says it is not serving');
+      else if (this.healthMisses >= HEALTH_MISSES_LOST) {
+        this.sidecarLost(`its health check got no answer ${this.healthMisses} times in a row`);
       }
     } finally {
       this.healthCheckInFlight = false;
@@ -460,6 +470,7 @@ export class WorkerPool implements OnModuleDestroy {
         this.registry.markStartedUp();
         this.down = undefined;
         this.resyncing = false;
+        this.healthMisses = 0;
         this.logger.log(
           `model host back: registry re-synced, mode '${this.registry.currentMode ?? '(none)'}' active; ` +
             `resuming ${this.waiting.length} queued job(s)`,
