@@ -31,7 +31,8 @@ describe('client disconnects and sidecar crashes, on the real sidecar', () => {
   function abandonable(body: unknown): { abandon: () => void } {
     const { hostname, port } = new URL(gateway.url);
     const client = httpRequest({
-      host: hostname,
+      // An IPv6 literal comes bracketed in a URL, bare in a socket address.
+      host: hostname.replace(/^\[(.*)\]$/, '$1'),
       port,
       method: 'POST',
       path: '/generate',
