@@ -1,9 +1,11 @@
+import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-import { demoDir } from './support/demo-models';
-import { Gateway, pngSize, startGateway } from './support/gateway-process';
+import { demoDir, ROOT } from './support/demo-models';
+import { E2E_ENV, Gateway, pngSize, startGateway } from './support/gateway-process';
 import { waitFor } from './support/wait-for';
 
 interface ErrorReply {
@@ -159,6 +161,39 @@ describe('stopping the gateway', () => {
     expect(gateway.logs()).toContain('did not finish within 1000 ms (SHUTDOWN_GRACE_MS): cancelling it');
     expect(socketDirs(tmp)).toEqual([]);
   }, 600_000);
+
+  it('removes its socket folder when it cannot start (its port is taken)', async () => {
+    const holder = createServer();
+    await new Promise<void>((resolve) => holder.listen(0, '127.0.0.1', resolve));
+    const { port } = holder.address() as AddressInfo;
+    try {
+      const child = spawn(process.execPath, [join(ROOT, 'dist', 'apps', 'gateway', 'main.js')], {
+        cwd: ROOT,
+        env: {
+          ...process.env,
+          ...E2E_ENV,
+          MODES_FILE: join(demoDir(), 'modes.yaml'),
+          MODES_WATCH: '0',
+          TMPDIR: tmp,
+          PORT: String(port),
+        },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let output = '';
+      child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+      child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
+      const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+      expect(code).toBe(1);
+      expect(output).toContain('EADDRINUSE');
+      // The folder was made (the model host was being started) and is gone with the process.
+      const pid = Number(/model host started \(pid (\d+)\)/.exec(output)?.[1]);
+      expect(pid).toBeGreaterThan(0);
+      expect(socketDirs(tmp)).toEqual([]);
+      await waitFor(() => !isRunning(pid), { what: 'the orphaned model host to exit', context: () => output });
+    } finally {
+      holder.close();
+    }
+  }, 300_000);
 
   it('removes the socket folder a SIGKILLed gateway left behind when the next one starts', async () => {
     const crashed = await start({});
