@@ -3,6 +3,7 @@ import { join } from 'node:path';
 
 import { demoDir } from './support/demo-models';
 import { Gateway, startGateway } from './support/gateway-process';
+import { Sidecar, startSidecar } from './support/sidecar-process';
 import { waitFor } from './support/wait-for';
 
 /** Minutes on these CPUs if nobody stops it: 150 steps at 512x512. */
@@ -112,5 +113,62 @@ describe('client disconnects and sidecar crashes, on the real sidecar', () => {
     expect(newPids.at(-1)).not.toBe(pid);
     expect((await fetch(`${gateway.url}/ready`)).status).toBe(200);
     expect(await status()).toMatchObject({ current_mode: 'sd15-fast', queue_size: 0 });
+  });
+});
+
+describe('a model host at SIDECAR_ADDR that stops serving', () => {
+  let sidecar: Sidecar;
+  let gateway: Gateway;
+
+  beforeAll(async () => {
+    sidecar = startSidecar();
+    // A short grace: at the end the gateway cancels the job the stopping model host still runs.
+    gateway = await startGateway({
+      MODES_FILE: join(demoDir(), 'modes.yaml'),
+      MODES_WATCH: '0',
+      SIDECAR_ADDR: sidecar.addr,
+      SHUTDOWN_GRACE_MS: '1000',
+    });
+  });
+
+  afterAll(async () => {
+    await gateway?.stop();
+    await sidecar?.stop();
+  });
+
+  function post(body: unknown): Promise<Response> {
+    return fetch(`${gateway.url}/generate`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify(body),
+    });
+  }
+
+  it('gets new work refused with 503 at once instead of queued, while its running job goes on', async () => {
+    const running = post({ ...LONG, mode: 'sd15-detail' });
+    await waitFor(
+      async () => {
+        const status = (await (await fetch(`${gateway.url}/api/models/status`)).json()) as { current_mode: string };
+        return status.current_mode === 'sd15-detail';
+      },
+      { what: 'the long generation to start', context: gateway.logs },
+    );
+    // Draining: it answers NOT_SERVING and lets its running call go on for its grace (30 s by default). The
+    // gateway notices by itself (no job failed), so new work is refused rather than queued behind the drain.
+    sidecar.process.kill('SIGTERM');
+    await waitFor(() => gateway.logs().includes('model host lost (its health check says it is not serving)'), {
+      what: 'the gateway to notice the model host stopped serving',
+      context: gateway.logs,
+    });
+    const refused = await post({ prompt: 'while it drains' });
+    expect(refused.status).toBe(503);
+    expect(await refused.json()).toMatchObject({
+      error: 'model_host_unavailable',
+      message: expect.stringContaining('its health check says it is not serving') as unknown,
+    });
+    expect((await fetch(`${gateway.url}/ready`)).status).toBe(503);
+    // The stop ends the running job within SHUTDOWN_GRACE_MS, whatever the model host does.
+    expect(await gateway.stop()).toBe(0);
+    expect((await running).status).toBe(503);
   });
 });
