@@ -11,8 +11,6 @@ import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 const rounds = Number(process.argv[2] ?? 10);
-const port = Number(process.env.BENCH_PORT ?? 4391);
-const url = `http://127.0.0.1:${port}`;
 const modeA = process.env.MODE_A ?? 'sdxl-general';
 const modeB = process.env.MODE_B ?? 'sd15-fast';
 const modeLora = process.env.MODE_LORA ?? 'sdxl-portrait';
@@ -25,13 +23,22 @@ if (!modesFile) {
 }
 
 const started = performance.now();
+// PORT=0: the OS picks the port, the start line names it.
 const gateway = spawn(process.execPath, ['dist/apps/gateway/main.js'], {
-  env: { ...process.env, PORT: String(port), MODES_FILE: modesFile, HF_HUB_OFFLINE: '1' },
-  stdio: 'ignore',
+  env: { ...process.env, PORT: '0', MODES_FILE: modesFile, HF_HUB_OFFLINE: '1', NO_COLOR: '1' },
+  stdio: ['ignore', 'pipe', 'ignore'],
 });
+let log = '';
+gateway.stdout.on('data', (chunk) => (log += chunk));
+let url;
 
 async function ready() {
   for (;;) {
+    url ??= /gateway listening on (http:\/\/\S+)/.exec(log)?.[1];
+    if (url === undefined) {
+      await new Promise((r) => setTimeout(r, 100));
+      continue;
+    }
     try {
       if ((await fetch(`${url}/ready`)).status === 200) return;
     } catch {

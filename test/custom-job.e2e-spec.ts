@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 
 import { demoDir, ROOT } from './support/demo-models';
+import { E2E_ENV } from './support/gateway-process';
 
 interface Outcome {
   value?: unknown;
@@ -20,7 +21,7 @@ describe('custom jobs on the real WorkerPool and model host', () => {
       [join(ROOT, 'test', 'fixtures', 'custom-jobs.mjs')],
       {
         cwd: ROOT,
-        env: { ...process.env, HF_HUB_OFFLINE: '1', MODES_FILE: join(demoDir(), 'modes.yaml'), MODES_WATCH: '0' },
+        env: { ...process.env, ...E2E_ENV, MODES_FILE: join(demoDir(), 'modes.yaml'), MODES_WATCH: '0' },
         timeout: 150_000,
       },
     );

@@ -56,6 +56,9 @@ describe('POST /generate on the real sidecar and the demo models', () => {
     expect(first.headers.get('x-seed')).toBe('42');
     expect(second.headers.get('x-seed')).toBe('42');
     const [a, b, c] = await Promise.all([first, second, other].map(async (r) => Buffer.from(await r.arrayBuffer())));
+    // Exact on purpose: the same request twice to one server is one process, one pipeline, one code path, and a
+    // seed that reproduces its image is the contract. (Images from different processes or code paths are
+    // compared with a tolerance, never like this.)
     expect(a.equals(b)).toBe(true);
     expect(a.equals(c)).toBe(false);
   });

@@ -1,13 +1,14 @@
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 
 import { dump, load } from 'js-yaml';
 
 import { demoDir, ROOT } from './support/demo-models';
 import { Gateway, pngSize, startGateway } from './support/gateway-process';
 import { Sidecar, startSidecar } from './support/sidecar-process';
+import { waitFor } from './support/wait-for';
 
 interface ModeYaml {
   model: string;
@@ -36,9 +37,6 @@ interface ErrorReply {
   statusCode: number;
   problems?: string[];
 }
-
-/** How long a write may take to be served: the spec's "within 1 second". */
-const APPLIED_WITHIN_MS = 1000;
 
 /** Hot reload of modes.yaml against the built gateway and a real sidecar on the demo models. */
 describe('modes.yaml reload', () => {
@@ -88,17 +86,34 @@ describe('modes.yaml reload', () => {
     return (await response.json()) as ModesReply;
   }
 
-  /** Polls GET /api/modes until `check` holds; fails once APPLIED_WITHIN_MS have passed since `since`. */
-  async function servedWithin(since: number, check: (modes: ModesReply) => boolean): Promise<ModesReply> {
-    for (;;) {
-      const modes = await listModes();
-      if (check(modes)) return modes;
-      const waited = Date.now() - since;
-      if (waited > APPLIED_WITHIN_MS) {
-        throw new Error(`the change was not served ${waited} ms after the write:\n${gateway!.logs()}`);
-      }
-      await new Promise((resolve) => setTimeout(resolve, 20));
-    }
+  /**
+   * Polls GET /api/modes until `check` holds, and fails loudly if it never does. How fast a change is served is a
+   * benchmark's business (bench/reload-latency.mjs, docs/BENCHMARKS.md), not a test's: the deadline only bounds
+   * a hang.
+   */
+  async function served(what: string, check: (modes: ModesReply) => boolean): Promise<ModesReply> {
+    let last: ModesReply | undefined;
+    await waitFor(
+      async () => {
+        last = await listModes();
+        return check(last);
+      },
+      { what, intervalMs: 20, context: () => gateway!.logs() },
+    );
+    return last!;
+  }
+
+  function switchTo(mode: string): Promise<Response> {
+    return fetch(`${gateway!.url}/api/modes/switch`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ mode }),
+    });
+  }
+
+  async function modelsStatus(): Promise<{ current_mode: string | null; last_switch_error: unknown }> {
+    const response = await fetch(`${gateway!.url}/api/models/status`);
+    return (await response.json()) as { current_mode: string | null; last_switch_error: unknown };
   }
 
   async function reload(): Promise<Response> {
@@ -132,11 +147,10 @@ describe('modes.yaml reload', () => {
     };
   }
 
-  it('serves a mode added to the file within 1 s of the write, for GET /api/modes and POST /generate', async () => {
+  it('serves a mode added to the file, for GET /api/modes and POST /generate', async () => {
     await start();
     writeModes(withAddedMode(readModes(), 'added'));
-    const written = Date.now();
-    const modes = await servedWithin(written, (m) => 'added' in m.modes);
+    const modes = await served('the added mode to be listed', (m) => 'added' in m.modes);
     expect(modes.modes.added.default_size).toBe('48x32');
 
     const response = await generate({ mode: 'added', prompt: 'a lighthouse', num_inference_steps: 2 });
@@ -155,8 +169,7 @@ describe('modes.yaml reload', () => {
       const temporary = join(folder, `.modes.yaml.${name}.tmp`);
       writeFileSync(temporary, dump(withAddedMode(original, name)));
       renameSync(temporary, modesFile);
-      const written = Date.now();
-      await servedWithin(written, (m) => name in m.modes);
+      await served(`mode '${name}' to be listed`, (m) => name in m.modes);
     }
     const response = await generate({ mode: 'renamed-2', prompt: 'x', num_inference_steps: 2 });
     expect(response.status).toBe(200);
@@ -204,11 +217,10 @@ describe('modes.yaml reload', () => {
   it('reloads on SIGHUP with the watcher off (MODES_WATCH=0), and only then', async () => {
     await start({ MODES_WATCH: '0' });
     writeModes(withAddedMode(readModes(), 'after-hup'));
-    expect('after-hup' in (await listModes()).modes).toBe(false);
-
+    // "Not listed right after the write" would prove nothing (a watcher's debounce alone gives it): that no watcher
+    // reloads is shown by the log below, whose lines the first test sees when the watcher is on.
     gateway!.process.kill('SIGHUP');
-    const signalled = Date.now();
-    await servedWithin(signalled, (m) => 'after-hup' in m.modes);
+    await served('the mode written before SIGHUP to be listed', (m) => 'after-hup' in m.modes);
     const logs = gateway!.logs();
     // The reload came from the signal: no watcher was set up, and none reloaded anything.
     expect(logs).toContain('reloaded (SIGHUP)');
@@ -254,6 +266,59 @@ describe('modes.yaml reload', () => {
     const after = await generate({ mode: 'sd15-detail', prompt: 'x' });
     expect(after.status).toBe(404);
     expect(((await after.json()) as ErrorReply).message).toBe("Mode 'sd15-detail' not found");
+  });
+
+  it('refuses at once a switch to a mode whose file is gone; one that fails in its turn shows in the status', async () => {
+    await start({ MODES_WATCH: '0' });
+    const document = readModes();
+    const garbage = join(document.model_root, `e2e-garbage-${process.pid}.safetensors`);
+    const gone = join(document.model_root, `e2e-gone-${process.pid}.safetensors`);
+    writeFileSync(garbage, 'not a safetensors file');
+    writeFileSync(gone, 'removed after the reload');
+    const config = document.modes['sd15-fast'].config;
+    try {
+      document.modes.broken = { model: basename(garbage), config };
+      document.modes.missing = { model: basename(gone), config };
+      writeModes(document);
+      expect((await reload()).status).toBe(200);
+      rmSync(gone);
+
+      const refused = await switchTo('missing');
+      expect(refused.status).toBe(409);
+      expect(await refused.json()).toEqual({
+        error: 'model_file_missing',
+        message: `Mode 'missing' cannot be loaded: file not found: ${gone}`,
+        statusCode: 409,
+      });
+
+      // The file is there but cannot load: the switch is queued (the reply keys stay the spec's), then fails.
+      const queued = await switchTo('broken');
+      expect(queued.status).toBe(200);
+      expect(Object.keys((await queued.json()) as object)).toEqual(['status', 'from_mode', 'to_mode', 'message']);
+      const failed = await waitFor(async () => (await modelsStatus()).last_switch_error, {
+        what: 'the failed switch to show in GET /api/models/status',
+        context: () => gateway!.logs(),
+      });
+      expect(failed).toEqual({
+        at: expect.stringMatching(/^\d{4}-\d\d-\d\dT/) as unknown,
+        mode: 'broken',
+        error: 'model_load_failed',
+        message: expect.stringContaining("Mode 'broken' could not be loaded") as unknown,
+      });
+
+      // A switch that succeeds clears it.
+      expect((await switchTo('sd15-fast')).status).toBe(200);
+      await waitFor(
+        async () => {
+          const status = await modelsStatus();
+          return status.current_mode === 'sd15-fast' && status.last_switch_error === null;
+        },
+        { what: 'the good switch to clear last_switch_error', context: () => gateway!.logs() },
+      );
+    } finally {
+      rmSync(garbage, { force: true });
+      rmSync(gone, { force: true });
+    }
   });
 
   it('answers 409 on the legacy MODEL_ROOT/MODEL setup', async () => {

@@ -2,6 +2,7 @@ import { join } from 'node:path';
 
 import { demoDir } from './support/demo-models';
 import { Gateway, startGateway } from './support/gateway-process';
+import { waitFor } from './support/wait-for';
 
 describe('a request that waits past QUEUE_TIMEOUT_MS behind a mode switch', () => {
   let gateway: Gateway;
@@ -40,11 +41,13 @@ describe('a request that waits past QUEUE_TIMEOUT_MS behind a mode switch', () =
     );
 
     // With nothing ahead, a request does not wait: it is served.
-    for (let i = 0; i < 100; i += 1) {
-      const status = (await (await fetch(`${gateway.url}/api/models/status`)).json()) as { current_mode: string };
-      if (status.current_mode === 'sdxl-portrait') break;
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    }
+    await waitFor(
+      async () => {
+        const status = (await (await fetch(`${gateway.url}/api/models/status`)).json()) as { current_mode: string };
+        return status.current_mode === 'sdxl-portrait';
+      },
+      { what: "the switch to 'sdxl-portrait' to finish", context: () => gateway.logs() },
+    );
     const served = await post('/generate', { mode: 'sdxl-portrait', prompt: 'alone' });
     expect(served.status).toBe(200);
     expect(served.headers.get('x-mode')).toBe('sdxl-portrait');

@@ -1,79 +1,83 @@
 import { ChildProcess, spawn } from 'node:child_process';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 
 import { ROOT } from './demo-models';
+import { waitFor } from './wait-for';
 
 const GATEWAY_MAIN = join(ROOT, 'dist', 'apps', 'gateway', 'main.js');
 const READY_TIMEOUT_MS = 180_000;
+/** The gateway's start line; with PORT=0 it is the only place the chosen port is told. Colour codes end the URL. */
+// eslint-disable-next-line no-control-regex
+const LISTENING = /gateway listening on (http:\/\/[^\s\x1b]+)/;
+
+/**
+ * What every gateway (and model host) the e2e suite starts gets, so that the suite means the same on any machine:
+ * the model host on the CPU even where CUDA is visible (float32, the sizes the tests reason about), no hub.
+ */
+export const E2E_ENV = { HF_HUB_OFFLINE: '1', SIDECAR_DEVICE: 'cpu' } as const;
 
 export interface Gateway {
   url: string;
   process: ChildProcess;
   logs: () => string;
+  /** Resolves to the exit code once the process has exited (whoever stopped it). */
+  exited: Promise<number | null>;
+  /** SIGTERM (unless it already exited), then its exit code. */
   stop: () => Promise<number | null>;
 }
 
-async function freePort(): Promise<number> {
-  return new Promise((resolvePort, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => {
-        if (address && typeof address === 'object') resolvePort(address.port);
-        else reject(new Error('no port'));
-      });
-    });
-  });
-}
-
 /**
- * Starts the built gateway (which starts its own sidecar, unless SIDECAR_ADDR names one) and waits until
- * `waitFor` (/ready unless told; /health when the test needs no model loaded) says 200.
+ * Starts the built gateway (which starts its own sidecar, unless SIDECAR_ADDR names one) on a port the OS picks
+ * (PORT=0: the gateway binds it and says which in its start line, so no other process can take it meanwhile), and
+ * waits until `waitFor` (/ready unless told; /health when the test needs no model loaded) says 200.
  */
 export async function startGateway(
   env: Record<string, string>,
-  { waitFor = '/ready' }: { waitFor?: '/ready' | '/health' } = {},
+  { waitFor: path = '/ready' }: { waitFor?: '/ready' | '/health' } = {},
 ): Promise<Gateway> {
-  // An explicit PORT is kept (a test that must use the spec's 4200); else any free one.
-  const port = env.PORT === undefined ? await freePort() : Number(env.PORT);
-  const url = `http://127.0.0.1:${port}`;
   const child = spawn(process.execPath, [GATEWAY_MAIN], {
     cwd: ROOT,
-    env: { ...process.env, HF_HUB_OFFLINE: '1', PORT: String(port), ...env },
+    env: { ...process.env, ...E2E_ENV, PORT: '0', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';
   child.stdout?.on('data', (chunk: Buffer) => (output += chunk.toString()));
   child.stderr?.on('data', (chunk: Buffer) => (output += chunk.toString()));
   const exited = new Promise<number | null>((resolveExit) => child.once('exit', (code) => resolveExit(code)));
-
-  const gateway: Gateway = {
-    url,
-    process: child,
-    logs: () => output,
-    stop: async () => {
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
-      return exited;
-    },
+  const stop = async (): Promise<number | null> => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+    return exited;
   };
 
-  const deadline = Date.now() + READY_TIMEOUT_MS;
-  while (Date.now() < deadline) {
-    if (child.exitCode !== null) {
-      throw new Error(`gateway exited with ${child.exitCode} before it was ready:\n${output}`);
+  const alive = (): void => {
+    if (child.exitCode !== null || child.signalCode !== null) {
+      throw new Error(`gateway exited (${child.exitCode ?? child.signalCode}) before it was ready:\n${output}`);
     }
-    try {
-      const response = await fetch(`${url}${waitFor}`);
-      if (response.status === 200) return gateway;
-    } catch {
-      // not listening yet
-    }
-    await new Promise((r) => setTimeout(r, 250));
+  };
+  try {
+    const url = await waitFor(
+      () => {
+        alive();
+        return LISTENING.exec(output)?.[1];
+      },
+      { what: 'the gateway to say where it listens', timeoutMs: READY_TIMEOUT_MS, context: () => output },
+    );
+    await waitFor(
+      async () => {
+        alive();
+        try {
+          return (await fetch(`${url}${path}`)).status === 200;
+        } catch {
+          return false;
+        }
+      },
+      { what: `the gateway to answer ${path} with 200`, timeoutMs: READY_TIMEOUT_MS, context: () => output },
+    );
+    return { url, process: child, logs: () => output, exited, stop };
+  } catch (error) {
+    await stop();
+    throw error;
   }
-  await gateway.stop();
-  throw new Error(`gateway not answering ${waitFor} after ${READY_TIMEOUT_MS} ms:\n${output}`);
 }
 
 /** Width and height from a PNG's IHDR chunk; throws if the bytes are not a PNG. */

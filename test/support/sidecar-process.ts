@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import { ROOT, SIDECAR_PYTHON } from './demo-models';
+import { E2E_ENV } from './gateway-process';
 
 export interface Sidecar {
   /** For the gateway's SIDECAR_ADDR. */
@@ -16,13 +17,15 @@ export interface Sidecar {
 /**
  * Starts one real sidecar that several gateways use in turn (SIDECAR_ADDR), so that a test file can start a
  * fresh gateway per test without paying for a sidecar start each time. The gateways wait for it to serve.
+ * It listens on a unix socket in a private temporary folder: nothing to pick, nothing another process can take.
  */
 export function startSidecar(): Sidecar {
   const dir = mkdtempSync(join(tmpdir(), 'e2e-sidecar-'));
   const addr = `unix:${join(dir, 'modelhost.sock')}`;
-  const child = spawn(SIDECAR_PYTHON, ['-m', 'modelhost', 'serve', '--listen', addr, '--exit-with-parent'], {
+  const args = ['-m', 'modelhost', 'serve', '--listen', addr, '--exit-with-parent', '--device', E2E_ENV.SIDECAR_DEVICE];
+  const child = spawn(SIDECAR_PYTHON, args, {
     cwd: ROOT,
-    env: { ...process.env, HF_HUB_OFFLINE: '1' },
+    env: { ...process.env, HF_HUB_OFFLINE: E2E_ENV.HF_HUB_OFFLINE },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';

@@ -9,13 +9,18 @@ import type { NestExpressApplication } from '@nestjs/platform-express';
 import { AppModule } from './app.module.js';
 import { loadConfig } from './config/app-config.js';
 import { setupOpenApi } from './openapi/openapi.js';
+import { WorkerPool } from './queue/worker-pool.service.js';
 
 async function bootstrap(): Promise<void> {
   const config = loadConfig(process.env);
   // abortOnError: false lets a startup error (bad modes.yaml, say) reach the catch below instead of aborting.
   const app = await NestFactory.create<NestExpressApplication>(AppModule.forRoot(config), { abortOnError: false });
   app.disable('x-powered-by');
-  // SIGHUP is left alone: it will mean "reload modes.yaml". After a clean shutdown the exit code is 0.
+  // Registered before Nest's own handlers, so it runs first: from the signal on, /ready and new work answer 503
+  // while the shutdown hooks let the running job finish (README, "Stopping").
+  const pool = app.get(WorkerPool);
+  for (const signal of ['SIGTERM', 'SIGINT'] as const) process.once(signal, () => pool.beginShutdown());
+  // SIGHUP is left alone: it means "reload modes.yaml". After a clean shutdown the exit code is 0.
   app.enableShutdownHooks([ShutdownSignal.SIGTERM, ShutdownSignal.SIGINT], { useProcessExit: true });
   setupOpenApi(app);
   await app.listen(config.port, config.host);

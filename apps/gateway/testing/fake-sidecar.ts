@@ -108,8 +108,16 @@ export class FakeSidecarRepository {
     return task(args);
   }
 
+  /** While set, the health check gets no answer (whatever `serving` says). */
+  unreachable = false;
+
   isServing(): Promise<boolean> {
-    return Promise.resolve(this.serving);
+    return Promise.resolve(!this.unreachable && this.serving);
+  }
+
+  healthStatus(): Promise<'serving' | 'not-serving' | 'no-answer'> {
+    if (this.unreachable) return Promise.resolve('no-answer');
+    return Promise.resolve(this.serving ? 'serving' : 'not-serving');
   }
 
   /** As the process dying does to calls in flight: held generations fail with a dropped connection. */
@@ -117,9 +125,13 @@ export class FakeSidecarRepository {
     for (const reject of this.dropHeld.splice(0)) reject(new SidecarUnavailableError('Connection dropped'));
   }
 
-  /** Resolves once `serving` is true. */
+  /** How many times waitForReady found the sidecar not serving: a test can wait until someone is waiting. */
+  notServingPolls = 0;
+
+  /** Resolves once `serving` is true (and the sidecar reachable). */
   async waitForReady(_timeoutMs?: number, signal?: AbortSignal): Promise<void> {
-    while (!this.serving) {
+    while (!this.serving || this.unreachable) {
+      this.notServingPolls += 1;
       if (signal?.aborted) throw new SidecarUnavailableError('stopped waiting for the model host');
       await new Promise((resolve) => setTimeout(resolve, 5));
     }

@@ -7,6 +7,8 @@ import { Test } from '@nestjs/testing';
 
 import { AppModule } from '../src/app.module.js';
 import { loadConfig } from '../src/config/app-config.js';
+import { ModelFilesProbe } from '../src/mode-switch/model-files.probe.js';
+import type { ResolvedMode } from '../src/modes/mode.types.js';
 import { SidecarProcessService } from '../src/sidecar/sidecar-process.service.js';
 import { SidecarRepository } from '../src/sidecar/sidecar.repository.js';
 import { FakeSidecarProcess, FakeSidecarRepository } from './fake-sidecar.js';
@@ -39,9 +41,19 @@ modes:
     model: plain.safetensors
 `;
 
+/** ModelFilesProbe over a set of paths said to be missing; the test modes' files are not on disk at all. */
+export class FakeModelFiles {
+  readonly missing = new Set<string>();
+
+  firstMissing(mode: ResolvedMode): string | undefined {
+    return [mode.modelPath, ...mode.loras.map((lora) => lora.absolutePath)].find((file) => this.missing.has(file));
+  }
+}
+
 export interface TestApp {
   readonly app: INestApplication;
   readonly sidecar: FakeSidecarRepository;
+  readonly files: FakeModelFiles;
   readonly process: FakeSidecarProcess;
   close(): Promise<void>;
 }
@@ -54,17 +66,21 @@ export async function createTestApp(
   const dir = mkdtempSync(join(tmpdir(), 'gateway-spec-'));
   writeFileSync(join(dir, 'modes.yaml'), TEST_MODES_YAML);
   const sidecar = new FakeSidecarRepository();
+  const files = new FakeModelFiles();
   const moduleRef = await Test.createTestingModule({ imports: [AppModule.forRoot(loadConfig(env, dir))] })
     .overrideProvider(SidecarRepository)
     .useValue(sidecar)
     .overrideProvider(SidecarProcessService)
     .useValue(process)
+    .overrideProvider(ModelFilesProbe)
+    .useValue(files)
     .compile();
   const app = moduleRef.createNestApplication({ logger: false });
   await app.init();
   return {
     app,
     sidecar,
+    files,
     process,
     close: async () => {
       await app.close();

@@ -23,6 +23,8 @@ export interface AppConfig {
   /** `host:port` or `unix:/path`; undefined means the gateway starts its own sidecar. */
   readonly sidecarAddr: string | undefined;
   readonly sidecarPython: string;
+  /** `cpu`, `cuda` or `cuda:N` for the model host the gateway starts; undefined lets the model host choose. */
+  readonly sidecarDevice: string | undefined;
   readonly sidecarStartupTimeoutMs: number;
   readonly generateTimeoutMs: number;
   /** The longest one mode switch (a load on the sidecar) may take: past it, 504 `Mode switch timed out`. */
@@ -32,6 +34,8 @@ export interface AppConfig {
   /** The longest pause between two restarts of a sidecar the gateway started and lost (1 s, doubling up to it). */
   readonly sidecarRestartMaxBackoffMs: number;
   readonly allowPickle: boolean;
+  /** At SIGTERM/SIGINT, how long the running job may still take before it is cancelled. */
+  readonly shutdownGraceMs: number;
   /** The deprecated single-model settings, used only when the modes file is missing. */
   readonly legacy: {
     readonly modelRoot: string | undefined;
@@ -80,6 +84,10 @@ export function loadConfig(env: Env, cwd: string = process.cwd()): AppConfig {
     problems.push(`SIDECAR_ADDR must be host:port or unix:/path, got '${sidecarAddr}'`);
   }
   const python = text('SIDECAR_PYTHON') ?? 'sidecar/.venv/bin/python';
+  const sidecarDevice = text('SIDECAR_DEVICE');
+  if (sidecarDevice !== undefined && !/^(cpu|cuda|cuda:\d{1,3})$/.test(sidecarDevice)) {
+    problems.push(`SIDECAR_DEVICE must be cpu, cuda or cuda:N (N a device number), got '${sidecarDevice}'`);
+  }
 
   const host = text('HOST') ?? '127.0.0.1';
   if (!/^(\[?[0-9a-fA-F:.]+\]?|[A-Za-z0-9.-]+)$/.test(host)) {
@@ -97,12 +105,14 @@ export function loadConfig(env: Env, cwd: string = process.cwd()): AppConfig {
     sidecarAddr,
     // A bare command name is looked up on PATH; anything with a slash is a path from cwd.
     sidecarPython: python.includes('/') ? resolve(cwd, python) : python,
+    sidecarDevice,
     sidecarStartupTimeoutMs: integer('SIDECAR_STARTUP_TIMEOUT_MS', 300_000, 1, 86_400_000),
     generateTimeoutMs: integer('GENERATE_TIMEOUT_MS', 600_000, 1, 86_400_000),
     switchTimeoutMs: integer('SWITCH_TIMEOUT_MS', 300_000, 1, 86_400_000),
     queueTimeoutMs: integer('QUEUE_TIMEOUT_MS', 600_000, 1, 86_400_000),
     sidecarRestartMaxBackoffMs: integer('SIDECAR_RESTART_MAX_BACKOFF_MS', 30_000, 1, 3_600_000),
     allowPickle: flag('ALLOW_PICKLE', false),
+    shutdownGraceMs: integer('SHUTDOWN_GRACE_MS', 30_000, 0, 3_600_000),
     legacy: { modelRoot: text('MODEL_ROOT'), model: text('MODEL'), loraRoot: text('LORA_ROOT') },
   };
   if (problems.length > 0) throw new ConfigError(problems);

@@ -120,6 +120,23 @@ export class SidecarError extends DomainError {
   }
 }
 
+/** The gateway got SIGTERM or SIGINT: it takes no new work and answers what still waits. */
+export class ShuttingDownError extends DomainError {
+  constructor(detail: string) {
+    super(`Shutting down: ${detail}`);
+  }
+}
+
+/** A switch names a mode whose model (or LoRA, or upscaler) file is not on disk. */
+export class ModelFileMissingError extends DomainError {
+  constructor(
+    readonly mode: string,
+    readonly path: string,
+  ) {
+    super(`Mode '${mode}' cannot be loaded: file not found: ${path}`);
+  }
+}
+
 export class NotReadyError extends DomainError {
   constructor(reason: string) {
     super(`Not ready: ${reason}`);

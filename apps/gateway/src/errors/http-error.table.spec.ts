@@ -8,6 +8,7 @@ import {
   ModesConfigError,
   ModesDisabledError,
   ModeSwitchTimeoutError,
+  ModelFileMissingError,
   ModelLoadError,
   ModelNotLoadedError,
   NotReadyError,
@@ -15,6 +16,7 @@ import {
   QueueFullError,
   QueueTimeoutError,
   SidecarError,
+  ShuttingDownError,
   SidecarUnavailableError,
   TaskFailedError,
   UnknownTaskError,
@@ -40,6 +42,8 @@ describe('toHttpError', () => {
     [new ModeSwitchTimeoutError('b', "waited 1000 ms while mode 'b' was loading"), 504, 'mode_switch_timeout'],
     [new UnknownTaskError("unknown task 'x'"), 404, 'task_not_found'],
     [new TaskFailedError('no model loaded'), 409, 'task_failed'],
+    [new ModelFileMissingError('sd15', '/models/gone.safetensors'), 409, 'model_file_missing'],
+    [new ShuttingDownError('no new work is taken'), 503, 'shutting_down'],
   ])('maps %p to %i %s', (error, status, code) => {
     expect(toHttpError(error)).toEqual({
       status,

@@ -7,6 +7,7 @@ import { createTestApp, type TestApp } from '../../testing/test-app.js';
 import { SCHEDULER_NAMES } from '../common/samplers.js';
 import { OutOfMemoryError } from '../errors/domain.errors.js';
 import { WorkerPool as WorkerPoolToken } from '../queue/worker-pool.service.js';
+import { waitFor } from '../../testing/wait-for.js';
 
 describe('POST /generate', () => {
   let t: TestApp;
@@ -178,12 +179,12 @@ describe('POST /generate', () => {
       .post('/generate')
       .send({ prompt: 'running' })
       .then((r) => r);
-    await waitFor(() => t.sidecar.generations.length === 1);
+    await waitFor(() => t.sidecar.generations.length === 1, { what: 'the first generation to start' });
     const waiting = request(server)
       .post('/generate')
       .send({ prompt: 'waiting' })
       .then((r) => r);
-    await waitFor(() => t.app.get(WorkerPoolToken).queueSize === 1);
+    await waitFor(() => t.app.get(WorkerPoolToken).queueSize === 1, { what: 'one job to queue' });
     const refused = await request(server).post('/generate').send({ prompt: 'refused' }).expect(429);
     expect(refused.headers['retry-after']).toBe('5');
     expect(refused.body).toEqual({
@@ -209,9 +210,9 @@ describe('POST /generate', () => {
     });
     client.on('error', () => undefined);
     client.end(JSON.stringify({ prompt: 'abandoned' }));
-    await waitFor(() => t.sidecar.signals.length === 1);
+    await waitFor(() => t.sidecar.signals.length === 1, { what: 'the generation to start' });
     client.destroy();
-    await waitFor(() => t.sidecar.signals[0]?.aborted === true);
+    await waitFor(() => t.sidecar.signals[0]?.aborted === true, { what: 'the generation to be cancelled' });
     t.sidecar.hold = undefined;
     await request(server).post('/generate').send({ prompt: 'next' }).expect(200);
   });
@@ -221,8 +222,3 @@ describe('POST /generate', () => {
     expect(response.body).toEqual({ error: 'not_found', message: 'Cannot GET /nope', statusCode: 404 });
   });
 });
-
-async function waitFor(condition: () => boolean): Promise<void> {
-  for (let i = 0; i < 200 && !condition(); i += 1) await new Promise((resolve) => setTimeout(resolve, 5));
-  expect(condition()).toBe(true);
-}

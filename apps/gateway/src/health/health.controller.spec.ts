@@ -4,19 +4,33 @@ import request from 'supertest';
 
 import { FakeSidecarProcess } from '../../testing/fake-sidecar.js';
 import { createTestApp, type TestApp } from '../../testing/test-app.js';
+import { waitFor } from '../../testing/wait-for.js';
 import { ModelLoadError, SidecarUnavailableError } from '../errors/domain.errors.js';
+import { WorkerPool } from '../queue/worker-pool.service.js';
 
 async function eventually(check: () => unknown): Promise<void> {
-  for (let attempt = 0; ; attempt += 1) {
-    try {
-      await check();
-      return;
-    } catch (error) {
-      if (attempt > 100) throw error;
-      await new Promise((resolve) => setTimeout(resolve, 10));
-    }
-  }
+  let last: unknown;
+  await waitFor(
+    async () => {
+      try {
+        await check();
+        return true;
+      } catch (error) {
+        last = error;
+        return false;
+      }
+    },
+    { what: 'the check to pass' },
+  ).catch((timeout: unknown) => {
+    throw last ?? timeout;
+  });
 }
+
+const NOT_LOADED = {
+  error: 'not_ready',
+  message: "Not ready: the default mode 'sdxl-general' is not loaded yet",
+  statusCode: 503,
+};
 
 describe('GET /health and GET /ready', () => {
   let t: TestApp;
@@ -39,11 +53,7 @@ describe('GET /health and GET /ready', () => {
   it('are live at once, and ready once the sidecar serves and the default mode is loaded', async () => {
     await get('/health').expect(200, { status: 'ok' });
     expect(t.process.started).toBe(true);
-    await get('/ready').expect(503, {
-      error: 'not_ready',
-      message: "Not ready: the default mode 'sdxl-general' is not loaded yet",
-      statusCode: 503,
-    });
+    await get('/ready').expect(503, NOT_LOADED);
     sidecarReady();
     await eventually(async () => {
       await get('/ready').expect(200, { status: 'ready', current_mode: 'sdxl-general' });
@@ -68,14 +78,44 @@ describe('GET /health and GET /ready', () => {
   it('stay not ready when the default mode cannot be loaded', async () => {
     t.sidecar.failLoad = new ModelLoadError('sdxl-general', 'model file not found');
     sidecarReady();
-    await eventually(() => expect(t.sidecar.calls).toEqual(['load sdxl-general']));
-    await get('/ready').expect(503);
+    // Once the failed load is recorded the startup is over: the 503 below is its outcome, not the initial state.
+    await waitFor(() => t.app.get(WorkerPool).lastSwitchError, { what: 'the default mode load to fail' });
+    expect(t.sidecar.calls).toEqual(['load sdxl-general']);
+    await get('/ready').expect(503, NOT_LOADED);
   });
 
   it('stay not ready when the sidecar never comes up', async () => {
+    const gaveUp = t.process.ready.catch(() => undefined);
     sidecarFailed(new SidecarUnavailableError('the model host exited with code 1 before it was ready'));
-    await new Promise((resolve) => setTimeout(resolve, 20));
-    await get('/ready').expect(503);
+    await gaveUp;
+    // The startup's own handler of that rejection has run by the next turn of the event loop.
+    await new Promise((resolve) => setImmediate(resolve));
+    // The fake model host answers SERVING: only the failed startup keeps /ready at 503.
+    expect(t.sidecar.serving).toBe(true);
+    await get('/ready').expect(503, NOT_LOADED);
     expect(t.sidecar.calls).toEqual([]);
+  });
+
+  it('answer /ready 503 from the moment a shutdown begins', async () => {
+    sidecarReady();
+    await eventually(async () => {
+      await get('/ready').expect(200);
+    });
+    t.app.get(WorkerPool).beginShutdown();
+    await get('/ready').expect(503, {
+      error: 'not_ready',
+      message: 'Not ready: the server is shutting down',
+      statusCode: 503,
+    });
+    await get('/health').expect(200, { status: 'ok' });
+    const refused = await request(t.app.getHttpServer() as Server)
+      .post('/generate')
+      .send({ prompt: 'too late' })
+      .expect(503);
+    expect(refused.body).toEqual({
+      error: 'shutting_down',
+      message: 'Shutting down: the server takes no new work',
+      statusCode: 503,
+    });
   });
 });

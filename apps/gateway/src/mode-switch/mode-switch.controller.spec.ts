@@ -3,6 +3,8 @@ import type { Server } from 'node:http';
 import request from 'supertest';
 
 import { createTestApp, type TestApp } from '../../testing/test-app.js';
+import { waitFor } from '../../testing/wait-for.js';
+import { ModelLoadError } from '../errors/domain.errors.js';
 import { WorkerPool } from '../queue/worker-pool.service.js';
 import { RegistryService } from '../registry/registry.service.js';
 
@@ -19,7 +21,7 @@ describe('POST /api/modes/switch', () => {
 
   async function idle(): Promise<void> {
     const pool = t.app.get(WorkerPool);
-    while (pool.busy || pool.queueSize > 0) await new Promise((resolve) => setTimeout(resolve, 5));
+    await waitFor(() => !pool.busy && pool.queueSize === 0, { what: 'the queue to be empty' });
   }
 
   it("answers the spec's keys at once and switches in its turn", async () => {
@@ -49,12 +51,12 @@ describe('POST /api/modes/switch', () => {
       .post('/generate')
       .send({ prompt: 'running', mode: 'plain' })
       .then((r) => r);
-    while (t.sidecar.generations.length === 0) await new Promise((resolve) => setTimeout(resolve, 5));
+    await waitFor(() => t.sidecar.generations.length > 0, { what: 'the generation to start' });
     const waiting = request(server)
       .post('/generate')
       .send({ prompt: 'waiting', mode: 'plain' })
       .then((r) => r);
-    while (t.app.get(WorkerPool).queueSize === 0) await new Promise((resolve) => setTimeout(resolve, 5));
+    await waitFor(() => t.app.get(WorkerPool).queueSize > 0, { what: 'the second request to queue' });
     const body: unknown = (await request(server).post('/api/modes/switch').send({ mode: 'sd15-fast' }).expect(200))
       .body;
     expect(body).toEqual({
@@ -83,6 +85,40 @@ describe('POST /api/modes/switch', () => {
     const body: unknown = (await request(server).post('/api/modes/switch').send({ mode: 'xyz' }).expect(404)).body;
     expect(body).toEqual({ error: 'mode_not_found', message: "Mode 'xyz' not found", statusCode: 404 });
     expect(t.sidecar.calls).toEqual(['load sdxl-general']);
+  });
+
+  it('refuses at once, naming the file, a switch to a mode whose file is gone, and queues nothing', async () => {
+    await idle();
+    t.files.missing.add('/models/sd15/dreamshaper-lcm.safetensors');
+    const body: unknown = (await request(server).post('/api/modes/switch').send({ mode: 'sd15-fast' }).expect(409))
+      .body;
+    expect(body).toEqual({
+      error: 'model_file_missing',
+      message: "Mode 'sd15-fast' cannot be loaded: file not found: /models/sd15/dreamshaper-lcm.safetensors",
+      statusCode: 409,
+    });
+    expect(t.sidecar.calls).toEqual(['load sdxl-general']);
+  });
+
+  it('shows a switch that failed in its turn as last_switch_error, until a switch succeeds', async () => {
+    await idle();
+    const status = async (): Promise<Record<string, unknown>> =>
+      (await request(server).get('/api/models/status').expect(200)).body as Record<string, unknown>;
+    expect((await status()).last_switch_error).toBeNull();
+    t.sidecar.failLoad = new ModelLoadError('plain', 'model file not found: /models/plain.safetensors');
+    await request(server).post('/api/modes/switch').send({ mode: 'plain' }).expect(200);
+    await idle();
+    const failed = (await status()).last_switch_error as Record<string, unknown>;
+    expect(failed).toEqual({
+      at: expect.stringMatching(/^\d{4}-\d\d-\d\dT/) as unknown,
+      mode: 'plain',
+      error: 'model_load_failed',
+      message: "Mode 'plain' could not be loaded: model file not found: /models/plain.safetensors",
+    });
+    t.sidecar.failLoad = undefined;
+    await request(server).post('/api/modes/switch').send({ mode: 'plain' }).expect(200);
+    await idle();
+    expect((await status()).last_switch_error).toBeNull();
   });
 
   it.each([

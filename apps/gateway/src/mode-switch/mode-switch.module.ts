@@ -4,10 +4,11 @@ import { ModesModule } from '../modes/modes.module.js';
 import { QueueModule } from '../queue/queue.module.js';
 import { ModeSwitchController } from './mode-switch.controller.js';
 import { ModeSwitchService } from './mode-switch.service.js';
+import { ModelFilesProbe } from './model-files.probe.js';
 
 @Module({
   imports: [ModesModule, QueueModule],
   controllers: [ModeSwitchController],
-  providers: [ModeSwitchService],
+  providers: [ModeSwitchService, ModelFilesProbe],
 })
 export class ModeSwitchModule {}

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { loadConfig } from '../config/app-config.js';
 import { ModeNotFoundError, ModesConfigError, ModesDisabledError } from '../errors/domain.errors.js';
 import { diffModes, ModesService } from './modes.service.js';
+import { waitFor } from '../../testing/wait-for.js';
 
 const BASE = `
 model_root: /models
@@ -31,13 +32,9 @@ function variant(opts: { strength?: string; steps?: number; defaultMode?: string
   return text;
 }
 
-/** Polls `check` until it holds or `ms` pass; the watcher tests' only way to wait. */
-async function eventually(check: () => boolean, ms = 2000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`not within ${ms} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
+/** Waits for what the watcher does; the deadline bounds a hang, it claims no latency. */
+function eventually(check: () => boolean): Promise<unknown> {
+  return waitFor(check, { what: 'the watcher to act' });
 }
 
 describe('ModesService', () => {

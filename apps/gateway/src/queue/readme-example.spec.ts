@@ -61,7 +61,7 @@ describe("the README's custom jobs", () => {
     jobs = new ThumbnailJobs(pool);
   });
 
-  afterEach(() => pool.onModuleDestroy());
+  afterEach(() => pool.beginShutdown());
 
   it('gives the caller the handler result, and its error', async () => {
     await expect(jobs.fileSize(import.meta.filename)).resolves.toBeGreaterThan(0);

@@ -1,4 +1,7 @@
+import { jest } from '@jest/globals';
+
 import { FakeSidecarProcess, FakeSidecarRepository } from '../../testing/fake-sidecar.js';
+import { waitFor } from '../../testing/wait-for.js';
 import { loadConfig } from '../config/app-config.js';
 import {
   JobCancelledError,
@@ -8,6 +11,7 @@ import {
   ModelNotLoadedError,
   QueueFullError,
   QueueTimeoutError,
+  ShuttingDownError,
   SidecarUnavailableError,
   UnknownTaskError,
 } from '../errors/domain.errors.js';
@@ -89,7 +93,7 @@ describe('WorkerPool', () => {
   });
 
   afterEach(() => {
-    for (const created of pools.splice(0)) created.onModuleDestroy();
+    for (const created of pools.splice(0)) created.beginShutdown();
   });
 
   describe('order', () => {
@@ -420,7 +424,8 @@ describe('WorkerPool', () => {
       await expect(running.result()).rejects.toThrow(
         /^Model host unavailable: the model host stopped while this job ran/,
       );
-      await new Promise((resolve) => setTimeout(resolve, 20));
+      // The recovery waits for the model host to serve (the fake polls `serving`): nothing queued may run meanwhile.
+      await waitFor(() => sidecar.notServingPolls >= 2, { what: 'the recovery to wait for the model host' });
       expect(workers.queueSize).toBe(1);
       expect(sidecar.calls).toEqual(['load b', 'generate b running']);
 
@@ -433,15 +438,115 @@ describe('WorkerPool', () => {
     });
   });
 
-  it('refuses new jobs and rejects waiting ones at shutdown', async () => {
-    const workers = pool();
-    const gate = deferred<void>();
-    const running = workers.submitJob(new CustomJob({ handler: () => gate.promise, args: [] }));
-    const waiting = workers.submitJob(new CustomJob({ handler: () => 'never', args: [] }));
-    workers.onModuleDestroy();
-    await expect(waiting.result()).rejects.toBeInstanceOf(SidecarUnavailableError);
-    expect(() => workers.submitJob(new ModeSwitchJob('a'))).toThrow(SidecarUnavailableError);
-    gate.resolve();
-    await running.result();
+  describe('at shutdown', () => {
+    afterEach(() => jest.useRealTimers());
+
+    it('refuses new jobs and answers the waiting ones at once; the running one finishes within the grace', async () => {
+      const workers = pool();
+      const gate = deferred<void>();
+      const running = workers.submitJob(new CustomJob({ handler: () => gate.promise.then(() => 'done'), args: [] }));
+      const waiting = workers.submitJob(new CustomJob({ handler: () => 'never', args: [] }));
+      let stopped = false;
+      const stopping = workers.shutdown(30_000).then(() => (stopped = true));
+      expect(workers.state).toBe('stopping');
+      await expect(waiting.result()).rejects.toThrow(
+        new ShuttingDownError('the server stopped before this job started'),
+      );
+      expect(() => workers.submitJob(new ModeSwitchJob('a'))).toThrow(
+        new ShuttingDownError('the server takes no new work'),
+      );
+      await new Promise((resolve) => setImmediate(resolve));
+      expect(stopped).toBe(false);
+      gate.resolve();
+      await stopping;
+      await expect(running.result()).resolves.toBe('done');
+    });
+
+    it('cancels the running generation once SHUTDOWN_GRACE_MS has passed, and answers it 503', async () => {
+      jest.useFakeTimers({ doNotFake: ['setImmediate', 'nextTick', 'queueMicrotask'] });
+      const workers = pool(64, { SHUTDOWN_GRACE_MS: '5000' });
+      sidecar.hold = new Promise<void>(() => undefined);
+      const handle = workers.submitJob(new GenerationJob('a', PARAMS));
+      while (sidecar.signals.length === 0) await new Promise((resolve) => setImmediate(resolve));
+      let stopped = false;
+      const stopping = workers.onModuleDestroy().then(() => (stopped = true));
+      await jest.advanceTimersByTimeAsync(4_999);
+      expect(sidecar.signals[0]?.aborted).toBe(false);
+      expect(stopped).toBe(false);
+      await jest.advanceTimersByTimeAsync(1);
+      await stopping;
+      expect(sidecar.signals[0]?.aborted).toBe(true);
+      await expect(handle.result()).rejects.toThrow(
+        new ShuttingDownError('the job was cancelled: it did not finish within 5000 ms (SHUTDOWN_GRACE_MS)'),
+      );
+    });
+  });
+
+  describe('while the model host does not serve', () => {
+    afterEach(() => jest.useRealTimers());
+
+    it('stops taking new work once its health check fails, and keeps what is queued', async () => {
+      jest.useFakeTimers({ doNotFake: ['setImmediate', 'nextTick', 'queueMicrotask'] });
+      const workers = pool();
+      await workers.submitJob(new ModeSwitchJob('a')).result();
+      registry.markStartedUp();
+      expect(workers.state).toBe('serving');
+      const gate = deferred<void>();
+      const running = workers.submitJob(new CustomJob({ handler: () => gate.promise, args: [] }));
+      const queued = workers.submitJob(new GenerationJob('a', PARAMS));
+      sidecar.serving = false;
+      await jest.advanceTimersByTimeAsync(999);
+      expect(workers.state).toBe('serving');
+      await jest.advanceTimersByTimeAsync(1);
+      expect(workers.state).toBe('lost');
+      expect(() => workers.submitJob(new GenerationJob('a', PARAMS))).toThrow(
+        new SidecarUnavailableError(
+          'the model host went away (its health check says it is not serving); it is being brought back',
+        ),
+      );
+      gate.resolve();
+      await running.result();
+      await jest.advanceTimersByTimeAsync(50);
+      expect(workers.queueSize).toBe(1);
+      sidecar.serving = true;
+      await jest.advanceTimersByTimeAsync(10);
+      await expect(queued.result()).resolves.toMatchObject({ png: Buffer.from('png:a cat') });
+      expect(workers.state).toBe('serving');
+    });
+  });
+
+  it('takes a health check that gets no answer as lost only after three in a row', async () => {
+    jest.useFakeTimers({ doNotFake: ['setImmediate', 'nextTick', 'queueMicrotask'] });
+    try {
+      const workers = pool();
+      await workers.submitJob(new ModeSwitchJob('a')).result();
+      registry.markStartedUp();
+      sidecar.unreachable = true;
+      await jest.advanceTimersByTimeAsync(2_000);
+      sidecar.unreachable = false;
+      await jest.advanceTimersByTimeAsync(1_000);
+      sidecar.unreachable = true;
+      await jest.advanceTimersByTimeAsync(2_000);
+      expect(workers.state).toBe('serving');
+      await jest.advanceTimersByTimeAsync(1_000);
+      expect(workers.state).toBe('lost');
+      expect(workers.unavailableReason).toBe('its health check got no answer 3 times in a row');
+    } finally {
+      jest.useRealTimers();
+    }
+  });
+
+  describe('last switch error', () => {
+    it('keeps the last failed switch until a switch succeeds', async () => {
+      const workers = pool();
+      expect(workers.lastSwitchError).toBeUndefined();
+      sidecar.failLoad = new ModelLoadError('b', 'model file not found: /models/b.safetensors');
+      await expect(workers.submitJob(new ModeSwitchJob('b')).result()).rejects.toBe(sidecar.failLoad);
+      expect(workers.lastSwitchError).toMatchObject({ mode: 'b', error: sidecar.failLoad });
+      expect(workers.lastSwitchError?.at).toBeInstanceOf(Date);
+      sidecar.failLoad = undefined;
+      await workers.submitJob(new ModeSwitchJob('a')).result();
+      expect(workers.lastSwitchError).toBeUndefined();
+    });
   });
 });

@@ -10,6 +10,7 @@ import {
   ModelNotLoadedError,
   QueueFullError,
   QueueTimeoutError,
+  ShuttingDownError,
   SidecarUnavailableError,
   UnknownTaskError,
 } from '../errors/domain.errors.js';
@@ -37,6 +38,30 @@ const RECOVERY_RETRY_MS = 1_000;
 /** SidecarUnavailableError's own words, not repeated when its message becomes the detail of another. */
 const UNAVAILABLE_PREFIX = /^Model host unavailable: /;
 
+/** How often a pool that believes the model host serves asks it again (its health check), to stop taking work. */
+const HEALTH_WATCH_MS = 1_000;
+/**
+ * Health checks in a row that get no answer before the model host counts as lost. One is not enough: a model host
+ * whose device thread holds the CPU may miss a check's deadline and still be fine. NOT_SERVING counts at once.
+ */
+const HEALTH_MISSES_LOST = 3;
+/** After SHUTDOWN_GRACE_MS, how long a cancelled job gets to end (a generation stops at its next step). */
+const CANCEL_SETTLE_MS = 10_000;
+
+/**
+ * The model host as the pool sees it: `starting` until the default mode is loaded, `serving`, `lost` (its process
+ * ended, or its health check says NOT_SERVING), `recovering` (it serves again; the registry is being re-synced),
+ * `stopping` (the gateway got SIGTERM or SIGINT). New work is taken only while `serving` or `starting`.
+ */
+export type ModelHostState = 'starting' | 'serving' | 'lost' | 'recovering' | 'stopping';
+
+/** The last mode switch that failed, until a later one succeeds: shown by GET /api/models/status. */
+export interface SwitchFailure {
+  readonly at: Date;
+  readonly mode: string;
+  readonly error: Error;
+}
+
 /** The handler the pool registers itself: `new CustomJob({ handler: RUN_TASK_HANDLER, args: [task, {...}] })`. */
 export const RUN_TASK_HANDLER = 'sidecar.run-task';
 
@@ -59,7 +84,12 @@ interface Entry {
  * When the sidecar goes away the running job fails (503), queued jobs stay
  * queued, new jobs are refused (503); once it serves again the registry is
  * re-synced from GetMemory, the mode that was active is loaded again, and the
- * queue carries on.
+ * queue carries on. A health check every HEALTH_WATCH_MS notices a model host
+ * that stops serving without its process ending (one at SIDECAR_ADDR, or one
+ * draining after a SIGTERM of its own) and does the same.
+ *
+ * At shutdown (README, "Stopping") new work and the queued jobs are answered
+ * 503 at once, and the running job gets SHUTDOWN_GRACE_MS before it is cancelled.
  */
 @Injectable()
 export class WorkerPool implements OnModuleDestroy {
@@ -76,8 +106,14 @@ export class WorkerPool implements OnModuleDestroy {
   /** Why the sidecar cannot take work; undefined while it can. */
   private down: string | undefined;
   private recovering: Promise<void> | undefined;
+  /** True while a recovery re-syncs a model host that serves again. */
+  private resyncing = false;
   private nextId = 1;
   private closed = false;
+  private lastSwitchFailure: SwitchFailure | undefined;
+  private readonly healthWatch: NodeJS.Timeout;
+  private healthCheckInFlight = false;
+  private healthMisses = 0;
 
   constructor(
     @Inject(APP_CONFIG) private readonly config: AppConfig,
@@ -90,6 +126,20 @@ export class WorkerPool implements OnModuleDestroy {
       this.sidecar.runTask(task, args),
     );
     sidecarProcess.onLost((reason) => this.sidecarLost(reason));
+    this.healthWatch = setInterval(() => void this.checkServing(), HEALTH_WATCH_MS);
+    this.healthWatch.unref();
+  }
+
+  /** Where the pool stands with the model host; see ModelHostState. */
+  get state(): ModelHostState {
+    if (this.closed) return 'stopping';
+    if (this.down !== undefined) return this.resyncing ? 'recovering' : 'lost';
+    return this.registry.ready ? 'serving' : 'starting';
+  }
+
+  /** The last failed mode switch, cleared by the next successful one. */
+  get lastSwitchError(): SwitchFailure | undefined {
+    return this.lastSwitchFailure;
   }
 
   /** Jobs waiting their turn (the running one not counted): the figure QUEUE_MAX bounds. */
@@ -136,7 +186,7 @@ export class WorkerPool implements OnModuleDestroy {
   submitJob(job: ModeSwitchJob): JobHandle<ModeSwitchResult>;
   submitJob<T, A extends readonly unknown[]>(job: CustomJob<T, A>): JobHandle<T>;
   submitJob(job: Job): JobHandle<unknown> {
-    if (this.closed) throw new SidecarUnavailableError('the server is shutting down');
+    if (this.closed) throw new ShuttingDownError('the server takes no new work');
     if (this.down !== undefined) {
       throw new SidecarUnavailableError(`the model host went away (${this.down}); it is being brought back`);
     }
@@ -171,14 +221,70 @@ export class WorkerPool implements OnModuleDestroy {
     return { id: entry.id, ahead, result: () => promise, cancel: () => this.cancel(entry) };
   }
 
-  onModuleDestroy(): void {
+  /** Takes no new work and answers every queued job 503 "shutting down", at once; the running job goes on. */
+  beginShutdown(): void {
+    if (this.closed) return;
     this.closed = true;
     this.stop.abort();
-    for (const entry of this.waiting.splice(0)) {
+    clearInterval(this.healthWatch);
+    const queued = this.waiting.splice(0);
+    for (const entry of queued) {
       clearTimeout(entry.timer);
-      entry.reject(new SidecarUnavailableError('the server is shutting down'));
+      entry.reject(new ShuttingDownError('the server stopped before this job started'));
     }
-    this.running?.abort.abort();
+    this.logger.log(
+      `shutting down: new work and ${queued.length} queued job(s) answered 503` +
+        (this.running ? '; waiting for the running job' : ''),
+    );
+  }
+
+  /**
+   * beginShutdown, then lets the running job finish within `graceMs`; past it the job is cancelled (a generation
+   * stops at its next step) and gets CANCEL_SETTLE_MS to end. Resolves when nothing runs any more.
+   */
+  async shutdown(graceMs: number): Promise<void> {
+    this.beginShutdown();
+    const entry = this.running;
+    if (!entry) return;
+    if (await this.settlesWithin(graceMs)) return;
+    this.logger.warn(`the running job did not finish within ${graceMs} ms (SHUTDOWN_GRACE_MS): cancelling it`);
+    entry.abort.abort();
+    if (await this.settlesWithin(CANCEL_SETTLE_MS)) return;
+    // A load or a custom job cannot be stopped from here: answer its caller, and stop regardless.
+    this.logger.warn(`the running job did not end ${CANCEL_SETTLE_MS} ms after its cancel: stopping regardless`);
+    entry.reject(new ShuttingDownError('the server stopped while this job ran'));
+  }
+
+  onModuleDestroy(): Promise<void> {
+    return this.shutdown(this.config.shutdownGraceMs);
+  }
+
+  /** True when the running job has ended within `ms`. */
+  private async settlesWithin(ms: number): Promise<boolean> {
+    let timer: NodeJS.Timeout | undefined;
+    const settled = await Promise.race([
+      this.runningDone.then(() => true),
+      new Promise<boolean>((resolve) => (timer = setTimeout(resolve, ms, false))),
+    ]);
+    clearTimeout(timer);
+    return settled;
+  }
+
+  /** While the pool believes the model host serves, asks it: NOT_SERVING, or HEALTH_MISSES_LOST misses, is lost. */
+  private async checkServing(): Promise<void> {
+    if (this.state !== 'serving' || this.healthCheckInFlight) return;
+    this.healthCheckInFlight = true;
+    try {
+      const health = await this.sidecar.healthStatus();
+      this.healthMisses = health === 'no-answer' ? this.healthMisses + 1 : 0;
+      if (this.state !== 'serving') return;
+      if (health === 'not-serving') this.sidecarLost('its health check says it is not serving');
+      else if (this.healthMisses >= HEALTH_MISSES_LOST) {
+        this.sidecarLost(`its health check got no answer ${this.healthMisses} times in a row`);
+      }
+    } finally {
+      this.healthCheckInFlight = false;
+    }
   }
 
   private cancel(entry: Entry): void {
@@ -237,7 +343,11 @@ export class WorkerPool implements OnModuleDestroy {
     try {
       entry.resolve(await this.run(entry.job, entry.abort.signal));
     } catch (error) {
-      entry.reject(this.jobFailure(error, entry));
+      const failure = this.jobFailure(error, entry);
+      if (entry.job.kind === 'mode-switch') {
+        this.lastSwitchFailure = { at: new Date(), mode: entry.job.mode, error: failure as Error };
+      }
+      entry.reject(failure);
     }
   }
 
@@ -248,6 +358,11 @@ export class WorkerPool implements OnModuleDestroy {
       // The sidecar cancelled a call nobody cancelled: it is shutting down, or gone.
       (error instanceof JobCancelledError && !entry.abort.signal.aborted) ||
       (this.down !== undefined && !(error instanceof ModeNotFoundError) && !entry.abort.signal.aborted);
+    if (this.closed && error instanceof JobCancelledError && entry.abort.signal.aborted) {
+      return new ShuttingDownError(
+        `the job was cancelled: it did not finish within ${this.config.shutdownGraceMs} ms (SHUTDOWN_GRACE_MS)`,
+      );
+    }
     if (!lost || this.closed) return error;
     const detail = (error instanceof Error ? error.message : String(error)).replace(UNAVAILABLE_PREFIX, '');
     this.sidecarLost(detail);
@@ -293,7 +408,10 @@ export class WorkerPool implements OnModuleDestroy {
   }
 
   private async activate(mode: ResolvedMode): Promise<ModeSwitchResult> {
-    if (this.registry.activeKey === mode.key) return { mode: mode.name, load: undefined };
+    if (this.registry.activeKey === mode.key) {
+      this.lastSwitchFailure = undefined;
+      return { mode: mode.name, load: undefined };
+    }
     const from = this.registry.currentMode;
     this.logger.log(`switching mode: ${from ?? '(none)'} -> ${mode.name}`);
     this.switching = mode.name;
@@ -301,6 +419,7 @@ export class WorkerPool implements OnModuleDestroy {
       const load = await this.sidecar.load(mode);
       this.registry.recordLoad(mode, load);
       this.lastMode = mode.name;
+      this.lastSwitchFailure = undefined;
       this.logger.log(
         `mode '${mode.name}' active (${load.architecture}, ${(load.bytes / 2 ** 20).toFixed(0)} MiB on ${load.device}, ` +
           `${load.source === 'resident' ? 'already resident' : `${load.loadSeconds.toFixed(1)} s`})`,
@@ -341,6 +460,7 @@ export class WorkerPool implements OnModuleDestroy {
       try {
         await this.runningDone;
         await this.sidecar.waitForReady(this.config.sidecarStartupTimeoutMs, signal);
+        this.resyncing = true;
         this.registry.clear();
         this.registry.recordMemory(await this.sidecar.getMemory());
         const name = this.lastMode ?? this.modes.config.defaultMode;
@@ -354,6 +474,8 @@ export class WorkerPool implements OnModuleDestroy {
         }
         this.registry.markStartedUp();
         this.down = undefined;
+        this.resyncing = false;
+        this.healthMisses = 0;
         this.logger.log(
           `model host back: registry re-synced, mode '${this.registry.currentMode ?? '(none)'}' active; ` +
             `resuming ${this.waiting.length} queued job(s)`,
@@ -361,6 +483,7 @@ export class WorkerPool implements OnModuleDestroy {
         this.drain();
         return;
       } catch (error) {
+        this.resyncing = false;
         if (this.closed) return;
         this.logger.warn(`model host not back yet (try ${attempt}): ${(error as Error).message}`);
         await sleep(RECOVERY_RETRY_MS, undefined, { signal }).catch(() => undefined);

@@ -15,13 +15,16 @@ export interface SidecarEndpoint {
   readonly socketDir: string | undefined;
 }
 
+/** The private socket folders' names: `modelhost-<gateway pid>-<random>`, so a leftover's owner can be told. */
+export const SOCKET_DIR_PATTERN = /^modelhost-(\d+)-[0-9a-f]{16}$/;
+
 /** SIDECAR_ADDR, or a socket in a private folder (not made yet) for a sidecar the gateway starts. */
 export const sidecarEndpointProvider: FactoryProvider<SidecarEndpoint> = {
   provide: SIDECAR_ENDPOINT,
   inject: [APP_CONFIG],
   useFactory: (config: AppConfig): SidecarEndpoint => {
     if (config.sidecarAddr !== undefined) return { address: config.sidecarAddr, socketDir: undefined };
-    const socketDir = join(tmpdir(), `modelhost-${randomBytes(8).toString('hex')}`);
+    const socketDir = join(tmpdir(), `modelhost-${process.pid}-${randomBytes(8).toString('hex')}`);
     return { address: `unix:${join(socketDir, 'modelhost.sock')}`, socketDir };
   },
 };

@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
+import { lstatSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import type { Readable } from 'node:stream';
 
@@ -9,10 +9,14 @@ import { Inject, Injectable, Logger, type OnModuleDestroy } from '@nestjs/common
 import { APP_CONFIG, type AppConfig } from '../config/app-config.js';
 import { SidecarUnavailableError } from '../errors/domain.errors.js';
 import { RegistryService } from '../registry/registry.service.js';
-import { SIDECAR_ENDPOINT, type SidecarEndpoint } from './sidecar-endpoint.provider.js';
+import { SIDECAR_ENDPOINT, SOCKET_DIR_PATTERN, type SidecarEndpoint } from './sidecar-endpoint.provider.js';
 import { SidecarRepository } from './sidecar.repository.js';
 
-const KILL_AFTER_MS = 10_000;
+/**
+ * How long the model host itself may take past its --grace: it waits up to 10 s for cancelled calls to end, then
+ * stops its server (sidecar/src/modelhost/server.py). SIGKILL comes only after --grace and this.
+ */
+const MODEL_HOST_STOP_MARGIN_MS = 15_000;
 /** The first pause before restarting a lost sidecar; it doubles per failed try, up to SIDECAR_RESTART_MAX_BACKOFF_MS. */
 const FIRST_RESTART_DELAY_MS = 1_000;
 /** A sidecar that stayed up this long counts as healthy again: the next loss restarts it after the first delay. */
@@ -29,7 +33,12 @@ interface Exit {
 
 /**
  * Runs the sidecar as a child process when SIDECAR_ADDR is unset:
- * `<SIDECAR_PYTHON> -m modelhost serve --listen unix:<private dir>/modelhost.sock`.
+ * `<SIDECAR_PYTHON> -m modelhost serve --listen unix:<private dir>/modelhost.sock --grace <SHUTDOWN_GRACE_MS in s>
+ * [--device <SIDECAR_DEVICE>]`.
+ *
+ * It is stopped after the WorkerPool has drained (that module is destroyed first): SIGTERM, then SIGKILL only
+ * once the model host's own grace and stop margin have passed. The private folder goes on every exit path the
+ * process sees; one left by a gateway that was SIGKILLed is removed by the next gateway's start.
  */
 @Injectable()
 export class SidecarProcessService implements OnModuleDestroy {
@@ -53,8 +62,11 @@ export class SidecarProcessService implements OnModuleDestroy {
   start(): void {
     const { socketDir } = this.endpoint;
     if (socketDir === undefined || this.child) return;
+    removeStaleSocketDirs(dirname(socketDir), this.logger);
     // mkdir (not mkdtemp) under a random name: atomic, fails rather than follow anything already there.
     mkdirSync(socketDir, { mode: 0o700 });
+    // process.exit() and a crash skip the shutdown hooks but not this; only SIGKILL and the like escape it.
+    process.once('exit', this.removeSocketDir);
     this.spawnChild();
   }
 
@@ -78,7 +90,10 @@ export class SidecarProcessService implements OnModuleDestroy {
     if (socketDir !== undefined) rmSync(join(socketDir, 'modelhost.sock'), { force: true });
     const python = this.config.sidecarPython;
     // --exit-with-parent: a gateway killed without its shutdown hooks must not leave a sidecar holding the GPU.
+    // --grace: the model host's own grace for a running call equals the gateway's, which drains its job first.
     const args = ['-m', 'modelhost', 'serve', '--listen', address, '--exit-with-parent'];
+    args.push('--grace', String(this.config.shutdownGraceMs / 1000));
+    if (this.config.sidecarDevice !== undefined) args.push('--device', this.config.sidecarDevice);
     this.logger.log(`starting the model host: ${python} ${args.join(' ')}`);
     const child = spawn(python, args, { cwd: process.cwd(), env: process.env, stdio: ['ignore', 'pipe', 'pipe'] });
     this.child = child;
@@ -119,15 +134,21 @@ export class SidecarProcessService implements OnModuleDestroy {
     if (child && exited && child.exitCode === null && child.signalCode === null) {
       this.logger.log('stopping the model host');
       child.kill('SIGTERM');
+      const killAfterMs = this.config.shutdownGraceMs + MODEL_HOST_STOP_MARGIN_MS;
       const killer = setTimeout(() => {
-        this.logger.warn(`the model host did not stop within ${KILL_AFTER_MS / 1000} s: killing it`);
+        this.logger.warn(`the model host did not stop within ${killAfterMs / 1000} s: killing it`);
         child.kill('SIGKILL');
-      }, KILL_AFTER_MS);
+      }, killAfterMs);
       await exited;
       clearTimeout(killer);
     }
-    if (this.endpoint.socketDir !== undefined) rmSync(this.endpoint.socketDir, { recursive: true, force: true });
+    this.removeSocketDir();
+    process.removeListener('exit', this.removeSocketDir);
   }
+
+  private readonly removeSocketDir = (): void => {
+    if (this.endpoint.socketDir !== undefined) rmSync(this.endpoint.socketDir, { recursive: true, force: true });
+  };
 
   private forward(stream: Readable | null): void {
     // Blank lines are what is left of progress bars redrawn with carriage returns.
@@ -160,4 +181,44 @@ export class SidecarProcessService implements OnModuleDestroy {
 function describe(exit: Exit): string {
   if (exit.error) return `could not be started (${exit.error.message})`;
   return exit.signal ? `was killed by ${exit.signal}` : `exited with code ${exit.code}`;
+}
+
+/**
+ * Removes the socket folders of gateways that are gone (SIGKILLed, say: nothing of theirs ran to remove them).
+ * Only folders that match the name pattern, belong to this user and whose gateway pid no longer runs.
+ */
+export function removeStaleSocketDirs(parent: string, logger?: Logger): string[] {
+  const removed: string[] = [];
+  let names: string[];
+  try {
+    names = readdirSync(parent);
+  } catch {
+    return removed;
+  }
+  const uid = process.getuid?.();
+  for (const name of names) {
+    const pid = SOCKET_DIR_PATTERN.exec(name)?.[1];
+    if (pid === undefined || Number(pid) === process.pid || isRunning(Number(pid))) continue;
+    const path = join(parent, name);
+    try {
+      const stat = lstatSync(path);
+      if (!stat.isDirectory() || (uid !== undefined && stat.uid !== uid)) continue;
+      rmSync(path, { recursive: true, force: true });
+      removed.push(path);
+      logger?.log(`removed ${basename(path)}, the socket folder of gateway pid ${pid} that is gone`);
+    } catch {
+      // Gone meanwhile, or not ours to remove: either way nothing to do.
+    }
+  }
+  return removed;
+}
+
+function isRunning(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    // EPERM: the pid runs, as another user's process.
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }

@@ -29,6 +29,7 @@ import type { RunTaskRequest__Output } from './generated/modelhost/v1/RunTaskReq
 import { loadSidecarProto } from './proto-package.loader.js';
 import { SidecarRepository } from './sidecar.repository.js';
 import type { GenerateParams, GenerateProgress } from './sidecar.types.js';
+import { waitFor } from '../../testing/wait-for.js';
 
 const PNG = Buffer.from([0x89, 0x50, 0x4e, 0x47, 1, 2, 3]);
 
@@ -326,8 +327,7 @@ describe('SidecarRepository against a gRPC server', () => {
     const abort = new AbortController();
     const generation = repository.generate(PARAMS, { signal: abort.signal, onProgress: () => abort.abort() });
     await expect(generation).rejects.toBeInstanceOf(JobCancelledError);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-    expect(sidecar.generationCancelled).toBe(true);
+    await waitFor(() => sidecar.generationCancelled, { what: 'the fake sidecar to see the cancel' });
   });
 
   it('does not call the sidecar for an already aborted signal', async () => {

@@ -179,11 +179,22 @@ export class SidecarRepository implements OnModuleDestroy {
 
   /** One health check: true when the model host service says SERVING. */
   isServing(): Promise<boolean> {
+    return this.healthStatus().then((status) => status === 'serving');
+  }
+
+  /**
+   * The health check's answer: `serving`, `not-serving` (the model host said so: starting, or draining), or
+   * `no-answer` (unreachable, or too busy to answer within the check's deadline).
+   */
+  healthStatus(): Promise<'serving' | 'not-serving' | 'no-answer'> {
     return new Promise((resolve) => {
       this.health.Check(
         { service: MODEL_HOST_SERVICE },
         { deadline: Date.now() + HEALTH_CHECK_TIMEOUT_MS },
-        (error, reply) => resolve(!error && reply?.status === 'SERVING'),
+        (error, reply) => {
+          if (error) resolve('no-answer');
+          else resolve(reply?.status === 'SERVING' ? 'serving' : 'not-serving');
+        },
       );
     });
   }

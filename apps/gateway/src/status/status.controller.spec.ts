@@ -7,6 +7,7 @@ import { WorkerPool } from '../queue/worker-pool.service.js';
 import { SidecarUnavailableError } from '../errors/domain.errors.js';
 import type { MemoryStats } from '../sidecar/sidecar.types.js';
 import { toVramView } from './status.service.js';
+import { waitFor } from '../../testing/wait-for.js';
 
 const GiB = 2 ** 30;
 
@@ -24,7 +25,13 @@ describe('GET /api/models/status and GET /api/vram', () => {
   it("answers the spec's keys, in GiB, with every resident model named by its mode", async () => {
     await request(server).post('/generate').send({ prompt: 'x', mode: 'sd15-fast' }).expect(200);
     const body: unknown = (await request(server).get('/api/models/status').expect(200)).body;
-    expect(Object.keys(body as object)).toEqual(['current_mode', 'queue_size', 'vram', 'last_reload_error']);
+    expect(Object.keys(body as object)).toEqual([
+      'current_mode',
+      'queue_size',
+      'vram',
+      'last_reload_error',
+      'last_switch_error',
+    ]);
     expect(body).toEqual({
       current_mode: 'sd15-fast',
       queue_size: 0,
@@ -44,6 +51,7 @@ describe('GET /api/models/status and GET /api/vram', () => {
             key: expect.stringMatching(/^sdxl-general-[0-9a-f]{12}$/) as unknown,
             architecture: 'sd15',
             stale: false,
+            bytes: 2 ** 20,
           },
           {
             name: 'sd15-fast',
@@ -56,11 +64,13 @@ describe('GET /api/models/status and GET /api/vram', () => {
             key: expect.stringMatching(/^sd15-fast-[0-9a-f]{12}$/) as unknown,
             architecture: 'sd15',
             stale: false,
+            bytes: 2 ** 20,
           },
         ],
         device_type: 'cpu',
       },
       last_reload_error: null,
+      last_switch_error: null,
     });
     const vram = await request(server).get('/api/vram').expect(200);
     expect(vram.body).toEqual((body as { vram: unknown }).vram);
@@ -76,7 +86,7 @@ describe('GET /api/models/status and GET /api/vram', () => {
         .then((r) => r),
     );
     const pool = t.app.get(WorkerPool);
-    while (pool.queueSize < 2) await new Promise((resolve) => setTimeout(resolve, 5));
+    await waitFor(() => pool.queueSize >= 2, { what: 'two jobs to queue' });
     const body: unknown = (await request(server).get('/api/models/status').expect(200)).body;
     expect((body as { queue_size: number }).queue_size).toBe(2);
     release();
@@ -150,6 +160,7 @@ describe('toVramView', () => {
           key: 'sdxl-general-0123456789ab',
           architecture: 'sdxl-base',
           stale: false,
+          bytes: 12.5 * GiB,
         },
       ],
       device_type: 'cuda',

@@ -1,5 +1,6 @@
 import { Injectable } from '@nestjs/common';
 
+import { toHttpError } from '../errors/http-error.table.js';
 import { ModesService } from '../modes/modes.service.js';
 import { WorkerPool } from '../queue/worker-pool.service.js';
 import { modeOfKey } from '../modes/mode-key.js';
@@ -32,12 +33,21 @@ export class StatusService {
   async status(): Promise<ModelsStatusDto> {
     const vram = await this.vram();
     const failure = this.modes.lastReloadError;
+    const switchFailure = this.pool.lastSwitchError;
     return {
       current_mode: this.registry.currentMode ?? null,
       queue_size: this.pool.queueSize,
       vram,
       last_reload_error: failure
         ? { at: failure.at, trigger: failure.trigger, source: failure.source, problems: [...failure.problems] }
+        : null,
+      last_switch_error: switchFailure
+        ? {
+            at: switchFailure.at.toISOString(),
+            mode: switchFailure.mode,
+            error: toHttpError(switchFailure.error).body.error,
+            message: switchFailure.error.message,
+          }
         : null,
     };
   }
@@ -55,6 +65,7 @@ export function toVramView(stats: MemoryStats): VramDto {
       key: model.key,
       architecture: model.architecture,
       stale: model.stale,
+      bytes: model.bytes,
     }));
   return {
     device: stats.deviceName || stats.device,

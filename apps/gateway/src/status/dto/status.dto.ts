@@ -41,6 +41,9 @@ export class VramModelDto {
 
   @ApiProperty({ example: false, description: 'added: a file it was loaded from changed since; reloaded on next use' })
   stale!: boolean;
+
+  @ApiProperty({ example: 13421772800, description: 'added: vram_gb in bytes, as the model host counts them' })
+  bytes!: number;
 }
 
 export class VramDto {
@@ -83,6 +86,20 @@ export class ReloadErrorDto {
   problems!: string[];
 }
 
+export class SwitchErrorDto {
+  @ApiProperty({ example: '2026-01-01T12:00:00.000Z' })
+  at!: string;
+
+  @ApiProperty({ example: 'sd15-fast', description: 'the mode the failed switch was to' })
+  mode!: string;
+
+  @ApiProperty({ example: 'model_load_failed', description: "the error code the switch's caller would have got" })
+  error!: string;
+
+  @ApiProperty({ example: "Mode 'sd15-fast' could not be loaded: model file not found: /models/sd15.safetensors" })
+  message!: string;
+}
+
 export class ModelsStatusDto {
   @ApiProperty({ example: 'sdxl-general', nullable: true, type: String, description: 'null until a mode is loaded' })
   current_mode!: string | null;
@@ -99,4 +116,13 @@ export class ModelsStatusDto {
     description: 'added: the last failed reload of modes.yaml, until a good file is loaded; null when none',
   })
   last_reload_error!: ReloadErrorDto | null;
+
+  @ApiPropertyOptional({
+    type: SwitchErrorDto,
+    nullable: true,
+    description:
+      'added: the last failed mode switch (POST /api/modes/switch, or the default mode at start), until a switch ' +
+      'succeeds; null when none',
+  })
+  last_switch_error!: SwitchErrorDto | null;
 }
