@@ -114,7 +114,8 @@ def detect_architecture(keys: set[str] | dict[str, TensorInfo]) -> str:
     """Tells the family from which text encoders the checkpoint carries.
 
     Structure, not layer counts: diffusers' own detector looks at one layer of
-    the second text encoder, which misreads small models (DESIGN §10).
+    the second text encoder (the 10th layer of its encoder), so a tiny SDXL with
+    fewer layers would pass for SD1.5.
     """
 
     def has(prefix: str) -> bool:
