@@ -79,7 +79,9 @@ def main(argv: list[str] | None = None) -> None:
         default=[],
         metavar="DIR",
         help="a folder of models (and LoRAs) that ListModels lists and watches; repeatable. "
-        "Added to MODEL_ROOTS (colon-separated)",
+        "Added to MODEL_ROOTS (colon-separated). With any root, loads of files that resolve "
+        "outside every root are refused; with none, loads are not restricted (the gateway "
+        "sets the roots of its modes file with SetModelRoots)",
     )
     serve.add_argument(
         "--watch-poll",

@@ -21,6 +21,14 @@ class LoadSpec:
     superres_model: str = ""
     superres_scale: int = 0  # 0: the upscaler's own scale
 
+    def paths(self) -> list[tuple[str, str]]:
+        """(request field, path) of every file or folder the load reads: what the
+        model roots are checked against. A new path field belongs here too."""
+        named = [("model_path", self.model_path), ("config_dir", self.config_dir)]
+        named += [(f"loras[{i}].path", lora.path) for i, lora in enumerate(self.loras)]
+        named.append(("superres_model", self.superres_model))
+        return [(field, path) for field, path in named if path]
+
 
 class LoadSource(Enum):
     DISK = "disk"
