@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 
-import { Inject, Injectable, Logger, type OnModuleDestroy } from '@nestjs/common';
+import { Inject, Injectable, Logger, type OnModuleDestroy, type OnModuleInit } from '@nestjs/common';
 
 import { APP_CONFIG, type AppConfig } from '../config/app-config.js';
 import {
@@ -14,6 +14,7 @@ import {
   UnknownTaskError,
 } from '../errors/domain.errors.js';
 import type { ResolvedMode } from '../modes/mode.types.js';
+import { modelRoots } from '../modes/model-roots.js';
 import { ModesService } from '../modes/modes.service.js';
 import { RegistryService } from '../registry/registry.service.js';
 import { SidecarProcessService } from '../sidecar/sidecar-process.service.js';
@@ -62,7 +63,7 @@ interface Entry {
  * queue carries on.
  */
 @Injectable()
-export class WorkerPool implements OnModuleDestroy {
+export class WorkerPool implements OnModuleInit, OnModuleDestroy {
   private readonly logger = new Logger(WorkerPool.name);
   private readonly waiting: Entry[] = [];
   private readonly handlers = new Map<string, JobHandler>();
@@ -76,6 +77,10 @@ export class WorkerPool implements OnModuleDestroy {
   /** Why the sidecar cannot take work; undefined while it can. */
   private down: string | undefined;
   private recovering: Promise<void> | undefined;
+  /** The model roots the model host has (joined), undefined when it may not have them: sent before the next load. */
+  private rootsSent: string | undefined;
+  /** Root updates one after the other, so the last one sent is the running configuration's. */
+  private rootsSync: Promise<void> = Promise.resolve();
   private nextId = 1;
   private closed = false;
 
@@ -90,6 +95,16 @@ export class WorkerPool implements OnModuleDestroy {
       this.sidecar.runTask(task, args),
     );
     sidecarProcess.onLost((reason) => this.sidecarLost(reason));
+  }
+
+  /** A reload that moves model_root or lora_root gives the model host the new roots at once. */
+  onModuleInit(): void {
+    this.modes.onReload(() => {
+      if (this.closed || this.down !== undefined) return; // recovery sends them
+      this.syncModelRoots().catch((error: Error) =>
+        this.logger.warn(`could not give the model host the new model roots: ${error.message}`),
+      );
+    });
   }
 
   /** Jobs waiting their turn (the running one not counted): the figure QUEUE_MAX bounds. */
@@ -293,6 +308,7 @@ export class WorkerPool implements OnModuleDestroy {
     this.logger.log(`switching mode: ${from ?? '(none)'} -> ${mode.name}`);
     this.switching = mode.name;
     try {
+      await this.syncModelRoots();
       const load = await this.sidecar.load(mode);
       this.registry.recordLoad(mode, load);
       this.lastMode = mode.name;
@@ -305,6 +321,25 @@ export class WorkerPool implements OnModuleDestroy {
     } finally {
       this.switching = undefined;
     }
+  }
+
+  /**
+   * Gives the model host the running configuration's model roots unless it has them already: it refuses to load
+   * anything that resolves outside them, whoever asks.
+   */
+  private syncModelRoots(): Promise<void> {
+    const next = this.rootsSync
+      .catch(() => undefined)
+      .then(async () => {
+        const roots = modelRoots(this.modes.config);
+        const id = roots.join('\n');
+        if (id === this.rootsSent) return;
+        const applied = await this.sidecar.setModelRoots(roots);
+        this.rootsSent = id;
+        this.logger.log(`model roots given to the model host: ${applied.join(', ')}`);
+      });
+    this.rootsSync = next;
+    return next;
   }
 
   private async refreshMemory(): Promise<void> {
@@ -336,6 +371,8 @@ export class WorkerPool implements OnModuleDestroy {
       try {
         await this.runningDone;
         await this.sidecar.waitForReady(this.config.sidecarStartupTimeoutMs, signal);
+        this.rootsSent = undefined;
+        await this.syncModelRoots();
         this.registry.clear();
         this.registry.recordMemory(await this.sidecar.getMemory());
         const name = this.lastMode ?? this.modes.config.defaultMode;
