@@ -20,6 +20,8 @@ from modelhost.v1 import modelhost_pb2 as pb
 from modelhost.v1 import modelhost_pb2_grpc as pb_grpc
 
 STARTUP_SECONDS = 120
+# Far beyond a 1 s grace plus one step and the teardown, far below the job's hours.
+CANCEL_DEADLINE_SECONDS = 300
 
 
 def start_sidecar(tmp_path: Path, grace_seconds: float) -> tuple[subprocess.Popen[bytes], str]:
@@ -161,19 +163,21 @@ async def test_sigterm_cancels_a_job_that_outlasts_the_grace_and_exits_0(
         async with grpc.aio.insecure_channel(address) as channel:
             stub = pb_grpc.ModelHostStub(channel)
             await stub.LoadModel(_load_request(demo_dir))
-            steps = 100_000  # many minutes: only a cancel ends it in time
+            steps = 100_000  # hours on a CPU: only a cancel ends it
             call = stub.Generate(_generate_request(steps))
             assert (await call.read()).WhichOneof("event") == "progress"
-            signalled = time.monotonic()
             process.send_signal(signal.SIGTERM)
-            with pytest.raises(grpc.aio.AioRpcError) as caught:
+
+            async def read_to_the_end() -> None:
                 while (event := await call.read()) != grpc.aio.EOF:
                     assert isinstance(event, pb.GenerateEvent)
                     assert event.WhichOneof("event") == "progress"
+
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                # A deadline, not a timing claim: without the cancel the stream runs for hours.
+                await asyncio.wait_for(read_to_the_end(), timeout=CANCEL_DEADLINE_SECONDS)
             assert caught.value.code() == grpc.StatusCode.CANCELLED
-        assert process.wait(timeout=60) == 0
-        # The grace, one step and the teardown; not the minutes the job would have taken.
-        assert time.monotonic() - signalled < grace + 30
+        assert process.wait(timeout=CANCEL_DEADLINE_SECONDS) == 0
     finally:
         if process.poll() is None:
             process.kill()
