@@ -245,3 +245,17 @@ def test_pickle_weights_inside_a_diffusers_folder_load_when_allowed(pickle_pipel
     allowed = ModelHost(Device("cpu"), allow_pickle=True)
     result = allowed.load(LoadSpec(key="bin", model_path=str(pickle_pipeline)))
     assert result.architecture == "sd15"
+
+
+async def test_a_root_inside_another_is_watched_once(
+    served: tuple[pb_grpc.ModelHostStub, Inventory], root: Path
+) -> None:
+    stub, _ = served
+    loras = root / "loras"
+    reply = await stub.SetModelRoots(pb.SetModelRootsRequest(roots=[str(root), str(loras)]))
+    assert list(reply.roots) == [os.path.realpath(root), os.path.realpath(loras)]
+    listing = await stub.ListModels(pb.ListModelsRequest())
+    assert list(listing.roots) == [os.path.realpath(root)]
+    paths = [m.path for m in listing.models]
+    assert len(paths) == len(set(paths))
+    assert str(loras / "tiny-sd15-lora.safetensors") in paths

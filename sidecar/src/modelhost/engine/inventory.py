@@ -40,7 +40,7 @@ from modelhost.engine.checkpoint import (
     read_safetensors_header,
 )
 from modelhost.engine.files import Fingerprint, fingerprint
-from modelhost.engine.roots import resolve_roots
+from modelhost.engine.roots import outermost, resolve_roots
 from modelhost.engine.types import FileUse
 from modelhost.errors import ModelHostError
 
@@ -187,7 +187,7 @@ class Inventory:
         poll_seconds: float = DEFAULT_POLL_SECONDS,
         settle_seconds: float = DEFAULT_SETTLE_SECONDS,
     ) -> None:
-        self.roots: tuple[Path, ...] = tuple(Path(r) for r in resolve_roots(roots))
+        self.roots: tuple[Path, ...] = _watched_roots(roots)
         self.polling = polling
         self.poll_seconds = poll_seconds
         self.settle_seconds = settle_seconds
@@ -215,8 +215,8 @@ class Inventory:
 
     def set_roots(self, roots: Sequence[Path | str]) -> tuple[Path, ...]:
         """Replaces the roots: stops watching the old ones, scans and watches the new.
-        Returns them resolved."""
-        resolved = tuple(Path(r) for r in resolve_roots(roots))
+        Returns them resolved, without those inside another."""
+        resolved = _watched_roots(roots)
         with self._scan_lock:
             if self._observer is not None:
                 self._observer.unschedule_all()
@@ -347,6 +347,10 @@ class Inventory:
                 for per_root in self._entries.values()
                 for e in per_root.values()
             }
+
+
+def _watched_roots(roots: Sequence[Path | str]) -> tuple[Path, ...]:
+    return tuple(Path(r) for r in outermost(resolve_roots(roots)))
 
 
 def _model_paths(root: Path) -> list[tuple[Path, bool]]:

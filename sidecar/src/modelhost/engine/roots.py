@@ -27,6 +27,16 @@ def resolve_roots(roots: Iterable[str | Path]) -> tuple[str, ...]:
     return tuple(unique)
 
 
+def outermost(roots: Sequence[str]) -> tuple[str, ...]:
+    """The resolved roots without those inside another (lora_root is often model_root/loras):
+    what a watcher walks, so that no file is listed twice."""
+    return tuple(
+        root
+        for root in roots
+        if not any(root != other and root.startswith(other + os.sep) for other in roots)
+    )
+
+
 class ModelRoots:
     """An immutable set of resolved roots; replace the object to change them."""
 

@@ -104,8 +104,8 @@ class ModelHostServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListModels(self, request, context):
-        """Every model file under the roots the sidecar was started with (--model-root /
-        MODEL_ROOTS), kept fresh by a file watcher: within about a second of a file
+        """Every model file under the model roots (--model-root / MODEL_ROOTS, or the last
+        SetModelRoots), kept fresh by a file watcher: within about a second of a file
         appearing, changing or leaving. No roots: an empty list.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)

@@ -47,8 +47,8 @@ class ModelHostStub:
     """
     GetMemory: _grpc.UnaryUnaryMultiCallable[_modelhost_pb2.GetMemoryRequest, _modelhost_pb2.MemoryStats]
     ListModels: _grpc.UnaryUnaryMultiCallable[_modelhost_pb2.ListModelsRequest, _modelhost_pb2.ListModelsReply]
-    """Every model file under the roots the sidecar was started with (--model-root /
-    MODEL_ROOTS), kept fresh by a file watcher: within about a second of a file
+    """Every model file under the model roots (--model-root / MODEL_ROOTS, or the last
+    SetModelRoots), kept fresh by a file watcher: within about a second of a file
     appearing, changing or leaving. No roots: an empty list.
     """
     RunTask: _grpc.UnaryUnaryMultiCallable[_modelhost_pb2.RunTaskRequest, _modelhost_pb2.RunTaskReply]
@@ -78,8 +78,8 @@ class ModelHostAsyncStub(ModelHostStub):
     """
     GetMemory: _aio.UnaryUnaryMultiCallable[_modelhost_pb2.GetMemoryRequest, _modelhost_pb2.MemoryStats]  # type: ignore[assignment]
     ListModels: _aio.UnaryUnaryMultiCallable[_modelhost_pb2.ListModelsRequest, _modelhost_pb2.ListModelsReply]  # type: ignore[assignment]
-    """Every model file under the roots the sidecar was started with (--model-root /
-    MODEL_ROOTS), kept fresh by a file watcher: within about a second of a file
+    """Every model file under the model roots (--model-root / MODEL_ROOTS, or the last
+    SetModelRoots), kept fresh by a file watcher: within about a second of a file
     appearing, changing or leaving. No roots: an empty list.
     """
     RunTask: _aio.UnaryUnaryMultiCallable[_modelhost_pb2.RunTaskRequest, _modelhost_pb2.RunTaskReply]  # type: ignore[assignment]
@@ -136,8 +136,8 @@ class ModelHostServicer(metaclass=_abc_1.ABCMeta):
         request: _modelhost_pb2.ListModelsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_modelhost_pb2.ListModelsReply, _abc.Awaitable[_modelhost_pb2.ListModelsReply]]:
-        """Every model file under the roots the sidecar was started with (--model-root /
-        MODEL_ROOTS), kept fresh by a file watcher: within about a second of a file
+        """Every model file under the model roots (--model-root / MODEL_ROOTS, or the last
+        SetModelRoots), kept fresh by a file watcher: within about a second of a file
         appearing, changing or leaving. No roots: an empty list.
         """
 
