@@ -123,6 +123,9 @@ def generate(pipe: Any, *, width: int = 64, height: int = 64, steps: int = 4) ->
     return np.asarray(images[0])
 
 
+ONE_GREY_LEVEL = 1 / 255
+
+
 def mean_pixel_difference(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.abs(a - b).mean() * 255)
 
@@ -184,7 +187,11 @@ def test_single_file_gives_the_same_image_as_the_pipeline_it_came_from(
 
     assert expected.shape == (64, 64, 3)
     assert expected.std() > 0.01, "a flat image would make every comparison vacuous"
-    np.testing.assert_array_equal(actual, expected)
+    # The weights are the same bits (test_diffusers_reads_back_every_tensor_exactly), but
+    # the two pipelines are built by different code and may sum in another order on some
+    # CPUs (1.6e-6 measured on an AMD EPYC): the images agree within one grey level of
+    # 255, in [0, 1] floats. A wrong or misplaced tensor moves them far more.
+    np.testing.assert_allclose(actual, expected, rtol=0, atol=ONE_GREY_LEVEL)
 
 
 @FAMILIES

@@ -1,36 +1,49 @@
-"""The model inventory: what ListModels lists, and how fast it follows the disk."""
+"""The model inventory: what ListModels lists, and that it follows the disk.
 
+How fast it follows is measured by bench/inventory-latency.py (docs/BENCHMARKS.md), not
+asserted here: a busy machine must not fail a test of behaviour."""
+
+import asyncio
 import json
 import math
 import os
 import shutil
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
 
+from modelhost.engine.device import Device
 from modelhost.engine.host import ModelHost
 from modelhost.engine.inventory import Inventory, ModelFileInfo
 from modelhost.servicer import ModelHostServicer
 from modelhost.v1 import modelhost_pb2 as pb
 from modelhost.v1 import modelhost_pb2_grpc as pb_grpc
 
-# The promise: a change is listed within a second. Polling adds its interval.
-FRESH_SECONDS = 1.0
-POLL_FRESH_SECONDS = 2.0
+# Far beyond the settle and poll periods (well under a second): only a change that is
+# never seen runs into it.
+DEADLINE_SECONDS = 60.0
 
 
-def wait_for(condition: Callable[[], bool], timeout: float) -> float:
-    """Polls until condition() holds; returns the seconds it took, fails after timeout."""
-    started = time.monotonic()
+def wait_for(condition: Callable[[], bool], what: str) -> None:
+    """Polls until condition() holds; fails naming `what` when it never does."""
+    deadline = time.monotonic() + DEADLINE_SECONDS
     while not condition():
-        if time.monotonic() - started > timeout:
-            raise AssertionError(f"not within {timeout}s")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not seen within {DEADLINE_SECONDS:.0f} s")
         time.sleep(0.01)
-    return time.monotonic() - started
+
+
+async def wait_until(condition: Callable[[], Awaitable[bool]], what: str) -> None:
+    deadline = time.monotonic() + DEADLINE_SECONDS
+    while not await condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not seen within {DEADLINE_SECONDS:.0f} s")
+        await asyncio.sleep(0.01)
 
 
 def by_name(inventory: Inventory) -> dict[str, ModelFileInfo]:
@@ -51,10 +64,6 @@ def inventory(root: Path, request: pytest.FixtureRequest) -> Iterator[Inventory]
     watched.start()
     yield watched
     watched.stop()
-
-
-def freshness(inventory: Inventory) -> float:
-    return POLL_FRESH_SECONDS if inventory.polling else FRESH_SECONDS
 
 
 def copy_in_by_rename(source: Path, target: Path) -> None:
@@ -122,7 +131,7 @@ def test_a_file_copied_in_by_rename_appears_in_time(inventory: Inventory, root: 
     target = root / "incoming" / "new-model.safetensors"
     target.parent.mkdir()
     copy_in_by_rename(root / "tiny-sdxl.safetensors", target)
-    wait_for(lambda: "new-model.safetensors" in by_name(inventory), freshness(inventory))
+    wait_for(lambda: "new-model.safetensors" in by_name(inventory), "the new file listed")
     assert by_name(inventory)["new-model.safetensors"].architecture == "sdxl-base"
 
 
@@ -133,7 +142,7 @@ def test_a_file_changed_in_place_is_described_again(inventory: Inventory, root: 
     size = target.stat().st_size
     wait_for(
         lambda: by_name(inventory)["tiny-sd15.safetensors"].size_bytes == size,
-        freshness(inventory),
+        "the rewritten file described again",
     )
     assert by_name(inventory)["tiny-sd15.safetensors"].architecture == "lora"
 
@@ -141,13 +150,12 @@ def test_a_file_changed_in_place_is_described_again(inventory: Inventory, root: 
 def test_a_deleted_file_leaves_and_a_moved_folder_follows(inventory: Inventory, root: Path) -> None:
     (root / "tiny-sdxl.safetensors").unlink()
     os.replace(root / "loras", root / "adapters")
-    timeout = freshness(inventory)
-    wait_for(lambda: "tiny-sdxl.safetensors" not in by_name(inventory), timeout)
+    wait_for(lambda: "tiny-sdxl.safetensors" not in by_name(inventory), "the deleted file gone")
     wait_for(
         lambda: (
             Path(by_name(inventory)["tiny-sd15-lora.safetensors"].path).parent.name == "adapters"
         ),
-        timeout,
+        "the moved folder followed",
     )
 
 
@@ -167,11 +175,27 @@ def test_no_roots_no_inventory_and_a_missing_root_is_skipped(tmp_path: Path) -> 
 
 
 @pytest.fixture
-async def stub_with_inventory(
-    host: ModelHost, executor: ThreadPoolExecutor, root: Path, tmp_path: Path
-) -> AsyncIterator[pb_grpc.ModelHostStub]:
+def watched(root: Path) -> Iterator[Inventory]:
     inventory = Inventory([root])
     inventory.start()
+    yield inventory
+    inventory.stop()
+
+
+@pytest.fixture
+def watching_host(watched: Inventory) -> ModelHost:
+    """A host that learns from the inventory whether its files changed, as served."""
+    return ModelHost(Device("cpu"), changes=watched)
+
+
+@pytest.fixture
+async def stub_with_inventory(
+    watching_host: ModelHost,
+    watched: Inventory,
+    executor: ThreadPoolExecutor,
+    tmp_path: Path,
+) -> AsyncIterator[pb_grpc.ModelHostStub]:
+    host, inventory = watching_host, watched
     server = grpc.aio.server()
     pb_grpc.add_ModelHostServicer_to_server(
         ModelHostServicer(host, executor, inventory=inventory), server
@@ -182,7 +206,6 @@ async def stub_with_inventory(
     async with grpc.aio.insecure_channel(address) as channel:
         yield pb_grpc.ModelHostStub(channel)
     await server.stop(None)
-    inventory.stop()
 
 
 def load_request(root: Path, key: str) -> pb.LoadModelRequest:
@@ -212,8 +235,12 @@ async def test_list_models_over_grpc_and_a_changed_file_marks_its_keys_stale(
     checkpoint = root / "tiny-sd15.safetensors"
     later = checkpoint.stat().st_mtime + 10
     os.utime(checkpoint, (later, later))
-    memory = await stub.GetMemory(pb.GetMemoryRequest())
-    assert [(m.key, m.stale) for m in memory.models] == [("detail", True)]
+
+    async def stale() -> bool:
+        memory = await stub.GetMemory(pb.GetMemoryRequest())
+        return [(m.key, m.stale) for m in memory.models] == [("detail", True)]
+
+    await wait_until(stale, "the key on the touched checkpoint reported stale")
     listing = await stub.ListModels(pb.ListModelsRequest())
     files = {Path(m.path).name: m for m in listing.models}
     assert files["tiny-sd15.safetensors"].stale
@@ -231,9 +258,10 @@ async def test_list_models_over_grpc_and_a_changed_file_marks_its_keys_stale(
     assert not files["tiny-sd15.safetensors"].stale
 
 
-async def test_a_changed_lora_marks_its_key_stale(host: ModelHost, root: Path) -> None:
+def test_a_changed_lora_marks_its_key_stale(watching_host: ModelHost, root: Path) -> None:
     from modelhost.engine.types import LoadSpec, LoraSpec
 
+    host = watching_host
     lora = root / "loras" / "tiny-sd15-lora.safetensors"
     host.load(
         LoadSpec(
@@ -245,13 +273,41 @@ async def test_a_changed_lora_marks_its_key_stale(host: ModelHost, root: Path) -
     )
     assert not host.memory().models[0].stale
     lora.unlink()  # gone from disk counts as changed
-    assert host.memory().models[0].stale
+    wait_for(lambda: host.memory().models[0].stale, "the key of the deleted LoRA reported stale")
     assert host.file_uses()[str(lora.resolve())].stale
 
 
-async def test_no_inventory_lists_nothing(stub: pb_grpc.ModelHostStub) -> None:
-    listing = await stub.ListModels(pb.ListModelsRequest())
-    assert list(listing.models) == [] and list(listing.roots) == []
+def test_memory_reads_no_files(
+    watching_host: ModelHost, root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """memory() runs on the event loop: staleness comes from the inventory, not a stat."""
+    from modelhost.engine.types import LoadSpec
+
+    watching_host.load(LoadSpec(key="k", model_path=str(root / "tiny-sd15.safetensors"),
+                                config_dir=str(root / "tiny-sd15.config")))  # fmt: skip
+    touched: list[str] = []
+    real_path_stat, real_stat, real_walk = Path.stat, os.stat, os.walk
+
+    def path_stat(self: Path, *args: Any, **kwargs: Any) -> os.stat_result:
+        touched.append(str(self))
+        return real_path_stat(self, *args, **kwargs)
+
+    def stat(path: Any, *args: Any, **kwargs: Any) -> os.stat_result:
+        touched.append(str(path))
+        return real_stat(path, *args, **kwargs)
+
+    def walk(path: Any, *args: Any, **kwargs: Any) -> Iterator[Any]:
+        touched.append(str(path))
+        return real_walk(path, *args, **kwargs)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(Path, "stat", path_stat)
+        patched.setattr(os, "stat", stat)
+        patched.setattr(os, "walk", walk)
+        models = watching_host.memory().models
+    assert [m.key for m in models] == ["k"]
+    # (The device's own figures may read /proc: that is not the model files.)
+    assert [p for p in touched if not p.startswith(("/proc/", "/sys/"))] == []
 
 
 def test_header_shapes_are_kept(root: Path) -> None:

@@ -1,6 +1,7 @@
 """LoRAs: keys on one checkpoint share one base pipeline and switch adapters, not weights."""
 
 import gc
+import itertools
 import threading
 import weakref
 from pathlib import Path
@@ -8,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from imagecompare import assert_changed, assert_same_pixels
 from modelhost.demo.factory import tiny_lora_state_dict
 from modelhost.demo.tiny import tiny_sd15_pipeline
 from modelhost.engine.checkpoint import read_safetensors_header
@@ -112,14 +114,17 @@ def test_alternating_keys_give_the_same_bytes_as_each_alone(
         single = ModelHost(Device("cpu"))
         single.load(spec(demo_dir, key, *loras))
         alone[key] = image(single, key)
-    assert len(set(alone.values())) == len(variants), "each LoRA set and strength must show"
+    for a, b in itertools.combinations(variants, 2):
+        assert_changed(alone[a], alone[b], f"{a} vs {b}: each LoRA set and strength must show")
 
     host = counting_host
     for key, loras in variants.items():
         host.load(spec(demo_dir, key, *loras))
     assert len(builds) == 1
+    # Another instance, and adapters switched on one pipeline rather than loaded alone
+    # (other peft code paths for the same weights): the same pixels, within rounding.
     for key in [*variants, *reversed(variants), "plain", "both", "detail"]:
-        assert image(host, key) == alone[key], key
+        assert_same_pixels(image(host, key), alone[key], key)
 
 
 def test_same_adapter_name_for_different_files_on_one_base(
@@ -129,7 +134,7 @@ def test_same_adapter_name_for_different_files_on_one_base(
     host.load(spec(demo_dir, "b", LoraSpec(second_lora, 1.0, adapter_name="look")))
     names = {host._keys[k].adapters[0][0] for k in ("a", "b")}
     assert len(names) == 2
-    assert image(host, "a") != image(host, "b")
+    assert_changed(image(host, "a"), image(host, "b"))
 
 
 def test_the_same_lora_at_two_strengths_is_one_adapter(
@@ -139,7 +144,7 @@ def test_the_same_lora_at_two_strengths_is_one_adapter(
     half = host.load(spec(demo_dir, "half", LoraSpec(lora, 0.5)))
     assert half.bytes == 0
     assert len(host._keys["full"].base.adapters) == 1
-    assert image(host, "full") != image(host, "half")
+    assert_changed(image(host, "full"), image(host, "half"))
 
 
 def test_unloading_one_key_keeps_the_base_for_the_other(
@@ -148,14 +153,15 @@ def test_unloading_one_key_keeps_the_base_for_the_other(
     host.load(spec(demo_dir, "plain"))
     before_lora = image(host, "plain")
     detail = host.load(spec(demo_dir, "detail", LoraSpec(lora, 1.0)))
-    assert image(host, "detail") != before_lora
+    assert_changed(image(host, "detail"), before_lora)
     pipe = weakref.ref(host._keys["plain"].base.pipe)
 
     assert host.unload("detail") == detail.bytes
     assert host.resident_keys() == ["plain"]
     assert not host._keys["plain"].base.adapters
-    # The adapter is gone from the pipeline: the plain image is what it was.
-    assert image(host, "plain") == before_lora
+    # The adapter is gone from the pipeline: the plain image is what it was (within
+    # rounding: its layers went through peft's wrappers meanwhile).
+    assert_same_pixels(image(host, "plain"), before_lora)
 
     host.unload("plain")
     gc.collect()
@@ -182,4 +188,4 @@ def test_a_failed_lora_leaves_the_shared_base_and_its_keys_as_they_were(
         host.load(spec(demo_dir, "broken", LoraSpec(lora, 1.0), LoraSpec(str(bad), 1.0)))
     assert host.resident_keys() == ["plain"]
     assert not host._keys["plain"].base.adapters
-    assert image(host, "plain") == baseline
+    assert_same_pixels(image(host, "plain"), baseline)

@@ -181,6 +181,7 @@ def test_the_ram_tier_parks_an_evicted_model_and_brings_it_back(
     assert again.source == LoadSource.RAM
     assert again.evicted_to_ram == ("b",)
     assert builds == ["tiny-sd15.safetensors", "tiny-sdxl.safetensors"], "read from disk again"
+    # Exact: the same weights back on the same device (the CPU), one process, one path.
     assert image(host, "a") == before
     # A generation on a parked key brings it back by itself.
     image(host, "b")

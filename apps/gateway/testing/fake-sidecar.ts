@@ -25,6 +25,8 @@ export class FakeSidecarRepository {
   serving = true;
   /** Keys loaded, as GetMemory reports them. */
   readonly resident = new Map<string, ResolvedMode>();
+  /** Every setModelRoots call's roots, in order. */
+  readonly rootsSet: string[][] = [];
   /** Sidecar tasks: what runTask answers for a name (a function of the args), else an unknown-task error. */
   readonly tasks = new Map<string, (args: Readonly<Record<string, unknown>>) => unknown>([['echo', (args) => args]]);
 
@@ -98,6 +100,11 @@ export class FakeSidecarRepository {
       ramTierBytes: 0,
       ramTierCapacityBytes: 0,
     });
+  }
+
+  setModelRoots(roots: readonly string[]): Promise<string[]> {
+    this.rootsSet.push([...roots]);
+    return Promise.resolve([...roots]);
   }
 
   async runTask(name: string, args: Readonly<Record<string, unknown>> = {}): Promise<unknown> {

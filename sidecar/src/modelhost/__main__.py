@@ -36,7 +36,8 @@ def memory_policy_from_env(environ: Mapping[str, str]) -> MemoryPolicy:
 
 
 def model_roots(flags: list[Path], environ: Mapping[str, str]) -> tuple[Path, ...]:
-    """--model-root folders, then MODEL_ROOTS (colon-separated); none: no inventory."""
+    """--model-root folders, then MODEL_ROOTS (colon-separated); none: no inventory, and
+    loads are not restricted until SetModelRoots."""
     from_env = [Path(p) for p in environ.get("MODEL_ROOTS", "").split(":") if p.strip()]
     roots: list[Path] = []
     for root in [*flags, *from_env]:
@@ -79,7 +80,9 @@ def main(argv: list[str] | None = None) -> None:
         default=[],
         metavar="DIR",
         help="a folder of models (and LoRAs) that ListModels lists and watches; repeatable. "
-        "Added to MODEL_ROOTS (colon-separated)",
+        "Added to MODEL_ROOTS (colon-separated). With any root, loads of files that resolve "
+        "outside every root are refused; with none, loads are not restricted (the gateway "
+        "sets the roots of its modes file with SetModelRoots)",
     )
     serve.add_argument(
         "--watch-poll",

@@ -19,6 +19,7 @@ from grpc_reflection.v1alpha import reflection
 from modelhost.engine.device import Device
 from modelhost.engine.host import ModelHost
 from modelhost.engine.inventory import Inventory
+from modelhost.engine.roots import ModelRoots
 from modelhost.engine.types import MemoryPolicy
 from modelhost.errors import TaskPluginError
 from modelhost.servicer import ModelHostServicer
@@ -57,10 +58,14 @@ class Sidecar:
         self.health = health_aio.HealthServicer()
         # One thread owns the device; see ModelHostServicer.
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="device")
-        self.host = ModelHost(
-            Device(options.device), allow_pickle=options.allow_pickle, policy=options.policy
-        )
         self.inventory = Inventory(options.model_roots, polling=options.watch_poll)
+        self.host = ModelHost(
+            Device(options.device),
+            allow_pickle=options.allow_pickle,
+            policy=options.policy,
+            roots=ModelRoots(options.model_roots),
+            changes=self.inventory,
+        )
         self.servicer = ModelHostServicer(
             self.host, self.executor, debug=options.debug, inventory=self.inventory
         )

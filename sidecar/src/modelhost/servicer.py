@@ -5,6 +5,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import os
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from concurrent.futures import Executor
@@ -14,6 +15,7 @@ import grpc
 
 from modelhost.engine.host import ModelHost
 from modelhost.engine.inventory import Inventory
+from modelhost.engine.roots import ModelRoots
 from modelhost.engine.types import (
     GeneratedImage,
     GenerateParams,
@@ -273,6 +275,26 @@ class ModelHostServicer(pb_grpc.ModelHostServicer):
             roots=[str(root) for root in self.inventory.roots],
             polling=self.inventory.polling,
         )
+
+    @_unary
+    async def SetModelRoots(
+        self, request: pb.SetModelRootsRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.SetModelRootsReply:
+        if not request.roots:
+            raise InvalidRequestError("roots: at least one folder is required")
+        relative = [root for root in request.roots if not os.path.isabs(root)]
+        if relative:
+            raise InvalidRequestError(f"roots: must be absolute paths, got '{relative[0]}'")
+        roots = ModelRoots(request.roots)
+        # Loads check the new roots from now on; the inventory's rescan reads folders,
+        # so it runs off the event loop (and off the device thread: a generation may run).
+        self.host.set_roots(roots)
+        if self.inventory is not None:
+            await asyncio.get_running_loop().run_in_executor(
+                None, self.inventory.set_roots, roots.roots
+            )
+        log.info("model roots: %s", ", ".join(roots.roots))
+        return pb.SetModelRootsReply(roots=list(roots.roots))
 
     @_unary
     async def RunTask(

@@ -158,6 +158,17 @@ describe('ModesService', () => {
       expect(service.defaultMode.name).toBe('b');
     });
 
+    it('tells its reload listeners the new configuration, and nothing when a file is refused', () => {
+      start();
+      const told: string[] = [];
+      service.onReload((config) => told.push(config.modelRoot));
+      writeFileSync(file, BASE.replace('model_root: /models', 'model_root: /elsewhere'));
+      service.reload('api');
+      writeFileSync(file, 'modes: [');
+      expect(() => service.reload('api')).toThrow(ModesConfigError);
+      expect(told).toEqual(['/elsewhere']);
+    });
+
     it('is refused with ModesDisabledError on the legacy setup', () => {
       rmSync(file);
       start({ MODEL_ROOT: '/models', MODEL: 'sd15.safetensors' });

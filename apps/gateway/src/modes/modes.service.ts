@@ -50,6 +50,7 @@ export class ModesService implements OnModuleInit, OnModuleDestroy {
   /** The text the watcher saw last, so that an editor's burst of events reloads once. */
   private lastText: string | undefined;
   private watcher: ModesFileWatcher | undefined;
+  private readonly reloadListeners: ((config: ModesConfig) => void)[] = [];
   private readonly onSighup = (): void => {
     if (this.snapshot.legacy) {
       this.logger.warn(`SIGHUP ignored: reload needs a modes.yaml (${this.appConfig.modesFile} not found at start)`);
@@ -102,6 +103,11 @@ export class ModesService implements OnModuleInit, OnModuleDestroy {
     return this.failure;
   }
 
+  /** `listener` is called with the new configuration after each reload that replaced the running one. */
+  onReload(listener: (config: ModesConfig) => void): void {
+    this.reloadListeners.push(listener);
+  }
+
   /** @throws ModeNotFoundError */
   getMode(name: string): ResolvedMode {
     const mode = this.snapshot.modes.get(name);
@@ -145,6 +151,7 @@ export class ModesService implements OnModuleInit, OnModuleDestroy {
     this.snapshot = next;
     this.failure = undefined;
     this.logger.log(`reloaded (${trigger}): ${describeReload(next, diff)}`);
+    for (const listener of this.reloadListeners) listener(next);
     return next;
   }
 

@@ -549,4 +549,75 @@ describe('WorkerPool', () => {
       expect(workers.lastSwitchError).toBeUndefined();
     });
   });
+
+  describe('model roots', () => {
+    /** Lets pending promise callbacks run until `condition` holds; fails when it never does. */
+    async function until(condition: () => boolean, what: string): Promise<void> {
+      for (let tick = 0; !condition(); tick += 1) {
+        if (tick > 1_000) throw new Error(`never happened: ${what}`);
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+    }
+
+    it('gives the model host the roots before the first load, and not again while it has them', async () => {
+      const workers = pool();
+      const order: string[] = [];
+      const setRoots = sidecar.setModelRoots.bind(sidecar);
+      sidecar.setModelRoots = (roots) => (order.push('roots'), setRoots(roots));
+      const load = sidecar.load.bind(sidecar);
+      sidecar.load = (mode) => (order.push(`load ${mode.name}`), load(mode));
+      await workers.submitJob(new ModeSwitchJob('a')).result();
+      await workers.submitJob(new ModeSwitchJob('b')).result();
+      // /models does not exist here: it goes as written (an existing root goes with its symlinks resolved).
+      expect(sidecar.rootsSet).toEqual([['/models']]);
+      expect(order).toEqual(['roots', 'load a', 'load b']);
+    });
+
+    it('gives them again once a lost model host is back, before it loads anything', async () => {
+      const workers = pool();
+      await workers.submitJob(new ModeSwitchJob('a')).result();
+      sidecar.serving = false;
+      sidecar.resident.clear();
+      sidecarProcess.lose();
+      expect(workers.unavailableReason).toBeDefined();
+      sidecar.serving = true;
+      await until(() => workers.unavailableReason === undefined, 'the pool recovered');
+      expect(sidecar.rootsSet).toEqual([['/models'], ['/models']]);
+      expect(sidecar.calls).toEqual(['load a', 'load a']);
+    });
+
+    it('gives the new roots at once after a reload that moves them, and nothing after one that does not', async () => {
+      const listeners: ((config: typeof MODES) => void)[] = [];
+      let config = MODES;
+      const modes = {
+        get config() {
+          return config;
+        },
+        getMode: (name: string) => fakeModes.getMode(name),
+        onReload: (listener: (next: typeof MODES) => void) => listeners.push(listener),
+      } as unknown as ModesService;
+      const workers = new WorkerPool(
+        loadConfig({}),
+        modes,
+        sidecar as unknown as SidecarRepository,
+        registry,
+        sidecarProcess as unknown as SidecarProcessService,
+      );
+      pools.push(workers);
+      workers.onModuleInit();
+      await workers.submitJob(new ModeSwitchJob('a')).result();
+
+      config = parseModesConfig(
+        'model_root: /elsewhere\nlora_root: /loras\ndefault_mode: a\nmodes:\n  a:\n    model: a.safetensors\n',
+        { source: 'test', baseDir: '/', allowPickle: false },
+      );
+      for (const listener of listeners) listener(config);
+      await until(() => sidecar.rootsSet.length === 2, 'the new roots sent');
+      expect(sidecar.rootsSet).toEqual([['/models'], ['/elsewhere', '/loras']]);
+
+      for (const listener of listeners) listener(config);
+      await workers.submitJob(new ModeSwitchJob('a')).result();
+      expect(sidecar.rootsSet).toHaveLength(2);
+    });
+  });
 });

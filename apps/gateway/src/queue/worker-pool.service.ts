@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 
-import { Inject, Injectable, Logger, type OnModuleDestroy } from '@nestjs/common';
+import { Inject, Injectable, Logger, type OnModuleDestroy, type OnModuleInit } from '@nestjs/common';
 
 import { APP_CONFIG, type AppConfig } from '../config/app-config.js';
 import {
@@ -15,6 +15,7 @@ import {
   UnknownTaskError,
 } from '../errors/domain.errors.js';
 import type { ResolvedMode } from '../modes/mode.types.js';
+import { modelRoots } from '../modes/model-roots.js';
 import { ModesService } from '../modes/modes.service.js';
 import { RegistryService } from '../registry/registry.service.js';
 import { SidecarProcessService } from '../sidecar/sidecar-process.service.js';
@@ -92,7 +93,7 @@ interface Entry {
  * 503 at once, and the running job gets SHUTDOWN_GRACE_MS before it is cancelled.
  */
 @Injectable()
-export class WorkerPool implements OnModuleDestroy {
+export class WorkerPool implements OnModuleInit, OnModuleDestroy {
   private readonly logger = new Logger(WorkerPool.name);
   private readonly waiting: Entry[] = [];
   private readonly handlers = new Map<string, JobHandler>();
@@ -108,6 +109,10 @@ export class WorkerPool implements OnModuleDestroy {
   private recovering: Promise<void> | undefined;
   /** True while a recovery re-syncs a model host that serves again. */
   private resyncing = false;
+  /** The model roots the model host has (joined), undefined when it may not have them: sent before the next load. */
+  private rootsSent: string | undefined;
+  /** Root updates one after the other, so the last one sent is the running configuration's. */
+  private rootsSync: Promise<void> = Promise.resolve();
   private nextId = 1;
   private closed = false;
   private lastSwitchFailure: SwitchFailure | undefined;
@@ -140,6 +145,16 @@ export class WorkerPool implements OnModuleDestroy {
   /** The last failed mode switch, cleared by the next successful one. */
   get lastSwitchError(): SwitchFailure | undefined {
     return this.lastSwitchFailure;
+  }
+
+  /** A reload that moves model_root or lora_root gives the model host the new roots at once. */
+  onModuleInit(): void {
+    this.modes.onReload(() => {
+      if (this.closed || this.down !== undefined) return; // recovery sends them
+      this.syncModelRoots().catch((error: Error) =>
+        this.logger.warn(`could not give the model host the new model roots: ${error.message}`),
+      );
+    });
   }
 
   /** Jobs waiting their turn (the running one not counted): the figure QUEUE_MAX bounds. */
@@ -416,6 +431,7 @@ export class WorkerPool implements OnModuleDestroy {
     this.logger.log(`switching mode: ${from ?? '(none)'} -> ${mode.name}`);
     this.switching = mode.name;
     try {
+      await this.syncModelRoots();
       const load = await this.sidecar.load(mode);
       this.registry.recordLoad(mode, load);
       this.lastMode = mode.name;
@@ -429,6 +445,25 @@ export class WorkerPool implements OnModuleDestroy {
     } finally {
       this.switching = undefined;
     }
+  }
+
+  /**
+   * Gives the model host the running configuration's model roots unless it has them already: it refuses to load
+   * anything that resolves outside them, whoever asks.
+   */
+  private syncModelRoots(): Promise<void> {
+    const next = this.rootsSync
+      .catch(() => undefined)
+      .then(async () => {
+        const roots = modelRoots(this.modes.config);
+        const id = roots.join('\n');
+        if (id === this.rootsSent) return;
+        const applied = await this.sidecar.setModelRoots(roots);
+        this.rootsSent = id;
+        this.logger.log(`model roots given to the model host: ${applied.join(', ')}`);
+      });
+    this.rootsSync = next;
+    return next;
   }
 
   private async refreshMemory(): Promise<void> {
@@ -461,6 +496,8 @@ export class WorkerPool implements OnModuleDestroy {
         await this.runningDone;
         await this.sidecar.waitForReady(this.config.sidecarStartupTimeoutMs, signal);
         this.resyncing = true;
+        this.rootsSent = undefined;
+        await this.syncModelRoots();
         this.registry.clear();
         this.registry.recordMemory(await this.sidecar.getMemory());
         const name = this.lastMode ?? this.modes.config.defaultMode;

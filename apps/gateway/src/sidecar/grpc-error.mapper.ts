@@ -14,7 +14,7 @@ import {
   UnknownTaskError,
 } from '../errors/domain.errors.js';
 
-export type SidecarRpc = 'load' | 'unload' | 'generate' | 'memory' | 'health' | 'task';
+export type SidecarRpc = 'load' | 'unload' | 'generate' | 'memory' | 'health' | 'task' | 'roots';
 
 /** What the failed call was about: the mode being loaded, or the key used; and the deadline it had. */
 export interface CallContext {

@@ -47,7 +47,17 @@ class FakeSidecar {
   constructor() {
     const proto = loadSidecarProto();
     // Only the calls the repository makes; grpc-js answers UNIMPLEMENTED for the rest.
-    const handlers: Pick<ModelHostHandlers, 'LoadModel' | 'UnloadModel' | 'Generate' | 'GetMemory' | 'RunTask'> = {
+    const handlers: Pick<
+      ModelHostHandlers,
+      'LoadModel' | 'UnloadModel' | 'Generate' | 'GetMemory' | 'RunTask' | 'SetModelRoots'
+    > = {
+      // Like the model host: resolves (here: drops duplicates), refuses relative roots.
+      SetModelRoots: (call, callback) => {
+        const { roots } = call.request;
+        if (roots.some((root) => !root.startsWith('/'))) {
+          callback({ code: grpc.status.INVALID_ARGUMENT, details: `roots: must be absolute paths, got '${roots[0]}'` });
+        } else callback(null, { roots: [...new Set(roots)] });
+      },
       // Like the sidecar's task registry: echo, a task that refuses, a bad argument, an unknown name.
       RunTask: (call, callback) => {
         this.tasks.push(call.request);
@@ -368,6 +378,13 @@ describe('SidecarRepository against a gRPC server', () => {
     await expect(repository.runTask('picky')).rejects.toThrow(new InvalidRequestError(['prefix is required']));
     await expect(repository.runTask('garbled')).rejects.toThrow(
       new SidecarError("task 'garbled' answered something that is not JSON"),
+    );
+  });
+
+  it('sets the model roots and answers them as the model host resolved them, or its refusal', async () => {
+    await expect(repository.setModelRoots(['/models', '/loras', '/models'])).resolves.toEqual(['/models', '/loras']);
+    await expect(repository.setModelRoots(['models'])).rejects.toThrow(
+      new InvalidRequestError(["roots: must be absolute paths, got 'models'"]),
     );
   });
 

@@ -13,6 +13,7 @@ import type { LoadModelReply__Output } from './generated/modelhost/v1/LoadModelR
 import type { MemoryStats__Output } from './generated/modelhost/v1/MemoryStats.js';
 import type { ModelHostClient } from './generated/modelhost/v1/ModelHost.js';
 import type { RunTaskReply__Output } from './generated/modelhost/v1/RunTaskReply.js';
+import type { SetModelRootsReply__Output } from './generated/modelhost/v1/SetModelRootsReply.js';
 import { toDomainError, type CallContext } from './grpc-error.mapper.js';
 import { loadSidecarProto } from './proto-package.loader.js';
 import { SIDECAR_ENDPOINT, type SidecarEndpoint } from './sidecar-endpoint.provider.js';
@@ -31,6 +32,8 @@ const HEALTH_CHECK_TIMEOUT_MS = 2_000;
 const HEALTH_POLL_INTERVAL_MS = 250;
 const MEMORY_TIMEOUT_MS = 10_000;
 const UNLOAD_TIMEOUT_MS = 60_000;
+/** Setting the roots rescans them for the model host's inventory: folders of many files take a while. */
+const ROOTS_TIMEOUT_MS = 60_000;
 
 /** The one class that speaks gRPC to the sidecar. Every call has a deadline; every failure becomes a domain error. */
 @Injectable()
@@ -101,6 +104,21 @@ export class SidecarRepository implements OnModuleDestroy {
     return new Promise<MemoryStats__Output>((resolve, reject) => {
       this.modelHost.GetMemory({}, this.deadline(context), this.settle(context, resolve, reject));
     }).then(toMemoryStats);
+  }
+
+  /**
+   * Replaces the folders the model host may load from (and that its inventory watches): it resolves every path of
+   * a load with its symlinks and refuses one outside them. Resolves to the roots as the model host resolved them.
+   */
+  setModelRoots(roots: readonly string[]): Promise<string[]> {
+    const context: CallContext = { rpc: 'roots', subject: roots.join(', '), timeoutMs: ROOTS_TIMEOUT_MS };
+    return new Promise<SetModelRootsReply__Output>((resolve, reject) => {
+      this.modelHost.SetModelRoots(
+        { roots: [...roots] },
+        this.deadline(context),
+        this.settle(context, resolve, reject),
+      );
+    }).then((reply) => reply.roots);
   }
 
   /** Runs one generation; aborting `signal` cancels the call and rejects with JobCancelledError. */

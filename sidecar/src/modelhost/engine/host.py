@@ -12,7 +12,11 @@ Vocabulary:
 
 Called from worker threads; every device operation (load, unload, generate) is
 serialised by one lock, while memory queries only read bookkeeping under a
-second, short-held lock.
+second, short-held lock. Every change to the bookkeeping (bases, keys, a base's
+adapters, upscalers and tier) is made under that second lock, since memory queries
+come from the event loop while a load runs; reads on the device thread need no lock,
+because only the device thread changes anything. Memory queries touch no files:
+whether a loaded file changed on disk comes from the inventory's watch.
 """
 
 import functools
@@ -23,7 +27,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 import torch
 
@@ -50,6 +54,7 @@ from modelhost.engine.pipelines import (
     replace_vae,
     resident_bytes,
 )
+from modelhost.engine.roots import ModelRoots
 from modelhost.engine.schedulers import check_prediction_type, check_scheduler_name
 from modelhost.engine.types import (
     FileUse,
@@ -88,6 +93,13 @@ Builder = Callable[[Path, str, str, torch.dtype, torch.device], Pipeline]
 ActiveAdapters = tuple[tuple[str, float], ...]
 
 T = TypeVar("T")
+
+
+class ChangeWatch(Protocol):
+    """Tells whether a file changed since it was loaded, from what a watcher already
+    knows (the inventory), without touching the disk."""
+
+    def changed_since(self, path: str, loaded: Fingerprint | None) -> bool: ...
 
 
 @dataclass
@@ -143,11 +155,18 @@ class ModelHost:
         allow_pickle: bool = False,
         policy: MemoryPolicy | None = None,
         builder: Builder = build_pipeline,
+        *,
+        roots: ModelRoots | None = None,
+        changes: ChangeWatch | None = None,
     ) -> None:
         self.device = device
         self.allow_pickle = allow_pickle
         self.policy = policy or MemoryPolicy()
         self._builder = builder
+        # Replaced whole by set_roots (from the event loop); a load reads it once.
+        self._roots = roots or ModelRoots()
+        # Without a watch (no model roots), loaded files are never reported stale.
+        self._changes = changes
         self._bases: OrderedDict[BaseId, _Base] = OrderedDict()  # least recently used first
         self._keys: dict[str, _Key] = {}
         self._book_lock = threading.Lock()
@@ -155,8 +174,20 @@ class ModelHost:
 
     # ----------------------------------------------------------------- loading
 
+    @property
+    def roots(self) -> ModelRoots:
+        return self._roots
+
+    def set_roots(self, roots: ModelRoots) -> None:
+        """The folders loads may read from from now on; a load already running keeps
+        the roots it was checked against."""
+        self._roots = roots
+
     def load(self, spec: LoadSpec) -> LoadResult:
         started = time.perf_counter()
+        roots = self._roots
+        for field_name, path in spec.paths():
+            roots.check(field_name, path)
         with self._device_lock:
             existing = self._keys.get(spec.key)
             if existing is None:
@@ -306,11 +337,13 @@ class ModelHost:
                     evictions,
                 )
                 adapter = _Adapter(name=name, bytes=size, fingerprint=fingerprint(Path(file)))
-                base.adapters[file] = adapter
+                with self._book_lock:
+                    base.adapters[file] = adapter
                 # Loading an adapter may change which ones diffusers has active.
                 base.active = None
                 added += adapter.bytes
-            adapter.users.add(spec.key)
+            with self._book_lock:
+                adapter.users.add(spec.key)
             active.append((adapter.name, lora.strength))
         if spec.superres_model:
             file = _resolved(spec.superres_model)
@@ -328,27 +361,34 @@ class ModelHost:
                     evictions,
                 )
                 shared = _SharedUpscaler(upscaler=upscaler, fingerprint=fingerprint(Path(file)))
-                base.upscalers[file] = shared
+                with self._book_lock:
+                    base.upscalers[file] = shared
                 added += upscaler.bytes
-            shared.users.add(spec.key)
+            with self._book_lock:
+                shared.users.add(spec.key)
         return tuple(active), added
 
     def _detach(self, base: _Base, key: str) -> int:
         """Drops the key's claim on the base's adapters and upscalers; deletes those no
         other key uses. Returns their recorded bytes."""
+        unused: list[_Adapter] = []
         freed = 0
-        for file, adapter in list(base.adapters.items()):
-            adapter.users.discard(key)
-            if not adapter.users:
-                delete_adapter(base.pipe, adapter.name)
-                del base.adapters[file]
-                base.active = None
-                freed += adapter.bytes
-        for file, shared in list(base.upscalers.items()):
-            shared.users.discard(key)
-            if not shared.users:
-                del base.upscalers[file]
-                freed += shared.upscaler.bytes
+        with self._book_lock:
+            for file, adapter in list(base.adapters.items()):
+                adapter.users.discard(key)
+                if not adapter.users:
+                    del base.adapters[file]
+                    unused.append(adapter)
+            for file, shared in list(base.upscalers.items()):
+                shared.users.discard(key)
+                if not shared.users:
+                    del base.upscalers[file]
+                    freed += shared.upscaler.bytes
+        # Device work, outside the bookkeeping lock: memory queries must not wait for it.
+        for adapter in unused:
+            delete_adapter(base.pipe, adapter.name)
+            base.active = None
+            freed += adapter.bytes
         return freed
 
     # --------------------------------------------------------------- unloading
@@ -386,8 +426,8 @@ class ModelHost:
             for key in base.keys:
                 self._keys.pop(key, None)
             base.keys.clear()
-        base.adapters.clear()
-        base.upscalers.clear()
+            base.adapters.clear()
+            base.upscalers.clear()
         # The base object may still be referenced by a caller's frame for a moment;
         # the pipeline must not be.
         base.pipe = None
@@ -457,7 +497,6 @@ class ModelHost:
     # ------------------------------------------------------------------ memory
 
     def memory(self) -> MemorySnapshot:
-        now: dict[str, Fingerprint | None] = {}
         with self._book_lock:
             total, free = self._budget()
             models: list[ResidentInfo] = []
@@ -480,7 +519,7 @@ class ModelHost:
                             in_ram_tier=base.parked,
                             base_key=base.keys[0],
                             stale=any(
-                                _changed(file, loaded, now) for file, loaded in _key_files(entry)
+                                self._changed(file, loaded) for file, loaded in _key_files(entry)
                             ),
                         )
                     )
@@ -502,15 +541,17 @@ class ModelHost:
     def file_uses(self) -> dict[str, FileUse]:
         """Every file a loaded key was read from (checkpoint, LoRAs, upscaler), by
         resolved path: which keys use it, and whether it changed since they loaded it."""
-        now: dict[str, Fingerprint | None] = {}
         keys: dict[str, list[str]] = {}
         stale: dict[str, bool] = {}
         with self._book_lock:
             for key, entry in self._keys.items():
                 for file, loaded in _key_files(entry):
                     keys.setdefault(file, []).append(key)
-                    stale[file] = stale.get(file, False) or _changed(file, loaded, now)
+                    stale[file] = stale.get(file, False) or self._changed(file, loaded)
         return {file: FileUse(keys=tuple(sorted(k)), stale=stale[file]) for file, k in keys.items()}
+
+    def _changed(self, file: str, loaded: Fingerprint | None) -> bool:
+        return self._changes is not None and self._changes.changed_since(file, loaded)
 
     def resident_keys(self) -> list[str]:
         with self._book_lock:
@@ -526,8 +567,11 @@ class ModelHost:
             *((a.users, a.bytes) for a in base.adapters.values()),
             *((u.users, u.upscaler.bytes) for u in base.upscalers.values()),
         ]:
-            owner = next(k for k in base.keys if k in users)
-            attributed[owner] += size
+            # None while the key that brought it is still loading: it counts once the
+            # key is registered.
+            owner = next((k for k in base.keys if k in users), None)
+            if owner is not None:
+                attributed[owner] += size
         return attributed
 
     def _budget(self) -> tuple[int, int]:
@@ -675,11 +719,13 @@ class ModelHost:
         if not path.exists():
             raise ModelFileNotFoundError(spec.model_path)
         if path.is_dir():
+            if not self.allow_pickle:
+                _refuse_pickle_components(path)
             return inspect_diffusers_folder(path)
         if path.suffix.lower() in PICKLE_SUFFIXES and not self.allow_pickle:
             raise InvalidModelError(
                 f"{spec.model_path}: pickle checkpoints can run arbitrary code and are refused; "
-                "convert it to .safetensors or start the sidecar with --allow-pickle"
+                "convert it to .safetensors or start the model host with --allow-pickle"
             )
         return inspect_single_file(path)
 
@@ -781,11 +827,18 @@ def _key_files(entry: _Key) -> list[tuple[str, Fingerprint | None]]:
     return files
 
 
-def _changed(file: str, loaded: Fingerprint | None, now: dict[str, Fingerprint | None]) -> bool:
-    """Whether the file differs from when it was loaded; `now` caches one query's stats."""
-    if file not in now:
-        now[file] = fingerprint(Path(file))
-    return now[file] != loaded
+def _refuse_pickle_components(folder: Path) -> None:
+    """A diffusers folder whose component holds only pickle weights would be unpickled
+    by from_pretrained: refused like a pickle single file. Components that also have
+    .safetensors weights are fine (diffusers loads those)."""
+    for component in sorted(p for p in folder.iterdir() if p.is_dir()):
+        files = sorted(p for p in component.iterdir() if p.is_file())
+        pickles = [p for p in files if p.suffix.lower() in PICKLE_SUFFIXES]
+        if pickles and not any(p.suffix.lower() == ".safetensors" for p in files):
+            raise InvalidModelError(
+                f"{pickles[0]}: pickle weights can run arbitrary code and are refused; "
+                "convert the folder to .safetensors or start the model host with --allow-pickle"
+            )
 
 
 def _resolved(path: str) -> str:

@@ -10,6 +10,9 @@ replaced by rename, a diffusers folder gaining its model_index.json) come out ri
 
 Pickle files are listed but never opened here: unpickling can run code, and the
 inventory runs whatever lands in a watched folder.
+
+The host asks the inventory whether a loaded file changed (changed_since) instead of
+stat-ing it per memory query: the answer follows the disk within one settle period.
 """
 
 import logging
@@ -37,6 +40,7 @@ from modelhost.engine.checkpoint import (
     read_safetensors_header,
 )
 from modelhost.engine.files import Fingerprint, fingerprint
+from modelhost.engine.roots import outermost, resolve_roots
 from modelhost.engine.types import FileUse
 from modelhost.errors import ModelHostError
 
@@ -183,17 +187,19 @@ class Inventory:
         poll_seconds: float = DEFAULT_POLL_SECONDS,
         settle_seconds: float = DEFAULT_SETTLE_SECONDS,
     ) -> None:
-        unique: list[Path] = []
-        for root in roots:
-            resolved = Path(root).expanduser().resolve()
-            if resolved not in unique:
-                unique.append(resolved)
-        self.roots: tuple[Path, ...] = tuple(unique)
+        self.roots: tuple[Path, ...] = _watched_roots(roots)
         self.polling = polling
         self.poll_seconds = poll_seconds
         self.settle_seconds = settle_seconds
         self._lock = threading.Lock()
+        # Held for a whole rescan, and while the roots are replaced: a rescan of a root
+        # that was just dropped must not bring its entries back.
+        self._scan_lock = threading.Lock()
         self._entries: dict[Path, dict[str, _Entry]] = {root: {} for root in self.roots}
+        # Roots that are watched (folders when last set), and every listed file's
+        # fingerprint by resolved path: what changed_since answers from.
+        self._watched: tuple[str, ...] = ()
+        self._current: dict[str, Fingerprint] = {}
         self._dirty: set[Path] = set()
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -203,28 +209,54 @@ class Inventory:
 
     def start(self) -> None:
         """Scans every root, then watches them. A root that does not exist is logged
-        and skipped: the sidecar still serves the rest."""
-        if not self.roots:
+        and skipped: the model host still serves the rest."""
+        with self._scan_lock:
+            self._watch(self.roots)
+
+    def set_roots(self, roots: Sequence[Path | str]) -> tuple[Path, ...]:
+        """Replaces the roots: stops watching the old ones, scans and watches the new.
+        Returns them resolved, without those inside another."""
+        resolved = _watched_roots(roots)
+        with self._scan_lock:
+            if self._observer is not None:
+                self._observer.unschedule_all()
+            with self._lock:
+                self.roots = resolved
+                self._entries = {root: {} for root in resolved}
+                self._dirty.clear()
+            self._watch(resolved)
+        return resolved
+
+    def _watch(self, roots: tuple[Path, ...]) -> None:
+        """Under the scan lock: watches and scans `roots`, starting the watcher threads
+        the first time there is a root."""
+        if not roots:
+            self._index()
             return
-        observer: BaseObserver = (
-            PollingObserver(timeout=self.poll_seconds) if self.polling else Observer()
-        )
-        for root in self.roots:
+        if self._observer is None:
+            observer: BaseObserver = (
+                PollingObserver(timeout=self.poll_seconds) if self.polling else Observer()
+            )
+            observer.daemon = True
+            observer.start()
+            self._observer = observer
+            self._scanner = threading.Thread(target=self._run, name="inventory", daemon=True)
+            self._scanner.start()
+        watched: list[str] = []
+        for root in roots:
             if not root.is_dir():
                 log.warning("model root %s is not a folder: not watched", root)
                 continue
             # Watch before the first scan, so nothing written in between is missed.
-            observer.schedule(_Handler(self, root), str(root), recursive=True)
-        observer.daemon = True
-        observer.start()
-        self._observer = observer
-        for root in self.roots:
+            self._observer.schedule(_Handler(self, root), str(root), recursive=True)
+            watched.append(str(root))
+        with self._lock:
+            self._watched = tuple(watched)
+        for root in roots:
             self._rescan(root)
-        self._scanner = threading.Thread(target=self._run, name="inventory", daemon=True)
-        self._scanner.start()
         log.info(
             "watching %d model root(s)%s: %d model file(s)",
-            len(self.roots),
+            len(watched),
             " by polling" if self.polling else "",
             len(self.files()),
         )
@@ -237,6 +269,17 @@ class Inventory:
             self._observer.join(timeout=5)
         if self._scanner is not None:
             self._scanner.join(timeout=5)
+
+    def changed_since(self, path: str, loaded: Fingerprint | None) -> bool:
+        """Whether the file at `path` (resolved) differs from `loaded`, as of the last
+        scan; a listed file that left counts as changed. False for a file the inventory
+        does not watch (outside the roots, or under a hidden name it skips): it cannot
+        tell."""
+        with self._lock:
+            root = next((r for r in self._watched if path.startswith(r + os.sep)), None)
+            if root is None or any(p.startswith(".") for p in Path(path[len(root) + 1 :]).parts):
+                return False
+            return self._current.get(path) != loaded
 
     def mark_dirty(self, root: Path) -> None:
         with self._lock:
@@ -268,13 +311,16 @@ class Inventory:
             self._wake.clear()
             with self._lock:
                 dirty, self._dirty = self._dirty, set()
-            for root in dirty:
-                try:
-                    self._rescan(root)
-                except Exception:  # the watcher must outlive any one bad file or folder
-                    log.exception("rescanning %s failed", root)
+            with self._scan_lock:
+                for root in dirty:
+                    try:
+                        self._rescan(root)
+                    except Exception:  # the watcher must outlive any one bad file or folder
+                        log.exception("rescanning %s failed", root)
 
     def _rescan(self, root: Path) -> None:
+        if root not in self.roots:
+            return  # dropped by set_roots after it was marked dirty
         with self._lock:
             known = dict(self._entries.get(root, {}))
         fresh: dict[str, _Entry] = {}
@@ -292,6 +338,19 @@ class Inventory:
         with self._lock:
             self._entries[root] = fresh
             self.scans += 1
+        self._index()
+
+    def _index(self) -> None:
+        with self._lock:
+            self._current = {
+                e.resolved: e.fingerprint
+                for per_root in self._entries.values()
+                for e in per_root.values()
+            }
+
+
+def _watched_roots(roots: Sequence[Path | str]) -> tuple[Path, ...]:
+    return tuple(Path(r) for r in outermost(resolve_roots(roots)))
 
 
 def _model_paths(root: Path) -> list[tuple[Path, bool]]:

@@ -24,6 +24,15 @@ class LoadSpec:
     prediction_type: str = ""
     vae_path: str = ""  # replaces the checkpoint's VAE: a single file or a diffusers folder
 
+    def paths(self) -> list[tuple[str, str]]:
+        """(request field, path) of every file or folder the load reads: what the
+        model roots are checked against. A new path field belongs here too."""
+        named = [("model_path", self.model_path), ("config_dir", self.config_dir)]
+        named += [(f"loras[{i}].path", lora.path) for i, lora in enumerate(self.loras)]
+        named.append(("superres_model", self.superres_model))
+        named.append(("vae_path", self.vae_path))
+        return [(field, path) for field, path in named if path]
+
 
 class LoadSource(Enum):
     DISK = "disk"

@@ -64,6 +64,11 @@ class ModelHostStub:
                 request_serializer=modelhost_dot_v1_dot_modelhost__pb2.RunTaskRequest.SerializeToString,
                 response_deserializer=modelhost_dot_v1_dot_modelhost__pb2.RunTaskReply.FromString,
                 _registered_method=True)
+        self.SetModelRoots = channel.unary_unary(
+                '/modelhost.v1.ModelHost/SetModelRoots',
+                request_serializer=modelhost_dot_v1_dot_modelhost__pb2.SetModelRootsRequest.SerializeToString,
+                response_deserializer=modelhost_dot_v1_dot_modelhost__pb2.SetModelRootsReply.FromString,
+                _registered_method=True)
 
 
 class ModelHostServicer:
@@ -99,8 +104,8 @@ class ModelHostServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListModels(self, request, context):
-        """Every model file under the roots the sidecar was started with (--model-root /
-        MODEL_ROOTS), kept fresh by a file watcher: within about a second of a file
+        """Every model file under the model roots (--model-root / MODEL_ROOTS, or the last
+        SetModelRoots), kept fresh by a file watcher: within about a second of a file
         appearing, changing or leaving. No roots: an empty list.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -110,6 +115,17 @@ class ModelHostServicer:
     def RunTask(self, request, context):
         """Runs a named Python task registered by a plugin, in the GPU process, after the
         device work queued before it. NOT_FOUND for an unknown name.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetModelRoots(self, request, context):
+        """Replaces the folders the model host may load from (and that ListModels watches).
+        Every path of a later LoadModel is resolved with its symlinks and must lie inside
+        one of them, or the load is INVALID_ARGUMENT. A model host that was never given
+        roots (no --model-root / MODEL_ROOTS, no SetModelRoots) loads from anywhere.
+        INVALID_ARGUMENT for an empty list or a relative path.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -147,6 +163,11 @@ def add_ModelHostServicer_to_server(servicer, server):
                     servicer.RunTask,
                     request_deserializer=modelhost_dot_v1_dot_modelhost__pb2.RunTaskRequest.FromString,
                     response_serializer=modelhost_dot_v1_dot_modelhost__pb2.RunTaskReply.SerializeToString,
+            ),
+            'SetModelRoots': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetModelRoots,
+                    request_deserializer=modelhost_dot_v1_dot_modelhost__pb2.SetModelRootsRequest.FromString,
+                    response_serializer=modelhost_dot_v1_dot_modelhost__pb2.SetModelRootsReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -311,6 +332,33 @@ class ModelHost:
             '/modelhost.v1.ModelHost/RunTask',
             modelhost_dot_v1_dot_modelhost__pb2.RunTaskRequest.SerializeToString,
             modelhost_dot_v1_dot_modelhost__pb2.RunTaskReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetModelRoots(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/modelhost.v1.ModelHost/SetModelRoots',
+            modelhost_dot_v1_dot_modelhost__pb2.SetModelRootsRequest.SerializeToString,
+            modelhost_dot_v1_dot_modelhost__pb2.SetModelRootsReply.FromString,
             options,
             channel_credentials,
             insecure,

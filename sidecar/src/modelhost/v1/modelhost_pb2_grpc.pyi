@@ -47,13 +47,20 @@ class ModelHostStub:
     """
     GetMemory: _grpc.UnaryUnaryMultiCallable[_modelhost_pb2.GetMemoryRequest, _modelhost_pb2.MemoryStats]
     ListModels: _grpc.UnaryUnaryMultiCallable[_modelhost_pb2.ListModelsRequest, _modelhost_pb2.ListModelsReply]
-    """Every model file under the roots the sidecar was started with (--model-root /
-    MODEL_ROOTS), kept fresh by a file watcher: within about a second of a file
+    """Every model file under the model roots (--model-root / MODEL_ROOTS, or the last
+    SetModelRoots), kept fresh by a file watcher: within about a second of a file
     appearing, changing or leaving. No roots: an empty list.
     """
     RunTask: _grpc.UnaryUnaryMultiCallable[_modelhost_pb2.RunTaskRequest, _modelhost_pb2.RunTaskReply]
     """Runs a named Python task registered by a plugin, in the GPU process, after the
     device work queued before it. NOT_FOUND for an unknown name.
+    """
+    SetModelRoots: _grpc.UnaryUnaryMultiCallable[_modelhost_pb2.SetModelRootsRequest, _modelhost_pb2.SetModelRootsReply]
+    """Replaces the folders the model host may load from (and that ListModels watches).
+    Every path of a later LoadModel is resolved with its symlinks and must lie inside
+    one of them, or the load is INVALID_ARGUMENT. A model host that was never given
+    roots (no --model-root / MODEL_ROOTS, no SetModelRoots) loads from anywhere.
+    INVALID_ARGUMENT for an empty list or a relative path.
     """
 
 @_typing.type_check_only
@@ -71,13 +78,20 @@ class ModelHostAsyncStub(ModelHostStub):
     """
     GetMemory: _aio.UnaryUnaryMultiCallable[_modelhost_pb2.GetMemoryRequest, _modelhost_pb2.MemoryStats]  # type: ignore[assignment]
     ListModels: _aio.UnaryUnaryMultiCallable[_modelhost_pb2.ListModelsRequest, _modelhost_pb2.ListModelsReply]  # type: ignore[assignment]
-    """Every model file under the roots the sidecar was started with (--model-root /
-    MODEL_ROOTS), kept fresh by a file watcher: within about a second of a file
+    """Every model file under the model roots (--model-root / MODEL_ROOTS, or the last
+    SetModelRoots), kept fresh by a file watcher: within about a second of a file
     appearing, changing or leaving. No roots: an empty list.
     """
     RunTask: _aio.UnaryUnaryMultiCallable[_modelhost_pb2.RunTaskRequest, _modelhost_pb2.RunTaskReply]  # type: ignore[assignment]
     """Runs a named Python task registered by a plugin, in the GPU process, after the
     device work queued before it. NOT_FOUND for an unknown name.
+    """
+    SetModelRoots: _aio.UnaryUnaryMultiCallable[_modelhost_pb2.SetModelRootsRequest, _modelhost_pb2.SetModelRootsReply]  # type: ignore[assignment]
+    """Replaces the folders the model host may load from (and that ListModels watches).
+    Every path of a later LoadModel is resolved with its symlinks and must lie inside
+    one of them, or the load is INVALID_ARGUMENT. A model host that was never given
+    roots (no --model-root / MODEL_ROOTS, no SetModelRoots) loads from anywhere.
+    INVALID_ARGUMENT for an empty list or a relative path.
     """
 
 class ModelHostServicer(metaclass=_abc_1.ABCMeta):
@@ -122,8 +136,8 @@ class ModelHostServicer(metaclass=_abc_1.ABCMeta):
         request: _modelhost_pb2.ListModelsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_modelhost_pb2.ListModelsReply, _abc.Awaitable[_modelhost_pb2.ListModelsReply]]:
-        """Every model file under the roots the sidecar was started with (--model-root /
-        MODEL_ROOTS), kept fresh by a file watcher: within about a second of a file
+        """Every model file under the model roots (--model-root / MODEL_ROOTS, or the last
+        SetModelRoots), kept fresh by a file watcher: within about a second of a file
         appearing, changing or leaving. No roots: an empty list.
         """
 
@@ -135,6 +149,19 @@ class ModelHostServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_modelhost_pb2.RunTaskReply, _abc.Awaitable[_modelhost_pb2.RunTaskReply]]:
         """Runs a named Python task registered by a plugin, in the GPU process, after the
         device work queued before it. NOT_FOUND for an unknown name.
+        """
+
+    @_abc_1.abstractmethod
+    def SetModelRoots(
+        self,
+        request: _modelhost_pb2.SetModelRootsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_modelhost_pb2.SetModelRootsReply, _abc.Awaitable[_modelhost_pb2.SetModelRootsReply]]:
+        """Replaces the folders the model host may load from (and that ListModels watches).
+        Every path of a later LoadModel is resolved with its symlinks and must lie inside
+        one of them, or the load is INVALID_ARGUMENT. A model host that was never given
+        roots (no --model-root / MODEL_ROOTS, no SetModelRoots) loads from anywhere.
+        INVALID_ARGUMENT for an empty list or a relative path.
         """
 
 def add_ModelHostServicer_to_server(servicer: ModelHostServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -17,6 +17,8 @@ import type { ModelHostClient as _modelhost_v1_ModelHostClient, ModelHostDefinit
 import type { ResidentModel as _modelhost_v1_ResidentModel, ResidentModel__Output as _modelhost_v1_ResidentModel__Output } from './modelhost/v1/ResidentModel.js';
 import type { RunTaskReply as _modelhost_v1_RunTaskReply, RunTaskReply__Output as _modelhost_v1_RunTaskReply__Output } from './modelhost/v1/RunTaskReply.js';
 import type { RunTaskRequest as _modelhost_v1_RunTaskRequest, RunTaskRequest__Output as _modelhost_v1_RunTaskRequest__Output } from './modelhost/v1/RunTaskRequest.js';
+import type { SetModelRootsReply as _modelhost_v1_SetModelRootsReply, SetModelRootsReply__Output as _modelhost_v1_SetModelRootsReply__Output } from './modelhost/v1/SetModelRootsReply.js';
+import type { SetModelRootsRequest as _modelhost_v1_SetModelRootsRequest, SetModelRootsRequest__Output as _modelhost_v1_SetModelRootsRequest__Output } from './modelhost/v1/SetModelRootsRequest.js';
 import type { UnloadModelReply as _modelhost_v1_UnloadModelReply, UnloadModelReply__Output as _modelhost_v1_UnloadModelReply__Output } from './modelhost/v1/UnloadModelReply.js';
 import type { UnloadModelRequest as _modelhost_v1_UnloadModelRequest, UnloadModelRequest__Output as _modelhost_v1_UnloadModelRequest__Output } from './modelhost/v1/UnloadModelRequest.js';
 
@@ -44,6 +46,8 @@ export interface ProtoGrpcType {
       ResidentModel: MessageTypeDefinition<_modelhost_v1_ResidentModel, _modelhost_v1_ResidentModel__Output>
       RunTaskReply: MessageTypeDefinition<_modelhost_v1_RunTaskReply, _modelhost_v1_RunTaskReply__Output>
       RunTaskRequest: MessageTypeDefinition<_modelhost_v1_RunTaskRequest, _modelhost_v1_RunTaskRequest__Output>
+      SetModelRootsReply: MessageTypeDefinition<_modelhost_v1_SetModelRootsReply, _modelhost_v1_SetModelRootsReply__Output>
+      SetModelRootsRequest: MessageTypeDefinition<_modelhost_v1_SetModelRootsRequest, _modelhost_v1_SetModelRootsRequest__Output>
       UnloadModelReply: MessageTypeDefinition<_modelhost_v1_UnloadModelReply, _modelhost_v1_UnloadModelReply__Output>
       UnloadModelRequest: MessageTypeDefinition<_modelhost_v1_UnloadModelRequest, _modelhost_v1_UnloadModelRequest__Output>
     }

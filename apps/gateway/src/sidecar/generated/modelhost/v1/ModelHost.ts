@@ -12,6 +12,8 @@ import type { LoadModelRequest as _modelhost_v1_LoadModelRequest, LoadModelReque
 import type { MemoryStats as _modelhost_v1_MemoryStats, MemoryStats__Output as _modelhost_v1_MemoryStats__Output } from '../../modelhost/v1/MemoryStats.js';
 import type { RunTaskReply as _modelhost_v1_RunTaskReply, RunTaskReply__Output as _modelhost_v1_RunTaskReply__Output } from '../../modelhost/v1/RunTaskReply.js';
 import type { RunTaskRequest as _modelhost_v1_RunTaskRequest, RunTaskRequest__Output as _modelhost_v1_RunTaskRequest__Output } from '../../modelhost/v1/RunTaskRequest.js';
+import type { SetModelRootsReply as _modelhost_v1_SetModelRootsReply, SetModelRootsReply__Output as _modelhost_v1_SetModelRootsReply__Output } from '../../modelhost/v1/SetModelRootsReply.js';
+import type { SetModelRootsRequest as _modelhost_v1_SetModelRootsRequest, SetModelRootsRequest__Output as _modelhost_v1_SetModelRootsRequest__Output } from '../../modelhost/v1/SetModelRootsRequest.js';
 import type { UnloadModelReply as _modelhost_v1_UnloadModelReply, UnloadModelReply__Output as _modelhost_v1_UnloadModelReply__Output } from '../../modelhost/v1/UnloadModelReply.js';
 import type { UnloadModelRequest as _modelhost_v1_UnloadModelRequest, UnloadModelRequest__Output as _modelhost_v1_UnloadModelRequest__Output } from '../../modelhost/v1/UnloadModelRequest.js';
 
@@ -57,6 +59,15 @@ export interface ModelHostClient extends grpc.Client {
   runTask(argument: _modelhost_v1_RunTaskRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_modelhost_v1_RunTaskReply__Output>): grpc.ClientUnaryCall;
   runTask(argument: _modelhost_v1_RunTaskRequest, callback: grpc.requestCallback<_modelhost_v1_RunTaskReply__Output>): grpc.ClientUnaryCall;
   
+  SetModelRoots(argument: _modelhost_v1_SetModelRootsRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_modelhost_v1_SetModelRootsReply__Output>): grpc.ClientUnaryCall;
+  SetModelRoots(argument: _modelhost_v1_SetModelRootsRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_modelhost_v1_SetModelRootsReply__Output>): grpc.ClientUnaryCall;
+  SetModelRoots(argument: _modelhost_v1_SetModelRootsRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_modelhost_v1_SetModelRootsReply__Output>): grpc.ClientUnaryCall;
+  SetModelRoots(argument: _modelhost_v1_SetModelRootsRequest, callback: grpc.requestCallback<_modelhost_v1_SetModelRootsReply__Output>): grpc.ClientUnaryCall;
+  setModelRoots(argument: _modelhost_v1_SetModelRootsRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_modelhost_v1_SetModelRootsReply__Output>): grpc.ClientUnaryCall;
+  setModelRoots(argument: _modelhost_v1_SetModelRootsRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_modelhost_v1_SetModelRootsReply__Output>): grpc.ClientUnaryCall;
+  setModelRoots(argument: _modelhost_v1_SetModelRootsRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_modelhost_v1_SetModelRootsReply__Output>): grpc.ClientUnaryCall;
+  setModelRoots(argument: _modelhost_v1_SetModelRootsRequest, callback: grpc.requestCallback<_modelhost_v1_SetModelRootsReply__Output>): grpc.ClientUnaryCall;
+  
   UnloadModel(argument: _modelhost_v1_UnloadModelRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_modelhost_v1_UnloadModelReply__Output>): grpc.ClientUnaryCall;
   UnloadModel(argument: _modelhost_v1_UnloadModelRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_modelhost_v1_UnloadModelReply__Output>): grpc.ClientUnaryCall;
   UnloadModel(argument: _modelhost_v1_UnloadModelRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_modelhost_v1_UnloadModelReply__Output>): grpc.ClientUnaryCall;
@@ -79,6 +90,8 @@ export interface ModelHostHandlers extends grpc.UntypedServiceImplementation {
   
   RunTask: grpc.handleUnaryCall<_modelhost_v1_RunTaskRequest__Output, _modelhost_v1_RunTaskReply>;
   
+  SetModelRoots: grpc.handleUnaryCall<_modelhost_v1_SetModelRootsRequest__Output, _modelhost_v1_SetModelRootsReply>;
+  
   UnloadModel: grpc.handleUnaryCall<_modelhost_v1_UnloadModelRequest__Output, _modelhost_v1_UnloadModelReply>;
   
 }
@@ -89,5 +102,6 @@ export interface ModelHostDefinition extends grpc.ServiceDefinition {
   ListModels: MethodDefinition<_modelhost_v1_ListModelsRequest, _modelhost_v1_ListModelsReply, _modelhost_v1_ListModelsRequest__Output, _modelhost_v1_ListModelsReply__Output>
   LoadModel: MethodDefinition<_modelhost_v1_LoadModelRequest, _modelhost_v1_LoadModelReply, _modelhost_v1_LoadModelRequest__Output, _modelhost_v1_LoadModelReply__Output>
   RunTask: MethodDefinition<_modelhost_v1_RunTaskRequest, _modelhost_v1_RunTaskReply, _modelhost_v1_RunTaskRequest__Output, _modelhost_v1_RunTaskReply__Output>
+  SetModelRoots: MethodDefinition<_modelhost_v1_SetModelRootsRequest, _modelhost_v1_SetModelRootsReply, _modelhost_v1_SetModelRootsRequest__Output, _modelhost_v1_SetModelRootsReply__Output>
   UnloadModel: MethodDefinition<_modelhost_v1_UnloadModelRequest, _modelhost_v1_UnloadModelReply, _modelhost_v1_UnloadModelRequest__Output, _modelhost_v1_UnloadModelReply__Output>
 }
