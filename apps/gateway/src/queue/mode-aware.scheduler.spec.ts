@@ -322,16 +322,16 @@ describe('ModeAwareScheduler', () => {
 
 describe('FifoScheduler', () => {
   it('runs in submission order, skips cancelled jobs, and plans the same order', () => {
-    const scheduler = new FifoScheduler();
+    const scheduler: Scheduler = new FifoScheduler();
     for (let seq = 1; seq <= 3000; seq += 1) scheduler.add(generation(seq, seq % 2 === 0 ? 'a' : 'b'));
     expect(scheduler.remove('j2')).toBe(true);
     expect(scheduler.remove('j2')).toBe(false);
     const context = { activeMode: 'a', now: 0 };
     const planned = scheduler.plan(context).map((job) => job.id);
     expect(planned.slice(0, 3)).toEqual(['j1', 'j3', 'j4']);
-    expect(scheduler.nextDeadline()).toBeUndefined();
+    expect(scheduler.nextDeadline(context)).toBeUndefined();
     const done: string[] = [];
-    for (let job = scheduler.next(); job; job = scheduler.next()) {
+    for (let job = scheduler.next(context); job; job = scheduler.next(context)) {
       done.push(job.id);
       // Removals after compaction still find their job.
       if (job.seq === 2000) expect(scheduler.remove('j2999')).toBe(true);
