@@ -17,6 +17,7 @@ describe('loadConfig', () => {
       generateTimeoutMs: 600_000,
       switchTimeoutMs: 300_000,
       queueTimeoutMs: 600_000,
+      schedulerMaxDelayMs: 30_000,
       sidecarRestartMaxBackoffMs: 30_000,
       allowPickle: false,
       legacy: { modelRoot: undefined, model: undefined, loraRoot: undefined },
@@ -39,6 +40,7 @@ describe('loadConfig', () => {
         GENERATE_TIMEOUT_MS: '2000',
         SWITCH_TIMEOUT_MS: '3000',
         QUEUE_TIMEOUT_MS: '4000',
+        SCHEDULER_MAX_DELAY_MS: '0',
         SIDECAR_RESTART_MAX_BACKOFF_MS: '5000',
         ALLOW_PICKLE: '1',
         MODEL_ROOT: '/models',
@@ -61,6 +63,7 @@ describe('loadConfig', () => {
       generateTimeoutMs: 2000,
       switchTimeoutMs: 3000,
       queueTimeoutMs: 4000,
+      schedulerMaxDelayMs: 0,
       sidecarRestartMaxBackoffMs: 5000,
       allowPickle: true,
       legacy: { modelRoot: '/models', model: 'sd15.safetensors', loraRoot: '/loras' },
@@ -89,6 +92,12 @@ describe('loadConfig', () => {
         "MODES_WATCH must be 1 or 0, got 'maybe'; " +
         "QUEUE_MAX must be an integer from 1 to 1000000, got '0'; " +
         "GENERATE_TIMEOUT_MS must be an integer from 1 to 86400000, got '1.5'",
+    );
+  });
+
+  it.each(['-1', '1.5', '30s', '86400001'])('refuses SCHEDULER_MAX_DELAY_MS %s', (value) => {
+    expect(() => loadConfig({ SCHEDULER_MAX_DELAY_MS: value })).toThrow(
+      `Invalid environment: SCHEDULER_MAX_DELAY_MS must be an integer from 0 to 86400000, got '${value}'`,
     );
   });
 
