@@ -15,6 +15,7 @@ import {
 } from '../errors/domain.errors.js';
 import type { ResolvedMode } from '../modes/mode.types.js';
 import { ModesService } from '../modes/modes.service.js';
+import { MemoryRefresher } from '../memory/memory-refresher.service.js';
 import { RegistryService } from '../registry/registry.service.js';
 import { SidecarProcessService } from '../sidecar/sidecar-process.service.js';
 import { SidecarRepository } from '../sidecar/sidecar.repository.js';
@@ -85,6 +86,7 @@ export class WorkerPool implements OnModuleDestroy {
     private readonly sidecar: SidecarRepository,
     private readonly registry: RegistryService,
     sidecarProcess: SidecarProcessService,
+    private readonly memory: MemoryRefresher,
   ) {
     this.registerHandler(RUN_TASK_HANDLER, (task: string, args: Record<string, unknown> = {}) =>
       this.sidecar.runTask(task, args),
@@ -234,10 +236,13 @@ export class WorkerPool implements OnModuleDestroy {
 
   /** Settles the entry's promise; never throws, so one failed job cannot stop the queue. */
   private async execute(entry: Entry): Promise<void> {
+    this.memory.jobStarted();
     try {
       entry.resolve(await this.run(entry.job, entry.abort.signal));
     } catch (error) {
       entry.reject(this.jobFailure(error, entry));
+    } finally {
+      void this.memory.jobFinished();
     }
   }
 
@@ -305,19 +310,10 @@ export class WorkerPool implements OnModuleDestroy {
         `mode '${mode.name}' active (${load.architecture}, ${(load.bytes / 2 ** 20).toFixed(0)} MiB on ${load.device}, ` +
           `${load.source === 'resident' ? 'already resident' : `${load.loadSeconds.toFixed(1)} s`})`,
       );
-      await this.refreshMemory();
+      await this.memory.refresh();
       return { mode: mode.name, load };
     } finally {
       this.switching = undefined;
-    }
-  }
-
-  private async refreshMemory(): Promise<void> {
-    try {
-      const version = this.registry.version;
-      this.registry.recordMemory(await this.sidecar.getMemory(), version);
-    } catch (error) {
-      this.logger.warn(`could not read the model host's memory figures: ${(error as Error).message}`);
     }
   }
 
