@@ -210,6 +210,14 @@ describe('ModeAwareScheduler', () => {
     expect(() => new ModeAwareScheduler({ maxDelayMs: Number.NaN })).toThrow(RangeError);
   });
 
+  it('takes jobs in submission order only', () => {
+    const scheduler = new ModeAwareScheduler({ maxDelayMs: 10 });
+    scheduler.add(generation(2, 'a'));
+    expect(() => scheduler.add(generation(2, 'b'))).toThrow('already waiting');
+    expect(() => scheduler.add({ ...generation(1, 'b'), id: 'late' })).toThrow(RangeError);
+    expect(scheduler.size).toBe(1);
+  });
+
   it('runs jobs of the active mode first, oldest first, then the oldest job', () => {
     const scheduler = new ModeAwareScheduler({ maxDelayMs: 1000 });
     for (const [seq, mode] of [

@@ -51,6 +51,7 @@ export class ModeAwareScheduler implements Scheduler {
   private headTurnAt = 0;
   /** The latest time the scheduler has heard of: when a removal makes a job the oldest, its turn came no earlier. */
   private lastNow = Number.NEGATIVE_INFINITY;
+  private lastSeq = Number.NEGATIVE_INFINITY;
 
   constructor({ maxDelayMs }: { maxDelayMs: number }) {
     if (!Number.isFinite(maxDelayMs) || maxDelayMs < 0) {
@@ -65,6 +66,9 @@ export class ModeAwareScheduler implements Scheduler {
 
   add(job: SchedulableJob): void {
     if (this.byId.has(job.id)) throw new Error(`job ${job.id} is already waiting`);
+    // Submission order is what "older" and "after a barrier" mean: the lanes rely on it.
+    if (job.seq <= this.lastSeq) throw new RangeError(`job ${job.id} (seq ${job.seq}) added after seq ${this.lastSeq}`);
+    this.lastSeq = job.seq;
     const entry: Entry = { job, waiting: true };
     this.byId.set(job.id, entry);
     this.all.push(entry);
