@@ -18,6 +18,7 @@ import {
 import { parseModesConfig } from '../modes/modes-config.loader.js';
 import type { ResolvedMode } from '../modes/mode.types.js';
 import type { ModesService } from '../modes/modes.service.js';
+import { MemoryRefresher } from '../memory/memory-refresher.service.js';
 import { RegistryService } from '../registry/registry.service.js';
 import type { SidecarProcessService } from '../sidecar/sidecar-process.service.js';
 import type { SidecarRepository } from '../sidecar/sidecar.repository.js';
@@ -81,6 +82,7 @@ describe('WorkerPool', () => {
       sidecar as unknown as SidecarRepository,
       registry,
       sidecarProcess as unknown as SidecarProcessService,
+      new MemoryRefresher(registry, sidecar as unknown as SidecarRepository),
     );
     pools.push(created);
     return created;
@@ -602,6 +604,7 @@ describe('WorkerPool', () => {
         sidecar as unknown as SidecarRepository,
         registry,
         sidecarProcess as unknown as SidecarProcessService,
+        new MemoryRefresher(registry, sidecar as unknown as SidecarRepository),
       );
       pools.push(workers);
       workers.onModuleInit();

@@ -17,6 +17,7 @@ import {
 import type { ResolvedMode } from '../modes/mode.types.js';
 import { modelRoots } from '../modes/model-roots.js';
 import { ModesService } from '../modes/modes.service.js';
+import { MemoryRefresher } from '../memory/memory-refresher.service.js';
 import { RegistryService } from '../registry/registry.service.js';
 import { SidecarProcessService } from '../sidecar/sidecar-process.service.js';
 import { SidecarRepository } from '../sidecar/sidecar.repository.js';
@@ -126,6 +127,7 @@ export class WorkerPool implements OnModuleInit, OnModuleDestroy {
     private readonly sidecar: SidecarRepository,
     private readonly registry: RegistryService,
     sidecarProcess: SidecarProcessService,
+    private readonly memory: MemoryRefresher,
   ) {
     this.registerHandler(RUN_TASK_HANDLER, (task: string, args: Record<string, unknown> = {}) =>
       this.sidecar.runTask(task, args),
@@ -355,6 +357,7 @@ export class WorkerPool implements OnModuleInit, OnModuleDestroy {
 
   /** Settles the entry's promise; never throws, so one failed job cannot stop the queue. */
   private async execute(entry: Entry): Promise<void> {
+    this.memory.jobStarted();
     try {
       entry.resolve(await this.run(entry.job, entry.abort.signal));
     } catch (error) {
@@ -363,6 +366,8 @@ export class WorkerPool implements OnModuleInit, OnModuleDestroy {
         this.lastSwitchFailure = { at: new Date(), mode: entry.job.mode, error: failure as Error };
       }
       entry.reject(failure);
+    } finally {
+      void this.memory.jobFinished();
     }
   }
 
@@ -440,7 +445,7 @@ export class WorkerPool implements OnModuleInit, OnModuleDestroy {
         `mode '${mode.name}' active (${load.architecture}, ${(load.bytes / 2 ** 20).toFixed(0)} MiB on ${load.device}, ` +
           `${load.source === 'resident' ? 'already resident' : `${load.loadSeconds.toFixed(1)} s`})`,
       );
-      await this.refreshMemory();
+      await this.memory.refresh();
       return { mode: mode.name, load };
     } finally {
       this.switching = undefined;
@@ -464,15 +469,6 @@ export class WorkerPool implements OnModuleInit, OnModuleDestroy {
       });
     this.rootsSync = next;
     return next;
-  }
-
-  private async refreshMemory(): Promise<void> {
-    try {
-      const version = this.registry.version;
-      this.registry.recordMemory(await this.sidecar.getMemory(), version);
-    } catch (error) {
-      this.logger.warn(`could not read the model host's memory figures: ${(error as Error).message}`);
-    }
   }
 
   /** The sidecar is gone: stop taking work from the queue until it serves again. */
