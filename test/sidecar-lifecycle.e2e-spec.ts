@@ -6,8 +6,14 @@ import { Gateway, startGateway } from './support/gateway-process';
 import { Sidecar, startSidecar } from './support/sidecar-process';
 import { waitFor } from './support/wait-for';
 
-/** Minutes on these CPUs if nobody stops it: 150 steps at 512x512. */
-const LONG = { mode: 'sd15-fast', prompt: 'a very long one', num_inference_steps: 150, size: '512x512' };
+/** Minutes on these CPUs if nobody stops it: 150 steps at 512x512 (euler: the mode's lcm sampler takes at most 50). */
+const LONG = {
+  mode: 'sd15-fast',
+  prompt: 'a very long one',
+  num_inference_steps: 150,
+  size: '512x512',
+  scheduler: 'euler',
+};
 
 describe('client disconnects and sidecar crashes, on the real sidecar', () => {
   let gateway: Gateway;

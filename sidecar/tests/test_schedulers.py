@@ -10,13 +10,14 @@ from typing import Any
 import grpc
 import numpy as np
 import pytest
+from diffusers import EulerDiscreteScheduler, LCMScheduler
 from PIL import Image
 
 from modelhost.engine import pipelines
 from modelhost.engine.device import Device
 from modelhost.engine.host import ModelHost
 from modelhost.engine.pipelines import build_pipeline
-from modelhost.engine.schedulers import SCHEDULER_NAMES
+from modelhost.engine.schedulers import SCHEDULER_NAMES, check_steps
 from modelhost.engine.types import GenerateParams, LoadSpec
 from modelhost.errors import InvalidRequestError
 from modelhost.v1 import modelhost_pb2 as pb
@@ -184,6 +185,14 @@ def test_the_prediction_type_override_lands_in_every_generation_scheduler_config
     assert host._keys["v"].base.pipe.scheduler.config.prediction_type == "epsilon"
     assert differing_fraction(v, epsilon) > 0.2
     assert differing_fraction(v_lcm, v) > 0.2
+
+
+def test_lcm_refuses_more_steps_than_its_schedule_has(host: ModelHost, demo_dir: Path) -> None:
+    host.load(sd15(demo_dir))
+    with pytest.raises(InvalidRequestError, match=r"^steps: the lcm sampler takes at most 50"):
+        pixels(host, scheduler="lcm", steps=51)
+    check_steps(LCMScheduler(), 50)
+    check_steps(EulerDiscreteScheduler(), 51)
 
 
 def test_an_unknown_prediction_type_is_refused_at_load(host: ModelHost, demo_dir: Path) -> None:

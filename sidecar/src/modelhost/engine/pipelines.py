@@ -21,7 +21,7 @@ from PIL import Image
 
 from modelhost.configs import config_folder, folder_name
 from modelhost.engine.checkpoint import PICKLE_SUFFIXES, CheckpointInfo, read_safetensors_header
-from modelhost.engine.schedulers import build_scheduler
+from modelhost.engine.schedulers import build_scheduler, check_steps
 from modelhost.engine.types import GenerateParams, LoraSpec
 from modelhost.errors import (
     InvalidModelError,
@@ -174,6 +174,7 @@ def generate_image(
     _check_clip_skip(pipe, params.clip_skip)
     loaded = pipe.scheduler
     scheduler = build_scheduler(loaded, params.scheduler, prediction_type, params.seed)
+    check_steps(scheduler, params.steps)
     pipe.scheduler = scheduler
     try:
         with _final_layer_norm_reachable(pipe, params.clip_skip):

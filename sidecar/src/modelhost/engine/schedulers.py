@@ -111,3 +111,14 @@ def build_scheduler(base: Any, name: str, prediction_type: str, seed: int) -> An
         # seed, which would make the same request give a different image each time.
         overrides["noise_sampler_seed"] = seed
     return sampler.cls.from_config(base.config, **overrides)
+
+
+def check_steps(scheduler: Any, steps: int) -> None:
+    """LCM samples a fixed subset of the schedule it was distilled on: diffusers refuses more
+    steps than that schedule has (a ValueError deep in the call), so say so up front."""
+    limit = getattr(scheduler.config, "original_inference_steps", None)
+    if isinstance(scheduler, LCMScheduler) and isinstance(limit, int) and steps > limit:
+        raise InvalidRequestError(
+            f"steps: the lcm sampler takes at most {limit} steps (its original_inference_steps), "
+            f"got {steps}"
+        )
