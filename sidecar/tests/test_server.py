@@ -10,7 +10,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from modelhost.server import ServeOptions, Sidecar
+from modelhost.server import ModelHostServer, ServeOptions
 from modelhost.v1 import modelhost_pb2 as pb
 from modelhost.v1 import modelhost_pb2_grpc as pb_grpc
 
@@ -60,7 +60,7 @@ async def test_not_serving_until_plugins_and_inventory_are_ready(
     root.mkdir()
     shutil.copyfile(demo_dir / "tiny-sd15.safetensors", root / "tiny-sd15.safetensors")
     address = f"unix:{tmp_path}/gated.sock"
-    sidecar = Sidecar(
+    server = ModelHostServer(
         ServeOptions(
             listen=address,
             device="cpu",
@@ -68,7 +68,7 @@ async def test_not_serving_until_plugins_and_inventory_are_ready(
             environ={"MODELHOST_TASK_MODULES": "mh_gate_plugin"},
         )
     )
-    starting = asyncio.create_task(sidecar.start())
+    starting = asyncio.create_task(server.start())
     try:
         async with grpc.aio.insecure_channel(address) as channel:
             assert await health_status(channel) == NOT_SERVING
@@ -89,24 +89,24 @@ async def test_not_serving_until_plugins_and_inventory_are_ready(
             assert [Path(m.path).name for m in listing.models] == ["tiny-sd15.safetensors"]
     finally:
         starting.cancel()
-        await sidecar.stop(1)
+        await server.stop(1)
         sys.modules.pop("mh_gate_plugin", None)
 
 
 @pytest.fixture
-async def serving(tmp_path: Path) -> AsyncIterator[tuple[Sidecar, grpc.aio.Channel]]:
+async def serving(tmp_path: Path) -> AsyncIterator[tuple[ModelHostServer, grpc.aio.Channel]]:
     address = f"unix:{tmp_path}/serving.sock"
-    sidecar = Sidecar(ServeOptions(listen=address, device="cpu"))
-    await sidecar.start()
+    server = ModelHostServer(ServeOptions(listen=address, device="cpu"))
+    await server.start()
     async with grpc.aio.insecure_channel(address) as channel:
-        yield sidecar, channel
-    await sidecar.stop(1)
+        yield server, channel
+    await server.stop(1)
 
 
 async def test_health_and_memory_answer_while_an_image_is_being_made(
-    serving: tuple[Sidecar, grpc.aio.Channel], demo_dir: Path
+    serving: tuple[ModelHostServer, grpc.aio.Channel], demo_dir: Path
 ) -> None:
-    _sidecar, channel = serving
+    _server, channel = serving
     stub = pb_grpc.ModelHostStub(channel)
     await stub.LoadModel(
         pb.LoadModelRequest(

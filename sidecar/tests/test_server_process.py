@@ -1,4 +1,4 @@
-"""The sidecar as users start it: a process with health, reflection and signals."""
+"""The model host as users start it: a process with health, reflection and signals."""
 
 import asyncio
 import os
@@ -24,9 +24,9 @@ STARTUP_SECONDS = 120
 CANCEL_DEADLINE_SECONDS = 300
 
 
-def start_sidecar(tmp_path: Path, grace_seconds: float) -> tuple[subprocess.Popen[bytes], str]:
+def start_model_host(tmp_path: Path, grace_seconds: float) -> tuple[subprocess.Popen[bytes], str]:
     """Starts `python -m modelhost serve` and waits until its health says SERVING."""
-    address = f"unix:{tmp_path}/sidecar.sock"
+    address = f"unix:{tmp_path}/model-host.sock"
     process = subprocess.Popen(
         [
             sys.executable, "-m", "modelhost", "serve", "--listen", address,
@@ -59,8 +59,8 @@ def start_sidecar(tmp_path: Path, grace_seconds: float) -> tuple[subprocess.Pope
 
 
 @pytest.fixture
-def sidecar(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
-    process, address = start_sidecar(tmp_path, grace_seconds=5)
+def model_host(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    process, address = start_model_host(tmp_path, grace_seconds=5)
     try:
         yield process, address
     finally:
@@ -70,9 +70,9 @@ def sidecar(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
 
 
 def test_health_and_reflection_answer_and_sigterm_exits_cleanly(
-    sidecar: tuple[subprocess.Popen[bytes], str],
+    model_host: tuple[subprocess.Popen[bytes], str],
 ) -> None:
-    process, address = sidecar
+    process, address = model_host
     with grpc.insecure_channel(address) as channel:
         services = set(ProtoReflectionDescriptorDatabase(channel).get_services())
         overall = health_pb2_grpc.HealthStub(channel).Check(
@@ -119,7 +119,7 @@ async def test_sigterm_lets_the_running_generation_finish_and_exits_0(
 ) -> None:
     # The grace only has to outlast the job: the server exits as soon as the job ends, so
     # a long one costs nothing, and a machine busy with other work does not cut the job short.
-    process, address = start_sidecar(tmp_path, grace_seconds=1800)
+    process, address = start_model_host(tmp_path, grace_seconds=1800)
     try:
         async with grpc.aio.insecure_channel(address) as channel:
             stub = pb_grpc.ModelHostStub(channel)
@@ -160,7 +160,7 @@ async def test_sigterm_cancels_a_job_that_outlasts_the_grace_and_exits_0(
     tmp_path: Path, demo_dir: Path
 ) -> None:
     grace = 1.0
-    process, address = start_sidecar(tmp_path, grace_seconds=grace)
+    process, address = start_model_host(tmp_path, grace_seconds=grace)
     try:
         async with grpc.aio.insecure_channel(address) as channel:
             stub = pb_grpc.ModelHostStub(channel)

@@ -1,4 +1,4 @@
-"""The sidecar through its real gRPC surface, on the tiny demo models, on CPU."""
+"""The model host through its real gRPC surface, on the tiny demo models, on CPU."""
 
 import asyncio
 import gc

@@ -1,1 +1,1 @@
-"""GPU sidecar: loads, swaps and runs diffusers pipelines behind gRPC."""
+"""GPU model host: loads, swaps and runs diffusers pipelines behind gRPC."""

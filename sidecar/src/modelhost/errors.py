@@ -36,7 +36,7 @@ class GenerationCancelledError(ModelHostError):
 
 
 class UnavailableError(ModelHostError):
-    """The sidecar cannot take this call now (still starting, or stopping)."""
+    """The model host cannot take this call now (still starting, or stopping)."""
 
 
 class UnknownTaskError(ModelHostError):

@@ -1,4 +1,4 @@
-"""Boots the sidecar: gRPC server, health, reflection, signals, shutdown."""
+"""Boots the model host: gRPC server, health, reflection, signals, shutdown."""
 
 import asyncio
 import ctypes
@@ -48,7 +48,7 @@ class ServeOptions:
     environ: Mapping[str, str] = field(default_factory=dict)
 
 
-class Sidecar:
+class ModelHostServer:
     """The gRPC server and what it serves, with a start that answers health checks
     (NOT_SERVING) while the slow part of starting runs, and a graceful stop."""
 
@@ -146,15 +146,15 @@ async def serve(options: ServeOptions) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
-    sidecar = Sidecar(options)
-    await sidecar.start()
+    server = ModelHostServer(options)
+    await server.start()
     await stopping.wait()
-    await sidecar.stop(options.grace_seconds)
+    await server.stop(options.grace_seconds)
 
 
 def exit_with_parent() -> None:
     """Asks Linux to SIGTERM us when the process that started us dies, so a
-    killed gateway never leaves a sidecar holding the GPU."""
+    killed gateway never leaves a model host holding the GPU."""
     if sys.platform == "linux":
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)

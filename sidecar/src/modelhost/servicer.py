@@ -140,9 +140,9 @@ class ModelHostServicer(pb_grpc.ModelHostServicer):
 
     def check_ready(self) -> None:
         if self.stopping:
-            raise UnavailableError("the sidecar is shutting down")
+            raise UnavailableError("the model host is shutting down")
         if not self.ready:
-            raise UnavailableError("the sidecar is starting; retry when its health is SERVING")
+            raise UnavailableError("the model host is starting; retry when its health is SERVING")
 
     @contextlib.contextmanager
     def _in_flight(self) -> Iterator[None]:

@@ -34,7 +34,7 @@ def bpe_source() -> Path:
     # An installation fault, not a property of the model being loaded.
     raise RuntimeError(
         f"the CLIP tokenizer vocabulary ({BPE_FILE}) comes from the open-clip-torch package, "
-        "which is not installed: install the sidecar's requirements.lock"
+        "which is not installed: install sidecar/requirements.lock"
     )
 
 

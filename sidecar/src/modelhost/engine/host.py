@@ -739,7 +739,7 @@ class ModelHost:
         if path.suffix.lower() in PICKLE_SUFFIXES and not self.allow_pickle:
             raise InvalidModelError(
                 f"{spec.vae_path}: pickle files can run arbitrary code and are refused; "
-                "convert it to .safetensors or start the sidecar with --allow-pickle"
+                "convert it to .safetensors or start the model host with --allow-pickle"
             )
 
     def _dtype(self, name: str) -> torch.dtype:

@@ -34,7 +34,7 @@ def load_upscaler(
     if path.suffix.lower() in PICKLE_SUFFIXES and not allow_pickle:
         raise InvalidModelError(
             f"{path}: pickle files can run arbitrary code and are refused; "
-            "convert it to .safetensors or start the sidecar with --allow-pickle"
+            "convert it to .safetensors or start the model host with --allow-pickle"
         )
     try:
         descriptor = ModelLoader(device="cpu").load_from_file(path)

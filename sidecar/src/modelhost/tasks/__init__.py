@@ -1,4 +1,4 @@
-"""Named Python tasks that run inside the sidecar, called through RunTask.
+"""Named Python tasks that run inside the model host, called through RunTask.
 
 A task is a function of (args, context) registered under a name:
 
@@ -19,15 +19,15 @@ A task is a function of (args, context) registered under a name:
   racing a generation. A long task delays the work queued behind it.
 - Raise TaskArgumentError for bad arguments (INVALID_ARGUMENT) and TaskError when the
   task cannot do its work now (FAILED_PRECONDITION); the message reaches the caller.
-  Any other exception is a bug: INTERNAL, the traceback only in the sidecar's log.
+  Any other exception is a bug: INTERNAL, the traceback only in the model host's log.
 
-Plugins: the sidecar imports, at start, before it reports SERVING,
+Plugins: the model host imports, at start, before it reports SERVING,
 1. every entry point of the group `modelhost.tasks` of the installed packages, e.g. in
    the plugin's pyproject.toml:
        [project.entry-points."modelhost.tasks"]
        acme = "acme_tasks.tasks"
    (a failing entry point is logged and skipped: a broken package must not take the
-   sidecar down), and
+   model host down), and
 2. the modules listed in MODELHOST_TASK_MODULES (comma-separated import paths, found on
    PYTHONPATH); one that fails to import stops the start with the reason, since the
    operator asked for it by name.
@@ -75,7 +75,7 @@ TASK_MODULES_ENV = "MODELHOST_TASK_MODULES"
 
 @dataclass(frozen=True)
 class TaskContext:
-    """What a task may use: the model host of this sidecar (resident models, memory,
+    """What a task may use: the model host of this model host (resident models, memory,
     loads) and through it the device."""
 
     host: ModelHost
@@ -145,7 +145,7 @@ def _qualified(function: TaskFunction) -> str:
     return f"{module}.{getattr(function, '__qualname__', repr(function))}"
 
 
-# The registry the sidecar serves; @task registers here.
+# The registry the model host serves; @task registers here.
 REGISTRY = TaskRegistry()
 
 
