@@ -1,6 +1,8 @@
 import { Module, type DynamicModule } from '@nestjs/common';
 import { APP_FILTER, APP_GUARD, APP_PIPE } from '@nestjs/core';
 
+import { ApiKeyGuard } from './auth/api-key.guard.js';
+import { AuthModule } from './auth/auth.module.js';
 import { RequestBodyGuard } from './common/request-body.guard.js';
 import { RequestValidationPipe } from './common/validation-errors.js';
 import type { AppConfig } from './config/app-config.js';
@@ -24,6 +26,7 @@ export class AppModule {
       module: AppModule,
       imports: [
         ConfigModule.forRoot(config),
+        AuthModule,
         ModesModule,
         RegistryModule,
         SidecarModule,
@@ -34,7 +37,9 @@ export class AppModule {
         HealthModule,
         StartupModule,
       ],
+      // Global guards run in this order: who may call comes before what the body holds.
       providers: [
+        { provide: APP_GUARD, useExisting: ApiKeyGuard },
         { provide: APP_GUARD, useClass: RequestBodyGuard },
         { provide: APP_PIPE, useClass: RequestValidationPipe },
         { provide: APP_FILTER, useClass: AllExceptionsFilter },

@@ -15,6 +15,13 @@ async function bootstrap(): Promise<void> {
   // abortOnError: false lets a startup error (bad modes.yaml, say) reach the catch below instead of aborting.
   const app = await NestFactory.create<NestExpressApplication>(AppModule.forRoot(config), { abortOnError: false });
   app.disable('x-powered-by');
+  if (config.corsOrigins.length > 0) {
+    app.enableCors({
+      origin: [...config.corsOrigins],
+      allowedHeaders: ['Authorization', 'X-API-Key', 'Content-Type', 'X-Request-Id'],
+      exposedHeaders: ['Retry-After', 'X-Request-Id', 'X-Mode', 'X-Seed', 'X-SuperRes'],
+    });
+  }
   // SIGHUP is left alone: it will mean "reload modes.yaml". After a clean shutdown the exit code is 0.
   app.enableShutdownHooks([ShutdownSignal.SIGTERM, ShutdownSignal.SIGINT], { useProcessExit: true });
   setupOpenApi(app);

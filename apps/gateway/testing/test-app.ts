@@ -50,6 +50,8 @@ export interface TestApp {
 export async function createTestApp(
   env: Record<string, string> = {},
   process: FakeSidecarProcess = new FakeSidecarProcess(),
+  /** What main.ts does to the app before it listens that a test needs (setupOpenApi). */
+  setup?: (app: INestApplication) => void,
 ): Promise<TestApp> {
   const dir = mkdtempSync(join(tmpdir(), 'gateway-spec-'));
   writeFileSync(join(dir, 'modes.yaml'), TEST_MODES_YAML);
@@ -61,6 +63,7 @@ export async function createTestApp(
     .useValue(process)
     .compile();
   const app = moduleRef.createNestApplication({ logger: false });
+  setup?.(app);
   await app.init();
   return {
     app,

@@ -19,6 +19,8 @@ describe('loadConfig', () => {
       queueTimeoutMs: 600_000,
       sidecarRestartMaxBackoffMs: 30_000,
       allowPickle: false,
+      auth: { apiKeys: [], adminApiKeys: [], metricsPublic: false },
+      corsOrigins: [],
       legacy: { modelRoot: undefined, model: undefined, loraRoot: undefined },
     });
   });
@@ -41,6 +43,10 @@ describe('loadConfig', () => {
         QUEUE_TIMEOUT_MS: '4000',
         SIDECAR_RESTART_MAX_BACKOFF_MS: '5000',
         ALLOW_PICKLE: '1',
+        API_KEY: ' k1 , k2,, ',
+        ADMIN_API_KEY: 'adm',
+        METRICS_PUBLIC: '1',
+        CORS_ORIGINS: 'https://app.example.com,http://localhost:3000',
         MODEL_ROOT: '/models',
         MODEL: 'sd15.safetensors',
         LORA_ROOT: '/loras',
@@ -63,6 +69,8 @@ describe('loadConfig', () => {
       queueTimeoutMs: 4000,
       sidecarRestartMaxBackoffMs: 5000,
       allowPickle: true,
+      auth: { apiKeys: ['k1', 'k2'], adminApiKeys: ['adm'], metricsPublic: true },
+      corsOrigins: ['https://app.example.com', 'http://localhost:3000'],
       legacy: { modelRoot: '/models', model: 'sd15.safetensors', loraRoot: '/loras' },
     });
   });
@@ -113,5 +121,14 @@ describe('loadConfig', () => {
         "MODES_FILE_MAX_BYTES must be an integer from 1 to 1073741824, got '0'; " +
         "MODES_FILE_MAX_NODES must be an integer from 1 to 100000000, got 'many'",
     );
+  });
+});
+
+describe('loadConfig: CORS_ORIGINS', () => {
+  it('refuses an entry that is not an origin', () => {
+    expect(() => loadConfig({ CORS_ORIGINS: 'https://ok.example, *' })).toThrow(
+      "CORS_ORIGINS must list origins like https://app.example.com, got '*'",
+    );
+    expect(() => loadConfig({ CORS_ORIGINS: 'https://ok.example/path' })).toThrow(ConfigError);
   });
 });

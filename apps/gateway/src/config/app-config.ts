@@ -1,5 +1,7 @@
 import { resolve } from 'node:path';
 
+import type { ApiKeySettings } from '../auth/api-keys.js';
+
 export const APP_CONFIG = Symbol('APP_CONFIG');
 
 /** MODES_FILE_MAX_BYTES and MODES_FILE_MAX_NODES when unset: far above any real modes file, far below harm. */
@@ -32,6 +34,10 @@ export interface AppConfig {
   /** The longest pause between two restarts of a sidecar the gateway started and lost (1 s, doubling up to it). */
   readonly sidecarRestartMaxBackoffMs: number;
   readonly allowPickle: boolean;
+  /** API_KEY, ADMIN_API_KEY (comma-separated lists) and METRICS_PUBLIC. */
+  readonly auth: ApiKeySettings;
+  /** CORS_ORIGINS: the origins browsers may call from; empty: CORS stays off. */
+  readonly corsOrigins: readonly string[];
   /** The deprecated single-model settings, used only when the modes file is missing. */
   readonly legacy: {
     readonly modelRoot: string | undefined;
@@ -75,6 +81,18 @@ export function loadConfig(env: Env, cwd: string = process.cwd()): AppConfig {
     return fallback;
   };
 
+  const list = (name: string): string[] =>
+    (text(name) ?? '')
+      .split(',')
+      .map((item) => item.trim())
+      .filter((item) => item !== '');
+  const corsOrigins = list('CORS_ORIGINS');
+  for (const origin of corsOrigins) {
+    if (!/^https?:\/\/[^/\s]+$/.test(origin)) {
+      problems.push(`CORS_ORIGINS must list origins like https://app.example.com, got '${origin}'`);
+    }
+  }
+
   const sidecarAddr = text('SIDECAR_ADDR');
   if (sidecarAddr !== undefined && !/^unix:.+$|^(\[[0-9a-fA-F:.]+\]|[^\s:[\]]+):\d{1,5}$/.test(sidecarAddr)) {
     problems.push(`SIDECAR_ADDR must be host:port or unix:/path, got '${sidecarAddr}'`);
@@ -103,6 +121,12 @@ export function loadConfig(env: Env, cwd: string = process.cwd()): AppConfig {
     queueTimeoutMs: integer('QUEUE_TIMEOUT_MS', 600_000, 1, 86_400_000),
     sidecarRestartMaxBackoffMs: integer('SIDECAR_RESTART_MAX_BACKOFF_MS', 30_000, 1, 3_600_000),
     allowPickle: flag('ALLOW_PICKLE', false),
+    auth: {
+      apiKeys: list('API_KEY'),
+      adminApiKeys: list('ADMIN_API_KEY'),
+      metricsPublic: flag('METRICS_PUBLIC', false),
+    },
+    corsOrigins,
     legacy: { modelRoot: text('MODEL_ROOT'), model: text('MODEL'), loraRoot: text('LORA_ROOT') },
   };
   if (problems.length > 0) throw new ConfigError(problems);
