@@ -89,7 +89,8 @@ describe('API keys', () => {
 
   it('lets both header forms through on every route that is not an admin one', async () => {
     for (const { method, path } of routes.filter((r) => !ADMIN.has(`${r.method} ${r.path}`))) {
-      for (const headers of [{ Authorization: `Bearer ${KEY}` }, { 'X-API-Key': OTHER_KEY }]) {
+      const forms: Record<string, string>[] = [{ Authorization: `Bearer ${KEY}` }, { 'X-API-Key': OTHER_KEY }];
+      for (const headers of forms) {
         const response = await call(method, path, headers);
         // Past the key check: whatever the route answers without a body, it is not a refusal of the key.
         expect({ route: `${method} ${path}`, refused: [401, 403].includes(response.status) }).toEqual({

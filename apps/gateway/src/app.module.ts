@@ -11,6 +11,7 @@ import { AllExceptionsFilter } from './errors/all-exceptions.filter.js';
 import { GenerationModule } from './generation/generation.module.js';
 import { HealthModule } from './health/health.module.js';
 import { ModeSwitchModule } from './mode-switch/mode-switch.module.js';
+import { ModelsModule } from './models/models.module.js';
 import { ModesModule } from './modes/modes.module.js';
 import { QueueModule } from './queue/queue.module.js';
 import { RegistryModule } from './registry/registry.module.js';
@@ -34,6 +35,7 @@ export class AppModule {
         GenerationModule,
         ModeSwitchModule,
         StatusModule,
+        ModelsModule,
         HealthModule,
         StartupModule,
       ],
