@@ -11,6 +11,7 @@ cd "$ROOT"
 VENV=sidecar/.venv
 PY=$VENV/bin/python
 GATEWAY_MAIN=dist/apps/gateway/main.js
+GRPCURL_VERSION=v1.9.4
 
 say() { printf '[runner] %s\n' "$*" >&2; }
 
@@ -86,6 +87,11 @@ setup_test_tools() {
     say "installing docker-compose (Debian's package) for the docker-compose.yml checks"
     DEBIAN_FRONTEND=noninteractive apt-get install -y docker-compose ||
       say "could not install docker-compose: its test will be skipped"
+  fi
+  if ! command -v grpcurl >/dev/null && command -v go >/dev/null &&
+    [ ! -x "$(go env GOPATH)/bin/grpcurl" ]; then
+    say "installing grpcurl $GRPCURL_VERSION with go install (a few minutes on two cores) for the grpcurl e2e test"
+    go install "github.com/fullstorydev/grpcurl/cmd/grpcurl@$GRPCURL_VERSION"
   fi
 }
 
