@@ -21,8 +21,8 @@ setup_node() {
   local want
   want=$(stamp_of package-lock.json)
   if [ "$(cat node_modules/.runner-stamp 2>/dev/null)" != "$want" ]; then
-    say "installing npm packages (npm ci)"
-    npm ci --no-audit --no-fund
+    say "installing npm packages (npm ci): about 230 MB in node_modules, usually under two minutes"
+    npm ci --no-audit --no-fund --progress=true
     echo "$want" > node_modules/.runner-stamp
   fi
 }
@@ -39,9 +39,15 @@ setup_python() {
   local want
   want=$(stamp_of sidecar/requirements.lock sidecar/pyproject.toml)
   if [ "$(cat "$VENV/.runner-stamp" 2>/dev/null)" != "$want" ]; then
-    say "installing the sidecar's Python packages (torch is large: the first time takes minutes)"
-    "$PY" -m pip install --quiet -r sidecar/requirements.lock
-    "$PY" -m pip install --quiet --no-deps -e sidecar
+    if [ ! -f "$VENV/.runner-stamp" ]; then
+      say "first install of the model host's Python packages: about 6 GB in $VENV, most of it torch and"
+      say "its CUDA libraries (a download of about 3 GB); 5 to 15 minutes on a good connection. pip shows each"
+      say "download with its progress below."
+    else
+      say "updating the model host's Python packages (sidecar/requirements.lock changed)"
+    fi
+    "$PY" -m pip install --progress-bar on -r sidecar/requirements.lock
+    "$PY" -m pip install --no-deps -e sidecar
     echo "$want" > "$VENV/.runner-stamp"
   fi
 }
