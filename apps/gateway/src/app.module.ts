@@ -11,6 +11,7 @@ import { AllExceptionsFilter } from './errors/all-exceptions.filter.js';
 import { GenerationModule } from './generation/generation.module.js';
 import { HealthModule } from './health/health.module.js';
 import { ModeSwitchModule } from './mode-switch/mode-switch.module.js';
+import { LoggingModule } from './logging/logging.module.js';
 import { ModelsModule } from './models/models.module.js';
 import { ModesModule } from './modes/modes.module.js';
 import { QueueModule } from './queue/queue.module.js';
@@ -27,6 +28,7 @@ export class AppModule {
       module: AppModule,
       imports: [
         ConfigModule.forRoot(config),
+        LoggingModule,
         AuthModule,
         ModesModule,
         RegistryModule,

@@ -56,7 +56,9 @@ export async function createTestApp(
   const dir = mkdtempSync(join(tmpdir(), 'gateway-spec-'));
   writeFileSync(join(dir, 'modes.yaml'), TEST_MODES_YAML);
   const sidecar = new FakeSidecarRepository();
-  const moduleRef = await Test.createTestingModule({ imports: [AppModule.forRoot(loadConfig(env, dir))] })
+  const moduleRef = await Test.createTestingModule({
+    imports: [AppModule.forRoot(loadConfig({ LOG_LEVEL: 'silent', ...env }, dir))],
+  })
     .overrideProvider(SidecarRepository)
     .useValue(sidecar)
     .overrideProvider(SidecarProcessService)

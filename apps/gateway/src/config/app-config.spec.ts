@@ -22,6 +22,7 @@ describe('loadConfig', () => {
       modesWatchPollMs: 0,
       auth: { apiKeys: [], adminApiKeys: [], metricsPublic: false },
       corsOrigins: [],
+      logLevel: 'info',
       legacy: { modelRoot: undefined, model: undefined, loraRoot: undefined },
     });
   });
@@ -49,6 +50,7 @@ describe('loadConfig', () => {
         ADMIN_API_KEY: 'adm',
         METRICS_PUBLIC: '1',
         CORS_ORIGINS: 'https://app.example.com,http://localhost:3000',
+        LOG_LEVEL: 'DEBUG',
         MODEL_ROOT: '/models',
         MODEL: 'sd15.safetensors',
         LORA_ROOT: '/loras',
@@ -74,6 +76,7 @@ describe('loadConfig', () => {
       modesWatchPollMs: 2000,
       auth: { apiKeys: ['k1', 'k2'], adminApiKeys: ['adm'], metricsPublic: true },
       corsOrigins: ['https://app.example.com', 'http://localhost:3000'],
+      logLevel: 'debug',
       legacy: { modelRoot: '/models', model: 'sd15.safetensors', loraRoot: '/loras' },
     });
   });
@@ -133,5 +136,13 @@ describe('loadConfig: CORS_ORIGINS', () => {
       "CORS_ORIGINS must list origins like https://app.example.com, got '*'",
     );
     expect(() => loadConfig({ CORS_ORIGINS: 'https://ok.example/path' })).toThrow(ConfigError);
+  });
+});
+
+describe('loadConfig: LOG_LEVEL', () => {
+  it('refuses a level pino does not know', () => {
+    expect(() => loadConfig({ LOG_LEVEL: 'loud' })).toThrow(
+      "LOG_LEVEL must be one of fatal, error, warn, info, debug, trace, silent, got 'loud'",
+    );
   });
 });

@@ -4,6 +4,9 @@ import type { ApiKeySettings } from '../auth/api-keys.js';
 
 export const APP_CONFIG = Symbol('APP_CONFIG');
 
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
 /** MODES_FILE_MAX_BYTES and MODES_FILE_MAX_NODES when unset: far above any real modes file, far below harm. */
 export const DEFAULT_MODES_FILE_MAX_BYTES = 1_048_576;
 export const DEFAULT_MODES_FILE_MAX_NODES = 100_000;
@@ -40,6 +43,8 @@ export interface AppConfig {
   readonly auth: ApiKeySettings;
   /** CORS_ORIGINS: the origins browsers may call from; empty: CORS stays off. */
   readonly corsOrigins: readonly string[];
+  /** LOG_LEVEL: pino's level names, or `silent`. */
+  readonly logLevel: LogLevel;
   /** The deprecated single-model settings, used only when the modes file is missing. */
   readonly legacy: {
     readonly modelRoot: string | undefined;
@@ -95,6 +100,11 @@ export function loadConfig(env: Env, cwd: string = process.cwd()): AppConfig {
     }
   }
 
+  const logLevel = (text('LOG_LEVEL') ?? 'info').toLowerCase();
+  if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) {
+    problems.push(`LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}, got '${logLevel}'`);
+  }
+
   const sidecarAddr = text('SIDECAR_ADDR');
   if (sidecarAddr !== undefined && !/^unix:.+$|^(\[[0-9a-fA-F:.]+\]|[^\s:[\]]+):\d{1,5}$/.test(sidecarAddr)) {
     problems.push(`SIDECAR_ADDR must be host:port or unix:/path, got '${sidecarAddr}'`);
@@ -130,6 +140,7 @@ export function loadConfig(env: Env, cwd: string = process.cwd()): AppConfig {
       metricsPublic: flag('METRICS_PUBLIC', false),
     },
     corsOrigins,
+    logLevel: (LOG_LEVELS as readonly string[]).includes(logLevel) ? (logLevel as LogLevel) : 'info',
     legacy: { modelRoot: text('MODEL_ROOT'), model: text('MODEL'), loraRoot: text('LORA_ROOT') },
   };
   if (problems.length > 0) throw new ConfigError(problems);
