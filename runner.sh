@@ -11,6 +11,7 @@ cd "$ROOT"
 VENV=sidecar/.venv
 PY=$VENV/bin/python
 GATEWAY_MAIN=dist/apps/gateway/main.js
+GRPCURL_VERSION=v1.9.4
 
 say() { printf '[runner] %s\n' "$*" >&2; }
 
@@ -20,8 +21,8 @@ setup_node() {
   local want
   want=$(stamp_of package-lock.json)
   if [ "$(cat node_modules/.runner-stamp 2>/dev/null)" != "$want" ]; then
-    say "installing npm packages (npm ci)"
-    npm ci --no-audit --no-fund
+    say "installing npm packages (npm ci): about 230 MB in node_modules, usually under two minutes"
+    npm ci --no-audit --no-fund --progress=true
     echo "$want" > node_modules/.runner-stamp
   fi
 }
@@ -38,9 +39,15 @@ setup_python() {
   local want
   want=$(stamp_of sidecar/requirements.lock sidecar/pyproject.toml)
   if [ "$(cat "$VENV/.runner-stamp" 2>/dev/null)" != "$want" ]; then
-    say "installing the sidecar's Python packages (torch is large: the first time takes minutes)"
-    "$PY" -m pip install --quiet -r sidecar/requirements.lock
-    "$PY" -m pip install --quiet --no-deps -e sidecar
+    if [ ! -f "$VENV/.runner-stamp" ]; then
+      say "first install of the model host's Python packages: about 6 GB in $VENV, most of it torch and"
+      say "its CUDA libraries (a download of about 3 GB); 5 to 15 minutes on a good connection. pip shows each"
+      say "download with its progress below."
+    else
+      say "updating the model host's Python packages (sidecar/requirements.lock changed)"
+    fi
+    "$PY" -m pip install --progress-bar on -r sidecar/requirements.lock
+    "$PY" -m pip install --no-deps -e sidecar
     echo "$want" > "$VENV/.runner-stamp"
   fi
 }
@@ -79,8 +86,24 @@ start() {
   exec node "$GATEWAY_MAIN"
 }
 
+# Test-only tools, installed when missing and when this machine lets us; the tests that need them skip, saying so,
+# where they are absent.
+setup_test_tools() {
+  if ! command -v docker-compose >/dev/null && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    say "installing docker-compose (Debian's package) for the docker-compose.yml checks"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y docker-compose ||
+      say "could not install docker-compose: its test will be skipped"
+  fi
+  if ! command -v grpcurl >/dev/null && command -v go >/dev/null &&
+    [ ! -x "$(go env GOPATH)/bin/grpcurl" ]; then
+    say "installing grpcurl $GRPCURL_VERSION with go install (a few minutes on two cores) for the grpcurl e2e test"
+    go install "github.com/fullstorydev/grpcurl/cmd/grpcurl@$GRPCURL_VERSION"
+  fi
+}
+
 run_tests() {
   setup
+  setup_test_tools
   build_gateway
   export HF_HUB_OFFLINE=1
   say "lint"

@@ -15,4 +15,6 @@ COPY --from=build /app/dist dist
 COPY --from=build /app/proto proto
 COPY package.json ./
 EXPOSE 4200
+# node (uid 1000) comes with the base image: never serve as root. The files above stay root's, read-only to it.
+USER node
 CMD ["node", "dist/apps/gateway/main.js"]

@@ -12,5 +12,8 @@ RUN pip install --no-deps ./sidecar
 # that the running container needs no writable cache for them.
 ENV MODELHOST_CACHE_DIR=/opt/modelhost-cache
 RUN python -c "from modelhost.configs import FOLDERS, config_folder; [config_folder(f) for f in FOLDERS]"
+# An unprivileged user (docker-compose.yml names the same uid): the code and caches above stay root's.
+RUN useradd --system --uid 10001 --user-group --no-create-home modelhost
+USER modelhost
 EXPOSE 50051
 CMD ["python", "-m", "modelhost", "serve", "--listen", "0.0.0.0:50051"]

@@ -204,6 +204,7 @@ describe('the management API on the real sidecar and the demo models', () => {
     expect(body.openapi).toMatch(/^3\./);
     expect(Object.keys(body.paths as object).sort()).toEqual(
       [
+        '/api/models',
         '/api/models/status',
         '/api/modes',
         '/api/modes/reload',

@@ -1,6 +1,8 @@
 import { Module, type DynamicModule } from '@nestjs/common';
 import { APP_FILTER, APP_GUARD, APP_PIPE } from '@nestjs/core';
 
+import { ApiKeyGuard } from './auth/api-key.guard.js';
+import { AuthModule } from './auth/auth.module.js';
 import { RequestBodyGuard } from './common/request-body.guard.js';
 import { RequestValidationPipe } from './common/validation-errors.js';
 import type { AppConfig } from './config/app-config.js';
@@ -9,6 +11,8 @@ import { AllExceptionsFilter } from './errors/all-exceptions.filter.js';
 import { GenerationModule } from './generation/generation.module.js';
 import { HealthModule } from './health/health.module.js';
 import { ModeSwitchModule } from './mode-switch/mode-switch.module.js';
+import { LoggingModule } from './logging/logging.module.js';
+import { ModelsModule } from './models/models.module.js';
 import { ModesModule } from './modes/modes.module.js';
 import { QueueModule } from './queue/queue.module.js';
 import { RegistryModule } from './registry/registry.module.js';
@@ -24,6 +28,8 @@ export class AppModule {
       module: AppModule,
       imports: [
         ConfigModule.forRoot(config),
+        LoggingModule,
+        AuthModule,
         ModesModule,
         RegistryModule,
         SidecarModule,
@@ -31,10 +37,13 @@ export class AppModule {
         GenerationModule,
         ModeSwitchModule,
         StatusModule,
+        ModelsModule,
         HealthModule,
         StartupModule,
       ],
+      // Global guards run in this order: who may call comes before what the body holds.
       providers: [
+        { provide: APP_GUARD, useExisting: ApiKeyGuard },
         { provide: APP_GUARD, useClass: RequestBodyGuard },
         { provide: APP_PIPE, useClass: RequestValidationPipe },
         { provide: APP_FILTER, useClass: AllExceptionsFilter },

@@ -6,6 +6,8 @@ import { Logger, ShutdownSignal } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import type { NestExpressApplication } from '@nestjs/platform-express';
 
+import { Logger as PinoLogger } from 'nestjs-pino';
+
 import { AppModule } from './app.module.js';
 import { loadConfig } from './config/app-config.js';
 import { setupOpenApi } from './openapi/openapi.js';
@@ -14,8 +16,20 @@ import { WorkerPool } from './queue/worker-pool.service.js';
 async function bootstrap(): Promise<void> {
   const config = loadConfig(process.env);
   // abortOnError: false lets a startup error (bad modes.yaml, say) reach the catch below instead of aborting.
-  const app = await NestFactory.create<NestExpressApplication>(AppModule.forRoot(config), { abortOnError: false });
+  // bufferLogs: the lines Nest writes while it starts wait for the JSON logger rather than going out as plain text.
+  const app = await NestFactory.create<NestExpressApplication>(AppModule.forRoot(config), {
+    abortOnError: false,
+    bufferLogs: true,
+  });
+  app.useLogger(app.get(PinoLogger));
   app.disable('x-powered-by');
+  if (config.corsOrigins.length > 0) {
+    app.enableCors({
+      origin: [...config.corsOrigins],
+      allowedHeaders: ['Authorization', 'X-API-Key', 'Content-Type', 'X-Request-Id'],
+      exposedHeaders: ['Retry-After', 'X-Request-Id', 'X-Mode', 'X-Seed', 'X-SuperRes'],
+    });
+  }
   // Registered before Nest's own handlers, so it runs first: from the signal on, /ready and new work answer 503
   // while the shutdown hooks let the running job finish (README, "Stopping").
   const pool = app.get(WorkerPool);

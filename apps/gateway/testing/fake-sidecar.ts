@@ -5,8 +5,10 @@ import type {
   GenerateOptions,
   GenerateParams,
   GeneratedImage,
+  InventoryFile,
   LoadResult,
   MemoryStats,
+  ModelInventory,
 } from '../src/sidecar/sidecar.types.js';
 
 /** A SidecarRepository stand-in: records calls, answers at once, can fail or hold a generation open. */
@@ -25,6 +27,8 @@ export class FakeSidecarRepository {
   serving = true;
   /** Keys loaded, as GetMemory reports them. */
   readonly resident = new Map<string, ResolvedMode>();
+  /** What listModels answers: the inventory of the model roots. */
+  inventoryFiles: InventoryFile[] = [];
   /** Every setModelRoots call's roots, in order. */
   readonly rootsSet: string[][] = [];
   /** Sidecar tasks: what runTask answers for a name (a function of the args), else an unknown-task error. */
@@ -100,6 +104,10 @@ export class FakeSidecarRepository {
       ramTierBytes: 0,
       ramTierCapacityBytes: 0,
     });
+  }
+
+  listModels(): Promise<ModelInventory> {
+    return Promise.resolve({ roots: this.rootsSet.at(-1) ?? [], polling: false, files: this.inventoryFiles });
   }
 
   setModelRoots(roots: readonly string[]): Promise<string[]> {

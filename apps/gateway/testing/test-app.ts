@@ -62,12 +62,16 @@ export interface TestApp {
 export async function createTestApp(
   env: Record<string, string> = {},
   process: FakeSidecarProcess = new FakeSidecarProcess(),
+  /** What main.ts does to the app before it listens that a test needs (setupOpenApi). */
+  setup?: (app: INestApplication) => void,
 ): Promise<TestApp> {
   const dir = mkdtempSync(join(tmpdir(), 'gateway-spec-'));
   writeFileSync(join(dir, 'modes.yaml'), TEST_MODES_YAML);
   const sidecar = new FakeSidecarRepository();
   const files = new FakeModelFiles();
-  const moduleRef = await Test.createTestingModule({ imports: [AppModule.forRoot(loadConfig(env, dir))] })
+  const moduleRef = await Test.createTestingModule({
+    imports: [AppModule.forRoot(loadConfig({ LOG_LEVEL: 'silent', ...env }, dir))],
+  })
     .overrideProvider(SidecarRepository)
     .useValue(sidecar)
     .overrideProvider(SidecarProcessService)
@@ -76,6 +80,7 @@ export async function createTestApp(
     .useValue(files)
     .compile();
   const app = moduleRef.createNestApplication({ logger: false });
+  setup?.(app);
   await app.init();
   return {
     app,

@@ -22,6 +22,10 @@ describe('loadConfig', () => {
       sidecarRestartMaxBackoffMs: 30_000,
       allowPickle: false,
       shutdownGraceMs: 30_000,
+      modesWatchPollMs: 0,
+      auth: { apiKeys: [], adminApiKeys: [], metricsPublic: false },
+      corsOrigins: [],
+      logLevel: 'info',
       legacy: { modelRoot: undefined, model: undefined, loraRoot: undefined },
     });
   });
@@ -47,6 +51,12 @@ describe('loadConfig', () => {
         SIDECAR_RESTART_MAX_BACKOFF_MS: '5000',
         ALLOW_PICKLE: '1',
         SHUTDOWN_GRACE_MS: '6000',
+        MODES_WATCH_POLL_MS: '2000',
+        API_KEY: ' k1 , k2,, ',
+        ADMIN_API_KEY: 'adm',
+        METRICS_PUBLIC: '1',
+        CORS_ORIGINS: 'https://app.example.com,http://localhost:3000',
+        LOG_LEVEL: 'DEBUG',
         MODEL_ROOT: '/models',
         MODEL: 'sd15.safetensors',
         LORA_ROOT: '/loras',
@@ -72,6 +82,10 @@ describe('loadConfig', () => {
       sidecarRestartMaxBackoffMs: 5000,
       allowPickle: true,
       shutdownGraceMs: 6000,
+      modesWatchPollMs: 2000,
+      auth: { apiKeys: ['k1', 'k2'], adminApiKeys: ['adm'], metricsPublic: true },
+      corsOrigins: ['https://app.example.com', 'http://localhost:3000'],
+      logLevel: 'debug',
       legacy: { modelRoot: '/models', model: 'sd15.safetensors', loraRoot: '/loras' },
     });
   });
@@ -137,6 +151,23 @@ describe('loadConfig', () => {
       "Invalid environment: HOST must be an IP address or a host name, got 'http://0.0.0.0'; " +
         "MODES_FILE_MAX_BYTES must be an integer from 1 to 1073741824, got '0'; " +
         "MODES_FILE_MAX_NODES must be an integer from 1 to 100000000, got 'many'",
+    );
+  });
+});
+
+describe('loadConfig: CORS_ORIGINS', () => {
+  it('refuses an entry that is not an origin', () => {
+    expect(() => loadConfig({ CORS_ORIGINS: 'https://ok.example, *' })).toThrow(
+      "CORS_ORIGINS must list origins like https://app.example.com, got '*'",
+    );
+    expect(() => loadConfig({ CORS_ORIGINS: 'https://ok.example/path' })).toThrow(ConfigError);
+  });
+});
+
+describe('loadConfig: LOG_LEVEL', () => {
+  it('refuses a level pino does not know', () => {
+    expect(() => loadConfig({ LOG_LEVEL: 'loud' })).toThrow(
+      "LOG_LEVEL must be one of fatal, error, warn, info, debug, trace, silent, got 'loud'",
     );
   });
 });

@@ -1,6 +1,11 @@
 import { resolve } from 'node:path';
 
+import type { ApiKeySettings } from '../auth/api-keys.js';
+
 export const APP_CONFIG = Symbol('APP_CONFIG');
+
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
 
 /** MODES_FILE_MAX_BYTES and MODES_FILE_MAX_NODES when unset: far above any real modes file, far below harm. */
 export const DEFAULT_MODES_FILE_MAX_BYTES = 1_048_576;
@@ -20,6 +25,8 @@ export interface AppConfig {
   /** Absolute path of the modes file. */
   readonly modesFile: string;
   readonly modesWatch: boolean;
+  /** Above 0: the watcher polls the modes file this often instead of waiting for OS events (bind mounts). */
+  readonly modesWatchPollMs: number;
   /** A larger modes file is refused before it is read. */
   readonly modesFileMaxBytes: number;
   /** The most nodes the parsed modes file may hold, each use of a YAML alias counted again (billion laughs). */
@@ -46,6 +53,12 @@ export interface AppConfig {
   readonly allowPickle: boolean;
   /** At SIGTERM/SIGINT, how long the running job may still take before it is cancelled. */
   readonly shutdownGraceMs: number;
+  /** API_KEY, ADMIN_API_KEY (comma-separated lists) and METRICS_PUBLIC. */
+  readonly auth: ApiKeySettings;
+  /** CORS_ORIGINS: the origins browsers may call from; empty: CORS stays off. */
+  readonly corsOrigins: readonly string[];
+  /** LOG_LEVEL: pino's level names, or `silent`. */
+  readonly logLevel: LogLevel;
   /** The deprecated single-model settings, used only when the modes file is missing. */
   readonly legacy: {
     readonly modelRoot: string | undefined;
@@ -89,6 +102,23 @@ export function loadConfig(env: Env, cwd: string = process.cwd()): AppConfig {
     return fallback;
   };
 
+  const list = (name: string): string[] =>
+    (text(name) ?? '')
+      .split(',')
+      .map((item) => item.trim())
+      .filter((item) => item !== '');
+  const corsOrigins = list('CORS_ORIGINS');
+  for (const origin of corsOrigins) {
+    if (!/^https?:\/\/[^/\s]+$/.test(origin)) {
+      problems.push(`CORS_ORIGINS must list origins like https://app.example.com, got '${origin}'`);
+    }
+  }
+
+  const logLevel = (text('LOG_LEVEL') ?? 'info').toLowerCase();
+  if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) {
+    problems.push(`LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}, got '${logLevel}'`);
+  }
+
   const sidecarAddr = text('SIDECAR_ADDR');
   if (sidecarAddr !== undefined && !/^unix:.+$|^(\[[0-9a-fA-F:.]+\]|[^\s:[\]]+):\d{1,5}$/.test(sidecarAddr)) {
     problems.push(`SIDECAR_ADDR must be host:port or unix:/path, got '${sidecarAddr}'`);
@@ -109,6 +139,7 @@ export function loadConfig(env: Env, cwd: string = process.cwd()): AppConfig {
     port: integer('PORT', 4200, 0, 65535),
     modesFile: resolve(cwd, text('MODES_FILE') ?? 'modes.yaml'),
     modesWatch: flag('MODES_WATCH', true),
+    modesWatchPollMs: integer('MODES_WATCH_POLL_MS', 0, 0, 3_600_000),
     modesFileMaxBytes: integer('MODES_FILE_MAX_BYTES', DEFAULT_MODES_FILE_MAX_BYTES, 1, 1_073_741_824),
     modesFileMaxNodes: integer('MODES_FILE_MAX_NODES', DEFAULT_MODES_FILE_MAX_NODES, 1, 100_000_000),
     queueMax: integer('QUEUE_MAX', 64, 1, 1_000_000),
@@ -124,6 +155,13 @@ export function loadConfig(env: Env, cwd: string = process.cwd()): AppConfig {
     sidecarRestartMaxBackoffMs: integer('SIDECAR_RESTART_MAX_BACKOFF_MS', 30_000, 1, 3_600_000),
     allowPickle: flag('ALLOW_PICKLE', false),
     shutdownGraceMs: integer('SHUTDOWN_GRACE_MS', 30_000, 0, 3_600_000),
+    auth: {
+      apiKeys: list('API_KEY'),
+      adminApiKeys: list('ADMIN_API_KEY'),
+      metricsPublic: flag('METRICS_PUBLIC', false),
+    },
+    corsOrigins,
+    logLevel: (LOG_LEVELS as readonly string[]).includes(logLevel) ? (logLevel as LogLevel) : 'info',
     legacy: { modelRoot: text('MODEL_ROOT'), model: text('MODEL'), loraRoot: text('LORA_ROOT') },
   };
   if (problems.length > 0) throw new ConfigError(problems);

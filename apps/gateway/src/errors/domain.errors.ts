@@ -168,3 +168,9 @@ export class ModesDisabledError extends DomainError {
     );
   }
 }
+
+/** No API key, or one that is not valid (README "API keys"). */
+export class UnauthorizedError extends DomainError {}
+
+/** A valid key that may not call this route: an admin route without an ADMIN_API_KEY key. */
+export class ForbiddenError extends DomainError {}

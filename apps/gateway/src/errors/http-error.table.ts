@@ -3,6 +3,7 @@ import { STATUS_CODES } from 'node:http';
 import { HttpException } from '@nestjs/common';
 
 import {
+  ForbiddenError,
   GenerationTimeoutError,
   InvalidRequestError,
   JobCancelledError,
@@ -21,6 +22,7 @@ import {
   ShuttingDownError,
   SidecarUnavailableError,
   TaskFailedError,
+  UnauthorizedError,
   UnknownTaskError,
   UnsupportedMediaTypeError,
 } from './domain.errors.js';
@@ -53,6 +55,14 @@ const rule = <E extends Error>(r: Rule<E>): Rule<Error> => r as unknown as Rule<
 /** The one table from domain errors to HTTP. */
 export const HTTP_ERROR_TABLE: readonly Rule<Error>[] = [
   rule({ type: InvalidRequestError, status: 400, error: 'invalid_request' }),
+  // WWW-Authenticate names the scheme a client should use (RFC 9110 §11.6.1).
+  rule({
+    type: UnauthorizedError,
+    status: 401,
+    error: 'unauthorized',
+    headers: () => ({ 'WWW-Authenticate': 'Bearer' }),
+  }),
+  rule({ type: ForbiddenError, status: 403, error: 'forbidden' }),
   rule({ type: ModeNotFoundError, status: 404, error: 'mode_not_found' }),
   rule({ type: UnsupportedMediaTypeError, status: 415, error: 'unsupported_media_type' }),
   // Only a reload meets an invalid modes file while serving; at start it stops the server instead.

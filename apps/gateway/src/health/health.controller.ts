@@ -1,8 +1,11 @@
 import { Controller, Get } from '@nestjs/common';
 import { ApiOkResponse, ApiOperation, ApiServiceUnavailableResponse, ApiTags } from '@nestjs/swagger';
 
+import { Public } from '../auth/access.decorator.js';
 import { HealthService, type Readiness } from './health.service.js';
 
+/** Probes must answer without a key: orchestrators do not hold one. */
+@Public()
 @ApiTags('health')
 @Controller()
 export class HealthController {

@@ -10,6 +10,7 @@ import {
   ApiTooManyRequestsResponse,
 } from '@nestjs/swagger';
 
+import { Admin } from '../auth/access.decorator.js';
 import { SwitchModeDto, SwitchQueuedDto } from './dto/switch-mode.dto.js';
 import { ModeSwitchService } from './mode-switch.service.js';
 
@@ -19,6 +20,7 @@ export class ModeSwitchController {
   constructor(private readonly switches: ModeSwitchService) {}
 
   @Post('switch')
+  @Admin()
   @HttpCode(200)
   @ApiOperation({ summary: 'Queue a switch to another mode behind the pending jobs; answers at once' })
   @ApiOkResponse({ type: SwitchQueuedDto })

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { ModesFileWatcher } from './modes-file.watcher.js';
 import { waitFor } from '../../testing/wait-for.js';
 
-const FAST = { debounceMs: 30, rearmMs: 50 };
+const FAST = { debounceMs: 30, rearmMs: 50, pollMs: 0 };
 
 /** Waits for what the watcher does; the deadline bounds a hang, it claims no latency. */
 function eventually(check: () => boolean): Promise<unknown> {
@@ -104,5 +104,52 @@ describe('ModesFileWatcher', () => {
     writeFileSync(file, 'late');
     await new Promise((resolve) => setTimeout(resolve, FAST.debounceMs * 4));
     expect(changes).toBe(0);
+  });
+});
+
+/** MODES_WATCH_POLL_MS: the same reports from stat polling, for mounts that deliver no events. */
+describe('ModesFileWatcher, polling', () => {
+  let root: string;
+  let file: string;
+  let changes: number;
+  let watcher: ModesFileWatcher;
+
+  beforeEach(() => {
+    root = mkdtempSync(join(tmpdir(), 'modes-poll-'));
+    file = join(root, 'modes.yaml');
+    writeFileSync(file, 'a');
+    changes = 0;
+    watcher = new ModesFileWatcher(
+      file,
+      () => changes++,
+      { log: () => undefined, warn: () => undefined },
+      { ...FAST, pollMs: 20 },
+    );
+    watcher.start();
+  });
+
+  afterEach(() => {
+    watcher.close();
+    rmSync(root, { recursive: true, force: true });
+  });
+
+  it('reports a write, a save by rename, a removal and a reappearance', async () => {
+    writeFileSync(file, 'bb');
+    await eventually(() => changes === 1);
+    writeFileSync(join(root, 'modes.yaml.tmp'), 'ccc');
+    renameSync(join(root, 'modes.yaml.tmp'), file);
+    await eventually(() => changes === 2);
+    rmSync(file);
+    await eventually(() => changes === 3);
+    writeFileSync(file, 'dddd');
+    await eventually(() => changes === 4);
+  });
+
+  it('ignores the other files of the folder', async () => {
+    writeFileSync(join(root, 'other.yaml'), 'x');
+    writeFileSync(file, 'changed');
+    await eventually(() => changes === 1);
+    await new Promise((resolve) => setTimeout(resolve, FAST.debounceMs * 3));
+    expect(changes).toBe(1);
   });
 });

@@ -11,9 +11,14 @@ export interface WatcherOptions {
   readonly debounceMs: number;
   /** How often a lost watch (its folder deleted or replaced) is tried again. */
   readonly rearmMs: number;
+  /**
+   * Above 0: stat the file this often instead of waiting for OS events (MODES_WATCH_POLL_MS). Bind mounts into
+   * containers and network file systems often deliver no events at all.
+   */
+  readonly pollMs: number;
 }
 
-export const DEFAULT_WATCHER_OPTIONS: WatcherOptions = { debounceMs: 100, rearmMs: 1000 };
+export const DEFAULT_WATCHER_OPTIONS: WatcherOptions = { debounceMs: 100, rearmMs: 1000, pollMs: 0 };
 
 /**
  * Calls `onChange` shortly after the file is written, replaced or removed.
@@ -37,9 +42,10 @@ export class ModesFileWatcher {
   /** Whether an event since the last run concerned the file itself (not just the folder). */
   private fileTouched = false;
   private closed = false;
+  private poller: NodeJS.Timeout | undefined;
 
   constructor(
-    file: string,
+    private readonly file: string,
     private readonly onChange: () => void,
     private readonly logger: WatcherLogger,
     private readonly options: WatcherOptions = DEFAULT_WATCHER_OPTIONS,
@@ -50,6 +56,10 @@ export class ModesFileWatcher {
 
   /** Starts watching; when the folder is missing, keeps trying (and says so). */
   start(): void {
+    if (this.options.pollMs > 0) {
+      this.poll();
+      return;
+    }
     if (this.arm()) {
       this.logger.log(`watching ${this.dir} for changes to ${this.name}`);
     } else {
@@ -63,6 +73,42 @@ export class ModesFileWatcher {
     clearInterval(this.rearm);
     this.rearm = undefined;
     this.unwatch();
+    clearInterval(this.poller);
+    this.poller = undefined;
+  }
+
+  /**
+   * Stats the path (not an inode) every pollMs: a save by rename, a removal and a reappearance all change what
+   * the path's stat says. The first stat is taken now, so a write right after start() is a change.
+   */
+  private poll(): void {
+    let last = this.fingerprint();
+    this.poller = setInterval(() => {
+      const now = this.fingerprint();
+      if (now === last) return;
+      last = now;
+      this.fileTouched = true;
+      clearTimeout(this.debounce);
+      this.debounce = setTimeout(() => this.settlePolled(), this.options.debounceMs);
+      this.debounce.unref();
+    }, this.options.pollMs);
+    this.poller.unref();
+    this.logger.log(`polling ${this.file} for changes every ${this.options.pollMs} ms`);
+  }
+
+  private fingerprint(): string {
+    try {
+      const stats = statSync(this.file, { bigint: true });
+      return `${stats.ino}:${stats.size}:${stats.mtimeNs}`;
+    } catch {
+      return 'missing';
+    }
+  }
+
+  private settlePolled(): void {
+    if (this.closed || !this.fileTouched) return;
+    this.fileTouched = false;
+    this.onChange();
   }
 
   private arm(): boolean {

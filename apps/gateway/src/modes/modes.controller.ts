@@ -1,5 +1,6 @@
 import { Controller, Get, HttpCode, Post } from '@nestjs/common';
 
+import { Admin } from '../auth/access.decorator.js';
 import { formatImageSize } from '../common/image-size.js';
 import type { PredictionType, SchedulerName } from '../common/samplers.js';
 import type { ResolvedMode } from './mode.types.js';
@@ -46,6 +47,7 @@ export class ModesController {
 
   /** 400 with every problem when the file is invalid (the running modes stay); 409 on the legacy setup. */
   @Post('reload')
+  @Admin()
   @HttpCode(200)
   reload(): ReloadView {
     const { defaultMode, modes } = this.modes.reload('api');

@@ -3,7 +3,7 @@ import { Inject, Injectable, Logger, type OnModuleDestroy, type OnModuleInit } f
 import { APP_CONFIG, type AppConfig } from '../config/app-config.js';
 import { ModeNotFoundError, ModesConfigError, ModesDisabledError } from '../errors/domain.errors.js';
 import { loadModesConfig, parseModesFile, readModesFile } from './modes-config.loader.js';
-import { ModesFileWatcher } from './modes-file.watcher.js';
+import { DEFAULT_WATCHER_OPTIONS, ModesFileWatcher } from './modes-file.watcher.js';
 import type { ModesConfig, ResolvedMode } from './mode.types.js';
 
 /** What asked for a reload. */
@@ -78,7 +78,10 @@ export class ModesService implements OnModuleInit, OnModuleDestroy {
     process.on('SIGHUP', this.onSighup);
     if (!this.snapshot.legacy && this.appConfig.modesWatch) {
       this.lastText = readModesFile(this.appConfig.modesFile, this.appConfig.modesFileMaxBytes);
-      this.watcher = new ModesFileWatcher(this.appConfig.modesFile, () => this.onFileEvent(), this.logger);
+      this.watcher = new ModesFileWatcher(this.appConfig.modesFile, () => this.onFileEvent(), this.logger, {
+        ...DEFAULT_WATCHER_OPTIONS,
+        pollMs: this.appConfig.modesWatchPollMs,
+      });
       this.watcher.start();
     }
   }

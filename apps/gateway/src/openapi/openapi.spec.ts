@@ -19,6 +19,7 @@ describe('the OpenAPI document', () => {
     expect(operations.sort()).toEqual(
       [
         'POST /generate',
+        'GET /api/models',
         'GET /api/models/status',
         'GET /api/modes',
         'POST /api/modes/switch',

@@ -1,7 +1,11 @@
 import type { INestApplication } from '@nestjs/common';
+import type { NextFunction, Request, Response } from 'express';
 import { DocumentBuilder, SwaggerModule, type OpenAPIObject } from '@nestjs/swagger';
 
+import { ACCESS_EXTENSION, type Access } from '../auth/access.decorator.js';
+import { ApiKeys } from '../auth/api-keys.js';
 import { CLIP_SKIP_MAX, PREDICTION_TYPES, SCHEDULER_NAMES } from '../common/samplers.js';
+import { toHttpError } from '../errors/http-error.table.js';
 
 /** Swagger UI's path; the JSON document is served at `${DOCS_PATH}-json`. */
 export const DOCS_PATH = 'docs';
@@ -99,6 +103,8 @@ export function createOpenApiDocument(app: INestApplication): OpenAPIObject {
         'never a stack trace. Sizes in GB are GiB (bytes / 2^30).',
     )
     .setVersion('1')
+    .addBearerAuth({ type: 'http', scheme: 'bearer', description: 'a key of API_KEY (or ADMIN_API_KEY)' }, 'bearer')
+    .addApiKey({ type: 'apiKey', in: 'header', name: 'X-API-Key', description: 'the same keys' }, 'api-key')
     .build();
   const document = SwaggerModule.createDocument(app, config);
   document.components = { ...document.components, schemas: { ...document.components?.schemas, Error: ERROR_SCHEMA } };
@@ -118,6 +124,7 @@ export function createOpenApiDocument(app: INestApplication): OpenAPIObject {
   }
 
   stateBodyRules(document);
+  stateAccess(document);
 
   // Every 4xx/5xx reply without a body described has the one error body.
   for (const item of Object.values(document.paths)) {
@@ -163,8 +170,50 @@ function stateBodyRules(document: OpenAPIObject): void {
   }
 }
 
-/** Swagger UI at /docs, the document at /docs-json. */
+/**
+ * Each operation's security from its access level (auth/access.decorator.ts): public routes need nothing, the rest
+ * take either header form, and may answer 401 (and 403 for admin routes). Keys are only enforced when API_KEY or
+ * ADMIN_API_KEY is set.
+ */
+function stateAccess(document: OpenAPIObject): void {
+  for (const item of Object.values(document.paths)) {
+    for (const operation of [item.get, item.post, item.put, item.delete, item.patch]) {
+      if (!operation) continue;
+      const extensions = operation as Operation & { [ACCESS_EXTENSION]?: Access };
+      const access = extensions[ACCESS_EXTENSION] ?? 'key';
+      delete extensions[ACCESS_EXTENSION];
+      if (access === 'public') {
+        operation.security = [];
+        continue;
+      }
+      operation.security = [{ bearer: [] }, { 'api-key': [] }];
+      operation.responses['401'] ??= { description: 'no API key, or not a valid one (when API_KEY is set)' };
+      if (access === 'admin') {
+        operation.responses['403'] ??= {
+          description: 'a valid key that is not an ADMIN_API_KEY key (when that is set)',
+        };
+      }
+    }
+  }
+}
+
+/** Swagger UI at /docs, the document at /docs-json; both behind the API key when one is set. */
 export function setupOpenApi(app: INestApplication): void {
+  const keys = app.get(ApiKeys);
+  // Swagger's routes are plain Express handlers that Nest's guards never see.
+  app.use(
+    [`/${DOCS_PATH}`, `/${DOCS_PATH}-json`, `/${DOCS_PATH}-yaml`],
+    (request: Request, response: Response, next: NextFunction) => {
+      try {
+        keys.check(request, 'key');
+      } catch (error) {
+        const { status, body, headers } = toHttpError(error);
+        response.status(status).set(headers).json(body);
+        return;
+      }
+      next();
+    },
+  );
   SwaggerModule.setup(DOCS_PATH, app, () => createOpenApiDocument(app), {
     jsonDocumentUrl: `${DOCS_PATH}-json`,
     yamlDocumentUrl: `${DOCS_PATH}-yaml`,

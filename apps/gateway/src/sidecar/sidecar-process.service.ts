@@ -154,7 +154,8 @@ export class SidecarProcessService implements OnModuleDestroy {
     // Blank lines are what is left of progress bars redrawn with carriage returns.
     if (stream)
       createInterface({ input: stream }).on('line', (line) => {
-        if (line.trim()) this.logger.log(`[sidecar] ${line}`);
+        // Its own tag, so that the model host's lines can be told apart (and filtered) in the one stream.
+        if (line.trim()) this.logger.log({ source: 'model-host', msg: line });
       });
   }
 

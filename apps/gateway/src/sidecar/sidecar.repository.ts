@@ -9,6 +9,7 @@ import { JobCancelledError, SidecarError, SidecarUnavailableError } from '../err
 import type { ResolvedMode } from '../modes/mode.types.js';
 import type { HealthClient } from './generated/grpc/health/v1/Health.js';
 import type { GenerateEvent__Output } from './generated/modelhost/v1/GenerateEvent.js';
+import type { ListModelsReply__Output } from './generated/modelhost/v1/ListModelsReply.js';
 import type { LoadModelReply__Output } from './generated/modelhost/v1/LoadModelReply.js';
 import type { MemoryStats__Output } from './generated/modelhost/v1/MemoryStats.js';
 import type { ModelHostClient } from './generated/modelhost/v1/ModelHost.js';
@@ -23,6 +24,7 @@ import type {
   GeneratedImage,
   LoadResult,
   MemoryStats,
+  ModelInventory,
   ResidentModel,
 } from './sidecar.types.js';
 
@@ -104,6 +106,28 @@ export class SidecarRepository implements OnModuleDestroy {
     return new Promise<MemoryStats__Output>((resolve, reject) => {
       this.modelHost.GetMemory({}, this.deadline(context), this.settle(context, resolve, reject));
     }).then(toMemoryStats);
+  }
+
+  /** The files under the model roots as the model host's watcher sees them now: nothing is rescanned. */
+  listModels(): Promise<ModelInventory> {
+    const context: CallContext = { rpc: 'memory', subject: 'model inventory', timeoutMs: MEMORY_TIMEOUT_MS };
+    return new Promise<ListModelsReply__Output>((resolve, reject) => {
+      this.modelHost.ListModels({}, this.deadline(context), this.settle(context, resolve, reject));
+    }).then((reply) => ({
+      roots: reply.roots,
+      polling: reply.polling,
+      files: reply.models.map((file) => ({
+        path: file.path,
+        root: file.root,
+        architecture: file.architecture,
+        format: file.format,
+        sizeBytes: file.size_bytes,
+        mtimeUnixMs: file.mtime_unix_ms,
+        reason: file.reason,
+        residentKeys: file.resident_keys,
+        stale: file.stale,
+      })),
+    }));
   }
 
   /**

@@ -85,3 +85,32 @@ export interface GeneratedImage {
   readonly height: number;
   readonly superresApplied: boolean;
 }
+
+/** One entry of the model host's inventory of its model roots (ListModels). */
+export interface InventoryFile {
+  /** Absolute: a single file, or a diffusers pipeline folder. */
+  readonly path: string;
+  /** The watched root it lies under. */
+  readonly root: string;
+  /** sd15, sd2, sdxl-base, sdxl-refiner, lora, upscaler, or unknown (see reason). */
+  readonly architecture: string;
+  /** safetensors, pickle (never opened), diffusers, or diffusers-config (a pipeline folder without weights). */
+  readonly format: string;
+  /** A folder: the sum of its files. */
+  readonly sizeBytes: number;
+  /** A folder: its newest file. */
+  readonly mtimeUnixMs: number;
+  /** Why the architecture is unknown; empty otherwise. */
+  readonly reason: string;
+  /** Loaded keys that use this file. */
+  readonly residentKeys: readonly string[];
+  /** One of those keys was loaded before the file last changed. */
+  readonly stale: boolean;
+}
+
+export interface ModelInventory {
+  readonly files: readonly InventoryFile[];
+  readonly roots: readonly string[];
+  /** Watched by polling rather than OS events. */
+  readonly polling: boolean;
+}

@@ -54,6 +54,7 @@ from modelhost.engine.pipelines import (
     replace_vae,
     resident_bytes,
 )
+from modelhost.engine.progress import logged_progress
 from modelhost.engine.roots import ModelRoots
 from modelhost.engine.schedulers import check_prediction_type, check_scheduler_name
 from modelhost.engine.types import (
@@ -242,13 +243,17 @@ class ModelHost:
                 # Measured around the build alone: evictions before a retry must not
                 # count against it.
                 before = self.device.allocated_bytes()
-                pipe = self._builder(
-                    Path(spec.model_path),
-                    info.architecture,
-                    spec.config_dir or default_config_dir(info, spec.prediction_type),
-                    dtype,
-                    self.device.torch_device,
-                )
+                size = f"about {estimate / 2**30:.2f} GiB"
+                with logged_progress(
+                    log, f"loading {spec.model_path} ({info.architecture}, {size})"
+                ):
+                    pipe = self._builder(
+                        Path(spec.model_path),
+                        info.architecture,
+                        spec.config_dir or default_config_dir(info, spec.prediction_type),
+                        dtype,
+                        self.device.torch_device,
+                    )
                 if spec.vae_path:
                     replace_vae(pipe, Path(spec.vae_path), dtype, self.device.torch_device)
                 return pipe, self._measure(pipe, before)

@@ -1,0 +1,40 @@
+import type { IncomingMessage } from 'node:http';
+
+import { Module } from '@nestjs/common';
+import { LoggerModule } from 'nestjs-pino';
+
+import { APP_CONFIG, type AppConfig } from '../config/app-config.js';
+import { requestId } from './request-id.js';
+
+/** Probes poll these every few seconds: a line each would drown the log. */
+const QUIET_PATHS = new Set(['/health', '/ready']);
+
+/**
+ * Structured JSON logs through pino (pretty when stdout is a terminal). Every line written while a request is
+ * served, Nest's Logger included, carries its `request_id`; one line per finished request says its status and time.
+ */
+@Module({
+  imports: [
+    LoggerModule.forRootAsync({
+      inject: [APP_CONFIG],
+      useFactory: (config: AppConfig) => ({
+        pinoHttp: {
+          level: config.logLevel,
+          genReqId: requestId,
+          // Bind only the id to a request's lines; the full request goes on its completion line.
+          quietReqLogger: true,
+          customAttributeKeys: { reqId: 'request_id' },
+          autoLogging: { ignore: (request: IncomingMessage) => QUIET_PATHS.has(request.url?.split('?')[0] ?? '') },
+          customLogLevel: (_request, response, error) =>
+            error || response.statusCode >= 500 ? 'error' : response.statusCode >= 400 ? 'warn' : 'info',
+          // API keys must never reach a log.
+          redact: { paths: ['req.headers.authorization', 'req.headers["x-api-key"]'], censor: '[redacted]' },
+          ...(process.stdout.isTTY && {
+            transport: { target: 'pino-pretty', options: { singleLine: true, translateTime: 'SYS:HH:MM:ss.l' } },
+          }),
+        },
+      }),
+    }),
+  ],
+})
+export class LoggingModule {}

@@ -1,0 +1,100 @@
+import { realpathSync } from 'node:fs';
+import { relative } from 'node:path';
+
+import { Injectable } from '@nestjs/common';
+
+import type { ResolvedMode } from '../modes/mode.types.js';
+import { ModesService } from '../modes/modes.service.js';
+import { SidecarRepository } from '../sidecar/sidecar.repository.js';
+import type { InventoryFile, MemoryStats } from '../sidecar/sidecar.types.js';
+import type { ModelFileDto, ModelInventoryDto, ModelKind, ResidentLocation } from './dto/model-file.dto.js';
+
+const KIND_BY_ARCHITECTURE: Readonly<Record<string, ModelKind>> = {
+  sd15: 'checkpoint',
+  sd2: 'checkpoint',
+  'sdxl-base': 'checkpoint',
+  'sdxl-refiner': 'checkpoint',
+  lora: 'lora',
+  upscaler: 'upscaler',
+};
+
+/** The model host's inventory of the model roots, joined with the modes that use each file and what is loaded. */
+@Injectable()
+export class ModelsService {
+  constructor(
+    private readonly sidecar: SidecarRepository,
+    private readonly modes: ModesService,
+  ) {}
+
+  async inventory(): Promise<ModelInventoryDto> {
+    const [inventory, memory] = await Promise.all([this.sidecar.listModels(), this.sidecar.getMemory()]);
+    const users = modesByPath(this.modes.config.modes.values());
+    const locations = locationByKey(memory);
+    return {
+      roots: [...inventory.roots],
+      polling: inventory.polling,
+      models: inventory.files.map((file) => toView(file, users.get(file.path) ?? [], locations)),
+    };
+  }
+}
+
+function toView(
+  file: InventoryFile,
+  usedBy: readonly string[],
+  locations: ReadonlyMap<string, ResidentLocation>,
+): ModelFileDto {
+  const where = file.residentKeys.map((key) => locations.get(key));
+  // A file used on the device and parked in RAM at once is where generation would find it: on the device.
+  const location = where.includes('device') ? 'device' : where.includes('ram') ? 'ram' : null;
+  return {
+    path: relative(file.root, file.path),
+    root: file.root,
+    kind: KIND_BY_ARCHITECTURE[file.architecture] ?? 'unknown',
+    architecture: file.architecture,
+    format: file.format,
+    bytes: file.sizeBytes,
+    modified_at: new Date(file.mtimeUnixMs).toISOString(),
+    ...(file.reason && { reason: file.reason }),
+    used_by: [...usedBy].sort(),
+    resident: file.residentKeys.length > 0,
+    location,
+    stale: file.stale,
+  };
+}
+
+/**
+ * Every file a mode loads, under its real path too: the model host lists files with its roots' symlinks
+ * resolved, while modes keep the paths as written.
+ */
+function modesByPath(modes: Iterable<ResolvedMode>): Map<string, string[]> {
+  const users = new Map<string, Set<string>>();
+  for (const mode of modes) {
+    const paths = [
+      mode.modelPath,
+      mode.configDir,
+      mode.vaePath,
+      mode.superres?.modelPath,
+      ...mode.loras.map((lora) => lora.absolutePath),
+    ];
+    for (const path of paths) {
+      if (path === undefined) continue;
+      for (const variant of new Set([path, realPath(path)])) {
+        users.set(variant, (users.get(variant) ?? new Set()).add(mode.name));
+      }
+    }
+  }
+  return new Map([...users].map(([path, names]) => [path, [...names]]));
+}
+
+function realPath(path: string): string {
+  try {
+    return realpathSync(path);
+  } catch {
+    // Not there (yet): the model host cannot list it either.
+    return path;
+  }
+}
+
+function locationByKey(memory: MemoryStats): Map<string, ResidentLocation> {
+  return new Map(memory.models.map((model) => [model.key, model.inRamTier ? 'ram' : 'device']));
+}

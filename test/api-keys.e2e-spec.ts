@@ -1,0 +1,147 @@
+import { join } from 'node:path';
+
+import { demoDir } from './support/demo-models';
+import { Gateway, startGateway } from './support/gateway-process';
+
+interface OpenApiDocument {
+  paths: Record<string, Record<string, { security?: unknown[] }>>;
+}
+
+const KEY = 'e2e-key-1';
+const OTHER_KEY = 'e2e-key-2';
+const ADMIN_KEY = 'e2e-admin';
+const OPEN = new Set(['GET /health', 'GET /ready']);
+const ADMIN = new Set(['POST /api/modes/reload', 'POST /api/modes/switch']);
+const ALLOWED_ORIGIN = 'https://app.example.com';
+
+/**
+ * API keys on the real gateway and model host: every route of the OpenAPI document is walked, so a route added
+ * later without thought is caught here, not by a stranger.
+ */
+describe('API keys', () => {
+  let gateway: Gateway;
+  let routes: { method: string; path: string }[];
+
+  beforeAll(async () => {
+    gateway = await startGateway(
+      {
+        MODES_FILE: join(demoDir(), 'modes.yaml'),
+        MODES_WATCH: '0',
+        API_KEY: `${KEY},${OTHER_KEY}`,
+        ADMIN_API_KEY: ADMIN_KEY,
+        CORS_ORIGINS: ALLOWED_ORIGIN,
+      },
+      // Keys are checked before anything reaches the model host: no model needs to be resident.
+      { waitFor: '/health' },
+    );
+    const document = (await (
+      await fetch(`${gateway.url}/docs-json`, { headers: { 'X-API-Key': KEY } })
+    ).json()) as OpenApiDocument;
+    routes = Object.entries(document.paths).flatMap(([path, item]) =>
+      Object.keys(item).map((method) => ({ method: method.toUpperCase(), path: path.replace(/\{[^}]+\}/g, 'x') })),
+    );
+  });
+
+  afterAll(async () => {
+    if (gateway) expect(await gateway.stop()).toBe(0);
+  });
+
+  const call = (method: string, path: string, headers: Record<string, string> = {}): Promise<Response> =>
+    fetch(`${gateway.url}${path}`, { method, headers });
+
+  it('documents the routes this test walks, the open ones and the admin ones among them', () => {
+    const names = routes.map((r) => `${r.method} ${r.path}`);
+    expect(names).toEqual(expect.arrayContaining([...OPEN, ...ADMIN, 'POST /generate', 'GET /api/modes']));
+  });
+
+  it('answers 401 with the JSON error body on every route but /health and /ready without a key', async () => {
+    for (const { method, path } of routes) {
+      const response = await call(method, path);
+      if (OPEN.has(`${method} ${path}`)) {
+        // /ready may still say 503 (model loading): what matters is that it answers without a key.
+        expect({ route: `${method} ${path}`, refused: [401, 403].includes(response.status) }).toEqual({
+          route: `${method} ${path}`,
+          refused: false,
+        });
+        continue;
+      }
+      expect({ route: `${method} ${path}`, status: response.status }).toEqual({
+        route: `${method} ${path}`,
+        status: 401,
+      });
+      expect(await response.json()).toEqual({
+        error: 'unauthorized',
+        message: 'an API key is required: send "Authorization: Bearer <key>" or "X-API-Key: <key>"',
+        statusCode: 401,
+      });
+    }
+  });
+
+  it('answers 401 to a wrong key on every closed route', async () => {
+    for (const { method, path } of routes.filter((r) => !OPEN.has(`${r.method} ${r.path}`))) {
+      const response = await call(method, path, { Authorization: `Bearer ${KEY}x` });
+      expect({ route: `${method} ${path}`, status: response.status }).toEqual({
+        route: `${method} ${path}`,
+        status: 401,
+      });
+    }
+  });
+
+  it('lets both header forms through on every route that is not an admin one', async () => {
+    for (const { method, path } of routes.filter((r) => !ADMIN.has(`${r.method} ${r.path}`))) {
+      const forms: Record<string, string>[] = [{ Authorization: `Bearer ${KEY}` }, { 'X-API-Key': OTHER_KEY }];
+      for (const headers of forms) {
+        const response = await call(method, path, headers);
+        // Past the key check: whatever the route answers without a body, it is not a refusal of the key.
+        expect({ route: `${method} ${path}`, refused: [401, 403].includes(response.status) }).toEqual({
+          route: `${method} ${path}`,
+          refused: false,
+        });
+      }
+    }
+    const modes = await call('GET', '/api/modes', { 'X-API-Key': KEY });
+    expect(modes.status).toBe(200);
+  });
+
+  it('answers 403 on the admin routes to an API key, and serves the admin key', async () => {
+    for (const route of ADMIN) {
+      const [method, path] = route.split(' ') as [string, string];
+      const refused = await call(method, path, { 'X-API-Key': KEY });
+      expect({ route, status: refused.status }).toEqual({ route, status: 403 });
+      expect(await refused.json()).toEqual({
+        error: 'forbidden',
+        message: 'this route needs an admin key (ADMIN_API_KEY)',
+        statusCode: 403,
+      });
+    }
+    const reload = await call('POST', '/api/modes/reload', { Authorization: `Bearer ${ADMIN_KEY}` });
+    expect(reload.status).toBe(200);
+    const switched = await fetch(`${gateway.url}/api/modes/switch`, {
+      method: 'POST',
+      headers: { 'X-API-Key': ADMIN_KEY, 'Content-Type': 'application/json' },
+      body: JSON.stringify({ mode: 'no-such-mode' }),
+    });
+    expect(switched.status).toBe(404);
+  });
+
+  it('keeps the OpenAPI document and Swagger UI behind the key', async () => {
+    for (const path of ['/docs', '/docs-json', '/docs-yaml']) {
+      expect({ path, status: (await call('GET', path)).status }).toEqual({ path, status: 401 });
+    }
+    expect((await call('GET', '/docs-yaml', { Authorization: `Bearer ${KEY}` })).status).toBe(200);
+  });
+
+  it('answers a CORS preflight from a listed origin only', async () => {
+    const preflight = (origin: string): Promise<Response> =>
+      call('OPTIONS', '/api/modes', {
+        Origin: origin,
+        'Access-Control-Request-Method': 'GET',
+        'Access-Control-Request-Headers': 'x-api-key',
+      });
+    const allowed = await preflight(ALLOWED_ORIGIN);
+    expect(allowed.headers.get('access-control-allow-origin')).toBe(ALLOWED_ORIGIN);
+    expect(allowed.headers.get('access-control-allow-headers')?.toLowerCase()).toContain('x-api-key');
+    const other = await preflight('https://elsewhere.example.com');
+    expect(other.headers.get('access-control-allow-origin')).toBeNull();
+  });
+});

@@ -1,0 +1,78 @@
+import { join } from 'node:path';
+
+import { demoDir } from './support/demo-models';
+import { Gateway, startGateway } from './support/gateway-process';
+
+interface LogLine {
+  level: number;
+  msg: string;
+  context?: string;
+  request_id?: string;
+  source?: string;
+  req?: { headers?: Record<string, string> };
+  res?: { statusCode?: number };
+}
+
+/** The gateway's log on a pipe (not a terminal): one JSON object per line, request ids on a request's lines. */
+describe('structured logs', () => {
+  let gateway: Gateway;
+
+  beforeAll(async () => {
+    gateway = await startGateway({ MODES_FILE: join(demoDir(), 'modes.yaml'), MODES_WATCH: '0', API_KEY: 'log-key' });
+  });
+
+  afterAll(async () => {
+    if (gateway) expect(await gateway.stop()).toBe(0);
+  });
+
+  const lines = (): LogLine[] =>
+    gateway
+      .logs()
+      .split('\n')
+      .filter((line) => line.trim() !== '')
+      .map((line) => JSON.parse(line) as LogLine);
+
+  /** The completion line is written as the response ends, and reaches us through a pipe: wait for it, bounded. */
+  async function completionOf(id: string): Promise<LogLine | undefined> {
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      const found = lines().find((line) => line.request_id === id && line.msg === 'request completed');
+      if (found || Date.now() > deadline) return found;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  }
+
+  it('writes every line as JSON, with the model host lines under their own tag', () => {
+    const all = lines();
+    expect(all.some((line) => line.msg.startsWith('gateway listening on http://'))).toBe(true);
+    const modelHost = all.filter((line) => line.source === 'model-host');
+    expect(modelHost.length).toBeGreaterThan(0);
+    expect(modelHost.some((line) => line.msg.includes('serving on'))).toBe(true);
+  });
+
+  it("puts the request's id on each of its lines, Nest's own included, and never the key", async () => {
+    const response = await fetch(`${gateway.url}/api/modes/reload`, {
+      method: 'POST',
+      headers: { 'X-Request-Id': 'e2e-log-1', Authorization: 'Bearer log-key' },
+    });
+    expect(response.status).toBe(200);
+    expect(response.headers.get('x-request-id')).toBe('e2e-log-1');
+
+    const completed = await completionOf('e2e-log-1');
+    // The modes service's own line, written while the request was served...
+    const mine = lines().filter((line) => line.request_id === 'e2e-log-1');
+    expect(mine.some((line) => line.context === 'ModesService' && line.msg.includes('reloaded (api)'))).toBe(true);
+    // ...and the finished request's line.
+    expect(completed?.res?.statusCode).toBe(200);
+    expect(completed?.req?.headers?.authorization).toBe('[redacted]');
+    expect(gateway.logs()).not.toContain('log-key');
+  });
+
+  it('makes an id when the request brings none', async () => {
+    const response = await fetch(`${gateway.url}/api/modes`, { headers: { 'X-API-Key': 'log-key' } });
+    expect(response.status).toBe(200);
+    const id = response.headers.get('x-request-id') ?? '';
+    expect(id).toMatch(/^[0-9a-f-]{36}$/);
+    expect((await completionOf(id))?.res?.statusCode).toBe(200);
+  });
+});
