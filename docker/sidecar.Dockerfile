@@ -8,5 +8,9 @@ COPY sidecar/requirements.lock sidecar/requirements.lock
 RUN pip install -r sidecar/requirements.lock
 COPY sidecar sidecar
 RUN pip install --no-deps ./sidecar
+# The bundled config folders completed with their tokenizer files at build time, so
+# that the running container needs no writable cache for them.
+ENV MODELHOST_CACHE_DIR=/opt/modelhost-cache
+RUN python -c "from modelhost.configs import FOLDERS, config_folder; [config_folder(f) for f in FOLDERS]"
 EXPOSE 50051
 CMD ["python", "-m", "modelhost", "serve", "--listen", "0.0.0.0:50051"]

@@ -29,7 +29,16 @@ UNET = "model.diffusion_model.input_blocks.0.0.weight"
             },
             "sdxl-base",
         ),
-        ({UNET, "conditioner.embedders.0.model.ln_final.weight"}, "sdxl-refiner"),
+        (
+            {
+                UNET,
+                "model.diffusion_model.label_emb.0.0.weight",
+                "conditioner.embedders.0.model.ln_final.weight",
+            },
+            "sdxl-refiner",
+        ),
+        # SD2 resaved in Stability's newer layout: one OpenCLIP encoder, no size embedding.
+        ({UNET, "conditioner.embedders.0.model.ln_final.weight"}, "sd2"),
     ],
 )
 def test_architecture_is_detected_from_key_structure(keys: set[str], architecture: str) -> None:

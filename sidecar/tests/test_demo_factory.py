@@ -225,6 +225,7 @@ def test_modes_yaml_points_at_existing_files(demo_dir: Path) -> None:
             assert (lora_root / path).is_file(), f"{name}: {path}"
         if "superres" in mode:
             assert (model_root / mode["superres"]["model"]).is_file(), name
+    assert document["modes"]["sd15-fast"]["scheduler"] == "lcm"
     assert document["modes"]["sd15-fast"]["superres"] == {
         "model": "upscalers/tiny-esrgan-x2.safetensors",
         "scale": 2,

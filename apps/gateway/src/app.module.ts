@@ -1,6 +1,7 @@
 import { Module, type DynamicModule } from '@nestjs/common';
-import { APP_FILTER, APP_PIPE } from '@nestjs/core';
+import { APP_FILTER, APP_GUARD, APP_PIPE } from '@nestjs/core';
 
+import { RequestBodyGuard } from './common/request-body.guard.js';
 import { RequestValidationPipe } from './common/validation-errors.js';
 import type { AppConfig } from './config/app-config.js';
 import { ConfigModule } from './config/config.module.js';
@@ -17,7 +18,7 @@ import { StatusModule } from './status/status.module.js';
 
 @Module({})
 export class AppModule {
-  /** The pipe and filter are providers, not main.ts calls, so a testing module built from AppModule has them too. */
+  /** The guard, pipe and filter are providers, not main.ts calls, so a testing module built from AppModule has them too. */
   static forRoot(config: AppConfig): DynamicModule {
     return {
       module: AppModule,
@@ -34,6 +35,7 @@ export class AppModule {
         StartupModule,
       ],
       providers: [
+        { provide: APP_GUARD, useClass: RequestBodyGuard },
         { provide: APP_PIPE, useClass: RequestValidationPipe },
         { provide: APP_FILTER, useClass: AllExceptionsFilter },
       ],

@@ -1,5 +1,7 @@
 import 'reflect-metadata';
 
+import type { AddressInfo } from 'node:net';
+
 import { Logger, ShutdownSignal } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import type { NestExpressApplication } from '@nestjs/platform-express';
@@ -21,8 +23,16 @@ async function bootstrap(): Promise<void> {
   // SIGHUP is left alone: it means "reload modes.yaml". After a clean shutdown the exit code is 0.
   app.enableShutdownHooks([ShutdownSignal.SIGTERM, ShutdownSignal.SIGINT], { useProcessExit: true });
   setupOpenApi(app);
-  await app.listen(config.port);
-  new Logger('Bootstrap').log(`gateway listening on ${await app.getUrl()}`);
+  await app.listen(config.port, config.host);
+  // The address the socket really bound (PORT=0 picks a port; Nest's getUrl() rewrites it as a loopback name):
+  // test harnesses read the port from this line.
+  new Logger('Bootstrap').log(`gateway listening on ${boundUrl(app.getHttpServer().address())}`);
+}
+
+function boundUrl(address: AddressInfo | string | null): string {
+  if (address === null || typeof address === 'string') return String(address);
+  const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+  return `http://${host}:${address.port}`;
 }
 
 bootstrap().catch((error: unknown) => {

@@ -30,6 +30,8 @@ modes:
       - path: detail.safetensors
         strength: 0.8
         adapter_name: detail
+    scheduler: lcm
+    clip_skip: 2
     metadata:
       description: fast
     superres:

@@ -94,6 +94,19 @@ def main(argv: list[str] | None = None) -> None:
     )
     demo.add_argument("dir", type=Path)
 
+    full_size = commands.add_parser(
+        "make-full-size-sd15",
+        help="write (once) a full-size random-weight SD1.5 single file (fp16, about 2 GB) into "
+        "the cache folder and print its path",
+    )
+    full_size.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=None,
+        help="default: MODELHOST_CACHE_DIR, else $XDG_CACHE_HOME/modelhost, else "
+        "~/.cache/modelhost",
+    )
+
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -121,6 +134,10 @@ def main(argv: list[str] | None = None) -> None:
                 )
             )
         )
+    elif args.command == "make-full-size-sd15":
+        from modelhost.demo.full_size import full_size_sd15_checkpoint
+
+        print(full_size_sd15_checkpoint(args.cache_dir))
     else:
         from modelhost.demo.factory import make_demo_models
 

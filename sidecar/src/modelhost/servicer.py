@@ -191,6 +191,8 @@ class ModelHostServicer(pb_grpc.ModelHostServicer):
             dtype=request.dtype,
             superres_model=request.superres_model,
             superres_scale=request.superres_scale,
+            prediction_type=request.prediction_type,
+            vae_path=request.vae_path,
         )
         result = await self._on_device(self.host.load, spec)
         return pb.LoadModelReply(
@@ -306,6 +308,8 @@ class ModelHostServicer(pb_grpc.ModelHostServicer):
                 guidance_scale=request.guidance_scale,
                 seed=request.seed,
                 superres=request.superres,
+                scheduler=request.scheduler,
+                clip_skip=request.clip_skip,
             )
             async for item in self._generate(params):
                 if isinstance(item, Progress):

@@ -5,7 +5,6 @@ describe('parseImageSize', () => {
     ['512x512', 512, 512],
     ['896x1152', 896, 1152],
     ['8x2048', 8, 2048],
-    ['64X96', 64, 96],
   ])('reads %s', (text, width, height) => {
     expect(parseImageSize(text)).toEqual({ ok: true, size: { width, height } });
   });
@@ -15,6 +14,10 @@ describe('parseImageSize', () => {
     ['512', 'must be WIDTHxHEIGHT, e.g. "512x512"'],
     ['-8x8', 'must be WIDTHxHEIGHT, e.g. "512x512"'],
     [512, 'must be WIDTHxHEIGHT, e.g. "512x512"'],
+    ['64X64', 'must be WIDTHxHEIGHT, e.g. "512x512"'],
+    [' 64x64', 'must be WIDTHxHEIGHT, e.g. "512x512"'],
+    ['64x64\n', 'must be WIDTHxHEIGHT, e.g. "512x512"'],
+    ['６４x６４', 'must be WIDTHxHEIGHT, e.g. "512x512"'],
     ['60x64', 'width and height must both be multiples of 8'],
     ['0x64', 'width and height must each be from 8 to 2048'],
     ['2056x64', 'width and height must each be from 8 to 2048'],

@@ -10,9 +10,16 @@ export const MAX_SIDE = 2048;
 
 export type ImageSizeParse = { ok: true; size: ImageSize } | { ok: false; reason: string };
 
+/**
+ * "WIDTHxHEIGHT" exactly as IMAGE_SIZE_PATTERN says (the OpenAPI document states the same pattern): ASCII digits,
+ * a lowercase x, nothing around them.
+ */
+export const IMAGE_SIZE_PATTERN = '^([0-9]{1,5})x([0-9]{1,5})$';
+const IMAGE_SIZE = new RegExp(IMAGE_SIZE_PATTERN);
+
 /** Parses "WIDTHxHEIGHT"; each side from 8 to 2048 and a multiple of 8 (the VAE's downsampling factor). */
 export function parseImageSize(value: unknown): ImageSizeParse {
-  const match = typeof value === 'string' ? /^(\d{1,5})[xX](\d{1,5})$/.exec(value.trim()) : null;
+  const match = typeof value === 'string' ? IMAGE_SIZE.exec(value) : null;
   if (!match) return { ok: false, reason: 'must be WIDTHxHEIGHT, e.g. "512x512"' };
   const [width, height] = [Number(match[1]), Number(match[2])];
   if ([width, height].some((side) => side < MIN_SIDE || side > MAX_SIDE)) {

@@ -1,4 +1,5 @@
 import { ValidationPipe, type ArgumentMetadata, type ValidationError } from '@nestjs/common';
+import { ValidateIf } from 'class-validator';
 
 import { InvalidRequestError } from '../errors/domain.errors.js';
 
@@ -13,6 +14,15 @@ export const STRICT_VALIDATION = {
   forbidNonWhitelisted: true,
   stopAtFirstError: true,
 } as const;
+
+/**
+ * For request fields that may be left out: unlike IsOptional, which also skips null, only an absent field is
+ * skipped, so `"mode": null` is checked (and refused) like any other value instead of meaning "absent" here and
+ * "null" further on.
+ */
+export function IsOmittable(): PropertyDecorator {
+  return ValidateIf((_object: object, value: unknown) => value !== undefined);
+}
 
 // class-validator's own wording for a constraint that takes no message option.
 const REWORDED: Readonly<Record<string, string>> = { whitelistValidation: 'unknown field' };

@@ -4,9 +4,12 @@ describe('loadConfig', () => {
   it('applies the documented defaults, paths resolved against cwd', () => {
     const config = loadConfig({}, '/srv/app');
     expect(config).toEqual({
+      host: '127.0.0.1',
       port: 4200,
       modesFile: '/srv/app/modes.yaml',
       modesWatch: true,
+      modesFileMaxBytes: 1_048_576,
+      modesFileMaxNodes: 100_000,
       queueMax: 64,
       sidecarAddr: undefined,
       sidecarPython: '/srv/app/sidecar/.venv/bin/python',
@@ -25,9 +28,12 @@ describe('loadConfig', () => {
   it('reads every variable', () => {
     const config = loadConfig(
       {
+        HOST: '0.0.0.0',
         PORT: '8080',
         MODES_FILE: 'conf/modes.yaml',
         MODES_WATCH: '0',
+        MODES_FILE_MAX_BYTES: '2048',
+        MODES_FILE_MAX_NODES: '500',
         QUEUE_MAX: '3',
         SIDECAR_ADDR: 'unix:/run/modelhost.sock',
         SIDECAR_PYTHON: 'python3',
@@ -46,9 +52,12 @@ describe('loadConfig', () => {
       '/srv/app',
     );
     expect(config).toEqual({
+      host: '0.0.0.0',
       port: 8080,
       modesFile: '/srv/app/conf/modes.yaml',
       modesWatch: false,
+      modesFileMaxBytes: 2048,
+      modesFileMaxNodes: 500,
       queueMax: 3,
       sidecarAddr: 'unix:/run/modelhost.sock',
       sidecarPython: 'python3',
@@ -101,5 +110,24 @@ describe('loadConfig', () => {
 
   it('rejects a port out of range', () => {
     expect(() => loadConfig({ PORT: '70000' })).toThrow("PORT must be an integer from 0 to 65535, got '70000'");
+  });
+
+  it.each([
+    ['::', '::'],
+    ['[::1]', '::1'],
+    ['localhost', 'localhost'],
+    ['192.168.1.10', '192.168.1.10'],
+  ])('binds HOST %s as %s', (host, bound) => {
+    expect(loadConfig({ HOST: host }).host).toBe(bound);
+  });
+
+  it('refuses a HOST that is not an address, and modes file bounds below 1', () => {
+    expect(() =>
+      loadConfig({ HOST: 'http://0.0.0.0', MODES_FILE_MAX_BYTES: '0', MODES_FILE_MAX_NODES: 'many' }),
+    ).toThrow(
+      "Invalid environment: HOST must be an IP address or a host name, got 'http://0.0.0.0'; " +
+        "MODES_FILE_MAX_BYTES must be an integer from 1 to 1073741824, got '0'; " +
+        "MODES_FILE_MAX_NODES must be an integer from 1 to 100000000, got 'many'",
+    );
   });
 });

@@ -2,12 +2,23 @@ import { resolve } from 'node:path';
 
 export const APP_CONFIG = Symbol('APP_CONFIG');
 
+/** MODES_FILE_MAX_BYTES and MODES_FILE_MAX_NODES when unset: far above any real modes file, far below harm. */
+export const DEFAULT_MODES_FILE_MAX_BYTES = 1_048_576;
+export const DEFAULT_MODES_FILE_MAX_NODES = 100_000;
+
 /** Every setting the gateway reads from its environment, parsed once at start. */
 export interface AppConfig {
+  /** The address the HTTP server binds: loopback unless told otherwise, so nothing else on the network reaches it. */
+  readonly host: string;
+  /** 0 takes any free port; the start log names the one bound. */
   readonly port: number;
   /** Absolute path of the modes file. */
   readonly modesFile: string;
   readonly modesWatch: boolean;
+  /** A larger modes file is refused before it is read. */
+  readonly modesFileMaxBytes: number;
+  /** The most nodes the parsed modes file may hold, each use of a YAML alias counted again (billion laughs). */
+  readonly modesFileMaxNodes: number;
   readonly queueMax: number;
   /** `host:port` or `unix:/path`; undefined means the gateway starts its own sidecar. */
   readonly sidecarAddr: string | undefined;
@@ -78,10 +89,18 @@ export function loadConfig(env: Env, cwd: string = process.cwd()): AppConfig {
     problems.push(`SIDECAR_DEVICE must be cpu, cuda or cuda:N (N a device number), got '${sidecarDevice}'`);
   }
 
+  const host = text('HOST') ?? '127.0.0.1';
+  if (!/^(\[?[0-9a-fA-F:.]+\]?|[A-Za-z0-9.-]+)$/.test(host)) {
+    problems.push(`HOST must be an IP address or a host name, got '${host}'`);
+  }
+
   const config: AppConfig = {
+    host: host.replace(/^\[(.*)\]$/, '$1'),
     port: integer('PORT', 4200, 0, 65535),
     modesFile: resolve(cwd, text('MODES_FILE') ?? 'modes.yaml'),
     modesWatch: flag('MODES_WATCH', true),
+    modesFileMaxBytes: integer('MODES_FILE_MAX_BYTES', DEFAULT_MODES_FILE_MAX_BYTES, 1, 1_073_741_824),
+    modesFileMaxNodes: integer('MODES_FILE_MAX_NODES', DEFAULT_MODES_FILE_MAX_NODES, 1, 100_000_000),
     queueMax: integer('QUEUE_MAX', 64, 1, 1_000_000),
     sidecarAddr,
     // A bare command name is looked up on PATH; anything with a slash is a path from cwd.

@@ -16,6 +16,12 @@ export class InvalidRequestError extends DomainError {
   }
 }
 
+/**
+ * A body in a form the route does not take: only `application/json`, or none at all on a route without one.
+ * Browsers send forms and text/plain across sites without asking first; JSON they must ask for (CORS preflight).
+ */
+export class UnsupportedMediaTypeError extends DomainError {}
+
 export class ModeNotFoundError extends DomainError {
   constructor(readonly mode: string) {
     super(`Mode '${mode}' not found`);

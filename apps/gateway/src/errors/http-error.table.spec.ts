@@ -20,6 +20,7 @@ import {
   SidecarUnavailableError,
   TaskFailedError,
   UnknownTaskError,
+  UnsupportedMediaTypeError,
 } from './domain.errors.js';
 import { toHttpError } from './http-error.table.js';
 
@@ -27,6 +28,7 @@ describe('toHttpError', () => {
   it.each([
     [new InvalidRequestError(['size: must be WIDTHxHEIGHT', 'seed: must be at least 0']), 400, 'invalid_request'],
     [new ModeNotFoundError('xyz'), 404, 'mode_not_found'],
+    [new UnsupportedMediaTypeError('POST /generate takes application/json'), 415, 'unsupported_media_type'],
     [new ModelLoadError('sd15', 'model file not found: /models/x.safetensors'), 500, 'model_load_failed'],
     [new SidecarError('INTERNAL: boom'), 500, 'model_host_error'],
     [new SidecarUnavailableError('connection refused'), 503, 'model_host_unavailable'],

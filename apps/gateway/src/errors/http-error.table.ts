@@ -22,6 +22,7 @@ import {
   SidecarUnavailableError,
   TaskFailedError,
   UnknownTaskError,
+  UnsupportedMediaTypeError,
 } from './domain.errors.js';
 
 /** Every error reply's body: a short code, a sentence for people, the status again. */
@@ -53,6 +54,7 @@ const rule = <E extends Error>(r: Rule<E>): Rule<Error> => r as unknown as Rule<
 export const HTTP_ERROR_TABLE: readonly Rule<Error>[] = [
   rule({ type: InvalidRequestError, status: 400, error: 'invalid_request' }),
   rule({ type: ModeNotFoundError, status: 404, error: 'mode_not_found' }),
+  rule({ type: UnsupportedMediaTypeError, status: 415, error: 'unsupported_media_type' }),
   // Only a reload meets an invalid modes file while serving; at start it stops the server instead.
   rule({
     type: ModesConfigError,

@@ -4,6 +4,7 @@ import type { AddressInfo } from 'node:net';
 import request from 'supertest';
 
 import { createTestApp, type TestApp } from '../../testing/test-app.js';
+import { SCHEDULER_NAMES } from '../common/samplers.js';
 import { OutOfMemoryError } from '../errors/domain.errors.js';
 import { WorkerPool as WorkerPoolToken } from '../queue/worker-pool.service.js';
 import { waitFor } from '../../testing/wait-for.js';
@@ -38,7 +39,29 @@ describe('POST /generate', () => {
         guidanceScale: 7.5,
         seed,
         superres: false,
+        scheduler: 'default',
+        clipSkip: 0,
       },
+    ]);
+  });
+
+  it("runs the mode's scheduler and clip skip, and a request's scheduler over the mode's", async () => {
+    await request(server).post('/generate').send({ prompt: 'a', mode: 'sd15-fast' }).expect(200);
+    await request(server).post('/generate').send({ prompt: 'b', mode: 'sd15-fast', scheduler: 'euler_a' }).expect(200);
+    await request(server)
+      .post('/generate')
+      .send({ prompt: 'c', mode: 'sdxl-general', scheduler: 'dpmpp_2m_karras' })
+      .expect(200);
+    expect(t.sidecar.generations.map((g) => [g.prompt, g.scheduler, g.clipSkip])).toEqual([
+      ['a', 'lcm', 2],
+      ['b', 'euler_a', 2],
+      ['c', 'dpmpp_2m_karras', 0],
+    ]);
+    // The sampler is chosen per generation: after the start's load, one load per mode switch, never per sampler.
+    expect(t.sidecar.calls.filter((call) => call.startsWith('load'))).toEqual([
+      'load sdxl-general',
+      'load sd15-fast',
+      'load sdxl-general',
     ]);
   });
 
@@ -107,6 +130,8 @@ describe('POST /generate', () => {
     [{ prompt: 'x', seed: 2 ** 53 }, `seed: must be at most ${Number.MAX_SAFE_INTEGER}`],
     [{ prompt: 'x', superres: 'yes' }, 'superres: must be true or false'],
     [{ prompt: 'x', colour: 'red' }, 'colour: unknown field'],
+    [{ prompt: 'x', scheduler: 'k_euler' }, `scheduler: must be one of ${SCHEDULER_NAMES.join(', ')}`],
+    [{ prompt: 'x', scheduler: 1 }, `scheduler: must be one of ${SCHEDULER_NAMES.join(', ')}`],
     [{ prompt: 'x', superres: true }, "superres: mode 'sdxl-general' has no superres model"],
   ])('answers 400 naming the field for %j', async (body, message) => {
     const response = await request(server).post('/generate').send(body).expect(400);

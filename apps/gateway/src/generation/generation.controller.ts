@@ -2,6 +2,7 @@ import { Body, Controller, HttpCode, Post, Res, StreamableFile } from '@nestjs/c
 import {
   ApiBadRequestResponse,
   ApiGatewayTimeoutResponse,
+  ApiInternalServerErrorResponse,
   ApiNotFoundResponse,
   ApiOkResponse,
   ApiOperation,
@@ -37,6 +38,7 @@ export class GenerationController {
   @ApiBadRequestResponse({ description: 'the body fails validation: the message names each field and why' })
   @ApiNotFoundResponse({ description: "Mode 'xyz' not found" })
   @ApiTooManyRequestsResponse({ description: 'the queue is full (QUEUE_MAX); Retry-After says when to retry' })
+  @ApiInternalServerErrorResponse({ description: "the mode's files cannot be loaded: the message says which and why" })
   @ApiServiceUnavailableResponse({ description: 'the model host is down, or the device is out of memory' })
   @ApiGatewayTimeoutResponse({ description: 'Mode switch timed out, or the request waited or ran past its limit' })
   async generate(

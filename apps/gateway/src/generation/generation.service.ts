@@ -44,6 +44,7 @@ export class GenerationService {
       guidanceScale: request.guidance_scale ?? mode.defaultGuidance,
       seed: request.seed ?? randomInt(SEED_LIMIT),
       superres: request.superres ?? false,
+      ...(request.scheduler !== undefined && { scheduler: request.scheduler }),
     };
 
     const handle = this.pool.submitJob(new GenerationJob(mode.name, params));

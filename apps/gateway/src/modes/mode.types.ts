@@ -1,4 +1,5 @@
 import type { ImageSize } from '../common/image-size.js';
+import type { PredictionType, SchedulerName } from '../common/samplers.js';
 
 export interface ResolvedLora {
   /** As written in modes.yaml, relative to lora_root. */
@@ -29,6 +30,14 @@ export interface ResolvedMode {
   readonly defaultGuidance: number;
   readonly metadata: Readonly<Record<string, unknown>> | undefined;
   readonly superres: ResolvedSuperres | undefined;
+  /** The mode's sampler (`default`: the checkpoint's own); a request may name another. Not part of the key. */
+  readonly scheduler: SchedulerName;
+  /** As written (A1111's convention: 1 = no skip); undefined: none. Not part of the key. */
+  readonly clipSkip: number | undefined;
+  readonly predictionType: PredictionType | undefined;
+  /** As written in modes.yaml, relative to model_root; undefined: the checkpoint's own VAE. */
+  readonly vae: string | undefined;
+  readonly vaePath: string | undefined;
 }
 
 /** One immutable snapshot of the configuration; a reload swaps the whole object. */

@@ -1,10 +1,10 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import { loadConfig } from '../config/app-config.js';
 import { ModesConfigError, ModesFileNotFoundError } from '../errors/domain.errors.js';
-import { loadModesConfig, parseModesConfig } from './modes-config.loader.js';
+import { loadModesConfig, parseModesConfig, readModesFile } from './modes-config.loader.js';
 import type { ModesConfig } from './mode.types.js';
 
 const OPTIONS = { source: '/etc/gen/modes.yaml', baseDir: '/etc/gen', allowPickle: false };
@@ -420,5 +420,177 @@ describe('loadModesConfig', () => {
   it('applies the same rules to the legacy variables', () => {
     const config = loadConfig({ MODEL_ROOT: '/models', MODEL: 'sd15.ckpt' }, dir);
     expect(() => loadModesConfig(config)).toThrow('Invalid legacy MODEL_ROOT/MODEL environment');
+  });
+});
+
+/** Nine lines of nested anchors: 9^9 strings once a copy expands the aliases, 342 bytes as text. */
+function billionLaughs(): string {
+  let text = 'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n';
+  let previous = 'a';
+  for (const name of 'bcdefghi') {
+    text += `${name}: &${name} [${Array(9).fill(`*${previous}`).join(',')}]\n`;
+    previous = name;
+  }
+  return text;
+}
+
+describe('hostile modes files', () => {
+  it('refuses a billion-laughs file before expanding it, naming MODES_FILE_MAX_NODES', () => {
+    const bomb = billionLaughs();
+    expect(bomb.length).toBe(342);
+    expect(problemsOf(bomb)).toEqual([
+      'the file holds more than 100000 values (MODES_FILE_MAX_NODES), each use of a YAML alias (*name) counted again',
+    ]);
+  });
+
+  it('counts aliases as often as they are used, and accepts them within the bound', () => {
+    const shared = withMode('model: a.safetensors\nloras: &shared [x.safetensors, y.safetensors]', '').concat(
+      '  n:\n    model: b.safetensors\n    loras: *shared\n',
+    );
+    expect(
+      parse(shared)
+        .modes.get('n')
+        ?.loras.map((lora) => lora.path),
+    ).toEqual(['x.safetensors', 'y.safetensors']);
+    // The document, 3 top-level values, 2 modes, 2 + 2 fields, 2 + 2 LoRAs (the second pair through the alias).
+    expect(() => parseModesConfig(shared, { ...OPTIONS, maxNodes: 14 })).not.toThrow();
+    expect(() => parseModesConfig(shared, { ...OPTIONS, maxNodes: 13 })).toThrow('more than 13 values');
+  });
+
+  it('refuses a self-referencing alias', () => {
+    expect(problemsOf(`${withMode('model: a.safetensors')}x: &loop [*loop]\n`)).toEqual([
+      expect.stringMatching(/^x(\[0\]){63}: nested deeper than 64 levels/),
+    ]);
+  });
+
+  it('refuses nesting deeper than 64 levels built from aliases', () => {
+    let text = withMode('model: a.safetensors') + 'deep0: &d0 [1]\n';
+    for (let level = 1; level <= 70; level += 1) text += `deep${level}: &d${level} [*d${level - 1}]\n`;
+    expect(problemsOf(text)).toEqual([expect.stringMatching(/^deep\d+(\[0\])+: nested deeper than 64 levels/)]);
+  });
+
+  it('refuses a mode named __proto__ with a problem line, and serves modes named like other Object members', () => {
+    expect(problemsOf(withMode('model: a.safetensors', '').concat('  __proto__:\n    model: b.safetensors\n'))).toEqual(
+      [
+        "modes.__proto__: '__proto__' cannot be a mode name; mode names may only use letters, digits, '.', '_' and '-', and start with a letter or digit",
+      ],
+    );
+    const config = parse(
+      `model_root: /models\ndefault_mode: constructor\nmodes:\n  constructor:\n    model: a.safetensors\n` +
+        `  prototype:\n    model: b.safetensors\n  toString:\n    model: c.safetensors\n`,
+    );
+    expect([...config.modes.keys()]).toEqual(['constructor', 'prototype', 'toString']);
+    expect(config.modes.get('constructor')?.modelPath).toBe('/models/a.safetensors');
+  });
+
+  it('refuses __proto__ and constructor as keys anywhere else', () => {
+    expect(problemsOf(withMode('model: a.safetensors\nconstructor: 1'))).toEqual([
+      "modes.m.constructor: 'constructor' is not allowed as a key",
+    ]);
+    expect(problemsOf(withMode('model: a.safetensors\nmetadata:\n  __proto__: {x: 1}'))).toEqual([
+      "modes.m.metadata.__proto__: '__proto__' is not allowed as a key",
+    ]);
+  });
+
+  it('refuses a lone UTF-16 surrogate, naming the path', () => {
+    expect(problemsOf(withMode('model: "a\\ud800.safetensors"'))).toEqual([
+      'modes.m.model: holds a lone UTF-16 surrogate, which is not text',
+    ]);
+  });
+});
+
+describe('readModesFile', () => {
+  let dir: string;
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'modes-read-'));
+  });
+  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('reads a file up to MODES_FILE_MAX_BYTES, refuses a larger one by its size, and answers undefined when missing', () => {
+    const file = join(dir, 'modes.yaml');
+    writeFileSync(file, 'x'.repeat(100));
+    expect(readModesFile(file, 100)).toBe('x'.repeat(100));
+    expect(() => readModesFile(file, 99)).toThrow(ModesConfigError);
+    expect(() => readModesFile(file, 99)).toThrow('the file is 100 bytes, more than MODES_FILE_MAX_BYTES (99 bytes)');
+    expect(readModesFile(join(dir, 'missing.yaml'), 100)).toBeUndefined();
+  });
+
+  it('stops reading at the bound when the file reports no size', () => {
+    expect(() => readModesFile('/dev/zero', 1000)).toThrow('the file is more than MODES_FILE_MAX_BYTES (1000 bytes)');
+  });
+});
+
+describe('paths through symbolic links', () => {
+  let dir: string;
+  let root: string;
+  let outside: string;
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'modes-links-'));
+    root = join(dir, 'models');
+    outside = join(dir, 'elsewhere');
+    mkdirSync(join(root, 'real'), { recursive: true });
+    mkdirSync(outside);
+    writeFileSync(join(outside, 'evil.safetensors'), '');
+    writeFileSync(join(root, 'real', 'good.safetensors'), '');
+  });
+  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+  function problems(mode: string, top = ''): readonly string[] {
+    const text = `model_root: ${root}\ndefault_mode: m\n${top}modes:\n  m:\n${mode.replace(/^/gm, '    ')}\n`;
+    try {
+      parseModesConfig(text, OPTIONS);
+    } catch (error) {
+      if (error instanceof ModesConfigError) return error.problems;
+      throw error;
+    }
+    return [];
+  }
+
+  it('refuses a link in the root that leads out of it, for every path field, naming the YAML path', () => {
+    symlinkSync(join(outside, 'evil.safetensors'), join(root, 'link.safetensors'));
+    symlinkSync(outside, join(root, 'linked-dir'));
+    const real = realpathSync(outside);
+    expect(
+      problems(
+        'model: link.safetensors\nconfig: linked-dir\nloras: [linked-dir/evil.safetensors]\n' +
+          'superres:\n  model: linked-dir/evil.safetensors',
+      ),
+    ).toEqual([
+      `modes.m.model: 'link.safetensors' resolves outside model_root: it leads to ${real}/evil.safetensors, not into ${realpathSync(root)}`,
+      `modes.m.config: 'linked-dir' resolves outside model_root: it leads to ${real}, not into ${realpathSync(root)}`,
+      `modes.m.loras[0].path: 'linked-dir/evil.safetensors' resolves outside lora_root: it leads to ${real}/evil.safetensors, not into ${realpathSync(root)}`,
+      `modes.m.superres.model: 'linked-dir/evil.safetensors' resolves outside model_root: it leads to ${real}/evil.safetensors, not into ${realpathSync(root)}`,
+    ]);
+  });
+
+  it('refuses a missing file under a link that leads out, and a dangling link whose target is outside', () => {
+    symlinkSync(outside, join(root, 'linked-dir'));
+    symlinkSync(join(outside, 'not-yet.safetensors'), join(root, 'dangling.safetensors'));
+    expect(problems('model: linked-dir/missing.safetensors')).toEqual([
+      expect.stringMatching(/^modes\.m\.model: 'linked-dir\/missing\.safetensors' resolves outside model_root/),
+    ]);
+    expect(problems('model: dangling.safetensors')).toEqual([
+      expect.stringMatching(/^modes\.m\.model: 'dangling\.safetensors' resolves outside model_root/),
+    ]);
+  });
+
+  it('accepts links that stay inside the root, a root that is itself a link, and files missing inside it', () => {
+    symlinkSync(join(root, 'real', 'good.safetensors'), join(root, 'alias.safetensors'));
+    symlinkSync('real', join(root, 'relative-dir'));
+    expect(problems('model: alias.safetensors\nloras: [relative-dir/good.safetensors, missing.safetensors]')).toEqual(
+      [],
+    );
+    const linkedRoot = join(dir, 'root-link');
+    symlinkSync(root, linkedRoot);
+    const text = `model_root: ${linkedRoot}\ndefault_mode: m\nmodes:\n  m:\n    model: alias.safetensors\n`;
+    expect(parseModesConfig(text, OPTIONS).modes.get('m')?.modelPath).toBe(join(linkedRoot, 'alias.safetensors'));
+  });
+
+  it('refuses a link loop with a reason', () => {
+    symlinkSync('loop-b', join(root, 'loop-a'));
+    symlinkSync('loop-a', join(root, 'loop-b'));
+    expect(problems('model: loop-a')).toEqual([
+      "modes.m.model: 'loop-a' cannot be resolved: more than 40 symbolic links (a loop?)",
+    ]);
   });
 });

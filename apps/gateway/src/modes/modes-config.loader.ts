@@ -1,16 +1,19 @@
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import { basename, dirname, extname, isAbsolute, relative, resolve, sep } from 'node:path';
+import { closeSync, fstatSync, openSync, readlinkSync, readSync, realpathSync } from 'node:fs';
+import { basename, dirname, extname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 
 import { plainToInstance } from 'class-transformer';
 import { validateSync } from 'class-validator';
 import { load as parseYaml } from 'js-yaml';
 
 import { parseImageSize, type ImageSize } from '../common/image-size.js';
+import { inspectPlainData, type PlainDataProblem } from '../common/plain-data.js';
+import { DEFAULT_SCHEDULER } from '../common/samplers.js';
 import { formatValidationErrors, STRICT_VALIDATION } from '../common/validation-errors.js';
-import type { AppConfig } from '../config/app-config.js';
+import { DEFAULT_MODES_FILE_MAX_NODES, type AppConfig } from '../config/app-config.js';
 import { ModesConfigError, ModesFileNotFoundError } from '../errors/domain.errors.js';
 import { ModeDto } from './dto/mode.dto.js';
+import { MODE_NAME, MODE_NAME_RULE } from './mode-name.js';
 import { ModesFileDto } from './dto/modes-file.dto.js';
 import type { ModesConfig, ResolvedLora, ResolvedMode, ResolvedSuperres } from './mode.types.js';
 
@@ -20,8 +23,10 @@ const DEFAULT_GUIDANCE = 1.0;
 const DEFAULT_LORA_STRENGTH = 1.0;
 /** Loading a pickle runs whatever code it carries. */
 const PICKLE_EXTENSIONS = new Set(['.ckpt', '.pt', '.pth', '.bin']);
-/** Mode names travel in headers, logs and sidecar keys. */
-const MODE_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
+/** Deeper than any valid modes file; what the recursive converters after the checks can take. */
+const MAX_DEPTH = 64;
+/** Links followed while resolving one path before it counts as a loop (Linux's own limit is 40). */
+const MAX_LINK_HOPS = 40;
 
 export interface ParseOptions {
   /** Named in error messages. */
@@ -29,6 +34,8 @@ export interface ParseOptions {
   /** Relative model_root and lora_root resolve against this folder. */
   readonly baseDir: string;
   readonly allowPickle: boolean;
+  /** The most values the parsed file may hold, each use of an alias counted again (MODES_FILE_MAX_NODES). */
+  readonly maxNodes?: number;
   readonly legacy?: boolean;
 }
 
@@ -38,7 +45,7 @@ export interface ParseOptions {
  * ModesFileNotFoundError or ModesConfigError (every problem, with its path).
  */
 export function loadModesConfig(config: AppConfig): ModesConfig {
-  const text = readModesFile(config.modesFile);
+  const text = readModesFile(config.modesFile, config.modesFileMaxBytes);
   if (text === undefined) {
     const { modelRoot, model, loraRoot } = config.legacy;
     if (modelRoot === undefined || model === undefined) throw new ModesFileNotFoundError(config.modesFile);
@@ -47,13 +54,39 @@ export function loadModesConfig(config: AppConfig): ModesConfig {
   return parseModesFile(text, config);
 }
 
-/** The modes file's text, or undefined when there is no such file; other read errors are thrown. */
-export function readModesFile(path: string): string | undefined {
+/**
+ * The modes file's text, or undefined when there is no such file; other read errors are thrown. A file of more
+ * than `maxBytes` (MODES_FILE_MAX_BYTES) is a ModesConfigError, found without reading more than that: a size
+ * the file system reports is trusted first, and the read stops there for files that report none (a pipe, /dev/zero).
+ */
+export function readModesFile(path: string, maxBytes: number): string | undefined {
+  let fd: number;
   try {
-    return readFileSync(path, 'utf8');
+    fd = openSync(path, 'r');
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw error;
+  }
+  const tooLarge = (size?: number): ModesConfigError =>
+    new ModesConfigError(path, [
+      `the file is ${size === undefined ? '' : `${size} bytes, `}more than MODES_FILE_MAX_BYTES (${maxBytes} bytes)`,
+    ]);
+  try {
+    const { size } = fstatSync(fd);
+    if (size > maxBytes) throw tooLarge(size);
+    const chunks: Buffer[] = [];
+    let total = 0;
+    for (;;) {
+      const chunk = Buffer.alloc(Math.min(maxBytes + 1 - total, 65_536));
+      const read = readSync(fd, chunk, 0, chunk.length, null);
+      if (read === 0) break;
+      chunks.push(chunk.subarray(0, read));
+      total += read;
+      if (total > maxBytes) throw tooLarge();
+    }
+    return Buffer.concat(chunks).toString('utf8');
+  } finally {
+    closeSync(fd);
   }
 }
 
@@ -63,6 +96,7 @@ export function parseModesFile(text: string, config: AppConfig): ModesConfig {
     source: config.modesFile,
     baseDir: dirname(config.modesFile),
     allowPickle: config.allowPickle,
+    maxNodes: config.modesFileMaxNodes,
   });
 }
 
@@ -90,26 +124,51 @@ export function parseModesConfig(text: string, options: ParseOptions): ModesConf
   } catch (error) {
     throw new ModesConfigError(options.source, [`not valid YAML: ${(error as Error).message}`]);
   }
+  // Before anything copies the document: a copy expands every alias.
+  const maxNodes = options.maxNodes ?? DEFAULT_MODES_FILE_MAX_NODES;
+  const problem = inspectPlainData(document, { maxNodes, maxDepth: MAX_DEPTH, namesAt: 'modes' });
+  if (problem) throw new ModesConfigError(options.source, [describeProblem(problem, maxNodes)]);
   return buildModesConfig(document, options);
+}
+
+function describeProblem(problem: PlainDataProblem, maxNodes: number): string {
+  switch (problem.kind) {
+    case 'too_many_nodes':
+      return (
+        `the file holds more than ${maxNodes} values (MODES_FILE_MAX_NODES), each use of a YAML alias (*name) ` +
+        'counted again'
+      );
+    case 'too_deep':
+      return `${problem.path}: nested deeper than ${MAX_DEPTH} levels, YAML aliases expanded`;
+    case 'reserved_key':
+      return problem.path === `modes.${problem.key}`
+        ? `${problem.path}: '${problem.key}' cannot be a mode name; mode names ${MODE_NAME_RULE}`
+        : `${problem.path}: '${problem.key}' is not allowed as a key`;
+    case 'lone_surrogate':
+      return `${problem.path || 'the file'}: holds a lone UTF-16 surrogate, which is not text`;
+  }
 }
 
 function buildModesConfig(document: unknown, options: ParseOptions): ModesConfig {
   if (!isMapping(document)) {
     throw new ModesConfigError(options.source, ['must be a mapping with model_root, default_mode and modes']);
   }
-  const file = plainToInstance(ModesFileDto, document);
+  // The modes are validated one by one from the parsed document below, not through this conversion: it copies
+  // each entry by assignment, which turns a mode named like an Object member (constructor) into something else.
+  const rawModes = document['modes'];
+  const file = plainToInstance(ModesFileDto, { ...document, modes: isMapping(rawModes) ? {} : rawModes });
   const problems = formatValidationErrors(validateSync(file, STRICT_VALIDATION));
   const modelRoot = nonEmpty(file.model_root) ? resolve(options.baseDir, file.model_root) : undefined;
   const loraRoot = nonEmpty(file.lora_root) ? resolve(options.baseDir, file.lora_root) : modelRoot;
   const modes = new Map<string, ResolvedMode>();
 
-  if (isMapping(file.modes)) {
+  if (isMapping(rawModes)) {
     // A root that is itself invalid is already reported: check the modes' paths against '/' meanwhile.
     const roots = { modelRoot: modelRoot ?? sep, loraRoot: loraRoot ?? sep, allowPickle: options.allowPickle };
-    const names = Object.keys(file.modes);
+    const names = Object.keys(rawModes);
     if (names.length === 0) problems.push('modes: must define at least one mode');
     for (const name of names) {
-      const mode = resolveMode(name, file.modes[name], roots, problems);
+      const mode = resolveMode(name, rawModes[name], roots, problems);
       if (mode) modes.set(name, mode);
     }
     if (names.length > 0 && nonEmpty(file.default_mode) && !names.includes(file.default_mode)) {
@@ -139,7 +198,7 @@ interface Roots {
 function resolveMode(name: string, raw: unknown, roots: Roots, problems: string[]): ResolvedMode | undefined {
   const at = `modes.${name}`;
   if (!MODE_NAME.test(name)) {
-    problems.push(`${at}: mode names may only use letters, digits, '.', '_' and '-', and start with a letter or digit`);
+    problems.push(`${at}: mode names ${MODE_NAME_RULE}`);
     return undefined;
   }
   if (!isMapping(raw)) {
@@ -171,6 +230,7 @@ function resolveMode(name: string, raw: unknown, roots: Roots, problems: string[
       );
     }
   });
+  const vaePath = nonEmpty(dto.vae) ? weights(dto.vae, 'vae', roots.modelRoot, 'model_root') : undefined;
   const superres: ResolvedSuperres | undefined = dto.superres && {
     modelPath: weights(dto.superres.model, 'superres.model', roots.modelRoot, 'model_root'),
     scale: dto.superres.scale,
@@ -178,12 +238,15 @@ function resolveMode(name: string, raw: unknown, roots: Roots, problems: string[
   if (problems.length > before) return undefined;
 
   const size = dto.default_size === undefined ? undefined : parseImageSize(dto.default_size);
-  // Only what the sidecar loads goes into the key: editing a default or metadata reloads nothing.
+  // Only what the sidecar loads goes into the key: editing a default, the sampler, clip_skip or metadata
+  // reloads nothing. Fields added later join only when set, so that existing modes keep their keys.
   const loaded = {
     modelPath,
     configDir: configDir ?? null,
     loras: loras.map((lora) => [lora.absolutePath, lora.strength, lora.adapterName]),
     superres: superres ? [superres.modelPath, superres.scale ?? null] : null,
+    ...(dto.prediction_type !== undefined && { predictionType: dto.prediction_type }),
+    ...(vaePath !== undefined && { vaePath }),
   };
   const hash = createHash('sha256').update(JSON.stringify(loaded)).digest('hex').slice(0, 12);
   return Object.freeze({
@@ -198,6 +261,11 @@ function resolveMode(name: string, raw: unknown, roots: Roots, problems: string[
     defaultGuidance: dto.default_guidance ?? DEFAULT_GUIDANCE,
     metadata: dto.metadata,
     superres,
+    scheduler: dto.scheduler ?? DEFAULT_SCHEDULER,
+    clipSkip: dto.clip_skip,
+    predictionType: dto.prediction_type,
+    vae: dto.vae,
+    vaePath,
   });
 }
 
@@ -219,14 +287,69 @@ function checkedWeights(
   return inside(path, at, root, rootName, problems);
 }
 
-/** Resolves `path` against `root`; a path that lands outside the root (../, absolute elsewhere) is a problem. */
+/**
+ * The one check of every path a mode names (model, config, LoRAs, upscaler, ...): resolved against `root`, it
+ * must land inside the root as written (no ../, no absolute path elsewhere) and, with every symbolic link
+ * followed, inside the root's real path too, so a link placed in the root cannot lead out of it. A path that does
+ * not exist (yet) passes when its nearest existing folder is inside; the model host reports it missing at load.
+ * Returns the absolute path as written: the model host checks the real path again when it opens the file.
+ */
 function inside(path: string, at: string, root: string, rootName: string, problems: string[]): string {
   const absolute = resolve(root, path);
-  const fromRoot = relative(root, absolute);
-  if (fromRoot === '' || fromRoot === '..' || fromRoot.startsWith(`..${sep}`) || isAbsolute(fromRoot)) {
+  if (!isWithin(root, absolute)) {
     problems.push(`${at}: '${path}' must be inside ${rootName} (${root})`);
+    return absolute;
+  }
+  try {
+    const realRoot = realPath(root);
+    const real = realPath(absolute);
+    if (!isWithin(realRoot, real)) {
+      problems.push(`${at}: '${path}' resolves outside ${rootName}: it leads to ${real}, not into ${realRoot}`);
+    }
+  } catch (error) {
+    problems.push(`${at}: '${path}' cannot be resolved: ${(error as Error).message}`);
   }
   return absolute;
+}
+
+function isWithin(root: string, path: string): boolean {
+  const fromRoot = relative(root, path);
+  return !(fromRoot === '' || fromRoot === '..' || fromRoot.startsWith(`..${sep}`) || isAbsolute(fromRoot));
+}
+
+/**
+ * `path` with every symbolic link followed. Where the file is missing, its nearest existing folder is resolved
+ * and the rest kept as written; a link whose target is missing is followed by its text, so that a dangling link
+ * cannot point outside today and be filled in tomorrow.
+ */
+function realPath(path: string): string {
+  const missing: string[] = [];
+  let current = path;
+  for (let hops = 0; hops <= MAX_LINK_HOPS;) {
+    try {
+      return join(realpathSync(current), ...missing);
+    } catch {
+      const target = linkTarget(current);
+      if (target !== undefined) {
+        current = resolve(dirname(current), target);
+        hops += 1;
+        continue;
+      }
+      const parent = dirname(current);
+      if (parent === current) return join(current, ...missing);
+      missing.unshift(basename(current));
+      current = parent;
+    }
+  }
+  throw new Error(`more than ${MAX_LINK_HOPS} symbolic links (a loop?)`);
+}
+
+function linkTarget(path: string): string | undefined {
+  try {
+    return readlinkSync(path);
+  } catch {
+    return undefined;
+  }
 }
 
 function stem(path: string): string {

@@ -30,6 +30,7 @@ describe('GET /api/modes', () => {
           default_size: '1024x1024',
           default_steps: 30,
           default_guidance: 7.5,
+          scheduler: 'default',
         },
         'sd15-fast': {
           model: 'sd15/dreamshaper-lcm.safetensors',
@@ -40,6 +41,8 @@ describe('GET /api/modes', () => {
           default_size: '512x512',
           default_steps: 4,
           default_guidance: 1,
+          scheduler: 'lcm',
+          clip_skip: 2,
           metadata: { description: 'fast' },
         },
         plain: {
@@ -48,6 +51,7 @@ describe('GET /api/modes', () => {
           default_size: '512x512',
           default_steps: 4,
           default_guidance: 1,
+          scheduler: 'default',
         },
       },
     });

@@ -1,6 +1,7 @@
 import { Controller, Get, HttpCode, Post } from '@nestjs/common';
 
 import { formatImageSize } from '../common/image-size.js';
+import type { PredictionType, SchedulerName } from '../common/samplers.js';
 import type { ResolvedMode } from './mode.types.js';
 import { ModesService } from './modes.service.js';
 
@@ -11,6 +12,11 @@ export interface ModeView {
   default_steps: number;
   default_guidance: number;
   metadata?: Readonly<Record<string, unknown>>;
+  /** The sampler a request without `scheduler` gets; `default`: the checkpoint's own. */
+  scheduler: SchedulerName;
+  clip_skip?: number;
+  prediction_type?: PredictionType;
+  vae?: string;
 }
 
 export interface ModesView {
@@ -56,5 +62,10 @@ function toView(mode: ResolvedMode): ModeView {
     default_steps: mode.defaultSteps,
     default_guidance: mode.defaultGuidance,
     ...(mode.metadata && { metadata: mode.metadata }),
+    // Ours, after the spec's keys.
+    scheduler: mode.scheduler,
+    ...(mode.clipSkip !== undefined && { clip_skip: mode.clipSkip }),
+    ...(mode.predictionType && { prediction_type: mode.predictionType }),
+    ...(mode.vae && { vae: mode.vae }),
   };
 }

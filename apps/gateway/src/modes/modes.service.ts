@@ -76,7 +76,7 @@ export class ModesService implements OnModuleInit, OnModuleDestroy {
     // Always listened to, even on the legacy setup: SIGHUP's default action would end the process.
     process.on('SIGHUP', this.onSighup);
     if (!this.snapshot.legacy && this.appConfig.modesWatch) {
-      this.lastText = readModesFile(this.appConfig.modesFile);
+      this.lastText = readModesFile(this.appConfig.modesFile, this.appConfig.modesFileMaxBytes);
       this.watcher = new ModesFileWatcher(this.appConfig.modesFile, () => this.onFileEvent(), this.logger);
       this.watcher.start();
     }
@@ -126,7 +126,7 @@ export class ModesService implements OnModuleInit, OnModuleDestroy {
     const source = this.appConfig.modesFile;
     let next: ModesConfig;
     try {
-      const text = readModesFile(source);
+      const text = readModesFile(source, this.appConfig.modesFileMaxBytes);
       this.lastText = text;
       if (text === undefined) throw new ModesConfigError(source, [`modes.yaml not found: ${source}`]);
       next = parseModesFile(text, this.appConfig);
@@ -162,7 +162,7 @@ export class ModesService implements OnModuleInit, OnModuleDestroy {
   private onFileEvent(): void {
     let text: string | undefined;
     try {
-      text = readModesFile(this.appConfig.modesFile);
+      text = readModesFile(this.appConfig.modesFile, this.appConfig.modesFileMaxBytes);
     } catch {
       text = undefined; // reload() reports it
     }

@@ -1,4 +1,5 @@
 import { createTestApp, type TestApp } from '../../testing/test-app.js';
+import { SCHEDULER_NAMES } from '../common/samplers.js';
 import { createOpenApiDocument } from './openapi.js';
 
 describe('the OpenAPI document', () => {
@@ -65,5 +66,47 @@ describe('the OpenAPI document', () => {
     expect(document.paths['/api/modes']?.get?.responses['200']).toMatchObject({
       content: { 'application/json': { schema: { properties: { default_mode: {}, modes: {} } } } },
     });
+  });
+
+  it('offers the same scheduler names for a request and in the modes listing', () => {
+    const document = createOpenApiDocument(t.app);
+    expect(document.components?.schemas?.['GenerateRequestDto']).toMatchObject({
+      properties: { scheduler: { type: 'string', enum: [...SCHEDULER_NAMES] } },
+    });
+    expect(document.paths['/api/modes']?.get?.responses['200']).toMatchObject({
+      content: {
+        'application/json': {
+          schema: {
+            properties: { modes: { additionalProperties: { properties: { scheduler: { enum: SCHEDULER_NAMES } } } } },
+          },
+        },
+      },
+    });
+  });
+
+  it('states what the server enforces on bodies', () => {
+    const document = createOpenApiDocument(t.app);
+    const schemas = document.components?.schemas ?? {};
+    expect(schemas['GenerateRequestDto']).toMatchObject({
+      additionalProperties: false,
+      required: ['prompt'],
+      properties: {
+        prompt: { type: 'string', minLength: 1, maxLength: 10_000, pattern: '\\S' },
+        mode: { pattern: '^[A-Za-z0-9][A-Za-z0-9._-]*$' },
+        size: { pattern: '^([0-9]{1,5})x([0-9]{1,5})$' },
+        guidance_scale: { minimum: 0, maximum: 30 },
+        seed: { type: 'integer', minimum: 0 },
+      },
+    });
+    expect(schemas['SwitchModeDto']).toMatchObject({ additionalProperties: false, required: ['mode'] });
+    const error = { content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } } };
+    const generate = document.paths['/generate']?.post?.responses ?? {};
+    for (const status of ['400', '404', '413', '415', '429', '500', '503', '504']) {
+      expect([status, generate[status]]).toEqual([status, expect.objectContaining(error)]);
+    }
+    const reload = document.paths['/api/modes/reload']?.post?.responses ?? {};
+    expect(reload['415']).toMatchObject({ description: 'POST /api/modes/reload takes no body', ...error });
+    expect(reload['413']).toBeUndefined();
+    expect(schemas['Error']).toMatchObject({ properties: { problems: { type: 'array' } } });
   });
 });

@@ -1,6 +1,8 @@
 import type { INestApplication } from '@nestjs/common';
 import { DocumentBuilder, SwaggerModule, type OpenAPIObject } from '@nestjs/swagger';
 
+import { CLIP_SKIP_MAX, PREDICTION_TYPES, SCHEDULER_NAMES } from '../common/samplers.js';
+
 /** Swagger UI's path; the JSON document is served at `${DOCS_PATH}-json`. */
 export const DOCS_PATH = 'docs';
 
@@ -12,8 +14,17 @@ const ERROR_SCHEMA = {
     error: { type: 'string', example: 'mode_not_found' },
     message: { type: 'string', example: "Mode 'xyz' not found" },
     statusCode: { type: 'integer', example: 404 },
+    problems: {
+      type: 'array',
+      items: { type: 'string' },
+      description: 'an invalid modes file: each problem as "yaml.path: reason"',
+      example: ['modes.portraits.loras[1].strength: must be a number'],
+    },
   },
 };
+
+type Operation = NonNullable<OpenAPIObject['paths'][string]['post']>;
+type SchemaOrRef = NonNullable<NonNullable<OpenAPIObject['components']>['schemas']>[string];
 
 const LORA_VIEW = {
   type: 'object',
@@ -44,6 +55,15 @@ const MODES_REPLIES: Readonly<
               default_size: { type: 'string', example: '1024x1024' },
               default_steps: { type: 'integer', example: 30 },
               default_guidance: { type: 'number', example: 7.5 },
+              scheduler: {
+                type: 'string',
+                enum: SCHEDULER_NAMES,
+                example: 'dpmpp_2m_karras',
+                description: "the sampler a request without `scheduler` gets; `default`: the checkpoint's own",
+              },
+              clip_skip: { type: 'integer', minimum: 1, maximum: CLIP_SKIP_MAX, description: '1 = no skip' },
+              prediction_type: { type: 'string', enum: PREDICTION_TYPES },
+              vae: { type: 'string', example: 'vae/sdxl-vae-fp16-fix.safetensors' },
               metadata: { type: 'object', additionalProperties: true },
             },
           },
@@ -97,6 +117,8 @@ export function createOpenApiDocument(app: INestApplication): OpenAPIObject {
     }
   }
 
+  stateBodyRules(document);
+
   // Every 4xx/5xx reply without a body described has the one error body.
   for (const item of Object.values(document.paths)) {
     for (const operation of [item.get, item.post, item.put, item.delete, item.patch]) {
@@ -108,6 +130,37 @@ export function createOpenApiDocument(app: INestApplication): OpenAPIObject {
     }
   }
   return document;
+}
+
+/**
+ * States what every route enforces on bodies, so that a generated client and a fuzzer see the contract the server
+ * keeps: the validation pipe refuses unknown fields (additionalProperties: false), the JSON parser refuses bodies
+ * over 100 kB (413), and common/request-body.guard.ts refuses any body but JSON, and any body at all where the
+ * route takes none (415).
+ */
+function stateBodyRules(document: OpenAPIObject): void {
+  const schemas = document.components?.schemas ?? {};
+  const resolved = (schema: SchemaOrRef | undefined): SchemaOrRef | undefined =>
+    schema && '$ref' in schema ? schemas[schema.$ref.split('/').pop() ?? ''] : schema;
+  for (const [path, item] of Object.entries(document.paths)) {
+    for (const [method, operation] of Object.entries(item) as [string, Operation | undefined][]) {
+      if (!operation?.responses) continue;
+      const body = operation.requestBody;
+      if (body && !('$ref' in body)) {
+        for (const media of Object.values(body.content)) {
+          const schema = resolved(media.schema);
+          if (schema && !('$ref' in schema)) schema.additionalProperties = false;
+        }
+        operation.responses['400'] ??= {
+          description: 'the body fails validation: the message names each field and why',
+        };
+        operation.responses['413'] ??= { description: 'the body is larger than 100 kB' };
+        operation.responses['415'] ??= { description: 'the body is not application/json' };
+      } else {
+        operation.responses['415'] ??= { description: `${method.toUpperCase()} ${path} takes no body` };
+      }
+    }
+  }
 }
 
 /** Swagger UI at /docs, the document at /docs-json. */

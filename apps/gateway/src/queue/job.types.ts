@@ -1,3 +1,4 @@
+import type { SchedulerName } from '../common/samplers.js';
 import type { LoadResult } from '../sidecar/sidecar.types.js';
 
 /** Generation settings with the mode's defaults already applied and the seed chosen. */
@@ -10,6 +11,8 @@ export interface GenerationParams {
   readonly guidanceScale: number;
   readonly seed: number;
   readonly superres: boolean;
+  /** The request's sampler; undefined: the mode's, taken when the job runs. */
+  readonly scheduler?: SchedulerName;
 }
 
 /*

@@ -19,7 +19,7 @@ import { ModesService } from '../modes/modes.service.js';
 import { RegistryService } from '../registry/registry.service.js';
 import { SidecarProcessService } from '../sidecar/sidecar-process.service.js';
 import { SidecarRepository } from '../sidecar/sidecar.repository.js';
-import type { GeneratedImage } from '../sidecar/sidecar.types.js';
+import type { GeneratedImage, GenerateParams } from '../sidecar/sidecar.types.js';
 import {
   CustomJob,
   GenerationJob,
@@ -389,7 +389,12 @@ export class WorkerPool implements OnModuleDestroy {
     // Resolved now, not at submit time: a reload meanwhile may have changed (or removed) the mode.
     const mode = this.modes.getMode(job.mode);
     await this.activate(mode);
-    const params = { key: mode.key, ...job.params };
+    const params: GenerateParams = {
+      key: mode.key,
+      ...job.params,
+      scheduler: job.params.scheduler ?? mode.scheduler,
+      clipSkip: mode.clipSkip ?? 0,
+    };
     try {
       return await this.sidecar.generate(params, { signal });
     } catch (error) {

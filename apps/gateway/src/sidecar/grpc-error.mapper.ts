@@ -48,6 +48,8 @@ export const GRPC_ERROR_TABLE: readonly Rule[] = [
   { code: Status.NOT_FOUND, toError: (detail) => new ModelNotLoadedError(detail) },
   { code: Status.CANCELLED, toError: (detail) => new JobCancelledError(detail) },
   { code: Status.UNAVAILABLE, toError: (detail) => new SidecarUnavailableError(detail) },
+  // A task's own bug or an unexpected failure: the model host logged the traceback.
+  { code: Status.INTERNAL, toError: (detail) => new SidecarError(`INTERNAL: ${detail}`) },
 ];
 
 export function toDomainError(error: ServiceError, context: CallContext): Error {

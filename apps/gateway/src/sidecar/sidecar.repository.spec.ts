@@ -166,7 +166,7 @@ const MODE: ResolvedMode = (() => {
   const config = parseModesConfig(
     'model_root: /models\nlora_root: /loras\ndefault_mode: m\nmodes:\n  m:\n    model: a.safetensors\n    config: cfg\n' +
       '    loras:\n      - x.safetensors\n      - {path: y.safetensors, strength: 0.5, adapter_name: why}\n' +
-      '    superres: {model: up/4x.safetensors}\n',
+      '    superres: {model: up/4x.safetensors}\n    prediction_type: v_prediction\n    vae: vae/fix.safetensors\n',
     { source: 'test', baseDir: '/', allowPickle: false },
   );
   const mode = config.modes.get('m');
@@ -184,6 +184,8 @@ const PARAMS: GenerateParams = {
   guidanceScale: 7.5,
   seed: 2 ** 40 + 1,
   superres: false,
+  scheduler: 'euler_a',
+  clipSkip: 2,
 };
 
 function repositoryFor(address: string, env: Record<string, string> = {}): SidecarRepository {
@@ -224,6 +226,8 @@ describe('SidecarRepository against a gRPC server', () => {
         dtype: '',
         superres_model: '/models/up/4x.safetensors',
         superres_scale: 0,
+        prediction_type: 'v_prediction',
+        vae_path: '/models/vae/fix.safetensors',
       },
     ]);
     expect(result).toEqual({
@@ -294,6 +298,9 @@ describe('SidecarRepository against a gRPC server', () => {
         guidance_scale: 7.5,
         seed: 2 ** 40 + 1,
         superres: false,
+        scheduler: 'euler_a',
+        // A1111's "Clip skip: 2" is diffusers' clip_skip 1: one layer skipped.
+        clip_skip: 1,
       },
     ]);
     expect(progress).toEqual([
@@ -304,6 +311,15 @@ describe('SidecarRepository against a gRPC server', () => {
     const upscaled = await repository.generate({ ...PARAMS, superres: true });
     expect(sidecar.generations[1]?.superres).toBe(true);
     expect(upscaled.superresApplied).toBe(true);
+  });
+
+  it("asks for the model's own scheduler and no clip skip as empty and 0", async () => {
+    await repository.generate({ ...PARAMS, scheduler: 'default', clipSkip: 1 });
+    await repository.generate({ ...PARAMS, scheduler: 'default', clipSkip: 0 });
+    expect(sidecar.generations.map((g) => [g.scheduler, g.clip_skip])).toEqual([
+      ['', 0],
+      ['', 0],
+    ]);
   });
 
   it('cancels the call when the signal aborts', async () => {

@@ -3,6 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import * as grpc from '@grpc/grpc-js';
 import { Inject, Injectable, type OnModuleDestroy } from '@nestjs/common';
 
+import { DEFAULT_SCHEDULER } from '../common/samplers.js';
 import { APP_CONFIG, type AppConfig } from '../config/app-config.js';
 import { JobCancelledError, SidecarError, SidecarUnavailableError } from '../errors/domain.errors.js';
 import type { ResolvedMode } from '../modes/mode.types.js';
@@ -75,6 +76,8 @@ export class SidecarRepository implements OnModuleDestroy {
       })),
       superres_model: mode.superres?.modelPath ?? '',
       superres_scale: mode.superres?.scale ?? 0,
+      prediction_type: mode.predictionType ?? '',
+      vae_path: mode.vaePath ?? '',
     };
     return new Promise<LoadModelReply__Output>((resolve, reject) => {
       this.modelHost.LoadModel(request, this.deadline(context), this.settle(context, resolve, reject));
@@ -117,6 +120,9 @@ export class SidecarRepository implements OnModuleDestroy {
           guidance_scale: params.guidanceScale,
           seed: params.seed,
           superres: params.superres,
+          scheduler: params.scheduler === DEFAULT_SCHEDULER ? '' : params.scheduler,
+          // The model host counts in diffusers' convention: layers skipped, 0 = none.
+          clip_skip: Math.max(0, params.clipSkip - 1),
         },
         this.deadline(context),
       );

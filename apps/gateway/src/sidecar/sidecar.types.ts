@@ -60,6 +60,10 @@ export interface GenerateParams {
   readonly seed: number;
   /** Upscale with the mode's superres model. */
   readonly superres: boolean;
+  /** A sampler name of common/samplers.ts; '' (or `default`): the scheduler the model was loaded with. */
+  readonly scheduler: string;
+  /** A1111's convention (1 = no skip, 2 = the penultimate layer); 0 or 1: none. */
+  readonly clipSkip: number;
 }
 
 export interface GenerateProgress {

@@ -207,6 +207,8 @@ def render_modes_yaml(model_root: Path) -> str:
                 "model": SD15.checkpoint,
                 "config": SD15.config_dir,
                 "superres": {"model": UPSCALER, "scale": UPSCALER_SCALE},
+                # 4 steps at guidance 1.0 are LCM settings: they need its sampler.
+                "scheduler": "lcm",
                 "default_size": "64x64",
                 "default_steps": 4,
                 "default_guidance": 1.0,

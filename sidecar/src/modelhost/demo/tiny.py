@@ -112,6 +112,42 @@ def sd_scheduler() -> EulerDiscreteScheduler:
     )
 
 
+def sd15_pipeline(
+    unet: UNet2DConditionModel, vae: AutoencoderKL, text_encoder: CLIPTextModel
+) -> StableDiffusionPipeline:
+    """SD1.5-family pipeline of these modules, the in-memory tokenizer and SD's scheduler."""
+    # diffusers annotates `scheduler` with its enum of scheduler names rather than a
+    # scheduler type, and the optional safety components as required.
+    return StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tiny_tokenizer(),
+        unet=unet,
+        scheduler=sd_scheduler(),  # type: ignore[arg-type]
+        safety_checker=None,  # type: ignore[arg-type]
+        feature_extractor=None,  # type: ignore[arg-type]
+        requires_safety_checker=False,
+    )
+
+
+def sdxl_pipeline(
+    unet: UNet2DConditionModel,
+    vae: AutoencoderKL,
+    text_encoder: CLIPTextModel,
+    text_encoder_2: CLIPTextModelWithProjection,
+) -> StableDiffusionXLPipeline:
+    """SDXL-family pipeline of these modules, the in-memory tokenizers and SD's scheduler."""
+    return StableDiffusionXLPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        text_encoder_2=text_encoder_2,
+        tokenizer=tiny_tokenizer(),
+        tokenizer_2=tiny_tokenizer(),
+        unet=unet,
+        scheduler=sd_scheduler(),  # type: ignore[arg-type]
+    )
+
+
 def tiny_sd15_pipeline(seed: int = 0) -> StableDiffusionPipeline:
     """SD1.5's layout: 4 UNet levels, cross-attention in the first three, 2 layers each."""
     with torch.random.fork_rng(devices=[]):
@@ -140,18 +176,7 @@ def tiny_sd15_pipeline(seed: int = 0) -> StableDiffusionPipeline:
         )
         vae = _tiny_vae(scaling_factor=0.18215)
         text_encoder = CLIPTextModel(_text_config(SD15_TEXT_HIDDEN))
-    # diffusers annotates `scheduler` with its enum of scheduler names rather than a
-    # scheduler type, and the optional safety components as required.
-    return StableDiffusionPipeline(
-        vae=vae,
-        text_encoder=text_encoder,
-        tokenizer=tiny_tokenizer(),
-        unet=unet,
-        scheduler=sd_scheduler(),  # type: ignore[arg-type]
-        safety_checker=None,  # type: ignore[arg-type]
-        feature_extractor=None,  # type: ignore[arg-type]
-        requires_safety_checker=False,
-    )
+    return sd15_pipeline(unet, vae, text_encoder)
 
 
 def tiny_sdxl_pipeline(seed: int = 0) -> StableDiffusionXLPipeline:
@@ -182,12 +207,4 @@ def tiny_sdxl_pipeline(seed: int = 0) -> StableDiffusionXLPipeline:
         text_encoder_2 = CLIPTextModelWithProjection(
             _text_config(SDXL_TEXT_2_HIDDEN, projection_dim=SDXL_TEXT_2_PROJECTION)
         )
-    return StableDiffusionXLPipeline(
-        vae=vae,
-        text_encoder=text_encoder,
-        text_encoder_2=text_encoder_2,
-        tokenizer=tiny_tokenizer(),
-        tokenizer_2=tiny_tokenizer(),
-        unet=unet,
-        scheduler=sd_scheduler(),  # type: ignore[arg-type]
-    )
+    return sdxl_pipeline(unet, vae, text_encoder, text_encoder_2)

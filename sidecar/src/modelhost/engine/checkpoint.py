@@ -4,12 +4,13 @@ import json
 import pickle
 import struct
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import safe_open
 
 from modelhost.errors import InvalidModelError, ModelFileNotFoundError
 
@@ -34,11 +35,26 @@ class TensorInfo:
     shape: tuple[int, ...] = ()
 
 
+EPSILON = "epsilon"
+V_PREDICTION = "v_prediction"
+
+UNET_PREFIX = "model.diffusion_model."
+# ComfyUI's rule for telling SD2 768-v checkpoints from 512 epsilon ones
+# (comfy/supported_models.py, SD20.model_type): for a 4-channel UNet, the population
+# std of this norm bias in the last output block is above 0.09 in v-prediction models.
+# Inpainting UNets (9 input channels) are epsilon.
+V_PREDICTION_STATISTIC_KEY = UNET_PREFIX + "output_blocks.11.1.transformer_blocks.0.norm1.bias"
+V_PREDICTION_STD_THRESHOLD = 0.09
+_UNET_INPUT_KEY = UNET_PREFIX + "input_blocks.0.0.weight"
+
+
 @dataclass(frozen=True)
 class CheckpointInfo:
     path: Path
     architecture: str
     tensors: dict[str, TensorInfo]
+    # What the UNet predicts, as detected: the default a load may override.
+    prediction_type: str = EPSILON
 
     def device_bytes(self, float_item_size: int) -> int:
         """Exact bytes the weights take once floats are cast to a dtype of that item size.
@@ -104,14 +120,16 @@ def detect_architecture(keys: set[str] | dict[str, TensorInfo]) -> str:
     def has(prefix: str) -> bool:
         return any(k.startswith(prefix) for k in keys)
 
-    if not has("model.diffusion_model."):
+    if not has(UNET_PREFIX):
         raise InvalidModelError(
             "unrecognised checkpoint: no UNet weights (model.diffusion_model.*)"
         )
     if has("conditioner.embedders.1.model."):
         return "sdxl-base"
     if has("conditioner.embedders.0.model."):
-        return "sdxl-refiner"
+        # One OpenCLIP encoder in Stability's newer ("sgm") layout: the refiner, whose
+        # UNet takes the size/aesthetic embedding, or SD2 resaved in that layout.
+        return "sdxl-refiner" if has(UNET_PREFIX + "label_emb.") else "sd2"
     if has("cond_stage_model.model."):
         return "sd2"
     if has("cond_stage_model.transformer."):
@@ -124,11 +142,43 @@ def inspect_single_file(path: Path) -> CheckpointInfo:
     be unpickled whole, so callers decide first whether pickles are allowed at all."""
     if not path.is_file():
         raise ModelFileNotFoundError(str(path))
+    read: Callable[[str], torch.Tensor]
     if path.suffix.lower() in PICKLE_SUFFIXES:
-        tensors = _pickle_tensors(path)
+        state = _pickle_state(path)
+        tensors = _pickle_tensors(state)
+        read = state.__getitem__
     else:
         tensors = read_safetensors_header(path)
-    return CheckpointInfo(path=path, architecture=detect_architecture(tensors), tensors=tensors)
+
+        def read(key: str) -> torch.Tensor:
+            with safe_open(path, framework="pt") as f:
+                tensor: torch.Tensor = f.get_tensor(key)
+            return tensor
+
+    architecture = detect_architecture(tensors)
+    return CheckpointInfo(
+        path=path,
+        architecture=architecture,
+        tensors=tensors,
+        prediction_type=detect_prediction_type(architecture, tensors, read),
+    )
+
+
+def detect_prediction_type(
+    architecture: str, tensors: dict[str, TensorInfo], read: Callable[[str], torch.Tensor]
+) -> str:
+    """epsilon or v_prediction; only SD2 was released both ways, so only SD2 is read
+    (one small tensor, not the file)."""
+    if architecture != "sd2":
+        return EPSILON
+    unet_input = tensors.get(_UNET_INPUT_KEY)
+    if unet_input is None or len(unet_input.shape) != 4 or unet_input.shape[1] != 4:
+        return EPSILON
+    if V_PREDICTION_STATISTIC_KEY not in tensors:
+        return EPSILON
+    bias = read(V_PREDICTION_STATISTIC_KEY).float()
+    std = float(torch.std(bias, unbiased=False))
+    return V_PREDICTION if std > V_PREDICTION_STD_THRESHOLD else EPSILON
 
 
 _SAFETENSORS_DTYPE_NAMES = {
@@ -138,8 +188,8 @@ _SAFETENSORS_DTYPE_NAMES = {
 }  # fmt: skip
 
 
-def _pickle_tensors(path: Path) -> dict[str, TensorInfo]:
-    """Tensor names, dtypes and sizes of a pickled checkpoint.
+def _pickle_state(path: Path) -> Mapping[str, Any]:
+    """The state dict of a pickled checkpoint.
 
     weights_only=True even though the operator allowed pickles: it is what diffusers
     uses to read the file afterwards, so a file that needs arbitrary code is refused
@@ -157,11 +207,18 @@ def _pickle_tensors(path: Path) -> dict[str, TensorInfo]:
         loaded = loaded["state_dict"]
     if not isinstance(loaded, Mapping):
         raise InvalidModelError(f"{path}: the pickle checkpoint holds no state dict")
+    return loaded
+
+
+def _pickle_tensors(state: Mapping[str, Any]) -> dict[str, TensorInfo]:
+    """Tensor names, dtypes and sizes of a pickled state dict."""
     tensors: dict[str, TensorInfo] = {}
-    for name, value in loaded.items():
+    for name, value in state.items():
         if isinstance(value, torch.Tensor) and value.dtype in _SAFETENSORS_DTYPE_NAMES:
             dtype = _SAFETENSORS_DTYPE_NAMES[value.dtype]
-            tensors[str(name)] = TensorInfo(dtype=dtype, numel=value.numel())
+            tensors[str(name)] = TensorInfo(
+                dtype=dtype, numel=value.numel(), shape=tuple(value.shape)
+            )
     return tensors
 
 
@@ -194,7 +251,24 @@ def inspect_diffusers_folder(path: Path) -> CheckpointInfo:
     for weights in sorted(path.glob("*/*.safetensors")):
         for name, tensor in read_safetensors_header(weights).items():
             tensors[f"{weights.parent.name}.{name}"] = tensor
-    return CheckpointInfo(path=path, architecture=architecture, tensors=tensors)
+    return CheckpointInfo(
+        path=path,
+        architecture=architecture,
+        tensors=tensors,
+        prediction_type=_scheduler_prediction_type(path),
+    )
+
+
+def _scheduler_prediction_type(path: Path) -> str:
+    """A diffusers folder says what its UNet predicts in its scheduler config."""
+    config = path / "scheduler" / "scheduler_config.json"
+    if not config.is_file():
+        return EPSILON
+    try:
+        value = json.loads(config.read_text()).get("prediction_type", EPSILON)
+    except (UnicodeDecodeError, json.JSONDecodeError, AttributeError) as e:
+        raise InvalidModelError(f"{config}: unreadable scheduler config ({e})") from e
+    return V_PREDICTION if value == V_PREDICTION else EPSILON
 
 
 def _text_encoder_width(path: Path) -> int:

@@ -41,13 +41,16 @@ from modelhost.engine.pipelines import (
     Pipeline,
     activate_adapters,
     build_pipeline,
+    default_config_dir,
     delete_adapter,
     encode_png,
     generate_image,
     load_lora,
     lora_estimate_bytes,
+    replace_vae,
     resident_bytes,
 )
+from modelhost.engine.schedulers import check_prediction_type, check_scheduler_name
 from modelhost.engine.types import (
     FileUse,
     GeneratedImage,
@@ -74,10 +77,11 @@ from modelhost.errors import (
 
 log = logging.getLogger(__name__)
 
-# (model path, config dir, dtype name, the file's fingerprint), paths resolved: what makes
-# two keys share a base. The fingerprint is part of it so that a key loaded after the
-# checkpoint changed on disk gets the new weights, not the stale base of an older key.
-BaseId = tuple[str, str, str, Fingerprint | None]
+# (model path, config dir, dtype name, the file's fingerprint, VAE path, its fingerprint),
+# paths resolved ("" for none): what makes two keys share a base. Fingerprints are part of
+# it so that a key loaded after a file changed on disk gets the new weights, not the stale
+# base of an older key.
+BaseId = tuple[str, str, str, Fingerprint | None, str, Fingerprint | None]
 # build_pipeline's signature; injectable so that tests can make a load fail like CUDA does.
 Builder = Callable[[Path, str, str, torch.dtype, torch.device], Pipeline]
 # (adapter name inside the pipeline, strength)
@@ -183,8 +187,10 @@ class ModelHost:
 
     def _load_new(self, spec: LoadSpec, started: float) -> LoadResult:
         dtype = self._dtype(spec.dtype)
+        check_prediction_type(spec.prediction_type)
         self._check_loras(spec)
         info = self._inspect(spec)
+        self._check_vae(spec)
         item_size = torch.empty((), dtype=dtype).element_size()
         base_id = self._base_id(spec, dtype)
         base = self._bases.get(base_id)
@@ -208,10 +214,12 @@ class ModelHost:
                 pipe = self._builder(
                     Path(spec.model_path),
                     info.architecture,
-                    spec.config_dir,
+                    spec.config_dir or default_config_dir(info, spec.prediction_type),
                     dtype,
                     self.device.torch_device,
                 )
+                if spec.vae_path:
+                    replace_vae(pipe, Path(spec.vae_path), dtype, self.device.torch_device)
                 return pipe, self._measure(pipe, before)
 
             pipe, measured_base = self._with_oom_retry(
@@ -394,6 +402,7 @@ class ModelHost:
     ) -> GeneratedImage:
         if params.steps < 1:
             raise InvalidRequestError("steps must be at least 1")
+        check_scheduler_name(params.scheduler)
         with self._device_lock:
             entry = self._keys.get(params.key)
             if entry is None:
@@ -420,6 +429,7 @@ class ModelHost:
                         Progress(step, params.steps, time.perf_counter() - started)
                     ),
                     cancel,
+                    entry.spec.prediction_type,
                 )
                 if image is not None and params.superres:
                     shared = base.upscalers[entry.upscaler_file]
@@ -673,6 +683,19 @@ class ModelHost:
             )
         return inspect_single_file(path)
 
+    def _check_vae(self, spec: LoadSpec) -> None:
+        """Before the checkpoint is read: a VAE that cannot be used must not cost a load."""
+        if not spec.vae_path:
+            return
+        path = Path(spec.vae_path)
+        if not path.exists():
+            raise ModelFileNotFoundError(spec.vae_path)
+        if path.suffix.lower() in PICKLE_SUFFIXES and not self.allow_pickle:
+            raise InvalidModelError(
+                f"{spec.vae_path}: pickle files can run arbitrary code and are refused; "
+                "convert it to .safetensors or start the sidecar with --allow-pickle"
+            )
+
     def _dtype(self, name: str) -> torch.dtype:
         if not name:
             return self.device.default_dtype()
@@ -691,7 +714,9 @@ class ModelHost:
         dtype_name = next(name for name, value in DTYPES.items() if value == dtype)
         config = _resolved(spec.config_dir) if spec.config_dir else ""
         model = _resolved(spec.model_path)
-        return (model, config, dtype_name, fingerprint(Path(model)))
+        vae = _resolved(spec.vae_path) if spec.vae_path else ""
+        vae_fingerprint = fingerprint(Path(vae)) if vae else None
+        return (model, config, dtype_name, fingerprint(Path(model)), vae, vae_fingerprint)
 
     def _upscaler_estimate(self, spec: LoadSpec, base: _Base | None) -> int:
         if not spec.superres_model:
@@ -747,6 +772,8 @@ def _key_files(entry: _Key) -> list[tuple[str, Fingerprint | None]]:
     """(resolved path, fingerprint when loaded) of each file the key's weights came from."""
     base = entry.base
     files = [(base.id[0], base.id[3])]
+    if base.id[4]:
+        files.append((base.id[4], base.id[5]))
     key = entry.spec.key
     files += [(file, a.fingerprint) for file, a in base.adapters.items() if key in a.users]
     if entry.upscaler_file and entry.upscaler_file in base.upscalers:

@@ -1,21 +1,27 @@
 """Turning a load spec into a diffusers pipeline on a device, and running it."""
 
 import io
+import tempfile
 import threading
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import torch
 from diffusers import (
+    AutoencoderKL,
     StableDiffusionPipeline,
     StableDiffusionXLImg2ImgPipeline,
     StableDiffusionXLPipeline,
 )
 from PIL import Image
 
-from modelhost.engine.checkpoint import PICKLE_SUFFIXES, read_safetensors_header
+from modelhost.configs import config_folder, folder_name
+from modelhost.engine.checkpoint import PICKLE_SUFFIXES, CheckpointInfo, read_safetensors_header
+from modelhost.engine.schedulers import build_scheduler
 from modelhost.engine.types import GenerateParams, LoraSpec
 from modelhost.errors import (
     InvalidModelError,
@@ -35,6 +41,16 @@ PIPELINE_CLASSES: dict[str, Any] = {
 }
 
 DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
+
+
+def default_config_dir(info: CheckpointInfo, prediction_type: str = "") -> str:
+    """The bundled config folder of the detected family, for a single file whose mode
+    names no `config`: a checkpoint as users download it then loads with no hub.
+    `prediction_type` overrides the detected one (it picks SD2's 512 or 768-v release)."""
+    if info.path.is_dir():
+        return ""
+    name = folder_name(info.architecture, prediction_type or info.prediction_type)
+    return str(config_folder(name))
 
 
 def build_pipeline(
@@ -61,10 +77,31 @@ def build_pipeline(
     except Exception as e:
         # diffusers reports a file it cannot use with whatever the converter hit
         # (SafetensorError, KeyError, shape mismatches, ...): all mean "this file".
-        hint = "" if config_dir or model_path.is_dir() else " (no config folder was given: set one)"
-        raise InvalidModelError(f"cannot load {model_path}: {_first_line(e)}{hint}") from e
+        raise InvalidModelError(f"cannot load {model_path}: {_first_line(e)}") from e
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device)
+
+
+def replace_vae(pipe: Pipeline, vae_path: Path, dtype: torch.dtype, device: torch.device) -> None:
+    """Puts the VAE at `vae_path` in place of the pipeline's own.
+
+    A single file is read with the pipeline's VAE config, force_upcast included, so an SDXL
+    pipeline in fp16 still decodes in fp32 (its VAE overflows in fp16). A diffusers VAE folder
+    brings its own config: an fp16-safe VAE that says force_upcast false decodes in fp16.
+    """
+    kwargs: dict[str, Any] = {"torch_dtype": dtype, "local_files_only": True}
+    try:
+        if vae_path.is_dir():
+            vae = AutoencoderKL.from_pretrained(str(vae_path), use_safetensors=True, **kwargs)
+        else:
+            with tempfile.TemporaryDirectory(prefix="modelhost-vae-") as config:
+                pipe.vae.save_config(config)
+                vae = AutoencoderKL.from_single_file(str(vae_path), config=config, **kwargs)
+    except (torch.OutOfMemoryError, ModelHostError):
+        raise
+    except Exception as e:
+        raise InvalidModelError(f"cannot load VAE {vae_path}: {_first_line(e)}") from e
+    pipe.vae = vae.to(device)
 
 
 def load_lora(pipe: Pipeline, lora: LoraSpec, adapter_name: str) -> None:
@@ -128,10 +165,48 @@ def generate_image(
     params: GenerateParams,
     on_step: Callable[[int], None],
     cancel: threading.Event,
+    prediction_type: str = "",
 ) -> Image.Image | None:
-    """Runs the pipeline; returns None when cancelled. The same inputs give the same image."""
+    """Runs the pipeline with the requested sampler (the loaded scheduler stays as it was);
+    returns None when cancelled. The same inputs give the same image."""
     if params.width % 8 or params.height % 8:
         raise InvalidRequestError("width and height must be multiples of 8")
+    _check_clip_skip(pipe, params.clip_skip)
+    loaded = pipe.scheduler
+    scheduler = build_scheduler(loaded, params.scheduler, prediction_type, params.seed)
+    pipe.scheduler = scheduler
+    try:
+        with _final_layer_norm_reachable(pipe, params.clip_skip):
+            return _run(pipe, params, on_step, cancel)
+    finally:
+        pipe.scheduler = loaded
+
+
+@contextmanager
+def _final_layer_norm_reachable(pipe: Pipeline, clip_skip: int) -> Iterator[None]:
+    """With clip_skip, diffusers' SD1.5/SD2 pipeline applies the final layer norm through
+    `text_encoder.text_model.final_layer_norm`, a path transformers 5's CLIPTextModel no
+    longer has (its layers sit directly on the model). For the call, an attribute outside
+    the module tree (no submodule registered, the state dict unchanged) gives the path back."""
+    encoder = getattr(pipe, "text_encoder", None)
+    if not clip_skip or encoder is None or hasattr(encoder, "text_model"):
+        yield
+        return
+    object.__setattr__(
+        encoder, "text_model", SimpleNamespace(final_layer_norm=encoder.final_layer_norm)
+    )
+    try:
+        yield
+    finally:
+        del encoder.__dict__["text_model"]
+
+
+def _run(
+    pipe: Pipeline,
+    params: GenerateParams,
+    on_step: Callable[[int], None],
+    cancel: threading.Event,
+) -> Image.Image | None:
 
     def step_end(p: Pipeline, step: int, _t: Any, tensors: dict[str, Any]) -> dict[str, Any]:
         on_step(step + 1)
@@ -151,6 +226,7 @@ def generate_image(
             height=params.height,
             num_inference_steps=params.steps,
             guidance_scale=params.guidance_scale,
+            clip_skip=params.clip_skip or None,
             generator=generator,
             callback_on_step_end=step_end,
             output_type="pil",
@@ -159,6 +235,20 @@ def generate_image(
         return None
     image: Image.Image = output.images[0]
     return image
+
+
+def _check_clip_skip(pipe: Pipeline, clip_skip: int) -> None:
+    """diffusers indexes the text encoder's hidden states from the end: skipping as many
+    layers as the encoder has, or more, would fail deep inside the pipeline."""
+    if not clip_skip:
+        return
+    encoders = [getattr(pipe, name, None) for name in ("text_encoder", "text_encoder_2")]
+    layers = min(e.config.num_hidden_layers for e in encoders if e is not None)
+    if clip_skip >= layers:
+        raise InvalidRequestError(
+            f"clip_skip asks to skip {clip_skip} text-encoder layer(s): this model's text "
+            f"encoder has {layers}, so at most {layers - 1} can be skipped"
+        )
 
 
 def encode_png(image: Image.Image) -> bytes:

@@ -20,6 +20,9 @@ class LoadSpec:
     dtype: str = ""
     superres_model: str = ""
     superres_scale: int = 0  # 0: the upscaler's own scale
+    # "", "epsilon" or "v_prediction": overrides the scheduler config's, per generation.
+    prediction_type: str = ""
+    vae_path: str = ""  # replaces the checkpoint's VAE: a single file or a diffusers folder
 
 
 class LoadSource(Enum):
@@ -53,6 +56,8 @@ class GenerateParams:
     guidance_scale: float
     seed: int
     superres: bool = False
+    scheduler: str = ""  # a name of engine.schedulers; "": the model's own
+    clip_skip: int = 0  # diffusers' convention: 1 = the pre-final text-encoder layer
 
 
 @dataclass(frozen=True)

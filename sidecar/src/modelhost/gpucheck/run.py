@@ -1,12 +1,13 @@
 """The GPU check: what loading, switching and generating cost on a real device.
 
 1. Builds SD1.5 and SDXL pipelines with random weights from the model configs bundled
-   in configs/ (the released models' own UNet, VAE and text-encoder configs; the
+   in modelhost.configs (the released models' own UNet, VAE and text-encoder configs; the
    tokenizer is the demo's in-memory one). Weights are created on the device itself
    (`with torch.device(...)`), which takes seconds where CPU init takes minutes.
 2. Saves each as a single-file checkpoint in the original key layout
-   (modelhost.demo.ldm_keys) plus its config folder, in a local temporary folder, and
-   drops the file from the page cache so that the first load reads the disk.
+   (modelhost.demo.ldm_keys; the tiny ones also get a config folder) in a local
+   temporary folder, and drops the file from the page cache so that the first load
+   reads the disk.
 3. Through the real ModelHost: a cold load of each, a timed generation (20 steps at
    512x512 for SD1.5, 1024x1024 for SDXL) after a one-step warm-up, a switch between
    resident models, and (with a memory cap that fits one model and a RAM tier) a switch
@@ -17,8 +18,9 @@
 the test suite runs it so that this script cannot rot. On CPU, "allocated" is the
 host's own parameter-byte accounting and the peak is the process's maximum RSS.
 
-No network: HF_HUB_OFFLINE is set before diffusers is imported, and every load passes
-its config folder. On an H100 the whole run takes about two minutes (most of it writing
+No network: HF_HUB_OFFLINE is set before diffusers is imported; the full-size files load
+with no config folder (the bundled ones, as a user's checkpoint would), the tiny ones
+with theirs. On an H100 the whole run takes about two minutes (most of it writing
 and reading 9 GB of checkpoints).
 """
 
@@ -35,25 +37,22 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import torch
-from diffusers.models.autoencoders.autoencoder_kl import AutoencoderKL
-from diffusers.models.unets.unet_2d_condition import UNet2DConditionModel
 from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion import (
     StableDiffusionPipeline,
 )
 from diffusers.pipelines.stable_diffusion_xl.pipeline_stable_diffusion_xl import (
     StableDiffusionXLPipeline,
 )
-from safetensors.torch import save_file
-from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
+from modelhost.configs import component_config
 from modelhost.demo.factory import write_config_folder
+from modelhost.demo.full_size import build_random_pipeline, save_checkpoint
 from modelhost.demo.ldm_keys import pipeline_to_ldm_state_dict
-from modelhost.demo.tiny import sd_scheduler, tiny_sd15_pipeline, tiny_sdxl_pipeline, tiny_tokenizer
+from modelhost.demo.tiny import tiny_sd15_pipeline, tiny_sdxl_pipeline
 from modelhost.engine.device import Device
 from modelhost.engine.host import ModelHost
 from modelhost.engine.types import GenerateParams, LoadSource, LoadSpec, MemoryPolicy
@@ -63,6 +62,8 @@ COMPONENTS = {
     "sd15": ("unet", "vae", "text_encoder"),
     "sdxl": ("unet", "vae", "text_encoder", "text_encoder_2"),
 }
+# The bundled (released) config folder each family is built from.
+BUNDLED = {"sd15": "sd15", "sdxl": "sdxl-base"}
 FULL_SIZE = {"sd15": 512, "sdxl": 1024}
 FULL_STEPS = 20
 TINY_SIZE = 64
@@ -119,7 +120,7 @@ class Report:
 
 def component_configs(family: str, tiny: bool) -> dict[str, dict[str, Any]]:
     """The UNet, VAE and text-encoder configs of the family: the released models'
-    (bundled JSON) or, with tiny, those of the demo's tiny models."""
+    (modelhost.configs) or, with tiny, those of the demo's tiny models."""
     if tiny:
         pipe = tiny_sd15_pipeline() if family == "sd15" else tiny_sdxl_pipeline()
         configs: dict[str, dict[str, Any]] = {}
@@ -128,50 +129,7 @@ def component_configs(family: str, tiny: bool) -> dict[str, dict[str, Any]]:
             config = component.config
             configs[name] = config.to_dict() if hasattr(config, "to_dict") else dict(config)
         return configs
-    folder = resources.files("modelhost.gpucheck") / "configs" / family
-    return {
-        name: json.loads((folder / f"{name}.json").read_text(encoding="utf-8"))
-        for name in COMPONENTS[family]
-    }
-
-
-def build_random_pipeline(
-    family: str, configs: dict[str, dict[str, Any]], device: torch.device, dtype: torch.dtype
-) -> StableDiffusionPipeline | StableDiffusionXLPipeline:
-    """A pipeline with random weights made on `device` (fast on a GPU; `meta` makes
-    shapes only, which the tests use to check the full-size configs)."""
-    with torch.device(device):
-        unet = UNet2DConditionModel.from_config(configs["unet"])
-        vae = AutoencoderKL.from_config(configs["vae"])
-        text_encoder = CLIPTextModel(CLIPTextConfig.from_dict(configs["text_encoder"]))
-        modules: list[torch.nn.Module] = [unet, vae, text_encoder]
-        if family == "sdxl":
-            text_encoder_2 = CLIPTextModelWithProjection(
-                CLIPTextConfig.from_dict(configs["text_encoder_2"])
-            )
-            modules.append(text_encoder_2)
-    for module in modules:
-        module.to(dtype=dtype).eval()
-    if family == "sdxl":
-        return StableDiffusionXLPipeline(
-            vae=vae,
-            text_encoder=text_encoder,
-            text_encoder_2=text_encoder_2,
-            tokenizer=tiny_tokenizer(),
-            tokenizer_2=tiny_tokenizer(),
-            unet=unet,
-            scheduler=sd_scheduler(),  # type: ignore[arg-type]
-        )
-    return StableDiffusionPipeline(
-        vae=vae,
-        text_encoder=text_encoder,
-        tokenizer=tiny_tokenizer(),
-        unet=unet,
-        scheduler=sd_scheduler(),  # type: ignore[arg-type]
-        safety_checker=None,  # type: ignore[arg-type]
-        feature_extractor=None,  # type: ignore[arg-type]
-        requires_safety_checker=False,
-    )
+    return {name: component_config(BUNDLED[family], name) for name in COMPONENTS[family]}
 
 
 def weight_bytes(pipe: StableDiffusionPipeline | StableDiffusionXLPipeline) -> int:
@@ -181,21 +139,6 @@ def weight_bytes(pipe: StableDiffusionPipeline | StableDiffusionXLPipeline) -> i
         if isinstance(component, torch.nn.Module)
         for t in component.state_dict().values()
     )
-
-
-def save_checkpoint(pipe: StableDiffusionPipeline | StableDiffusionXLPipeline, path: Path) -> int:
-    """Writes the single-file checkpoint (renamed into place when complete); returns its size."""
-    tensors = {
-        key: tensor.detach().to("cpu", copy=True).contiguous()
-        for key, tensor in pipe_state(pipe).items()
-    }
-    staging = path.with_name(f".{path.name}.partial")
-    save_file(tensors, staging, metadata={"format": "pt"})
-    del tensors
-    with staging.open("rb") as f:
-        os.fsync(f.fileno())
-    os.replace(staging, path)
-    return path.stat().st_size
 
 
 def pipe_state(
@@ -250,9 +193,9 @@ def _generate(host: ModelHost, key: str, size: int, steps: int) -> None:
     host.generate(params, lambda _progress: None, threading.Event())
 
 
-def _spec(key: str, checkpoints: dict[str, tuple[Path, Path]], dtype: str) -> LoadSpec:
+def _spec(key: str, checkpoints: dict[str, tuple[Path, Path | None]], dtype: str) -> LoadSpec:
     model, config = checkpoints[key]
-    return LoadSpec(key=key, model_path=str(model), config_dir=str(config), dtype=dtype)
+    return LoadSpec(key=key, model_path=str(model), config_dir=str(config or ""), dtype=dtype)
 
 
 def run_check(
@@ -291,7 +234,7 @@ def run_check(
     )
 
     # 1-2. Random pipelines on the device, saved as single files with config folders.
-    checkpoints: dict[str, tuple[Path, Path]] = {}
+    checkpoints: dict[str, tuple[Path, Path | None]] = {}
     rows = {f: Row(model=f, size=f"{size_of[f]}x{size_of[f]}", steps=steps) for f in families}
     for family in families:
         log(f"building {family} with random weights on {device.label}")
@@ -308,11 +251,15 @@ def run_check(
                 f"{needed / GIB:.1f} GiB: pass --workdir on a larger local disk"
             )
         model = workdir / f"{family}.safetensors"
-        config = workdir / f"{family}.config"
+        # Full size: no config folder, as users load their checkpoints; the model host
+        # reads the file with the bundled folder of the family it detects. The tiny
+        # models' shapes are their own, so they carry theirs.
+        config = workdir / f"{family}.config" if tiny else None
         log(f"saving {model}")
         started_save = time.perf_counter()
         size = save_checkpoint(pipe, model)
-        write_config_folder(pipe, config)
+        if config is not None:
+            write_config_folder(pipe, config)
         report.save_s += time.perf_counter() - started_save
         rows[family].checkpoint_bytes = size
         checkpoints[family] = (model, config)
@@ -335,7 +282,7 @@ def run_check(
 def _measure_loads_and_generations(
     device: Device,
     families: list[str],
-    checkpoints: dict[str, tuple[Path, Path]],
+    checkpoints: dict[str, tuple[Path, Path | None]],
     dtype_name: str,
     rows: dict[str, Row],
     report: Report,
@@ -384,7 +331,7 @@ def _measure_loads_and_generations(
 def _measure_ram_tier(
     device: Device,
     families: list[str],
-    checkpoints: dict[str, tuple[Path, Path]],
+    checkpoints: dict[str, tuple[Path, Path | None]],
     dtype_name: str,
     rows: dict[str, Row],
     log: Callable[[str], None],

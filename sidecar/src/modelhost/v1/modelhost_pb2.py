@@ -24,49 +24,49 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cmodelhost/v1/modelhost.proto\x12\x0cmodelhost.v1\"<\n\x04Lora\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x10\n\x08strength\x18\x02 \x01(\x02\x12\x14\n\x0c\x61\x64\x61pter_name\x18\x03 \x01(\t\"\xa9\x01\n\x10LoadModelRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x12\n\nmodel_path\x18\x02 \x01(\t\x12\x12\n\nconfig_dir\x18\x03 \x01(\t\x12!\n\x05loras\x18\x04 \x03(\x0b\x32\x12.modelhost.v1.Lora\x12\r\n\x05\x64type\x18\x05 \x01(\t\x12\x16\n\x0esuperres_model\x18\x06 \x01(\t\x12\x16\n\x0esuperres_scale\x18\x07 \x01(\r\"\xd4\x01\n\x0eLoadModelReply\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x14\n\x0c\x61rchitecture\x18\x02 \x01(\t\x12\r\n\x05\x62ytes\x18\x03 \x01(\x04\x12\x17\n\x0f\x65stimated_bytes\x18\x04 \x01(\x04\x12\x14\n\x0cload_seconds\x18\x05 \x01(\x01\x12(\n\x06source\x18\x06 \x01(\x0e\x32\x18.modelhost.v1.LoadSource\x12\x0f\n\x07\x65victed\x18\x07 \x03(\t\x12\x0e\n\x06\x64\x65vice\x18\x08 \x01(\t\x12\x16\n\x0e\x65victed_to_ram\x18\t \x03(\t\"!\n\x12UnloadModelRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\"4\n\x10UnloadModelReply\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x13\n\x0b\x66reed_bytes\x18\x02 \x01(\x04\"\xad\x01\n\x0fGenerateRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0e\n\x06prompt\x18\x02 \x01(\t\x12\x17\n\x0fnegative_prompt\x18\x03 \x01(\t\x12\r\n\x05width\x18\x04 \x01(\r\x12\x0e\n\x06height\x18\x05 \x01(\r\x12\r\n\x05steps\x18\x06 \x01(\r\x12\x16\n\x0eguidance_scale\x18\x07 \x01(\x02\x12\x0c\n\x04seed\x18\x08 \x01(\x04\x12\x10\n\x08superres\x18\t \x01(\x08\"N\n\x10GenerateProgress\x12\x0c\n\x04step\x18\x01 \x01(\r\x12\x13\n\x0btotal_steps\x18\x02 \x01(\r\x12\x17\n\x0f\x65lapsed_seconds\x18\x03 \x01(\x01\"d\n\x0eGeneratedImage\x12\x0b\n\x03png\x18\x01 \x01(\x0c\x12\x0c\n\x04seed\x18\x02 \x01(\x04\x12\r\n\x05width\x18\x03 \x01(\r\x12\x0e\n\x06height\x18\x04 \x01(\r\x12\x18\n\x10superres_applied\x18\x05 \x01(\x08\"{\n\rGenerateEvent\x12\x32\n\x08progress\x18\x01 \x01(\x0b\x32\x1e.modelhost.v1.GenerateProgressH\x00\x12-\n\x05image\x18\x02 \x01(\x0b\x32\x1c.modelhost.v1.GeneratedImageH\x00\x42\x07\n\x05\x65vent\"\x12\n\x10GetMemoryRequest\"\xd7\x01\n\rResidentModel\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x12\n\nmodel_path\x18\x02 \x01(\t\x12\r\n\x05\x62ytes\x18\x03 \x01(\x04\x12!\n\x05loras\x18\x04 \x03(\x0b\x32\x12.modelhost.v1.Lora\x12\x0c\n\x04tier\x18\x05 \x01(\t\x12\x19\n\x11last_used_unix_ms\x18\x06 \x01(\x03\x12\x14\n\x0c\x61rchitecture\x18\x07 \x01(\t\x12\x13\n\x0bin_ram_tier\x18\x08 \x01(\x08\x12\x10\n\x08\x62\x61se_key\x18\t \x01(\t\x12\r\n\x05stale\x18\n \x01(\x08\"\xf1\x01\n\x0bMemoryStats\x12\x0e\n\x06\x64\x65vice\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65vice_name\x18\x02 \x01(\t\x12\x13\n\x0btotal_bytes\x18\x03 \x01(\x04\x12\x12\n\nused_bytes\x18\x04 \x01(\x04\x12\x17\n\x0f\x61vailable_bytes\x18\x05 \x01(\x04\x12+\n\x06models\x18\x06 \x03(\x0b\x32\x1b.modelhost.v1.ResidentModel\x12\x15\n\rreserve_bytes\x18\x07 \x01(\x04\x12\x16\n\x0eram_tier_bytes\x18\x08 \x01(\x04\x12\x1f\n\x17ram_tier_capacity_bytes\x18\t \x01(\x04\"\x13\n\x11ListModelsRequest\"\xae\x01\n\tModelFile\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0c\n\x04root\x18\x02 \x01(\t\x12\x14\n\x0c\x61rchitecture\x18\x03 \x01(\t\x12\x0e\n\x06\x66ormat\x18\x04 \x01(\t\x12\x12\n\nsize_bytes\x18\x05 \x01(\x04\x12\x15\n\rmtime_unix_ms\x18\x06 \x01(\x03\x12\x0e\n\x06reason\x18\x07 \x01(\t\x12\x15\n\rresident_keys\x18\x08 \x03(\t\x12\r\n\x05stale\x18\t \x01(\x08\"Z\n\x0fListModelsReply\x12\'\n\x06models\x18\x01 \x03(\x0b\x32\x17.modelhost.v1.ModelFile\x12\r\n\x05roots\x18\x02 \x03(\t\x12\x0f\n\x07polling\x18\x03 \x01(\x08\"1\n\x0eRunTaskRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\targs_json\x18\x02 \x01(\t\"#\n\x0cRunTaskReply\x12\x13\n\x0bresult_json\x18\x01 \x01(\t*\x8b\x01\n\nLoadSource\x12\x1b\n\x17LOAD_SOURCE_UNSPECIFIED\x10\x00\x12\x14\n\x10LOAD_SOURCE_DISK\x10\x01\x12\x18\n\x14LOAD_SOURCE_RESIDENT\x10\x02\x12\x13\n\x0fLOAD_SOURCE_RAM\x10\x03\x12\x1b\n\x17LOAD_SOURCE_SHARED_BASE\x10\x04\x32\xcc\x03\n\tModelHost\x12I\n\tLoadModel\x12\x1e.modelhost.v1.LoadModelRequest\x1a\x1c.modelhost.v1.LoadModelReply\x12O\n\x0bUnloadModel\x12 .modelhost.v1.UnloadModelRequest\x1a\x1e.modelhost.v1.UnloadModelReply\x12H\n\x08Generate\x12\x1d.modelhost.v1.GenerateRequest\x1a\x1b.modelhost.v1.GenerateEvent0\x01\x12\x46\n\tGetMemory\x12\x1e.modelhost.v1.GetMemoryRequest\x1a\x19.modelhost.v1.MemoryStats\x12L\n\nListModels\x12\x1f.modelhost.v1.ListModelsRequest\x1a\x1d.modelhost.v1.ListModelsReply\x12\x43\n\x07RunTask\x12\x1c.modelhost.v1.RunTaskRequest\x1a\x1a.modelhost.v1.RunTaskReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cmodelhost/v1/modelhost.proto\x12\x0cmodelhost.v1\"<\n\x04Lora\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x10\n\x08strength\x18\x02 \x01(\x02\x12\x14\n\x0c\x61\x64\x61pter_name\x18\x03 \x01(\t\"\xd4\x01\n\x10LoadModelRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x12\n\nmodel_path\x18\x02 \x01(\t\x12\x12\n\nconfig_dir\x18\x03 \x01(\t\x12!\n\x05loras\x18\x04 \x03(\x0b\x32\x12.modelhost.v1.Lora\x12\r\n\x05\x64type\x18\x05 \x01(\t\x12\x16\n\x0esuperres_model\x18\x06 \x01(\t\x12\x16\n\x0esuperres_scale\x18\x07 \x01(\r\x12\x17\n\x0fprediction_type\x18\x08 \x01(\t\x12\x10\n\x08vae_path\x18\t \x01(\t\"\xd4\x01\n\x0eLoadModelReply\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x14\n\x0c\x61rchitecture\x18\x02 \x01(\t\x12\r\n\x05\x62ytes\x18\x03 \x01(\x04\x12\x17\n\x0f\x65stimated_bytes\x18\x04 \x01(\x04\x12\x14\n\x0cload_seconds\x18\x05 \x01(\x01\x12(\n\x06source\x18\x06 \x01(\x0e\x32\x18.modelhost.v1.LoadSource\x12\x0f\n\x07\x65victed\x18\x07 \x03(\t\x12\x0e\n\x06\x64\x65vice\x18\x08 \x01(\t\x12\x16\n\x0e\x65victed_to_ram\x18\t \x03(\t\"!\n\x12UnloadModelRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\"4\n\x10UnloadModelReply\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x13\n\x0b\x66reed_bytes\x18\x02 \x01(\x04\"\xd3\x01\n\x0fGenerateRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0e\n\x06prompt\x18\x02 \x01(\t\x12\x17\n\x0fnegative_prompt\x18\x03 \x01(\t\x12\r\n\x05width\x18\x04 \x01(\r\x12\x0e\n\x06height\x18\x05 \x01(\r\x12\r\n\x05steps\x18\x06 \x01(\r\x12\x16\n\x0eguidance_scale\x18\x07 \x01(\x02\x12\x0c\n\x04seed\x18\x08 \x01(\x04\x12\x10\n\x08superres\x18\t \x01(\x08\x12\x11\n\tscheduler\x18\n \x01(\t\x12\x11\n\tclip_skip\x18\x0b \x01(\r\"N\n\x10GenerateProgress\x12\x0c\n\x04step\x18\x01 \x01(\r\x12\x13\n\x0btotal_steps\x18\x02 \x01(\r\x12\x17\n\x0f\x65lapsed_seconds\x18\x03 \x01(\x01\"d\n\x0eGeneratedImage\x12\x0b\n\x03png\x18\x01 \x01(\x0c\x12\x0c\n\x04seed\x18\x02 \x01(\x04\x12\r\n\x05width\x18\x03 \x01(\r\x12\x0e\n\x06height\x18\x04 \x01(\r\x12\x18\n\x10superres_applied\x18\x05 \x01(\x08\"{\n\rGenerateEvent\x12\x32\n\x08progress\x18\x01 \x01(\x0b\x32\x1e.modelhost.v1.GenerateProgressH\x00\x12-\n\x05image\x18\x02 \x01(\x0b\x32\x1c.modelhost.v1.GeneratedImageH\x00\x42\x07\n\x05\x65vent\"\x12\n\x10GetMemoryRequest\"\xd7\x01\n\rResidentModel\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x12\n\nmodel_path\x18\x02 \x01(\t\x12\r\n\x05\x62ytes\x18\x03 \x01(\x04\x12!\n\x05loras\x18\x04 \x03(\x0b\x32\x12.modelhost.v1.Lora\x12\x0c\n\x04tier\x18\x05 \x01(\t\x12\x19\n\x11last_used_unix_ms\x18\x06 \x01(\x03\x12\x14\n\x0c\x61rchitecture\x18\x07 \x01(\t\x12\x13\n\x0bin_ram_tier\x18\x08 \x01(\x08\x12\x10\n\x08\x62\x61se_key\x18\t \x01(\t\x12\r\n\x05stale\x18\n \x01(\x08\"\xf1\x01\n\x0bMemoryStats\x12\x0e\n\x06\x64\x65vice\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65vice_name\x18\x02 \x01(\t\x12\x13\n\x0btotal_bytes\x18\x03 \x01(\x04\x12\x12\n\nused_bytes\x18\x04 \x01(\x04\x12\x17\n\x0f\x61vailable_bytes\x18\x05 \x01(\x04\x12+\n\x06models\x18\x06 \x03(\x0b\x32\x1b.modelhost.v1.ResidentModel\x12\x15\n\rreserve_bytes\x18\x07 \x01(\x04\x12\x16\n\x0eram_tier_bytes\x18\x08 \x01(\x04\x12\x1f\n\x17ram_tier_capacity_bytes\x18\t \x01(\x04\"\x13\n\x11ListModelsRequest\"\xae\x01\n\tModelFile\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0c\n\x04root\x18\x02 \x01(\t\x12\x14\n\x0c\x61rchitecture\x18\x03 \x01(\t\x12\x0e\n\x06\x66ormat\x18\x04 \x01(\t\x12\x12\n\nsize_bytes\x18\x05 \x01(\x04\x12\x15\n\rmtime_unix_ms\x18\x06 \x01(\x03\x12\x0e\n\x06reason\x18\x07 \x01(\t\x12\x15\n\rresident_keys\x18\x08 \x03(\t\x12\r\n\x05stale\x18\t \x01(\x08\"Z\n\x0fListModelsReply\x12\'\n\x06models\x18\x01 \x03(\x0b\x32\x17.modelhost.v1.ModelFile\x12\r\n\x05roots\x18\x02 \x03(\t\x12\x0f\n\x07polling\x18\x03 \x01(\x08\"1\n\x0eRunTaskRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\targs_json\x18\x02 \x01(\t\"#\n\x0cRunTaskReply\x12\x13\n\x0bresult_json\x18\x01 \x01(\t*\x8b\x01\n\nLoadSource\x12\x1b\n\x17LOAD_SOURCE_UNSPECIFIED\x10\x00\x12\x14\n\x10LOAD_SOURCE_DISK\x10\x01\x12\x18\n\x14LOAD_SOURCE_RESIDENT\x10\x02\x12\x13\n\x0fLOAD_SOURCE_RAM\x10\x03\x12\x1b\n\x17LOAD_SOURCE_SHARED_BASE\x10\x04\x32\xcc\x03\n\tModelHost\x12I\n\tLoadModel\x12\x1e.modelhost.v1.LoadModelRequest\x1a\x1c.modelhost.v1.LoadModelReply\x12O\n\x0bUnloadModel\x12 .modelhost.v1.UnloadModelRequest\x1a\x1e.modelhost.v1.UnloadModelReply\x12H\n\x08Generate\x12\x1d.modelhost.v1.GenerateRequest\x1a\x1b.modelhost.v1.GenerateEvent0\x01\x12\x46\n\tGetMemory\x12\x1e.modelhost.v1.GetMemoryRequest\x1a\x19.modelhost.v1.MemoryStats\x12L\n\nListModels\x12\x1f.modelhost.v1.ListModelsRequest\x1a\x1d.modelhost.v1.ListModelsReply\x12\x43\n\x07RunTask\x12\x1c.modelhost.v1.RunTaskRequest\x1a\x1a.modelhost.v1.RunTaskReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'modelhost.v1.modelhost_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_LOADSOURCE']._serialized_start=1928
-  _globals['_LOADSOURCE']._serialized_end=2067
+  _globals['_LOADSOURCE']._serialized_start=2009
+  _globals['_LOADSOURCE']._serialized_end=2148
   _globals['_LORA']._serialized_start=46
   _globals['_LORA']._serialized_end=106
   _globals['_LOADMODELREQUEST']._serialized_start=109
-  _globals['_LOADMODELREQUEST']._serialized_end=278
-  _globals['_LOADMODELREPLY']._serialized_start=281
-  _globals['_LOADMODELREPLY']._serialized_end=493
-  _globals['_UNLOADMODELREQUEST']._serialized_start=495
-  _globals['_UNLOADMODELREQUEST']._serialized_end=528
-  _globals['_UNLOADMODELREPLY']._serialized_start=530
-  _globals['_UNLOADMODELREPLY']._serialized_end=582
-  _globals['_GENERATEREQUEST']._serialized_start=585
-  _globals['_GENERATEREQUEST']._serialized_end=758
-  _globals['_GENERATEPROGRESS']._serialized_start=760
-  _globals['_GENERATEPROGRESS']._serialized_end=838
-  _globals['_GENERATEDIMAGE']._serialized_start=840
-  _globals['_GENERATEDIMAGE']._serialized_end=940
-  _globals['_GENERATEEVENT']._serialized_start=942
-  _globals['_GENERATEEVENT']._serialized_end=1065
-  _globals['_GETMEMORYREQUEST']._serialized_start=1067
-  _globals['_GETMEMORYREQUEST']._serialized_end=1085
-  _globals['_RESIDENTMODEL']._serialized_start=1088
-  _globals['_RESIDENTMODEL']._serialized_end=1303
-  _globals['_MEMORYSTATS']._serialized_start=1306
-  _globals['_MEMORYSTATS']._serialized_end=1547
-  _globals['_LISTMODELSREQUEST']._serialized_start=1549
-  _globals['_LISTMODELSREQUEST']._serialized_end=1568
-  _globals['_MODELFILE']._serialized_start=1571
-  _globals['_MODELFILE']._serialized_end=1745
-  _globals['_LISTMODELSREPLY']._serialized_start=1747
-  _globals['_LISTMODELSREPLY']._serialized_end=1837
-  _globals['_RUNTASKREQUEST']._serialized_start=1839
-  _globals['_RUNTASKREQUEST']._serialized_end=1888
-  _globals['_RUNTASKREPLY']._serialized_start=1890
-  _globals['_RUNTASKREPLY']._serialized_end=1925
-  _globals['_MODELHOST']._serialized_start=2070
-  _globals['_MODELHOST']._serialized_end=2530
+  _globals['_LOADMODELREQUEST']._serialized_end=321
+  _globals['_LOADMODELREPLY']._serialized_start=324
+  _globals['_LOADMODELREPLY']._serialized_end=536
+  _globals['_UNLOADMODELREQUEST']._serialized_start=538
+  _globals['_UNLOADMODELREQUEST']._serialized_end=571
+  _globals['_UNLOADMODELREPLY']._serialized_start=573
+  _globals['_UNLOADMODELREPLY']._serialized_end=625
+  _globals['_GENERATEREQUEST']._serialized_start=628
+  _globals['_GENERATEREQUEST']._serialized_end=839
+  _globals['_GENERATEPROGRESS']._serialized_start=841
+  _globals['_GENERATEPROGRESS']._serialized_end=919
+  _globals['_GENERATEDIMAGE']._serialized_start=921
+  _globals['_GENERATEDIMAGE']._serialized_end=1021
+  _globals['_GENERATEEVENT']._serialized_start=1023
+  _globals['_GENERATEEVENT']._serialized_end=1146
+  _globals['_GETMEMORYREQUEST']._serialized_start=1148
+  _globals['_GETMEMORYREQUEST']._serialized_end=1166
+  _globals['_RESIDENTMODEL']._serialized_start=1169
+  _globals['_RESIDENTMODEL']._serialized_end=1384
+  _globals['_MEMORYSTATS']._serialized_start=1387
+  _globals['_MEMORYSTATS']._serialized_end=1628
+  _globals['_LISTMODELSREQUEST']._serialized_start=1630
+  _globals['_LISTMODELSREQUEST']._serialized_end=1649
+  _globals['_MODELFILE']._serialized_start=1652
+  _globals['_MODELFILE']._serialized_end=1826
+  _globals['_LISTMODELSREPLY']._serialized_start=1828
+  _globals['_LISTMODELSREPLY']._serialized_end=1918
+  _globals['_RUNTASKREQUEST']._serialized_start=1920
+  _globals['_RUNTASKREQUEST']._serialized_end=1969
+  _globals['_RUNTASKREPLY']._serialized_start=1971
+  _globals['_RUNTASKREPLY']._serialized_end=2006
+  _globals['_MODELHOST']._serialized_start=2151
+  _globals['_MODELHOST']._serialized_end=2611
 # @@protoc_insertion_point(module_scope)

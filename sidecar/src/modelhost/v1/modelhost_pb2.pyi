@@ -90,6 +90,8 @@ class LoadModelRequest(_message.Message):
     DTYPE_FIELD_NUMBER: _builtins.int
     SUPERRES_MODEL_FIELD_NUMBER: _builtins.int
     SUPERRES_SCALE_FIELD_NUMBER: _builtins.int
+    PREDICTION_TYPE_FIELD_NUMBER: _builtins.int
+    VAE_PATH_FIELD_NUMBER: _builtins.int
     key: _builtins.str
     """Chosen by the gateway: mode name + a hash of the mode's definition, so
     that an edited mode is a different key.
@@ -109,6 +111,16 @@ class LoadModelRequest(_message.Message):
     """Output scale of the upscaled image; 0 = the model's own scale. Another scale
     resizes the model's output to it.
     """
+    prediction_type: _builtins.str
+    """"" (the checkpoint's config decides), "epsilon" or "v_prediction": what the UNet
+    predicts. Overrides the scheduler config's prediction_type for every generation on
+    this key, whichever scheduler it asks for.
+    """
+    vae_path: _builtins.str
+    """Optional VAE to use in place of the checkpoint's own (absolute path): a single
+    .safetensors file, read with the pipeline's VAE config (force_upcast included), or a
+    diffusers VAE folder (config.json + weights), whose own config is used as given.
+    """
     @_builtins.property
     def loras(self) -> _containers.RepeatedCompositeFieldContainer[Global___Lora]: ...
     def __init__(
@@ -121,10 +133,12 @@ class LoadModelRequest(_message.Message):
         dtype: _builtins.str = ...,
         superres_model: _builtins.str = ...,
         superres_scale: _builtins.int = ...,
+        prediction_type: _builtins.str = ...,
+        vae_path: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["config_dir", b"config_dir", "dtype", b"dtype", "key", b"key", "loras", b"loras", "model_path", b"model_path", "superres_model", b"superres_model", "superres_scale", b"superres_scale"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["config_dir", b"config_dir", "dtype", b"dtype", "key", b"key", "loras", b"loras", "model_path", b"model_path", "prediction_type", b"prediction_type", "superres_model", b"superres_model", "superres_scale", b"superres_scale", "vae_path", b"vae_path"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -235,6 +249,8 @@ class GenerateRequest(_message.Message):
     GUIDANCE_SCALE_FIELD_NUMBER: _builtins.int
     SEED_FIELD_NUMBER: _builtins.int
     SUPERRES_FIELD_NUMBER: _builtins.int
+    SCHEDULER_FIELD_NUMBER: _builtins.int
+    CLIP_SKIP_FIELD_NUMBER: _builtins.int
     key: _builtins.str
     """a resident pipeline"""
     prompt: _builtins.str
@@ -248,6 +264,17 @@ class GenerateRequest(_message.Message):
     """Upscale the image with the key's super-resolution model; INVALID_ARGUMENT when
     its load named none.
     """
+    scheduler: _builtins.str
+    """A short sampler name (euler, euler_a, dpmpp_2m, dpmpp_2m_karras, dpmpp_2m_sde_karras,
+    dpmpp_sde_karras, ddim, pndm, lcm, unipc); empty: the scheduler the model was loaded
+    with. Built for this generation from the model's own scheduler config (its betas,
+    timestep spacing and prediction type are kept); never reloads the model.
+    INVALID_ARGUMENT for an unknown name.
+    """
+    clip_skip: _builtins.int
+    """Text-encoder layers to skip from the end, diffusers' convention: 0 = none (the last
+    layer's output), 1 = the pre-final layer's output.
+    """
     def __init__(
         self,
         *,
@@ -260,10 +287,12 @@ class GenerateRequest(_message.Message):
         guidance_scale: _builtins.float = ...,
         seed: _builtins.int = ...,
         superres: _builtins.bool = ...,
+        scheduler: _builtins.str = ...,
+        clip_skip: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["guidance_scale", b"guidance_scale", "height", b"height", "key", b"key", "negative_prompt", b"negative_prompt", "prompt", b"prompt", "seed", b"seed", "steps", b"steps", "superres", b"superres", "width", b"width"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["clip_skip", b"clip_skip", "guidance_scale", b"guidance_scale", "height", b"height", "key", b"key", "negative_prompt", b"negative_prompt", "prompt", b"prompt", "scheduler", b"scheduler", "seed", b"seed", "steps", b"steps", "superres", b"superres", "width", b"width"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -2,49 +2,66 @@ import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
 import {
   IsBoolean,
   IsDefined,
+  IsIn,
   IsInt,
   IsNotEmpty,
   IsNumber,
-  IsOptional,
   IsString,
   Matches,
   Max,
+  MaxLength,
   Min,
 } from 'class-validator';
 
-import { IsImageSize } from '../../common/image-size.js';
+import { IMAGE_SIZE_PATTERN, IsImageSize } from '../../common/image-size.js';
+import { SCHEDULER_MESSAGE, SCHEDULER_NAMES, type SchedulerName } from '../../common/samplers.js';
+import { IsOmittable } from '../../common/validation-errors.js';
+import { MODE_NAME, MODE_NAME_PATTERN, MODE_NAME_RULE } from '../../modes/mode-name.js';
+
+/** Far more than any text encoder reads (CLIP takes 77 tokens); bounds what a request can make the server hold. */
+export const MAX_PROMPT_LENGTH = 10_000;
 
 // Each decorator stack reads bottom-up (presence, type, range): see STRICT_VALIDATION.
 
 /** The body of POST /generate; absent fields take the mode's defaults, unknown fields are rejected. */
 export class GenerateRequestDto {
-  @ApiProperty({ example: 'a beautiful landscape', description: 'required, not blank' })
+  @ApiProperty({
+    example: 'a beautiful landscape',
+    description: 'required, not blank',
+    minLength: 1,
+    maxLength: MAX_PROMPT_LENGTH,
+    pattern: '\\S',
+  })
   @Matches(/\S/, { message: 'must not be empty' })
+  @MaxLength(MAX_PROMPT_LENGTH, { message: `must be at most ${MAX_PROMPT_LENGTH} characters` })
   @IsString({ message: 'must be a string' })
   @IsDefined({ message: 'is required' })
   prompt!: string;
 
   @ApiPropertyOptional({
     example: 'sd15-fast',
+    pattern: MODE_NAME_PATTERN,
     description:
       'a mode of modes.yaml; absent: the mode the device will hold when the request runs (the default mode at first)',
   })
-  @IsOptional()
+  @IsOmittable()
+  @Matches(MODE_NAME, { message: `must be a mode name: mode names ${MODE_NAME_RULE}` })
   @IsNotEmpty({ message: 'must not be empty' })
   @IsString({ message: 'must be a string' })
   mode?: string;
 
-  @ApiPropertyOptional({ example: 'blurry', default: '' })
-  @IsOptional()
+  @ApiPropertyOptional({ example: 'blurry', default: '', maxLength: MAX_PROMPT_LENGTH })
+  @IsOmittable()
+  @MaxLength(MAX_PROMPT_LENGTH, { message: `must be at most ${MAX_PROMPT_LENGTH} characters` })
   @IsString({ message: 'must be a string' })
   negative_prompt?: string;
 
   @ApiPropertyOptional({
     example: '896x1152',
-    pattern: '^\\d+x\\d+$',
+    pattern: IMAGE_SIZE_PATTERN,
     description: "WIDTHxHEIGHT, multiples of 8 from 8 to 2048; absent: the mode's default_size",
   })
-  @IsOptional()
+  @IsOmittable()
   @IsImageSize()
   size?: string;
 
@@ -55,14 +72,14 @@ export class GenerateRequestDto {
     type: 'integer',
     description: "absent: the mode's default_steps",
   })
-  @IsOptional()
+  @IsOmittable()
   @Max(150, { message: 'must be at most 150' })
   @Min(1, { message: 'must be at least 1' })
   @IsInt({ message: 'must be an integer' })
   num_inference_steps?: number;
 
   @ApiPropertyOptional({ example: 8.0, minimum: 0, maximum: 30, description: "absent: the mode's default_guidance" })
-  @IsOptional()
+  @IsOmittable()
   @Max(30, { message: 'must be at most 30' })
   @Min(0, { message: 'must be at least 0' })
   @IsNumber({ allowNaN: false, allowInfinity: false }, { message: 'must be a number' })
@@ -75,14 +92,24 @@ export class GenerateRequestDto {
     type: 'integer',
     description: 'absent: a random seed, echoed in X-Seed',
   })
-  @IsOptional()
+  @IsOmittable()
   @Max(Number.MAX_SAFE_INTEGER, { message: `must be at most ${Number.MAX_SAFE_INTEGER}` })
   @Min(0, { message: 'must be at least 0' })
   @IsInt({ message: 'must be an integer' })
   seed?: number;
 
+  @ApiPropertyOptional({
+    enum: SCHEDULER_NAMES,
+    example: 'dpmpp_2m_karras',
+    description:
+      "the sampler for this image; absent: the mode's scheduler. `default`: the checkpoint's own. Never reloads the model",
+  })
+  @IsOmittable()
+  @IsIn(SCHEDULER_NAMES, { message: SCHEDULER_MESSAGE })
+  scheduler?: SchedulerName;
+
   @ApiPropertyOptional({ example: false, default: false, description: "upscale with the mode's superres model" })
-  @IsOptional()
+  @IsOmittable()
   @IsBoolean({ message: 'must be true or false' })
   superres?: boolean;
 }

@@ -1,11 +1,14 @@
 import { ApiProperty } from '@nestjs/swagger';
-import { IsDefined, IsNotEmpty, IsString } from 'class-validator';
+import { IsDefined, IsNotEmpty, IsString, Matches } from 'class-validator';
+
+import { MODE_NAME, MODE_NAME_PATTERN, MODE_NAME_RULE } from '../../modes/mode-name.js';
 
 // Each decorator stack reads bottom-up (presence, type, range): see STRICT_VALIDATION.
 
 /** The body of POST /api/modes/switch. */
 export class SwitchModeDto {
-  @ApiProperty({ example: 'sdxl-portrait', description: 'a mode of modes.yaml' })
+  @ApiProperty({ example: 'sdxl-portrait', description: 'a mode of modes.yaml', pattern: MODE_NAME_PATTERN })
+  @Matches(MODE_NAME, { message: `must be a mode name: mode names ${MODE_NAME_RULE}` })
   @IsNotEmpty({ message: 'must not be empty' })
   @IsString({ message: 'must be a string' })
   @IsDefined({ message: 'is required' })

@@ -2,6 +2,7 @@ import { plainToInstance, Transform, Type } from 'class-transformer';
 import {
   IsArray,
   IsDefined,
+  IsIn,
   IsInt,
   IsNotEmpty,
   IsNumber,
@@ -14,6 +15,14 @@ import {
 } from 'class-validator';
 
 import { IsImageSize } from '../../common/image-size.js';
+import {
+  CLIP_SKIP_MAX,
+  PREDICTION_TYPES,
+  SCHEDULER_MESSAGE,
+  SCHEDULER_NAMES,
+  type PredictionType,
+  type SchedulerName,
+} from '../../common/samplers.js';
 import { LoraDto } from './lora.dto.js';
 import { SuperresDto } from './superres.dto.js';
 
@@ -70,6 +79,29 @@ export class ModeDto {
   @IsOptional()
   @IsObject({ message: 'must be a mapping' })
   metadata?: Record<string, unknown>;
+
+  /** The sampler; absent: `default`, the scheduler the checkpoint's config names. A request may override it. */
+  @IsOptional()
+  @IsIn(SCHEDULER_NAMES, { message: SCHEDULER_MESSAGE })
+  scheduler?: SchedulerName;
+
+  /** A1111's convention, as civitai pages give it: 1 = no skip, 2 = the penultimate layer. */
+  @IsOptional()
+  @Max(CLIP_SKIP_MAX, { message: `must be at most ${CLIP_SKIP_MAX}` })
+  @Min(1, { message: 'must be at least 1 (1 = no skip, 2 = the penultimate layer)' })
+  @IsInt({ message: 'must be an integer' })
+  clip_skip?: number;
+
+  /** Overrides what the checkpoint's config says the UNet predicts (SD2 768 models: v_prediction). */
+  @IsOptional()
+  @IsIn(PREDICTION_TYPES, { message: `must be one of ${PREDICTION_TYPES.join(', ')}` })
+  prediction_type?: PredictionType;
+
+  /** A VAE to use instead of the checkpoint's own, relative to model_root: a .safetensors file or a diffusers VAE folder. */
+  @IsOptional()
+  @IsNotEmpty({ message: 'must not be empty' })
+  @IsString({ message: 'must be a string' })
+  vae?: string;
 
   @IsOptional()
   @ValidateNested({ message: 'must be a mapping with model and scale' })

@@ -12,6 +12,8 @@ export interface GenerateRequest {
   'guidance_scale'?: (number | string);
   'seed'?: (number | string | Long);
   'superres'?: (boolean);
+  'scheduler'?: (string);
+  'clip_skip'?: (number);
 }
 
 export interface GenerateRequest__Output {
@@ -24,4 +26,6 @@ export interface GenerateRequest__Output {
   'guidance_scale': (number);
   'seed': (number);
   'superres': (boolean);
+  'scheduler': (string);
+  'clip_skip': (number);
 }

@@ -10,6 +10,8 @@ export interface LoadModelRequest {
   'dtype'?: (string);
   'superres_model'?: (string);
   'superres_scale'?: (number);
+  'prediction_type'?: (string);
+  'vae_path'?: (string);
 }
 
 export interface LoadModelRequest__Output {
@@ -20,4 +22,6 @@ export interface LoadModelRequest__Output {
   'dtype': (string);
   'superres_model': (string);
   'superres_scale': (number);
+  'prediction_type': (string);
+  'vae_path': (string);
 }

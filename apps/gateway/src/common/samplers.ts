@@ -1,0 +1,32 @@
+/**
+ * Sampler names a mode or a request may give (README: "Samplers"). The model host maps each to a diffusers
+ * scheduler built from the model's own scheduler config (sidecar/src/modelhost/engine/schedulers.py keeps the
+ * same list). `default` is the scheduler the checkpoint's config names, and is what the gateway sends as empty.
+ */
+export const SCHEDULER_NAMES = [
+  'default',
+  'euler',
+  'euler_a',
+  'dpmpp_2m',
+  'dpmpp_2m_karras',
+  'dpmpp_2m_sde_karras',
+  'dpmpp_sde_karras',
+  'ddim',
+  'pndm',
+  'lcm',
+  'unipc',
+] as const;
+
+export type SchedulerName = (typeof SCHEDULER_NAMES)[number];
+
+export const DEFAULT_SCHEDULER: SchedulerName = 'default';
+
+export const SCHEDULER_MESSAGE = `must be one of ${SCHEDULER_NAMES.join(', ')}`;
+
+/** What the UNet predicts; absent: what the checkpoint's config says. */
+export const PREDICTION_TYPES = ['epsilon', 'v_prediction'] as const;
+
+export type PredictionType = (typeof PREDICTION_TYPES)[number];
+
+/** A1111/civitai's "Clip skip" (1 = the last layer, 2 = the penultimate), as modes.yaml takes it. */
+export const CLIP_SKIP_MAX = 12;
