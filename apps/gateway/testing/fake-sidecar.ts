@@ -53,6 +53,9 @@ export class FakeSidecarRepository {
     const failure = this.failGenerateOnce;
     this.failGenerateOnce = undefined;
     if (failure) throw failure;
+    for (let step = 1; step <= params.steps; step += 1) {
+      options.onProgress?.({ step, totalSteps: params.steps, elapsedSeconds: 0 });
+    }
     const hold = this.hold;
     if (hold) {
       await new Promise<void>((resolve, reject) => {

@@ -36,6 +36,14 @@ export interface AppConfig {
   readonly allowPickle: boolean;
   /** At SIGTERM/SIGINT, how long the running job may still take before it is cancelled. */
   readonly shutdownGraceMs: number;
+  /** How long a finished job stays readable (GET /api/jobs/:id, its image). */
+  readonly jobRetentionMs: number;
+  /** The most finished jobs kept; the oldest go first. */
+  readonly jobRetentionMax: number;
+  /** The most bytes of finished jobs' images kept; past it the oldest images go (their jobs answer 410). */
+  readonly jobResultsMaxBytes: number;
+  /** How often an idle job event stream gets a comment line, so proxies keep it open. */
+  readonly jobEventsHeartbeatMs: number;
   /** The deprecated single-model settings, used only when the modes file is missing. */
   readonly legacy: {
     readonly modelRoot: string | undefined;
@@ -113,6 +121,10 @@ export function loadConfig(env: Env, cwd: string = process.cwd()): AppConfig {
     sidecarRestartMaxBackoffMs: integer('SIDECAR_RESTART_MAX_BACKOFF_MS', 30_000, 1, 3_600_000),
     allowPickle: flag('ALLOW_PICKLE', false),
     shutdownGraceMs: integer('SHUTDOWN_GRACE_MS', 30_000, 0, 3_600_000),
+    jobRetentionMs: integer('JOB_RETENTION_MS', 3_600_000, 0, 604_800_000),
+    jobRetentionMax: integer('JOB_RETENTION_MAX', 1_000, 0, 1_000_000),
+    jobResultsMaxBytes: integer('JOB_RESULTS_MAX_BYTES', 256 * 2 ** 20, 0, 2 ** 40),
+    jobEventsHeartbeatMs: integer('JOB_EVENTS_HEARTBEAT_MS', 15_000, 10, 3_600_000),
     legacy: { modelRoot: text('MODEL_ROOT'), model: text('MODEL'), loraRoot: text('LORA_ROOT') },
   };
   if (problems.length > 0) throw new ConfigError(problems);

@@ -1,5 +1,5 @@
 import { FifoScheduler } from './fifo.scheduler.js';
-import type { SchedulableJob } from './scheduler.js';
+import type { SchedulableJob, Scheduler } from './scheduler.js';
 
 const job = (seq: number, mode: string): SchedulableJob => ({
   id: `job-${seq}`,
@@ -11,7 +11,7 @@ const job = (seq: number, mode: string): SchedulableJob => ({
 
 describe('FifoScheduler', () => {
   it('runs in submission order whatever mode is active, and plans the same order', () => {
-    const scheduler = new FifoScheduler();
+    const scheduler: Scheduler = new FifoScheduler();
     for (const [seq, mode] of [
       [1, 'a'],
       [2, 'b'],

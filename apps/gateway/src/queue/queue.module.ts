@@ -3,11 +3,13 @@ import { Module } from '@nestjs/common';
 import { ModesModule } from '../modes/modes.module.js';
 import { RegistryModule } from '../registry/registry.module.js';
 import { SidecarModule } from '../sidecar/sidecar.module.js';
+import { JobEvents } from './job.events.js';
+import { JobStore } from './job.store.js';
 import { WorkerPool } from './worker-pool.service.js';
 
 @Module({
   imports: [ModesModule, RegistryModule, SidecarModule],
-  providers: [WorkerPool],
-  exports: [WorkerPool],
+  providers: [WorkerPool, JobStore, JobEvents],
+  exports: [WorkerPool, JobStore, JobEvents],
 })
 export class QueueModule {}

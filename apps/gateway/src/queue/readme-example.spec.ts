@@ -40,6 +40,8 @@ import { FakeSidecarProcess, FakeSidecarRepository } from '../../testing/fake-si
 import { loadConfig } from '../config/app-config.js';
 import type { ModesService } from '../modes/modes.service.js';
 import { RegistryService } from '../registry/registry.service.js';
+import { JobEvents } from './job.events.js';
+import { JobStore } from './job.store.js';
 import type { SidecarProcessService } from '../sidecar/sidecar-process.service.js';
 import type { SidecarRepository } from '../sidecar/sidecar.repository.js';
 
@@ -51,12 +53,14 @@ describe("the README's custom jobs", () => {
   beforeEach(() => {
     sidecar = new FakeSidecarRepository();
     sidecar.tasks.set('memory-summary', () => ({ device: 'cpu', models: [] }));
+    const config = loadConfig({});
     pool = new WorkerPool(
-      loadConfig({}),
+      config,
       {} as ModesService,
       sidecar as unknown as SidecarRepository,
       new RegistryService(),
       new FakeSidecarProcess() as unknown as SidecarProcessService,
+      new JobStore(config, new JobEvents()),
     );
     jobs = new ThumbnailJobs(pool);
   });

@@ -22,6 +22,8 @@ import { RegistryService } from '../registry/registry.service.js';
 import type { SidecarProcessService } from '../sidecar/sidecar-process.service.js';
 import type { SidecarRepository } from '../sidecar/sidecar.repository.js';
 import { CustomJob, GenerationJob, ModeSwitchJob, type GenerationParams } from './job.types.js';
+import { JobEvents, type JobEvent } from './job.events.js';
+import { JobStore } from './job.store.js';
 import { RUN_TASK_HANDLER, WorkerPool } from './worker-pool.service.js';
 
 const MODES = parseModesConfig(
@@ -72,15 +74,18 @@ describe('WorkerPool', () => {
   let sidecar: FakeSidecarRepository;
   let registry: RegistryService;
   let sidecarProcess: FakeSidecarProcess;
+  let events: JobEvents;
   const pools: WorkerPool[] = [];
 
   function pool(queueMax = 64, env: Record<string, string> = {}): WorkerPool {
+    const config = loadConfig({ QUEUE_MAX: String(queueMax), ...env });
     const created = new WorkerPool(
-      loadConfig({ QUEUE_MAX: String(queueMax), ...env }),
+      config,
       fakeModes,
       sidecar as unknown as SidecarRepository,
       registry,
       sidecarProcess as unknown as SidecarProcessService,
+      new JobStore(config, events),
     );
     pools.push(created);
     return created;
@@ -90,6 +95,7 @@ describe('WorkerPool', () => {
     sidecar = new FakeSidecarRepository();
     registry = new RegistryService();
     sidecarProcess = new FakeSidecarProcess();
+    events = new JobEvents();
   });
 
   afterEach(() => {
@@ -137,7 +143,7 @@ describe('WorkerPool', () => {
       const workers = pool();
       const first = workers.submitJob(new CustomJob({ handler: () => 1, args: [] }));
       const second = workers.submitJob(new CustomJob({ handler: () => 2, args: [] }));
-      expect(second.id).toBeGreaterThan(first.id);
+      expect(second.id).not.toBe(first.id);
     });
   });
 
@@ -548,5 +554,84 @@ describe('WorkerPool', () => {
       await workers.submitJob(new ModeSwitchJob('a')).result();
       expect(workers.lastSwitchError).toBeUndefined();
     });
+  });
+});
+
+describe('WorkerPool job records', () => {
+  let sidecar: FakeSidecarRepository;
+  let store: JobStore;
+  let workers: WorkerPool;
+  let seen: JobEvent[];
+
+  beforeEach(() => {
+    sidecar = new FakeSidecarRepository();
+    const config = loadConfig({});
+    const events = new JobEvents();
+    seen = [];
+    events.on((event) => seen.push(event));
+    store = new JobStore(config, events);
+    workers = new WorkerPool(
+      config,
+      fakeModes,
+      sidecar as unknown as SidecarRepository,
+      new RegistryService(),
+      new FakeSidecarProcess() as unknown as SidecarProcessService,
+      store,
+    );
+  });
+
+  afterEach(() => workers.beginShutdown());
+
+  it('records a generation: queued, started, the switch of its turn, one progress per step, completed with its image', async () => {
+    const handle = workers.submitJob(new GenerationJob('a', PARAMS));
+    await handle.result();
+    expect(seen.filter((event) => event.job.id === handle.id).map((event) => event.type)).toEqual([
+      'queued',
+      'started',
+      'switching',
+      'progress',
+      'progress',
+      'completed',
+    ]);
+    const record = store.get(handle.id);
+    expect(record).toMatchObject({
+      kind: 'generation',
+      mode: 'a',
+      state: 'completed',
+      seed: 7,
+      progress: { step: 2, total_steps: 2 },
+      switch: { from_mode: null, to_mode: 'a', source: 'disk' },
+      error: null,
+    });
+    expect(record?.queue_ms).toEqual(expect.any(Number));
+    expect(record?.generate_ms).toEqual(expect.any(Number));
+    expect(store.image(handle.id)).toMatchObject({ found: 'image', image: { mode: 'a', seed: 7 } });
+
+    const again = workers.submitJob(new GenerationJob('a', PARAMS));
+    await again.result();
+    expect(store.get(again.id)?.switch).toBeNull();
+  });
+
+  it('ends a job its caller cancelled as cancelled, one that failed as failed with the error body, and gives positions', async () => {
+    let release!: () => void;
+    sidecar.hold = new Promise<void>((resolve) => (release = resolve));
+    const running = workers.submitJob(new GenerationJob('a', PARAMS));
+    const queued = workers.submitJob(new GenerationJob('a', PARAMS));
+    const last = workers.submitJob(new GenerationJob('b', PARAMS));
+    expect(workers.positions()).toEqual(
+      new Map([
+        [queued.id, 1],
+        [last.id, 2],
+      ]),
+    );
+    expect(workers.cancelJob(queued.id)).toBe(true);
+    expect(workers.cancelJob(queued.id)).toBe(false);
+    await expect(queued.result()).rejects.toThrow(JobCancelledError);
+    expect(store.get(queued.id)).toMatchObject({ state: 'cancelled', started_at: null });
+    sidecar.failLoad = new ModelLoadError('b', 'broken');
+    release();
+    await running.result();
+    await expect(last.result()).rejects.toThrow(ModelLoadError);
+    expect(store.get(last.id)).toMatchObject({ state: 'failed', error: { statusCode: 500 } });
   });
 });

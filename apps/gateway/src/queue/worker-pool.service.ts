@@ -20,6 +20,8 @@ import { RegistryService } from '../registry/registry.service.js';
 import { SidecarProcessService } from '../sidecar/sidecar-process.service.js';
 import { SidecarRepository } from '../sidecar/sidecar.repository.js';
 import type { GeneratedImage, GenerateParams } from '../sidecar/sidecar.types.js';
+import { toHttpError } from '../errors/http-error.table.js';
+import { FifoScheduler } from './fifo.scheduler.js';
 import {
   CustomJob,
   GenerationJob,
@@ -29,6 +31,9 @@ import {
   type JobHandler,
   type ModeSwitchResult,
 } from './job.types.js';
+import type { JobImage } from './job-record.types.js';
+import { JobStore } from './job.store.js';
+import type { SchedulableJob, Scheduler, SchedulingContext } from './scheduler.js';
 
 /** Told to a client whose job found the queue full. */
 const RETRY_AFTER_SECONDS = 5;
@@ -66,13 +71,17 @@ export interface SwitchFailure {
 export const RUN_TASK_HANDLER = 'sidecar.run-task';
 
 interface Entry {
-  readonly id: number;
+  readonly id: string;
   readonly job: Job;
   readonly abort: AbortController;
   readonly submittedAt: number;
   readonly resolve: (value: unknown) => void;
   readonly reject: (error: unknown) => void;
   timer?: NodeJS.Timeout;
+  /** Its caller cancelled it (not a shutdown, not the model host): the job ends `cancelled`. */
+  cancelled?: boolean;
+  /** The generation's own time, ms, once it ran. */
+  generateMs?: number;
 }
 
 /**
@@ -94,7 +103,9 @@ interface Entry {
 @Injectable()
 export class WorkerPool implements OnModuleDestroy {
   private readonly logger = new Logger(WorkerPool.name);
-  private readonly waiting: Entry[] = [];
+  private readonly waiting = new Map<string, Entry>();
+  private readonly scheduler: Scheduler = new FifoScheduler();
+  private seq = 0;
   private readonly handlers = new Map<string, JobHandler>();
   private readonly stop = new AbortController();
   private running: Entry | undefined;
@@ -108,7 +119,6 @@ export class WorkerPool implements OnModuleDestroy {
   private recovering: Promise<void> | undefined;
   /** True while a recovery re-syncs a model host that serves again. */
   private resyncing = false;
-  private nextId = 1;
   private closed = false;
   private lastSwitchFailure: SwitchFailure | undefined;
   private readonly healthWatch: NodeJS.Timeout;
@@ -121,6 +131,7 @@ export class WorkerPool implements OnModuleDestroy {
     private readonly sidecar: SidecarRepository,
     private readonly registry: RegistryService,
     sidecarProcess: SidecarProcessService,
+    readonly store: JobStore,
   ) {
     this.registerHandler(RUN_TASK_HANDLER, (task: string, args: Record<string, unknown> = {}) =>
       this.sidecar.runTask(task, args),
@@ -144,7 +155,7 @@ export class WorkerPool implements OnModuleDestroy {
 
   /** Jobs waiting their turn (the running one not counted): the figure QUEUE_MAX bounds. */
   get queueSize(): number {
-    return this.waiting.length;
+    return this.waiting.size;
   }
 
   /** True while a job runs. */
@@ -162,13 +173,34 @@ export class WorkerPool implements OnModuleDestroy {
    * switch in the queue, else the running one's, else the active mode. A request that names no mode uses it.
    */
   expectedMode(): string | undefined {
-    for (let i = this.waiting.length - 1; i >= 0; i -= 1) {
-      const job = this.waiting[i]?.job;
-      if (job && job.kind !== 'custom') return job.mode;
+    const context = this.schedulingContext();
+    const plan = this.scheduler.plan(context);
+    for (let i = plan.length - 1; i >= 0; i -= 1) {
+      const mode = plan[i]?.mode;
+      if (mode !== undefined) return mode;
     }
+    return context.activeMode;
+  }
+
+  /** Each waiting job's place in the order the scheduler will run them: 1 runs next. */
+  positions(): Map<string, number> {
+    return new Map(this.scheduler.plan(this.schedulingContext()).map((job, index) => [job.id, index + 1]));
+  }
+
+  /** Cancels the job with this id (see JobHandle.cancel); false when it is not waiting or running. */
+  cancelJob(id: string): boolean {
+    const entry = this.waiting.get(id) ?? (this.running?.id === id ? this.running : undefined);
+    if (!entry) return false;
+    this.cancel(entry);
+    return true;
+  }
+
+  /** The device's mode once the running job is done: what the scheduler chooses against. */
+  private schedulingContext(): SchedulingContext {
     const running = this.running?.job;
-    if (running && running.kind !== 'custom') return running.mode;
-    return this.registry.currentMode ?? this.lastMode;
+    const activeMode =
+      running && running.kind !== 'custom' ? running.mode : (this.registry.currentMode ?? this.lastMode);
+    return { activeMode, now: Date.now() };
   }
 
   /** Lets `new CustomJob({ handler: name, args })` run `handler(...args)`: a job that is plain data. */
@@ -190,7 +222,7 @@ export class WorkerPool implements OnModuleDestroy {
     if (this.down !== undefined) {
       throw new SidecarUnavailableError(`the model host went away (${this.down}); it is being brought back`);
     }
-    if (this.waiting.length >= this.config.queueMax) {
+    if (this.waiting.size >= this.config.queueMax) {
       throw new QueueFullError(this.config.queueMax, RETRY_AFTER_SECONDS);
     }
     if (job.kind === 'custom' && typeof job.handler === 'string' && !this.handlers.has(job.handler)) {
@@ -205,20 +237,38 @@ export class WorkerPool implements OnModuleDestroy {
     });
     // A caller that never asks for the result must not turn a failure into an unhandled rejection.
     promise.catch(() => undefined);
-    const ahead = this.waiting.length + (this.running ? 1 : 0);
+    const mode = job.kind === 'custom' ? undefined : job.mode;
+    const record = this.store.create(job.kind, mode, job.kind === 'generation' ? job.params.seed : undefined);
     const entry: Entry = {
-      id: this.nextId++,
+      id: record.id,
       job,
       abort: new AbortController(),
       submittedAt: Date.now(),
-      resolve,
-      reject,
+      resolve: (value) => {
+        this.store.finish(record.id, {
+          state: 'completed',
+          ...(entry.generateMs !== undefined && { generateMs: entry.generateMs }),
+          ...(job.kind === 'generation' && { image: imageOf(job, value as GeneratedImage) }),
+        });
+        resolve(value);
+      },
+      reject: (error) => {
+        const state = error instanceof JobCancelledError && entry.cancelled ? 'cancelled' : 'failed';
+        this.store.finish(record.id, { state, error: toHttpError(error).body });
+        reject(error);
+      },
     };
     entry.timer = setTimeout(() => this.expire(entry), this.config.queueTimeoutMs);
     entry.timer.unref();
-    this.waiting.push(entry);
+    this.waiting.set(entry.id, entry);
+    this.scheduler.add({ id: entry.id, kind: job.kind, mode, seq: ++this.seq, submittedAt: entry.submittedAt });
+    const ahead = this.planIndex(entry.id) + (this.running ? 1 : 0);
     this.drain();
     return { id: entry.id, ahead, result: () => promise, cancel: () => this.cancel(entry) };
+  }
+
+  private planIndex(id: string): number {
+    return this.scheduler.plan(this.schedulingContext()).findIndex((job: SchedulableJob) => job.id === id);
   }
 
   /** Takes no new work and answers every queued job 503 "shutting down", at once; the running job goes on. */
@@ -227,9 +277,9 @@ export class WorkerPool implements OnModuleDestroy {
     this.closed = true;
     this.stop.abort();
     clearInterval(this.healthWatch);
-    const queued = this.waiting.splice(0);
+    const queued = [...this.waiting.values()];
     for (const entry of queued) {
-      clearTimeout(entry.timer);
+      this.dequeue(entry);
       entry.reject(new ShuttingDownError('the server stopped before this job started'));
     }
     this.logger.log(
@@ -288,6 +338,7 @@ export class WorkerPool implements OnModuleDestroy {
   }
 
   private cancel(entry: Entry): void {
+    entry.cancelled = true;
     if (this.dequeue(entry)) {
       entry.reject(new JobCancelledError('job cancelled while queued'));
     } else if (this.running === entry) {
@@ -296,9 +347,8 @@ export class WorkerPool implements OnModuleDestroy {
   }
 
   private dequeue(entry: Entry): boolean {
-    const index = this.waiting.indexOf(entry);
-    if (index < 0) return false;
-    this.waiting.splice(index, 1);
+    if (!this.waiting.delete(entry.id)) return false;
+    this.scheduler.remove(entry.id);
     clearTimeout(entry.timer);
     return true;
   }
@@ -327,10 +377,13 @@ export class WorkerPool implements OnModuleDestroy {
 
   private drain(): void {
     if (this.running || this.down !== undefined || this.closed) return;
-    const entry = this.waiting.shift();
+    const chosen = this.scheduler.next(this.schedulingContext());
+    const entry = chosen && this.waiting.get(chosen.id);
     if (!entry) return;
+    this.waiting.delete(entry.id);
     clearTimeout(entry.timer);
     this.running = entry;
+    this.store.started(entry.id);
     this.runningDone = this.execute(entry).finally(() => {
       this.running = undefined;
       this.switching = undefined;
@@ -341,7 +394,7 @@ export class WorkerPool implements OnModuleDestroy {
   /** Settles the entry's promise; never throws, so one failed job cannot stop the queue. */
   private async execute(entry: Entry): Promise<void> {
     try {
-      entry.resolve(await this.run(entry.job, entry.abort.signal));
+      entry.resolve(await this.run(entry));
     } catch (error) {
       const failure = this.jobFailure(error, entry);
       if (entry.job.kind === 'mode-switch') {
@@ -371,12 +424,13 @@ export class WorkerPool implements OnModuleDestroy {
     );
   }
 
-  private async run(job: Job, signal: AbortSignal): Promise<unknown> {
+  private async run(entry: Entry): Promise<unknown> {
+    const { job } = entry;
     switch (job.kind) {
       case 'generation':
-        return this.generate(job, signal);
+        return this.generate(job, entry);
       case 'mode-switch':
-        return this.activate(this.modes.getMode(job.mode));
+        return this.activate(this.modes.getMode(job.mode), entry.id);
       case 'custom': {
         const handler = typeof job.handler === 'string' ? this.handlers.get(job.handler) : job.handler;
         if (!handler) throw new UnknownTaskError(`no job handler is registered as '${String(job.handler)}'`);
@@ -385,29 +439,38 @@ export class WorkerPool implements OnModuleDestroy {
     }
   }
 
-  private async generate(job: GenerationJob, signal: AbortSignal): Promise<GeneratedImage> {
+  private async generate(job: GenerationJob, entry: Entry): Promise<GeneratedImage> {
     // Resolved now, not at submit time: a reload meanwhile may have changed (or removed) the mode.
     const mode = this.modes.getMode(job.mode);
-    await this.activate(mode);
+    await this.activate(mode, entry.id);
     const params: GenerateParams = {
       key: mode.key,
       ...job.params,
       scheduler: job.params.scheduler ?? mode.scheduler,
       clipSkip: mode.clipSkip ?? 0,
     };
+    const options = {
+      signal: entry.abort.signal,
+      onProgress: ({ step, totalSteps }: { step: number; totalSteps: number }) =>
+        this.store.progress(entry.id, step, totalSteps),
+    };
+    const started = Date.now();
     try {
-      return await this.sidecar.generate(params, { signal });
+      return await this.sidecar.generate(params, options);
     } catch (error) {
       if (!(error instanceof ModelNotLoadedError)) throw error;
       // The sidecar dropped the pipeline behind our back (evicted, or restarted): load it again, once.
       this.logger.warn(`mode '${mode.name}' was no longer resident on the model host: loading it again`);
       this.registry.forget(mode.key);
-      await this.activate(mode);
-      return this.sidecar.generate(params, { signal });
+      await this.activate(mode, entry.id);
+      return await this.sidecar.generate(params, options);
+    } finally {
+      entry.generateMs = Date.now() - started;
     }
   }
 
-  private async activate(mode: ResolvedMode): Promise<ModeSwitchResult> {
+  /** Makes `mode` the active one; `jobId`: the job in whose turn it happens, whose record notes the switch. */
+  private async activate(mode: ResolvedMode, jobId?: string): Promise<ModeSwitchResult> {
     if (this.registry.activeKey === mode.key) {
       this.lastSwitchFailure = undefined;
       return { mode: mode.name, load: undefined };
@@ -415,8 +478,14 @@ export class WorkerPool implements OnModuleDestroy {
     const from = this.registry.currentMode;
     this.logger.log(`switching mode: ${from ?? '(none)'} -> ${mode.name}`);
     this.switching = mode.name;
+    if (jobId !== undefined) this.store.switching(jobId, from, mode.name);
+    const started = Date.now();
     try {
       const load = await this.sidecar.load(mode);
+      if (jobId !== undefined) {
+        const change = { from_mode: from ?? null, to_mode: mode.name, source: load.source };
+        this.store.switched(jobId, change, Date.now() - started);
+      }
       this.registry.recordLoad(mode, load);
       this.lastMode = mode.name;
       this.lastSwitchFailure = undefined;
@@ -446,7 +515,7 @@ export class WorkerPool implements OnModuleDestroy {
     if (this.down === undefined) {
       this.down = reason;
       this.logger.error(
-        `model host lost (${reason}): ${this.waiting.length} queued job(s) wait for it, new work gets 503`,
+        `model host lost (${reason}): ${this.waiting.size} queued job(s) wait for it, new work gets 503`,
       );
     }
     this.registry.clear();
@@ -478,7 +547,7 @@ export class WorkerPool implements OnModuleDestroy {
         this.healthMisses = 0;
         this.logger.log(
           `model host back: registry re-synced, mode '${this.registry.currentMode ?? '(none)'}' active; ` +
-            `resuming ${this.waiting.length} queued job(s)`,
+            `resuming ${this.waiting.size} queued job(s)`,
         );
         this.drain();
         return;
@@ -490,4 +559,8 @@ export class WorkerPool implements OnModuleDestroy {
       }
     }
   }
+}
+
+function imageOf(job: GenerationJob, image: GeneratedImage): JobImage {
+  return { png: image.png, mode: job.mode, seed: image.seed, superres: image.superresApplied };
 }
