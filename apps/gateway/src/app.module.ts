@@ -8,6 +8,7 @@ import { ConfigModule } from './config/config.module.js';
 import { AllExceptionsFilter } from './errors/all-exceptions.filter.js';
 import { GenerationModule } from './generation/generation.module.js';
 import { HealthModule } from './health/health.module.js';
+import { JobsModule } from './jobs/jobs.module.js';
 import { ModeSwitchModule } from './mode-switch/mode-switch.module.js';
 import { ModesModule } from './modes/modes.module.js';
 import { QueueModule } from './queue/queue.module.js';
@@ -29,6 +30,7 @@ export class AppModule {
         SidecarModule,
         QueueModule,
         GenerationModule,
+        JobsModule,
         ModeSwitchModule,
         StatusModule,
         HealthModule,

@@ -21,6 +21,10 @@ describe('loadConfig', () => {
       sidecarRestartMaxBackoffMs: 30_000,
       allowPickle: false,
       shutdownGraceMs: 30_000,
+      jobRetentionMs: 3_600_000,
+      jobRetentionMax: 1_000,
+      jobResultsMaxBytes: 256 * 2 ** 20,
+      jobEventsHeartbeatMs: 15_000,
       legacy: { modelRoot: undefined, model: undefined, loraRoot: undefined },
     });
   });
@@ -45,6 +49,10 @@ describe('loadConfig', () => {
         SIDECAR_RESTART_MAX_BACKOFF_MS: '5000',
         ALLOW_PICKLE: '1',
         SHUTDOWN_GRACE_MS: '6000',
+        JOB_RETENTION_MS: '1000',
+        JOB_RETENTION_MAX: '5',
+        JOB_RESULTS_MAX_BYTES: '1024',
+        JOB_EVENTS_HEARTBEAT_MS: '50',
         MODEL_ROOT: '/models',
         MODEL: 'sd15.safetensors',
         LORA_ROOT: '/loras',
@@ -69,6 +77,10 @@ describe('loadConfig', () => {
       sidecarRestartMaxBackoffMs: 5000,
       allowPickle: true,
       shutdownGraceMs: 6000,
+      jobRetentionMs: 1000,
+      jobRetentionMax: 5,
+      jobResultsMaxBytes: 1024,
+      jobEventsHeartbeatMs: 50,
       legacy: { modelRoot: '/models', model: 'sd15.safetensors', loraRoot: '/loras' },
     });
   });

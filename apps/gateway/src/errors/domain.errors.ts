@@ -168,3 +168,20 @@ export class ModesDisabledError extends DomainError {
     );
   }
 }
+
+/** No job has this id (never had, or it left the store past JOB_RETENTION_MS / JOB_RETENTION_MAX). */
+export class JobNotFoundError extends DomainError {
+  constructor(readonly id: string) {
+    super(`Job '${id}' not found`);
+  }
+}
+
+/** The job is not in a state that allows what was asked (its image before it completed, a cancel after it ended). */
+export class JobStateConflictError extends DomainError {}
+
+/** The job completed, but its image was dropped to keep JOB_RESULTS_MAX_BYTES. */
+export class JobResultExpiredError extends DomainError {
+  constructor(readonly id: string) {
+    super(`The image of job '${id}' is no longer kept (JOB_RESULTS_MAX_BYTES)`);
+  }
+}

@@ -6,6 +6,9 @@ import {
   GenerationTimeoutError,
   InvalidRequestError,
   JobCancelledError,
+  JobNotFoundError,
+  JobResultExpiredError,
+  JobStateConflictError,
   ModeNotFoundError,
   ModesConfigError,
   ModesDisabledError,
@@ -54,6 +57,9 @@ const rule = <E extends Error>(r: Rule<E>): Rule<Error> => r as unknown as Rule<
 export const HTTP_ERROR_TABLE: readonly Rule<Error>[] = [
   rule({ type: InvalidRequestError, status: 400, error: 'invalid_request' }),
   rule({ type: ModeNotFoundError, status: 404, error: 'mode_not_found' }),
+  rule({ type: JobNotFoundError, status: 404, error: 'job_not_found' }),
+  rule({ type: JobStateConflictError, status: 409, error: 'job_state_conflict' }),
+  rule({ type: JobResultExpiredError, status: 410, error: 'job_result_expired' }),
   rule({ type: UnsupportedMediaTypeError, status: 415, error: 'unsupported_media_type' }),
   // Only a reload meets an invalid modes file while serving; at start it stops the server instead.
   rule({
