@@ -14,7 +14,9 @@ describe('the OpenAPI document', () => {
   it('describes every endpoint of the spec, and health', () => {
     const document = createOpenApiDocument(t.app);
     const operations = Object.entries(document.paths).flatMap(([path, item]) =>
-      (['get', 'post', 'delete'] as const).filter((method) => item[method]).map((method) => `${method.toUpperCase()} ${path}`),
+      (['get', 'post', 'delete'] as const)
+        .filter((method) => item[method])
+        .map((method) => `${method.toUpperCase()} ${path}`),
     );
     expect(operations.sort()).toEqual(
       [
