@@ -99,12 +99,17 @@ describe('the management API on the real sidecar and the demo models', () => {
     );
   });
 
-  it('GET /api/vram answers the vram object, fresh', async () => {
+  it('GET /api/vram answers the vram object, with when its figures were read', async () => {
+    const before = Date.now();
     const { status, body } = await getJson('/api/vram');
     expect(status).toBe(200);
     expectVramShape(body);
     expect(body.device_type).toBe('cpu');
     expect(body.total_gb as number).toBeGreaterThan(0);
+    expect(Object.keys(body).slice(-2)).toEqual(['device_type', 'as_of']);
+    expect(new Date(body.as_of as string).toISOString()).toBe(body.as_of);
+    // Read after the last load or job, before this request: answered from state, not asked for it.
+    expect(Date.parse(body.as_of as string)).toBeLessThanOrEqual(before);
   });
 
   it('POST /api/modes/switch answers the spec keys, then switches', async () => {

@@ -18,6 +18,7 @@ describe('loadConfig', () => {
       generateTimeoutMs: 600_000,
       switchTimeoutMs: 300_000,
       queueTimeoutMs: 600_000,
+      schedulerMaxDelayMs: 30_000,
       sidecarRestartMaxBackoffMs: 30_000,
       allowPickle: false,
       shutdownGraceMs: 30_000,
@@ -46,6 +47,7 @@ describe('loadConfig', () => {
         GENERATE_TIMEOUT_MS: '2000',
         SWITCH_TIMEOUT_MS: '3000',
         QUEUE_TIMEOUT_MS: '4000',
+        SCHEDULER_MAX_DELAY_MS: '0',
         SIDECAR_RESTART_MAX_BACKOFF_MS: '5000',
         ALLOW_PICKLE: '1',
         SHUTDOWN_GRACE_MS: '6000',
@@ -74,6 +76,7 @@ describe('loadConfig', () => {
       generateTimeoutMs: 2000,
       switchTimeoutMs: 3000,
       queueTimeoutMs: 4000,
+      schedulerMaxDelayMs: 0,
       sidecarRestartMaxBackoffMs: 5000,
       allowPickle: true,
       shutdownGraceMs: 6000,
@@ -117,6 +120,12 @@ describe('loadConfig', () => {
   it.each(['gpu', 'cuda:', 'cuda:x', 'CPU', 'mps', 'cpu --debug'])('refuses SIDECAR_DEVICE %j', (device) => {
     expect(() => loadConfig({ SIDECAR_DEVICE: device })).toThrow(
       `SIDECAR_DEVICE must be cpu, cuda or cuda:N (N a device number), got '${device}'`,
+    );
+  });
+
+  it.each(['-1', '1.5', '30s', '86400001'])('refuses SCHEDULER_MAX_DELAY_MS %s', (value) => {
+    expect(() => loadConfig({ SCHEDULER_MAX_DELAY_MS: value })).toThrow(
+      `Invalid environment: SCHEDULER_MAX_DELAY_MS must be an integer from 0 to 86400000, got '${value}'`,
     );
   });
 

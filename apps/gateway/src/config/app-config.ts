@@ -5,6 +5,11 @@ export const APP_CONFIG = Symbol('APP_CONFIG');
 /** MODES_FILE_MAX_BYTES and MODES_FILE_MAX_NODES when unset: far above any real modes file, far below harm. */
 export const DEFAULT_MODES_FILE_MAX_BYTES = 1_048_576;
 export const DEFAULT_MODES_FILE_MAX_NODES = 100_000;
+/**
+ * SCHEDULER_MAX_DELAY_MS when unset: in bench/scheduler.mjs it keeps most of what unbounded grouping saves at
+ * GPU-scale switch costs while no job is passed over for longer (docs/BENCHMARKS.md, "Scheduler").
+ */
+export const DEFAULT_SCHEDULER_MAX_DELAY_MS = 30_000;
 
 /** Every setting the gateway reads from its environment, parsed once at start. */
 export interface AppConfig {
@@ -31,6 +36,11 @@ export interface AppConfig {
   readonly switchTimeoutMs: number;
   /** The longest a request may wait for its turn in the queue (the running job's time included): past it, 504. */
   readonly queueTimeoutMs: number;
+  /**
+   * How long the oldest waiting job may be passed over by jobs of the active mode once its FIFO turn has come;
+   * 0 is strict FIFO (README, "Scheduling").
+   */
+  readonly schedulerMaxDelayMs: number;
   /** The longest pause between two restarts of a sidecar the gateway started and lost (1 s, doubling up to it). */
   readonly sidecarRestartMaxBackoffMs: number;
   readonly allowPickle: boolean;
@@ -118,6 +128,7 @@ export function loadConfig(env: Env, cwd: string = process.cwd()): AppConfig {
     generateTimeoutMs: integer('GENERATE_TIMEOUT_MS', 600_000, 1, 86_400_000),
     switchTimeoutMs: integer('SWITCH_TIMEOUT_MS', 300_000, 1, 86_400_000),
     queueTimeoutMs: integer('QUEUE_TIMEOUT_MS', 600_000, 1, 86_400_000),
+    schedulerMaxDelayMs: integer('SCHEDULER_MAX_DELAY_MS', DEFAULT_SCHEDULER_MAX_DELAY_MS, 0, 86_400_000),
     sidecarRestartMaxBackoffMs: integer('SIDECAR_RESTART_MAX_BACKOFF_MS', 30_000, 1, 3_600_000),
     allowPickle: flag('ALLOW_PICKLE', false),
     shutdownGraceMs: integer('SHUTDOWN_GRACE_MS', 30_000, 0, 3_600_000),

@@ -1,33 +1,56 @@
 import type { SchedulableJob, Scheduler } from './scheduler.js';
 
-/** Strict arrival order, whatever the active mode: SCHEDULER_MAX_DELAY_MS=0's behaviour, and the bench's baseline. */
+/** Arrival order, nothing else: the baseline the mode-aware scheduler is measured against. */
 export class FifoScheduler implements Scheduler {
-  private readonly waiting: SchedulableJob[] = [];
+  private items: (SchedulableJob | undefined)[] = [];
+  private start = 0;
+  private readonly index = new Map<string, number>();
 
   get size(): number {
-    return this.waiting.length;
+    return this.index.size;
   }
 
   add(job: SchedulableJob): void {
-    this.waiting.push(job);
+    if (this.index.has(job.id)) throw new Error(`job ${job.id} is already waiting`);
+    this.index.set(job.id, this.items.length);
+    this.items.push(job);
   }
 
   remove(id: string): boolean {
-    const index = this.waiting.findIndex((job) => job.id === id);
-    if (index < 0) return false;
-    this.waiting.splice(index, 1);
+    const at = this.index.get(id);
+    if (at === undefined) return false;
+    this.items[at] = undefined;
+    this.index.delete(id);
     return true;
   }
 
   next(): SchedulableJob | undefined {
-    return this.waiting.shift();
+    while (this.start < this.items.length) {
+      const job = this.items[this.start];
+      this.items[this.start] = undefined;
+      this.start += 1;
+      if (job) {
+        this.index.delete(job.id);
+        this.compact();
+        return job;
+      }
+    }
+    return undefined;
   }
 
   plan(): readonly SchedulableJob[] {
-    return [...this.waiting];
+    return this.items.slice(this.start).filter((job): job is SchedulableJob => job !== undefined);
   }
 
   nextDeadline(): number | undefined {
     return undefined;
+  }
+
+  /** Drops the consumed prefix once it is most of the array, so that the positions in `index` stay valid. */
+  private compact(): void {
+    if (this.start <= 1024 || this.start * 2 <= this.items.length) return;
+    this.items = this.items.slice(this.start);
+    for (const [id, at] of this.index) this.index.set(id, at - this.start);
+    this.start = 0;
   }
 }

@@ -1,5 +1,6 @@
 import { Module } from '@nestjs/common';
 
+import { MemoryModule } from '../memory/memory.module.js';
 import { ModesModule } from '../modes/modes.module.js';
 import { RegistryModule } from '../registry/registry.module.js';
 import { SidecarModule } from '../sidecar/sidecar.module.js';
@@ -8,7 +9,7 @@ import { JobStore } from './job.store.js';
 import { WorkerPool } from './worker-pool.service.js';
 
 @Module({
-  imports: [ModesModule, RegistryModule, SidecarModule],
+  imports: [MemoryModule, ModesModule, RegistryModule, SidecarModule],
   providers: [WorkerPool, JobStore, JobEvents],
   exports: [WorkerPool, JobStore, JobEvents],
 })

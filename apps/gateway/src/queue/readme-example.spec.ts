@@ -39,6 +39,7 @@ import { resolve } from 'node:path';
 import { FakeSidecarProcess, FakeSidecarRepository } from '../../testing/fake-sidecar.js';
 import { loadConfig } from '../config/app-config.js';
 import type { ModesService } from '../modes/modes.service.js';
+import { MemoryRefresher } from '../memory/memory-refresher.service.js';
 import { RegistryService } from '../registry/registry.service.js';
 import { JobEvents } from './job.events.js';
 import { JobStore } from './job.store.js';
@@ -52,14 +53,16 @@ describe("the README's custom jobs", () => {
 
   beforeEach(() => {
     sidecar = new FakeSidecarRepository();
+    const registry = new RegistryService();
     sidecar.tasks.set('memory-summary', () => ({ device: 'cpu', models: [] }));
     const config = loadConfig({});
     pool = new WorkerPool(
       config,
       {} as ModesService,
       sidecar as unknown as SidecarRepository,
-      new RegistryService(),
+      registry,
       new FakeSidecarProcess() as unknown as SidecarProcessService,
+      new MemoryRefresher(registry, sidecar as unknown as SidecarRepository),
       new JobStore(config, new JobEvents()),
     );
     jobs = new ThumbnailJobs(pool);

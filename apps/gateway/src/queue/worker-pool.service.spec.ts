@@ -18,6 +18,7 @@ import {
 import { parseModesConfig } from '../modes/modes-config.loader.js';
 import type { ResolvedMode } from '../modes/mode.types.js';
 import type { ModesService } from '../modes/modes.service.js';
+import { MemoryRefresher } from '../memory/memory-refresher.service.js';
 import { RegistryService } from '../registry/registry.service.js';
 import type { SidecarProcessService } from '../sidecar/sidecar-process.service.js';
 import type { SidecarRepository } from '../sidecar/sidecar.repository.js';
@@ -85,6 +86,7 @@ describe('WorkerPool', () => {
       sidecar as unknown as SidecarRepository,
       registry,
       sidecarProcess as unknown as SidecarProcessService,
+      new MemoryRefresher(registry, sidecar as unknown as SidecarRepository),
       new JobStore(config, events),
     );
     pools.push(created);
@@ -160,8 +162,8 @@ describe('WorkerPool', () => {
       expect(registry.lastMemory?.device).toBe('cpu');
     });
 
-    it('switches mode when a generation asks for another one', async () => {
-      const workers = pool();
+    it('switches mode when a generation asks for another one, in submission order at SCHEDULER_MAX_DELAY_MS=0', async () => {
+      const workers = pool(64, { SCHEDULER_MAX_DELAY_MS: '0' });
       const jobs = ['a', 'b', 'b', 'a'].map((mode, i) =>
         workers.submitJob(new GenerationJob(mode, { ...PARAMS, prompt: `p${i}` })),
       );
@@ -176,6 +178,20 @@ describe('WorkerPool', () => {
         'generate a p3',
       ]);
       expect(registry.currentMode).toBe('a');
+    });
+
+    it('groups waiting generations by the active mode under the mode-aware scheduler, with positions to match', async () => {
+      const workers = pool(64, { SCHEDULER_MAX_DELAY_MS: '60000' });
+      let release!: () => void;
+      sidecar.hold = new Promise<void>((resolve) => (release = resolve));
+      const jobs = ['a', 'b', 'a', 'b', 'a'].map((mode, i) =>
+        workers.submitJob(new GenerationJob(mode, { ...PARAMS, prompt: `p${i}` })),
+      );
+      expect([...workers.positions().keys()]).toEqual([jobs[2], jobs[4], jobs[1], jobs[3]].map((job) => job?.id));
+      expect(jobs[4]?.ahead).toBe(2);
+      release();
+      await Promise.all(jobs.map((job) => job.result()));
+      expect(sidecar.calls.filter((call) => call.startsWith('load'))).toEqual(['load a', 'load b']);
     });
 
     it('runs a ModeSwitchJob in its turn and reports whether it loaded anything', async () => {
@@ -570,12 +586,14 @@ describe('WorkerPool job records', () => {
     seen = [];
     events.on((event) => seen.push(event));
     store = new JobStore(config, events);
+    const registry = new RegistryService();
     workers = new WorkerPool(
       config,
       fakeModes,
       sidecar as unknown as SidecarRepository,
-      new RegistryService(),
+      registry,
       new FakeSidecarProcess() as unknown as SidecarProcessService,
+      new MemoryRefresher(registry, sidecar as unknown as SidecarRepository),
       store,
     );
   });

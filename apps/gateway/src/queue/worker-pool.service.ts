@@ -16,12 +16,14 @@ import {
 } from '../errors/domain.errors.js';
 import type { ResolvedMode } from '../modes/mode.types.js';
 import { ModesService } from '../modes/modes.service.js';
+import { MemoryRefresher } from '../memory/memory-refresher.service.js';
 import { RegistryService } from '../registry/registry.service.js';
 import { SidecarProcessService } from '../sidecar/sidecar-process.service.js';
 import { SidecarRepository } from '../sidecar/sidecar.repository.js';
 import type { GeneratedImage, GenerateParams } from '../sidecar/sidecar.types.js';
 import { toHttpError } from '../errors/http-error.table.js';
 import { FifoScheduler } from './fifo.scheduler.js';
+import { ModeAwareScheduler } from './mode-aware.scheduler.js';
 import {
   CustomJob,
   GenerationJob,
@@ -104,7 +106,7 @@ interface Entry {
 export class WorkerPool implements OnModuleDestroy {
   private readonly logger = new Logger(WorkerPool.name);
   private readonly waiting = new Map<string, Entry>();
-  private readonly scheduler: Scheduler = new FifoScheduler();
+  private readonly scheduler: Scheduler;
   private seq = 0;
   private readonly handlers = new Map<string, JobHandler>();
   private readonly stop = new AbortController();
@@ -131,8 +133,13 @@ export class WorkerPool implements OnModuleDestroy {
     private readonly sidecar: SidecarRepository,
     private readonly registry: RegistryService,
     sidecarProcess: SidecarProcessService,
+    private readonly memory: MemoryRefresher,
     readonly store: JobStore,
   ) {
+    this.scheduler =
+      config.schedulerMaxDelayMs === 0
+        ? new FifoScheduler()
+        : new ModeAwareScheduler({ maxDelayMs: config.schedulerMaxDelayMs });
     this.registerHandler(RUN_TASK_HANDLER, (task: string, args: Record<string, unknown> = {}) =>
       this.sidecar.runTask(task, args),
     );
@@ -393,6 +400,7 @@ export class WorkerPool implements OnModuleDestroy {
 
   /** Settles the entry's promise; never throws, so one failed job cannot stop the queue. */
   private async execute(entry: Entry): Promise<void> {
+    this.memory.jobStarted();
     try {
       entry.resolve(await this.run(entry));
     } catch (error) {
@@ -401,6 +409,8 @@ export class WorkerPool implements OnModuleDestroy {
         this.lastSwitchFailure = { at: new Date(), mode: entry.job.mode, error: failure as Error };
       }
       entry.reject(failure);
+    } finally {
+      void this.memory.jobFinished();
     }
   }
 
@@ -493,19 +503,10 @@ export class WorkerPool implements OnModuleDestroy {
         `mode '${mode.name}' active (${load.architecture}, ${(load.bytes / 2 ** 20).toFixed(0)} MiB on ${load.device}, ` +
           `${load.source === 'resident' ? 'already resident' : `${load.loadSeconds.toFixed(1)} s`})`,
       );
-      await this.refreshMemory();
+      await this.memory.refresh();
       return { mode: mode.name, load };
     } finally {
       this.switching = undefined;
-    }
-  }
-
-  private async refreshMemory(): Promise<void> {
-    try {
-      const version = this.registry.version;
-      this.registry.recordMemory(await this.sidecar.getMemory(), version);
-    } catch (error) {
-      this.logger.warn(`could not read the model host's memory figures: ${(error as Error).message}`);
     }
   }
 

@@ -22,14 +22,17 @@ export function modeOfKey(key: string): string {
 /**
  * The ModelRegistry: which mode is active, which keys the sidecar holds and
  * where, and the last memory figures. Fed by load replies (what a load brought
- * in and evicted) and by GetMemory (the sidecar's own account, which wins);
- * cleared when the sidecar goes away and re-synced from GetMemory when it is back.
+ * in and evicted) and by GetMemory (the sidecar's own account, which wins),
+ * which MemoryRefresher reads after loads and jobs and while one runs; status
+ * answers from here. Cleared when the sidecar goes away and re-synced from
+ * GetMemory when it is back.
  */
 @Injectable()
 export class RegistryService {
   private active: { readonly mode: string; readonly key: string } | undefined;
   private readonly resident = new Map<string, ResidentEntry>();
   private memory: MemoryStats | undefined;
+  private memoryAt: number | undefined;
   private startedUp = false;
   private loads = 0;
 
@@ -48,6 +51,11 @@ export class RegistryService {
 
   get lastMemory(): MemoryStats | undefined {
     return this.memory;
+  }
+
+  /** When lastMemory was read (ms since the epoch); undefined while there are no figures. */
+  get lastMemoryAt(): number | undefined {
+    return this.memoryAt;
   }
 
   /** Changes with every load: take it before asking GetMemory, hand it to recordMemory. */
@@ -89,6 +97,7 @@ export class RegistryService {
    */
   recordMemory(stats: MemoryStats, version: number = this.loads): void {
     this.memory = stats;
+    this.memoryAt = Date.now();
     if (version !== this.loads) return;
     this.resident.clear();
     for (const model of stats.models) this.resident.set(model.key, toEntry(model));
@@ -104,6 +113,7 @@ export class RegistryService {
     this.resident.clear();
     this.active = undefined;
     this.memory = undefined;
+    this.memoryAt = undefined;
     this.startedUp = false;
   }
 }

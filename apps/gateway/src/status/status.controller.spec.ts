@@ -3,8 +3,11 @@ import type { Server } from 'node:http';
 import request from 'supertest';
 
 import { createTestApp, type TestApp } from '../../testing/test-app.js';
+import { jest } from '@jest/globals';
+
 import { WorkerPool } from '../queue/worker-pool.service.js';
 import { SidecarUnavailableError } from '../errors/domain.errors.js';
+import { RegistryService } from '../registry/registry.service.js';
 import type { MemoryStats } from '../sidecar/sidecar.types.js';
 import { toVramView } from './status.service.js';
 import { waitFor } from '../../testing/wait-for.js';
@@ -68,12 +71,37 @@ describe('GET /api/models/status and GET /api/vram', () => {
           },
         ],
         device_type: 'cpu',
+        as_of: new Date(t.app.get(RegistryService).lastMemoryAt!).toISOString(),
       },
       last_reload_error: null,
       last_switch_error: null,
     });
     const vram = await request(server).get('/api/vram').expect(200);
     expect(vram.body).toEqual((body as { vram: unknown }).vram);
+  });
+
+  it('answers from the figures the registry holds, asking the model host nothing', async () => {
+    await request(server).post('/generate').send({ prompt: 'x', mode: 'sd15-fast' }).expect(200);
+    const getMemory = jest.spyOn(t.sidecar, 'getMemory');
+    for (let i = 0; i < 10; i += 1) {
+      await request(server).get('/api/models/status').expect(200);
+      await request(server).get('/api/vram').expect(200);
+    }
+    expect(getMemory).not.toHaveBeenCalled();
+  });
+
+  it('reads the figures again once a job has finished', async () => {
+    const read: string[] = [];
+    const getMemory = t.sidecar.getMemory.bind(t.sidecar);
+    t.sidecar.getMemory = () => {
+      read.push(`memory after ${t.sidecar.calls.length} calls`);
+      return getMemory();
+    };
+    await request(server).post('/generate').send({ prompt: 'x', mode: 'sd15-fast' }).expect(200);
+    // The load of sd15-fast, then its generation: a read after each.
+    expect(t.sidecar.calls.slice(-2)).toEqual(['load sd15-fast', 'generate sd15-fast x']);
+    const calls = t.sidecar.calls.length;
+    expect(read.slice(-2)).toEqual([`memory after ${calls - 1} calls`, `memory after ${calls} calls`]);
   });
 
   it('counts the waiting jobs in queue_size, not the running one', async () => {
@@ -93,8 +121,22 @@ describe('GET /api/models/status and GET /api/vram', () => {
     for (const response of await Promise.all(pending)) expect(response.status).toBe(200);
   });
 
-  it('answers 503 while the model host cannot be reached', async () => {
+  it('answers 503 with the reason while the model host is lost, asking it nothing', async () => {
+    const getMemory = jest.spyOn(t.sidecar, 'getMemory');
+    t.sidecar.serving = false;
+    t.process.lose('the model host was killed by SIGKILL unexpectedly');
+    const body: unknown = (await request(server).get('/api/models/status').expect(503)).body;
+    expect(body).toEqual({
+      error: 'model_host_unavailable',
+      message: 'Model host unavailable: the model host was killed by SIGKILL unexpectedly',
+      statusCode: 503,
+    });
+    expect(getMemory).not.toHaveBeenCalled();
+  });
+
+  it('answers 503 when the registry holds no figures and the model host cannot be reached', async () => {
     t.sidecar.getMemory = () => Promise.reject(new SidecarUnavailableError('connect ENOENT'));
+    t.app.get(RegistryService).clear();
     const body: unknown = (await request(server).get('/api/vram').expect(503)).body;
     expect(body).toEqual({
       error: 'model_host_unavailable',

@@ -18,7 +18,7 @@ export class StatusController {
   }
 
   @Get('vram')
-  @ApiOperation({ summary: "Memory figures, read fresh from the model host's device" })
+  @ApiOperation({ summary: "The model host's memory figures as last read (`as_of`), with the resident models" })
   @ApiOkResponse({ type: VramDto })
   @ApiServiceUnavailableResponse({ description: 'the model host is down or not reachable' })
   vram(): Promise<VramDto> {

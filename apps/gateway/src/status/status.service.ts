@@ -1,32 +1,42 @@
 import { Injectable } from '@nestjs/common';
 
 import { toHttpError } from '../errors/http-error.table.js';
+import { SidecarUnavailableError } from '../errors/domain.errors.js';
+import { MemoryRefresher } from '../memory/memory-refresher.service.js';
 import { ModesService } from '../modes/modes.service.js';
 import { WorkerPool } from '../queue/worker-pool.service.js';
 import { modeOfKey, RegistryService } from '../registry/registry.service.js';
-import { SidecarRepository } from '../sidecar/sidecar.repository.js';
 import type { MemoryStats } from '../sidecar/sidecar.types.js';
 import type { ModelsStatusDto, VramDto } from './dto/status.dto.js';
 
 /** Bytes per reported "GB": GiB, what the spec's 24.0 for a 24 GiB card means. */
 export const BYTES_PER_GB = 2 ** 30;
 
-/** The figures of GET /api/models/status and GET /api/vram. */
+/**
+ * The figures of GET /api/models/status and GET /api/vram, from the registry's state: a status request costs
+ * no call to the model host (MemoryRefresher keeps the figures fresh, `as_of` says from when).
+ */
 @Injectable()
 export class StatusService {
   constructor(
     private readonly modes: ModesService,
     private readonly pool: WorkerPool,
     private readonly registry: RegistryService,
-    private readonly sidecar: SidecarRepository,
+    private readonly memory: MemoryRefresher,
   ) {}
 
-  /** Read fresh from the model host (and recorded in the registry); 503 while it is down. */
+  /** 503 while the model host is lost, or when its figures cannot be read at all. */
   async vram(): Promise<VramDto> {
-    const version = this.registry.version;
-    const stats = await this.sidecar.getMemory();
-    this.registry.recordMemory(stats, version);
-    return toVramView(stats);
+    const down = this.pool.unavailableReason;
+    if (down !== undefined) throw new SidecarUnavailableError(down);
+    // No figures yet (the model host has just (re)started): read them once; later requests answer from state.
+    if (this.registry.lastMemory === undefined) await this.memory.refresh();
+    const stats = this.registry.lastMemory;
+    const at = this.registry.lastMemoryAt;
+    if (stats === undefined || at === undefined) {
+      throw new SidecarUnavailableError(this.memory.lastFailure ?? 'its memory figures are not known yet');
+    }
+    return { ...toVramView(stats), as_of: new Date(at).toISOString() };
   }
 
   async status(): Promise<ModelsStatusDto> {
@@ -53,7 +63,7 @@ export class StatusService {
 }
 
 /** The spec's vram object; models parked in the model host's RAM tier are not on the device and not listed. */
-export function toVramView(stats: MemoryStats): VramDto {
+export function toVramView(stats: MemoryStats): Omit<VramDto, 'as_of'> {
   const models = stats.models
     .filter((model) => !model.inRamTier)
     .map((model) => ({

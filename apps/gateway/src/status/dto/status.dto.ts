@@ -70,6 +70,14 @@ export class VramDto {
 
   @ApiProperty({ example: 'cuda', description: 'added: the kind of device the model host runs on, e.g. cuda or cpu' })
   device_type!: string;
+
+  @ApiProperty({
+    example: '2026-01-01T12:00:00.000Z',
+    description:
+      'added: when these figures were read from the model host (after each load and job, every second or so ' +
+      'while a job runs; never while it is idle)',
+  })
+  as_of!: string;
 }
 
 export class ReloadErrorDto {

@@ -1,0 +1,94 @@
+import { Injectable, Logger, type OnModuleDestroy } from '@nestjs/common';
+
+import { RegistryService } from '../registry/registry.service.js';
+import { SidecarRepository } from '../sidecar/sidecar.repository.js';
+
+/**
+ * How often the memory figures are read while a job runs: often enough that `as_of` in /api/vram is at most
+ * a second or two old during work, rare enough to cost the model host nothing next to a denoising step.
+ */
+export const MEMORY_REFRESH_MS = 1000;
+
+/**
+ * Keeps the registry's memory figures fresh so that status requests never call the model host: once after
+ * every load and every finished job, and every MEMORY_REFRESH_MS while a job runs. An idle model host is
+ * never asked. Reads are serialized, so a reply can never overwrite a newer one; a refresh asked for while
+ * one is in flight runs once more after it (it must see what happened since), and callers asking meanwhile
+ * share that one.
+ */
+@Injectable()
+export class MemoryRefresher implements OnModuleDestroy {
+  private readonly logger = new Logger(MemoryRefresher.name);
+  private running: Promise<void> | undefined;
+  private queued: Promise<void> | undefined;
+  private busy = 0;
+  private timer: NodeJS.Timeout | undefined;
+  private closed = false;
+  private failure: string | undefined;
+
+  constructor(
+    private readonly registry: RegistryService,
+    private readonly sidecar: SidecarRepository,
+  ) {}
+
+  /** Reads the figures into the registry; never rejects (a failure is logged and the last figures stay). */
+  refresh(): Promise<void> {
+    if (!this.running) return this.start();
+    this.queued ??= this.running.then(() => {
+      this.queued = undefined;
+      return this.start();
+    });
+    return this.queued;
+  }
+
+  /** Why the last read failed; undefined once one succeeds. */
+  get lastFailure(): string | undefined {
+    return this.failure;
+  }
+
+  /** A job started on the model host: its figures are read periodically until the last running job finishes. */
+  jobStarted(): void {
+    this.busy += 1;
+    if (this.timer || this.closed) return;
+    this.timer = setInterval(() => void this.refresh(), MEMORY_REFRESH_MS);
+    this.timer.unref();
+  }
+
+  /** A job finished: the figures are read once more (what it allocated or freed). */
+  jobFinished(): Promise<void> {
+    this.busy = Math.max(0, this.busy - 1);
+    if (this.busy === 0) this.stopTimer();
+    return this.refresh();
+  }
+
+  onModuleDestroy(): void {
+    this.closed = true;
+    this.stopTimer();
+  }
+
+  private start(): Promise<void> {
+    const done: Promise<void> = this.read().finally(() => {
+      // With one queued, `running` stays set until it starts: a caller in between joins the queued one.
+      if (this.running === done && !this.queued) this.running = undefined;
+    });
+    this.running = done;
+    return done;
+  }
+
+  private async read(): Promise<void> {
+    if (this.closed) return;
+    try {
+      const version = this.registry.version;
+      this.registry.recordMemory(await this.sidecar.getMemory(), version);
+      this.failure = undefined;
+    } catch (error) {
+      this.failure = (error as Error).message.replace(/^Model host unavailable: /, '');
+      this.logger.warn(`could not read the model host's memory figures: ${this.failure}`);
+    }
+  }
+
+  private stopTimer(): void {
+    clearInterval(this.timer);
+    this.timer = undefined;
+  }
+}

@@ -1,0 +1,162 @@
+import type { SchedulableJob, Scheduler, SchedulingContext } from './scheduler.js';
+
+interface Entry {
+  readonly job: SchedulableJob;
+  waiting: boolean;
+}
+
+/**
+ * A FIFO of entries that leaves removed ones in place (marked not waiting) and skips them at the head, so
+ * that add, remove and taking the head are O(1) amortized: no Array.shift or splice on the hot path.
+ */
+class Lane {
+  private items: Entry[] = [];
+  private start = 0;
+
+  push(entry: Entry): void {
+    this.items.push(entry);
+  }
+
+  /** The oldest entry still waiting. */
+  peek(): Entry | undefined {
+    while (this.start < this.items.length && !this.items[this.start].waiting) this.start += 1;
+    if (this.start > 1024 && this.start * 2 > this.items.length) {
+      this.items = this.items.slice(this.start);
+      this.start = 0;
+    }
+    return this.items[this.start];
+  }
+}
+
+/**
+ * Groups generation jobs by mode with a bound on how long any job can be passed over (README, "Scheduling").
+ *
+ * - The oldest waiting job's FIFO turn has come. Once it has waited `maxDelayMs` past that moment it runs next.
+ * - A mode switch or a custom job is a barrier: it runs only as the oldest waiting job, and nothing submitted
+ *   after it runs before it. The jobs before the first barrier are the eligible ones.
+ * - Otherwise the oldest eligible job in the active mode runs (no switch needed), else the oldest job.
+ *
+ * `maxDelayMs = 0` is strict FIFO. Every decision is O(1) amortized whatever the queue's depth;
+ * `plan()` is O(n).
+ */
+export class ModeAwareScheduler implements Scheduler {
+  private readonly maxDelayMs: number;
+  private readonly all = new Lane();
+  private readonly barriers = new Lane();
+  private readonly byMode = new Map<string, Lane>();
+  private readonly byId = new Map<string, Entry>();
+  private count = 0;
+  /** The current oldest entry, and when it became the oldest (its FIFO turn). */
+  private head: Entry | undefined;
+  private headTurnAt = 0;
+  /** The latest time the scheduler has heard of: when a removal makes a job the oldest, its turn came no earlier. */
+  private lastNow = Number.NEGATIVE_INFINITY;
+
+  constructor({ maxDelayMs }: { maxDelayMs: number }) {
+    if (!Number.isFinite(maxDelayMs) || maxDelayMs < 0) {
+      throw new RangeError(`maxDelayMs must be a finite number >= 0, got ${maxDelayMs}`);
+    }
+    this.maxDelayMs = maxDelayMs;
+  }
+
+  get size(): number {
+    return this.count;
+  }
+
+  add(job: SchedulableJob): void {
+    if (this.byId.has(job.id)) throw new Error(`job ${job.id} is already waiting`);
+    const entry: Entry = { job, waiting: true };
+    this.byId.set(job.id, entry);
+    this.all.push(entry);
+    if (job.kind !== 'generation') this.barriers.push(entry);
+    else if (job.mode !== undefined) this.laneOf(job.mode).push(entry);
+    this.count += 1;
+    this.lastNow = Math.max(this.lastNow, job.submittedAt);
+    if (this.head === undefined) this.advanceHead(job.submittedAt);
+  }
+
+  remove(id: string): boolean {
+    const entry = this.byId.get(id);
+    if (!entry) return false;
+    this.take(entry, this.lastNow);
+    return true;
+  }
+
+  next(context: SchedulingContext): SchedulableJob | undefined {
+    this.lastNow = Math.max(this.lastNow, context.now);
+    const entry = this.choose(context);
+    if (!entry) return undefined;
+    this.take(entry, context.now);
+    return entry.job;
+  }
+
+  plan(context: SchedulingContext): readonly SchedulableJob[] {
+    const copy = new ModeAwareScheduler({ maxDelayMs: this.maxDelayMs });
+    this.copyInto(copy);
+    const order: SchedulableJob[] = [];
+    let activeMode = context.activeMode;
+    for (
+      let job = copy.next({ activeMode, now: context.now });
+      job;
+      job = copy.next({ activeMode, now: context.now })
+    ) {
+      order.push(job);
+      if (job.kind !== 'custom' && job.mode !== undefined) activeMode = job.mode;
+    }
+    return order;
+  }
+
+  nextDeadline(context: SchedulingContext): number | undefined {
+    const head = this.head;
+    if (!head || this.overdue(context.now)) return undefined;
+    // Time only matters while the choice passes over the oldest job: once it is overdue, it is chosen instead.
+    if (this.choose(context) === head) return undefined;
+    return Math.max(0, this.headTurnAt + this.maxDelayMs - context.now);
+  }
+
+  private choose(context: SchedulingContext): Entry | undefined {
+    const head = this.head;
+    if (!head || head.job.kind !== 'generation' || this.overdue(context.now)) return head;
+    if (context.activeMode === undefined) return head;
+    const candidate = this.byMode.get(context.activeMode)?.peek();
+    if (!candidate) return head;
+    const barrier = this.barriers.peek();
+    return barrier && barrier.job.seq < candidate.job.seq ? head : candidate;
+  }
+
+  private overdue(now: number): boolean {
+    return now - this.headTurnAt >= this.maxDelayMs;
+  }
+
+  private take(entry: Entry, now: number): void {
+    entry.waiting = false;
+    this.byId.delete(entry.job.id);
+    this.count -= 1;
+    if (entry.job.kind === 'generation' && entry.job.mode !== undefined) {
+      const lane = this.byMode.get(entry.job.mode);
+      if (lane && !lane.peek()) this.byMode.delete(entry.job.mode);
+    }
+    if (entry === this.head) this.advanceHead(now);
+  }
+
+  private advanceHead(now: number): void {
+    this.head = this.all.peek();
+    this.headTurnAt = Math.max(now, this.head?.job.submittedAt ?? now);
+  }
+
+  private laneOf(mode: string): Lane {
+    let lane = this.byMode.get(mode);
+    if (!lane) {
+      lane = new Lane();
+      this.byMode.set(mode, lane);
+    }
+    return lane;
+  }
+
+  /** The waiting jobs, in submission order, with the oldest one's turn kept. */
+  private copyInto(copy: ModeAwareScheduler): void {
+    for (const entry of this.byId.values()) copy.add(entry.job);
+    copy.lastNow = this.lastNow;
+    copy.headTurnAt = this.headTurnAt;
+  }
+}
