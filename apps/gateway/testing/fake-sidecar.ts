@@ -1,5 +1,6 @@
 import { JobCancelledError, SidecarUnavailableError, UnknownTaskError } from '../src/errors/domain.errors.js';
 import type { ResolvedMode } from '../src/modes/mode.types.js';
+import type { ModelHost, ModelHostHealth, ModelHostLossSource } from '../src/sidecar/model-host.js';
 import type {
   GenerateOptions,
   GenerateParams,
@@ -9,7 +10,7 @@ import type {
 } from '../src/sidecar/sidecar.types.js';
 
 /** A SidecarRepository stand-in: records calls, answers at once, can fail or hold a generation open. */
-export class FakeSidecarRepository {
+export class FakeSidecarRepository implements ModelHost {
   readonly calls: string[] = [];
   readonly generations: GenerateParams[] = [];
   readonly signals: AbortSignal[] = [];
@@ -117,7 +118,7 @@ export class FakeSidecarRepository {
     return Promise.resolve(!this.unreachable && this.serving);
   }
 
-  healthStatus(): Promise<'serving' | 'not-serving' | 'no-answer'> {
+  healthStatus(): Promise<ModelHostHealth> {
     if (this.unreachable) return Promise.resolve('no-answer');
     return Promise.resolve(this.serving ? 'serving' : 'not-serving');
   }
@@ -143,7 +144,7 @@ export class FakeSidecarRepository {
 }
 
 /** A SidecarProcessService stand-in: the sidecar is "started" and ready when `ready` resolves. */
-export class FakeSidecarProcess {
+export class FakeSidecarProcess implements ModelHostLossSource {
   started = false;
   ready: Promise<void> = Promise.resolve();
 

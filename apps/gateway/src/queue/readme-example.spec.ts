@@ -43,8 +43,6 @@ import { MemoryRefresher } from '../memory/memory-refresher.service.js';
 import { RegistryService } from '../registry/registry.service.js';
 import { JobEvents } from './job.events.js';
 import { JobStore } from './job.store.js';
-import type { SidecarProcessService } from '../sidecar/sidecar-process.service.js';
-import type { SidecarRepository } from '../sidecar/sidecar.repository.js';
 
 describe("the README's custom jobs", () => {
   let pool: WorkerPool;
@@ -59,10 +57,10 @@ describe("the README's custom jobs", () => {
     pool = new WorkerPool(
       config,
       {} as ModesService,
-      sidecar as unknown as SidecarRepository,
+      sidecar,
       registry,
-      new FakeSidecarProcess() as unknown as SidecarProcessService,
-      new MemoryRefresher(registry, sidecar as unknown as SidecarRepository),
+      new FakeSidecarProcess(),
+      new MemoryRefresher(registry, sidecar),
       new JobStore(config, new JobEvents()),
     );
     jobs = new ThumbnailJobs(pool);

@@ -20,8 +20,6 @@ import type { ResolvedMode } from '../modes/mode.types.js';
 import type { ModesService } from '../modes/modes.service.js';
 import { MemoryRefresher } from '../memory/memory-refresher.service.js';
 import { RegistryService } from '../registry/registry.service.js';
-import type { SidecarProcessService } from '../sidecar/sidecar-process.service.js';
-import type { SidecarRepository } from '../sidecar/sidecar.repository.js';
 import { CustomJob, GenerationJob, ModeSwitchJob, type GenerationParams } from './job.types.js';
 import { JobEvents, type JobEvent } from './job.events.js';
 import { JobStore } from './job.store.js';
@@ -83,10 +81,10 @@ describe('WorkerPool', () => {
     const created = new WorkerPool(
       config,
       fakeModes,
-      sidecar as unknown as SidecarRepository,
+      sidecar,
       registry,
-      sidecarProcess as unknown as SidecarProcessService,
-      new MemoryRefresher(registry, sidecar as unknown as SidecarRepository),
+      sidecarProcess,
+      new MemoryRefresher(registry, sidecar),
       new JobStore(config, events),
     );
     pools.push(created);
@@ -590,10 +588,10 @@ describe('WorkerPool job records', () => {
     workers = new WorkerPool(
       config,
       fakeModes,
-      sidecar as unknown as SidecarRepository,
+      sidecar,
       registry,
-      new FakeSidecarProcess() as unknown as SidecarProcessService,
-      new MemoryRefresher(registry, sidecar as unknown as SidecarRepository),
+      new FakeSidecarProcess(),
+      new MemoryRefresher(registry, sidecar),
       store,
     );
   });

@@ -1,5 +1,3 @@
-import { setTimeout as sleep } from 'node:timers/promises';
-
 import { Inject, Injectable, Logger, type OnModuleDestroy } from '@nestjs/common';
 
 import { APP_CONFIG, type AppConfig } from '../config/app-config.js';
@@ -18,6 +16,8 @@ import type { ResolvedMode } from '../modes/mode.types.js';
 import { ModesService } from '../modes/modes.service.js';
 import { MemoryRefresher } from '../memory/memory-refresher.service.js';
 import { RegistryService } from '../registry/registry.service.js';
+import { ModelHostConnection, type ModelHostState } from '../sidecar/model-host.connection.js';
+import type { ModelHost, ModelHostLossSource } from '../sidecar/model-host.js';
 import { SidecarProcessService } from '../sidecar/sidecar-process.service.js';
 import { SidecarRepository } from '../sidecar/sidecar.repository.js';
 import type { GeneratedImage, GenerateParams } from '../sidecar/sidecar.types.js';
@@ -39,28 +39,11 @@ import type { SchedulableJob, Scheduler, SchedulingContext } from './scheduler.j
 
 /** Told to a client whose job found the queue full. */
 const RETRY_AFTER_SECONDS = 5;
-/** Pause between two tries to bring a lost sidecar back into service. */
-const RECOVERY_RETRY_MS = 1_000;
-
 /** SidecarUnavailableError's own words, not repeated when its message becomes the detail of another. */
 const UNAVAILABLE_PREFIX = /^Model host unavailable: /;
 
-/** How often a pool that believes the model host serves asks it again (its health check), to stop taking work. */
-const HEALTH_WATCH_MS = 1_000;
-/**
- * Health checks in a row that get no answer before the model host counts as lost. One is not enough: a model host
- * whose device thread holds the CPU may miss a check's deadline and still be fine. NOT_SERVING counts at once.
- */
-const HEALTH_MISSES_LOST = 3;
 /** After SHUTDOWN_GRACE_MS, how long a cancelled job gets to end (a generation stops at its next step). */
 const CANCEL_SETTLE_MS = 10_000;
-
-/**
- * The model host as the pool sees it: `starting` until the default mode is loaded, `serving`, `lost` (its process
- * ended, or its health check says NOT_SERVING), `recovering` (it serves again; the registry is being re-synced),
- * `stopping` (the gateway got SIGTERM or SIGINT). New work is taken only while `serving` or `starting`.
- */
-export type ModelHostState = 'starting' | 'serving' | 'lost' | 'recovering' | 'stopping';
 
 /** The last mode switch that failed, until a later one succeeds: shown by GET /api/models/status. */
 export interface SwitchFailure {
@@ -109,30 +92,23 @@ export class WorkerPool implements OnModuleDestroy {
   private readonly scheduler: Scheduler;
   private seq = 0;
   private readonly handlers = new Map<string, JobHandler>();
-  private readonly stop = new AbortController();
   private running: Entry | undefined;
   private runningDone: Promise<void> = Promise.resolve();
   /** The mode the running job is loading, while it loads. */
   private switching: string | undefined;
   /** The last mode made active: loaded again after the sidecar comes back. */
   private lastMode: string | undefined;
-  /** Why the sidecar cannot take work; undefined while it can. */
-  private down: string | undefined;
-  private recovering: Promise<void> | undefined;
-  /** True while a recovery re-syncs a model host that serves again. */
-  private resyncing = false;
   private closed = false;
   private lastSwitchFailure: SwitchFailure | undefined;
-  private readonly healthWatch: NodeJS.Timeout;
-  private healthCheckInFlight = false;
-  private healthMisses = 0;
+  /** The one model host this pool's worker runs on; it owns that host's lifecycle. */
+  readonly connection: ModelHostConnection;
 
   constructor(
     @Inject(APP_CONFIG) private readonly config: AppConfig,
     private readonly modes: ModesService,
-    private readonly sidecar: SidecarRepository,
+    @Inject(SidecarRepository) private readonly sidecar: ModelHost,
     private readonly registry: RegistryService,
-    sidecarProcess: SidecarProcessService,
+    @Inject(SidecarProcessService) sidecarProcess: ModelHostLossSource,
     private readonly memory: MemoryRefresher,
     readonly store: JobStore,
   ) {
@@ -143,16 +119,20 @@ export class WorkerPool implements OnModuleDestroy {
     this.registerHandler(RUN_TASK_HANDLER, (task: string, args: Record<string, unknown> = {}) =>
       this.sidecar.runTask(task, args),
     );
-    sidecarProcess.onLost((reason) => this.sidecarLost(reason));
-    this.healthWatch = setInterval(() => void this.checkServing(), HEALTH_WATCH_MS);
-    this.healthWatch.unref();
+    this.connection = new ModelHostConnection(sidecar, sidecarProcess, registry, config.sidecarStartupTimeoutMs);
+    this.connection.attach({ settled: () => this.runningDone, restore: () => this.restoreMode() });
+    this.connection.onState((state, reason) => {
+      if (state === 'lost') this.logger.error(`${this.waiting.size} queued job(s) wait for the model host (${reason})`);
+      if (state === 'serving') {
+        this.logger.log(`resuming ${this.waiting.size} queued job(s)`);
+        this.drain();
+      }
+    });
   }
 
   /** Where the pool stands with the model host; see ModelHostState. */
   get state(): ModelHostState {
-    if (this.closed) return 'stopping';
-    if (this.down !== undefined) return this.resyncing ? 'recovering' : 'lost';
-    return this.registry.ready ? 'serving' : 'starting';
+    return this.connection.state;
   }
 
   /** The last failed mode switch, cleared by the next successful one. */
@@ -172,7 +152,7 @@ export class WorkerPool implements OnModuleDestroy {
 
   /** Why the sidecar cannot take work now, or undefined when it can. */
   get unavailableReason(): string | undefined {
-    return this.down;
+    return this.connection.unavailableReason;
   }
 
   /**
@@ -226,8 +206,9 @@ export class WorkerPool implements OnModuleDestroy {
   submitJob<T, A extends readonly unknown[]>(job: CustomJob<T, A>): JobHandle<T>;
   submitJob(job: Job): JobHandle<unknown> {
     if (this.closed) throw new ShuttingDownError('the server takes no new work');
-    if (this.down !== undefined) {
-      throw new SidecarUnavailableError(`the model host went away (${this.down}); it is being brought back`);
+    const down = this.connection.unavailableReason;
+    if (down !== undefined) {
+      throw new SidecarUnavailableError(`the model host went away (${down}); it is being brought back`);
     }
     if (this.waiting.size >= this.config.queueMax) {
       throw new QueueFullError(this.config.queueMax, RETRY_AFTER_SECONDS);
@@ -282,8 +263,7 @@ export class WorkerPool implements OnModuleDestroy {
   beginShutdown(): void {
     if (this.closed) return;
     this.closed = true;
-    this.stop.abort();
-    clearInterval(this.healthWatch);
+    this.connection.close();
     const queued = [...this.waiting.values()];
     for (const entry of queued) {
       this.dequeue(entry);
@@ -327,23 +307,6 @@ export class WorkerPool implements OnModuleDestroy {
     return settled;
   }
 
-  /** While the pool believes the model host serves, asks it: NOT_SERVING, or HEALTH_MISSES_LOST misses, is lost. */
-  private async checkServing(): Promise<void> {
-    if (this.state !== 'serving' || this.healthCheckInFlight) return;
-    this.healthCheckInFlight = true;
-    try {
-      const health = await this.sidecar.healthStatus();
-      this.healthMisses = health === 'no-answer' ? this.healthMisses + 1 : 0;
-      if (this.state !== 'serving') return;
-      if (health === 'not-serving') this.sidecarLost('its health check says it is not serving');
-      else if (this.healthMisses >= HEALTH_MISSES_LOST) {
-        this.sidecarLost(`its health check got no answer ${this.healthMisses} times in a row`);
-      }
-    } finally {
-      this.healthCheckInFlight = false;
-    }
-  }
-
   private cancel(entry: Entry): void {
     entry.cancelled = true;
     if (this.dequeue(entry)) {
@@ -364,10 +327,11 @@ export class WorkerPool implements OnModuleDestroy {
   private expire(entry: Entry): void {
     if (!this.dequeue(entry)) return;
     const waited = Date.now() - entry.submittedAt;
-    if (this.down !== undefined) {
+    const down = this.connection.unavailableReason;
+    if (down !== undefined) {
       entry.reject(
         new SidecarUnavailableError(
-          `the model host went away (${this.down}); gave up after waiting ${waited} ms (QUEUE_TIMEOUT_MS)`,
+          `the model host went away (${down}); gave up after waiting ${waited} ms (QUEUE_TIMEOUT_MS)`,
         ),
       );
     } else if (this.switching !== undefined) {
@@ -383,7 +347,7 @@ export class WorkerPool implements OnModuleDestroy {
   }
 
   private drain(): void {
-    if (this.running || this.down !== undefined || this.closed) return;
+    if (this.running || !this.connection.accepting || this.closed) return;
     const chosen = this.scheduler.next(this.schedulingContext());
     const entry = chosen && this.waiting.get(chosen.id);
     if (!entry) return;
@@ -420,7 +384,7 @@ export class WorkerPool implements OnModuleDestroy {
       error instanceof SidecarUnavailableError ||
       // The sidecar cancelled a call nobody cancelled: it is shutting down, or gone.
       (error instanceof JobCancelledError && !entry.abort.signal.aborted) ||
-      (this.down !== undefined && !(error instanceof ModeNotFoundError) && !entry.abort.signal.aborted);
+      (!this.connection.accepting && !(error instanceof ModeNotFoundError) && !entry.abort.signal.aborted);
     if (this.closed && error instanceof JobCancelledError && entry.abort.signal.aborted) {
       return new ShuttingDownError(
         `the job was cancelled: it did not finish within ${this.config.shutdownGraceMs} ms (SHUTDOWN_GRACE_MS)`,
@@ -428,7 +392,7 @@ export class WorkerPool implements OnModuleDestroy {
     }
     if (!lost || this.closed) return error;
     const detail = (error instanceof Error ? error.message : String(error)).replace(UNAVAILABLE_PREFIX, '');
-    this.sidecarLost(detail);
+    this.connection.lost(detail);
     return new SidecarUnavailableError(
       `the model host stopped while this job ran (${detail}); jobs still queued will run once it is back`,
     );
@@ -510,54 +474,16 @@ export class WorkerPool implements OnModuleDestroy {
     }
   }
 
-  /** The sidecar is gone: stop taking work from the queue until it serves again. */
-  private sidecarLost(reason: string): void {
-    if (this.closed) return;
-    if (this.down === undefined) {
-      this.down = reason;
-      this.logger.error(
-        `model host lost (${reason}): ${this.waiting.size} queued job(s) wait for it, new work gets 503`,
-      );
-    }
-    this.registry.clear();
-    this.recovering ??= this.recover().finally(() => (this.recovering = undefined));
-  }
-
-  /** Waits until the sidecar serves, re-syncs the registry, loads the last mode again, and resumes the queue. */
-  private async recover(): Promise<void> {
-    const signal = this.stop.signal;
-    for (let attempt = 1; !this.closed; attempt += 1) {
-      try {
-        await this.runningDone;
-        await this.sidecar.waitForReady(this.config.sidecarStartupTimeoutMs, signal);
-        this.resyncing = true;
-        this.registry.clear();
-        this.registry.recordMemory(await this.sidecar.getMemory());
-        const name = this.lastMode ?? this.modes.config.defaultMode;
-        const mode = this.modes.config.modes.get(name) ?? this.modes.defaultMode;
-        try {
-          await this.activate(mode);
-        } catch (error) {
-          if (error instanceof SidecarUnavailableError || error instanceof JobCancelledError) throw error;
-          // The mode itself cannot be loaded any more (its file went, say): the queue goes on without it.
-          this.logger.error(`could not load mode '${mode.name}' again: ${(error as Error).message}`);
-        }
-        this.registry.markStartedUp();
-        this.down = undefined;
-        this.resyncing = false;
-        this.healthMisses = 0;
-        this.logger.log(
-          `model host back: registry re-synced, mode '${this.registry.currentMode ?? '(none)'}' active; ` +
-            `resuming ${this.waiting.size} queued job(s)`,
-        );
-        this.drain();
-        return;
-      } catch (error) {
-        this.resyncing = false;
-        if (this.closed) return;
-        this.logger.warn(`model host not back yet (try ${attempt}): ${(error as Error).message}`);
-        await sleep(RECOVERY_RETRY_MS, undefined, { signal }).catch(() => undefined);
-      }
+  /** On a model host that serves again: loads the mode that was active (the default one if none was). */
+  private async restoreMode(): Promise<void> {
+    const name = this.lastMode ?? this.modes.config.defaultMode;
+    const mode = this.modes.config.modes.get(name) ?? this.modes.defaultMode;
+    try {
+      await this.activate(mode);
+    } catch (error) {
+      if (error instanceof SidecarUnavailableError || error instanceof JobCancelledError) throw error;
+      // The mode itself cannot be loaded any more (its file went, say): the queue goes on without it.
+      this.logger.error(`could not load mode '${mode.name}' again: ${(error as Error).message}`);
     }
   }
 }
