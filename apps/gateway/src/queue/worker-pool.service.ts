@@ -124,7 +124,10 @@ export class WorkerPool implements OnModuleDestroy {
     this.connection.onState((state, reason) => {
       if (state === 'lost') this.logger.error(`${this.waiting.size} queued job(s) wait for the model host (${reason})`);
       if (state === 'serving') {
-        this.logger.log(`resuming ${this.waiting.size} queued job(s)`);
+        this.logger.log(
+          `model host back: registry re-synced, mode '${this.registry.currentMode ?? '(none)'}' active; ` +
+            `resuming ${this.waiting.size} queued job(s)`,
+        );
         this.drain();
       }
     });

@@ -140,7 +140,6 @@ export class ModelHostConnection {
         this.down = undefined;
         this.resyncing = false;
         this.healthMisses = 0;
-        this.logger.log(`model host back: registry re-synced, mode '${this.registry.currentMode ?? '(none)'}' active`);
         this.emit(undefined);
         return;
       } catch (error) {
