@@ -204,6 +204,10 @@ describe('the management API on the real sidecar and the demo models', () => {
     expect(body.openapi).toMatch(/^3\./);
     expect(Object.keys(body.paths as object).sort()).toEqual(
       [
+        '/api/jobs',
+        '/api/jobs/{id}',
+        '/api/jobs/{id}/events',
+        '/api/jobs/{id}/image',
         '/api/models/status',
         '/api/modes',
         '/api/modes/reload',
