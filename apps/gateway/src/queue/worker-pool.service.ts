@@ -70,17 +70,13 @@ interface Entry {
 }
 
 /**
- * The WorkerPool: one FIFO queue in front of the sidecar's device, one job at
- * a time. A generation for a mode other than the active one loads that mode
- * first. At most QUEUE_MAX jobs wait (the running one not counted), each at
- * most QUEUE_TIMEOUT_MS.
+ * The WorkerPool: the jobs waiting for one model host, in the order its Scheduler chooses (mode-aware, or FIFO at
+ * SCHEDULER_MAX_DELAY_MS=0), run one at a time by its worker. A generation for a mode other than the active one
+ * loads that mode first. At most QUEUE_MAX jobs wait (the running one not counted), each at most QUEUE_TIMEOUT_MS.
+ * Every job is a record in the JobStore, and each change of it a JobEvent.
  *
- * When the sidecar goes away the running job fails (503), queued jobs stay
- * queued, new jobs are refused (503); once it serves again the registry is
- * re-synced from GetMemory, the mode that was active is loaded again, and the
- * queue carries on. A health check every HEALTH_WATCH_MS notices a model host
- * that stops serving without its process ending (one at SIDECAR_ADDR, or one
- * draining after a SIGTERM of its own) and does the same.
+ * The model host's lifecycle is its ModelHostConnection's: while it is lost, the running job fails (503), queued
+ * jobs stay queued, new ones are refused (503); once it serves again (and its mode is restored) the queue goes on.
  *
  * At shutdown (README, "Stopping") new work and the queued jobs are answered
  * 503 at once, and the running job gets SHUTDOWN_GRACE_MS before it is cancelled.
