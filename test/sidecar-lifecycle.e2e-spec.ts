@@ -7,13 +7,25 @@ import { Sidecar, startSidecar } from './support/sidecar-process';
 import { waitFor } from './support/wait-for';
 
 /** Minutes on these CPUs if nobody stops it: 150 steps at 512x512. */
-const LONG = { mode: 'sd15-fast', prompt: 'a very long one', num_inference_steps: 150, size: '512x512' };
+// The demo's sd15-fast samples with LCM, which takes at most 50 steps: a long job asks for another sampler.
+const LONG = {
+  mode: 'sd15-fast',
+  prompt: 'a very long one',
+  num_inference_steps: 150,
+  size: '512x512',
+  scheduler: 'euler_a',
+};
 
 describe('client disconnects and sidecar crashes, on the real sidecar', () => {
   let gateway: Gateway;
 
   beforeAll(async () => {
-    gateway = await startGateway({ MODES_FILE: join(demoDir(), 'modes.yaml'), MODES_WATCH: '0' });
+    // In submission order (no grouping by mode), so that the mode active at the end is the last job's.
+    gateway = await startGateway({
+      MODES_FILE: join(demoDir(), 'modes.yaml'),
+      MODES_WATCH: '0',
+      SCHEDULER_MAX_DELAY_MS: '0',
+    });
   });
 
   afterAll(async () => {
