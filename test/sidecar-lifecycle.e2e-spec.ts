@@ -158,10 +158,14 @@ describe('a model host at SIDECAR_ADDR that stops serving', () => {
 
   it('gets new work refused with 503 at once instead of queued, while its running job goes on', async () => {
     const running = post({ ...LONG, mode: 'sd15-detail' });
+    // Under way on the model host (a denoising step done), not only sent: a draining model host cancels a call it
+    // has not begun, and that loss would be noticed through the job instead of the health check.
     await waitFor(
       async () => {
-        const status = (await (await fetch(`${gateway.url}/api/models/status`)).json()) as { current_mode: string };
-        return status.current_mode === 'sd15-detail';
+        const { jobs } = (await (await fetch(`${gateway.url}/api/jobs?state=running`)).json()) as {
+          jobs: { mode: string; progress: unknown }[];
+        };
+        return jobs.some((job) => job.mode === 'sd15-detail' && job.progress !== null);
       },
       { what: 'the long generation to start', context: gateway.logs },
     );
