@@ -72,7 +72,22 @@ export class JobsController {
   @ApiProduces('text/event-stream')
   @ApiOkResponse({
     description: 'each event: `event: <type>` and `data: <JSON>` (the job record; `progress`: id, step, total_steps)',
-    content: { 'text/event-stream': { schema: { type: 'string' } } },
+    content: {
+      'text/event-stream': {
+        schema: {
+          type: 'object',
+          description: 'one event',
+          required: ['event', 'data'],
+          properties: {
+            event: {
+              type: 'string',
+              enum: ['state', 'queued', 'started', 'switching', 'progress', 'completed', 'failed', 'cancelled'],
+            },
+            data: { type: 'string', description: 'JSON' },
+          },
+        },
+      },
+    },
   })
   @ApiNotFoundResponse({ description: NOT_FOUND })
   events(@Param('id') id: string, @Res() response: Response): void {
