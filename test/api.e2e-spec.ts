@@ -205,6 +205,10 @@ describe('the management API on the real sidecar and the demo models', () => {
     expect(Object.keys(body.paths as object).sort()).toEqual(
       [
         '/api/models',
+        '/api/jobs',
+        '/api/jobs/{id}',
+        '/api/jobs/{id}/events',
+        '/api/jobs/{id}/image',
         '/api/models/status',
         '/api/modes',
         '/api/modes/reload',

@@ -51,6 +51,10 @@ describe('the OpenAPI document, fuzzed', () => {
         '--request-timeout',
         '300',
         '--no-color',
+        // Every warning but missing_test_data: random ids on /api/jobs/{id} answer 404 (the contract, checked
+        // by the schema conformance check), so schemathesis never reaches a 2xx there and says so.
+        '--warnings',
+        'missing_auth,base_url_mismatch,validation_mismatch,missing_deserializer,unused_openapi_auth,unsupported_regex,method_not_allowed,unresolvable_reference,rate_limited',
       ];
       const child = spawn(SCHEMATHESIS, args, {
         cwd: workdir,

@@ -6,20 +6,26 @@ import { Gateway, startGateway } from './support/gateway-process';
 import { Sidecar, startSidecar } from './support/sidecar-process';
 import { waitFor } from './support/wait-for';
 
-/** Minutes on these CPUs if nobody stops it: 150 steps at 512x512 (euler: the mode's lcm sampler takes at most 50). */
+/** Minutes on these CPUs if nobody stops it: 150 steps at 512x512. */
+// The demo's sd15-fast samples with LCM, which takes at most 50 steps: a long job asks for another sampler.
 const LONG = {
   mode: 'sd15-fast',
   prompt: 'a very long one',
   num_inference_steps: 150,
   size: '512x512',
-  scheduler: 'euler',
+  scheduler: 'euler_a',
 };
 
 describe('client disconnects and sidecar crashes, on the real sidecar', () => {
   let gateway: Gateway;
 
   beforeAll(async () => {
-    gateway = await startGateway({ MODES_FILE: join(demoDir(), 'modes.yaml'), MODES_WATCH: '0' });
+    // In submission order (no grouping by mode), so that the mode active at the end is the last job's.
+    gateway = await startGateway({
+      MODES_FILE: join(demoDir(), 'modes.yaml'),
+      MODES_WATCH: '0',
+      SCHEDULER_MAX_DELAY_MS: '0',
+    });
   });
 
   afterAll(async () => {
@@ -152,10 +158,14 @@ describe('a model host at SIDECAR_ADDR that stops serving', () => {
 
   it('gets new work refused with 503 at once instead of queued, while its running job goes on', async () => {
     const running = post({ ...LONG, mode: 'sd15-detail' });
+    // Under way on the model host (a denoising step done), not only sent: a draining model host cancels a call it
+    // has not begun, and that loss would be noticed through the job instead of the health check.
     await waitFor(
       async () => {
-        const status = (await (await fetch(`${gateway.url}/api/models/status`)).json()) as { current_mode: string };
-        return status.current_mode === 'sd15-detail';
+        const { jobs } = (await (await fetch(`${gateway.url}/api/jobs?state=running`)).json()) as {
+          jobs: { mode: string; progress: unknown }[];
+        };
+        return jobs.some((job) => job.mode === 'sd15-detail' && job.progress !== null);
       },
       { what: 'the long generation to start', context: gateway.logs },
     );

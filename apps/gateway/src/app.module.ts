@@ -10,6 +10,7 @@ import { ConfigModule } from './config/config.module.js';
 import { AllExceptionsFilter } from './errors/all-exceptions.filter.js';
 import { GenerationModule } from './generation/generation.module.js';
 import { HealthModule } from './health/health.module.js';
+import { JobsModule } from './jobs/jobs.module.js';
 import { ModeSwitchModule } from './mode-switch/mode-switch.module.js';
 import { LoggingModule } from './logging/logging.module.js';
 import { ModelsModule } from './models/models.module.js';
@@ -35,6 +36,7 @@ export class AppModule {
         SidecarModule,
         QueueModule,
         GenerationModule,
+        JobsModule,
         ModeSwitchModule,
         StatusModule,
         ModelsModule,

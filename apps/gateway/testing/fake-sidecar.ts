@@ -1,6 +1,7 @@
 import { JobCancelledError, SidecarUnavailableError, UnknownTaskError } from '../src/errors/domain.errors.js';
 import { modeOfKey } from '../src/modes/mode-key.js';
 import type { ResolvedMode } from '../src/modes/mode.types.js';
+import type { ModelHost, ModelHostHealth, ModelHostLossSource } from '../src/sidecar/model-host.js';
 import type {
   GenerateOptions,
   GenerateParams,
@@ -12,7 +13,7 @@ import type {
 } from '../src/sidecar/sidecar.types.js';
 
 /** A SidecarRepository stand-in: records calls, answers at once, can fail or hold a generation open. */
-export class FakeSidecarRepository {
+export class FakeSidecarRepository implements ModelHost {
   readonly calls: string[] = [];
   readonly generations: GenerateParams[] = [];
   readonly signals: AbortSignal[] = [];
@@ -60,6 +61,9 @@ export class FakeSidecarRepository {
     const failure = this.failGenerateOnce;
     this.failGenerateOnce = undefined;
     if (failure) throw failure;
+    for (let step = 1; step <= params.steps; step += 1) {
+      options.onProgress?.({ step, totalSteps: params.steps, elapsedSeconds: 0 });
+    }
     const hold = this.hold;
     if (hold) {
       await new Promise<void>((resolve, reject) => {
@@ -130,7 +134,7 @@ export class FakeSidecarRepository {
     return Promise.resolve(!this.unreachable && this.serving);
   }
 
-  healthStatus(): Promise<'serving' | 'not-serving' | 'no-answer'> {
+  healthStatus(): Promise<ModelHostHealth> {
     if (this.unreachable) return Promise.resolve('no-answer');
     return Promise.resolve(this.serving ? 'serving' : 'not-serving');
   }
@@ -156,7 +160,7 @@ export class FakeSidecarRepository {
 }
 
 /** A SidecarProcessService stand-in: the sidecar is "started" and ready when `ready` resolves. */
-export class FakeSidecarProcess {
+export class FakeSidecarProcess implements ModelHostLossSource {
   started = false;
   ready: Promise<void> = Promise.resolve();
 

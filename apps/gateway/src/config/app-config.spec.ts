@@ -26,6 +26,10 @@ describe('loadConfig', () => {
       auth: { apiKeys: [], adminApiKeys: [], metricsPublic: false },
       corsOrigins: [],
       logLevel: 'info',
+      jobRetentionMs: 3_600_000,
+      jobRetentionMax: 1_000,
+      jobResultsMaxBytes: 256 * 2 ** 20,
+      jobEventsHeartbeatMs: 15_000,
       legacy: { modelRoot: undefined, model: undefined, loraRoot: undefined },
     });
   });
@@ -57,6 +61,10 @@ describe('loadConfig', () => {
         METRICS_PUBLIC: '1',
         CORS_ORIGINS: 'https://app.example.com,http://localhost:3000',
         LOG_LEVEL: 'DEBUG',
+        JOB_RETENTION_MS: '1000',
+        JOB_RETENTION_MAX: '5',
+        JOB_RESULTS_MAX_BYTES: '1024',
+        JOB_EVENTS_HEARTBEAT_MS: '50',
         MODEL_ROOT: '/models',
         MODEL: 'sd15.safetensors',
         LORA_ROOT: '/loras',
@@ -86,6 +94,10 @@ describe('loadConfig', () => {
       auth: { apiKeys: ['k1', 'k2'], adminApiKeys: ['adm'], metricsPublic: true },
       corsOrigins: ['https://app.example.com', 'http://localhost:3000'],
       logLevel: 'debug',
+      jobRetentionMs: 1000,
+      jobRetentionMax: 5,
+      jobResultsMaxBytes: 1024,
+      jobEventsHeartbeatMs: 50,
       legacy: { modelRoot: '/models', model: 'sd15.safetensors', loraRoot: '/loras' },
     });
   });

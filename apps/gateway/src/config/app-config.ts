@@ -59,6 +59,14 @@ export interface AppConfig {
   readonly corsOrigins: readonly string[];
   /** LOG_LEVEL: pino's level names, or `silent`. */
   readonly logLevel: LogLevel;
+  /** How long a finished job stays readable (GET /api/jobs/:id, its image). */
+  readonly jobRetentionMs: number;
+  /** The most finished jobs kept; the oldest go first. */
+  readonly jobRetentionMax: number;
+  /** The most bytes of finished jobs' images kept; past it the oldest images go (their jobs answer 410). */
+  readonly jobResultsMaxBytes: number;
+  /** How often an idle job event stream gets a comment line, so proxies keep it open. */
+  readonly jobEventsHeartbeatMs: number;
   /** The deprecated single-model settings, used only when the modes file is missing. */
   readonly legacy: {
     readonly modelRoot: string | undefined;
@@ -162,6 +170,10 @@ export function loadConfig(env: Env, cwd: string = process.cwd()): AppConfig {
     },
     corsOrigins,
     logLevel: (LOG_LEVELS as readonly string[]).includes(logLevel) ? (logLevel as LogLevel) : 'info',
+    jobRetentionMs: integer('JOB_RETENTION_MS', 3_600_000, 0, 604_800_000),
+    jobRetentionMax: integer('JOB_RETENTION_MAX', 1_000, 0, 1_000_000),
+    jobResultsMaxBytes: integer('JOB_RESULTS_MAX_BYTES', 256 * 2 ** 20, 0, 2 ** 40),
+    jobEventsHeartbeatMs: integer('JOB_EVENTS_HEARTBEAT_MS', 15_000, 10, 3_600_000),
     legacy: { modelRoot: text('MODEL_ROOT'), model: text('MODEL'), loraRoot: text('LORA_ROOT') },
   };
   if (problems.length > 0) throw new ConfigError(problems);

@@ -174,3 +174,20 @@ export class UnauthorizedError extends DomainError {}
 
 /** A valid key that may not call this route: an admin route without an ADMIN_API_KEY key. */
 export class ForbiddenError extends DomainError {}
+
+/** No job has this id (never had, or it left the store past JOB_RETENTION_MS / JOB_RETENTION_MAX). */
+export class JobNotFoundError extends DomainError {
+  constructor(readonly id: string) {
+    super(`Job '${id}' not found`);
+  }
+}
+
+/** The job is not in a state that allows what was asked (its image before it completed, a cancel after it ended). */
+export class JobStateConflictError extends DomainError {}
+
+/** The job completed, but its image was dropped to keep JOB_RESULTS_MAX_BYTES. */
+export class JobResultExpiredError extends DomainError {
+  constructor(readonly id: string) {
+    super(`The image of job '${id}' is no longer kept (JOB_RESULTS_MAX_BYTES)`);
+  }
+}

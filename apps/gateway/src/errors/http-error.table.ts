@@ -7,6 +7,9 @@ import {
   GenerationTimeoutError,
   InvalidRequestError,
   JobCancelledError,
+  JobNotFoundError,
+  JobResultExpiredError,
+  JobStateConflictError,
   ModeNotFoundError,
   ModesConfigError,
   ModesDisabledError,
@@ -64,6 +67,9 @@ export const HTTP_ERROR_TABLE: readonly Rule<Error>[] = [
   }),
   rule({ type: ForbiddenError, status: 403, error: 'forbidden' }),
   rule({ type: ModeNotFoundError, status: 404, error: 'mode_not_found' }),
+  rule({ type: JobNotFoundError, status: 404, error: 'job_not_found' }),
+  rule({ type: JobStateConflictError, status: 409, error: 'job_state_conflict' }),
+  rule({ type: JobResultExpiredError, status: 410, error: 'job_result_expired' }),
   rule({ type: UnsupportedMediaTypeError, status: 415, error: 'unsupported_media_type' }),
   // Only a reload meets an invalid modes file while serving; at start it stops the server instead.
   rule({

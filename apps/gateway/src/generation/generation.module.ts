@@ -9,5 +9,6 @@ import { GenerationService } from './generation.service.js';
   imports: [ModesModule, QueueModule],
   controllers: [GenerationController],
   providers: [GenerationService],
+  exports: [GenerationService],
 })
 export class GenerationModule {}

@@ -6,7 +6,7 @@ import { parseImageSize } from '../common/image-size.js';
 import { InvalidRequestError } from '../errors/domain.errors.js';
 import type { ResolvedMode } from '../modes/mode.types.js';
 import { ModesService } from '../modes/modes.service.js';
-import { GenerationJob, type GenerationParams } from '../queue/job.types.js';
+import { GenerationJob, type GenerationParams, type JobHandle } from '../queue/job.types.js';
 import { WorkerPool } from '../queue/worker-pool.service.js';
 import type { GeneratedImage } from '../sidecar/sidecar.types.js';
 import type { GenerateRequestDto } from './dto/generate-request.dto.js';
@@ -29,6 +29,25 @@ export class GenerationService {
 
   /** Queues one generation; aborting `signal` (the client went away) cancels it, queued or running. */
   async generate(request: GenerateRequestDto, signal?: AbortSignal): Promise<GenerationResult> {
+    const job = this.toJob(request);
+    const handle = this.pool.submitJob(job);
+    const cancel = (): void => handle.cancel();
+    signal?.addEventListener('abort', cancel, { once: true });
+    if (signal?.aborted) cancel();
+    try {
+      return { mode: job.mode, seed: job.params.seed, image: await handle.result() };
+    } finally {
+      signal?.removeEventListener('abort', cancel);
+    }
+  }
+
+  /** Queues one generation that runs whether or not anybody waits for it: POST /api/jobs. */
+  submit(request: GenerateRequestDto): JobHandle<GeneratedImage> {
+    return this.pool.submitJob(this.toJob(request));
+  }
+
+  /** The request with the mode's defaults applied and the seed chosen; 4xx errors for what cannot run. */
+  private toJob(request: GenerateRequestDto): GenerationJob {
     const mode = request.mode === undefined ? this.modeForUnnamed() : this.modes.getMode(request.mode);
     if (request.superres && !mode.superres) {
       throw new InvalidRequestError([`superres: mode '${mode.name}' has no superres model`]);
@@ -46,16 +65,7 @@ export class GenerationService {
       superres: request.superres ?? false,
       ...(request.scheduler !== undefined && { scheduler: request.scheduler }),
     };
-
-    const handle = this.pool.submitJob(new GenerationJob(mode.name, params));
-    const cancel = (): void => handle.cancel();
-    signal?.addEventListener('abort', cancel, { once: true });
-    if (signal?.aborted) cancel();
-    try {
-      return { mode: mode.name, seed: params.seed, image: await handle.result() };
-    } finally {
-      signal?.removeEventListener('abort', cancel);
-    }
+    return new GenerationJob(mode.name, params);
   }
 
   /**

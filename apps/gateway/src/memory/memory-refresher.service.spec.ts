@@ -3,7 +3,6 @@ import { jest } from '@jest/globals';
 import { FakeSidecarRepository } from '../../testing/fake-sidecar.js';
 import { SidecarUnavailableError } from '../errors/domain.errors.js';
 import { RegistryService } from '../registry/registry.service.js';
-import type { SidecarRepository } from '../sidecar/sidecar.repository.js';
 import type { MemoryStats } from '../sidecar/sidecar.types.js';
 import { MEMORY_REFRESH_MS, MemoryRefresher } from './memory-refresher.service.js';
 
@@ -33,7 +32,7 @@ describe('MemoryRefresher', () => {
         reads.push({ resolve, reject });
       });
     registry = new RegistryService();
-    refresher = new MemoryRefresher(registry, sidecar as unknown as SidecarRepository);
+    refresher = new MemoryRefresher(registry, sidecar);
   });
 
   afterEach(() => {

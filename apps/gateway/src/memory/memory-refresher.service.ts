@@ -1,6 +1,7 @@
-import { Injectable, Logger, type OnModuleDestroy } from '@nestjs/common';
+import { Inject, Injectable, Logger, type OnModuleDestroy } from '@nestjs/common';
 
 import { RegistryService } from '../registry/registry.service.js';
+import type { ModelHost } from '../sidecar/model-host.js';
 import { SidecarRepository } from '../sidecar/sidecar.repository.js';
 
 /**
@@ -28,7 +29,7 @@ export class MemoryRefresher implements OnModuleDestroy {
 
   constructor(
     private readonly registry: RegistryService,
-    private readonly sidecar: SidecarRepository,
+    @Inject(SidecarRepository) private readonly sidecar: ModelHost,
   ) {}
 
   /** Reads the figures into the registry; never rejects (a failure is logged and the last figures stay). */

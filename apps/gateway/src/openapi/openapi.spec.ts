@@ -14,12 +14,20 @@ describe('the OpenAPI document', () => {
   it('describes every endpoint of the spec, and health', () => {
     const document = createOpenApiDocument(t.app);
     const operations = Object.entries(document.paths).flatMap(([path, item]) =>
-      (['get', 'post'] as const).filter((method) => item[method]).map((method) => `${method.toUpperCase()} ${path}`),
+      (['get', 'post', 'delete'] as const)
+        .filter((method) => item[method])
+        .map((method) => `${method.toUpperCase()} ${path}`),
     );
     expect(operations.sort()).toEqual(
       [
         'POST /generate',
         'GET /api/models',
+        'POST /api/jobs',
+        'GET /api/jobs',
+        'GET /api/jobs/{id}',
+        'GET /api/jobs/{id}/events',
+        'GET /api/jobs/{id}/image',
+        'DELETE /api/jobs/{id}',
         'GET /api/models/status',
         'GET /api/modes',
         'POST /api/modes/switch',
@@ -41,6 +49,8 @@ describe('the OpenAPI document', () => {
         'SwitchQueuedDto',
         'ModelsStatusDto',
         'VramDto',
+        'JobDto',
+        'JobListDto',
         'Error',
       ]),
     );

@@ -71,7 +71,8 @@ export interface ModeSwitchResult {
 
 /** What submitJob returns: the TypeScript form of the spec's future. */
 export interface JobHandle<T> {
-  readonly id: number;
+  /** The job's id in the job store: GET /api/jobs/:id. */
+  readonly id: string;
   /** Jobs that will finish before this one starts, when it was submitted: those waiting ahead, and the running one. */
   readonly ahead: number;
   result(): Promise<T>;

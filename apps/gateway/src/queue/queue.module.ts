@@ -4,11 +4,13 @@ import { MemoryModule } from '../memory/memory.module.js';
 import { ModesModule } from '../modes/modes.module.js';
 import { RegistryModule } from '../registry/registry.module.js';
 import { SidecarModule } from '../sidecar/sidecar.module.js';
+import { JobEvents } from './job.events.js';
+import { JobStore } from './job.store.js';
 import { WorkerPool } from './worker-pool.service.js';
 
 @Module({
   imports: [MemoryModule, ModesModule, RegistryModule, SidecarModule],
-  providers: [WorkerPool],
-  exports: [WorkerPool],
+  providers: [WorkerPool, JobStore, JobEvents],
+  exports: [WorkerPool, JobStore, JobEvents],
 })
 export class QueueModule {}

@@ -41,8 +41,8 @@ import { loadConfig } from '../config/app-config.js';
 import type { ModesService } from '../modes/modes.service.js';
 import { MemoryRefresher } from '../memory/memory-refresher.service.js';
 import { RegistryService } from '../registry/registry.service.js';
-import type { SidecarProcessService } from '../sidecar/sidecar-process.service.js';
-import type { SidecarRepository } from '../sidecar/sidecar.repository.js';
+import { JobEvents } from './job.events.js';
+import { JobStore } from './job.store.js';
 
 describe("the README's custom jobs", () => {
   let pool: WorkerPool;
@@ -53,13 +53,15 @@ describe("the README's custom jobs", () => {
     sidecar = new FakeSidecarRepository();
     const registry = new RegistryService();
     sidecar.tasks.set('memory-summary', () => ({ device: 'cpu', models: [] }));
+    const config = loadConfig({});
     pool = new WorkerPool(
-      loadConfig({}),
+      config,
       {} as ModesService,
-      sidecar as unknown as SidecarRepository,
+      sidecar,
       registry,
-      new FakeSidecarProcess() as unknown as SidecarProcessService,
-      new MemoryRefresher(registry, sidecar as unknown as SidecarRepository),
+      new FakeSidecarProcess(),
+      new MemoryRefresher(registry, sidecar),
+      new JobStore(config, new JobEvents()),
     );
     jobs = new ThumbnailJobs(pool);
   });

@@ -20,9 +20,9 @@ import type { ResolvedMode } from '../modes/mode.types.js';
 import type { ModesService } from '../modes/modes.service.js';
 import { MemoryRefresher } from '../memory/memory-refresher.service.js';
 import { RegistryService } from '../registry/registry.service.js';
-import type { SidecarProcessService } from '../sidecar/sidecar-process.service.js';
-import type { SidecarRepository } from '../sidecar/sidecar.repository.js';
 import { CustomJob, GenerationJob, ModeSwitchJob, type GenerationParams } from './job.types.js';
+import { JobEvents, type JobEvent } from './job.events.js';
+import { JobStore } from './job.store.js';
 import { RUN_TASK_HANDLER, WorkerPool } from './worker-pool.service.js';
 
 const MODES = parseModesConfig(
@@ -73,16 +73,19 @@ describe('WorkerPool', () => {
   let sidecar: FakeSidecarRepository;
   let registry: RegistryService;
   let sidecarProcess: FakeSidecarProcess;
+  let events: JobEvents;
   const pools: WorkerPool[] = [];
 
   function pool(queueMax = 64, env: Record<string, string> = {}): WorkerPool {
+    const config = loadConfig({ QUEUE_MAX: String(queueMax), ...env });
     const created = new WorkerPool(
-      loadConfig({ QUEUE_MAX: String(queueMax), ...env }),
+      config,
       fakeModes,
-      sidecar as unknown as SidecarRepository,
+      sidecar,
       registry,
-      sidecarProcess as unknown as SidecarProcessService,
-      new MemoryRefresher(registry, sidecar as unknown as SidecarRepository),
+      sidecarProcess,
+      new MemoryRefresher(registry, sidecar),
+      new JobStore(config, events),
     );
     pools.push(created);
     return created;
@@ -92,6 +95,7 @@ describe('WorkerPool', () => {
     sidecar = new FakeSidecarRepository();
     registry = new RegistryService();
     sidecarProcess = new FakeSidecarProcess();
+    events = new JobEvents();
   });
 
   afterEach(() => {
@@ -139,7 +143,7 @@ describe('WorkerPool', () => {
       const workers = pool();
       const first = workers.submitJob(new CustomJob({ handler: () => 1, args: [] }));
       const second = workers.submitJob(new CustomJob({ handler: () => 2, args: [] }));
-      expect(second.id).toBeGreaterThan(first.id);
+      expect(second.id).not.toBe(first.id);
     });
   });
 
@@ -156,8 +160,8 @@ describe('WorkerPool', () => {
       expect(registry.lastMemory?.device).toBe('cpu');
     });
 
-    it('switches mode when a generation asks for another one', async () => {
-      const workers = pool();
+    it('switches mode when a generation asks for another one, in submission order at SCHEDULER_MAX_DELAY_MS=0', async () => {
+      const workers = pool(64, { SCHEDULER_MAX_DELAY_MS: '0' });
       const jobs = ['a', 'b', 'b', 'a'].map((mode, i) =>
         workers.submitJob(new GenerationJob(mode, { ...PARAMS, prompt: `p${i}` })),
       );
@@ -172,6 +176,20 @@ describe('WorkerPool', () => {
         'generate a p3',
       ]);
       expect(registry.currentMode).toBe('a');
+    });
+
+    it('groups waiting generations by the active mode under the mode-aware scheduler, with positions to match', async () => {
+      const workers = pool(64, { SCHEDULER_MAX_DELAY_MS: '60000' });
+      let release!: () => void;
+      sidecar.hold = new Promise<void>((resolve) => (release = resolve));
+      const jobs = ['a', 'b', 'a', 'b', 'a'].map((mode, i) =>
+        workers.submitJob(new GenerationJob(mode, { ...PARAMS, prompt: `p${i}` })),
+      );
+      expect([...workers.positions().keys()]).toEqual([jobs[2], jobs[4], jobs[1], jobs[3]].map((job) => job?.id));
+      expect(jobs[4]?.ahead).toBe(2);
+      release();
+      await Promise.all(jobs.map((job) => job.result()));
+      expect(sidecar.calls.filter((call) => call.startsWith('load'))).toEqual(['load a', 'load b']);
     });
 
     it('runs a ModeSwitchJob in its turn and reports whether it loaded anything', async () => {
@@ -598,13 +616,15 @@ describe('WorkerPool', () => {
         getMode: (name: string) => fakeModes.getMode(name),
         onReload: (listener: (next: typeof MODES) => void) => listeners.push(listener),
       } as unknown as ModesService;
+      const appConfig = loadConfig({});
       const workers = new WorkerPool(
-        loadConfig({}),
+        appConfig,
         modes,
-        sidecar as unknown as SidecarRepository,
+        sidecar,
         registry,
-        sidecarProcess as unknown as SidecarProcessService,
-        new MemoryRefresher(registry, sidecar as unknown as SidecarRepository),
+        sidecarProcess,
+        new MemoryRefresher(registry, sidecar),
+        new JobStore(appConfig, events),
       );
       pools.push(workers);
       workers.onModuleInit();
@@ -622,5 +642,90 @@ describe('WorkerPool', () => {
       await workers.submitJob(new ModeSwitchJob('a')).result();
       expect(sidecar.rootsSet).toHaveLength(2);
     });
+  });
+});
+
+describe('WorkerPool job records', () => {
+  let sidecar: FakeSidecarRepository;
+  let store: JobStore;
+  let workers: WorkerPool;
+  let seen: JobEvent[];
+
+  beforeEach(() => {
+    sidecar = new FakeSidecarRepository();
+    const config = loadConfig({});
+    const events = new JobEvents();
+    seen = [];
+    events.on((event) => seen.push(event));
+    store = new JobStore(config, events);
+    const registry = new RegistryService();
+    workers = new WorkerPool(
+      config,
+      fakeModes,
+      sidecar,
+      registry,
+      new FakeSidecarProcess(),
+      new MemoryRefresher(registry, sidecar),
+      store,
+    );
+  });
+
+  afterEach(() => workers.beginShutdown());
+
+  it('records a generation: queued, started, the switch of its turn, one progress per step, completed with its image', async () => {
+    const handle = workers.submitJob(new GenerationJob('a', PARAMS));
+    await handle.result();
+    expect(seen.filter((event) => event.job.id === handle.id).map((event) => event.type)).toEqual([
+      'queued',
+      'started',
+      'switching',
+      'progress',
+      'progress',
+      'completed',
+    ]);
+    const record = store.get(handle.id);
+    expect(record).toMatchObject({
+      kind: 'generation',
+      mode: 'a',
+      state: 'completed',
+      seed: 7,
+      progress: { step: 2, total_steps: 2 },
+      switch: { from_mode: null, to_mode: 'a', source: 'disk' },
+      error: null,
+    });
+    expect(record?.queue_ms).toEqual(expect.any(Number));
+    expect(record?.generate_ms).toEqual(expect.any(Number));
+    expect(store.image(handle.id)).toMatchObject({ found: 'image', image: { mode: 'a', seed: 7 } });
+
+    const again = workers.submitJob(new GenerationJob('a', PARAMS));
+    await again.result();
+    expect(store.get(again.id)?.switch).toBeNull();
+  });
+
+  it('ends a job its caller cancelled as cancelled, one that failed as failed with the error body, and gives positions', async () => {
+    let release!: () => void;
+    sidecar.hold = new Promise<void>((resolve) => (release = resolve));
+    const running = workers.submitJob(new GenerationJob('a', PARAMS));
+    const queued = workers.submitJob(new GenerationJob('a', PARAMS));
+    const last = workers.submitJob(new GenerationJob('b', PARAMS));
+    expect(workers.positions()).toEqual(
+      new Map([
+        [queued.id, 1],
+        [last.id, 2],
+      ]),
+    );
+    expect(workers.cancelJob(queued.id)).toBe(true);
+    expect(workers.cancelJob(queued.id)).toBe(false);
+    await expect(queued.result()).rejects.toThrow(JobCancelledError);
+    expect(store.get(queued.id)).toMatchObject({ state: 'cancelled', started_at: null });
+    // Mode a loaded (the roots go first), its generation held: only b's load meets the failure below.
+    await waitFor(() => sidecar.calls.some((call) => call.startsWith('generate a')), {
+      what: 'the first job generating',
+    });
+    sidecar.failLoad = new ModelLoadError('b', 'broken');
+    release();
+    await running.result();
+    await expect(last.result()).rejects.toThrow(ModelLoadError);
+    expect(store.get(last.id)).toMatchObject({ state: 'failed', error: { statusCode: 500 } });
   });
 });

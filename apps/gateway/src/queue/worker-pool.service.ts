@@ -1,5 +1,3 @@
-import { setTimeout as sleep } from 'node:timers/promises';
-
 import { Inject, Injectable, Logger, type OnModuleDestroy, type OnModuleInit } from '@nestjs/common';
 
 import { APP_CONFIG, type AppConfig } from '../config/app-config.js';
@@ -19,9 +17,14 @@ import { modelRoots } from '../modes/model-roots.js';
 import { ModesService } from '../modes/modes.service.js';
 import { MemoryRefresher } from '../memory/memory-refresher.service.js';
 import { RegistryService } from '../registry/registry.service.js';
+import { ModelHostConnection, type ModelHostState } from '../sidecar/model-host.connection.js';
+import type { ModelHost, ModelHostLossSource } from '../sidecar/model-host.js';
 import { SidecarProcessService } from '../sidecar/sidecar-process.service.js';
 import { SidecarRepository } from '../sidecar/sidecar.repository.js';
 import type { GeneratedImage, GenerateParams } from '../sidecar/sidecar.types.js';
+import { toHttpError } from '../errors/http-error.table.js';
+import { FifoScheduler } from './fifo.scheduler.js';
+import { ModeAwareScheduler } from './mode-aware.scheduler.js';
 import {
   CustomJob,
   GenerationJob,
@@ -31,31 +34,17 @@ import {
   type JobHandler,
   type ModeSwitchResult,
 } from './job.types.js';
+import type { JobImage } from './job-record.types.js';
+import { JobStore } from './job.store.js';
+import type { SchedulableJob, Scheduler, SchedulingContext } from './scheduler.js';
 
 /** Told to a client whose job found the queue full. */
 const RETRY_AFTER_SECONDS = 5;
-/** Pause between two tries to bring a lost sidecar back into service. */
-const RECOVERY_RETRY_MS = 1_000;
-
 /** SidecarUnavailableError's own words, not repeated when its message becomes the detail of another. */
 const UNAVAILABLE_PREFIX = /^Model host unavailable: /;
 
-/** How often a pool that believes the model host serves asks it again (its health check), to stop taking work. */
-const HEALTH_WATCH_MS = 1_000;
-/**
- * Health checks in a row that get no answer before the model host counts as lost. One is not enough: a model host
- * whose device thread holds the CPU may miss a check's deadline and still be fine. NOT_SERVING counts at once.
- */
-const HEALTH_MISSES_LOST = 3;
 /** After SHUTDOWN_GRACE_MS, how long a cancelled job gets to end (a generation stops at its next step). */
 const CANCEL_SETTLE_MS = 10_000;
-
-/**
- * The model host as the pool sees it: `starting` until the default mode is loaded, `serving`, `lost` (its process
- * ended, or its health check says NOT_SERVING), `recovering` (it serves again; the registry is being re-synced),
- * `stopping` (the gateway got SIGTERM or SIGINT). New work is taken only while `serving` or `starting`.
- */
-export type ModelHostState = 'starting' | 'serving' | 'lost' | 'recovering' | 'stopping';
 
 /** The last mode switch that failed, until a later one succeeds: shown by GET /api/models/status. */
 export interface SwitchFailure {
@@ -68,27 +57,27 @@ export interface SwitchFailure {
 export const RUN_TASK_HANDLER = 'sidecar.run-task';
 
 interface Entry {
-  readonly id: number;
+  readonly id: string;
   readonly job: Job;
   readonly abort: AbortController;
   readonly submittedAt: number;
   readonly resolve: (value: unknown) => void;
   readonly reject: (error: unknown) => void;
   timer?: NodeJS.Timeout;
+  /** Its caller cancelled it (not a shutdown, not the model host): the job ends `cancelled`. */
+  cancelled?: boolean;
+  /** The generation's own time, ms, once it ran. */
+  generateMs?: number;
 }
 
 /**
- * The WorkerPool: one FIFO queue in front of the sidecar's device, one job at
- * a time. A generation for a mode other than the active one loads that mode
- * first. At most QUEUE_MAX jobs wait (the running one not counted), each at
- * most QUEUE_TIMEOUT_MS.
+ * The WorkerPool: the jobs waiting for one model host, in the order its Scheduler chooses (mode-aware, or FIFO at
+ * SCHEDULER_MAX_DELAY_MS=0), run one at a time by its worker. A generation for a mode other than the active one
+ * loads that mode first. At most QUEUE_MAX jobs wait (the running one not counted), each at most QUEUE_TIMEOUT_MS.
+ * Every job is a record in the JobStore, and each change of it a JobEvent.
  *
- * When the sidecar goes away the running job fails (503), queued jobs stay
- * queued, new jobs are refused (503); once it serves again the registry is
- * re-synced from GetMemory, the mode that was active is loaded again, and the
- * queue carries on. A health check every HEALTH_WATCH_MS notices a model host
- * that stops serving without its process ending (one at SIDECAR_ADDR, or one
- * draining after a SIGTERM of its own) and does the same.
+ * The model host's lifecycle is its ModelHostConnection's: while it is lost, the running job fails (503), queued
+ * jobs stay queued, new ones are refused (503); once it serves again (and its mode is restored) the queue goes on.
  *
  * At shutdown (README, "Stopping") new work and the queued jobs are answered
  * 503 at once, and the running job gets SHUTDOWN_GRACE_MS before it is cancelled.
@@ -96,52 +85,58 @@ interface Entry {
 @Injectable()
 export class WorkerPool implements OnModuleInit, OnModuleDestroy {
   private readonly logger = new Logger(WorkerPool.name);
-  private readonly waiting: Entry[] = [];
+  private readonly waiting = new Map<string, Entry>();
+  private readonly scheduler: Scheduler;
+  private seq = 0;
   private readonly handlers = new Map<string, JobHandler>();
-  private readonly stop = new AbortController();
   private running: Entry | undefined;
   private runningDone: Promise<void> = Promise.resolve();
   /** The mode the running job is loading, while it loads. */
   private switching: string | undefined;
   /** The last mode made active: loaded again after the sidecar comes back. */
   private lastMode: string | undefined;
-  /** Why the sidecar cannot take work; undefined while it can. */
-  private down: string | undefined;
-  private recovering: Promise<void> | undefined;
-  /** True while a recovery re-syncs a model host that serves again. */
-  private resyncing = false;
   /** The model roots the model host has (joined), undefined when it may not have them: sent before the next load. */
   private rootsSent: string | undefined;
   /** Root updates one after the other, so the last one sent is the running configuration's. */
   private rootsSync: Promise<void> = Promise.resolve();
-  private nextId = 1;
   private closed = false;
   private lastSwitchFailure: SwitchFailure | undefined;
-  private readonly healthWatch: NodeJS.Timeout;
-  private healthCheckInFlight = false;
-  private healthMisses = 0;
+  /** The one model host this pool's worker runs on; it owns that host's lifecycle. */
+  readonly connection: ModelHostConnection;
 
   constructor(
     @Inject(APP_CONFIG) private readonly config: AppConfig,
     private readonly modes: ModesService,
-    private readonly sidecar: SidecarRepository,
+    @Inject(SidecarRepository) private readonly sidecar: ModelHost,
     private readonly registry: RegistryService,
-    sidecarProcess: SidecarProcessService,
+    @Inject(SidecarProcessService) sidecarProcess: ModelHostLossSource,
     private readonly memory: MemoryRefresher,
+    readonly store: JobStore,
   ) {
+    this.scheduler =
+      config.schedulerMaxDelayMs === 0
+        ? new FifoScheduler()
+        : new ModeAwareScheduler({ maxDelayMs: config.schedulerMaxDelayMs });
     this.registerHandler(RUN_TASK_HANDLER, (task: string, args: Record<string, unknown> = {}) =>
       this.sidecar.runTask(task, args),
     );
-    sidecarProcess.onLost((reason) => this.sidecarLost(reason));
-    this.healthWatch = setInterval(() => void this.checkServing(), HEALTH_WATCH_MS);
-    this.healthWatch.unref();
+    this.connection = new ModelHostConnection(sidecar, sidecarProcess, registry, config.sidecarStartupTimeoutMs);
+    this.connection.attach({ settled: () => this.runningDone, restore: () => this.restoreMode() });
+    this.connection.onState((state, reason) => {
+      if (state === 'lost') this.logger.error(`${this.waiting.size} queued job(s) wait for the model host (${reason})`);
+      if (state === 'serving') {
+        this.logger.log(
+          `model host back: registry re-synced, mode '${this.registry.currentMode ?? '(none)'}' active; ` +
+            `resuming ${this.waiting.size} queued job(s)`,
+        );
+        this.drain();
+      }
+    });
   }
 
   /** Where the pool stands with the model host; see ModelHostState. */
   get state(): ModelHostState {
-    if (this.closed) return 'stopping';
-    if (this.down !== undefined) return this.resyncing ? 'recovering' : 'lost';
-    return this.registry.ready ? 'serving' : 'starting';
+    return this.connection.state;
   }
 
   /** The last failed mode switch, cleared by the next successful one. */
@@ -152,7 +147,7 @@ export class WorkerPool implements OnModuleInit, OnModuleDestroy {
   /** A reload that moves model_root or lora_root gives the model host the new roots at once. */
   onModuleInit(): void {
     this.modes.onReload(() => {
-      if (this.closed || this.down !== undefined) return; // recovery sends them
+      if (this.closed || !this.connection.accepting) return; // recovery sends them
       this.syncModelRoots().catch((error: Error) =>
         this.logger.warn(`could not give the model host the new model roots: ${error.message}`),
       );
@@ -161,7 +156,7 @@ export class WorkerPool implements OnModuleInit, OnModuleDestroy {
 
   /** Jobs waiting their turn (the running one not counted): the figure QUEUE_MAX bounds. */
   get queueSize(): number {
-    return this.waiting.length;
+    return this.waiting.size;
   }
 
   /** True while a job runs. */
@@ -171,7 +166,7 @@ export class WorkerPool implements OnModuleInit, OnModuleDestroy {
 
   /** Why the sidecar cannot take work now, or undefined when it can. */
   get unavailableReason(): string | undefined {
-    return this.down;
+    return this.connection.unavailableReason;
   }
 
   /**
@@ -179,13 +174,34 @@ export class WorkerPool implements OnModuleInit, OnModuleDestroy {
    * switch in the queue, else the running one's, else the active mode. A request that names no mode uses it.
    */
   expectedMode(): string | undefined {
-    for (let i = this.waiting.length - 1; i >= 0; i -= 1) {
-      const job = this.waiting[i]?.job;
-      if (job && job.kind !== 'custom') return job.mode;
+    const context = this.schedulingContext();
+    const plan = this.scheduler.plan(context);
+    for (let i = plan.length - 1; i >= 0; i -= 1) {
+      const mode = plan[i]?.mode;
+      if (mode !== undefined) return mode;
     }
+    return context.activeMode;
+  }
+
+  /** Each waiting job's place in the order the scheduler will run them: 1 runs next. */
+  positions(): Map<string, number> {
+    return new Map(this.scheduler.plan(this.schedulingContext()).map((job, index) => [job.id, index + 1]));
+  }
+
+  /** Cancels the job with this id (see JobHandle.cancel); false when it is not waiting or running. */
+  cancelJob(id: string): boolean {
+    const entry = this.waiting.get(id) ?? (this.running?.id === id ? this.running : undefined);
+    if (!entry) return false;
+    this.cancel(entry);
+    return true;
+  }
+
+  /** The device's mode once the running job is done: what the scheduler chooses against. */
+  private schedulingContext(): SchedulingContext {
     const running = this.running?.job;
-    if (running && running.kind !== 'custom') return running.mode;
-    return this.registry.currentMode ?? this.lastMode;
+    const activeMode =
+      running && running.kind !== 'custom' ? running.mode : (this.registry.currentMode ?? this.lastMode);
+    return { activeMode, now: Date.now() };
   }
 
   /** Lets `new CustomJob({ handler: name, args })` run `handler(...args)`: a job that is plain data. */
@@ -204,10 +220,11 @@ export class WorkerPool implements OnModuleInit, OnModuleDestroy {
   submitJob<T, A extends readonly unknown[]>(job: CustomJob<T, A>): JobHandle<T>;
   submitJob(job: Job): JobHandle<unknown> {
     if (this.closed) throw new ShuttingDownError('the server takes no new work');
-    if (this.down !== undefined) {
-      throw new SidecarUnavailableError(`the model host went away (${this.down}); it is being brought back`);
+    const down = this.connection.unavailableReason;
+    if (down !== undefined) {
+      throw new SidecarUnavailableError(`the model host went away (${down}); it is being brought back`);
     }
-    if (this.waiting.length >= this.config.queueMax) {
+    if (this.waiting.size >= this.config.queueMax) {
       throw new QueueFullError(this.config.queueMax, RETRY_AFTER_SECONDS);
     }
     if (job.kind === 'custom' && typeof job.handler === 'string' && !this.handlers.has(job.handler)) {
@@ -222,31 +239,48 @@ export class WorkerPool implements OnModuleInit, OnModuleDestroy {
     });
     // A caller that never asks for the result must not turn a failure into an unhandled rejection.
     promise.catch(() => undefined);
-    const ahead = this.waiting.length + (this.running ? 1 : 0);
+    const mode = job.kind === 'custom' ? undefined : job.mode;
+    const record = this.store.create(job.kind, mode, job.kind === 'generation' ? job.params.seed : undefined);
     const entry: Entry = {
-      id: this.nextId++,
+      id: record.id,
       job,
       abort: new AbortController(),
       submittedAt: Date.now(),
-      resolve,
-      reject,
+      resolve: (value) => {
+        this.store.finish(record.id, {
+          state: 'completed',
+          ...(entry.generateMs !== undefined && { generateMs: entry.generateMs }),
+          ...(job.kind === 'generation' && { image: imageOf(job, value as GeneratedImage) }),
+        });
+        resolve(value);
+      },
+      reject: (error) => {
+        const state = error instanceof JobCancelledError && entry.cancelled ? 'cancelled' : 'failed';
+        this.store.finish(record.id, { state, error: toHttpError(error).body });
+        reject(error);
+      },
     };
     entry.timer = setTimeout(() => this.expire(entry), this.config.queueTimeoutMs);
     entry.timer.unref();
-    this.waiting.push(entry);
+    this.waiting.set(entry.id, entry);
+    this.scheduler.add({ id: entry.id, kind: job.kind, mode, seq: ++this.seq, submittedAt: entry.submittedAt });
+    const ahead = this.planIndex(entry.id) + (this.running ? 1 : 0);
     this.drain();
     return { id: entry.id, ahead, result: () => promise, cancel: () => this.cancel(entry) };
+  }
+
+  private planIndex(id: string): number {
+    return this.scheduler.plan(this.schedulingContext()).findIndex((job: SchedulableJob) => job.id === id);
   }
 
   /** Takes no new work and answers every queued job 503 "shutting down", at once; the running job goes on. */
   beginShutdown(): void {
     if (this.closed) return;
     this.closed = true;
-    this.stop.abort();
-    clearInterval(this.healthWatch);
-    const queued = this.waiting.splice(0);
+    this.connection.close();
+    const queued = [...this.waiting.values()];
     for (const entry of queued) {
-      clearTimeout(entry.timer);
+      this.dequeue(entry);
       entry.reject(new ShuttingDownError('the server stopped before this job started'));
     }
     this.logger.log(
@@ -287,24 +321,8 @@ export class WorkerPool implements OnModuleInit, OnModuleDestroy {
     return settled;
   }
 
-  /** While the pool believes the model host serves, asks it: NOT_SERVING, or HEALTH_MISSES_LOST misses, is lost. */
-  private async checkServing(): Promise<void> {
-    if (this.state !== 'serving' || this.healthCheckInFlight) return;
-    this.healthCheckInFlight = true;
-    try {
-      const health = await this.sidecar.healthStatus();
-      this.healthMisses = health === 'no-answer' ? this.healthMisses + 1 : 0;
-      if (this.state !== 'serving') return;
-      if (health === 'not-serving') this.sidecarLost('its health check says it is not serving');
-      else if (this.healthMisses >= HEALTH_MISSES_LOST) {
-        this.sidecarLost(`its health check got no answer ${this.healthMisses} times in a row`);
-      }
-    } finally {
-      this.healthCheckInFlight = false;
-    }
-  }
-
   private cancel(entry: Entry): void {
+    entry.cancelled = true;
     if (this.dequeue(entry)) {
       entry.reject(new JobCancelledError('job cancelled while queued'));
     } else if (this.running === entry) {
@@ -313,9 +331,8 @@ export class WorkerPool implements OnModuleInit, OnModuleDestroy {
   }
 
   private dequeue(entry: Entry): boolean {
-    const index = this.waiting.indexOf(entry);
-    if (index < 0) return false;
-    this.waiting.splice(index, 1);
+    if (!this.waiting.delete(entry.id)) return false;
+    this.scheduler.remove(entry.id);
     clearTimeout(entry.timer);
     return true;
   }
@@ -324,10 +341,11 @@ export class WorkerPool implements OnModuleInit, OnModuleDestroy {
   private expire(entry: Entry): void {
     if (!this.dequeue(entry)) return;
     const waited = Date.now() - entry.submittedAt;
-    if (this.down !== undefined) {
+    const down = this.connection.unavailableReason;
+    if (down !== undefined) {
       entry.reject(
         new SidecarUnavailableError(
-          `the model host went away (${this.down}); gave up after waiting ${waited} ms (QUEUE_TIMEOUT_MS)`,
+          `the model host went away (${down}); gave up after waiting ${waited} ms (QUEUE_TIMEOUT_MS)`,
         ),
       );
     } else if (this.switching !== undefined) {
@@ -343,11 +361,14 @@ export class WorkerPool implements OnModuleInit, OnModuleDestroy {
   }
 
   private drain(): void {
-    if (this.running || this.down !== undefined || this.closed) return;
-    const entry = this.waiting.shift();
+    if (this.running || !this.connection.accepting || this.closed) return;
+    const chosen = this.scheduler.next(this.schedulingContext());
+    const entry = chosen && this.waiting.get(chosen.id);
     if (!entry) return;
+    this.waiting.delete(entry.id);
     clearTimeout(entry.timer);
     this.running = entry;
+    this.store.started(entry.id);
     this.runningDone = this.execute(entry).finally(() => {
       this.running = undefined;
       this.switching = undefined;
@@ -359,7 +380,7 @@ export class WorkerPool implements OnModuleInit, OnModuleDestroy {
   private async execute(entry: Entry): Promise<void> {
     this.memory.jobStarted();
     try {
-      entry.resolve(await this.run(entry.job, entry.abort.signal));
+      entry.resolve(await this.run(entry));
     } catch (error) {
       const failure = this.jobFailure(error, entry);
       if (entry.job.kind === 'mode-switch') {
@@ -377,7 +398,7 @@ export class WorkerPool implements OnModuleInit, OnModuleDestroy {
       error instanceof SidecarUnavailableError ||
       // The sidecar cancelled a call nobody cancelled: it is shutting down, or gone.
       (error instanceof JobCancelledError && !entry.abort.signal.aborted) ||
-      (this.down !== undefined && !(error instanceof ModeNotFoundError) && !entry.abort.signal.aborted);
+      (!this.connection.accepting && !(error instanceof ModeNotFoundError) && !entry.abort.signal.aborted);
     if (this.closed && error instanceof JobCancelledError && entry.abort.signal.aborted) {
       return new ShuttingDownError(
         `the job was cancelled: it did not finish within ${this.config.shutdownGraceMs} ms (SHUTDOWN_GRACE_MS)`,
@@ -385,18 +406,19 @@ export class WorkerPool implements OnModuleInit, OnModuleDestroy {
     }
     if (!lost || this.closed) return error;
     const detail = (error instanceof Error ? error.message : String(error)).replace(UNAVAILABLE_PREFIX, '');
-    this.sidecarLost(detail);
+    this.connection.lost(detail);
     return new SidecarUnavailableError(
       `the model host stopped while this job ran (${detail}); jobs still queued will run once it is back`,
     );
   }
 
-  private async run(job: Job, signal: AbortSignal): Promise<unknown> {
+  private async run(entry: Entry): Promise<unknown> {
+    const { job } = entry;
     switch (job.kind) {
       case 'generation':
-        return this.generate(job, signal);
+        return this.generate(job, entry);
       case 'mode-switch':
-        return this.activate(this.modes.getMode(job.mode));
+        return this.activate(this.modes.getMode(job.mode), entry.id);
       case 'custom': {
         const handler = typeof job.handler === 'string' ? this.handlers.get(job.handler) : job.handler;
         if (!handler) throw new UnknownTaskError(`no job handler is registered as '${String(job.handler)}'`);
@@ -405,29 +427,38 @@ export class WorkerPool implements OnModuleInit, OnModuleDestroy {
     }
   }
 
-  private async generate(job: GenerationJob, signal: AbortSignal): Promise<GeneratedImage> {
+  private async generate(job: GenerationJob, entry: Entry): Promise<GeneratedImage> {
     // Resolved now, not at submit time: a reload meanwhile may have changed (or removed) the mode.
     const mode = this.modes.getMode(job.mode);
-    await this.activate(mode);
+    await this.activate(mode, entry.id);
     const params: GenerateParams = {
       key: mode.key,
       ...job.params,
       scheduler: job.params.scheduler ?? mode.scheduler,
       clipSkip: mode.clipSkip ?? 0,
     };
+    const options = {
+      signal: entry.abort.signal,
+      onProgress: ({ step, totalSteps }: { step: number; totalSteps: number }) =>
+        this.store.progress(entry.id, step, totalSteps),
+    };
+    const started = Date.now();
     try {
-      return await this.sidecar.generate(params, { signal });
+      return await this.sidecar.generate(params, options);
     } catch (error) {
       if (!(error instanceof ModelNotLoadedError)) throw error;
       // The sidecar dropped the pipeline behind our back (evicted, or restarted): load it again, once.
       this.logger.warn(`mode '${mode.name}' was no longer resident on the model host: loading it again`);
       this.registry.forget(mode.key);
-      await this.activate(mode);
-      return this.sidecar.generate(params, { signal });
+      await this.activate(mode, entry.id);
+      return await this.sidecar.generate(params, options);
+    } finally {
+      entry.generateMs = Date.now() - started;
     }
   }
 
-  private async activate(mode: ResolvedMode): Promise<ModeSwitchResult> {
+  /** Makes `mode` the active one; `jobId`: the job in whose turn it happens, whose record notes the switch. */
+  private async activate(mode: ResolvedMode, jobId?: string): Promise<ModeSwitchResult> {
     if (this.registry.activeKey === mode.key) {
       this.lastSwitchFailure = undefined;
       return { mode: mode.name, load: undefined };
@@ -435,9 +466,15 @@ export class WorkerPool implements OnModuleInit, OnModuleDestroy {
     const from = this.registry.currentMode;
     this.logger.log(`switching mode: ${from ?? '(none)'} -> ${mode.name}`);
     this.switching = mode.name;
+    if (jobId !== undefined) this.store.switching(jobId, from, mode.name);
+    const started = Date.now();
     try {
       await this.syncModelRoots();
       const load = await this.sidecar.load(mode);
+      if (jobId !== undefined) {
+        const change = { from_mode: from ?? null, to_mode: mode.name, source: load.source };
+        this.store.switched(jobId, change, Date.now() - started);
+      }
       this.registry.recordLoad(mode, load);
       this.lastMode = mode.name;
       this.lastSwitchFailure = undefined;
@@ -471,56 +508,22 @@ export class WorkerPool implements OnModuleInit, OnModuleDestroy {
     return next;
   }
 
-  /** The sidecar is gone: stop taking work from the queue until it serves again. */
-  private sidecarLost(reason: string): void {
-    if (this.closed) return;
-    if (this.down === undefined) {
-      this.down = reason;
-      this.logger.error(
-        `model host lost (${reason}): ${this.waiting.length} queued job(s) wait for it, new work gets 503`,
-      );
+  /** On a model host that serves again: loads the mode that was active (the default one if none was). */
+  private async restoreMode(): Promise<void> {
+    this.rootsSent = undefined;
+    await this.syncModelRoots();
+    const name = this.lastMode ?? this.modes.config.defaultMode;
+    const mode = this.modes.config.modes.get(name) ?? this.modes.defaultMode;
+    try {
+      await this.activate(mode);
+    } catch (error) {
+      if (error instanceof SidecarUnavailableError || error instanceof JobCancelledError) throw error;
+      // The mode itself cannot be loaded any more (its file went, say): the queue goes on without it.
+      this.logger.error(`could not load mode '${mode.name}' again: ${(error as Error).message}`);
     }
-    this.registry.clear();
-    this.recovering ??= this.recover().finally(() => (this.recovering = undefined));
   }
+}
 
-  /** Waits until the sidecar serves, re-syncs the registry, loads the last mode again, and resumes the queue. */
-  private async recover(): Promise<void> {
-    const signal = this.stop.signal;
-    for (let attempt = 1; !this.closed; attempt += 1) {
-      try {
-        await this.runningDone;
-        await this.sidecar.waitForReady(this.config.sidecarStartupTimeoutMs, signal);
-        this.resyncing = true;
-        this.rootsSent = undefined;
-        await this.syncModelRoots();
-        this.registry.clear();
-        this.registry.recordMemory(await this.sidecar.getMemory());
-        const name = this.lastMode ?? this.modes.config.defaultMode;
-        const mode = this.modes.config.modes.get(name) ?? this.modes.defaultMode;
-        try {
-          await this.activate(mode);
-        } catch (error) {
-          if (error instanceof SidecarUnavailableError || error instanceof JobCancelledError) throw error;
-          // The mode itself cannot be loaded any more (its file went, say): the queue goes on without it.
-          this.logger.error(`could not load mode '${mode.name}' again: ${(error as Error).message}`);
-        }
-        this.registry.markStartedUp();
-        this.down = undefined;
-        this.resyncing = false;
-        this.healthMisses = 0;
-        this.logger.log(
-          `model host back: registry re-synced, mode '${this.registry.currentMode ?? '(none)'}' active; ` +
-            `resuming ${this.waiting.length} queued job(s)`,
-        );
-        this.drain();
-        return;
-      } catch (error) {
-        this.resyncing = false;
-        if (this.closed) return;
-        this.logger.warn(`model host not back yet (try ${attempt}): ${(error as Error).message}`);
-        await sleep(RECOVERY_RETRY_MS, undefined, { signal }).catch(() => undefined);
-      }
-    }
-  }
+function imageOf(job: GenerationJob, image: GeneratedImage): JobImage {
+  return { png: image.png, mode: job.mode, seed: image.seed, superres: image.superresApplied };
 }

@@ -16,6 +16,7 @@ import type { ModelHostClient } from './generated/modelhost/v1/ModelHost.js';
 import type { RunTaskReply__Output } from './generated/modelhost/v1/RunTaskReply.js';
 import type { SetModelRootsReply__Output } from './generated/modelhost/v1/SetModelRootsReply.js';
 import { toDomainError, type CallContext } from './grpc-error.mapper.js';
+import type { ModelHost, ModelHostHealth } from './model-host.js';
 import { loadSidecarProto } from './proto-package.loader.js';
 import { SIDECAR_ENDPOINT, type SidecarEndpoint } from './sidecar-endpoint.provider.js';
 import type {
@@ -39,7 +40,7 @@ const ROOTS_TIMEOUT_MS = 60_000;
 
 /** The one class that speaks gRPC to the sidecar. Every call has a deadline; every failure becomes a domain error. */
 @Injectable()
-export class SidecarRepository implements OnModuleDestroy {
+export class SidecarRepository implements ModelHost, OnModuleDestroy {
   private readonly modelHost: ModelHostClient;
   private readonly health: HealthClient;
   /** GENERATE_TIMEOUT_MS bounds generations and tasks; SWITCH_TIMEOUT_MS bounds loads. */
@@ -228,7 +229,7 @@ export class SidecarRepository implements OnModuleDestroy {
    * The health check's answer: `serving`, `not-serving` (the model host said so: starting, or draining), or
    * `no-answer` (unreachable, or too busy to answer within the check's deadline).
    */
-  healthStatus(): Promise<'serving' | 'not-serving' | 'no-answer'> {
+  healthStatus(): Promise<ModelHostHealth> {
     return new Promise((resolve) => {
       this.health.Check(
         { service: MODEL_HOST_SERVICE },

@@ -1,0 +1,13 @@
+import { Module } from '@nestjs/common';
+
+import { GenerationModule } from '../generation/generation.module.js';
+import { QueueModule } from '../queue/queue.module.js';
+import { JobsController } from './jobs.controller.js';
+import { JobsService } from './jobs.service.js';
+
+@Module({
+  imports: [GenerationModule, QueueModule],
+  controllers: [JobsController],
+  providers: [JobsService],
+})
+export class JobsModule {}

@@ -1,0 +1,122 @@
+import { Inject, Injectable } from '@nestjs/common';
+import type { Response } from 'express';
+
+import { APP_CONFIG, type AppConfig } from '../config/app-config.js';
+import { JobNotFoundError, JobResultExpiredError, JobStateConflictError } from '../errors/domain.errors.js';
+import { GenerationService } from '../generation/generation.service.js';
+import type { GenerateRequestDto } from '../generation/dto/generate-request.dto.js';
+import { FINAL_STATES, type JobImage, type JobRecord, type JobState } from '../queue/job-record.types.js';
+import type { JobEvent } from '../queue/job.events.js';
+import { JobStore } from '../queue/job.store.js';
+import { WorkerPool } from '../queue/worker-pool.service.js';
+import { JOB_PAGE_DEFAULT } from './dto/list-jobs.query.dto.js';
+
+/** The job API over the pool and its store: records with their live positions, the image, cancel, the event stream. */
+@Injectable()
+export class JobsService {
+  constructor(
+    @Inject(APP_CONFIG) private readonly config: AppConfig,
+    private readonly generation: GenerationService,
+    private readonly pool: WorkerPool,
+    private readonly store: JobStore,
+  ) {}
+
+  /** Queues a generation that runs whether or not its poster stays connected. */
+  submit(request: GenerateRequestDto): JobRecord {
+    return this.get(this.generation.submit(request).id);
+  }
+
+  get(id: string): JobRecord {
+    const record = this.store.get(id);
+    if (!record) throw new JobNotFoundError(id);
+    return this.withPosition(record, this.pool.positions());
+  }
+
+  list(state: JobState | undefined, limit = JOB_PAGE_DEFAULT): JobRecord[] {
+    const positions = this.pool.positions();
+    return this.store.list({ ...(state && { state }), limit }).map((record) => this.withPosition(record, positions));
+  }
+
+  image(id: string): JobImage {
+    const found = this.store.image(id);
+    switch (found.found) {
+      case 'image':
+        return found.image;
+      case 'expired':
+        throw new JobResultExpiredError(id);
+      case 'unknown':
+        throw new JobNotFoundError(id);
+      case 'none':
+        throw new JobStateConflictError(
+          found.state === 'completed'
+            ? `job '${id}' made no image (it is not a generation)`
+            : `job '${id}' is ${found.state}: its image exists once it is completed`,
+        );
+    }
+  }
+
+  /** A queued job ends `cancelled` at once; a running one at its next denoising step. */
+  cancel(id: string): JobRecord {
+    const record = this.get(id);
+    if (FINAL_STATES.includes(record.state)) {
+      throw new JobStateConflictError(`job '${id}' already ended ${record.state}`);
+    }
+    this.pool.cancelJob(id);
+    return this.get(id);
+  }
+
+  /**
+   * Serves the job's events as `text/event-stream`: its state at once, then each change (one `progress` per
+   * denoising step), then exactly one `completed`, `failed` or `cancelled`, and the stream ends. A job already
+   * ended gets only its final event. A comment line every JOB_EVENTS_HEARTBEAT_MS keeps proxies from closing it.
+   */
+  stream(id: string, response: Response): void {
+    const record = this.get(id);
+    response.status(200).set({
+      'Content-Type': 'text/event-stream; charset=utf-8',
+      'Cache-Control': 'no-cache, no-transform',
+      Connection: 'keep-alive',
+      'X-Accel-Buffering': 'no',
+    });
+    response.flushHeaders();
+    if (FINAL_STATES.includes(record.state)) {
+      writeEvent(response, record.state, record);
+      response.end();
+      return;
+    }
+    writeEvent(response, 'state', record);
+    const heartbeat = setInterval(() => response.write(': heartbeat\n\n'), this.config.jobEventsHeartbeatMs);
+    const stop = (): void => {
+      clearInterval(heartbeat);
+      unsubscribe();
+    };
+    const unsubscribe = this.store.events.on((event: JobEvent) => {
+      if (event.job.id !== id) return;
+      writeEvent(response, event.type, dataOf(event));
+      if (FINAL_STATES.includes(event.job.state)) {
+        stop();
+        response.end();
+      }
+    });
+    response.once('close', stop);
+  }
+
+  private withPosition(record: JobRecord, positions: ReadonlyMap<string, number>): JobRecord {
+    return record.state === 'queued' ? { ...record, position: positions.get(record.id) ?? null } : record;
+  }
+}
+
+function dataOf(event: JobEvent): unknown {
+  switch (event.type) {
+    case 'progress':
+      return { id: event.job.id, step: event.step, total_steps: event.total_steps };
+    case 'switching':
+      return { id: event.job.id, from_mode: event.from_mode, to_mode: event.to_mode };
+    default:
+      return event.job;
+  }
+}
+
+function writeEvent(response: Response, type: string, data: unknown): void {
+  response.write(`event: ${type}\ndata: ${JSON.stringify(data)}\n\n`);
+}

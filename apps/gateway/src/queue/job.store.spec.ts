@@ -1,0 +1,80 @@
+import { jest } from '@jest/globals';
+
+import { loadConfig } from '../config/app-config.js';
+import type { JobEvent } from './job.events.js';
+import { JobEvents } from './job.events.js';
+import { JobStore } from './job.store.js';
+
+function store(env: Record<string, string> = {}): { jobs: JobStore; seen: JobEvent[] } {
+  const events = new JobEvents();
+  const seen: JobEvent[] = [];
+  events.on((event) => seen.push(event));
+  return { jobs: new JobStore(loadConfig(env), events), seen };
+}
+
+const image = (bytes: number) => ({ png: Buffer.alloc(bytes), mode: 'a', seed: 1, superres: false });
+
+describe('JobStore', () => {
+  afterEach(() => jest.useRealTimers());
+
+  it('emits one typed event per change, and a finished record no longer changes', () => {
+    const { jobs, seen } = store();
+    const { id } = jobs.create('generation', 'a', 7);
+    jobs.started(id);
+    jobs.switching(id, undefined, 'a');
+    jobs.switched(id, { from_mode: null, to_mode: 'a', source: 'disk' }, 12);
+    jobs.progress(id, 1, 2);
+    jobs.progress(id, 2, 2);
+    jobs.finish(id, { state: 'completed', generateMs: 30, image: image(4) });
+    jobs.progress(id, 3, 2);
+    jobs.finish(id, { state: 'failed', error: { error: 'x', message: 'x', statusCode: 500 } });
+    expect(seen.map((event) => event.type)).toEqual([
+      'queued',
+      'started',
+      'switching',
+      'progress',
+      'progress',
+      'completed',
+    ]);
+    expect(jobs.get(id)).toMatchObject({
+      state: 'completed',
+      mode: 'a',
+      seed: 7,
+      progress: { step: 2, total_steps: 2 },
+      switch: { from_mode: null, to_mode: 'a', source: 'disk' },
+      switch_ms: 12,
+      generate_ms: 30,
+      error: null,
+    });
+    expect(jobs.image(id)).toMatchObject({ found: 'image' });
+  });
+
+  it('lists newest first, filtered by state, at most `limit`', () => {
+    const { jobs } = store();
+    const ids = [1, 2, 3].map(() => jobs.create('custom', undefined, undefined).id);
+    jobs.finish(ids[1], { state: 'cancelled', error: { error: 'c', message: 'c', statusCode: 503 } });
+    expect(jobs.list({ limit: 10 }).map((job) => job.id)).toEqual([...ids].reverse());
+    expect(jobs.list({ limit: 2 }).map((job) => job.id)).toEqual([ids[2], ids[1]]);
+    expect(jobs.list({ state: 'cancelled', limit: 10 }).map((job) => job.id)).toEqual([ids[1]]);
+  });
+
+  it('keeps finished jobs within JOB_RETENTION_MAX and JOB_RETENTION_MS, and images within JOB_RESULTS_MAX_BYTES', () => {
+    jest.useFakeTimers({ now: 1_000_000 });
+    const { jobs } = store({ JOB_RETENTION_MAX: '2', JOB_RETENTION_MS: '60000', JOB_RESULTS_MAX_BYTES: '10' });
+    const ids = [1, 2, 3].map(() => {
+      const { id } = jobs.create('generation', 'a', 1);
+      jobs.finish(id, { state: 'completed', image: image(6) });
+      jest.advanceTimersByTime(1);
+      return id;
+    });
+    const [first, second, third] = ids as [string, string, string];
+    expect(jobs.get(first)).toBeUndefined();
+    expect(jobs.image(first)).toEqual({ found: 'unknown' });
+    expect(jobs.image(second)).toEqual({ found: 'expired' });
+    expect(jobs.image(third)).toMatchObject({ found: 'image' });
+    const waiting = jobs.create('generation', 'a', 1).id;
+    jest.advanceTimersByTime(60_001);
+    expect(jobs.get(third)).toBeUndefined();
+    expect(jobs.get(waiting)?.state).toBe('queued');
+  });
+});

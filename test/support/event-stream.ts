@@ -1,0 +1,58 @@
+export interface StreamEvent {
+  readonly type: string;
+  readonly data: Record<string, unknown>;
+}
+
+export interface EventStream {
+  /** Every event received so far, in order. */
+  readonly events: StreamEvent[];
+  /** Resolves once the server has ended the stream: all its events. */
+  readonly ended: Promise<StreamEvent[]>;
+  /** Resolves with the first event (already received or still to come) that `match` accepts. */
+  next(match: (event: StreamEvent) => boolean): Promise<StreamEvent>;
+}
+
+/** Reads a text/event-stream as it arrives; comment lines (heartbeats) are skipped. */
+export async function openEventStream(url: string): Promise<EventStream> {
+  const response = await fetch(url, { headers: { Accept: 'text/event-stream' } });
+  if (response.status !== 200 || !response.body) throw new Error(`${url}: ${response.status}`);
+  const events: StreamEvent[] = [];
+  const waiters: { match: (event: StreamEvent) => boolean; resolve: (event: StreamEvent) => void }[] = [];
+  const deliver = (event: StreamEvent): void => {
+    events.push(event);
+    for (const waiter of waiters.filter((w) => w.match(event))) {
+      waiters.splice(waiters.indexOf(waiter), 1);
+      waiter.resolve(event);
+    }
+  };
+  const ended = (async () => {
+    const decoder = new TextDecoder();
+    let buffer = '';
+    for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) {
+      buffer += decoder.decode(chunk, { stream: true });
+      let end: number;
+      while ((end = buffer.indexOf('\n\n')) >= 0) {
+        const block = buffer.slice(0, end);
+        buffer = buffer.slice(end + 2);
+        const type = /^event: (.*)$/m.exec(block)?.[1];
+        const data = /^data: (.*)$/m.exec(block)?.[1];
+        if (type !== undefined && data !== undefined) {
+          deliver({ type, data: JSON.parse(data) as Record<string, unknown> });
+        }
+      }
+    }
+    return events;
+  })();
+  return {
+    events,
+    ended,
+    next: (match) => {
+      const found = events.find(match);
+      if (found) return Promise.resolve(found);
+      return new Promise((resolve, reject) => {
+        waiters.push({ match, resolve });
+        void ended.then(() => reject(new Error('the stream ended without the awaited event')), reject);
+      });
+    },
+  };
+}
