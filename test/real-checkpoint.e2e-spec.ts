@@ -86,6 +86,28 @@ describe('a real-sized SD1.5 checkpoint with no config folder, offline, through 
     expect(vram.models[0].vram_gb).toBeCloseTo(SD15_FP32_GIB, 1);
   });
 
+  it('generates with every sampler the server lists, on the same loaded weights', async () => {
+    const document = (await (await fetch(`${gateway.url}/docs-json`)).json()) as {
+      components: { schemas: { GenerateRequestDto: { properties: { scheduler: { enum: string[] } } } } };
+    };
+    const samplers = document.components.schemas.GenerateRequestDto.properties.scheduler.enum;
+    expect(samplers).toEqual(expect.arrayContaining(['euler', 'euler_a', 'dpmpp_2m_karras', 'ddim', 'lcm', 'unipc']));
+    const answers: [string, number, string | null][] = [];
+    for (const scheduler of samplers) {
+      const response = await fetch(`${gateway.url}/generate`, {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json' },
+        body: JSON.stringify({ prompt: 'a lighthouse', size: '64x64', num_inference_steps: 2, seed: 7, scheduler }),
+      });
+      const png = Buffer.from(await response.arrayBuffer());
+      answers.push([scheduler, response.status, response.status === 200 ? JSON.stringify(pngSize(png)) : null]);
+    }
+    expect(answers).toEqual(samplers.map((name) => [name, 200, JSON.stringify({ width: 64, height: 64 })]));
+    // Still the one resident copy: a sampler never reloads the model.
+    const vram = (await (await fetch(`${gateway.url}/api/vram`)).json()) as { models: unknown[] };
+    expect(vram.models).toHaveLength(1);
+  });
+
   it('left the model-hub cache empty', () => {
     expect(readdirSync(hubCache)).toEqual([]);
   });
