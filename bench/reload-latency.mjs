@@ -47,7 +47,7 @@ async function until(condition, what, timeoutMs = 60_000) {
 const percentile = (sorted, p) => sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
 
 try {
-  const url = await until(() => /gateway listening on (http:\/\/\S+)/.exec(log)?.[1], 'the start line');
+  const url = await until(() => /gateway listening on (http:\/\/[^\s"]+)/.exec(log)?.[1], 'the start line');
   await until(async () => (await fetch(`${url}/health`).catch(() => undefined))?.status === 200, '/health');
   await until(() => log.includes('for changes to modes.yaml'), 'the watcher');
   const samples = [];

@@ -34,7 +34,7 @@ let url;
 
 async function ready() {
   for (;;) {
-    url ??= /gateway listening on (http:\/\/\S+)/.exec(log)?.[1];
+    url ??= /gateway listening on (http:\/\/[^\s"]+)/.exec(log)?.[1];
     if (url === undefined) {
       await new Promise((r) => setTimeout(r, 100));
       continue;
