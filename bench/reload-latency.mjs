@@ -3,13 +3,14 @@
 // a socket nobody serves), so what is measured is the watcher, its debounce, parsing and validation, and the
 // swap — nothing of the model host. 50 edits, each adding one mode; p50 and max; JSON to bench/results/.
 //
-//   npm run build && node bench/reload-latency.mjs [EDITS]
+//   npm run build && node bench/reload-latency.mjs [EDITS] [--json FILE]
 import { execFileSync, spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 
 const edits = Number(process.argv[2] ?? 50);
+const jsonFlag = process.argv.indexOf('--json');
 const dir = mkdtempSync(join(tmpdir(), 'bench-reload-'));
 const modesFile = join(dir, 'modes.yaml');
 // The loader checks paths, not weights: an empty file stands in for a model.
@@ -80,8 +81,11 @@ try {
     date: new Date().toISOString(),
     commit,
   };
-  mkdirSync('bench/results', { recursive: true });
-  const out = join('bench/results', `reload-latency-${result.date.slice(0, 10)}.json`);
+  const out =
+    jsonFlag >= 0
+      ? process.argv[jsonFlag + 1]
+      : join('bench/results', `reload-latency-${result.date.slice(0, 10)}.json`);
+  mkdirSync(dirname(resolve(out)), { recursive: true });
   writeFileSync(out, `${JSON.stringify(result, null, 2)}\n`);
   console.log(JSON.stringify({ ...result, samples_ms: undefined }, null, 2));
   console.log(`written to ${out}`);

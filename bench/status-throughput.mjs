@@ -5,6 +5,7 @@
 //   npm run build && node bench/status-throughput.mjs [SECONDS]
 //   node bench/status-throughput.mjs 10 --url http://127.0.0.1:4200   # a gateway that is already running
 //   GATEWAY_MAIN=/other/checkout/dist/apps/gateway/main.js node bench/status-throughput.mjs   # another build
+//   node bench/status-throughput.mjs 6 --json FILE   # also writes the figures as JSON (bench/run.mjs does)
 //
 // Without --url it starts the built gateway (which starts its own model host) on the tiny demo models and
 // measures once it is ready and idle. Each path runs BENCH_ROUNDS times (3), interleaved (health, status,
@@ -18,7 +19,10 @@ import { join, resolve } from 'node:path';
 
 import autocannon from 'autocannon';
 
+import { writeResult } from './lib.mjs';
+
 const seconds = Number(process.argv[2] ?? 10);
+const jsonFlag = process.argv.indexOf('--json');
 const urlFlag = process.argv.indexOf('--url');
 const port = Number(process.env.BENCH_PORT ?? 4392);
 const url = urlFlag >= 0 ? process.argv[urlFlag + 1] : `http://127.0.0.1:${port}`;
@@ -143,4 +147,20 @@ for (const path of PATHS) {
   console.log(
     `| \`GET ${path}\` | ${Math.round(rps)} | ${p99} | ${(rps / health.rps).toFixed(2)} | ${cells.join(' | ')} |`,
   );
+}
+if (jsonFlag >= 0) {
+  const rows = PATHS.map((path) => {
+    const cpu = cpuOf(path);
+    const total = (c) => c.gateway + c.modelHost;
+    return {
+      path,
+      rps_best: Math.round(best.get(path).rps),
+      p99_ms: best.get(path).p99,
+      ratio_to_health: Math.round((best.get(path).rps / health.rps) * 100) / 100,
+      cpu_us_per_request: cpu && { gateway: Math.round(cpu.gateway), model_host: Math.round(cpu.modelHost) },
+      ratio_by_cpu: cpu ? Math.round((total(healthCpu) / total(cpu)) * 100) / 100 : null,
+    };
+  });
+  const what = `autocannon -c 50, best of ${ROUNDS} runs of ${seconds} s per path, interleaved`;
+  writeResult({ benchmark: 'status-throughput', what, target_ratio: 0.9, rows }, process.argv[jsonFlag + 1]);
 }

@@ -11,7 +11,7 @@ const KEY = 'e2e-key-1';
 const OTHER_KEY = 'e2e-key-2';
 const ADMIN_KEY = 'e2e-admin';
 const OPEN = new Set(['GET /health', 'GET /ready']);
-const ADMIN = new Set(['POST /api/modes/reload', 'POST /api/modes/switch']);
+const ADMIN = new Set(['POST /api/modes/reload', 'POST /api/modes/switch', 'POST /api/models/unload']);
 const ALLOWED_ORIGIN = 'https://app.example.com';
 
 /**
@@ -51,10 +51,12 @@ describe('API keys', () => {
 
   it('documents the routes this test walks, the open ones and the admin ones among them', () => {
     const names = routes.map((r) => `${r.method} ${r.path}`);
-    expect(names).toEqual(expect.arrayContaining([...OPEN, ...ADMIN, 'POST /generate', 'GET /api/modes']));
+    expect(names).toEqual(
+      expect.arrayContaining([...OPEN, ...ADMIN, 'POST /generate', 'GET /api/modes', 'POST /v1/images/generations']),
+    );
   });
 
-  it('answers 401 with the JSON error body on every route but /health and /ready without a key', async () => {
+  it('answers 401 with the JSON error body of its route on every route but /health and /ready without a key', async () => {
     for (const { method, path } of routes) {
       const response = await call(method, path);
       if (OPEN.has(`${method} ${path}`)) {
@@ -69,11 +71,13 @@ describe('API keys', () => {
         route: `${method} ${path}`,
         status: 401,
       });
-      expect(await response.json()).toEqual({
-        error: 'unauthorized',
-        message: 'an API key is required: send "Authorization: Bearer <key>" or "X-API-Key: <key>"',
-        statusCode: 401,
-      });
+      const message = 'an API key is required: send "Authorization: Bearer <key>" or "X-API-Key: <key>"';
+      // OpenAI's routes answer in OpenAI's error shape, the rest in ours.
+      expect(await response.json()).toEqual(
+        path.startsWith('/v1/')
+          ? { error: { message, type: 'invalid_request_error', param: null, code: 'invalid_api_key' } }
+          : { error: 'unauthorized', message, statusCode: 401 },
+      );
     }
   });
 

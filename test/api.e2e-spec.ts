@@ -210,13 +210,18 @@ describe('the management API on the real sidecar and the demo models', () => {
         '/api/jobs/{id}/events',
         '/api/jobs/{id}/image',
         '/api/models/status',
+        '/api/models/unload',
         '/api/modes',
         '/api/modes/reload',
         '/api/modes/switch',
         '/api/vram',
         '/generate',
         '/health',
+        '/metrics',
         '/ready',
+        '/v1/images/generations',
+        '/v1/models',
+        '/v1/models/{model}',
       ].sort(),
     );
     const ui = await fetch(`${gateway.url}/docs`);

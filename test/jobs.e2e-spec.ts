@@ -20,6 +20,8 @@ interface Job {
 }
 
 const FINAL = ['completed', 'failed', 'cancelled'];
+/** The cancel acceptance's running job: 200 steps (the API allows up to 1000). */
+const LONG_STEPS = 200;
 
 describe('the job API on the real model host and the demo models', () => {
   let gateway: Gateway;
@@ -46,8 +48,9 @@ describe('the job API on the real model host and the demo models', () => {
   }
 
   it('streams each step of a job, ends it once, cancels a running and a queued job, and runs the next', async () => {
-    // The long job runs first and holds the device, so both streams below connect before their jobs start.
-    const long = await post({ prompt: 'a long job', num_inference_steps: 150 });
+    // The long job (the issue's 200 steps) runs first and holds the device, so both streams below connect before
+    // their jobs start.
+    const long = await post({ prompt: 'a long job', num_inference_steps: LONG_STEPS });
     const six = await post({ prompt: 'a lighthouse', num_inference_steps: 6, seed: 11 });
     const dropped = await post({ prompt: 'never runs', num_inference_steps: 6 });
     expect(long.status).toBe(202);
@@ -64,12 +67,18 @@ describe('the job API on the real model host and the demo models', () => {
     expect(((await deleted.json()) as Job).state).toBe('cancelled');
     expect((await fetch(`${gateway.url}/api/jobs/${long.job.id}`, { method: 'DELETE' })).status).toBe(200);
 
-    const longTypes = (await longEvents.ended).map((event) => event.type);
+    const longEnded = await longEvents.ended;
+    const longTypes = longEnded.map((event) => event.type);
     expect(longTypes.filter((type) => FINAL.includes(type))).toEqual(['cancelled']);
     expect(longTypes.at(-1)).toBe('cancelled');
+    // Cancelled within a denoising step: its progress stopped well before the last step.
+    const lastStep = longEnded.filter((event) => event.type === 'progress').at(-1)?.data.step;
+    expect(lastStep).toEqual(expect.any(Number));
+    expect(lastStep).toBeLessThan(LONG_STEPS);
     const cancelled = await get(long.job.id);
     expect(cancelled.state).toBe('cancelled');
-    expect(cancelled.progress?.step).toBeLessThan(150);
+    expect(cancelled.progress?.total_steps).toBe(LONG_STEPS);
+    expect(cancelled.progress?.step).toBeLessThan(LONG_STEPS);
     expect(cancelled.error?.error).toBe('cancelled');
 
     const events: StreamEvent[] = await sixEvents.ended;
@@ -107,7 +116,7 @@ describe('the job API on the real model host and the demo models', () => {
   });
 
   it('answers 409 for the image of a job that did not complete, and 404 for an unknown job', async () => {
-    const { job } = await post({ prompt: 'x', num_inference_steps: 150 });
+    const { job } = await post({ prompt: 'x', num_inference_steps: LONG_STEPS });
     await waitFor(async () => (await get(job.id)).state === 'running', { what: 'the job to start' });
     expect((await fetch(`${gateway.url}/api/jobs/${job.id}/image`)).status).toBe(409);
     await fetch(`${gateway.url}/api/jobs/${job.id}`, { method: 'DELETE' });

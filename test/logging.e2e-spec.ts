@@ -2,6 +2,7 @@ import { join } from 'node:path';
 
 import { demoDir } from './support/demo-models';
 import { Gateway, startGateway } from './support/gateway-process';
+import { waitFor } from './support/wait-for';
 
 interface LogLine {
   level: number;
@@ -11,6 +12,15 @@ interface LogLine {
   source?: string;
   req?: { headers?: Record<string, string> };
   res?: { statusCode?: number };
+  job_id?: string;
+  kind?: string;
+  mode?: string;
+  switch_source?: string | null;
+}
+
+interface Job {
+  id: string;
+  state: string;
 }
 
 /** The gateway's log on a pipe (not a terminal): one JSON object per line, request ids on a request's lines. */
@@ -66,6 +76,57 @@ describe('structured logs', () => {
     expect(completed?.res?.statusCode).toBe(200);
     expect(completed?.req?.headers?.authorization).toBe('[redacted]');
     expect(gateway.logs()).not.toContain('log-key');
+  });
+
+  it('writes one line per finished job: its mode, queue wait, switch time and source, generation time, outcome', async () => {
+    const headers = { 'Content-Type': 'application/json', 'X-API-Key': 'log-key' };
+    const submit = async (mode: string): Promise<Job> => {
+      const response = await fetch(`${gateway.url}/api/jobs`, {
+        method: 'POST',
+        headers,
+        body: JSON.stringify({ mode, prompt: 'a lighthouse', num_inference_steps: 1 }),
+      });
+      expect(response.status).toBe(202);
+      return (await response.json()) as Job;
+    };
+    const lineOf = (id: string): Promise<LogLine> =>
+      waitFor(() => lines().find((line) => line.msg === 'job finished' && line.job_id === id), {
+        what: `the finished line of job ${id}`,
+        context: gateway.logs,
+      });
+
+    // The default mode is active: no switch. Its LoRA variant shares the resident base: a shared-base switch.
+    const plain = await lineOf((await submit('sdxl-general')).id);
+    const switched = await lineOf((await submit('sdxl-portrait')).id);
+    expect(plain).toMatchObject({
+      level: 30,
+      context: 'Jobs',
+      kind: 'generation',
+      mode: 'sdxl-general',
+      outcome: 'completed',
+      queue_ms: expect.any(Number) as number,
+      switch_ms: null,
+      switch_source: null,
+      generate_ms: expect.any(Number) as number,
+      error: null,
+    });
+    expect(switched).toMatchObject({
+      mode: 'sdxl-portrait',
+      outcome: 'completed',
+      switch_ms: expect.any(Number) as number,
+      switch_source: 'shared-base',
+      switch_from: 'sdxl-general',
+      generate_ms: expect.any(Number) as number,
+    });
+    // A job outlives the request that queued it: its line carries the job's id, not a request's.
+    expect(plain.request_id).toBeUndefined();
+    // One line per job. The default mode's load at start is the worker's bring-up, not a job: no line for it.
+    const finished = lines().filter((line) => line.msg === 'job finished');
+    expect(new Set(finished.map((line) => line.job_id)).size).toBe(finished.length);
+    expect(finished.map((line) => [line.kind, line.mode, line.switch_source])).toEqual([
+      ['generation', 'sdxl-general', null],
+      ['generation', 'sdxl-portrait', 'shared-base'],
+    ]);
   });
 
   it('makes an id when the request brings none', async () => {

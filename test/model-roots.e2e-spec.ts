@@ -81,9 +81,9 @@ describe('model roots, enforced by the model host', () => {
     });
   }
 
-  it('gives the model host the roots of the modes file, resolved', () => {
+  it('gives the model host the roots of the modes file, resolved', async () => {
     const roots = [realpathSync(models), realpathSync(join(models, 'loras'))].join(', ');
-    expect(gateway.logs()).toContain(`model roots given to the model host: ${roots}`);
+    await gateway.logged(`model roots given to the model host: ${roots}`);
   });
 
   it('loads a mode whose model is a link that stays inside model_root', async () => {

@@ -159,7 +159,7 @@ describe('modes.yaml reload', () => {
     expect(pngSize(Buffer.from(await response.arrayBuffer()))).toEqual({ width: 48, height: 32 });
     // What the SIGHUP test relies on to tell the watcher is off: a watcher says where it watches.
     expect(gateway!.logs()).toContain(`watching ${folder} for changes to modes.yaml`);
-    expect(gateway!.logs()).toContain('reloaded (watcher)');
+    await gateway!.logged('reloaded (watcher)');
   });
 
   it('picks up a save by rename (a temporary file moved over modes.yaml), twice', async () => {
@@ -211,7 +211,7 @@ describe('modes.yaml reload', () => {
     const response = await generate({ mode: 'sdxl-portrait', prompt: 'x', num_inference_steps: 2 });
     expect(response.status).toBe(200);
     expect(response.headers.get('x-mode')).toBe('sdxl-portrait');
-    expect(gateway!.logs()).toContain('still serving the previous');
+    await gateway!.logged('still serving the previous');
   });
 
   it('reloads on SIGHUP with the watcher off (MODES_WATCH=0), and only then', async () => {
@@ -221,9 +221,9 @@ describe('modes.yaml reload', () => {
     // reloads is shown by the log below, whose lines the first test sees when the watcher is on.
     gateway!.process.kill('SIGHUP');
     await served('the mode written before SIGHUP to be listed', (m) => 'after-hup' in m.modes);
-    const logs = gateway!.logs();
     // The reload came from the signal: no watcher was set up, and none reloaded anything.
-    expect(logs).toContain('reloaded (SIGHUP)');
+    await gateway!.logged('reloaded (SIGHUP)');
+    const logs = gateway!.logs();
     expect(logs).not.toContain('reloaded (watcher)');
     expect(logs).not.toMatch(/watching .* for changes/);
 

@@ -76,6 +76,10 @@ def test_tiny_run_prints_the_table_and_writes_the_json(
             assert row[timing] > 0
         assert row["resident_switch_s"] < row["cold_load_s"]
         assert row["peak_bytes"] > 0
+        # Page-locked copies exist only on CUDA: the bandwidth rows say not applicable.
+        bandwidths = ("cold_load_gbps", "file_read_gbps", "ram_switch_gbps", "pinned_copy_gbps")
+        assert [row[name] for name in bandwidths] == [None] * 4
+    assert "n/a" in table and "not applicable off CUDA" in table
     # The workdir held the checkpoints the host loaded.
     assert (tmp_path / "work" / "sdxl.safetensors").is_file()
 

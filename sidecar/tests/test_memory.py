@@ -82,6 +82,7 @@ async def test_with_a_cap_for_one_model_loading_a_second_evicts_the_first(
     assert second.source == pb.LOAD_SOURCE_DISK
     assert list(second.evicted) == ["sd15"]
     assert list(second.evicted_to_ram) == []
+    assert list(second.evicted_on_oom) == []  # made room by plan, not in a retry
     memory = await stub.GetMemory(pb.GetMemoryRequest())
     assert [m.key for m in memory.models] == ["sdxl"]
     assert memory.used_bytes == second.bytes
@@ -221,7 +222,11 @@ def test_out_of_memory_during_a_load_evicts_every_idle_model_and_retries_once(
     loaded = host.load(model(demo_dir, "sdxl", "c"))
     assert len(builds) == 4
     assert set(loaded.evicted) == {"a", "b"}
+    assert set(loaded.evicted_on_oom) == {"a", "b"}
     assert host.resident_keys() == ["c"]
+    # The next load starts afresh: nothing of it was evicted, by plan or in a retry.
+    again = host.load(model(demo_dir, "sdxl", "d", dtype="bfloat16"))
+    assert (again.evicted, again.evicted_on_oom) == ((), ())
 
 
 async def test_out_of_memory_after_the_retry_is_resource_exhausted(

@@ -1,6 +1,6 @@
 """Schemathesis hooks for test/fuzz.e2e-spec.ts: keep the fuzzer's generations cheap on CPU.
 
-The OpenAPI document states the server's real limits (sizes to 2048x2048, 150 steps); a fuzzer
+The OpenAPI document states the server's real limits (sizes to 2048x2048, 1000 steps); a fuzzer
 that asks for them would spend minutes per image on CPU. Valid values of the costly fields are
 mapped to cheap valid ones, so every request stays as valid (or as invalid) as it was drawn, and
 the server's limits are not weakened.
@@ -24,9 +24,14 @@ def before_call(ctx: Any, case: Any, kwargs: Any) -> None:
     body = case.body
     if not isinstance(body, dict):
         return
-    steps = body.get("num_inference_steps")
-    if isinstance(steps, int) and not isinstance(steps, bool) and 1 <= steps <= 150:
-        body["num_inference_steps"] = 1
+    # POST /generate's steps, and POST /v1/images/generations' (which also makes n images, 1 to 10).
+    for field in ("num_inference_steps", "steps"):
+        steps = body.get(field)
+        if isinstance(steps, int) and not isinstance(steps, bool) and 1 <= steps <= 1000:
+            body[field] = 1
+    n = body.get("n")
+    if isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= 10:
+        body["n"] = min(n, 2)
     size = body.get("size")
     match = _SIZE.fullmatch(size) if isinstance(size, str) else None
     if match and all(8 <= int(side) <= 2048 and int(side) % 8 == 0 for side in match.groups()):

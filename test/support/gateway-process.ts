@@ -20,7 +20,13 @@ export interface Gateway {
   url: string;
   process: ChildProcess;
   logs: () => string;
-  /** Resolves to the exit code once the process has exited (whoever stopped it). */
+  /**
+   * Resolves once the log holds `text`. A line the gateway wrote before it answered a request can still be in the
+   * pipe when the test reads the answer, so a log assertion after a request waits for the line instead of reading
+   * the log at one instant. `after` (a length of `logs()` taken earlier) looks only at what came since.
+   */
+  logged: (text: string | RegExp, after?: number) => Promise<void>;
+  /** Resolves to the exit code once the process has exited and its output is all read (whoever stopped it). */
   exited: Promise<number | null>;
   /** SIGTERM (unless it already exited), then its exit code. */
   stop: () => Promise<number | null>;
@@ -43,7 +49,8 @@ export async function startGateway(
   let output = '';
   child.stdout?.on('data', (chunk: Buffer) => (output += chunk.toString()));
   child.stderr?.on('data', (chunk: Buffer) => (output += chunk.toString()));
-  const exited = new Promise<number | null>((resolveExit) => child.once('exit', (code) => resolveExit(code)));
+  // 'close', not 'exit': 'exit' can come while the last lines are still in the pipe, and tests read the log after.
+  const exited = new Promise<number | null>((resolveExit) => child.once('close', (code) => resolveExit(code)));
   const stop = async (): Promise<number | null> => {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
     return exited;
@@ -73,7 +80,19 @@ export async function startGateway(
       },
       { what: `the gateway to answer ${path} with 200`, timeoutMs: READY_TIMEOUT_MS, context: () => output },
     );
-    return { url, process: child, logs: () => output, exited, stop };
+    const logged = async (text: string | RegExp, after = 0): Promise<void> => {
+      const holds = (): boolean => {
+        const since = output.slice(after);
+        return typeof text === 'string' ? since.includes(text) : text.test(since);
+      };
+      await waitFor(holds, {
+        what: `the gateway to log ${String(text)}`,
+        timeoutMs: 10_000,
+        intervalMs: 20,
+        context: () => output,
+      });
+    };
+    return { url, process: child, logs: () => output, logged, exited, stop };
   } catch (error) {
     await stop();
     throw error;

@@ -13,12 +13,13 @@ import { HealthModule } from './health/health.module.js';
 import { JobsModule } from './jobs/jobs.module.js';
 import { ModeSwitchModule } from './mode-switch/mode-switch.module.js';
 import { LoggingModule } from './logging/logging.module.js';
+import { MetricsModule } from './metrics/metrics.module.js';
 import { ModelsModule } from './models/models.module.js';
 import { ModesModule } from './modes/modes.module.js';
+import { OpenAiModule } from './openai/openai.module.js';
 import { QueueModule } from './queue/queue.module.js';
 import { RegistryModule } from './registry/registry.module.js';
 import { SidecarModule } from './sidecar/sidecar.module.js';
-import { StartupModule } from './startup/startup.module.js';
 import { StatusModule } from './status/status.module.js';
 
 @Module({})
@@ -40,8 +41,9 @@ export class AppModule {
         ModeSwitchModule,
         StatusModule,
         ModelsModule,
+        OpenAiModule,
         HealthModule,
-        StartupModule,
+        MetricsModule,
       ],
       // Global guards run in this order: who may call comes before what the body holds.
       providers: [

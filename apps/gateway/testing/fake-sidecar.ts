@@ -1,8 +1,9 @@
 import { JobCancelledError, SidecarUnavailableError, UnknownTaskError } from '../src/errors/domain.errors.js';
 import { modeOfKey } from '../src/modes/mode-key.js';
 import type { ResolvedMode } from '../src/modes/mode.types.js';
-import type { ModelHost, ModelHostHealth, ModelHostLossSource } from '../src/sidecar/model-host.js';
+import type { ModelHost, ModelHostHealth, ModelHostProcess } from '../src/sidecar/model-host.js';
 import type {
+  BatchMember,
   GenerateOptions,
   GenerateParams,
   GeneratedImage,
@@ -50,14 +51,32 @@ export class FakeSidecarRepository implements ModelHost {
       source: 'disk',
       evicted: [],
       evictedToRam: [],
+      evictedOnOom: [],
       device: 'cpu',
     };
   }
 
-  async generate(params: GenerateParams, options: GenerateOptions = {}): Promise<GeneratedImage> {
+  generate(params: GenerateParams, options: GenerateOptions = {}): Promise<GeneratedImage> {
     this.calls.push(`generate ${modeOfKey(params.key)} ${params.prompt}`);
+    return this.run(params, options);
+  }
+
+  /** Every batch's members' parameters, in order. */
+  readonly batches: GenerateParams[][] = [];
+
+  /** Each member as `generate` runs it (failGenerateOnce fails the first member only), recorded as one call. */
+  generateBatch(members: readonly BatchMember[]): Promise<GeneratedImage>[] {
+    const [first] = members;
+    if (first) this.calls.push(`batch ${modeOfKey(first.params.key)} ${members.map((m) => m.params.prompt).join('|')}`);
+    this.batches.push(members.map((member) => member.params));
+    return members.map((member) => this.run(member.params, member.options));
+  }
+
+  private async run(params: GenerateParams, options: GenerateOptions = {}): Promise<GeneratedImage> {
     this.generations.push(params);
     if (options.signal) this.signals.push(options.signal);
+    // As the real repository: a signal aborted before the call (a job cancelled while it activated) never fires.
+    if (options.signal?.aborted) throw new JobCancelledError('generation cancelled before it started');
     const failure = this.failGenerateOnce;
     this.failGenerateOnce = undefined;
     if (failure) throw failure;
@@ -130,10 +149,6 @@ export class FakeSidecarRepository implements ModelHost {
   /** While set, the health check gets no answer (whatever `serving` says). */
   unreachable = false;
 
-  isServing(): Promise<boolean> {
-    return Promise.resolve(!this.unreachable && this.serving);
-  }
-
   healthStatus(): Promise<ModelHostHealth> {
     if (this.unreachable) return Promise.resolve('no-answer');
     return Promise.resolve(this.serving ? 'serving' : 'not-serving');
@@ -160,7 +175,9 @@ export class FakeSidecarRepository implements ModelHost {
 }
 
 /** A SidecarProcessService stand-in: the sidecar is "started" and ready when `ready` resolves. */
-export class FakeSidecarProcess implements ModelHostLossSource {
+export class FakeSidecarProcess implements ModelHostProcess {
+  /** Not a process the gateway runs: a loss is recovered without starting anything. */
+  readonly managed: boolean = false;
   started = false;
   ready: Promise<void> = Promise.resolve();
 

@@ -35,6 +35,18 @@ def memory_policy_from_env(environ: Mapping[str, str]) -> MemoryPolicy:
     )
 
 
+def bench_load_delay_seconds(environ: Mapping[str, str]) -> float:
+    """MODELHOST_BENCH_LOAD_DELAY_MS: BENCHMARK ONLY (bench/scheduler.mjs). Every load that is
+    not already resident waits this long more, so that a switch between the tiny demo models
+    costs what a GPU load does. Unset or 0: no delay."""
+    raw = environ.get("MODELHOST_BENCH_LOAD_DELAY_MS", "").strip()
+    if not raw:
+        return 0.0
+    if not raw.isdigit():
+        raise SystemExit(f"MODELHOST_BENCH_LOAD_DELAY_MS must be a whole number of ms, got '{raw}'")
+    return int(raw) / 1000
+
+
 def model_roots(flags: list[Path], environ: Mapping[str, str]) -> tuple[Path, ...]:
     """--model-root folders, then MODEL_ROOTS (colon-separated); none: no inventory, and
     loads are not restricted until SetModelRoots."""
@@ -134,6 +146,7 @@ def main(argv: list[str] | None = None) -> None:
                     model_roots=model_roots(args.model_root, os.environ),
                     watch_poll=args.watch_poll,
                     environ=dict(os.environ),
+                    bench_load_delay_seconds=bench_load_delay_seconds(os.environ),
                 )
             )
         )

@@ -30,6 +30,17 @@ class OutOfMemoryError(ModelHostError):
     """The device has no room for the model even after evicting every idle one."""
 
 
+class PinnedModelsError(ModelHostError):
+    """A load fits only if pinned models were evicted, which they never are."""
+
+    def __init__(self, what: str, keys: list[str]) -> None:
+        listed = ", ".join(keys)
+        super().__init__(
+            f"{what} fits only by evicting pinned model(s): {listed}; unpin or unload one of them"
+        )
+        self.keys = keys
+
+
 class GenerationCancelledError(ModelHostError):
     def __init__(self) -> None:
         super().__init__("generation cancelled")

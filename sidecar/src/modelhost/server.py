@@ -46,6 +46,8 @@ class ServeOptions:
     watch_poll: bool = False
     # Where MODELHOST_TASK_MODULES is read from (the process environment when serving).
     environ: Mapping[str, str] = field(default_factory=dict)
+    # BENCHMARK ONLY (MODELHOST_BENCH_LOAD_DELAY_MS): added to every load that is not resident.
+    bench_load_delay_seconds: float = 0.0
 
 
 class ModelHostServer:
@@ -67,7 +69,11 @@ class ModelHostServer:
             changes=self.inventory,
         )
         self.servicer = ModelHostServicer(
-            self.host, self.executor, debug=options.debug, inventory=self.inventory
+            self.host,
+            self.executor,
+            debug=options.debug,
+            inventory=self.inventory,
+            bench_load_delay_seconds=options.bench_load_delay_seconds,
         )
         self.servicer.ready = False
 
@@ -109,6 +115,12 @@ class ModelHostServer:
             self.host.device.display_name,
             self.host.policy,
         )
+        if self.options.bench_load_delay_seconds > 0:
+            log.warning(
+                "BENCHMARK ONLY: every load that is not resident takes %.3fs more "
+                "(MODELHOST_BENCH_LOAD_DELAY_MS)",
+                self.options.bench_load_delay_seconds,
+            )
         self.servicer.ready = True
         for name in ("", SERVICE_NAME):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)

@@ -3,22 +3,26 @@ domain errors to status codes, nothing more."""
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import logging
 import os
 import threading
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from concurrent.futures import Executor
 from typing import Any, TypeVar
 
 import grpc
 
+from modelhost.engine.batch import BatchMember, generate_batch
 from modelhost.engine.host import ModelHost
 from modelhost.engine.inventory import Inventory
 from modelhost.engine.roots import ModelRoots
 from modelhost.engine.types import (
     GeneratedImage,
     GenerateParams,
+    LoadResult,
     LoadSource,
     LoadSpec,
     LoraSpec,
@@ -31,6 +35,7 @@ from modelhost.errors import (
     ModelFileNotFoundError,
     NotLoadedError,
     OutOfMemoryError,
+    PinnedModelsError,
     TaskArgumentError,
     TaskError,
     TaskPluginError,
@@ -38,6 +43,7 @@ from modelhost.errors import (
     UnavailableError,
     UnknownTaskError,
 )
+from modelhost.relay import ProgressRelay
 from modelhost.tasks import REGISTRY, TaskContext, TaskRegistry
 from modelhost.v1 import modelhost_pb2 as pb
 from modelhost.v1 import modelhost_pb2_grpc as pb_grpc
@@ -51,6 +57,8 @@ STATUS_BY_ERROR: dict[type[Exception], grpc.StatusCode] = {
     InvalidRequestError: grpc.StatusCode.INVALID_ARGUMENT,
     NotLoadedError: grpc.StatusCode.FAILED_PRECONDITION,
     OutOfMemoryError: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    # Not RESOURCE_EXHAUSTED: the device is not too small, the operator's pins are in the way.
+    PinnedModelsError: grpc.StatusCode.FAILED_PRECONDITION,
     GenerationCancelledError: grpc.StatusCode.CANCELLED,
     UnavailableError: grpc.StatusCode.UNAVAILABLE,
     UnknownTaskError: grpc.StatusCode.NOT_FOUND,
@@ -79,16 +87,20 @@ class ErrorTranslator:
         self.debug = debug
 
     async def abort(self, context: grpc.aio.ServicerContext[Any, Any], error: Exception) -> None:
+        await context.abort(*self.status(error))
+
+    def status(self, error: Exception) -> tuple[grpc.StatusCode, str]:
+        """The code and detail the error is answered with."""
         # The most specific class in the table wins (TaskArgumentError is a TaskError).
         for error_type in type(error).__mro__:
             code = STATUS_BY_ERROR.get(error_type)
             if code is not None:
-                await context.abort(code, str(error))
+                return code, str(error)
         log.exception("unexpected error", exc_info=error)
         detail = f"internal error: {type(error).__name__}"
         if self.debug:
             detail += f": {error}"
-        await context.abort(grpc.StatusCode.INTERNAL, detail)
+        return grpc.StatusCode.INTERNAL, detail
 
 
 def _unary(
@@ -118,8 +130,10 @@ class ModelHostServicer(pb_grpc.ModelHostServicer):
         *,
         inventory: Inventory | None = None,
         tasks: TaskRegistry = REGISTRY,
+        bench_load_delay_seconds: float = 0.0,
     ) -> None:
         self.host = host
+        self.bench_load_delay_seconds = bench_load_delay_seconds
         # One thread owns the device: loads, generations and tasks never run on the event
         # loop, and run one at a time in the order they came.
         self.device_executor = device_executor
@@ -176,6 +190,17 @@ class ModelHostServicer(pb_grpc.ModelHostServicer):
     async def _on_device(self, fn: Callable[..., Reply], *args: Any) -> Reply:
         return await asyncio.get_running_loop().run_in_executor(self.device_executor, fn, *args)
 
+    def load_on_device(self, spec: LoadSpec) -> LoadResult:
+        """The host's load, plus the benchmark-only delay (MODELHOST_BENCH_LOAD_DELAY_MS) for a
+        load that is not resident: slept on the device thread, so it holds the device as a
+        real load would."""
+        result = self.host.load(spec)
+        delay = self.bench_load_delay_seconds
+        if delay <= 0 or result.source is LoadSource.RESIDENT:
+            return result
+        time.sleep(delay)
+        return dataclasses.replace(result, load_seconds=result.load_seconds + delay)
+
     @_unary
     async def LoadModel(
         self, request: pb.LoadModelRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -195,8 +220,9 @@ class ModelHostServicer(pb_grpc.ModelHostServicer):
             superres_scale=request.superres_scale,
             prediction_type=request.prediction_type,
             vae_path=request.vae_path,
+            pinned=request.pinned,
         )
-        result = await self._on_device(self.host.load, spec)
+        result = await self._on_device(self.load_on_device, spec)
         return pb.LoadModelReply(
             key=result.key,
             architecture=result.architecture,
@@ -207,12 +233,16 @@ class ModelHostServicer(pb_grpc.ModelHostServicer):
             evicted=list(result.evicted),
             device=result.device,
             evicted_to_ram=list(result.evicted_to_ram),
+            evicted_on_oom=list(result.evicted_on_oom),
         )
 
     @_unary
     async def UnloadModel(
         self, request: pb.UnloadModelRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.UnloadModelReply:
+        if request.to_ram_tier:
+            freed, parked = await self._on_device(self.host.offload, request.key)
+            return pb.UnloadModelReply(key=request.key, freed_bytes=freed, parked=parked)
         freed = await self._on_device(self.host.unload, request.key)
         return pb.UnloadModelReply(key=request.key, freed_bytes=freed)
 
@@ -320,38 +350,11 @@ class ModelHostServicer(pb_grpc.ModelHostServicer):
         self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[pb.GenerateEvent]:
         try:
-            params = GenerateParams(
-                key=request.key,
-                prompt=request.prompt,
-                negative_prompt=request.negative_prompt,
-                width=request.width,
-                height=request.height,
-                steps=request.steps,
-                guidance_scale=request.guidance_scale,
-                seed=request.seed,
-                superres=request.superres,
-                scheduler=request.scheduler,
-                clip_skip=request.clip_skip,
-            )
-            async for item in self._generate(params):
+            async for item in self._generate(_generate_params(request)):
                 if isinstance(item, Progress):
-                    yield pb.GenerateEvent(
-                        progress=pb.GenerateProgress(
-                            step=item.step,
-                            total_steps=item.total_steps,
-                            elapsed_seconds=item.elapsed_seconds,
-                        )
-                    )
+                    yield pb.GenerateEvent(progress=_progress_message(item))
                 else:
-                    yield pb.GenerateEvent(
-                        image=pb.GeneratedImage(
-                            png=item.png,
-                            seed=item.seed,
-                            width=item.width,
-                            height=item.height,
-                            superres_applied=item.superres_applied,
-                        )
-                    )
+                    yield pb.GenerateEvent(image=_image_message(item))
         except Exception as error:
             await self.errors.abort(context, error)
 
@@ -360,38 +363,169 @@ class ModelHostServicer(pb_grpc.ModelHostServicer):
 
         When the client goes away the call's task is cancelled here; the cancel
         event then stops the denoising loop at the next step boundary."""
-        loop = asyncio.get_running_loop()
-        progress: asyncio.Queue[Progress] = asyncio.Queue()
+        relay: ProgressRelay[Progress] = ProgressRelay(asyncio.get_running_loop())
         cancel = threading.Event()
         self._cancels.add(cancel)
-
-        def on_progress(event: Progress) -> None:
-            loop.call_soon_threadsafe(progress.put_nowait, event)
-
-        job = asyncio.ensure_future(
-            self._on_device(self.host.generate, params, on_progress, cancel)
-        )
-        next_event: asyncio.Future[Progress] | None = None
+        job = asyncio.ensure_future(self._on_device(self.host.generate, params, relay.put, cancel))
         try:
-            while not job.done() or not progress.empty():
-                next_event = asyncio.ensure_future(progress.get())
-                await asyncio.wait({job, next_event}, return_when=asyncio.FIRST_COMPLETED)
-                if next_event.done():
-                    yield next_event.result()
-                else:
-                    next_event.cancel()
+            async with contextlib.aclosing(relay.batches(job)) as batches:
+                async for batch in batches:
+                    for event in batch:
+                        yield event
             image: GeneratedImage = job.result()
             yield image
         except BaseException:
             cancel.set()
-            if next_event is not None:
-                next_event.cancel()
             # Nobody awaits the device job any more; its outcome (usually the
             # cancellation itself) is expected and must not be reported as lost.
             job.add_done_callback(_discard_outcome)
             raise
         finally:
             self._cancels.discard(cancel)
+
+    async def GenerateBatch(
+        self,
+        request_iterator: AsyncIterator[pb.GenerateBatchRequest],
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> AsyncIterator[pb.GenerateBatchEvent]:
+        try:
+            self.check_ready()
+        except Exception as error:
+            await self.errors.abort(context, error)
+        with self._in_flight():
+            async for event in self._batch_events(request_iterator, context):
+                yield event
+
+    async def _batch_events(
+        self,
+        request_iterator: AsyncIterator[pb.GenerateBatchRequest],
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> AsyncIterator[pb.GenerateBatchEvent]:
+        """Runs the batch on the device thread; relays each member's progress and outcome,
+        and the client's member cancels, which end that member at once."""
+        requests = aiter(request_iterator)
+        try:
+            first = await anext(requests, None)
+            if first is None or first.WhichOneof("request") != "batch":
+                raise InvalidRequestError("batch: the call's first message must carry the members")
+            if not first.batch.members:
+                raise InvalidRequestError("batch.members: at least one member is required")
+        except Exception as error:
+            await self.errors.abort(context, error)
+            return
+        # (member, progress) from the device thread; (member, None) for a client's cancel.
+        relay: ProgressRelay[tuple[int, Progress | None]] = ProgressRelay(
+            asyncio.get_running_loop()
+        )
+        cancels = [threading.Event() for _ in first.batch.members]
+        ended = [False] * len(cancels)
+        self._cancels.update(cancels)
+
+        def on_progress(member: int) -> Callable[[Progress], None]:
+            return lambda event: relay.put((member, event))
+
+        members = [
+            BatchMember(_generate_params(request), on_progress(i), cancels[i])
+            for i, request in enumerate(first.batch.members)
+        ]
+        job = asyncio.ensure_future(self._on_device(generate_batch, self.host, members))
+        reader = asyncio.ensure_future(_read_cancels(requests, cancels, relay))
+        relay.watch(reader)
+        try:
+            async with contextlib.aclosing(relay.batches(job)) as batches:
+                async for batch in batches:
+                    if reader.done() and not reader.cancelled() and reader.exception() is not None:
+                        reader.result()  # raises the client's bad cancel
+                    for member, progress in batch:
+                        if ended[member]:
+                            continue
+                        if progress is None:
+                            ended[member] = True
+                            yield pb.GenerateBatchEvent(
+                                member=member, cancelled=pb.GenerateMemberCancelled()
+                            )
+                        else:
+                            yield pb.GenerateBatchEvent(
+                                member=member, progress=_progress_message(progress)
+                            )
+            for member, outcome in enumerate(job.result()):
+                if not ended[member]:
+                    yield self._outcome_event(member, outcome)
+        except BaseException as error:
+            for cancel in cancels:
+                cancel.set()
+            job.add_done_callback(_discard_outcome)
+            if isinstance(error, Exception):
+                await self.errors.abort(context, error)
+            raise
+        finally:
+            reader.cancel()
+            self._cancels.difference_update(cancels)
+
+    def _outcome_event(
+        self, member: int, outcome: GeneratedImage | Exception
+    ) -> pb.GenerateBatchEvent:
+        if isinstance(outcome, GeneratedImage):
+            return pb.GenerateBatchEvent(member=member, image=_image_message(outcome))
+        if isinstance(outcome, GenerationCancelledError):
+            return pb.GenerateBatchEvent(member=member, cancelled=pb.GenerateMemberCancelled())
+        code, detail = self.errors.status(outcome)
+        return pb.GenerateBatchEvent(
+            member=member, error=pb.GenerateMemberError(code=code.name, message=detail)
+        )
+
+
+async def _read_cancels(
+    requests: AsyncIterator[pb.GenerateBatchRequest],
+    cancels: list[threading.Event],
+    relay: ProgressRelay[tuple[int, Progress | None]],
+) -> None:
+    """Applies the client's member cancels until it closes its side of the call."""
+    async for request in requests:
+        if request.WhichOneof("request") != "cancel_member":
+            raise InvalidRequestError("batch: only the call's first message carries members")
+        member = request.cancel_member
+        if member >= len(cancels):
+            raise InvalidRequestError(
+                f"cancel_member: {member} is no member of this batch of {len(cancels)}"
+            )
+        if not cancels[member].is_set():
+            cancels[member].set()
+            relay.post((member, None))
+
+
+def _generate_params(request: pb.GenerateRequest) -> GenerateParams:
+    return GenerateParams(
+        key=request.key,
+        prompt=request.prompt,
+        negative_prompt=request.negative_prompt,
+        width=request.width,
+        height=request.height,
+        steps=request.steps,
+        guidance_scale=request.guidance_scale,
+        seed=request.seed,
+        superres=request.superres,
+        scheduler=request.scheduler,
+        clip_skip=request.clip_skip,
+    )
+
+
+def _progress_message(progress: Progress) -> pb.GenerateProgress:
+    return pb.GenerateProgress(
+        step=progress.step,
+        total_steps=progress.total_steps,
+        elapsed_seconds=progress.elapsed_seconds,
+    )
+
+
+def _image_message(image: GeneratedImage) -> pb.GeneratedImage:
+    return pb.GeneratedImage(
+        png=image.png,
+        seed=image.seed,
+        width=image.width,
+        height=image.height,
+        superres_applied=image.superres_applied,
+    )
 
 
 def _discard_outcome(job: asyncio.Future[Any]) -> None:

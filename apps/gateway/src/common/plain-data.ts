@@ -28,34 +28,56 @@ const RESERVED_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
 /** A lone half of a UTF-16 surrogate pair: a `u` regex sees a well-formed pair as one code point, not Cs. */
 const LONE_SURROGATE = /\p{Cs}/u;
 
+/** A value still to visit; its path is spelled out only for a problem (a 1,000-mode file has ~15,000 values). */
+interface Pending {
+  readonly value: unknown;
+  readonly parent: Pending | undefined;
+  readonly key: string | number;
+  readonly depth: number;
+}
+
 /** The first problem of `data`, or undefined when there is none. Paths are YAML-style: `modes.a.loras[1]`. */
 export function inspectPlainData(data: unknown, limits: PlainDataLimits): PlainDataProblem | undefined {
-  const pending: { value: unknown; path: string; depth: number }[] = [{ value: data, path: '', depth: 0 }];
+  const pending: Pending[] = [{ value: data, parent: undefined, key: '', depth: 0 }];
   let nodes = 1;
   for (let item = pending.pop(); item !== undefined; item = pending.pop()) {
-    const { value, path, depth } = item;
+    const { value, depth } = item;
     if (typeof value === 'string') {
-      if (LONE_SURROGATE.test(value)) return { kind: 'lone_surrogate', path };
+      if (LONE_SURROGATE.test(value)) return { kind: 'lone_surrogate', path: pathOf(item) };
       continue;
     }
     if (typeof value !== 'object' || value === null) continue;
-    const entries: [string, unknown][] = Array.isArray(value)
-      ? value.map((child, index) => [`${path}[${index}]`, child])
-      : Object.entries(value).map(([key, child]) => [path === '' ? key : `${path}.${key}`, child]);
-    if (entries.length === 0) continue;
-    if (depth + 1 > limits.maxDepth) return { kind: 'too_deep', path };
-    nodes += entries.length;
+    const keys = Array.isArray(value) ? undefined : Object.keys(value);
+    const size = keys === undefined ? (value as unknown[]).length : keys.length;
+    if (size === 0) continue;
+    if (depth + 1 > limits.maxDepth) return { kind: 'too_deep', path: pathOf(item) };
+    nodes += size;
     if (nodes > limits.maxNodes) return { kind: 'too_many_nodes' };
-    if (!Array.isArray(value)) {
-      for (const key of Object.keys(value)) {
-        const where = path === '' ? key : `${path}.${key}`;
-        if (LONE_SURROGATE.test(key)) return { kind: 'lone_surrogate', path: where };
-        if (RESERVED_KEYS.has(key) && (path !== limits.namesAt || key === '__proto__')) {
-          return { kind: 'reserved_key', path: where, key };
-        }
+    if (keys === undefined) {
+      (value as unknown[]).forEach((child, index) =>
+        pending.push({ value: child, parent: item, key: index, depth: depth + 1 }),
+      );
+      continue;
+    }
+    for (const key of keys) {
+      if (LONE_SURROGATE.test(key)) return { kind: 'lone_surrogate', path: childPath(pathOf(item), key) };
+      if (RESERVED_KEYS.has(key) && (key === '__proto__' || pathOf(item) !== limits.namesAt)) {
+        return { kind: 'reserved_key', path: childPath(pathOf(item), key), key };
       }
     }
-    for (const [childPath, child] of entries) pending.push({ value: child, path: childPath, depth: depth + 1 });
+    const mapping = value as Record<string, unknown>;
+    for (const key of keys) pending.push({ value: mapping[key], parent: item, key, depth: depth + 1 });
   }
   return undefined;
+}
+
+function pathOf(item: Pending): string {
+  const keys: (string | number)[] = [];
+  for (let at = item; at.parent !== undefined; at = at.parent) keys.push(at.key);
+  return keys.reduceRight<string>((path, key) => childPath(path, key), '');
+}
+
+function childPath(path: string, key: string | number): string {
+  if (typeof key === 'number') return `${path}[${key}]`;
+  return path === '' ? key : `${path}.${key}`;
 }

@@ -28,5 +28,12 @@ export const PREDICTION_TYPES = ['epsilon', 'v_prediction'] as const;
 
 export type PredictionType = (typeof PREDICTION_TYPES)[number];
 
+/**
+ * The most denoising steps a request (or a mode's default_steps) may ask for. The API sets no limit of its own;
+ * this one keeps one request from holding the device for hours (ComfyUI allows 10000). The lcm sampler has its
+ * own, lower limit, which the model host answers with a 400.
+ */
+export const MAX_INFERENCE_STEPS = 1000;
+
 /** A1111/civitai's "Clip skip" (1 = the last layer, 2 = the penultimate), as modes.yaml takes it. */
 export const CLIP_SKIP_MAX = 12;

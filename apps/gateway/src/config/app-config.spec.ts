@@ -19,6 +19,7 @@ describe('loadConfig', () => {
       switchTimeoutMs: 300_000,
       queueTimeoutMs: 600_000,
       schedulerMaxDelayMs: 30_000,
+      maxBatch: 8,
       sidecarRestartMaxBackoffMs: 30_000,
       allowPickle: false,
       shutdownGraceMs: 30_000,
@@ -52,6 +53,7 @@ describe('loadConfig', () => {
         SWITCH_TIMEOUT_MS: '3000',
         QUEUE_TIMEOUT_MS: '4000',
         SCHEDULER_MAX_DELAY_MS: '0',
+        MAX_BATCH: '1',
         SIDECAR_RESTART_MAX_BACKOFF_MS: '5000',
         ALLOW_PICKLE: '1',
         SHUTDOWN_GRACE_MS: '6000',
@@ -87,6 +89,7 @@ describe('loadConfig', () => {
       switchTimeoutMs: 3000,
       queueTimeoutMs: 4000,
       schedulerMaxDelayMs: 0,
+      maxBatch: 1,
       sidecarRestartMaxBackoffMs: 5000,
       allowPickle: true,
       shutdownGraceMs: 6000,
@@ -137,6 +140,12 @@ describe('loadConfig', () => {
     );
   });
 
+  it.each(['0', '1.5', 'four', '65'])('refuses MAX_BATCH %s', (value) => {
+    expect(() => loadConfig({ MAX_BATCH: value })).toThrow(
+      `Invalid environment: MAX_BATCH must be an integer from 1 to 64, got '${value}'`,
+    );
+  });
+
   it.each(['-1', '1.5', '30s', '86400001'])('refuses SCHEDULER_MAX_DELAY_MS %s', (value) => {
     expect(() => loadConfig({ SCHEDULER_MAX_DELAY_MS: value })).toThrow(
       `Invalid environment: SCHEDULER_MAX_DELAY_MS must be an integer from 0 to 86400000, got '${value}'`,
@@ -173,6 +182,26 @@ describe('loadConfig: CORS_ORIGINS', () => {
       "CORS_ORIGINS must list origins like https://app.example.com, got '*'",
     );
     expect(() => loadConfig({ CORS_ORIGINS: 'https://ok.example/path' })).toThrow(ConfigError);
+  });
+});
+
+describe('loadConfig: PUBLIC_URL', () => {
+  it('takes an http(s) URL, with a path prefix, without its trailing slash', () => {
+    expect(loadConfig({}).publicUrl).toBeUndefined();
+    expect(loadConfig({ PUBLIC_URL: 'https://images.example.com/' }).publicUrl).toBe('https://images.example.com');
+    expect(loadConfig({ PUBLIC_URL: 'http://10.0.0.5:8080/gen//' }).publicUrl).toBe('http://10.0.0.5:8080/gen');
+  });
+
+  it.each([
+    'images.example.com',
+    'ftp://images.example.com',
+    'https://x.example/?a=1',
+    'https://x.example/#top',
+    'https://u:p@x.example',
+  ])('refuses %s', (value) => {
+    expect(() => loadConfig({ PUBLIC_URL: value })).toThrow(
+      `PUBLIC_URL must be an http(s) URL without query, fragment or credentials, got '${value}'`,
+    );
   });
 });
 

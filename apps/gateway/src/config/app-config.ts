@@ -14,7 +14,9 @@ export const DEFAULT_MODES_FILE_MAX_NODES = 100_000;
  * SCHEDULER_MAX_DELAY_MS when unset: in bench/scheduler.mjs it keeps most of what unbounded grouping saves at
  * GPU-scale switch costs while no job is passed over for longer (docs/BENCHMARKS.md, "Scheduler").
  */
-export const DEFAULT_SCHEDULER_MAX_DELAY_MS = 30_000;
+export /** Chosen by measurement: bench/batching.mjs (README, "Batching"). */
+const DEFAULT_MAX_BATCH = 8;
+const DEFAULT_SCHEDULER_MAX_DELAY_MS = 30_000;
 
 /** Every setting the gateway reads from its environment, parsed once at start. */
 export interface AppConfig {
@@ -48,6 +50,8 @@ export interface AppConfig {
    * 0 is strict FIFO (README, "Scheduling").
    */
   readonly schedulerMaxDelayMs: number;
+  /** Most generations run as one pipeline call (README, "Batching"); 1: none batched. */
+  readonly maxBatch: number;
   /** The longest pause between two restarts of a sidecar the gateway started and lost (1 s, doubling up to it). */
   readonly sidecarRestartMaxBackoffMs: number;
   readonly allowPickle: boolean;
@@ -57,6 +61,12 @@ export interface AppConfig {
   readonly auth: ApiKeySettings;
   /** CORS_ORIGINS: the origins browsers may call from; empty: CORS stays off. */
   readonly corsOrigins: readonly string[];
+  /**
+   * PUBLIC_URL: the server's address as clients reach it (`https://images.example.com`, a path prefix allowed), no
+   * trailing slash; the base of the image URLs /v1/images/generations answers. Undefined: built from each request's
+   * Host header (README "OpenAI-compatible API").
+   */
+  readonly publicUrl: string | undefined;
   /** LOG_LEVEL: pino's level names, or `silent`. */
   readonly logLevel: LogLevel;
   /** How long a finished job stays readable (GET /api/jobs/:id, its image). */
@@ -122,6 +132,11 @@ export function loadConfig(env: Env, cwd: string = process.cwd()): AppConfig {
     }
   }
 
+  const publicUrl = text('PUBLIC_URL');
+  if (publicUrl !== undefined && !isPublicUrl(publicUrl)) {
+    problems.push(`PUBLIC_URL must be an http(s) URL without query, fragment or credentials, got '${publicUrl}'`);
+  }
+
   const logLevel = (text('LOG_LEVEL') ?? 'info').toLowerCase();
   if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) {
     problems.push(`LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}, got '${logLevel}'`);
@@ -160,6 +175,7 @@ export function loadConfig(env: Env, cwd: string = process.cwd()): AppConfig {
     switchTimeoutMs: integer('SWITCH_TIMEOUT_MS', 300_000, 1, 86_400_000),
     queueTimeoutMs: integer('QUEUE_TIMEOUT_MS', 600_000, 1, 86_400_000),
     schedulerMaxDelayMs: integer('SCHEDULER_MAX_DELAY_MS', DEFAULT_SCHEDULER_MAX_DELAY_MS, 0, 86_400_000),
+    maxBatch: integer('MAX_BATCH', DEFAULT_MAX_BATCH, 1, 64),
     sidecarRestartMaxBackoffMs: integer('SIDECAR_RESTART_MAX_BACKOFF_MS', 30_000, 1, 3_600_000),
     allowPickle: flag('ALLOW_PICKLE', false),
     shutdownGraceMs: integer('SHUTDOWN_GRACE_MS', 30_000, 0, 3_600_000),
@@ -169,6 +185,7 @@ export function loadConfig(env: Env, cwd: string = process.cwd()): AppConfig {
       metricsPublic: flag('METRICS_PUBLIC', false),
     },
     corsOrigins,
+    publicUrl: publicUrl?.replace(/\/+$/, ''),
     logLevel: (LOG_LEVELS as readonly string[]).includes(logLevel) ? (logLevel as LogLevel) : 'info',
     jobRetentionMs: integer('JOB_RETENTION_MS', 3_600_000, 0, 604_800_000),
     jobRetentionMax: integer('JOB_RETENTION_MAX', 1_000, 0, 1_000_000),
@@ -178,4 +195,17 @@ export function loadConfig(env: Env, cwd: string = process.cwd()): AppConfig {
   };
   if (problems.length > 0) throw new ConfigError(problems);
   return config;
+}
+
+function isPublicUrl(value: string): boolean {
+  if (!URL.canParse(value)) return false;
+  const url = new URL(value);
+  return (
+    ['http:', 'https:'].includes(url.protocol) &&
+    url.search === '' &&
+    url.hash === '' &&
+    url.username === '' &&
+    url.password === '' &&
+    !/[?#]/.test(value)
+  );
 }

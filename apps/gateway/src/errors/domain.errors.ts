@@ -100,6 +100,20 @@ export class ModelLoadError extends DomainError {
   }
 }
 
+/** A mode fits on the device only if pinned modes were evicted, which they never are (README, "Memory policy"). */
+export class PinnedModelsError extends DomainError {
+  constructor(
+    readonly mode: string,
+    readonly pinnedModes: readonly string[],
+    detail: string,
+  ) {
+    super(
+      `Mode '${mode}' cannot be loaded without evicting pinned mode(s) ${pinnedModes.join(', ')}: unpin or unload ` +
+        `one of them (POST /api/models/unload). Model host: ${detail}`,
+    );
+  }
+}
+
 /** The sidecar no longer holds a pipeline the gateway believed resident. */
 export class ModelNotLoadedError extends DomainError {
   constructor(detail: string) {

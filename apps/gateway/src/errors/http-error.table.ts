@@ -19,6 +19,7 @@ import {
   ModelNotLoadedError,
   NotReadyError,
   OutOfMemoryError,
+  PinnedModelsError,
   QueueFullError,
   QueueTimeoutError,
   SidecarError,
@@ -29,14 +30,30 @@ import {
   UnknownTaskError,
   UnsupportedMediaTypeError,
 } from './domain.errors.js';
+import { renderOurError } from './error-body.renderer.js';
 
-/** Every error reply's body: a short code, a sentence for people, the status again. */
+/** Our error replies' body (the whole API but /v1): a short code, a sentence for people, the status again. */
 export interface ErrorBody {
   readonly error: string;
   readonly message: string;
   readonly statusCode: number;
   /** Every problem on its own line, for errors that have several (an invalid modes file: "yaml.path: reason"). */
   readonly problems?: readonly string[];
+}
+
+/**
+ * A failure as the table sees it, before any body is chosen: errors/error-body.renderer.ts renders it as our body
+ * or as OpenAI's, by route.
+ */
+export interface HttpFailure {
+  readonly status: number;
+  /** Our short code (`mode_not_found`, `queue_full`, ...). */
+  readonly code: string;
+  readonly message: string;
+  readonly headers: Readonly<Record<string, string>>;
+  readonly problems?: readonly string[];
+  /** The request field the failure is about (a validation error's first field); null when it is about none. */
+  readonly param: string | null;
 }
 
 export interface HttpError {
@@ -51,13 +68,19 @@ interface Rule<E extends Error> {
   readonly error: string;
   readonly headers?: (error: E) => Record<string, string>;
   readonly problems?: (error: E) => readonly string[];
+  readonly param?: (error: E) => string | null;
 }
 
 const rule = <E extends Error>(r: Rule<E>): Rule<Error> => r as unknown as Rule<Error>;
 
 /** The one table from domain errors to HTTP. */
 export const HTTP_ERROR_TABLE: readonly Rule<Error>[] = [
-  rule({ type: InvalidRequestError, status: 400, error: 'invalid_request' }),
+  rule({
+    type: InvalidRequestError,
+    status: 400,
+    error: 'invalid_request',
+    param: (e: InvalidRequestError) => fieldOf(e.problems[0]),
+  }),
   // WWW-Authenticate names the scheme a client should use (RFC 9110 §11.6.1).
   rule({
     type: UnauthorizedError,
@@ -93,6 +116,7 @@ export const HTTP_ERROR_TABLE: readonly Rule<Error>[] = [
   rule({ type: SidecarError, status: 500, error: 'model_host_error' }),
   rule({ type: SidecarUnavailableError, status: 503, error: 'model_host_unavailable' }),
   rule({ type: OutOfMemoryError, status: 503, error: 'out_of_memory' }),
+  rule({ type: PinnedModelsError, status: 503, error: 'pinned_models_in_the_way' }),
   rule({ type: ModelNotLoadedError, status: 503, error: 'model_not_loaded' }),
   rule({ type: JobCancelledError, status: 503, error: 'cancelled' }),
   rule({ type: NotReadyError, status: 503, error: 'not_ready' }),
@@ -102,30 +126,52 @@ export const HTTP_ERROR_TABLE: readonly Rule<Error>[] = [
   rule({ type: QueueTimeoutError, status: 504, error: 'queue_timeout' }),
 ];
 
-/** Maps anything thrown while serving a request to a status, a JSON body and headers; never leaks a stack. */
-export function toHttpError(thrown: unknown): HttpError {
+/** Maps anything thrown while serving a request to a status, our code, a message and headers; never leaks a stack. */
+export function classifyError(thrown: unknown): HttpFailure {
   if (thrown instanceof Error) {
     const match = HTTP_ERROR_TABLE.find((r) => thrown instanceof r.type);
     if (match) {
-      return reply(match.status, match.error, thrown.message, match.headers?.(thrown), match.problems?.(thrown));
+      return failure(match.status, match.error, thrown.message, {
+        headers: match.headers?.(thrown),
+        problems: match.problems?.(thrown),
+        param: match.param?.(thrown),
+      });
     }
   }
   if (thrown instanceof HttpException) {
-    return reply(thrown.getStatus(), codeFor(thrown.getStatus()), messageOf(thrown.getResponse(), thrown.message));
+    return failure(thrown.getStatus(), codeFor(thrown.getStatus()), messageOf(thrown.getResponse(), thrown.message));
   }
   // Express middleware (the JSON body parser) reports client errors as http-errors with `expose`.
-  if (isExposedClientError(thrown)) return reply(thrown.status, codeFor(thrown.status), thrown.message);
-  return reply(500, 'internal_error', 'Internal server error');
+  if (isExposedClientError(thrown)) return failure(thrown.status, codeFor(thrown.status), thrown.message);
+  return failure(500, 'internal_error', 'Internal server error');
 }
 
-function reply(
+/** Our own reply to anything thrown: the status, `{ error, message, statusCode }` and headers. */
+export function toHttpError(thrown: unknown): HttpError {
+  const failure = classifyError(thrown);
+  return { status: failure.status, body: renderOurError(failure), headers: failure.headers };
+}
+
+function failure(
   status: number,
-  error: string,
+  code: string,
   message: string,
-  headers: Record<string, string> = {},
-  problems?: readonly string[],
-): HttpError {
-  return { status, body: { error, message, statusCode: status, ...(problems && { problems }) }, headers };
+  extra: { headers?: Record<string, string>; problems?: readonly string[]; param?: string | null } = {},
+): HttpFailure {
+  return {
+    status,
+    code,
+    message,
+    headers: extra.headers ?? {},
+    ...(extra.problems && { problems: extra.problems }),
+    param: extra.param ?? null,
+  };
+}
+
+/** "prompt: is required" -> "prompt"; a problem with the body as a whole names no field. */
+function fieldOf(problem: string | undefined): string | null {
+  const field = problem?.split(': ')[0];
+  return field === undefined || field === problem || field === 'body' ? null : field;
 }
 
 /** "Not Found" -> "not_found", so Nest's own exceptions read like ours. */

@@ -121,7 +121,7 @@ describe('POST /generate', () => {
     [{ prompt: 'x', size: '60x64' }, 'size: width and height must both be multiples of 8'],
     [{ prompt: 'x', size: '4096x64' }, 'size: width and height must each be from 8 to 2048'],
     [{ prompt: 'x', num_inference_steps: 0 }, 'num_inference_steps: must be at least 1'],
-    [{ prompt: 'x', num_inference_steps: 151 }, 'num_inference_steps: must be at most 150'],
+    [{ prompt: 'x', num_inference_steps: 1001 }, 'num_inference_steps: must be at most 1000'],
     [{ prompt: 'x', num_inference_steps: 2.5 }, 'num_inference_steps: must be an integer'],
     [{ prompt: 'x', guidance_scale: 'high' }, 'guidance_scale: must be a number'],
     [{ prompt: 'x', guidance_scale: 31 }, 'guidance_scale: must be at most 30'],

@@ -1,4 +1,4 @@
-import { Body, Controller, HttpCode, Post, Res, StreamableFile } from '@nestjs/common';
+import { Body, Controller, HttpCode, Post, Res } from '@nestjs/common';
 import {
   ApiBadRequestResponse,
   ApiGatewayTimeoutResponse,
@@ -41,13 +41,19 @@ export class GenerationController {
   @ApiInternalServerErrorResponse({ description: "the mode's files cannot be loaded: the message says which and why" })
   @ApiServiceUnavailableResponse({ description: 'the model host is down, or the device is out of memory' })
   @ApiGatewayTimeoutResponse({ description: 'Mode switch timed out, or the request waited or ran past its limit' })
-  async generate(
-    @Body() body: GenerateRequestDto,
-    @Res({ passthrough: true }) response: Response,
-  ): Promise<StreamableFile> {
+  async generate(@Body() body: GenerateRequestDto, @Res() response: Response): Promise<void> {
     const { mode, seed, image } = await this.generation.generate(body, abortedOnDisconnect(response));
-    response.set({ 'X-Mode': mode, 'X-Seed': String(seed), 'X-SuperRes': String(image.superresApplied) });
-    return new StreamableFile(image.png, { type: 'image/png', length: image.png.length });
+    // The PNG is one buffer already: written in one call. A StreamableFile pipes it through a stream (a few turns
+    // of the event loop) and express's send() would hash it for an ETag; both cost more than the write
+    // (docs/BENCHMARKS.md, gateway overhead).
+    response.writeHead(200, {
+      'Content-Type': 'image/png',
+      'Content-Length': image.png.length,
+      'X-Mode': mode,
+      'X-Seed': String(seed),
+      'X-SuperRes': String(image.superresApplied),
+    });
+    response.end(image.png);
   }
 }
 

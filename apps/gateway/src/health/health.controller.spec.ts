@@ -67,10 +67,13 @@ describe('GET /health and GET /ready', () => {
       await get('/ready').expect(200);
     });
     t.sidecar.serving = false;
-    await get('/ready').expect(503, {
-      error: 'not_ready',
-      message: 'Not ready: the model host is not serving',
-      statusCode: 503,
+    // The connection's health watch hears it (NOT_SERVING counts at once); /ready reads its state.
+    await eventually(async () => {
+      await get('/ready').expect(503, {
+        error: 'not_ready',
+        message: 'Not ready: the model host is not serving',
+        statusCode: 503,
+      });
     });
     await get('/health').expect(200, { status: 'ok' });
   });

@@ -32,7 +32,7 @@ export class HealthController {
     },
   })
   @ApiServiceUnavailableResponse({ description: 'not ready yet, or the model host is down' })
-  ready(): Promise<Readiness> {
+  ready(): Readiness {
     return this.health.readiness();
   }
 }

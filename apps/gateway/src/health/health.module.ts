@@ -1,14 +1,13 @@
 import { Module } from '@nestjs/common';
 
 import { ModesModule } from '../modes/modes.module.js';
-import { QueueModule } from '../queue/queue.module.js';
 import { RegistryModule } from '../registry/registry.module.js';
 import { SidecarModule } from '../sidecar/sidecar.module.js';
 import { HealthController } from './health.controller.js';
 import { HealthService } from './health.service.js';
 
 @Module({
-  imports: [ModesModule, QueueModule, RegistryModule, SidecarModule],
+  imports: [ModesModule, RegistryModule, SidecarModule],
   controllers: [HealthController],
   providers: [HealthService],
 })

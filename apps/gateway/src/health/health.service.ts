@@ -2,9 +2,8 @@ import { Injectable } from '@nestjs/common';
 
 import { NotReadyError } from '../errors/domain.errors.js';
 import { ModesService } from '../modes/modes.service.js';
-import { WorkerPool } from '../queue/worker-pool.service.js';
 import { RegistryService } from '../registry/registry.service.js';
-import { SidecarRepository } from '../sidecar/sidecar.repository.js';
+import { ModelHostConnection } from '../sidecar/model-host.connection.js';
 
 export interface Readiness {
   status: 'ready';
@@ -16,20 +15,25 @@ export class HealthService {
   constructor(
     private readonly modes: ModesService,
     private readonly registry: RegistryService,
-    private readonly sidecar: SidecarRepository,
-    private readonly pool: WorkerPool,
+    private readonly connection: ModelHostConnection,
   ) {}
 
   /**
-   * Ready once the default mode was loaded at start, while the sidecar answers its health check; not ready from
+   * From the model host connection's state, asking the model host nothing: ready while it serves (the default
+   * mode was loaded at start, and its health check, watched by the connection, says it serves); not ready from
    * the moment a shutdown begins, so that a load balancer stops sending work before the gateway stops taking it.
    */
-  async readiness(): Promise<Readiness> {
-    if (this.pool.state === 'stopping') throw new NotReadyError('the server is shutting down');
-    if (!this.registry.ready) {
-      throw new NotReadyError(`the default mode '${this.modes.config.defaultMode}' is not loaded yet`);
+  readiness(): Readiness {
+    switch (this.connection.state) {
+      case 'stopping':
+        throw new NotReadyError('the server is shutting down');
+      case 'lost':
+      case 'recovering':
+        throw new NotReadyError('the model host is not serving');
+      case 'starting':
+        throw new NotReadyError(`the default mode '${this.modes.config.defaultMode}' is not loaded yet`);
+      case 'serving':
+        return { status: 'ready', current_mode: this.registry.currentMode ?? null };
     }
-    if (!(await this.sidecar.isServing())) throw new NotReadyError('the model host is not serving');
-    return { status: 'ready', current_mode: this.registry.currentMode ?? null };
   }
 }

@@ -5,7 +5,14 @@ import { APP_CONFIG, type AppConfig } from '../config/app-config.js';
 import { JobNotFoundError, JobResultExpiredError, JobStateConflictError } from '../errors/domain.errors.js';
 import { GenerationService } from '../generation/generation.service.js';
 import type { GenerateRequestDto } from '../generation/dto/generate-request.dto.js';
-import { FINAL_STATES, type JobImage, type JobRecord, type JobState } from '../queue/job-record.types.js';
+import {
+  FINAL_STATES,
+  toJobRecord,
+  type JobImage,
+  type JobRecord,
+  type JobSnapshot,
+  type JobState,
+} from '../queue/job-record.types.js';
 import type { JobEvent } from '../queue/job.events.js';
 import { JobStore } from '../queue/job.store.js';
 import { WorkerPool } from '../queue/worker-pool.service.js';
@@ -27,14 +34,15 @@ export class JobsService {
   }
 
   get(id: string): JobRecord {
-    const record = this.store.get(id);
-    if (!record) throw new JobNotFoundError(id);
-    return this.withPosition(record, this.pool.positions());
+    const job = this.store.snapshot(id);
+    if (!job) throw new JobNotFoundError(id);
+    // The plan behind positions is O(queue): only a queued job needs it.
+    return toJobRecord(job, job.state === 'queued' ? (this.pool.positions().get(job.id) ?? null) : null);
   }
 
   list(state: JobState | undefined, limit = JOB_PAGE_DEFAULT): JobRecord[] {
     const positions = this.pool.positions();
-    return this.store.list({ ...(state && { state }), limit }).map((record) => this.withPosition(record, positions));
+    return this.store.list({ ...(state && { state }), limit }).map((job) => render(job, positions));
   }
 
   image(id: string): JobImage {
@@ -100,10 +108,11 @@ export class JobsService {
     });
     response.once('close', stop);
   }
+}
 
-  private withPosition(record: JobRecord, positions: ReadonlyMap<string, number>): JobRecord {
-    return record.state === 'queued' ? { ...record, position: positions.get(record.id) ?? null } : record;
-  }
+/** A queued job's record carries its place now. */
+function render(job: JobSnapshot, positions: ReadonlyMap<string, number>): JobRecord {
+  return toJobRecord(job, job.state === 'queued' ? (positions.get(job.id) ?? null) : null);
 }
 
 function dataOf(event: JobEvent): unknown {
@@ -113,7 +122,7 @@ function dataOf(event: JobEvent): unknown {
     case 'switching':
       return { id: event.job.id, from_mode: event.from_mode, to_mode: event.to_mode };
     default:
-      return event.job;
+      return toJobRecord(event.job);
   }
 }
 

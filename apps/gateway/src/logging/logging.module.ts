@@ -1,9 +1,12 @@
 import type { IncomingMessage } from 'node:http';
 
 import { Module } from '@nestjs/common';
-import { LoggerModule } from 'nestjs-pino';
+import { LoggerModule, PinoLogger } from 'nestjs-pino';
 
 import { APP_CONFIG, type AppConfig } from '../config/app-config.js';
+import { JobEvents } from '../queue/job.events.js';
+import { QueueModule } from '../queue/queue.module.js';
+import { JobLogService } from './job-log.service.js';
 import { requestId } from './request-id.js';
 
 /** Probes poll these every few seconds: a line each would drown the log. */
@@ -11,10 +14,12 @@ const QUIET_PATHS = new Set(['/health', '/ready']);
 
 /**
  * Structured JSON logs through pino (pretty when stdout is a terminal). Every line written while a request is
- * served, Nest's Logger included, carries its `request_id`; one line per finished request says its status and time.
+ * served, Nest's Logger included, carries its `request_id`; one line per finished request says its status and time,
+ * and one per finished job its mode, phases and outcome.
  */
 @Module({
   imports: [
+    QueueModule,
     LoggerModule.forRootAsync({
       inject: [APP_CONFIG],
       useFactory: (config: AppConfig) => ({
@@ -35,6 +40,19 @@ const QUIET_PATHS = new Set(['/health', '/ready']);
         },
       }),
     }),
+  ],
+  providers: [
+    {
+      provide: JobLogService,
+      inject: [JobEvents],
+      // The root logger: a job runs long after (and for others than) the request that queued it, whose id would
+      // mislead on its line.
+      useFactory: (events: JobEvents) =>
+        new JobLogService(
+          (listener) => events.on(listener),
+          (level, fields, message) => PinoLogger.root[level](fields, message),
+        ),
+    },
   ],
 })
 export class LoggingModule {}

@@ -4,7 +4,7 @@ import { FakeSidecarRepository } from '../../testing/fake-sidecar.js';
 import { SidecarUnavailableError } from '../errors/domain.errors.js';
 import { RegistryService } from '../registry/registry.service.js';
 import type { MemoryStats } from '../sidecar/sidecar.types.js';
-import { MEMORY_REFRESH_MS, MemoryRefresher } from './memory-refresher.service.js';
+import { IDLE_READ_DELAY_MS, MEMORY_REFRESH_MS, MemoryRefresher } from './memory-refresher.service.js';
 
 interface Read {
   readonly resolve: (stats: MemoryStats) => void;
@@ -51,7 +51,7 @@ describe('MemoryRefresher', () => {
     expect(asked).toBe(0);
   });
 
-  it('reads every MEMORY_REFRESH_MS while a job runs, once when it ends, then stops', async () => {
+  it('reads every MEMORY_REFRESH_MS while a job runs, once when it has been idle a while, then stops', async () => {
     refresher.jobStarted();
     for (let tick = 1; tick <= 3; tick += 1) {
       await jest.advanceTimersByTimeAsync(MEMORY_REFRESH_MS);
@@ -61,6 +61,9 @@ describe('MemoryRefresher', () => {
     expect(registry.lastMemory?.usedBytes).toBe(3);
     expect(registry.lastMemoryAt).toBe(Date.parse('2026-12-01T12:00:03.000Z'));
     const finished = refresher.jobFinished();
+    await jest.advanceTimersByTimeAsync(IDLE_READ_DELAY_MS - 1);
+    expect(asked).toBe(3);
+    await jest.advanceTimersByTimeAsync(1);
     expect(asked).toBe(4);
     await answer(4);
     await finished;
@@ -69,10 +72,30 @@ describe('MemoryRefresher', () => {
     expect(asked).toBe(4);
   });
 
+  it('does not read when a job ends and the next one starts at once, but goes on reading periodically', async () => {
+    refresher.jobStarted();
+    await jest.advanceTimersByTimeAsync(MEMORY_REFRESH_MS - 100);
+    const first = refresher.jobFinished();
+    await jest.advanceTimersByTimeAsync(10);
+    refresher.jobStarted();
+    await first;
+    expect(asked).toBe(0);
+    // Back-to-back jobs are still read: the periodic reads did not stop between them.
+    await jest.advanceTimersByTimeAsync(90);
+    expect(asked).toBe(1);
+    await answer(1);
+    void refresher.jobFinished();
+    await jest.advanceTimersByTimeAsync(IDLE_READ_DELAY_MS);
+    expect(asked).toBe(2);
+  });
+
   it('keeps reading while any of several jobs still runs', async () => {
     refresher.jobStarted();
     refresher.jobStarted();
-    void refresher.jobFinished();
+    await refresher.jobFinished();
+    expect(asked).toBe(0);
+    await jest.advanceTimersByTimeAsync(MEMORY_REFRESH_MS);
+    expect(asked).toBe(1);
     await answer(1);
     await jest.advanceTimersByTimeAsync(MEMORY_REFRESH_MS);
     expect(asked).toBe(2);

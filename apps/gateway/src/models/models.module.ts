@@ -1,12 +1,14 @@
 import { Module } from '@nestjs/common';
 
+import { MemoryPolicyModule } from '../memory-policy/memory-policy.module.js';
 import { ModesModule } from '../modes/modes.module.js';
+import { RegistryModule } from '../registry/registry.module.js';
 import { SidecarModule } from '../sidecar/sidecar.module.js';
 import { ModelsController } from './models.controller.js';
 import { ModelsService } from './models.service.js';
 
 @Module({
-  imports: [ModesModule, SidecarModule],
+  imports: [MemoryPolicyModule, ModesModule, RegistryModule, SidecarModule],
   controllers: [ModelsController],
   providers: [ModelsService],
 })

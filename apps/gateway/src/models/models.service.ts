@@ -3,11 +3,14 @@ import { relative } from 'node:path';
 
 import { Injectable } from '@nestjs/common';
 
+import { ModelUnloader } from '../memory-policy/model-unloader.service.js';
 import type { ResolvedMode } from '../modes/mode.types.js';
 import { ModesService } from '../modes/modes.service.js';
+import { RegistryService } from '../registry/registry.service.js';
 import { SidecarRepository } from '../sidecar/sidecar.repository.js';
 import type { InventoryFile, MemoryStats } from '../sidecar/sidecar.types.js';
 import type { ModelFileDto, ModelInventoryDto, ModelKind, ResidentLocation } from './dto/model-file.dto.js';
+import type { UnloadReplyDto } from './dto/unload-models.dto.js';
 
 const KIND_BY_ARCHITECTURE: Readonly<Record<string, ModelKind>> = {
   sd15: 'checkpoint',
@@ -24,7 +27,25 @@ export class ModelsService {
   constructor(
     private readonly sidecar: SidecarRepository,
     private readonly modes: ModesService,
+    private readonly unloader: ModelUnloader,
+    private readonly registry: RegistryService,
   ) {}
+
+  /**
+   * Unloads `mode`'s keys (undefined: every key) in the device queue's turn. Unloading the active mode leaves no
+   * mode active: the next request loads its mode again.
+   * @throws ModeNotFoundError, QueueFullError, SidecarUnavailableError, ShuttingDownError
+   */
+  async unload(mode: string | undefined): Promise<UnloadReplyDto> {
+    const { unloaded } = await this.unloader.submit(mode === undefined ? { all: true } : { modes: [mode] }, 'unload');
+    return {
+      modes: [...new Set(unloaded.map((model) => model.mode))],
+      keys: unloaded.map((model) => model.key),
+      freed_bytes: unloaded.reduce((sum, model) => sum + model.freed_bytes, 0),
+      unloaded: unloaded.map(({ mode: name, key, freed_bytes, tier }) => ({ mode: name, key, freed_bytes, tier })),
+      current_mode: this.registry.currentMode ?? null,
+    };
+  }
 
   async inventory(): Promise<ModelInventoryDto> {
     const [inventory, memory] = await Promise.all([this.sidecar.listModels(), this.sidecar.getMemory()]);

@@ -1,3 +1,5 @@
+import { createHash } from 'node:crypto';
+
 import { modeKey, modeOfKey } from './mode-key.js';
 
 describe('mode keys', () => {
@@ -6,6 +8,12 @@ describe('mode keys', () => {
     expect(key).toMatch(/^sd15-fast-[0-9a-f]{12}$/);
     expect(modeKey('sd15-fast', { modelPath: '/m/a.safetensors' })).toBe(key);
     expect(modeKey('sd15-fast', { modelPath: '/m/b.safetensors' })).not.toBe(key);
+  });
+
+  it('hash the JSON of the definition with SHA-256, so that keys stay what they were', () => {
+    const loaded = { modelPath: '/m/a.safetensors', loras: [['/m/l.safetensors', 0.8, 'l']] };
+    const digest = createHash('sha256').update(JSON.stringify(loaded)).digest('hex');
+    expect(modeKey('m', loaded)).toBe(`m-${digest.slice(0, 12)}`);
   });
 
   it('give back the mode they were made for, dashes and hex-like names included', () => {

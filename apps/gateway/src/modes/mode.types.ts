@@ -38,6 +38,12 @@ export interface ResolvedMode {
   /** As written in modes.yaml, relative to model_root; undefined: the checkpoint's own VAE. */
   readonly vae: string | undefined;
   readonly vaePath: string | undefined;
+  /** keep_alive as written (-1 when absent). Memory policy: not part of the key. */
+  readonly keepAlive: string | number;
+  /** keep_alive in ms; undefined: until evicted. */
+  readonly keepAliveMs: number | undefined;
+  /** Never evicted to make room (the model host is told with each load). Not part of the key. */
+  readonly pinned: boolean;
 }
 
 /** One immutable snapshot of the configuration; a reload swaps the whole object. */

@@ -188,6 +188,50 @@ describe('parseModesConfig', () => {
     });
   });
 
+  describe('memory policy', () => {
+    const policyOf = (body: string): unknown => {
+      const mode = parse(withMode(`model: a.safetensors\n${body}`)).modes.get('m');
+      return mode && { keepAlive: mode.keepAlive, keepAliveMs: mode.keepAliveMs, pinned: mode.pinned };
+    };
+
+    it('defaults to kept until evicted, not pinned', () => {
+      expect(policyOf('')).toEqual({ keepAlive: -1, keepAliveMs: undefined, pinned: false });
+    });
+
+    it.each([
+      ['keep_alive: 0', 0],
+      ['keep_alive: 30', 30_000],
+      ['keep_alive: 1.5', 1_500],
+      ['keep_alive: "30s"', 30_000],
+      ['keep_alive: 5m', 300_000],
+      ['keep_alive: 1h30m', 5_400_000],
+      ['keep_alive: 500ms', 500],
+      ['keep_alive: -1', undefined],
+      ['keep_alive: "-1"', undefined],
+    ])('reads %s as %s ms', (line, ms) => {
+      expect(policyOf(line)).toMatchObject({ keepAliveMs: ms });
+    });
+
+    it.each([
+      ['keep_alive: -2', 'must be a duration like "30s"'],
+      ['keep_alive: 5 minutes', 'must be a duration like "30s"'],
+      ['keep_alive: true', 'must be a duration like "30s"'],
+      ['keep_alive: 30d', 'must be at most 24 days'],
+      ['pinned: "yes"', 'must be true or false'],
+    ])('refuses %s naming the field', (line, reason) => {
+      const field = line.split(':')[0] ?? '';
+      expect(problemsOf(withMode(`model: a.safetensors\n${line}`))).toEqual([
+        expect.stringContaining(`modes.m.${field}: ${reason}`),
+      ]);
+    });
+
+    it('is no part of the key: changing it reloads nothing', () => {
+      const keyOf = (body: string): string | undefined =>
+        parse(withMode(`model: a.safetensors\n${body}`)).modes.get('m')?.key;
+      expect(keyOf('keep_alive: 5m\npinned: true')).toBe(keyOf(''));
+    });
+  });
+
   describe('validation', () => {
     it.each([
       ['default_mode: m\nmodes:\n  m:\n    model: a.safetensors\n', 'model_root: is required'],
@@ -245,7 +289,7 @@ describe('parseModesConfig', () => {
       ],
       ['model: a.safetensors\ndefault_steps: 4.5', 'modes.m.default_steps: must be an integer'],
       ['model: a.safetensors\ndefault_steps: 0', 'modes.m.default_steps: must be at least 1'],
-      ['model: a.safetensors\ndefault_steps: 151', 'modes.m.default_steps: must be at most 150'],
+      ['model: a.safetensors\ndefault_steps: 1001', 'modes.m.default_steps: must be at most 1000'],
       ['model: a.safetensors\ndefault_guidance: "7.5"', 'modes.m.default_guidance: must be a number'],
       ['model: a.safetensors\ndefault_guidance: -1', 'modes.m.default_guidance: must be at least 0'],
       ['model: a.safetensors\nmetadata: [a]', 'modes.m.metadata: must be a mapping'],
@@ -255,7 +299,22 @@ describe('parseModesConfig', () => {
         'model: a.safetensors\nsuperres: {model: u.safetensors, scale: 1}',
         'modes.m.superres.scale: must be at least 2',
       ],
+      [
+        'model: a.safetensors\nsuperres: [{model: u.safetensors, scale: 2}]',
+        'modes.m.superres: must be a mapping with model and scale',
+      ],
       ['model: a.safetensors\nsteps: 4', 'modes.m.steps: unknown field'],
+      [
+        'model: a.safetensors\nloras: [null]',
+        'modes.m.loras[0]: must be a path or a mapping with path, strength and adapter_name',
+      ],
+      [
+        'model: a.safetensors\nloras: [[{path: y.safetensors}]]',
+        'modes.m.loras[0]: must be a path or a mapping with path, strength and adapter_name',
+      ],
+      ['model: a.safetensors\ntoString: x', 'modes.m.toString: unknown field'],
+      ['model: a.safetensors\nloras: [{path: y.safetensors, valueOf: 1}]', 'modes.m.loras[0].valueOf: unknown field'],
+      ['model: a.safetensors\nsuperres: {model: u.safetensors, valueOf: 1}', 'modes.m.superres.valueOf: unknown field'],
     ])('mode field: %j', (mode, problem) => {
       expect(problemsOf(withMode(mode))).toEqual([problem]);
     });
@@ -536,7 +595,10 @@ describe('paths through symbolic links', () => {
   afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
   function problems(mode: string, top = ''): readonly string[] {
-    const text = `model_root: ${root}\ndefault_mode: m\n${top}modes:\n  m:\n${mode.replace(/^/gm, '    ')}\n`;
+    return problemsIn(`model_root: ${root}\ndefault_mode: m\n${top}modes:\n  m:\n${mode.replace(/^/gm, '    ')}\n`);
+  }
+
+  function problemsIn(text: string): readonly string[] {
     try {
       parseModesConfig(text, OPTIONS);
     } catch (error) {
@@ -584,6 +646,20 @@ describe('paths through symbolic links', () => {
     symlinkSync(root, linkedRoot);
     const text = `model_root: ${linkedRoot}\ndefault_mode: m\nmodes:\n  m:\n    model: alias.safetensors\n`;
     expect(parseModesConfig(text, OPTIONS).modes.get('m')?.modelPath).toBe(join(linkedRoot, 'alias.safetensors'));
+  });
+
+  it('checks each file of a folder on its own: a link out among plain files is refused wherever it comes', () => {
+    symlinkSync(join(outside, 'evil.safetensors'), join(root, 'real', 'link.safetensors'));
+    const refused = (name: string): string =>
+      `modes.${name}.model: 'real/link.safetensors' resolves outside model_root: it leads to ` +
+      `${realpathSync(outside)}/evil.safetensors, not into ${realpathSync(root)}`;
+    const problemsOf = (models: readonly string[]): readonly string[] =>
+      problemsIn(
+        `model_root: ${root}\ndefault_mode: m0\nmodes:\n` +
+          models.map((model, index) => `  m${index}:\n    model: real/${model}.safetensors\n`).join(''),
+      );
+    expect(problemsOf(['good', 'link', 'good', 'link'])).toEqual([refused('m1'), refused('m3')]);
+    expect(problemsOf(['link', 'good'])).toEqual([refused('m0')]);
   });
 
   it('refuses a link loop with a reason', () => {

@@ -1,5 +1,5 @@
-import { closeSync, fstatSync, openSync, readlinkSync, readSync, realpathSync } from 'node:fs';
-import { basename, dirname, extname, isAbsolute, join, relative, resolve, sep } from 'node:path';
+import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { basename, dirname, extname, resolve, sep } from 'node:path';
 
 import { plainToInstance } from 'class-transformer';
 import { validateSync } from 'class-validator';
@@ -11,9 +11,12 @@ import { DEFAULT_SCHEDULER } from '../common/samplers.js';
 import { formatValidationErrors, STRICT_VALIDATION } from '../common/validation-errors.js';
 import { DEFAULT_MODES_FILE_MAX_NODES, type AppConfig } from '../config/app-config.js';
 import { ModesConfigError, ModesFileNotFoundError } from '../errors/domain.errors.js';
-import { ModeDto } from './dto/mode.dto.js';
+import { LoraDto } from './dto/lora.dto.js';
+import { toModeDto } from './dto/mode.dto.js';
+import { parseKeepAlive } from './keep-alive.js';
 import { modeKey } from './mode-key.js';
 import { MODE_NAME, MODE_NAME_RULE } from './mode-name.js';
+import { RealPaths } from './real-paths.js';
 import { ModesFileDto } from './dto/modes-file.dto.js';
 import type { ModesConfig, ResolvedLora, ResolvedMode, ResolvedSuperres } from './mode.types.js';
 
@@ -25,8 +28,6 @@ const DEFAULT_LORA_STRENGTH = 1.0;
 const PICKLE_EXTENSIONS = new Set(['.ckpt', '.pt', '.pth', '.bin']);
 /** Deeper than any valid modes file; what the recursive converters after the checks can take. */
 const MAX_DEPTH = 64;
-/** Links followed while resolving one path before it counts as a loop (Linux's own limit is 40). */
-const MAX_LINK_HOPS = 40;
 
 export interface ParseOptions {
   /** Named in error messages. */
@@ -164,7 +165,13 @@ function buildModesConfig(document: unknown, options: ParseOptions): ModesConfig
 
   if (isMapping(rawModes)) {
     // A root that is itself invalid is already reported: check the modes' paths against '/' meanwhile.
-    const roots = { modelRoot: modelRoot ?? sep, loraRoot: loraRoot ?? sep, allowPickle: options.allowPickle };
+    const roots: Roots = {
+      modelRoot: modelRoot ?? sep,
+      loraRoot: loraRoot ?? sep,
+      allowPickle: options.allowPickle,
+      realPaths: new RealPaths(),
+      placements: new Map(),
+    };
     const names = Object.keys(rawModes);
     if (names.length === 0) problems.push('modes: must define at least one mode');
     for (const name of names) {
@@ -192,6 +199,16 @@ interface Roots {
   readonly modelRoot: string;
   readonly loraRoot: string;
   readonly allowPickle: boolean;
+  /** This parse's own: see RealPaths. */
+  readonly realPaths: RealPaths;
+  /** What `inside` found for each root and path, also this parse's own: many modes name the same files. */
+  readonly placements: Map<string, Placement>;
+}
+
+interface Placement {
+  readonly absolute: string;
+  /** Why the path is refused, after the field it was found in. */
+  readonly refused?: string;
 }
 
 /** Validates and resolves one mode; pushes its problems and returns undefined when there are any. */
@@ -205,25 +222,32 @@ function resolveMode(name: string, raw: unknown, roots: Roots, problems: string[
     problems.push(`${at}: must be a mapping with at least a model`);
     return undefined;
   }
-  const dto = plainToInstance(ModeDto, raw);
+  const dto = toModeDto(raw);
   const before = problems.length;
   problems.push(...formatValidationErrors(validateSync(dto, STRICT_VALIDATION), at));
 
   // Paths are checked even when other fields failed, so that one pass reports every problem.
   const weights = (path: unknown, where: string, root: string, rootName: string): string =>
-    nonEmpty(path) ? checkedWeights(path, `${at}.${where}`, root, rootName, roots.allowPickle, problems) : '';
+    nonEmpty(path) ? checkedWeights(path, `${at}.${where}`, root, rootName, roots, problems) : '';
   const modelPath = weights(dto.model, 'model', roots.modelRoot, 'model_root');
   const configDir = nonEmpty(dto.config)
-    ? inside(dto.config, `${at}.config`, roots.modelRoot, 'model_root', problems)
+    ? inside(dto.config, `${at}.config`, roots.modelRoot, 'model_root', roots, problems)
     : undefined;
-  const loras = (Array.isArray(dto.loras) ? dto.loras : []).map((lora, index): ResolvedLora => ({
-    path: lora.path,
-    absolutePath: weights(lora.path, `loras[${index}].path`, roots.loraRoot, 'lora_root'),
-    strength: lora.strength ?? DEFAULT_LORA_STRENGTH,
-    adapterName: lora.adapter_name ?? stem(String(lora.path)),
-  }));
-  loras.forEach((lora, index) => {
-    const first = loras.findIndex((other) => other.adapterName === lora.adapterName);
+  // An entry that is not a LoRA (a number, null) has been reported by validation; only LoRAs have paths to check.
+  const entries: readonly unknown[] = Array.isArray(dto.loras) ? dto.loras : [];
+  const resolved = entries.map((lora, index): ResolvedLora | undefined =>
+    lora instanceof LoraDto
+      ? {
+          path: lora.path,
+          absolutePath: weights(lora.path, `loras[${index}].path`, roots.loraRoot, 'lora_root'),
+          strength: lora.strength ?? DEFAULT_LORA_STRENGTH,
+          adapterName: lora.adapter_name ?? stem(String(lora.path)),
+        }
+      : undefined,
+  );
+  resolved.forEach((lora, index) => {
+    if (lora === undefined) return;
+    const first = resolved.findIndex((other) => other?.adapterName === lora.adapterName);
     if (first < index) {
       problems.push(
         `${at}.loras[${index}].adapter_name: '${lora.adapterName}' is already used by loras[${first}]; set a different adapter_name`,
@@ -236,10 +260,13 @@ function resolveMode(name: string, raw: unknown, roots: Roots, problems: string[
     scale: dto.superres.scale,
   };
   if (problems.length > before) return undefined;
+  const loras = resolved.filter((lora): lora is ResolvedLora => lora !== undefined);
 
   const size = dto.default_size === undefined ? undefined : parseImageSize(dto.default_size);
-  // Only what the sidecar loads goes into the key: editing a default, the sampler, clip_skip or metadata
-  // reloads nothing. Fields added later join only when set, so that existing modes keep their keys.
+  const keepAlive = parseKeepAlive(dto.keep_alive ?? -1);
+  // Only what the sidecar loads goes into the key: editing a default, the sampler, clip_skip, metadata or the
+  // memory policy (keep_alive, pinned) reloads nothing. Fields added later join only when set, so that existing
+  // modes keep their keys.
   const loaded = {
     modelPath,
     configDir: configDir ?? null,
@@ -265,6 +292,9 @@ function resolveMode(name: string, raw: unknown, roots: Roots, problems: string[
     predictionType: dto.prediction_type,
     vae: dto.vae,
     vaePath,
+    keepAlive: dto.keep_alive ?? -1,
+    keepAliveMs: keepAlive.ok ? keepAlive.ms : undefined,
+    pinned: dto.pinned ?? false,
   });
 }
 
@@ -274,16 +304,16 @@ function checkedWeights(
   at: string,
   root: string,
   rootName: string,
-  allowPickle: boolean,
+  roots: Roots,
   problems: string[],
 ): string {
   const extension = extname(path).toLowerCase();
-  if (!allowPickle && PICKLE_EXTENSIONS.has(extension)) {
+  if (!roots.allowPickle && PICKLE_EXTENSIONS.has(extension)) {
     problems.push(
       `${at}: ${extension} files are pickles, which can run code when loaded; use .safetensors or set ALLOW_PICKLE=1`,
     );
   }
-  return inside(path, at, root, rootName, problems);
+  return inside(path, at, root, rootName, roots, problems);
 }
 
 /**
@@ -293,62 +323,36 @@ function checkedWeights(
  * not exist (yet) passes when its nearest existing folder is inside; the model host reports it missing at load.
  * Returns the absolute path as written: the model host checks the real path again when it opens the file.
  */
-function inside(path: string, at: string, root: string, rootName: string, problems: string[]): string {
-  const absolute = resolve(root, path);
-  if (!isWithin(root, absolute)) {
-    problems.push(`${at}: '${path}' must be inside ${rootName} (${root})`);
-    return absolute;
+function inside(path: string, at: string, root: string, rootName: string, roots: Roots, problems: string[]): string {
+  const key = `${rootName}\0${root}\0${path}`;
+  let placement = roots.placements.get(key);
+  if (placement === undefined) {
+    placement = place(path, root, rootName, roots.realPaths);
+    roots.placements.set(key, placement);
   }
+  if (placement.refused !== undefined) problems.push(`${at}: ${placement.refused}`);
+  return placement.absolute;
+}
+
+function place(path: string, root: string, rootName: string, realPaths: RealPaths): Placement {
+  const absolute = resolve(root, path);
+  if (!isWithin(root, absolute)) return { absolute, refused: `'${path}' must be inside ${rootName} (${root})` };
   try {
-    const realRoot = realPath(root);
-    const real = realPath(absolute);
+    const realRoot = realPaths.of(root);
+    const real = realPaths.of(absolute);
     if (!isWithin(realRoot, real)) {
-      problems.push(`${at}: '${path}' resolves outside ${rootName}: it leads to ${real}, not into ${realRoot}`);
+      return { absolute, refused: `'${path}' resolves outside ${rootName}: it leads to ${real}, not into ${realRoot}` };
     }
   } catch (error) {
-    problems.push(`${at}: '${path}' cannot be resolved: ${(error as Error).message}`);
+    return { absolute, refused: `'${path}' cannot be resolved: ${(error as Error).message}` };
   }
-  return absolute;
+  return { absolute };
 }
 
+/** Both paths absolute and normalized (as resolve, join and realpath give them), so a prefix says it. */
 function isWithin(root: string, path: string): boolean {
-  const fromRoot = relative(root, path);
-  return !(fromRoot === '' || fromRoot === '..' || fromRoot.startsWith(`..${sep}`) || isAbsolute(fromRoot));
-}
-
-/**
- * `path` with every symbolic link followed. Where the file is missing, its nearest existing folder is resolved
- * and the rest kept as written; a link whose target is missing is followed by its text, so that a dangling link
- * cannot point outside today and be filled in tomorrow.
- */
-function realPath(path: string): string {
-  const missing: string[] = [];
-  let current = path;
-  for (let hops = 0; hops <= MAX_LINK_HOPS;) {
-    try {
-      return join(realpathSync(current), ...missing);
-    } catch {
-      const target = linkTarget(current);
-      if (target !== undefined) {
-        current = resolve(dirname(current), target);
-        hops += 1;
-        continue;
-      }
-      const parent = dirname(current);
-      if (parent === current) return join(current, ...missing);
-      missing.unshift(basename(current));
-      current = parent;
-    }
-  }
-  throw new Error(`more than ${MAX_LINK_HOPS} symbolic links (a loop?)`);
-}
-
-function linkTarget(path: string): string | undefined {
-  try {
-    return readlinkSync(path);
-  } catch {
-    return undefined;
-  }
+  const prefix = root.endsWith(sep) ? root : `${root}${sep}`;
+  return path.length > prefix.length && path.startsWith(prefix);
 }
 
 function stem(path: string): string {

@@ -22,6 +22,7 @@ describe('the OpenAPI document', () => {
       [
         'POST /generate',
         'GET /api/models',
+        'POST /api/models/unload',
         'POST /api/jobs',
         'GET /api/jobs',
         'GET /api/jobs/{id}',
@@ -34,7 +35,11 @@ describe('the OpenAPI document', () => {
         'POST /api/modes/reload',
         'GET /api/vram',
         'GET /health',
+        'GET /metrics',
         'GET /ready',
+        'POST /v1/images/generations',
+        'GET /v1/models',
+        'GET /v1/models/{model}',
       ].sort(),
     );
   });
@@ -56,7 +61,7 @@ describe('the OpenAPI document', () => {
     );
     expect(schemas['GenerateRequestDto']).toMatchObject({
       required: ['prompt'],
-      properties: { size: { type: 'string' }, num_inference_steps: { type: 'integer', minimum: 1, maximum: 150 } },
+      properties: { size: { type: 'string' }, num_inference_steps: { type: 'integer', minimum: 1, maximum: 1000 } },
     });
     expect(Object.keys((schemas['VramDto'] as { properties: object }).properties)).toEqual(
       expect.arrayContaining([
@@ -119,5 +124,37 @@ describe('the OpenAPI document', () => {
     expect(reload['415']).toMatchObject({ description: 'POST /api/modes/reload takes no body', ...error });
     expect(reload['413']).toBeUndefined();
     expect(schemas['Error']).toMatchObject({ properties: { problems: { type: 'array' } } });
+  });
+
+  it("gives the /v1 routes OpenAI's shapes, their errors included", () => {
+    const document = createOpenApiDocument(t.app);
+    const schemas = document.components?.schemas ?? {};
+    expect(schemas['ImageGenerationRequestDto']).toMatchObject({
+      additionalProperties: false,
+      required: ['prompt'],
+      properties: {
+        model: { type: 'string', nullable: true },
+        n: { type: 'integer', minimum: 1, maximum: 10 },
+        size: { pattern: '^auto$|^([0-9]{1,5})x([0-9]{1,5})$' },
+        response_format: { enum: ['b64_json', 'url'] },
+        steps: { type: 'integer', minimum: 1, maximum: 1000 },
+      },
+    });
+    expect(Object.keys((schemas['ImageGenerationRequestDto'] as { properties: object }).properties)).not.toContain(
+      'output_compression',
+    );
+    expect(schemas['ImagesResponseDto']).toMatchObject({ required: ['created', 'data'] });
+    expect(schemas['ModelListDto']).toMatchObject({ properties: { object: { enum: ['list'] } } });
+    const openAiError = { content: { 'application/json': { schema: { $ref: '#/components/schemas/OpenAIError' } } } };
+    const generations = document.paths['/v1/images/generations']?.post?.responses ?? {};
+    for (const status of ['400', '404', '413', '415', '429', '500', '503', '504']) {
+      expect([status, generations[status]]).toEqual([status, expect.objectContaining(openAiError)]);
+    }
+    expect(document.paths['/v1/models/{model}']?.get?.responses['404']).toMatchObject(openAiError);
+    expect(document.paths['/v1/models']?.get?.security).toEqual([{ bearer: [] }, { 'api-key': [] }]);
+    expect(schemas['OpenAIError']).toMatchObject({
+      required: ['error'],
+      properties: { error: { required: ['message', 'type', 'param', 'code'] } },
+    });
   });
 });

@@ -5,6 +5,7 @@ import { DocumentBuilder, SwaggerModule, type OpenAPIObject } from '@nestjs/swag
 import { ACCESS_EXTENSION, type Access } from '../auth/access.decorator.js';
 import { ApiKeys } from '../auth/api-keys.js';
 import { CLIP_SKIP_MAX, PREDICTION_TYPES, SCHEDULER_NAMES } from '../common/samplers.js';
+import { isOpenAiRoute } from '../errors/error-body.renderer.js';
 import { toHttpError } from '../errors/http-error.table.js';
 
 /** Swagger UI's path; the JSON document is served at `${DOCS_PATH}-json`. */
@@ -23,6 +24,28 @@ const ERROR_SCHEMA = {
       items: { type: 'string' },
       description: 'an invalid modes file: each problem as "yaml.path: reason"',
       example: ['modes.portraits.loras[1].strength: must be a number'],
+    },
+  },
+};
+
+/** Every error reply's body under /v1: OpenAI's (errors/error-body.renderer.ts). */
+const OPENAI_ERROR_SCHEMA = {
+  type: 'object',
+  required: ['error'],
+  properties: {
+    error: {
+      type: 'object',
+      required: ['message', 'type', 'param', 'code'],
+      properties: {
+        message: { type: 'string', example: "Mode 'xyz' not found" },
+        type: {
+          type: 'string',
+          enum: ['invalid_request_error', 'rate_limit_error', 'server_error'],
+          example: 'invalid_request_error',
+        },
+        param: { type: 'string', nullable: true, example: 'model', description: 'the request field at fault' },
+        code: { type: 'string', nullable: true, example: 'model_not_found' },
+      },
     },
   },
 };
@@ -100,14 +123,18 @@ export function createOpenApiDocument(app: INestApplication): OpenAPIObject {
     .setTitle('Image generation server')
     .setDescription(
       'Hot-swappable Stable Diffusion modes from modes.yaml. Errors are JSON `{error, message, statusCode}`, ' +
-        'never a stack trace. Sizes in GB are GiB (bytes / 2^30).',
+        "never a stack trace; under /v1 (OpenAI's images API) they are OpenAI's `{error: {message, type, param, " +
+        'code}}`. Sizes in GB are GiB (bytes / 2^30).',
     )
     .setVersion('1')
     .addBearerAuth({ type: 'http', scheme: 'bearer', description: 'a key of API_KEY (or ADMIN_API_KEY)' }, 'bearer')
     .addApiKey({ type: 'apiKey', in: 'header', name: 'X-API-Key', description: 'the same keys' }, 'api-key')
     .build();
   const document = SwaggerModule.createDocument(app, config);
-  document.components = { ...document.components, schemas: { ...document.components?.schemas, Error: ERROR_SCHEMA } };
+  document.components = {
+    ...document.components,
+    schemas: { ...document.components?.schemas, Error: ERROR_SCHEMA, OpenAIError: OPENAI_ERROR_SCHEMA },
+  };
 
   for (const [path, reply] of Object.entries(MODES_REPLIES)) {
     const operation = document.paths[path]?.[reply.method];
@@ -126,12 +153,13 @@ export function createOpenApiDocument(app: INestApplication): OpenAPIObject {
   stateBodyRules(document);
   stateAccess(document);
 
-  // Every 4xx/5xx reply without a body described has the one error body.
-  for (const item of Object.values(document.paths)) {
+  // Every 4xx/5xx reply without a body described has the error body of its route: OpenAI's under /v1, else ours.
+  for (const [path, item] of Object.entries(document.paths)) {
+    const schema = { $ref: `#/components/schemas/${isOpenAiRoute(path) ? 'OpenAIError' : 'Error'}` };
     for (const operation of [item.get, item.post, item.put, item.delete, item.patch]) {
       for (const [status, response] of Object.entries(operation?.responses ?? {})) {
         if (Number(status) >= 400 && response && !('$ref' in response) && !response.content) {
-          response.content = { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } };
+          response.content = { 'application/json': { schema } };
         }
       }
     }

@@ -37,6 +37,52 @@ export interface JobRecord {
   readonly error: ErrorBody | null;
 }
 
+/**
+ * A job as the engine keeps it and its events carry: one frozen object per change (never copied per reader), times
+ * as ms since the epoch. `toJobRecord` renders it as the API shows it, when it is read over HTTP.
+ */
+export interface JobSnapshot {
+  readonly id: string;
+  readonly kind: JobKind;
+  readonly mode: string | null;
+  readonly state: JobState;
+  readonly progress: JobRecord['progress'];
+  readonly seed: number | null;
+  readonly created_ms: number;
+  readonly started_ms: number | null;
+  readonly finished_ms: number | null;
+  readonly queue_ms: number | null;
+  readonly switch_ms: number | null;
+  readonly generate_ms: number | null;
+  readonly switch: JobSwitch | null;
+  readonly error: ErrorBody | null;
+}
+
+/** The JobRecord of a snapshot; `position` is the queued job's place now (null otherwise). */
+export function toJobRecord(job: JobSnapshot, position: number | null = null): JobRecord {
+  return {
+    id: job.id,
+    kind: job.kind,
+    mode: job.mode,
+    state: job.state,
+    position,
+    progress: job.progress,
+    seed: job.seed,
+    created_at: isoDate(job.created_ms),
+    started_at: job.started_ms === null ? null : isoDate(job.started_ms),
+    finished_at: job.finished_ms === null ? null : isoDate(job.finished_ms),
+    queue_ms: job.queue_ms,
+    switch_ms: job.switch_ms,
+    generate_ms: job.generate_ms,
+    switch: job.switch,
+    error: job.error,
+  };
+}
+
+function isoDate(ms: number): string {
+  return new Date(ms).toISOString();
+}
+
 /** A completed generation's image and the headers it is served with. */
 export interface JobImage {
   readonly png: Buffer;

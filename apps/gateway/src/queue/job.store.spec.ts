@@ -49,6 +49,42 @@ describe('JobStore', () => {
     expect(jobs.image(id)).toMatchObject({ found: 'image' });
   });
 
+  it('hands every listener one frozen snapshot per change, and renders its times as ISO strings when read', () => {
+    jest.useFakeTimers({ now: Date.UTC(2026, 11, 2, 1, 2, 3, 4) });
+    const { jobs, seen } = store();
+    const created = jobs.create('custom', undefined, undefined);
+    jest.advanceTimersByTime(5);
+    jobs.started(created.id);
+    jest.advanceTimersByTime(10);
+    jobs.finish(created.id, { state: 'completed' });
+    expect(created.id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+    expect(seen[0]?.job).toBe(created);
+    expect(seen.every((event) => Object.isFrozen(event.job))).toBe(true);
+    // Each change made a new snapshot: the earlier ones still say what was true when they were sent.
+    expect(seen.map((event) => [event.job.state, event.job.started_ms, event.job.finished_ms])).toEqual([
+      ['queued', null, null],
+      ['running', Date.UTC(2026, 11, 2, 1, 2, 3, 9), null],
+      ['completed', Date.UTC(2026, 11, 2, 1, 2, 3, 9), Date.UTC(2026, 11, 2, 1, 2, 3, 19)],
+    ]);
+    expect(jobs.get(created.id)).toEqual({
+      id: created.id,
+      kind: 'custom',
+      mode: null,
+      state: 'completed',
+      position: null,
+      progress: null,
+      seed: null,
+      created_at: '2026-12-02T01:02:03.004Z',
+      started_at: '2026-12-02T01:02:03.009Z',
+      finished_at: '2026-12-02T01:02:03.019Z',
+      queue_ms: 5,
+      switch_ms: null,
+      generate_ms: null,
+      switch: null,
+      error: null,
+    });
+  });
+
   it('lists newest first, filtered by state, at most `limit`', () => {
     const { jobs } = store();
     const ids = [1, 2, 3].map(() => jobs.create('custom', undefined, undefined).id);

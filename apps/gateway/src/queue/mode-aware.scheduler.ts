@@ -1,3 +1,4 @@
+import { Fifo } from './fifo.js';
 import type { SchedulableJob, Scheduler, SchedulingContext } from './scheduler.js';
 
 interface Entry {
@@ -6,25 +7,15 @@ interface Entry {
 }
 
 /**
- * A FIFO of entries that leaves removed ones in place (marked not waiting) and skips them at the head, so
- * that add, remove and taking the head are O(1) amortized: no Array.shift or splice on the hot path.
+ * A FIFO of entries that leaves removed ones in place (marked not waiting) and skips them at the head, so that
+ * add, remove and taking the head are O(1) amortized.
  */
-class Lane {
-  private items: Entry[] = [];
-  private start = 0;
+const leftTheLane = (entry: Entry): boolean => !entry.waiting;
 
-  push(entry: Entry): void {
-    this.items.push(entry);
-  }
-
+class Lane extends Fifo<Entry> {
   /** The oldest entry still waiting. */
-  peek(): Entry | undefined {
-    while (this.start < this.items.length && !this.items[this.start].waiting) this.start += 1;
-    if (this.start > 1024 && this.start * 2 > this.items.length) {
-      this.items = this.items.slice(this.start);
-      this.start = 0;
-    }
-    return this.items[this.start];
+  oldest(): Entry | undefined {
+    return this.skip(leftTheLane);
   }
 }
 
@@ -122,9 +113,9 @@ export class ModeAwareScheduler implements Scheduler {
     const head = this.head;
     if (!head || head.job.kind !== 'generation' || this.overdue(context.now)) return head;
     if (context.activeMode === undefined) return head;
-    const candidate = this.byMode.get(context.activeMode)?.peek();
+    const candidate = this.byMode.get(context.activeMode)?.oldest();
     if (!candidate) return head;
-    const barrier = this.barriers.peek();
+    const barrier = this.barriers.oldest();
     return barrier && barrier.job.seq < candidate.job.seq ? head : candidate;
   }
 
@@ -138,13 +129,17 @@ export class ModeAwareScheduler implements Scheduler {
     this.count -= 1;
     if (entry.job.kind === 'generation' && entry.job.mode !== undefined) {
       const lane = this.byMode.get(entry.job.mode);
-      if (lane && !lane.peek()) this.byMode.delete(entry.job.mode);
+      if (lane && !lane.oldest()) this.byMode.delete(entry.job.mode);
+    } else if (entry.job.kind !== 'generation') {
+      // Moves the lane's head past the barriers that left: nothing else does while no generation waits, and
+      // every barrier ever queued would stay in it.
+      this.barriers.oldest();
     }
     if (entry === this.head) this.advanceHead(now);
   }
 
   private advanceHead(now: number): void {
-    this.head = this.all.peek();
+    this.head = this.all.oldest();
     this.headTurnAt = Math.max(now, this.head?.job.submittedAt ?? now);
   }
 

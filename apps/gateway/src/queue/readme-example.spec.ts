@@ -36,37 +36,25 @@ export class ThumbnailJobs {
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 
-import { FakeSidecarProcess, FakeSidecarRepository } from '../../testing/fake-sidecar.js';
-import { loadConfig } from '../config/app-config.js';
-import type { ModesService } from '../modes/modes.service.js';
-import { MemoryRefresher } from '../memory/memory-refresher.service.js';
-import { RegistryService } from '../registry/registry.service.js';
-import { JobEvents } from './job.events.js';
-import { JobStore } from './job.store.js';
+import type { FakeSidecarRepository } from '../../testing/fake-sidecar.js';
+import { JobEngineFixture } from '../../testing/job-engine.fixture.js';
 
 describe("the README's custom jobs", () => {
   let pool: WorkerPool;
   let sidecar: FakeSidecarRepository;
   let jobs: ThumbnailJobs;
 
+  let f: JobEngineFixture;
+
   beforeEach(() => {
-    sidecar = new FakeSidecarRepository();
-    const registry = new RegistryService();
+    f = new JobEngineFixture();
+    sidecar = f.sidecar;
     sidecar.tasks.set('memory-summary', () => ({ device: 'cpu', models: [] }));
-    const config = loadConfig({});
-    pool = new WorkerPool(
-      config,
-      {} as ModesService,
-      sidecar,
-      registry,
-      new FakeSidecarProcess(),
-      new MemoryRefresher(registry, sidecar),
-      new JobStore(config, new JobEvents()),
-    );
+    pool = f.pool();
     jobs = new ThumbnailJobs(pool);
   });
 
-  afterEach(() => pool.beginShutdown());
+  afterEach(() => f.close());
 
   it('gives the caller the handler result, and its error', async () => {
     await expect(jobs.fileSize(import.meta.filename)).resolves.toBeGreaterThan(0);

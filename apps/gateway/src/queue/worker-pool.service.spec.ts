@@ -1,106 +1,38 @@
 import { jest } from '@jest/globals';
 
-import { FakeSidecarProcess, FakeSidecarRepository } from '../../testing/fake-sidecar.js';
+import type { FakeSidecarRepository } from '../../testing/fake-sidecar.js';
+import { deferred, JobEngineFixture, PARAMS } from '../../testing/job-engine.fixture.js';
 import { waitFor } from '../../testing/wait-for.js';
-import { loadConfig } from '../config/app-config.js';
 import {
   JobCancelledError,
-  ModeNotFoundError,
   ModelLoadError,
   ModeSwitchTimeoutError,
-  ModelNotLoadedError,
   QueueFullError,
   QueueTimeoutError,
   ShuttingDownError,
-  SidecarUnavailableError,
   UnknownTaskError,
 } from '../errors/domain.errors.js';
-import { parseModesConfig } from '../modes/modes-config.loader.js';
-import type { ResolvedMode } from '../modes/mode.types.js';
-import type { ModesService } from '../modes/modes.service.js';
 import { MemoryRefresher } from '../memory/memory-refresher.service.js';
-import { RegistryService } from '../registry/registry.service.js';
-import { CustomJob, GenerationJob, ModeSwitchJob, type GenerationParams } from './job.types.js';
-import { JobEvents, type JobEvent } from './job.events.js';
-import { JobStore } from './job.store.js';
-import { RUN_TASK_HANDLER, WorkerPool } from './worker-pool.service.js';
+import type { RegistryService } from '../registry/registry.service.js';
+import { CustomJob, GenerationJob, ModeSwitchJob } from './job.types.js';
+import type { JobEvent } from './job.events.js';
+import type { JobStore } from './job.store.js';
+import { RUN_TASK_HANDLER, type WorkerPool } from './worker-pool.service.js';
 
-const MODES = parseModesConfig(
-  'model_root: /models\ndefault_mode: a\nmodes:\n  a:\n    model: a.safetensors\n  b:\n    model: b.safetensors\n',
-  { source: 'test', baseDir: '/', allowPickle: false },
-);
-
-const fakeModes = {
-  config: MODES,
-  get defaultMode(): ResolvedMode {
-    return fakeModes.getMode('a');
-  },
-  getMode(name: string): ResolvedMode {
-    const mode = MODES.modes.get(name);
-    if (!mode) throw new ModeNotFoundError(name);
-    return mode;
-  },
-} as unknown as ModesService;
-
-const PARAMS: GenerationParams = {
-  prompt: 'a cat',
-  negativePrompt: '',
-  width: 64,
-  height: 64,
-  steps: 2,
-  guidanceScale: 1,
-  seed: 7,
-  superres: false,
-};
-
-interface Deferred<T> {
-  promise: Promise<T>;
-  resolve: (value: T) => void;
-  reject: (error: Error) => void;
-}
-
-function deferred<T>(): Deferred<T> {
-  let resolve!: (value: T) => void;
-  let reject!: (error: Error) => void;
-  const promise = new Promise<T>((res, rej) => {
-    resolve = res;
-    reject = rej;
-  });
-  return { promise, resolve, reject };
-}
-
+/** The job engine: order, bounds, cancel, custom jobs, shutdown and job records (the fake model host underneath). */
 describe('WorkerPool', () => {
+  let f: JobEngineFixture;
   let sidecar: FakeSidecarRepository;
   let registry: RegistryService;
-  let sidecarProcess: FakeSidecarProcess;
-  let events: JobEvents;
-  const pools: WorkerPool[] = [];
 
-  function pool(queueMax = 64, env: Record<string, string> = {}): WorkerPool {
-    const config = loadConfig({ QUEUE_MAX: String(queueMax), ...env });
-    const created = new WorkerPool(
-      config,
-      fakeModes,
-      sidecar,
-      registry,
-      sidecarProcess,
-      new MemoryRefresher(registry, sidecar),
-      new JobStore(config, events),
-    );
-    pools.push(created);
-    return created;
-  }
+  const pool = (queueMax?: number, env?: Record<string, string>): WorkerPool => f.pool(queueMax, env);
 
   beforeEach(() => {
-    sidecar = new FakeSidecarRepository();
-    registry = new RegistryService();
-    sidecarProcess = new FakeSidecarProcess();
-    events = new JobEvents();
+    f = new JobEngineFixture();
+    ({ sidecar, registry } = f);
   });
 
-  afterEach(() => {
-    for (const created of pools.splice(0)) created.beginShutdown();
-  });
+  afterEach(() => f.close());
 
   describe('order', () => {
     it('runs jobs one at a time, first in first out', async () => {
@@ -147,37 +79,7 @@ describe('WorkerPool', () => {
     });
   });
 
-  describe('modes', () => {
-    it('loads the mode before its first generation, and not again while it stays active', async () => {
-      const workers = pool();
-      const first = workers.submitJob(new GenerationJob('a', { ...PARAMS, prompt: 'one' }));
-      const second = workers.submitJob(new GenerationJob('a', { ...PARAMS, prompt: 'two' }));
-      await expect(first.result()).resolves.toMatchObject({ png: Buffer.from('png:one'), seed: 7 });
-      await second.result();
-      expect(sidecar.calls).toEqual(['load a', 'generate a one', 'generate a two']);
-      expect(registry.currentMode).toBe('a');
-      expect(registry.residentModels().map((entry) => entry.mode)).toEqual(['a']);
-      expect(registry.lastMemory?.device).toBe('cpu');
-    });
-
-    it('switches mode when a generation asks for another one, in submission order at SCHEDULER_MAX_DELAY_MS=0', async () => {
-      const workers = pool(64, { SCHEDULER_MAX_DELAY_MS: '0' });
-      const jobs = ['a', 'b', 'b', 'a'].map((mode, i) =>
-        workers.submitJob(new GenerationJob(mode, { ...PARAMS, prompt: `p${i}` })),
-      );
-      await Promise.all(jobs.map((job) => job.result()));
-      expect(sidecar.calls).toEqual([
-        'load a',
-        'generate a p0',
-        'load b',
-        'generate b p1',
-        'generate b p2',
-        'load a',
-        'generate a p3',
-      ]);
-      expect(registry.currentMode).toBe('a');
-    });
-
+  describe('scheduling', () => {
     it('groups waiting generations by the active mode under the mode-aware scheduler, with positions to match', async () => {
       const workers = pool(64, { SCHEDULER_MAX_DELAY_MS: '60000' });
       let release!: () => void;
@@ -190,38 +92,6 @@ describe('WorkerPool', () => {
       release();
       await Promise.all(jobs.map((job) => job.result()));
       expect(sidecar.calls.filter((call) => call.startsWith('load'))).toEqual(['load a', 'load b']);
-    });
-
-    it('runs a ModeSwitchJob in its turn and reports whether it loaded anything', async () => {
-      const workers = pool();
-      const generation = workers.submitJob(new GenerationJob('a', PARAMS));
-      const toB = workers.submitJob(new ModeSwitchJob('b'));
-      const toBAgain = workers.submitJob(new ModeSwitchJob('b'));
-      await generation.result();
-      await expect(toB.result()).resolves.toMatchObject({ mode: 'b', load: { architecture: 'sd15' } });
-      await expect(toBAgain.result()).resolves.toEqual({ mode: 'b', load: undefined });
-      expect(sidecar.calls).toEqual(['load a', 'generate a a cat', 'load b']);
-      expect(registry.currentMode).toBe('b');
-    });
-
-    it('rejects a job whose mode does not exist when its turn comes', async () => {
-      const workers = pool();
-      await expect(workers.submitJob(new GenerationJob('nope', PARAMS)).result()).rejects.toThrow(
-        new ModeNotFoundError('nope'),
-      );
-      await expect(workers.submitJob(new ModeSwitchJob('nope')).result()).rejects.toBeInstanceOf(ModeNotFoundError);
-    });
-
-    it('loads the mode again, once, when the sidecar no longer holds it', async () => {
-      const workers = pool();
-      await workers.submitJob(new GenerationJob('a', PARAMS)).result();
-      sidecar.failGenerateOnce = new ModelNotLoadedError("model 'a' is not loaded");
-      await expect(
-        workers.submitJob(new GenerationJob('a', { ...PARAMS, prompt: 'again' })).result(),
-      ).resolves.toMatchObject({
-        png: Buffer.from('png:again'),
-      });
-      expect(sidecar.calls).toEqual(['load a', 'generate a a cat', 'generate a again', 'load a', 'generate a again']);
     });
   });
 
@@ -384,6 +254,117 @@ describe('WorkerPool', () => {
     });
   });
 
+  describe('queue timeout (one timer, for the oldest waiting job)', () => {
+    /** Settles as soon as `handle` does, recording how: 'waiting' until then. */
+    function outcome(handle: { result(): Promise<unknown> }): { now: string } {
+      const seen = { now: 'waiting' };
+      handle.result().then(
+        () => (seen.now = 'done'),
+        (error: Error) => (seen.now = error.message),
+      );
+      return seen;
+    }
+
+    beforeEach(() => jest.useFakeTimers({ now: 0, doNotFake: ['setImmediate', 'nextTick', 'queueMicrotask'] }));
+    afterEach(() => jest.useRealTimers());
+
+    it('times out jobs submitted at different times, each at its own deadline', async () => {
+      const workers = pool(64, { QUEUE_TIMEOUT_MS: '1000' });
+      const gate = deferred<void>();
+      const slow = workers.submitJob(new CustomJob({ handler: () => gate.promise, args: [] }));
+      const first = outcome(workers.submitJob(new CustomJob({ handler: () => 1, args: [] })));
+      await jest.advanceTimersByTimeAsync(400);
+      const second = outcome(workers.submitJob(new CustomJob({ handler: () => 2, args: [] })));
+      await jest.advanceTimersByTimeAsync(599);
+      expect([first.now, second.now]).toEqual(['waiting', 'waiting']);
+      await jest.advanceTimersByTimeAsync(1);
+      expect(first.now).toBe(new QueueTimeoutError(1000).message);
+      expect(second.now).toBe('waiting');
+      expect(workers.queueSize).toBe(1);
+      await jest.advanceTimersByTimeAsync(399);
+      expect(second.now).toBe('waiting');
+      await jest.advanceTimersByTimeAsync(1);
+      expect(second.now).toBe(new QueueTimeoutError(1000).message);
+      expect(workers.queueSize).toBe(0);
+      gate.resolve();
+      await slow.result();
+    });
+
+    it('keeps each deadline when a listener of an expiry submits a job', async () => {
+      const workers = pool(64, { QUEUE_TIMEOUT_MS: '1000' });
+      const gate = deferred<void>();
+      const slow = workers.submitJob(new CustomJob({ handler: () => gate.promise, args: [] }));
+      const first = workers.submitJob(new CustomJob({ handler: () => 1, args: [] }));
+      let submitted: { now: string } | undefined;
+      f.events.on((event) => {
+        if (event.type === 'failed' && event.job.id === first.id) {
+          submitted = outcome(workers.submitJob(new CustomJob({ handler: () => 3, args: [] })));
+        }
+      });
+      await jest.advanceTimersByTimeAsync(400);
+      const second = outcome(workers.submitJob(new CustomJob({ handler: () => 2, args: [] })));
+      await jest.advanceTimersByTimeAsync(600);
+      expect(submitted?.now).toBe('waiting');
+      await jest.advanceTimersByTimeAsync(399);
+      expect(second.now).toBe('waiting');
+      await jest.advanceTimersByTimeAsync(1);
+      expect(second.now).toBe(new QueueTimeoutError(1000).message);
+      await jest.advanceTimersByTimeAsync(599);
+      expect(submitted?.now).toBe('waiting');
+      await jest.advanceTimersByTimeAsync(1);
+      expect(submitted?.now).toBe(new QueueTimeoutError(1000).message);
+      gate.resolve();
+      await slow.result();
+    });
+
+    it('does not time out a job that started or was cancelled before its deadline; the next still times out on time', async () => {
+      const workers = pool(64, { QUEUE_TIMEOUT_MS: '1000' });
+      const gates = [deferred<void>(), deferred<void>()];
+      const slow = workers.submitJob(new CustomJob({ handler: () => gates[0]?.promise, args: [] }));
+      const cancelledHandle = workers.submitJob(new CustomJob({ handler: () => 'never', args: [] }));
+      const cancelled = outcome(cancelledHandle);
+      await jest.advanceTimersByTimeAsync(100);
+      const started = outcome(workers.submitJob(new CustomJob({ handler: () => gates[1]?.promise, args: [] })));
+      await jest.advanceTimersByTimeAsync(100);
+      const last = outcome(workers.submitJob(new CustomJob({ handler: () => 'late', args: [] })));
+      await jest.advanceTimersByTimeAsync(300);
+      cancelledHandle.cancel();
+      gates[0]?.resolve();
+      await slow.result();
+      // t = 500: the second job runs, the third waits (deadline 1200).
+      await jest.advanceTimersByTimeAsync(699);
+      expect([cancelled.now, started.now, last.now]).toEqual(['job cancelled while queued', 'waiting', 'waiting']);
+      await jest.advanceTimersByTimeAsync(1);
+      expect(last.now).toBe(new QueueTimeoutError(1000).message);
+      expect(started.now).toBe('waiting');
+      gates[1]?.resolve();
+      await jest.advanceTimersByTimeAsync(0);
+      expect(started.now).toBe('done');
+    });
+  });
+
+  describe('memory figures', () => {
+    it('tells the memory refresher of one busy spell for jobs run back to back, and of the next spell after', async () => {
+      // An earlier test's worker may still tell its own refresher that it went idle, in the next turn.
+      await new Promise((resolve) => setImmediate(resolve));
+      const started = jest.spyOn(MemoryRefresher.prototype, 'jobStarted');
+      const finished = jest.spyOn(MemoryRefresher.prototype, 'jobFinished');
+      try {
+        const workers = pool();
+        const handles = [1, 2, 3].map((n) => workers.submitJob(new CustomJob({ handler: () => n, args: [] })));
+        await Promise.all(handles.map((handle) => handle.result()));
+        await waitFor(() => finished.mock.calls.length === 1, { what: 'the end of the first spell' });
+        expect(started).toHaveBeenCalledTimes(1);
+        await workers.submitJob(new CustomJob({ handler: () => 4, args: [] })).result();
+        await waitFor(() => finished.mock.calls.length === 2, { what: 'the end of the second spell' });
+        expect(started).toHaveBeenCalledTimes(2);
+      } finally {
+        started.mockRestore();
+        finished.mockRestore();
+      }
+    });
+  });
+
   describe('custom jobs', () => {
     it("delivers a handler's result, and its error, to the caller", async () => {
       const workers = pool();
@@ -420,41 +401,6 @@ describe('WorkerPool', () => {
       const unknown = workers.submitJob(new CustomJob({ handler: RUN_TASK_HANDLER, args: ['nope'] }));
       await expect(unknown.result()).rejects.toBeInstanceOf(UnknownTaskError);
       expect(sidecar.calls).toEqual(['load a', 'generate a a cat', 'task echo', 'task nope']);
-    });
-  });
-
-  describe('when the sidecar goes away', () => {
-    it('fails the running job with 503, keeps the queued ones, refuses new ones, and resumes once it is back', async () => {
-      const workers = pool();
-      await workers.submitJob(new ModeSwitchJob('b')).result();
-      sidecar.hold = new Promise<void>(() => undefined);
-      const running = workers.submitJob(new GenerationJob('b', { ...PARAMS, prompt: 'running' }));
-      const queued = workers.submitJob(new GenerationJob('b', { ...PARAMS, prompt: 'queued' }));
-      while (sidecar.signals.length === 0) await new Promise((resolve) => setImmediate(resolve));
-
-      // The process died: the sidecar forgets everything, the gateway hears of it, the call in flight fails.
-      sidecar.serving = false;
-      sidecar.resident.clear();
-      sidecar.hold = undefined;
-      sidecarProcess.lose();
-      expect(registry.currentMode).toBeUndefined();
-      expect(workers.unavailableReason).toContain('SIGKILL');
-      expect(() => workers.submitJob(new GenerationJob('b', PARAMS))).toThrow(SidecarUnavailableError);
-      sidecar.dropConnections();
-      await expect(running.result()).rejects.toThrow(
-        /^Model host unavailable: the model host stopped while this job ran/,
-      );
-      // The recovery waits for the model host to serve (the fake polls `serving`): nothing queued may run meanwhile.
-      await waitFor(() => sidecar.notServingPolls >= 2, { what: 'the recovery to wait for the model host' });
-      expect(workers.queueSize).toBe(1);
-      expect(sidecar.calls).toEqual(['load b', 'generate b running']);
-
-      sidecar.serving = true;
-      await expect(queued.result()).resolves.toMatchObject({ png: Buffer.from('png:queued') });
-      expect(sidecar.calls.slice(-2)).toEqual(['load b', 'generate b queued']);
-      expect(registry.currentMode).toBe('b');
-      expect(registry.ready).toBe(true);
-      expect(workers.unavailableReason).toBeUndefined();
     });
   });
 
@@ -501,176 +447,25 @@ describe('WorkerPool', () => {
       );
     });
   });
-
-  describe('while the model host does not serve', () => {
-    afterEach(() => jest.useRealTimers());
-
-    it('stops taking new work once its health check fails, and keeps what is queued', async () => {
-      jest.useFakeTimers({ doNotFake: ['setImmediate', 'nextTick', 'queueMicrotask'] });
-      const workers = pool();
-      await workers.submitJob(new ModeSwitchJob('a')).result();
-      registry.markStartedUp();
-      expect(workers.state).toBe('serving');
-      const gate = deferred<void>();
-      const running = workers.submitJob(new CustomJob({ handler: () => gate.promise, args: [] }));
-      const queued = workers.submitJob(new GenerationJob('a', PARAMS));
-      sidecar.serving = false;
-      await jest.advanceTimersByTimeAsync(999);
-      expect(workers.state).toBe('serving');
-      await jest.advanceTimersByTimeAsync(1);
-      expect(workers.state).toBe('lost');
-      expect(() => workers.submitJob(new GenerationJob('a', PARAMS))).toThrow(
-        new SidecarUnavailableError(
-          'the model host went away (its health check says it is not serving); it is being brought back',
-        ),
-      );
-      gate.resolve();
-      await running.result();
-      await jest.advanceTimersByTimeAsync(50);
-      expect(workers.queueSize).toBe(1);
-      sidecar.serving = true;
-      await jest.advanceTimersByTimeAsync(10);
-      await expect(queued.result()).resolves.toMatchObject({ png: Buffer.from('png:a cat') });
-      expect(workers.state).toBe('serving');
-    });
-  });
-
-  it('takes a health check that gets no answer as lost only after three in a row', async () => {
-    jest.useFakeTimers({ doNotFake: ['setImmediate', 'nextTick', 'queueMicrotask'] });
-    try {
-      const workers = pool();
-      await workers.submitJob(new ModeSwitchJob('a')).result();
-      registry.markStartedUp();
-      sidecar.unreachable = true;
-      await jest.advanceTimersByTimeAsync(2_000);
-      sidecar.unreachable = false;
-      await jest.advanceTimersByTimeAsync(1_000);
-      sidecar.unreachable = true;
-      await jest.advanceTimersByTimeAsync(2_000);
-      expect(workers.state).toBe('serving');
-      await jest.advanceTimersByTimeAsync(1_000);
-      expect(workers.state).toBe('lost');
-      expect(workers.unavailableReason).toBe('its health check got no answer 3 times in a row');
-    } finally {
-      jest.useRealTimers();
-    }
-  });
-
-  describe('last switch error', () => {
-    it('keeps the last failed switch until a switch succeeds', async () => {
-      const workers = pool();
-      expect(workers.lastSwitchError).toBeUndefined();
-      sidecar.failLoad = new ModelLoadError('b', 'model file not found: /models/b.safetensors');
-      await expect(workers.submitJob(new ModeSwitchJob('b')).result()).rejects.toBe(sidecar.failLoad);
-      expect(workers.lastSwitchError).toMatchObject({ mode: 'b', error: sidecar.failLoad });
-      expect(workers.lastSwitchError?.at).toBeInstanceOf(Date);
-      sidecar.failLoad = undefined;
-      await workers.submitJob(new ModeSwitchJob('a')).result();
-      expect(workers.lastSwitchError).toBeUndefined();
-    });
-  });
-
-  describe('model roots', () => {
-    /** Lets pending promise callbacks run until `condition` holds; fails when it never does. */
-    async function until(condition: () => boolean, what: string): Promise<void> {
-      for (let tick = 0; !condition(); tick += 1) {
-        if (tick > 1_000) throw new Error(`never happened: ${what}`);
-        await new Promise((resolve) => setImmediate(resolve));
-      }
-    }
-
-    it('gives the model host the roots before the first load, and not again while it has them', async () => {
-      const workers = pool();
-      const order: string[] = [];
-      const setRoots = sidecar.setModelRoots.bind(sidecar);
-      sidecar.setModelRoots = (roots) => (order.push('roots'), setRoots(roots));
-      const load = sidecar.load.bind(sidecar);
-      sidecar.load = (mode) => (order.push(`load ${mode.name}`), load(mode));
-      await workers.submitJob(new ModeSwitchJob('a')).result();
-      await workers.submitJob(new ModeSwitchJob('b')).result();
-      // /models does not exist here: it goes as written (an existing root goes with its symlinks resolved).
-      expect(sidecar.rootsSet).toEqual([['/models']]);
-      expect(order).toEqual(['roots', 'load a', 'load b']);
-    });
-
-    it('gives them again once a lost model host is back, before it loads anything', async () => {
-      const workers = pool();
-      await workers.submitJob(new ModeSwitchJob('a')).result();
-      sidecar.serving = false;
-      sidecar.resident.clear();
-      sidecarProcess.lose();
-      expect(workers.unavailableReason).toBeDefined();
-      sidecar.serving = true;
-      await until(() => workers.unavailableReason === undefined, 'the pool recovered');
-      expect(sidecar.rootsSet).toEqual([['/models'], ['/models']]);
-      expect(sidecar.calls).toEqual(['load a', 'load a']);
-    });
-
-    it('gives the new roots at once after a reload that moves them, and nothing after one that does not', async () => {
-      const listeners: ((config: typeof MODES) => void)[] = [];
-      let config = MODES;
-      const modes = {
-        get config() {
-          return config;
-        },
-        getMode: (name: string) => fakeModes.getMode(name),
-        onReload: (listener: (next: typeof MODES) => void) => listeners.push(listener),
-      } as unknown as ModesService;
-      const appConfig = loadConfig({});
-      const workers = new WorkerPool(
-        appConfig,
-        modes,
-        sidecar,
-        registry,
-        sidecarProcess,
-        new MemoryRefresher(registry, sidecar),
-        new JobStore(appConfig, events),
-      );
-      pools.push(workers);
-      workers.onModuleInit();
-      await workers.submitJob(new ModeSwitchJob('a')).result();
-
-      config = parseModesConfig(
-        'model_root: /elsewhere\nlora_root: /loras\ndefault_mode: a\nmodes:\n  a:\n    model: a.safetensors\n',
-        { source: 'test', baseDir: '/', allowPickle: false },
-      );
-      for (const listener of listeners) listener(config);
-      await until(() => sidecar.rootsSet.length === 2, 'the new roots sent');
-      expect(sidecar.rootsSet).toEqual([['/models'], ['/elsewhere', '/loras']]);
-
-      for (const listener of listeners) listener(config);
-      await workers.submitJob(new ModeSwitchJob('a')).result();
-      expect(sidecar.rootsSet).toHaveLength(2);
-    });
-  });
 });
 
 describe('WorkerPool job records', () => {
+  let f: JobEngineFixture;
   let sidecar: FakeSidecarRepository;
   let store: JobStore;
   let workers: WorkerPool;
   let seen: JobEvent[];
 
   beforeEach(() => {
-    sidecar = new FakeSidecarRepository();
-    const config = loadConfig({});
-    const events = new JobEvents();
+    f = new JobEngineFixture();
+    sidecar = f.sidecar;
     seen = [];
-    events.on((event) => seen.push(event));
-    store = new JobStore(config, events);
-    const registry = new RegistryService();
-    workers = new WorkerPool(
-      config,
-      fakeModes,
-      sidecar,
-      registry,
-      new FakeSidecarProcess(),
-      new MemoryRefresher(registry, sidecar),
-      store,
-    );
+    f.events.on((event) => seen.push(event));
+    workers = f.pool();
+    store = workers.store;
   });
 
-  afterEach(() => workers.beginShutdown());
+  afterEach(() => f.close());
 
   it('records a generation: queued, started, the switch of its turn, one progress per step, completed with its image', async () => {
     const handle = workers.submitJob(new GenerationJob('a', PARAMS));

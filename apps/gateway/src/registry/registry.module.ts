@@ -1,9 +1,10 @@
 import { Module } from '@nestjs/common';
 
+import { ModelEvents } from './model.events.js';
 import { RegistryService } from './registry.service.js';
 
 @Module({
-  providers: [RegistryService],
-  exports: [RegistryService],
+  providers: [RegistryService, ModelEvents],
+  exports: [RegistryService, ModelEvents],
 })
 export class RegistryModule {}

@@ -1,8 +1,12 @@
-import { Injectable } from '@nestjs/common';
+import { Injectable, Logger } from '@nestjs/common';
 
 import { modeOfKey } from '../modes/mode-key.js';
 import type { ResolvedMode } from '../modes/mode.types.js';
 import type { LoadResult, MemoryStats, ResidentModel } from '../sidecar/sidecar.types.js';
+import { ModelEvents, type EvictionReason } from './model.events.js';
+
+/** Why the gateway had the model host unload a key (the eviction reasons are these and 'make-room' | 'oom-retry'). */
+export type UnloadReason = 'unload' | 'keep-alive';
 
 /** One pipeline key the sidecar holds, as the registry last heard of it. */
 export interface ResidentEntry {
@@ -21,16 +25,19 @@ export interface ResidentEntry {
  * in and evicted) and by GetMemory (the sidecar's own account, which wins),
  * which MemoryRefresher reads after loads and jobs and while one runs; status
  * answers from here. Cleared when the sidecar goes away and re-synced from
- * GetMemory when it is back.
+ * GetMemory when it is back. What it records of loads, evictions and failed loads it also tells ModelEvents.
  */
 @Injectable()
 export class RegistryService {
+  private readonly logger = new Logger(RegistryService.name);
   private active: { readonly mode: string; readonly key: string } | undefined;
   private readonly resident = new Map<string, ResidentEntry>();
   private memory: MemoryStats | undefined;
   private memoryAt: number | undefined;
   private startedUp = false;
   private loads = 0;
+
+  constructor(readonly events: ModelEvents = new ModelEvents()) {}
 
   get currentMode(): string | undefined {
     return this.active?.mode;
@@ -54,7 +61,7 @@ export class RegistryService {
     return this.memoryAt;
   }
 
-  /** Changes with every load: take it before asking GetMemory, hand it to recordMemory. */
+  /** Changes with every load and unload: take it before asking GetMemory, hand it to recordMemory. */
   get version(): number {
     return this.loads;
   }
@@ -69,6 +76,8 @@ export class RegistryService {
       const entry = this.resident.get(key);
       if (entry && load.evictedToRam.includes(key)) this.resident.set(key, { ...entry, tier: 'ram' });
       else this.forget(key);
+      const reason: EvictionReason = load.evictedOnOom.includes(key) ? 'oom-retry' : 'make-room';
+      this.events.emit({ type: 'evicted', key, reason });
     }
     this.resident.set(mode.key, {
       key: mode.key,
@@ -79,6 +88,24 @@ export class RegistryService {
     });
     this.active = { mode: mode.name, key: mode.key };
     this.loads += 1;
+    this.events.emit({ type: 'loaded', key: mode.key, mode: mode.name, source: load.source, bytes: load.bytes });
+  }
+
+  /** The model host could not make `mode` resident. */
+  recordLoadFailure(mode: ResolvedMode, error: Error): void {
+    this.events.emit({ type: 'load-failed', mode: mode.name, error });
+  }
+
+  /**
+   * The gateway itself had the model host unload `key` (POST /api/models/unload, or a keep-alive that expired):
+   * forgotten like `forget`. The one place such unloads are recorded.
+   */
+  recordUnload(key: string, reason: UnloadReason): void {
+    this.logger.log(`model host unloaded ${key} (${reason})`);
+    this.forget(key);
+    // A GetMemory asked before the unload must not bring the key back.
+    this.loads += 1;
+    this.events.emit({ type: 'evicted', key, reason });
   }
 
   forget(key: string): void {

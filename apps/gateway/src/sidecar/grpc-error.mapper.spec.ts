@@ -8,10 +8,11 @@ import {
   ModelLoadError,
   ModelNotLoadedError,
   OutOfMemoryError,
+  PinnedModelsError,
   SidecarError,
   SidecarUnavailableError,
 } from '../errors/domain.errors.js';
-import { toDomainError, type CallContext } from './grpc-error.mapper.js';
+import { memberErrorToDomainError, toDomainError, type CallContext } from './grpc-error.mapper.js';
 
 function serviceError(code: Status, details: string): ServiceError {
   return Object.assign(new Error(`${code} ${Status[code]}: ${details}`), { code, details, metadata: new Metadata() });
@@ -45,6 +46,29 @@ describe('toDomainError', () => {
     [Status.UNKNOWN, load, SidecarError, 'Model host error: UNKNOWN: the detail'],
   ])('maps %s on %j', (code, context, type, message) => {
     const error = toDomainError(serviceError(code, 'the detail'), context);
+    expect(error).toBeInstanceOf(type);
+    expect(error.message).toBe(message);
+  });
+
+  it("names the modes of the pinned keys the model host's PinnedModelsError lists", () => {
+    const detail =
+      '3300000 bytes (0 available) fits only by evicting pinned model(s): a-0123456789ab, b-x-ba9876543210; ' +
+      'unpin or unload one of them';
+    const error = toDomainError(serviceError(Status.FAILED_PRECONDITION, detail), load);
+    expect(error).toBeInstanceOf(PinnedModelsError);
+    expect((error as PinnedModelsError).pinnedModes).toEqual(['a', 'b-x']);
+    expect(error.message).toContain("Mode 'portraits' cannot be loaded without evicting pinned mode(s) a, b-x");
+  });
+});
+
+describe('memberErrorToDomainError', () => {
+  it.each([
+    ['RESOURCE_EXHAUSTED', OutOfMemoryError, 'Device out of memory: the detail'],
+    ['FAILED_PRECONDITION', ModelNotLoadedError, 'Model not loaded: the detail'],
+    ['INTERNAL', SidecarError, 'Model host error: INTERNAL: the detail'],
+    ['NO_SUCH_CODE', SidecarError, 'Model host error: NO_SUCH_CODE: the detail'],
+  ])("maps a batch member's %s through the same table", (code, type, message) => {
+    const error = memberErrorToDomainError(code, 'the detail', generate);
     expect(error).toBeInstanceOf(type);
     expect(error.message).toBe(message);
   });

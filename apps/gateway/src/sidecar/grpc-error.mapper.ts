@@ -8,11 +8,13 @@ import {
   ModelLoadError,
   ModelNotLoadedError,
   OutOfMemoryError,
+  PinnedModelsError,
   SidecarError,
   SidecarUnavailableError,
   TaskFailedError,
   UnknownTaskError,
 } from '../errors/domain.errors.js';
+import { modeOfKey } from '../modes/mode-key.js';
 
 export type SidecarRpc = 'load' | 'unload' | 'generate' | 'memory' | 'health' | 'task' | 'roots';
 
@@ -32,6 +34,12 @@ interface Rule {
 
 /** The one table from gRPC status codes to domain errors; the first matching row wins. */
 export const GRPC_ERROR_TABLE: readonly Rule[] = [
+  // The model host's PinnedModelsError: "... fits only by evicting pinned model(s): <key>, <key>; ...".
+  {
+    code: Status.FAILED_PRECONDITION,
+    rpc: 'load',
+    toError: (detail, c) => new PinnedModelsError(c.subject, pinnedModes(detail), detail),
+  },
   { code: Status.NOT_FOUND, rpc: 'load', toError: (detail, c) => new ModelLoadError(c.subject, detail) },
   { code: Status.INVALID_ARGUMENT, rpc: 'load', toError: (detail, c) => new ModelLoadError(c.subject, detail) },
   { code: Status.DEADLINE_EXCEEDED, rpc: 'load', toError: (_, c) => new ModeSwitchTimeoutError(c.subject) },
@@ -52,8 +60,23 @@ export const GRPC_ERROR_TABLE: readonly Rule[] = [
   { code: Status.INTERNAL, toError: (detail) => new SidecarError(`INTERNAL: ${detail}`) },
 ];
 
+/** The modes of the keys a PinnedModelsError of the model host names. */
+function pinnedModes(detail: string): string[] {
+  const keys = /pinned model\(s\): ([^;]+)/.exec(detail)?.[1]?.split(', ') ?? [];
+  return [...new Set(keys.map((key) => modeOfKey(key.trim())))];
+}
+
 export function toDomainError(error: ServiceError, context: CallContext): Error {
-  const detail = error.details || error.message;
-  const rule = GRPC_ERROR_TABLE.find((r) => r.code === error.code && (r.rpc === undefined || r.rpc === context.rpc));
-  return rule ? rule.toError(detail, context) : new SidecarError(`${Status[error.code] ?? error.code}: ${detail}`);
+  return statusToDomainError(error.code, error.details || error.message, context);
+}
+
+/** A status the model host sent as data (a batch member's error: its code's name and its message). */
+export function memberErrorToDomainError(codeName: string, detail: string, context: CallContext): Error {
+  const code = Object.values(Status).find((c): c is Status => typeof c === 'number' && Status[c] === codeName);
+  return code === undefined ? new SidecarError(`${codeName}: ${detail}`) : statusToDomainError(code, detail, context);
+}
+
+function statusToDomainError(code: Status, detail: string, context: CallContext): Error {
+  const rule = GRPC_ERROR_TABLE.find((r) => r.code === code && (r.rpc === undefined || r.rpc === context.rpc));
+  return rule ? rule.toError(detail, context) : new SidecarError(`${Status[code] ?? code}: ${detail}`);
 }

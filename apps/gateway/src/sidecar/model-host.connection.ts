@@ -1,9 +1,12 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 
-import { Logger } from '@nestjs/common';
+import { Inject, Injectable, Logger } from '@nestjs/common';
 
+import { APP_CONFIG, type AppConfig } from '../config/app-config.js';
 import { RegistryService } from '../registry/registry.service.js';
-import type { ModelHost, ModelHostLossSource } from './model-host.js';
+import type { ModelHost, ModelHostProcess } from './model-host.js';
+import { SidecarProcessService } from './sidecar-process.service.js';
+import { SidecarRepository } from './sidecar.repository.js';
 
 /**
  * The model host as its connection sees it: `starting` until the default mode is loaded, `serving`, `lost` (its
@@ -14,11 +17,13 @@ export type ModelHostState = 'starting' | 'serving' | 'lost' | 'recovering' | 's
 
 export type ModelHostStateListener = (state: ModelHostState, reason: string | undefined) => void;
 
-/** What the connection needs from the worker that runs jobs on the model host, to bring it back into service. */
-export interface RecoveryHooks {
+/** What the connection needs from the worker that runs jobs on the model host, to bring it into service. */
+export interface ServiceHooks {
   /** Resolves once the job running on the model host (if any) has ended. */
   settled(): Promise<void>;
-  /** Loads the mode that was active again, on a model host that serves again. */
+  /** Loads the default mode on a model host that has just started; rejects when it cannot. */
+  bringUp(): Promise<void>;
+  /** Loads the mode that was active again, on a model host that serves again after a loss. */
   restore(): Promise<void>;
 }
 
@@ -31,12 +36,18 @@ const HEALTH_WATCH_MS = 1_000;
  * whose device thread holds the CPU may miss a check's deadline and still be fine. NOT_SERVING counts at once.
  */
 const HEALTH_MISSES_LOST = 3;
+/** The first pause before starting a lost process again; it doubles per loss, up to SIDECAR_RESTART_MAX_BACKOFF_MS. */
+const FIRST_RESTART_DELAY_MS = 1_000;
+/** A process that stayed up this long counts as healthy again: the next loss restarts it after the first delay. */
+const HEALTHY_AFTER_MS = 60_000;
 
 /**
- * The one owner of a model host's lifecycle: its state, the loss of its process or of its health, and its
- * recovery (wait until it serves, re-sync the registry from GetMemory, load the active mode again). Every change
- * of state is told to the listeners of `onState`; health, status and the worker read `state`.
+ * The one owner of a model host's lifecycle: its start (process, readiness, default mode), its state, the loss of
+ * its process or of its health, the restart of a process the gateway runs (with a backoff), and its recovery (wait
+ * until it serves, re-sync the registry from GetMemory, load the active mode again). Every change of state is
+ * told to the listeners of `onState`; health, status and the job engine read `state`.
  */
+@Injectable()
 export class ModelHostConnection {
   private readonly logger = new Logger(ModelHostConnection.name);
   private readonly listeners = new Set<ModelHostStateListener>();
@@ -48,15 +59,25 @@ export class ModelHostConnection {
   private down: string | undefined;
   private resyncing = false;
   private recovering: Promise<void> | undefined;
-  private hooks: RecoveryHooks = { settled: () => Promise.resolve(), restore: () => Promise.resolve() };
+  private hooks: ServiceHooks = {
+    settled: () => Promise.resolve(),
+    bringUp: () => Promise.resolve(),
+    restore: () => Promise.resolve(),
+  };
+  private processStartedAt = 0;
+  private restartDelayMs = FIRST_RESTART_DELAY_MS;
+  private restartTimer: NodeJS.Timeout | undefined;
 
   constructor(
-    readonly host: ModelHost,
-    losses: ModelHostLossSource,
+    @Inject(SidecarRepository) readonly host: ModelHost,
+    @Inject(SidecarProcessService) private readonly process: ModelHostProcess,
     private readonly registry: RegistryService,
-    private readonly startupTimeoutMs: number,
+    @Inject(APP_CONFIG) private readonly config: AppConfig,
   ) {
-    losses.onLost((reason) => this.lost(reason));
+    process.onLost((reason) => {
+      this.lost(reason);
+      this.restartProcess();
+    });
     this.healthWatch = setInterval(() => void this.checkServing(), HEALTH_WATCH_MS);
     this.healthWatch.unref();
   }
@@ -83,15 +104,36 @@ export class ModelHostConnection {
     return () => this.listeners.delete(listener);
   }
 
-  attach(hooks: RecoveryHooks): void {
+  attach(hooks: ServiceHooks): void {
     this.hooks = hooks;
   }
 
-  /** The gateway stops: no recovery, no health watch any more. */
+  /**
+   * Starts the process (unless SIDECAR_ADDR names a model host already running), waits until it serves and has
+   * the worker load the default mode: `serving` then. On failure the state stays `starting` (/ready 503) and the
+   * reason is logged; a process that ends meanwhile is recovered like any loss.
+   */
+  async start(): Promise<void> {
+    try {
+      this.startProcess();
+      await this.process.waitForReady(this.config.sidecarStartupTimeoutMs, this.stop.signal);
+      this.logger.log('model host serving; loading the default mode');
+      await this.hooks.bringUp();
+      this.registry.markStartedUp();
+      this.logger.log(`ready: default mode '${this.registry.currentMode ?? '(none)'}' loaded`);
+      this.emit(undefined);
+    } catch (error) {
+      if (this.stop.signal.aborted) return;
+      this.logger.error(`startup failed, /ready stays 503: ${(error as Error).message}`);
+    }
+  }
+
+  /** The gateway stops: no recovery, no restart, no health watch any more. */
   close(): void {
     if (this.stop.signal.aborted) return;
     this.stop.abort();
     clearInterval(this.healthWatch);
+    clearTimeout(this.restartTimer);
     this.emit(undefined);
   }
 
@@ -105,6 +147,25 @@ export class ModelHostConnection {
     }
     this.registry.clear();
     this.recovering ??= this.recover().finally(() => (this.recovering = undefined));
+  }
+
+  private startProcess(): void {
+    this.processStartedAt = Date.now();
+    this.process.start();
+  }
+
+  /** A process the gateway runs ended: start it again after a pause that doubles while it keeps ending. */
+  private restartProcess(): void {
+    if (!this.process.managed || this.stop.signal.aborted) return;
+    const max = this.config.sidecarRestartMaxBackoffMs;
+    if (Date.now() - this.processStartedAt >= HEALTHY_AFTER_MS) this.restartDelayMs = FIRST_RESTART_DELAY_MS;
+    const delay = Math.min(this.restartDelayMs, max);
+    this.restartDelayMs = Math.min(delay * 2, max);
+    this.logger.warn(`restarting the model host in ${(delay / 1000).toFixed(1)} s`);
+    clearTimeout(this.restartTimer);
+    this.restartTimer = setTimeout(() => {
+      if (!this.stop.signal.aborted) this.startProcess();
+    }, delay);
   }
 
   /** While it is believed to serve, asks the model host: NOT_SERVING, or HEALTH_MISSES_LOST misses, is lost. */
@@ -130,7 +191,7 @@ export class ModelHostConnection {
     for (let attempt = 1; !signal.aborted; attempt += 1) {
       try {
         await this.hooks.settled();
-        await this.host.waitForReady(this.startupTimeoutMs, signal);
+        await this.host.waitForReady(this.config.sidecarStartupTimeoutMs, signal);
         this.resyncing = true;
         this.emit(this.down);
         this.registry.clear();

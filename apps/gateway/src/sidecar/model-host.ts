@@ -1,5 +1,12 @@
 import type { ResolvedMode } from '../modes/mode.types.js';
-import type { GenerateOptions, GenerateParams, GeneratedImage, LoadResult, MemoryStats } from './sidecar.types.js';
+import type {
+  BatchMember,
+  GenerateOptions,
+  GenerateParams,
+  GeneratedImage,
+  LoadResult,
+  MemoryStats,
+} from './sidecar.types.js';
 
 /** A model host health check's answer: serving, said it is not (starting, draining), or did not answer. */
 export type ModelHostHealth = 'serving' | 'not-serving' | 'no-answer';
@@ -13,6 +20,14 @@ export interface ModelHost {
   getMemory(): Promise<MemoryStats>;
   /** Aborting `options.signal` cancels the generation, which rejects with JobCancelledError. */
   generate(params: GenerateParams, options?: GenerateOptions): Promise<GeneratedImage>;
+  /**
+   * Runs the members as one pipeline call where they can share one (same key, size, steps, guidance, sampler,
+   * superres, clip skip, and each with or without a negative prompt; the model host runs the others in calls of
+   * their own). One promise per member, in order, settling as `generate` would for that member alone: its image
+   * (equal to the one it gets alone, within the last bits of float arithmetic), its own error, or
+   * JobCancelledError at once when its signal aborts, while the others run on.
+   */
+  generateBatch(members: readonly BatchMember[]): Promise<GeneratedImage>[];
   runTask(name: string, args?: Readonly<Record<string, unknown>>): Promise<unknown>;
   healthStatus(): Promise<ModelHostHealth>;
   /** Replaces the roots the model host may load from (and watches); answers the roots it applied. */
@@ -21,7 +36,17 @@ export interface ModelHost {
   waitForReady(timeoutMs: number, signal?: AbortSignal): Promise<void>;
 }
 
-/** Tells when a model host's process ends (SidecarProcessService, for one the gateway started). */
-export interface ModelHostLossSource {
+/**
+ * The process behind a model host (SidecarProcessService runs one when SIDECAR_ADDR is unset). It only runs the
+ * process: when to start it again, and what a loss means, is its ModelHostConnection's to decide.
+ */
+export interface ModelHostProcess {
+  /** True when the gateway runs the process itself (and so can start it again after it ended). */
+  readonly managed: boolean;
+  /** Starts the process unless it runs (or the model host is one the gateway does not run). */
+  start(): void;
+  /** `listener` is told each time the process ends unexpectedly; the text says how. */
   onLost(listener: (reason: string) => void): void;
+  /** Resolves once the model host serves; rejects early when the process ends first. */
+  waitForReady(timeoutMs: number, signal?: AbortSignal): Promise<void>;
 }

@@ -8,7 +8,7 @@ import { Inject, Injectable, Logger, type OnModuleDestroy } from '@nestjs/common
 
 import { APP_CONFIG, type AppConfig } from '../config/app-config.js';
 import { SidecarUnavailableError } from '../errors/domain.errors.js';
-import { RegistryService } from '../registry/registry.service.js';
+import type { ModelHostProcess } from './model-host.js';
 import { SIDECAR_ENDPOINT, SOCKET_DIR_PATTERN, type SidecarEndpoint } from './sidecar-endpoint.provider.js';
 import { SidecarRepository } from './sidecar.repository.js';
 
@@ -17,10 +17,6 @@ import { SidecarRepository } from './sidecar.repository.js';
  * stops its server (sidecar/src/modelhost/server.py). SIGKILL comes only after --grace and this.
  */
 const MODEL_HOST_STOP_MARGIN_MS = 15_000;
-/** The first pause before restarting a lost sidecar; it doubles per failed try, up to SIDECAR_RESTART_MAX_BACKOFF_MS. */
-const FIRST_RESTART_DELAY_MS = 1_000;
-/** A sidecar that stayed up this long counts as healthy again: the next loss restarts it after the first delay. */
-const HEALTHY_AFTER_MS = 60_000;
 
 /** Told when the sidecar goes away unexpectedly; the text says how. */
 export type SidecarLossListener = (reason: string) => void;
@@ -36,37 +32,36 @@ interface Exit {
  * `<SIDECAR_PYTHON> -m modelhost serve --listen unix:<private dir>/modelhost.sock --grace <SHUTDOWN_GRACE_MS in s>
  * [--device <SIDECAR_DEVICE>]`.
  *
- * It is stopped after the WorkerPool has drained (that module is destroyed first): SIGTERM, then SIGKILL only
- * once the model host's own grace and stop margin have passed. The private folder goes on every exit path the
+ * It only runs the process: its ModelHostConnection decides when to start it (again) and what a loss means. It is
+ * stopped after the WorkerPool has drained (that module is destroyed first): SIGTERM, then SIGKILL only once the
+ * model host's own grace and stop margin have passed. The private folder goes on every exit path the
  * process sees; one left by a gateway that was SIGKILLed is removed by the next gateway's start.
  */
 @Injectable()
-export class SidecarProcessService implements OnModuleDestroy {
+export class SidecarProcessService implements ModelHostProcess, OnModuleDestroy {
   private readonly logger = new Logger('Sidecar');
   private child: ChildProcess | undefined;
   private exited: Promise<Exit> | undefined;
   private stopping = false;
-  private startedAt = 0;
-  private restartDelayMs = FIRST_RESTART_DELAY_MS;
-  private restartTimer: NodeJS.Timeout | undefined;
   private readonly lossListeners: SidecarLossListener[] = [];
 
   constructor(
     @Inject(APP_CONFIG) private readonly config: AppConfig,
     @Inject(SIDECAR_ENDPOINT) private readonly endpoint: SidecarEndpoint,
     private readonly repository: SidecarRepository,
-    private readonly registry: RegistryService,
   ) {}
 
-  /** Starts the sidecar unless SIDECAR_ADDR names one already running; called once, at application start. */
+  /** Starts the model host unless it runs, or SIDECAR_ADDR names one the gateway does not run. */
   start(): void {
     const { socketDir } = this.endpoint;
-    if (socketDir === undefined || this.child) return;
-    removeStaleSocketDirs(dirname(socketDir), this.logger);
-    // mkdir (not mkdtemp) under a random name: atomic, fails rather than follow anything already there.
-    mkdirSync(socketDir, { mode: 0o700 });
-    // process.exit() and a crash skip the shutdown hooks but not this; only SIGKILL and the like escape it.
-    process.once('exit', this.removeSocketDir);
+    if (socketDir === undefined || this.stopping || this.pid !== undefined) return;
+    if (!this.child) {
+      removeStaleSocketDirs(dirname(socketDir), this.logger);
+      // mkdir (not mkdtemp) under a random name: atomic, fails rather than follow anything already there.
+      mkdirSync(socketDir, { mode: 0o700 });
+      // process.exit() and a crash skip the shutdown hooks but not this; only SIGKILL and the like escape it.
+      process.once('exit', this.removeSocketDir);
+    }
     this.spawnChild();
   }
 
@@ -97,7 +92,6 @@ export class SidecarProcessService implements OnModuleDestroy {
     this.logger.log(`starting the model host: ${python} ${args.join(' ')}`);
     const child = spawn(python, args, { cwd: process.cwd(), env: process.env, stdio: ['ignore', 'pipe', 'pipe'] });
     this.child = child;
-    this.startedAt = Date.now();
     if (child.pid !== undefined) this.logger.log(`model host started (pid ${child.pid})`);
     this.exited = new Promise<Exit>((resolve) => {
       child.once('exit', (code, signal) => resolve({ code, signal }));
@@ -129,7 +123,6 @@ export class SidecarProcessService implements OnModuleDestroy {
 
   async onModuleDestroy(): Promise<void> {
     this.stopping = true;
-    clearTimeout(this.restartTimer);
     const { child, exited } = this;
     if (child && exited && child.exitCode === null && child.signalCode === null) {
       this.logger.log('stopping the model host');
@@ -159,7 +152,7 @@ export class SidecarProcessService implements OnModuleDestroy {
       });
   }
 
-  /** An unexpected exit: nothing it held survives; restart it after a pause that doubles while it keeps dying. */
+  /** An unexpected exit: told to the listeners (the connection decides what follows). */
   private onExit(exit: Exit): void {
     if (this.stopping) {
       this.logger.log(`the model host ${describe(exit)}`);
@@ -167,15 +160,7 @@ export class SidecarProcessService implements OnModuleDestroy {
     }
     const reason = `the model host ${describe(exit)} unexpectedly`;
     this.logger.error(reason);
-    this.registry.clear();
     for (const listener of this.lossListeners) listener(reason);
-    if (Date.now() - this.startedAt >= HEALTHY_AFTER_MS) this.restartDelayMs = FIRST_RESTART_DELAY_MS;
-    const delay = Math.min(this.restartDelayMs, this.config.sidecarRestartMaxBackoffMs);
-    this.restartDelayMs = Math.min(delay * 2, this.config.sidecarRestartMaxBackoffMs);
-    this.logger.warn(`restarting the model host in ${(delay / 1000).toFixed(1)} s`);
-    this.restartTimer = setTimeout(() => {
-      if (!this.stopping) this.spawnChild();
-    }, delay);
   }
 }
 

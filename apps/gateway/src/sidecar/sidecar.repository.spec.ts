@@ -8,6 +8,7 @@ import { loadConfig } from '../config/app-config.js';
 import {
   JobCancelledError,
   ModelLoadError,
+  ModelNotLoadedError,
   OutOfMemoryError,
   InvalidRequestError,
   SidecarError,
@@ -17,8 +18,12 @@ import {
 } from '../errors/domain.errors.js';
 import { parseModesConfig } from '../modes/modes-config.loader.js';
 import type { ResolvedMode } from '../modes/mode.types.js';
+import type { ModelEvent } from '../registry/model.events.js';
+import { RegistryService } from '../registry/registry.service.js';
 import type { HealthCheckRequest__Output } from './generated/grpc/health/v1/HealthCheckRequest.js';
 import type { HealthCheckResponse } from './generated/grpc/health/v1/HealthCheckResponse.js';
+import type { GenerateBatchEvent } from './generated/modelhost/v1/GenerateBatchEvent.js';
+import type { GenerateBatchRequest__Output } from './generated/modelhost/v1/GenerateBatchRequest.js';
 import type { GenerateEvent } from './generated/modelhost/v1/GenerateEvent.js';
 import type { GenerateRequest__Output } from './generated/modelhost/v1/GenerateRequest.js';
 import type { LoadModelReply } from './generated/modelhost/v1/LoadModelReply.js';
@@ -28,7 +33,7 @@ import type { ModelHostHandlers } from './generated/modelhost/v1/ModelHost.js';
 import type { RunTaskRequest__Output } from './generated/modelhost/v1/RunTaskRequest.js';
 import { loadSidecarProto } from './proto-package.loader.js';
 import { SidecarRepository } from './sidecar.repository.js';
-import type { GenerateParams, GenerateProgress } from './sidecar.types.js';
+import type { GenerateParams, GenerateProgress, GeneratedImage } from './sidecar.types.js';
 import { waitFor } from '../../testing/wait-for.js';
 
 const PNG = Buffer.from([0x89, 0x50, 0x4e, 0x47, 1, 2, 3]);
@@ -43,14 +48,56 @@ class FakeSidecar {
   generationCancelled = false;
   /** When set, Generate sends one progress event and then waits for the client to cancel. */
   hang = false;
+  /** GenerateBatch: each call's members, the member cancels it got, and whether a call was cut short. */
+  readonly batches: GenerateRequest__Output[][] = [];
+  readonly memberCancels: number[] = [];
+  batchCancelled = false;
 
   constructor() {
     const proto = loadSidecarProto();
     // Only the calls the repository makes; grpc-js answers UNIMPLEMENTED for the rest.
     const handlers: Pick<
       ModelHostHandlers,
-      'LoadModel' | 'UnloadModel' | 'Generate' | 'GetMemory' | 'RunTask' | 'SetModelRoots'
+      'LoadModel' | 'UnloadModel' | 'Generate' | 'GenerateBatch' | 'GetMemory' | 'RunTask' | 'SetModelRoots'
     > = {
+      // Per member: one progress event, then by prompt: 'hang' waits for its cancel, 'missing' fails alone,
+      // 'break' fails the whole call; any other gets its image. The call ends once every member has its outcome.
+      GenerateBatch: (call) => {
+        const open = new Set<number>();
+        const finish = (member: number, event: Omit<GenerateBatchEvent, 'member'>): void => {
+          if (!open.delete(member)) return;
+          call.write({ member, ...event });
+          if (open.size === 0) call.end();
+        };
+        // grpc-js also says 'cancelled' for a call that has ended: only one cut short counts.
+        call.on('cancelled', () => (this.batchCancelled ||= open.size > 0));
+        call.on('data', (request: GenerateBatchRequest__Output) => {
+          if (request.request === 'cancel_member') {
+            this.memberCancels.push(request.cancel_member ?? -1);
+            finish(request.cancel_member ?? -1, { cancelled: {} });
+            return;
+          }
+          const members = request.batch?.members ?? [];
+          this.batches.push(members);
+          if (members.some((m) => m.prompt === 'break')) {
+            call.emit('error', {
+              code: grpc.status.INVALID_ARGUMENT,
+              details: 'width and height must be multiples of 8',
+            });
+            return;
+          }
+          members.forEach((_, i) => open.add(i));
+          members.forEach((m, i) => {
+            call.write({ member: i, progress: { step: 1, total_steps: 1, elapsed_seconds: i / 10 } });
+            if (m.prompt === 'missing') {
+              finish(i, { error: { code: 'FAILED_PRECONDITION', message: `model '${m.key}' is not loaded` } });
+            } else if (m.prompt !== 'hang') {
+              const image = { png: PNG, seed: m.seed, width: m.width, height: m.height, superres_applied: false };
+              finish(i, { image });
+            }
+          });
+        });
+      },
       // Like the model host: resolves (here: drops duplicates), refuses relative roots.
       SetModelRoots: (call, callback) => {
         const { roots } = call.request;
@@ -84,6 +131,7 @@ class FakeSidecar {
             source: 'LOAD_SOURCE_DISK',
             evicted: ['old-key', 'parked-key'],
             evicted_to_ram: ['parked-key'],
+            evicted_on_oom: ['old-key'],
             device: 'cpu',
           };
           callback(null, reply);
@@ -176,7 +224,8 @@ const MODE: ResolvedMode = (() => {
   const config = parseModesConfig(
     'model_root: /models\nlora_root: /loras\ndefault_mode: m\nmodes:\n  m:\n    model: a.safetensors\n    config: cfg\n' +
       '    loras:\n      - x.safetensors\n      - {path: y.safetensors, strength: 0.5, adapter_name: why}\n' +
-      '    superres: {model: up/4x.safetensors}\n    prediction_type: v_prediction\n    vae: vae/fix.safetensors\n',
+      '    superres: {model: up/4x.safetensors}\n    prediction_type: v_prediction\n    vae: vae/fix.safetensors\n' +
+      '    pinned: true\n',
     { source: 'test', baseDir: '/', allowPickle: false },
   );
   const mode = config.modes.get('m');
@@ -198,8 +247,16 @@ const PARAMS: GenerateParams = {
   clipSkip: 2,
 };
 
-function repositoryFor(address: string, env: Record<string, string> = {}): SidecarRepository {
-  return new SidecarRepository({ address, socketDir: undefined }, loadConfig({ SIDECAR_ADDR: address, ...env }));
+function repositoryFor(
+  address: string,
+  env: Record<string, string> = {},
+  registry = new RegistryService(),
+): SidecarRepository {
+  return new SidecarRepository(
+    { address, socketDir: undefined },
+    loadConfig({ SIDECAR_ADDR: address, ...env }),
+    registry,
+  );
 }
 
 describe('SidecarRepository against a gRPC server', () => {
@@ -238,6 +295,7 @@ describe('SidecarRepository against a gRPC server', () => {
         superres_scale: 0,
         prediction_type: 'v_prediction',
         vae_path: '/models/vae/fix.safetensors',
+        pinned: true,
       },
     ]);
     expect(result).toEqual({
@@ -249,6 +307,7 @@ describe('SidecarRepository against a gRPC server', () => {
       source: 'disk',
       evicted: ['old-key', 'parked-key'],
       evictedToRam: ['parked-key'],
+      evictedOnOom: ['old-key'],
       device: 'cpu',
     });
   });
@@ -258,6 +317,22 @@ describe('SidecarRepository against a gRPC server', () => {
     await expect(repository.load(mode)).rejects.toThrow(
       new ModelLoadError('m', 'model file not found: /models/missing.safetensors'),
     );
+  });
+
+  it('records a failed load in the registry, with the error it rejects with', async () => {
+    const registry = new RegistryService();
+    const events: ModelEvent[] = [];
+    registry.events.on((event) => events.push(event));
+    const recording = repositoryFor(address, {}, registry);
+    try {
+      const failure = await recording.load({ ...MODE, modelPath: '/models/huge.safetensors' }).catch((e: Error) => e);
+      expect(failure).toBeInstanceOf(OutOfMemoryError);
+      expect(events).toEqual([{ type: 'load-failed', mode: MODE.name, error: failure }]);
+      await recording.load(MODE);
+      expect(events).toHaveLength(1);
+    } finally {
+      recording.onModuleDestroy();
+    }
   });
 
   it('turns RESOURCE_EXHAUSTED into OutOfMemoryError', async () => {
@@ -359,6 +434,75 @@ describe('SidecarRepository against a gRPC server', () => {
     const impatient = repositoryFor(address, { GENERATE_TIMEOUT_MS: '200' });
     await expect(impatient.generate(PARAMS)).rejects.toThrow('Generation timed out after 200 ms');
     impatient.onModuleDestroy();
+  });
+
+  it('runs a batch as one call: each member gets its own progress and image, or its own error', async () => {
+    const progress: GenerateProgress[][] = [[], [], []];
+    const members = [
+      { ...PARAMS, prompt: 'a cat', seed: 1 },
+      { ...PARAMS, prompt: 'missing', seed: 2 },
+      { ...PARAMS, prompt: 'a dog', seed: 3 },
+    ].map((params, i) => ({ params, options: { onProgress: (p: GenerateProgress) => progress[i]?.push(p) } }));
+    const [cat, missing, dog] = await Promise.allSettled(repository.generateBatch(members));
+    const image = (seed: number): GeneratedImage => ({ png: PNG, seed, width: 64, height: 96, superresApplied: false });
+    expect(cat).toEqual({ status: 'fulfilled', value: image(1) });
+    expect(dog).toEqual({ status: 'fulfilled', value: image(3) });
+    expect(missing).toEqual({
+      status: 'rejected',
+      reason: new ModelNotLoadedError(`model '${MODE.key}' is not loaded`),
+    });
+    expect(missing?.status === 'rejected' && missing.reason).toBeInstanceOf(ModelNotLoadedError);
+    expect(sidecar.batchCancelled).toBe(false);
+    expect(sidecar.batches).toHaveLength(1);
+    expect(sidecar.batches[0]?.map((m) => [m.prompt, m.seed, m.scheduler, m.clip_skip])).toEqual([
+      ['a cat', 1, 'euler_a', 1],
+      ['missing', 2, 'euler_a', 1],
+      ['a dog', 3, 'euler_a', 1],
+    ]);
+    expect(progress).toEqual([0, 1, 2].map((i) => [{ step: 1, totalSteps: 1, elapsedSeconds: i / 10 }]));
+  });
+
+  it('cancels one member at once and tells the model host, while the others complete', async () => {
+    const abort = new AbortController();
+    const [cancelled, other] = repository.generateBatch([
+      { params: { ...PARAMS, prompt: 'hang' }, options: { signal: abort.signal, onProgress: () => abort.abort() } },
+      { params: { ...PARAMS, prompt: 'a cat' } },
+    ]);
+    await expect(cancelled).rejects.toBeInstanceOf(JobCancelledError);
+    await expect(other).resolves.toMatchObject({ png: PNG });
+    await waitFor(() => sidecar.memberCancels.length > 0, { what: 'the member cancel to arrive' });
+    expect(sidecar.memberCancels).toEqual([0]);
+    expect(sidecar.batchCancelled).toBe(false);
+  });
+
+  it('cancels the call once every member is cancelled, and sends none already aborted', async () => {
+    const aborted = new AbortController();
+    aborted.abort();
+    const abort = new AbortController();
+    const [before, during] = repository.generateBatch([
+      { params: { ...PARAMS, prompt: 'a cat' }, options: { signal: aborted.signal } },
+      { params: { ...PARAMS, prompt: 'hang' }, options: { signal: abort.signal, onProgress: () => abort.abort() } },
+    ]);
+    await expect(before).rejects.toThrow('generation cancelled before it started');
+    await expect(during).rejects.toBeInstanceOf(JobCancelledError);
+    await waitFor(() => sidecar.batchCancelled, { what: 'the fake sidecar to see the call cancelled' });
+    expect(sidecar.batches.map((members) => members.map((m) => m.prompt))).toEqual([['hang']]);
+    expect(sidecar.memberCancels).toEqual([]);
+
+    const none = repository.generateBatch([{ params: PARAMS, options: { signal: aborted.signal } }]);
+    await expect(none[0]).rejects.toBeInstanceOf(JobCancelledError);
+    expect(sidecar.batches).toHaveLength(1);
+  });
+
+  it("fails every member with the call's own error", async () => {
+    const results = await Promise.allSettled(
+      repository.generateBatch([{ params: PARAMS }, { params: { ...PARAMS, prompt: 'break' } }]),
+    );
+    const reason = new InvalidRequestError(['width and height must be multiples of 8']);
+    expect(results).toEqual([
+      { status: 'rejected', reason },
+      { status: 'rejected', reason },
+    ]);
   });
 
   it('runs a named sidecar task with JSON arguments and parses its JSON result', async () => {

@@ -7,19 +7,24 @@ import { DEFAULT_SCHEDULER } from '../common/samplers.js';
 import { APP_CONFIG, type AppConfig } from '../config/app-config.js';
 import { JobCancelledError, SidecarError, SidecarUnavailableError } from '../errors/domain.errors.js';
 import type { ResolvedMode } from '../modes/mode.types.js';
+import { RegistryService } from '../registry/registry.service.js';
 import type { HealthClient } from './generated/grpc/health/v1/Health.js';
 import type { GenerateEvent__Output } from './generated/modelhost/v1/GenerateEvent.js';
+import type { GeneratedImage__Output } from './generated/modelhost/v1/GeneratedImage.js';
 import type { ListModelsReply__Output } from './generated/modelhost/v1/ListModelsReply.js';
 import type { LoadModelReply__Output } from './generated/modelhost/v1/LoadModelReply.js';
 import type { MemoryStats__Output } from './generated/modelhost/v1/MemoryStats.js';
 import type { ModelHostClient } from './generated/modelhost/v1/ModelHost.js';
 import type { RunTaskReply__Output } from './generated/modelhost/v1/RunTaskReply.js';
 import type { SetModelRootsReply__Output } from './generated/modelhost/v1/SetModelRootsReply.js';
-import { toDomainError, type CallContext } from './grpc-error.mapper.js';
+import type { GenerateBatchEvent__Output } from './generated/modelhost/v1/GenerateBatchEvent.js';
+import type { GenerateRequest } from './generated/modelhost/v1/GenerateRequest.js';
+import { memberErrorToDomainError, toDomainError, type CallContext } from './grpc-error.mapper.js';
 import type { ModelHost, ModelHostHealth } from './model-host.js';
 import { loadSidecarProto } from './proto-package.loader.js';
 import { SIDECAR_ENDPOINT, type SidecarEndpoint } from './sidecar-endpoint.provider.js';
 import type {
+  BatchMember,
   GenerateOptions,
   GenerateParams,
   GeneratedImage,
@@ -47,7 +52,11 @@ export class SidecarRepository implements ModelHost, OnModuleDestroy {
   private readonly deviceWorkTimeoutMs: number;
   private readonly loadTimeoutMs: number;
 
-  constructor(@Inject(SIDECAR_ENDPOINT) endpoint: SidecarEndpoint, @Inject(APP_CONFIG) config: AppConfig) {
+  constructor(
+    @Inject(SIDECAR_ENDPOINT) endpoint: SidecarEndpoint,
+    @Inject(APP_CONFIG) config: AppConfig,
+    private readonly registry: RegistryService,
+  ) {
     const proto = loadSidecarProto();
     const credentials = grpc.credentials.createInsecure();
     const options: grpc.ChannelOptions = {
@@ -68,7 +77,11 @@ export class SidecarRepository implements ModelHost, OnModuleDestroy {
     this.health.close();
   }
 
-  /** Makes the mode's pipeline resident (idempotent on the sidecar's side). */
+  /**
+   * Makes the mode's pipeline resident (idempotent on the sidecar's side). A load that fails is recorded in the
+   * registry here, whoever asked for it; a load that succeeds is recorded by the one who asked (it makes a mode
+   * active, which only the worker knows).
+   */
   load(mode: ResolvedMode): Promise<LoadResult> {
     const context: CallContext = { rpc: 'load', subject: mode.name, timeoutMs: this.loadTimeoutMs };
     const request = {
@@ -84,10 +97,14 @@ export class SidecarRepository implements ModelHost, OnModuleDestroy {
       superres_scale: mode.superres?.scale ?? 0,
       prediction_type: mode.predictionType ?? '',
       vae_path: mode.vaePath ?? '',
+      pinned: mode.pinned,
     };
     return new Promise<LoadModelReply__Output>((resolve, reject) => {
       this.modelHost.LoadModel(request, this.deadline(context), this.settle(context, resolve, reject));
-    }).then(toLoadResult);
+    }).then(toLoadResult, (error: Error) => {
+      this.registry.recordLoadFailure(mode, error);
+      throw error;
+    });
   }
 
   /** Drops a pipeline; resolves to the bytes freed. */
@@ -98,6 +115,21 @@ export class SidecarRepository implements ModelHost, OnModuleDestroy {
         { key },
         this.deadline(context),
         this.settle(context, (reply) => resolve(reply.freed_bytes), reject),
+      );
+    });
+  }
+
+  /**
+   * Takes the key's pipeline off the device: into the RAM tier when it fits there (the key, and every key sharing
+   * the pipeline, stay loaded), else the key is unloaded. Resolves to the bytes freed and whether it was parked.
+   */
+  offload(key: string): Promise<{ freedBytes: number; parked: boolean }> {
+    const context: CallContext = { rpc: 'unload', subject: key, timeoutMs: UNLOAD_TIMEOUT_MS };
+    return new Promise((resolve, reject) => {
+      this.modelHost.UnloadModel(
+        { key, to_ram_tier: true },
+        this.deadline(context),
+        this.settle(context, (reply) => resolve({ freedBytes: reply.freed_bytes, parked: reply.parked }), reject),
       );
     });
   }
@@ -152,23 +184,7 @@ export class SidecarRepository implements ModelHost, OnModuleDestroy {
     if (signal?.aborted) return Promise.reject(new JobCancelledError('generation cancelled before it started'));
     const context: CallContext = { rpc: 'generate', subject: params.key, timeoutMs: this.deviceWorkTimeoutMs };
     return new Promise<GeneratedImage>((resolve, reject) => {
-      const call = this.modelHost.Generate(
-        {
-          key: params.key,
-          prompt: params.prompt,
-          negative_prompt: params.negativePrompt,
-          width: params.width,
-          height: params.height,
-          steps: params.steps,
-          guidance_scale: params.guidanceScale,
-          seed: params.seed,
-          superres: params.superres,
-          scheduler: params.scheduler === DEFAULT_SCHEDULER ? '' : params.scheduler,
-          // The model host counts in diffusers' convention: layers skipped, 0 = none.
-          clip_skip: Math.max(0, params.clipSkip - 1),
-        },
-        this.deadline(context),
-      );
+      const call = this.modelHost.Generate(toGenerateRequest(params), this.deadline(context));
       let image: GeneratedImage | undefined;
       const cancel = (): void => call.cancel();
       signal?.addEventListener('abort', cancel, { once: true });
@@ -181,8 +197,7 @@ export class SidecarRepository implements ModelHost, OnModuleDestroy {
           const { step, total_steps, elapsed_seconds } = event.progress;
           onProgress?.({ step, totalSteps: total_steps, elapsedSeconds: elapsed_seconds });
         } else if (event.image) {
-          const { png, seed, width, height, superres_applied } = event.image;
-          image = { png, seed, width, height, superresApplied: superres_applied };
+          image = toGeneratedImage(event.image);
         }
       });
       call.on('error', (error: grpc.ServiceError) =>
@@ -196,6 +211,60 @@ export class SidecarRepository implements ModelHost, OnModuleDestroy {
         ),
       );
     });
+  }
+
+  /**
+   * One GenerateBatch call for the members whose signal has not aborted yet. A member whose signal aborts later is
+   * settled as cancelled at once and the model host told to drop it; once none is left waiting, the call itself is
+   * cancelled. The whole call has GENERATE_TIMEOUT_MS, like one generation.
+   */
+  generateBatch(members: readonly BatchMember[]): Promise<GeneratedImage>[] {
+    const entries = members.map((member) => new BatchEntry(member));
+    const sent = entries.filter((entry) => {
+      if (!entry.signal?.aborted) return true;
+      entry.reject(new JobCancelledError('generation cancelled before it started'));
+      return false;
+    });
+    const [first] = sent;
+    if (!first) return entries.map((entry) => entry.result);
+    const context: CallContext = { rpc: 'generate', subject: first.params.key, timeoutMs: this.deviceWorkTimeoutMs };
+    const call = this.modelHost.GenerateBatch(this.deadline(context));
+    for (const [position, entry] of sent.entries()) {
+      entry.onAbort(() => {
+        entry.reject(new JobCancelledError('generation cancelled'));
+        if (sent.every((other) => other.settled)) call.cancel();
+        else call.write({ cancel_member: position });
+      });
+    }
+    call.on('data', (event: GenerateBatchEvent__Output) => {
+      const entry = sent[event.member];
+      if (!entry) return;
+      if (event.progress) {
+        const { step, total_steps, elapsed_seconds } = event.progress;
+        if (!entry.settled) entry.onProgress?.({ step, totalSteps: total_steps, elapsedSeconds: elapsed_seconds });
+      } else if (event.image) {
+        entry.resolve(toGeneratedImage(event.image));
+      } else if (event.cancelled) {
+        entry.reject(new JobCancelledError('generation cancelled'));
+      } else if (event.error) {
+        entry.reject(memberErrorToDomainError(event.error.code, event.error.message, context));
+      }
+      // Every outcome is in: no cancel is left to send.
+      if (sent.every((other) => other.settled)) call.end();
+    });
+    call.on('error', (error: grpc.ServiceError) => {
+      for (const entry of sent) {
+        entry.reject(
+          entry.signal?.aborted ? new JobCancelledError('generation cancelled') : toDomainError(error, context),
+        );
+      }
+    });
+    call.on('end', () => {
+      for (const entry of sent)
+        entry.reject(new SidecarError("the batch stream ended without this generation's image"));
+    });
+    call.write({ batch: { members: sent.map((entry) => toGenerateRequest(entry.params)) } });
+    return entries.map((entry) => entry.result);
   }
 
   /**
@@ -278,6 +347,69 @@ const LOAD_SOURCES: Readonly<Record<string, LoadResult['source']>> = {
   LOAD_SOURCE_SHARED_BASE: 'shared-base',
 };
 
+/** One member of a batch call: its promise, settled once, and its signal's listener, removed when it settles. */
+class BatchEntry {
+  readonly result: Promise<GeneratedImage>;
+  readonly params: GenerateParams;
+  readonly signal: AbortSignal | undefined;
+  readonly onProgress: GenerateOptions['onProgress'];
+  settled = false;
+  private settle!: { resolve: (image: GeneratedImage) => void; reject: (error: Error) => void };
+  private abortListener: (() => void) | undefined;
+
+  constructor(member: BatchMember) {
+    this.params = member.params;
+    this.signal = member.options?.signal;
+    this.onProgress = member.options?.onProgress;
+    this.result = new Promise<GeneratedImage>((resolve, reject) => {
+      this.settle = { resolve, reject };
+    });
+  }
+
+  onAbort(listener: () => void): void {
+    this.abortListener = listener;
+    this.signal?.addEventListener('abort', listener, { once: true });
+  }
+
+  resolve(image: GeneratedImage): void {
+    if (this.finish()) this.settle.resolve(image);
+  }
+
+  reject(error: Error): void {
+    if (this.finish()) this.settle.reject(error);
+  }
+
+  /** True the first time only. */
+  private finish(): boolean {
+    if (this.settled) return false;
+    this.settled = true;
+    if (this.abortListener) this.signal?.removeEventListener('abort', this.abortListener);
+    return true;
+  }
+}
+
+function toGenerateRequest(params: GenerateParams): GenerateRequest {
+  return {
+    key: params.key,
+    prompt: params.prompt,
+    negative_prompt: params.negativePrompt,
+    width: params.width,
+    height: params.height,
+    steps: params.steps,
+    guidance_scale: params.guidanceScale,
+    seed: params.seed,
+    superres: params.superres,
+    scheduler: params.scheduler === DEFAULT_SCHEDULER ? '' : params.scheduler,
+    // The model host counts in diffusers' convention: layers skipped, 0 = none.
+    clip_skip: Math.max(0, params.clipSkip - 1),
+  };
+}
+
+function toGeneratedImage(image: GeneratedImage__Output): GeneratedImage {
+  const { png, seed, width, height, superres_applied } = image;
+  return { png, seed, width, height, superresApplied: superres_applied };
+}
+
 function toLoadResult(reply: LoadModelReply__Output): LoadResult {
   return {
     key: reply.key,
@@ -288,6 +420,7 @@ function toLoadResult(reply: LoadModelReply__Output): LoadResult {
     source: LOAD_SOURCES[reply.source] ?? 'unknown',
     evicted: reply.evicted,
     evictedToRam: reply.evicted_to_ram,
+    evictedOnOom: reply.evicted_on_oom,
     device: reply.device,
   };
 }

@@ -16,6 +16,8 @@ export interface LoadResult {
   readonly evicted: readonly string[];
   /** Those of `evicted` parked in the RAM tier (still loaded). */
   readonly evictedToRam: readonly string[];
+  /** Those of `evicted` that left in an out-of-memory retry (every idle model goes), not to make planned room. */
+  readonly evictedOnOom: readonly string[];
   readonly device: string;
 }
 
@@ -76,6 +78,12 @@ export interface GenerateOptions {
   /** Aborting cancels the call, which stops the sidecar's denoising loop. */
   readonly signal?: AbortSignal;
   readonly onProgress?: (progress: GenerateProgress) => void;
+}
+
+/** One generation of a batch (ModelHost.generateBatch): its own parameters, signal and progress. */
+export interface BatchMember {
+  readonly params: GenerateParams;
+  readonly options?: GenerateOptions;
 }
 
 export interface GeneratedImage {

@@ -25,8 +25,21 @@ describe('GET /api/models/status and GET /api/vram', () => {
 
   afterEach(() => t.close());
 
-  it("answers the spec's keys, in GiB, with every resident model named by its mode", async () => {
+  /** POST /generate switching to sd15-fast, then waits for the two reads it causes: after the load, and idle. */
+  async function generateAndSettle(): Promise<void> {
+    let reads = 0;
+    const getMemory = t.sidecar.getMemory.bind(t.sidecar);
+    t.sidecar.getMemory = () => {
+      reads += 1;
+      return getMemory();
+    };
     await request(server).post('/generate').send({ prompt: 'x', mode: 'sd15-fast' }).expect(200);
+    await waitFor(() => reads >= 2, { what: 'the read after the load and the one once the model host is idle' });
+    t.sidecar.getMemory = getMemory;
+  }
+
+  it("answers the spec's keys, in GiB, with every resident model named by its mode", async () => {
+    await generateAndSettle();
     const body: unknown = (await request(server).get('/api/models/status').expect(200)).body;
     expect(Object.keys(body as object)).toEqual([
       'current_mode',
@@ -34,6 +47,7 @@ describe('GET /api/models/status and GET /api/vram', () => {
       'vram',
       'last_reload_error',
       'last_switch_error',
+      'memory_policy',
     ]);
     expect(body).toEqual({
       current_mode: 'sd15-fast',
@@ -75,13 +89,16 @@ describe('GET /api/models/status and GET /api/vram', () => {
       },
       last_reload_error: null,
       last_switch_error: null,
+      memory_policy: expect.arrayContaining([
+        { mode: 'sd15-fast', keep_alive: -1, keep_alive_ms: null, pinned: false, resident: 'device', expires_at: null },
+      ]) as unknown,
     });
     const vram = await request(server).get('/api/vram').expect(200);
     expect(vram.body).toEqual((body as { vram: unknown }).vram);
   });
 
   it('answers from the figures the registry holds, asking the model host nothing', async () => {
-    await request(server).post('/generate').send({ prompt: 'x', mode: 'sd15-fast' }).expect(200);
+    await generateAndSettle();
     const getMemory = jest.spyOn(t.sidecar, 'getMemory');
     for (let i = 0; i < 10; i += 1) {
       await request(server).get('/api/models/status').expect(200);
@@ -98,9 +115,10 @@ describe('GET /api/models/status and GET /api/vram', () => {
       return getMemory();
     };
     await request(server).post('/generate').send({ prompt: 'x', mode: 'sd15-fast' }).expect(200);
-    // The load of sd15-fast, then its generation: a read after each.
+    // The load of sd15-fast, then its generation: a read after the load, and one once the model host is idle.
     expect(t.sidecar.calls.slice(-2)).toEqual(['load sd15-fast', 'generate sd15-fast x']);
     const calls = t.sidecar.calls.length;
+    await waitFor(() => read.length >= 2, { what: 'the read once the model host is idle' });
     expect(read.slice(-2)).toEqual([`memory after ${calls - 1} calls`, `memory after ${calls} calls`]);
   });
 

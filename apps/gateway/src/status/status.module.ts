@@ -1,14 +1,16 @@
 import { Module } from '@nestjs/common';
 
+import { MemoryPolicyModule } from '../memory-policy/memory-policy.module.js';
 import { MemoryModule } from '../memory/memory.module.js';
 import { ModesModule } from '../modes/modes.module.js';
 import { QueueModule } from '../queue/queue.module.js';
 import { RegistryModule } from '../registry/registry.module.js';
+import { SidecarModule } from '../sidecar/sidecar.module.js';
 import { StatusController } from './status.controller.js';
 import { StatusService } from './status.service.js';
 
 @Module({
-  imports: [MemoryModule, ModesModule, QueueModule, RegistryModule],
+  imports: [MemoryModule, MemoryPolicyModule, ModesModule, QueueModule, RegistryModule, SidecarModule],
   controllers: [StatusController],
   providers: [StatusService],
 })

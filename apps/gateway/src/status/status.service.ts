@@ -2,13 +2,15 @@ import { Injectable } from '@nestjs/common';
 
 import { toHttpError } from '../errors/http-error.table.js';
 import { SidecarUnavailableError } from '../errors/domain.errors.js';
+import { KeepAliveService } from '../memory-policy/keep-alive.service.js';
 import { MemoryRefresher } from '../memory/memory-refresher.service.js';
 import { ModesService } from '../modes/modes.service.js';
 import { WorkerPool } from '../queue/worker-pool.service.js';
+import { ModelHostConnection } from '../sidecar/model-host.connection.js';
 import { modeOfKey } from '../modes/mode-key.js';
 import { RegistryService } from '../registry/registry.service.js';
 import type { MemoryStats } from '../sidecar/sidecar.types.js';
-import type { ModelsStatusDto, VramDto } from './dto/status.dto.js';
+import type { ModePolicyDto, ModelsStatusDto, VramDto } from './dto/status.dto.js';
 
 /** Bytes per reported "GB": GiB, what the spec's 24.0 for a 24 GiB card means. */
 export const BYTES_PER_GB = 2 ** 30;
@@ -24,11 +26,13 @@ export class StatusService {
     private readonly pool: WorkerPool,
     private readonly registry: RegistryService,
     private readonly memory: MemoryRefresher,
+    private readonly connection: ModelHostConnection,
+    private readonly keepAlive: KeepAliveService,
   ) {}
 
   /** 503 while the model host is lost, or when its figures cannot be read at all. */
   async vram(): Promise<VramDto> {
-    const down = this.pool.unavailableReason;
+    const down = this.connection.unavailableReason;
     if (down !== undefined) throw new SidecarUnavailableError(down);
     // No figures yet (the model host has just (re)started): read them once; later requests answer from state.
     if (this.registry.lastMemory === undefined) await this.memory.refresh();
@@ -59,7 +63,24 @@ export class StatusService {
             message: switchFailure.error.message,
           }
         : null,
+      memory_policy: this.memoryPolicy(),
     };
+  }
+
+  private memoryPolicy(): ModePolicyDto[] {
+    const tiers = new Map(this.registry.residentModels().map((entry) => [entry.mode, entry.tier]));
+    return [...this.modes.config.modes.values()].map((mode) => {
+      const resident = tiers.get(mode.name) ?? null;
+      const expires = resident === 'device' ? this.keepAlive.expiresAt(mode.name) : undefined;
+      return {
+        mode: mode.name,
+        keep_alive: mode.keepAlive,
+        keep_alive_ms: mode.keepAliveMs ?? null,
+        pinned: mode.pinned,
+        resident,
+        expires_at: expires?.toISOString() ?? null,
+      };
+    });
   }
 }
 

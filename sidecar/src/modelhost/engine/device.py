@@ -2,6 +2,7 @@
 
 import gc
 import platform
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,6 +56,55 @@ class Device:
         gc.collect()
         if self.is_cuda:
             torch.cuda.empty_cache()
+
+    @property
+    def pins_host_memory(self) -> bool:
+        """Whether weights parked in system memory go to page-locked pages: only a CUDA
+        device copies from those asynchronously and at full bus speed."""
+        return self.is_cuda
+
+    def to_host(self, modules: Iterable[torch.nn.Module]) -> None:
+        """Moves every weight of the modules to system memory (the RAM tier)."""
+        _move_tensors(modules, self._host_copy)
+        if self.is_cuda:
+            # The copies above were queued; the host pages are complete only after this.
+            torch.cuda.synchronize(self.torch_device)
+
+    def to_device(self, modules: Iterable[torch.nn.Module]) -> None:
+        """Moves every weight of the modules back to this device."""
+        _move_tensors(modules, self._device_copy)
+        if self.is_cuda:
+            # Non-blocking copies from pinned pages: done before anything uses them.
+            torch.cuda.synchronize(self.torch_device)
+
+    def _host_copy(self, tensor: torch.Tensor) -> torch.Tensor:
+        if not self.pins_host_memory:
+            return tensor.to("cpu")
+        if tensor.device.type == "cpu" and tensor.is_pinned():
+            return tensor
+        # empty_like keeps the strides, so the copy is one contiguous transfer per tensor.
+        host = torch.empty_like(tensor, device="cpu", pin_memory=True)
+        host.copy_(tensor, non_blocking=True)
+        return host
+
+    def _device_copy(self, tensor: torch.Tensor) -> torch.Tensor:
+        return tensor.to(self.torch_device, non_blocking=self.pins_host_memory)
+
+
+def _move_tensors(
+    modules: Iterable[torch.nn.Module], copy: Callable[[torch.Tensor], torch.Tensor]
+) -> None:
+    """Replaces the data of each parameter and buffer in place, so that every holder of the
+    module (a pipeline, its hooks) sees the new place; a tensor shared by several modules
+    is copied once."""
+    seen: set[int] = set()
+    with torch.no_grad():
+        for module in modules:
+            for tensor in [*module.parameters(), *module.buffers()]:
+                if id(tensor) in seen:
+                    continue
+                seen.add(id(tensor))
+                tensor.data = copy(tensor.data)
 
 
 def _cpu_model_name() -> str:

@@ -8,7 +8,11 @@ Vocabulary:
   adapters on it, and each generation activates its key's adapters and strengths.
 - eviction works on bases, because a pipeline is what holds device memory: every
   key on an evicted base leaves the device with it. With a RAM tier, an evicted
-  base is parked in system memory and its keys stay loaded.
+  base is parked in system memory (page-locked on CUDA, so that it comes back at
+  the bus's speed) and its keys stay loaded.
+- a base is *pinned* while any of its keys was loaded pinned: make-room and the
+  out-of-memory retry never evict it, and a load that fits only by evicting it fails
+  with PinnedModelsError. Explicit unloads still drop it.
 
 Called from worker threads; every device operation (load, unload, generate) is
 serialised by one lock, while memory queries only read bookkeeping under a
@@ -19,17 +23,19 @@ because only the device thread changes anything. Memory queries touch no files:
 whether a loaded file changed on disk comes from the inventory's watch.
 """
 
+import contextlib
 import functools
 import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, TypeVar
 
 import torch
+from PIL import Image
 
 from modelhost.engine.checkpoint import (
     PICKLE_SUFFIXES,
@@ -79,6 +85,7 @@ from modelhost.errors import (
     ModelHostError,
     NotLoadedError,
     OutOfMemoryError,
+    PinnedModelsError,
 )
 
 log = logging.getLogger(__name__)
@@ -149,6 +156,22 @@ class _Key:
     last_used_unix_ms: int
 
 
+@dataclass(frozen=True)
+class Claim:
+    """A key's pipeline, held ready for generation (see ModelHost.claimed)."""
+
+    pipe: Pipeline
+    prediction_type: str
+    upscaler: Upscaler | None  # None unless superres was asked
+    superres_scale: int
+
+    def finish(self, image: Image.Image) -> Image.Image:
+        """The image as the caller gets it: upscaled when superres was asked."""
+        if self.upscaler is None:
+            return image
+        return upscale(self.upscaler, image, self.superres_scale)
+
+
 class ModelHost:
     def __init__(
         self,
@@ -172,6 +195,9 @@ class ModelHost:
         self._keys: dict[str, _Key] = {}
         self._book_lock = threading.Lock()
         self._device_lock = threading.Lock()
+        # The keys the running load evicted in an out-of-memory retry rather than by
+        # plan (reset by each load, which holds the device lock).
+        self._oom_evicted: list[str] = []
 
     # ----------------------------------------------------------------- loading
 
@@ -190,6 +216,7 @@ class ModelHost:
         for field_name, path in spec.paths():
             roots.check(field_name, path)
         with self._device_lock:
+            self._oom_evicted = []
             existing = self._keys.get(spec.key)
             if existing is None:
                 return self._load_new(spec, started)
@@ -198,6 +225,9 @@ class ModelHost:
                     f"key '{spec.key}' is loaded with a different definition; "
                     "unload it first or load the new definition under a new key"
                 )
+            if existing.spec.pinned != spec.pinned:
+                with self._book_lock:
+                    existing.spec = spec  # the latest load says whether it is pinned
             source = LoadSource.RESIDENT
             evicted: list[str] = []
             parked: list[str] = []
@@ -215,6 +245,7 @@ class ModelHost:
                 device=self.device.label,
                 evicted=tuple(evicted),
                 evicted_to_ram=tuple(parked),
+                evicted_on_oom=tuple(self._oom_evicted),
             )
 
     def _load_new(self, spec: LoadSpec, started: float) -> LoadResult:
@@ -237,7 +268,7 @@ class ModelHost:
         new_base = base is None
         if base is None:
             estimate = info.device_bytes(item_size) + attach_estimate
-            self._extend(evicted, parked, self._make_room(estimate, pinned=set()))
+            self._extend(evicted, parked, self._make_room(estimate, keep=set()))
 
             def build() -> tuple[Pipeline, int]:
                 # Measured around the build alone: evictions before a retry must not
@@ -274,7 +305,7 @@ class ModelHost:
             if base.parked:
                 self._extend(evicted, parked, self._unpark(base))
                 source = LoadSource.RAM
-            self._extend(evicted, parked, self._make_room(estimate, pinned={base.id}))
+            self._extend(evicted, parked, self._make_room(estimate, keep={base.id}))
 
         try:
             adapters, added = self._attach(base, spec, dtype, (evicted, parked))
@@ -317,6 +348,7 @@ class ModelHost:
             device=self.device.label,
             evicted=tuple(evicted),
             evicted_to_ram=tuple(parked),
+            evicted_on_oom=tuple(self._oom_evicted),
         )
 
     def _attach(
@@ -402,6 +434,23 @@ class ModelHost:
         with self._device_lock:
             return self._unload_locked(key)
 
+    def offload(self, key: str) -> tuple[int, bool]:
+        """Takes the key's base off the device: parked in the RAM tier when it fits there
+        (the key, and every other key on the base, stay loaded), else the key is unloaded.
+        Returns (bytes freed, parked)."""
+        with self._device_lock:
+            entry = self._keys.get(key)
+            if entry is None:
+                raise NotLoadedError(key)
+            base = entry.base
+            if base.parked:
+                return 0, True
+            size = base.total_bytes()
+            if 0 < size <= self.policy.ram_cache_bytes:
+                self._evict(base, keep=set())  # what fits the tier is parked, never dropped
+                return size, True
+            return self._unload_locked(key), False
+
     def _unload_locked(self, key: str) -> int:
         with self._book_lock:
             entry = self._keys.pop(key, None)
@@ -448,42 +497,24 @@ class ModelHost:
         if params.steps < 1:
             raise InvalidRequestError("steps must be at least 1")
         check_scheduler_name(params.scheduler)
-        with self._device_lock:
-            entry = self._keys.get(params.key)
-            if entry is None:
-                raise NotLoadedError(params.key)
-            if params.superres and not entry.upscaler_file:
-                raise InvalidRequestError(
-                    f"superres was asked but the load of '{params.key}' named no superres_model"
-                )
-            base = entry.base
-            if base.parked:
-                self._unpark(base)
-            self._touch(entry)
-            base.busy += 1
+        with self.claimed(params.key, params.superres) as claim:
             started = time.perf_counter()
             out_of_memory = False
             try:
-                if base.adapters and base.active != entry.adapters:
-                    activate_adapters(base.pipe, entry.adapters)
-                    base.active = entry.adapters
                 image = generate_image(
-                    base.pipe,
+                    claim.pipe,
                     params,
                     lambda step: on_progress(
                         Progress(step, params.steps, time.perf_counter() - started)
                     ),
                     cancel,
-                    entry.spec.prediction_type,
+                    claim.prediction_type,
                 )
-                if image is not None and params.superres:
-                    shared = base.upscalers[entry.upscaler_file]
-                    image = upscale(shared.upscaler, image, entry.spec.superres_scale)
+                if image is not None and params.superres and claim.upscaler is not None:
+                    image = upscale(claim.upscaler, image, claim.superres_scale)
             except torch.OutOfMemoryError:
                 # Handled outside the except block: its traceback pins the activations.
                 out_of_memory = True
-            finally:
-                base.busy -= 1
             if out_of_memory:
                 self.device.release_cached_memory()
                 raise OutOfMemoryError(
@@ -498,6 +529,40 @@ class ModelHost:
             height=image.height,
             superres_applied=params.superres,
         )
+
+    # ------------------------------------------------------- batched generation
+
+    @contextlib.contextmanager
+    def claimed(self, key: str, superres: bool) -> Iterator[Claim]:
+        """Holds the device and the key's pipeline, ready to run (back from the RAM tier,
+        its adapters active, never evicted meanwhile), for as many pipeline calls as the
+        caller makes: what engine.batch runs a batch in."""
+        with self._device_lock:
+            entry = self._keys.get(key)
+            if entry is None:
+                raise NotLoadedError(key)
+            if superres and not entry.upscaler_file:
+                raise InvalidRequestError(
+                    f"superres was asked but the load of '{key}' named no superres_model"
+                )
+            base = entry.base
+            if base.parked:
+                self._unpark(base)
+            self._touch(entry)
+            base.busy += 1
+            try:
+                if base.adapters and base.active != entry.adapters:
+                    activate_adapters(base.pipe, entry.adapters)
+                    base.active = entry.adapters
+                shared = base.upscalers[entry.upscaler_file] if superres else None
+                yield Claim(
+                    pipe=base.pipe,
+                    prediction_type=entry.spec.prediction_type,
+                    upscaler=shared.upscaler if shared else None,
+                    superres_scale=entry.spec.superres_scale,
+                )
+            finally:
+                base.busy -= 1
 
     # ------------------------------------------------------------------ memory
 
@@ -601,11 +666,13 @@ class ModelHost:
 
     # ---------------------------------------------------------------- eviction
 
-    def _make_room(self, needed: int, pinned: set[BaseId]) -> tuple[list[str], list[str]]:
-        """Evicts idle bases, least recently used first, until `needed` bytes fit.
+    def _make_room(self, needed: int, keep: set[BaseId]) -> tuple[list[str], list[str]]:
+        """Evicts idle bases that are not pinned, least recently used first, until
+        `needed` bytes fit; `keep`: bases this load is about to use.
 
         With a cap or reserve configured, a load that cannot fit even after evicting
-        every idle base is refused before anything is evicted. Without one there is no
+        every idle base is refused before anything is evicted (PinnedModelsError when
+        evicting the pinned ones too would make it fit). Without one there is no
         artificial limit: the load is tried and the device itself decides."""
         evicted: list[str] = []
         parked: list[str] = []
@@ -613,28 +680,46 @@ class ModelHost:
         if available >= needed:
             return evicted, parked
         if self.policy.strict:
-            reclaimable = sum(b.total_bytes() for b in self._idle_on_device(pinned))
+            reclaimable = sum(b.total_bytes() for b in self._idle_on_device(keep))
             if available + reclaimable < needed:
+                pinned = self._idle_pinned(keep)
+                if available + reclaimable + sum(b.total_bytes() for b in pinned) >= needed:
+                    raise PinnedModelsError(
+                        f"{needed} bytes ({available} available)", _keys_of(pinned)
+                    )
                 raise OutOfMemoryError(
                     f"{needed} bytes needed, {available} available within the configured "
                     f"memory cap/reserve, and evicting every idle model frees only {reclaimable}"
                 )
-        for victim in self._idle_on_device(pinned):
+        for victim in self._idle_on_device(keep):
             if self._available() >= needed:
                 break
-            self._extend(evicted, parked, self._evict(victim, pinned))
+            self._extend(evicted, parked, self._evict(victim, keep))
         return evicted, parked
 
-    def _idle_on_device(self, pinned: set[BaseId]) -> list[_Base]:
+    def _idle_on_device(self, keep: set[BaseId]) -> list[_Base]:
+        """What make-room may evict: idle, on the device, not kept, not pinned."""
         return [
-            b for b in self._bases.values() if not b.parked and b.busy == 0 and b.id not in pinned
+            b
+            for b in self._bases.values()
+            if not b.parked and b.busy == 0 and b.id not in keep and not self._pinned(b)
         ]
 
-    def _evict(self, base: _Base, pinned: set[BaseId]) -> tuple[list[str], list[str]]:
+    def _idle_pinned(self, keep: set[BaseId]) -> list[_Base]:
+        return [
+            b
+            for b in self._bases.values()
+            if not b.parked and b.busy == 0 and b.id not in keep and self._pinned(b)
+        ]
+
+    def _pinned(self, base: _Base) -> bool:
+        return any(key in self._keys and self._keys[key].spec.pinned for key in base.keys)
+
+    def _evict(self, base: _Base, keep: set[BaseId]) -> tuple[list[str], list[str]]:
         """Takes the base off the device: parked in the RAM tier if it fits there,
         dropped otherwise. Returns (its keys, the same keys if parked).
 
-        Pinned parked bases are on their way back to the device: they are never
+        Kept parked bases are on their way back to the device: they are never
         dropped from the tier, and the room they are about to free counts."""
         keys = list(base.keys)
         size = base.total_bytes()
@@ -642,15 +727,15 @@ class ModelHost:
 
             def ram_in_use() -> int:
                 return sum(
-                    b.total_bytes() for b in self._bases.values() if b.parked and b.id not in pinned
+                    b.total_bytes() for b in self._bases.values() if b.parked and b.id not in keep
                 )
 
-            for old in [b for b in self._bases.values() if b.parked and b.id not in pinned]:
+            for old in [b for b in self._bases.values() if b.parked and b.id not in keep]:
                 if ram_in_use() + size <= self.policy.ram_cache_bytes:
                     break
                 log.info("RAM tier full: dropping %s", ", ".join(old.keys))
                 self._drop_base(old)
-            self._move(base, torch.device("cpu"))
+            self._park(base)
             with self._book_lock:
                 base.parked = True
             self.device.release_cached_memory()
@@ -663,38 +748,39 @@ class ModelHost:
 
     def _unpark(self, base: _Base) -> tuple[list[str], list[str]]:
         """Moves a parked base back to the device, making room first."""
-        evicted, parked = self._make_room(base.total_bytes(), pinned={base.id})
+        evicted, parked = self._make_room(base.total_bytes(), keep={base.id})
         try:
             self._with_oom_retry(
-                lambda: self._move(base, self.device.torch_device),
+                lambda: self._unpark_tensors(base),
                 {base.id},
                 f"moving {', '.join(base.keys)} back from the RAM tier",
                 (evicted, parked),
             )
         except BaseException:
             # Half moved is no state to leave it in: all of it back to system memory.
-            self._move(base, torch.device("cpu"))
+            self._park(base)
             self.device.release_cached_memory()
             raise
         with self._book_lock:
             base.parked = False
         return evicted, parked
 
-    @staticmethod
-    def _move(base: _Base, device: torch.device) -> None:
-        base.pipe.to(device)
-        for shared in base.upscalers.values():
-            shared.upscaler.to(device)
+    def _park(self, base: _Base) -> None:
+        self.device.to_host(_modules(base))
+
+    def _unpark_tensors(self, base: _Base) -> None:
+        self.device.to_device(_modules(base))
 
     def _with_oom_retry(
         self,
         action: Callable[[], T],
-        pinned: set[BaseId],
+        keep: set[BaseId],
         what: str,
         evictions: tuple[list[str], list[str]],
     ) -> T:
-        """Runs action; on device out-of-memory evicts every idle base (but the pinned
-        ones) and tries once more, then gives up with OutOfMemoryError."""
+        """Runs action; on device out-of-memory evicts every idle base (but the kept and
+        the pinned ones) and tries once more, then gives up with OutOfMemoryError, or
+        PinnedModelsError when pinned bases hold device memory the retry could not take."""
         try:
             return action()
         except torch.OutOfMemoryError:
@@ -702,14 +788,19 @@ class ModelHost:
             # frames of the failed attempt, and so the tensors it had allocated.
             pass
         self.device.release_cached_memory()
-        for victim in self._idle_on_device(pinned):
-            self._extend(*evictions, self._evict(victim, pinned))
+        for victim in self._idle_on_device(keep):
+            gone = self._evict(victim, keep)
+            self._oom_evicted.extend(gone[0])
+            self._extend(*evictions, gone)
         log.warning("out of memory %s: evicted every idle model, retrying once", what)
         try:
             return action()
         except torch.OutOfMemoryError:
             pass
         self.device.release_cached_memory()
+        pinned = self._idle_pinned(keep)
+        if pinned:
+            raise PinnedModelsError(what, _keys_of(pinned))
         raise OutOfMemoryError(f"out of memory {what} after evicting every idle model")
 
     @staticmethod
@@ -817,6 +908,16 @@ class ModelHost:
         with self._book_lock:
             entry.last_used_unix_ms = _now_ms()
             self._bases.move_to_end(entry.base.id)
+
+
+def _modules(base: _Base) -> list[torch.nn.Module]:
+    """Every module holding the base's weights: the pipeline's components and upscalers."""
+    modules = [c for c in base.pipe.components.values() if isinstance(c, torch.nn.Module)]
+    return modules + [shared.upscaler.module for shared in base.upscalers.values()]
+
+
+def _keys_of(bases: list[_Base]) -> list[str]:
+    return [key for base in bases for key in base.keys]
 
 
 def _key_files(entry: _Key) -> list[tuple[str, Fingerprint | None]]:

@@ -4,7 +4,7 @@ import io
 import tempfile
 import threading
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
@@ -169,16 +169,35 @@ def generate_image(
 ) -> Image.Image | None:
     """Runs the pipeline with the requested sampler (the loaded scheduler stays as it was);
     returns None when cancelled. The same inputs give the same image."""
-    if params.width % 8 or params.height % 8:
+    images = generate_images(pipe, [params], on_step, cancel.is_set, prediction_type)
+    return None if images is None else images[0]
+
+
+def generate_images(
+    pipe: Pipeline,
+    members: Sequence[GenerateParams],
+    on_step: Callable[[int], None],
+    stop: Callable[[], bool],
+    prediction_type: str = "",
+) -> list[Image.Image] | None:
+    """Runs the members as one pipeline call, one image each, in order; None when `stop`
+    said so at a step's end. The members must agree on everything but prompt, negative
+    prompt and seed (batch.py groups them so); the sampler and shared settings are the
+    first member's.
+
+    Each member's noise comes from its own generator seeded with its seed, so a member's
+    image is the one it gets alone, up to the last bits of batched float arithmetic."""
+    first = members[0]
+    if first.width % 8 or first.height % 8:
         raise InvalidRequestError("width and height must be multiples of 8")
-    _check_clip_skip(pipe, params.clip_skip)
+    _check_clip_skip(pipe, first.clip_skip)
     loaded = pipe.scheduler
-    scheduler = build_scheduler(loaded, params.scheduler, prediction_type, params.seed)
-    check_steps(scheduler, params.steps)
+    scheduler = build_scheduler(loaded, first.scheduler, prediction_type, first.seed)
+    check_steps(scheduler, first.steps)
     pipe.scheduler = scheduler
     try:
-        with _final_layer_norm_reachable(pipe, params.clip_skip):
-            return _run(pipe, params, on_step, cancel)
+        with _final_layer_norm_reachable(pipe, first.clip_skip):
+            return _run(pipe, members, on_step, stop)
     finally:
         pipe.scheduler = loaded
 
@@ -204,38 +223,43 @@ def _final_layer_norm_reachable(pipe: Pipeline, clip_skip: int) -> Iterator[None
 
 def _run(
     pipe: Pipeline,
-    params: GenerateParams,
+    members: Sequence[GenerateParams],
     on_step: Callable[[int], None],
-    cancel: threading.Event,
-) -> Image.Image | None:
+    stop: Callable[[], bool],
+) -> list[Image.Image] | None:
 
     def step_end(p: Pipeline, step: int, _t: Any, tensors: dict[str, Any]) -> dict[str, Any]:
         on_step(step + 1)
-        if cancel.is_set():
+        if stop():
             # Interrupting (rather than raising) lets diffusers finish its
             # cleanup hooks, so nothing stays pinned after a cancel.
             p._interrupt = True
         return tensors
 
-    # A CPU generator makes the noise, and so the image, the same on every device.
-    generator = torch.Generator(device="cpu").manual_seed(params.seed)
+    first = members[0]
+    # CPU generators make the noise, and so the images, the same on every device; a list
+    # of one is drawn exactly as a single generator is.
+    generators = [torch.Generator(device="cpu").manual_seed(m.seed) for m in members]
+    # No negative prompt must reach the pipeline as None, not "": SDXL then uses zeros for
+    # the unconditional embedding rather than encoding an empty prompt.
+    negative = [m.negative_prompt for m in members] if first.negative_prompt else None
     with torch.inference_mode():
         output = pipe(
-            prompt=params.prompt,
-            negative_prompt=params.negative_prompt or None,
-            width=params.width,
-            height=params.height,
-            num_inference_steps=params.steps,
-            guidance_scale=params.guidance_scale,
-            clip_skip=params.clip_skip or None,
-            generator=generator,
+            prompt=[m.prompt for m in members],
+            negative_prompt=negative,
+            width=first.width,
+            height=first.height,
+            num_inference_steps=first.steps,
+            guidance_scale=first.guidance_scale,
+            clip_skip=first.clip_skip or None,
+            generator=generators,
             callback_on_step_end=step_end,
             output_type="pil",
         )
-    if cancel.is_set():
+    if stop():
         return None
-    image: Image.Image = output.images[0]
-    return image
+    images: list[Image.Image] = output.images
+    return images
 
 
 def _check_clip_skip(pipe: Pipeline, clip_skip: int) -> None:

@@ -113,6 +113,13 @@ def build_scheduler(base: Any, name: str, prediction_type: str, seed: int) -> An
     return sampler.cls.from_config(base.config, **overrides)
 
 
+def noise_per_call(base: Any, name: str) -> bool:
+    """Whether the sampler draws its noise from one seed per pipeline call rather than from
+    the per-image generators: such members cannot share a call and keep their own images."""
+    sampler = SAMPLERS[name] if name else _Sampler(type(base))
+    return sampler.cls is DPMSolverSDEScheduler
+
+
 def check_steps(scheduler: Any, steps: int) -> None:
     """LCM samples a fixed subset of the schedule it was distilled on: diffusers refuses more
     steps than that schedule has (a ValueError deep in the call), so say so up front."""

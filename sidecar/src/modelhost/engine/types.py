@@ -23,6 +23,9 @@ class LoadSpec:
     # "", "epsilon" or "v_prediction": overrides the scheduler config's, per generation.
     prediction_type: str = ""
     vae_path: str = ""  # replaces the checkpoint's VAE: a single file or a diffusers folder
+    # Never evicted to make room. Memory policy, not what is loaded: two loads of one key
+    # that differ only here are the same load (the later one's flag wins).
+    pinned: bool = field(default=False, compare=False)
 
     def paths(self) -> list[tuple[str, str]]:
         """(request field, path) of every file or folder the load reads: what the
@@ -52,6 +55,7 @@ class LoadResult:
     device: str
     evicted: tuple[str, ...] = ()
     evicted_to_ram: tuple[str, ...] = ()  # the part of `evicted` parked in the RAM tier
+    evicted_on_oom: tuple[str, ...] = ()  # the part of `evicted` an out-of-memory retry evicted
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,11 @@ class Upscaler:
     def to(self, device: torch.device) -> None:
         self.model.to(device)
 
+    @property
+    def module(self) -> torch.nn.Module:
+        """The network holding the weights (the descriptor reads its device from them)."""
+        return self.model.model
+
 
 def load_upscaler(
     path: Path, device: torch.device, dtype: torch.dtype, allow_pickle: bool

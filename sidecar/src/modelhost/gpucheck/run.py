@@ -13,6 +13,9 @@
    resident models, and (with a memory cap that fits one model and a RAM tier) a switch
    back from system memory; memory_allocated after each load and after each unload, and
    the peak.
+4. Bandwidth, each figure next to its own limit measured in the same run (CUDA only):
+   the cold load in GB/s next to reading the same file from disk, and the RAM-tier
+   switch in GB/s next to one page-locked host-to-device copy of the same size.
 
 `--tiny` runs the same code on the demo's tiny models, on the CPU, at 64x64 and 2 steps;
 the test suite runs it so that this script cannot rot. On CPU, "allocated" is the
@@ -74,6 +77,8 @@ PROMPT = "a lighthouse on a cliff at dawn, detailed, photograph"
 # allocator rounding at most; more than this is a leak.
 BASELINE_TOLERANCE_BYTES = 1 << 20
 GIB = 1 << 30
+GB = 10**9  # bandwidths in GB/s, as buses and disks are rated
+READ_CHUNK = 64 << 20
 
 
 class CheckError(Exception):
@@ -95,6 +100,13 @@ class Row:
     allocated_after_load: int = 0
     allocated_after_unload: int = 0
     peak_bytes: int = 0
+    # CUDA only (None elsewhere): checkpoint bytes / cold load time, next to the file's
+    # read speed from disk; device bytes / RAM-tier switch time (which includes parking the
+    # other model), next to a page-locked host-to-device copy of as many bytes.
+    cold_load_gbps: float | None = None
+    file_read_gbps: float | None = None
+    ram_switch_gbps: float | None = None
+    pinned_copy_gbps: float | None = None
 
 
 @dataclass
@@ -145,6 +157,30 @@ def pipe_state(
     pipe: StableDiffusionPipeline | StableDiffusionXLPipeline,
 ) -> dict[str, torch.Tensor]:
     return pipeline_to_ldm_state_dict(pipe)
+
+
+def read_seconds(path: Path) -> float:
+    """How long reading the whole file from disk takes: dropped from the page cache first."""
+    drop_from_page_cache(path)
+    buffer = bytearray(READ_CHUNK)
+    started = time.perf_counter()
+    with path.open("rb", buffering=0) as file:
+        while file.readinto(buffer):
+            pass
+    return time.perf_counter() - started
+
+
+def pinned_copy_seconds(size: int, device: Device) -> float:
+    """One host-to-device copy of `size` bytes from page-locked memory: the bus's limit
+    for a RAM-tier switch of that size."""
+    host = torch.empty(size, dtype=torch.uint8, pin_memory=True)
+    target = torch.empty(size, dtype=torch.uint8, device=device.torch_device)
+    target[:1].copy_(host[:1], non_blocking=True)  # warm-up: context, copy engine
+    torch.cuda.synchronize(device.torch_device)
+    started = time.perf_counter()
+    target.copy_(host, non_blocking=True)
+    torch.cuda.synchronize(device.torch_device)
+    return time.perf_counter() - started
 
 
 def drop_from_page_cache(path: Path) -> None:
@@ -296,6 +332,8 @@ def _measure_loads_and_generations(
     for family in families:
         row = rows[family]
         size = int(row.size.split("x")[0])
+        if device.is_cuda:
+            row.file_read_gbps = row.checkpoint_bytes / read_seconds(checkpoints[family][0]) / GB
         drop_from_page_cache(checkpoints[family][0])
         meter.reset_peak()
         log(f"cold load of {family}")
@@ -305,6 +343,8 @@ def _measure_loads_and_generations(
         row.architecture = result.architecture
         row.load_bytes = result.bytes
         row.cold_load_s = result.load_seconds
+        if device.is_cuda:
+            row.cold_load_gbps = row.checkpoint_bytes / result.load_seconds / GB
         row.allocated_after_load = meter.allocated()
         log(f"generating with {family} at {row.size}, {row.steps} steps")
         _generate(host, family, size, 1)  # warm-up: kernels, autotuning
@@ -351,9 +391,18 @@ def _measure_ram_tier(
                 f"{family}: expected to come back from the RAM tier, "
                 f"came from {result.source.value}"
             )
-        rows[family].ram_switch_s = result.load_seconds
+        row = rows[family]
+        row.ram_switch_s = result.load_seconds
+        if device.is_cuda:
+            row.ram_switch_gbps = row.load_bytes / result.load_seconds / GB
     for family in families:
         host.unload(family)
+    del host
+    if device.is_cuda:
+        device.release_cached_memory()
+        for family in families:
+            row = rows[family]
+            row.pinned_copy_gbps = row.load_bytes / pinned_copy_seconds(row.load_bytes, device) / GB
 
 
 # ------------------------------------------------------------------ output
@@ -370,6 +419,10 @@ COLUMNS = (
     ("allocated_after_load", "alloc after load"),
     ("allocated_after_unload", "alloc after unload"),
     ("peak_bytes", "peak"),
+    ("cold_load_gbps", "cold load GB/s"),
+    ("file_read_gbps", "file read GB/s"),
+    ("ram_switch_gbps", "RAM-tier GB/s"),
+    ("pinned_copy_gbps", "pinned H2D GB/s"),
 )
 _BYTE_COLUMNS = {"allocated_after_load", "allocated_after_unload", "peak_bytes"}
 
@@ -404,6 +457,9 @@ def render_table(report: Report) -> str:
         f"baseline {_cell('peak_bytes', report.baseline_allocated)}, after unloading "
         f"everything {_cell('peak_bytes', report.final_allocated)}: "
         + ("back to baseline" if report.returned_to_baseline else "NOT back to baseline"),
+        "GB/s: 10^9 bytes/s; the cold load next to reading its file from disk, the RAM-tier "
+        "switch (parking the other model included) next to one page-locked host-to-device "
+        "copy of as many bytes; n/a: not applicable off CUDA (no page-locked copies)",
         f"build {report.build_s:.1f}s, save {report.save_s:.1f}s, total {report.total_s:.1f}s",
     ]
     return "\n".join(lines)

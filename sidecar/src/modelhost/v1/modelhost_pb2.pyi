@@ -92,6 +92,7 @@ class LoadModelRequest(_message.Message):
     SUPERRES_SCALE_FIELD_NUMBER: _builtins.int
     PREDICTION_TYPE_FIELD_NUMBER: _builtins.int
     VAE_PATH_FIELD_NUMBER: _builtins.int
+    PINNED_FIELD_NUMBER: _builtins.int
     key: _builtins.str
     """Chosen by the gateway: mode name + a hash of the mode's definition, so
     that an edited mode is a different key.
@@ -121,6 +122,12 @@ class LoadModelRequest(_message.Message):
     .safetensors file, read with the pipeline's VAE config (force_upcast included), or a
     diffusers VAE folder (config.json + weights), whose own config is used as given.
     """
+    pinned: _builtins.bool
+    """Never evicted to make room for another load (nor by the out-of-memory retry); a
+    load that fits only by evicting a pinned model fails with FAILED_PRECONDITION
+    naming the pinned keys. The latest load of a key sets it; explicit unloads still
+    drop it. A base shared by several keys is pinned while any of them is.
+    """
     @_builtins.property
     def loras(self) -> _containers.RepeatedCompositeFieldContainer[Global___Lora]: ...
     def __init__(
@@ -135,10 +142,11 @@ class LoadModelRequest(_message.Message):
         superres_scale: _builtins.int = ...,
         prediction_type: _builtins.str = ...,
         vae_path: _builtins.str = ...,
+        pinned: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["config_dir", b"config_dir", "dtype", b"dtype", "key", b"key", "loras", b"loras", "model_path", b"model_path", "prediction_type", b"prediction_type", "superres_model", b"superres_model", "superres_scale", b"superres_scale", "vae_path", b"vae_path"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["config_dir", b"config_dir", "dtype", b"dtype", "key", b"key", "loras", b"loras", "model_path", b"model_path", "pinned", b"pinned", "prediction_type", b"prediction_type", "superres_model", b"superres_model", "superres_scale", b"superres_scale", "vae_path", b"vae_path"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -157,6 +165,7 @@ class LoadModelReply(_message.Message):
     EVICTED_FIELD_NUMBER: _builtins.int
     DEVICE_FIELD_NUMBER: _builtins.int
     EVICTED_TO_RAM_FIELD_NUMBER: _builtins.int
+    EVICTED_ON_OOM_FIELD_NUMBER: _builtins.int
     key: _builtins.str
     architecture: _builtins.str
     """sd15, sd2, sdxl-base, sdxl-refiner, ..."""
@@ -174,6 +183,10 @@ class LoadModelReply(_message.Message):
     def evicted_to_ram(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """those of `evicted` parked in the RAM tier (still loaded)"""
 
+    @_builtins.property
+    def evicted_on_oom(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """those of `evicted` that left in an out-of-memory retry, not by plan"""
+
     def __init__(
         self,
         *,
@@ -186,10 +199,11 @@ class LoadModelReply(_message.Message):
         evicted: _abc.Iterable[_builtins.str] | None = ...,
         device: _builtins.str = ...,
         evicted_to_ram: _abc.Iterable[_builtins.str] | None = ...,
+        evicted_on_oom: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["architecture", b"architecture", "bytes", b"bytes", "device", b"device", "estimated_bytes", b"estimated_bytes", "evicted", b"evicted", "evicted_to_ram", b"evicted_to_ram", "key", b"key", "load_seconds", b"load_seconds", "source", b"source"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["architecture", b"architecture", "bytes", b"bytes", "device", b"device", "estimated_bytes", b"estimated_bytes", "evicted", b"evicted", "evicted_on_oom", b"evicted_on_oom", "evicted_to_ram", b"evicted_to_ram", "key", b"key", "load_seconds", b"load_seconds", "source", b"source"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -200,15 +214,23 @@ class UnloadModelRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     KEY_FIELD_NUMBER: _builtins.int
+    TO_RAM_TIER_FIELD_NUMBER: _builtins.int
     key: _builtins.str
+    to_ram_tier: _builtins.bool
+    """Take the key's pipeline off the device into the RAM tier instead of dropping it, when
+    the tier is on and the pipeline fits there; else the key is unloaded as without it.
+    A parked pipeline's keys (all that share it) stay loaded: their next load moves it
+    back (source RAM).
+    """
     def __init__(
         self,
         *,
         key: _builtins.str = ...,
+        to_ram_tier: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "to_ram_tier", b"to_ram_tier"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -220,17 +242,22 @@ class UnloadModelReply(_message.Message):
 
     KEY_FIELD_NUMBER: _builtins.int
     FREED_BYTES_FIELD_NUMBER: _builtins.int
+    PARKED_FIELD_NUMBER: _builtins.int
     key: _builtins.str
     freed_bytes: _builtins.int
+    """device bytes freed (system memory, for a key that was parked)"""
+    parked: _builtins.bool
+    """to_ram_tier was honoured: the key is in the RAM tier, still loaded"""
     def __init__(
         self,
         *,
         key: _builtins.str = ...,
         freed_bytes: _builtins.int = ...,
+        parked: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["freed_bytes", b"freed_bytes", "key", b"key"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["freed_bytes", b"freed_bytes", "key", b"key", "parked", b"parked"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -379,6 +406,133 @@ class GenerateEvent(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
 
 Global___GenerateEvent: _TypeAlias = GenerateEvent  # noqa: Y015
+
+@_typing.final
+class GenerateBatchMembers(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MEMBERS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def members(self) -> _containers.RepeatedCompositeFieldContainer[Global___GenerateRequest]:
+        """at least one"""
+
+    def __init__(
+        self,
+        *,
+        members: _abc.Iterable[Global___GenerateRequest] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["members", b"members"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GenerateBatchMembers: _TypeAlias = GenerateBatchMembers  # noqa: Y015
+
+@_typing.final
+class GenerateBatchRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BATCH_FIELD_NUMBER: _builtins.int
+    CANCEL_MEMBER_FIELD_NUMBER: _builtins.int
+    cancel_member: _builtins.int
+    """an index into batch.members"""
+    @_builtins.property
+    def batch(self) -> Global___GenerateBatchMembers:
+        """the call's first message, and only that one"""
+
+    def __init__(
+        self,
+        *,
+        batch: Global___GenerateBatchMembers | None = ...,
+        cancel_member: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["batch", b"batch", "cancel_member", b"cancel_member", "request", b"request"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch", b"batch", "cancel_member", b"cancel_member", "request", b"request"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_request: _TypeAlias = _typing.Literal["batch", "cancel_member"]  # noqa: Y015
+    _WhichOneofArgType_request: _TypeAlias = _typing.Literal["request", b"request"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_request) -> _WhichOneofReturnType_request | None: ...
+
+Global___GenerateBatchRequest: _TypeAlias = GenerateBatchRequest  # noqa: Y015
+
+@_typing.final
+class GenerateMemberCancelled(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GenerateMemberCancelled: _TypeAlias = GenerateMemberCancelled  # noqa: Y015
+
+@_typing.final
+class GenerateMemberError(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CODE_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    code: _builtins.str
+    """a gRPC status code name: "INVALID_ARGUMENT", "RESOURCE_EXHAUSTED", ..."""
+    message: _builtins.str
+    """what Generate would have said for this member alone"""
+    def __init__(
+        self,
+        *,
+        code: _builtins.str = ...,
+        message: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "message", b"message"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GenerateMemberError: _TypeAlias = GenerateMemberError  # noqa: Y015
+
+@_typing.final
+class GenerateBatchEvent(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MEMBER_FIELD_NUMBER: _builtins.int
+    PROGRESS_FIELD_NUMBER: _builtins.int
+    IMAGE_FIELD_NUMBER: _builtins.int
+    CANCELLED_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    member: _builtins.int
+    """index into batch.members"""
+    @_builtins.property
+    def progress(self) -> Global___GenerateProgress: ...
+    @_builtins.property
+    def image(self) -> Global___GeneratedImage: ...
+    @_builtins.property
+    def cancelled(self) -> Global___GenerateMemberCancelled: ...
+    @_builtins.property
+    def error(self) -> Global___GenerateMemberError: ...
+    def __init__(
+        self,
+        *,
+        member: _builtins.int = ...,
+        progress: Global___GenerateProgress | None = ...,
+        image: Global___GeneratedImage | None = ...,
+        cancelled: Global___GenerateMemberCancelled | None = ...,
+        error: Global___GenerateMemberError | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cancelled", b"cancelled", "error", b"error", "event", b"event", "image", b"image", "progress", b"progress"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancelled", b"cancelled", "error", b"error", "event", b"event", "image", b"image", "member", b"member", "progress", b"progress"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["progress", "image", "cancelled", "error"]  # noqa: Y015
+    _WhichOneofArgType_event: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
+
+Global___GenerateBatchEvent: _TypeAlias = GenerateBatchEvent  # noqa: Y015
 
 @_typing.final
 class GetMemoryRequest(_message.Message):

@@ -69,6 +69,11 @@ class ModelHostStub:
                 request_serializer=modelhost_dot_v1_dot_modelhost__pb2.SetModelRootsRequest.SerializeToString,
                 response_deserializer=modelhost_dot_v1_dot_modelhost__pb2.SetModelRootsReply.FromString,
                 _registered_method=True)
+        self.GenerateBatch = channel.stream_stream(
+                '/modelhost.v1.ModelHost/GenerateBatch',
+                request_serializer=modelhost_dot_v1_dot_modelhost__pb2.GenerateBatchRequest.SerializeToString,
+                response_deserializer=modelhost_dot_v1_dot_modelhost__pb2.GenerateBatchEvent.FromString,
+                _registered_method=True)
 
 
 class ModelHostServicer:
@@ -131,6 +136,20 @@ class ModelHostServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GenerateBatch(self, request_iterator, context):
+        """Several generations as one pipeline call where they can share one (same key, size,
+        steps, guidance, sampler, superres, clip skip, and each with or without a negative
+        prompt): each member gets the image it gets alone from Generate, within the last bits
+        of float arithmetic. The client sends one GenerateBatchRequest with `members`, then
+        may send `cancel_member` for any member; the server answers per member: progress, then
+        exactly one of image, cancelled or error. A member's failure or cancel leaves the
+        others running; a shared call that fails is retried one member at a time. The stream
+        ends once every member has its outcome. Cancelling the call stops every member.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ModelHostServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -168,6 +187,11 @@ def add_ModelHostServicer_to_server(servicer, server):
                     servicer.SetModelRoots,
                     request_deserializer=modelhost_dot_v1_dot_modelhost__pb2.SetModelRootsRequest.FromString,
                     response_serializer=modelhost_dot_v1_dot_modelhost__pb2.SetModelRootsReply.SerializeToString,
+            ),
+            'GenerateBatch': grpc.stream_stream_rpc_method_handler(
+                    servicer.GenerateBatch,
+                    request_deserializer=modelhost_dot_v1_dot_modelhost__pb2.GenerateBatchRequest.FromString,
+                    response_serializer=modelhost_dot_v1_dot_modelhost__pb2.GenerateBatchEvent.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -359,6 +383,33 @@ class ModelHost:
             '/modelhost.v1.ModelHost/SetModelRoots',
             modelhost_dot_v1_dot_modelhost__pb2.SetModelRootsRequest.SerializeToString,
             modelhost_dot_v1_dot_modelhost__pb2.SetModelRootsReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GenerateBatch(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/modelhost.v1.ModelHost/GenerateBatch',
+            modelhost_dot_v1_dot_modelhost__pb2.GenerateBatchRequest.SerializeToString,
+            modelhost_dot_v1_dot_modelhost__pb2.GenerateBatchEvent.FromString,
             options,
             channel_credentials,
             insecure,

@@ -62,6 +62,16 @@ class ModelHostStub:
     roots (no --model-root / MODEL_ROOTS, no SetModelRoots) loads from anywhere.
     INVALID_ARGUMENT for an empty list or a relative path.
     """
+    GenerateBatch: _grpc.StreamStreamMultiCallable[_modelhost_pb2.GenerateBatchRequest, _modelhost_pb2.GenerateBatchEvent]
+    """Several generations as one pipeline call where they can share one (same key, size,
+    steps, guidance, sampler, superres, clip skip, and each with or without a negative
+    prompt): each member gets the image it gets alone from Generate, within the last bits
+    of float arithmetic. The client sends one GenerateBatchRequest with `members`, then
+    may send `cancel_member` for any member; the server answers per member: progress, then
+    exactly one of image, cancelled or error. A member's failure or cancel leaves the
+    others running; a shared call that fails is retried one member at a time. The stream
+    ends once every member has its outcome. Cancelling the call stops every member.
+    """
 
 @_typing.type_check_only
 class ModelHostAsyncStub(ModelHostStub):
@@ -92,6 +102,16 @@ class ModelHostAsyncStub(ModelHostStub):
     one of them, or the load is INVALID_ARGUMENT. A model host that was never given
     roots (no --model-root / MODEL_ROOTS, no SetModelRoots) loads from anywhere.
     INVALID_ARGUMENT for an empty list or a relative path.
+    """
+    GenerateBatch: _aio.StreamStreamMultiCallable[_modelhost_pb2.GenerateBatchRequest, _modelhost_pb2.GenerateBatchEvent]  # type: ignore[assignment]
+    """Several generations as one pipeline call where they can share one (same key, size,
+    steps, guidance, sampler, superres, clip skip, and each with or without a negative
+    prompt): each member gets the image it gets alone from Generate, within the last bits
+    of float arithmetic. The client sends one GenerateBatchRequest with `members`, then
+    may send `cancel_member` for any member; the server answers per member: progress, then
+    exactly one of image, cancelled or error. A member's failure or cancel leaves the
+    others running; a shared call that fails is retried one member at a time. The stream
+    ends once every member has its outcome. Cancelling the call stops every member.
     """
 
 class ModelHostServicer(metaclass=_abc_1.ABCMeta):
@@ -162,6 +182,22 @@ class ModelHostServicer(metaclass=_abc_1.ABCMeta):
         one of them, or the load is INVALID_ARGUMENT. A model host that was never given
         roots (no --model-root / MODEL_ROOTS, no SetModelRoots) loads from anywhere.
         INVALID_ARGUMENT for an empty list or a relative path.
+        """
+
+    @_abc_1.abstractmethod
+    def GenerateBatch(
+        self,
+        request_iterator: _MaybeAsyncIterator[_modelhost_pb2.GenerateBatchRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_modelhost_pb2.GenerateBatchEvent], _abc.AsyncIterator[_modelhost_pb2.GenerateBatchEvent]]:
+        """Several generations as one pipeline call where they can share one (same key, size,
+        steps, guidance, sampler, superres, clip skip, and each with or without a negative
+        prompt): each member gets the image it gets alone from Generate, within the last bits
+        of float arithmetic. The client sends one GenerateBatchRequest with `members`, then
+        may send `cancel_member` for any member; the server answers per member: progress, then
+        exactly one of image, cancelled or error. A member's failure or cancel leaves the
+        others running; a shared call that fails is retried one member at a time. The stream
+        ends once every member has its outcome. Cancelling the call stops every member.
         """
 
 def add_ModelHostServicer_to_server(servicer: ModelHostServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,3 +1,4 @@
+import { applyDecorators } from '@nestjs/common';
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
 import {
   IsBoolean,
@@ -14,28 +15,36 @@ import {
 } from 'class-validator';
 
 import { IMAGE_SIZE_PATTERN, IsImageSize } from '../../common/image-size.js';
-import { SCHEDULER_MESSAGE, SCHEDULER_NAMES, type SchedulerName } from '../../common/samplers.js';
+import { MAX_INFERENCE_STEPS, SCHEDULER_MESSAGE, SCHEDULER_NAMES, type SchedulerName } from '../../common/samplers.js';
 import { IsOmittable } from '../../common/validation-errors.js';
 import { MODE_NAME, MODE_NAME_PATTERN, MODE_NAME_RULE } from '../../modes/mode-name.js';
 
 /** Far more than any text encoder reads (CLIP takes 77 tokens); bounds what a request can make the server hold. */
 export const MAX_PROMPT_LENGTH = 10_000;
 
+/** The required, non-blank prompt of /generate and /v1/images/generations: one set of rules and messages. */
+export function IsPrompt(example: string): PropertyDecorator {
+  // Applied in this order, as the same decorators stacked bottom-up were: the messages keep their order.
+  return applyDecorators(
+    IsDefined({ message: 'is required' }),
+    IsString({ message: 'must be a string' }),
+    MaxLength(MAX_PROMPT_LENGTH, { message: `must be at most ${MAX_PROMPT_LENGTH} characters` }),
+    Matches(/\S/, { message: 'must not be empty' }),
+    ApiProperty({
+      example,
+      description: 'required, not blank',
+      minLength: 1,
+      maxLength: MAX_PROMPT_LENGTH,
+      pattern: '\\S',
+    }),
+  );
+}
+
 // Each decorator stack reads bottom-up (presence, type, range): see STRICT_VALIDATION.
 
 /** The body of POST /generate; absent fields take the mode's defaults, unknown fields are rejected. */
 export class GenerateRequestDto {
-  @ApiProperty({
-    example: 'a beautiful landscape',
-    description: 'required, not blank',
-    minLength: 1,
-    maxLength: MAX_PROMPT_LENGTH,
-    pattern: '\\S',
-  })
-  @Matches(/\S/, { message: 'must not be empty' })
-  @MaxLength(MAX_PROMPT_LENGTH, { message: `must be at most ${MAX_PROMPT_LENGTH} characters` })
-  @IsString({ message: 'must be a string' })
-  @IsDefined({ message: 'is required' })
+  @IsPrompt('a beautiful landscape')
   prompt!: string;
 
   @ApiPropertyOptional({
@@ -68,12 +77,12 @@ export class GenerateRequestDto {
   @ApiPropertyOptional({
     example: 35,
     minimum: 1,
-    maximum: 150,
+    maximum: MAX_INFERENCE_STEPS,
     type: 'integer',
     description: "absent: the mode's default_steps",
   })
   @IsOmittable()
-  @Max(150, { message: 'must be at most 150' })
+  @Max(MAX_INFERENCE_STEPS, { message: `must be at most ${MAX_INFERENCE_STEPS}` })
   @Min(1, { message: 'must be at least 1' })
   @IsInt({ message: 'must be an integer' })
   num_inference_steps?: number;

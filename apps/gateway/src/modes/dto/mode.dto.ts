@@ -1,6 +1,6 @@
-import { plainToInstance, Transform, Type } from 'class-transformer';
 import {
   IsArray,
+  IsBoolean,
   IsDefined,
   IsIn,
   IsInt,
@@ -17,26 +17,19 @@ import {
 import { IsImageSize } from '../../common/image-size.js';
 import {
   CLIP_SKIP_MAX,
+  MAX_INFERENCE_STEPS,
   PREDICTION_TYPES,
   SCHEDULER_MESSAGE,
   SCHEDULER_NAMES,
   type PredictionType,
   type SchedulerName,
 } from '../../common/samplers.js';
+import { IsKeepAlive } from '../keep-alive.js';
 import { LoraDto } from './lora.dto.js';
 import { SuperresDto } from './superres.dto.js';
 
 const isMapping = (value: unknown): value is Record<string, unknown> =>
   typeof value === 'object' && value !== null && !Array.isArray(value);
-
-/** A plain string is the short form of `{ path }`; anything else is left for validation to reject. */
-function toLoraDtos({ value }: { value: unknown }): unknown {
-  if (!Array.isArray(value)) return value;
-  return value.map((entry: unknown) => {
-    if (typeof entry === 'string') return plainToInstance(LoraDto, { path: entry });
-    return isMapping(entry) ? plainToInstance(LoraDto, entry) : entry;
-  });
-}
 
 // Each decorator stack reads bottom-up (presence, type, range): see STRICT_VALIDATION.
 
@@ -56,7 +49,6 @@ export class ModeDto {
   @IsOptional()
   @ValidateNested({ each: true, message: 'must be a path or a mapping with path, strength and adapter_name' })
   @IsArray({ message: 'must be a list' })
-  @Transform(toLoraDtos, { toClassOnly: true })
   loras?: LoraDto[];
 
   @IsOptional()
@@ -64,7 +56,7 @@ export class ModeDto {
   default_size?: string;
 
   @IsOptional()
-  @Max(150, { message: 'must be at most 150' })
+  @Max(MAX_INFERENCE_STEPS, { message: `must be at most ${MAX_INFERENCE_STEPS}` })
   @Min(1, { message: 'must be at least 1' })
   @IsInt({ message: 'must be an integer' })
   default_steps?: number;
@@ -105,6 +97,39 @@ export class ModeDto {
 
   @IsOptional()
   @ValidateNested({ message: 'must be a mapping with model and scale' })
-  @Type(() => SuperresDto)
+  @IsObject({ message: 'must be a mapping with model and scale' })
   superres?: SuperresDto;
+
+  /** How long the mode stays on the device after its last use: a duration, seconds, 0 or -1 (see keep-alive.ts). */
+  @IsOptional()
+  @IsKeepAlive()
+  keep_alive?: string | number;
+
+  /** Never evicted to make room for another mode. */
+  @IsOptional()
+  @IsBoolean({ message: 'must be true or false' })
+  pinned?: boolean;
+}
+
+/**
+ * One entry under `modes:` as the class its checks are declared on, before validation. Not plainToInstance: the
+ * entry is plain data that inspectPlainData has already walked, and class-transformer's deep copy of each one was
+ * a sixth of the parse time of a 1,000-mode file. Every key is kept, so that strict validation names the unknown
+ * ones (a key named like an Object method, `toString`, included: class-transformer drops those silently). A plain
+ * string in `loras` is the short form of `{ path }`; anything else is left for validation to reject.
+ */
+export function toModeDto(raw: Record<string, unknown>): ModeDto {
+  const dto = Object.assign(new ModeDto(), raw);
+  const { loras, superres } = raw;
+  if (Array.isArray(loras)) dto.loras = loras.map(toLoraDto) as LoraDto[];
+  if (isMapping(superres)) dto.superres = Object.assign(new SuperresDto(), superres);
+  return dto;
+}
+
+function toLoraDto(entry: unknown): unknown {
+  if (typeof entry === 'string') return Object.assign(new LoraDto(), { path: entry });
+  if (isMapping(entry)) return Object.assign(new LoraDto(), entry);
+  // class-validator would walk into a list inside the list and report a mapping there with no field name; no LoRA
+  // is a list, so it goes on as null: refused at its own index like any other entry that is not a LoRA.
+  return Array.isArray(entry) ? null : entry;
 }

@@ -1,7 +1,12 @@
 import type * as grpc from '@grpc/grpc-js';
 import type { EnumTypeDefinition, MessageTypeDefinition } from '@grpc/proto-loader';
 
+import type { GenerateBatchEvent as _modelhost_v1_GenerateBatchEvent, GenerateBatchEvent__Output as _modelhost_v1_GenerateBatchEvent__Output } from './modelhost/v1/GenerateBatchEvent.js';
+import type { GenerateBatchMembers as _modelhost_v1_GenerateBatchMembers, GenerateBatchMembers__Output as _modelhost_v1_GenerateBatchMembers__Output } from './modelhost/v1/GenerateBatchMembers.js';
+import type { GenerateBatchRequest as _modelhost_v1_GenerateBatchRequest, GenerateBatchRequest__Output as _modelhost_v1_GenerateBatchRequest__Output } from './modelhost/v1/GenerateBatchRequest.js';
 import type { GenerateEvent as _modelhost_v1_GenerateEvent, GenerateEvent__Output as _modelhost_v1_GenerateEvent__Output } from './modelhost/v1/GenerateEvent.js';
+import type { GenerateMemberCancelled as _modelhost_v1_GenerateMemberCancelled, GenerateMemberCancelled__Output as _modelhost_v1_GenerateMemberCancelled__Output } from './modelhost/v1/GenerateMemberCancelled.js';
+import type { GenerateMemberError as _modelhost_v1_GenerateMemberError, GenerateMemberError__Output as _modelhost_v1_GenerateMemberError__Output } from './modelhost/v1/GenerateMemberError.js';
 import type { GenerateProgress as _modelhost_v1_GenerateProgress, GenerateProgress__Output as _modelhost_v1_GenerateProgress__Output } from './modelhost/v1/GenerateProgress.js';
 import type { GenerateRequest as _modelhost_v1_GenerateRequest, GenerateRequest__Output as _modelhost_v1_GenerateRequest__Output } from './modelhost/v1/GenerateRequest.js';
 import type { GeneratedImage as _modelhost_v1_GeneratedImage, GeneratedImage__Output as _modelhost_v1_GeneratedImage__Output } from './modelhost/v1/GeneratedImage.js';
@@ -29,7 +34,12 @@ type SubtypeConstructor<Constructor extends new (...args: any) => any, Subtype> 
 export interface ProtoGrpcType {
   modelhost: {
     v1: {
+      GenerateBatchEvent: MessageTypeDefinition<_modelhost_v1_GenerateBatchEvent, _modelhost_v1_GenerateBatchEvent__Output>
+      GenerateBatchMembers: MessageTypeDefinition<_modelhost_v1_GenerateBatchMembers, _modelhost_v1_GenerateBatchMembers__Output>
+      GenerateBatchRequest: MessageTypeDefinition<_modelhost_v1_GenerateBatchRequest, _modelhost_v1_GenerateBatchRequest__Output>
       GenerateEvent: MessageTypeDefinition<_modelhost_v1_GenerateEvent, _modelhost_v1_GenerateEvent__Output>
+      GenerateMemberCancelled: MessageTypeDefinition<_modelhost_v1_GenerateMemberCancelled, _modelhost_v1_GenerateMemberCancelled__Output>
+      GenerateMemberError: MessageTypeDefinition<_modelhost_v1_GenerateMemberError, _modelhost_v1_GenerateMemberError__Output>
       GenerateProgress: MessageTypeDefinition<_modelhost_v1_GenerateProgress, _modelhost_v1_GenerateProgress__Output>
       GenerateRequest: MessageTypeDefinition<_modelhost_v1_GenerateRequest, _modelhost_v1_GenerateRequest__Output>
       GeneratedImage: MessageTypeDefinition<_modelhost_v1_GeneratedImage, _modelhost_v1_GeneratedImage__Output>

@@ -108,6 +108,42 @@ export class SwitchErrorDto {
   message!: string;
 }
 
+export class ModePolicyDto {
+  @ApiProperty({ example: 'sdxl-general' })
+  mode!: string;
+
+  @ApiProperty({
+    example: '5m',
+    oneOf: [{ type: 'string' }, { type: 'number' }],
+    description: 'as written in modes.yaml; -1 (until evicted) when absent',
+  })
+  keep_alive!: string | number;
+
+  @ApiProperty({ example: 300000, nullable: true, type: Number, description: 'keep_alive in ms; null: until evicted' })
+  keep_alive_ms!: number | null;
+
+  @ApiProperty({ example: false, description: 'never evicted to make room for another mode' })
+  pinned!: boolean;
+
+  @ApiProperty({
+    example: 'device',
+    nullable: true,
+    enum: ['device', 'ram'],
+    type: String,
+    description: 'where the model host holds the mode: on the device, parked in its RAM tier, or null: not loaded',
+  })
+  resident!: 'device' | 'ram' | null;
+
+  @ApiProperty({
+    example: '2026-01-01T12:05:00.000Z',
+    nullable: true,
+    type: String,
+    description:
+      'when its keep-alive takes it off the device; null while in use, not on the device, or kept until evicted',
+  })
+  expires_at!: string | null;
+}
+
 export class ModelsStatusDto {
   @ApiProperty({ example: 'sdxl-general', nullable: true, type: String, description: 'null until a mode is loaded' })
   current_mode!: string | null;
@@ -133,4 +169,10 @@ export class ModelsStatusDto {
       'succeeds; null when none',
   })
   last_switch_error!: SwitchErrorDto | null;
+
+  @ApiProperty({
+    type: [ModePolicyDto],
+    description: "added: each mode's memory policy (keep_alive, pinned), where it is held and when it expires",
+  })
+  memory_policy!: ModePolicyDto[];
 }

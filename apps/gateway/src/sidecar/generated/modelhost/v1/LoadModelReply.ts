@@ -13,6 +13,7 @@ export interface LoadModelReply {
   'evicted'?: (string)[];
   'device'?: (string);
   'evicted_to_ram'?: (string)[];
+  'evicted_on_oom'?: (string)[];
 }
 
 export interface LoadModelReply__Output {
@@ -25,4 +26,5 @@ export interface LoadModelReply__Output {
   'evicted': (string)[];
   'device': (string);
   'evicted_to_ram': (string)[];
+  'evicted_on_oom': (string)[];
 }

@@ -12,6 +12,7 @@ export interface LoadModelRequest {
   'superres_scale'?: (number);
   'prediction_type'?: (string);
   'vae_path'?: (string);
+  'pinned'?: (boolean);
 }
 
 export interface LoadModelRequest__Output {
@@ -24,4 +25,5 @@ export interface LoadModelRequest__Output {
   'superres_scale': (number);
   'prediction_type': (string);
   'vae_path': (string);
+  'pinned': (boolean);
 }

@@ -2,6 +2,8 @@
 
 import type * as grpc from '@grpc/grpc-js'
 import type { MethodDefinition } from '@grpc/proto-loader'
+import type { GenerateBatchEvent as _modelhost_v1_GenerateBatchEvent, GenerateBatchEvent__Output as _modelhost_v1_GenerateBatchEvent__Output } from '../../modelhost/v1/GenerateBatchEvent.js';
+import type { GenerateBatchRequest as _modelhost_v1_GenerateBatchRequest, GenerateBatchRequest__Output as _modelhost_v1_GenerateBatchRequest__Output } from '../../modelhost/v1/GenerateBatchRequest.js';
 import type { GenerateEvent as _modelhost_v1_GenerateEvent, GenerateEvent__Output as _modelhost_v1_GenerateEvent__Output } from '../../modelhost/v1/GenerateEvent.js';
 import type { GenerateRequest as _modelhost_v1_GenerateRequest, GenerateRequest__Output as _modelhost_v1_GenerateRequest__Output } from '../../modelhost/v1/GenerateRequest.js';
 import type { GetMemoryRequest as _modelhost_v1_GetMemoryRequest, GetMemoryRequest__Output as _modelhost_v1_GetMemoryRequest__Output } from '../../modelhost/v1/GetMemoryRequest.js';
@@ -22,6 +24,11 @@ export interface ModelHostClient extends grpc.Client {
   Generate(argument: _modelhost_v1_GenerateRequest, options?: grpc.CallOptions): grpc.ClientReadableStream<_modelhost_v1_GenerateEvent__Output>;
   generate(argument: _modelhost_v1_GenerateRequest, metadata: grpc.Metadata, options?: grpc.CallOptions): grpc.ClientReadableStream<_modelhost_v1_GenerateEvent__Output>;
   generate(argument: _modelhost_v1_GenerateRequest, options?: grpc.CallOptions): grpc.ClientReadableStream<_modelhost_v1_GenerateEvent__Output>;
+  
+  GenerateBatch(metadata: grpc.Metadata, options?: grpc.CallOptions): grpc.ClientDuplexStream<_modelhost_v1_GenerateBatchRequest, _modelhost_v1_GenerateBatchEvent__Output>;
+  GenerateBatch(options?: grpc.CallOptions): grpc.ClientDuplexStream<_modelhost_v1_GenerateBatchRequest, _modelhost_v1_GenerateBatchEvent__Output>;
+  generateBatch(metadata: grpc.Metadata, options?: grpc.CallOptions): grpc.ClientDuplexStream<_modelhost_v1_GenerateBatchRequest, _modelhost_v1_GenerateBatchEvent__Output>;
+  generateBatch(options?: grpc.CallOptions): grpc.ClientDuplexStream<_modelhost_v1_GenerateBatchRequest, _modelhost_v1_GenerateBatchEvent__Output>;
   
   GetMemory(argument: _modelhost_v1_GetMemoryRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_modelhost_v1_MemoryStats__Output>): grpc.ClientUnaryCall;
   GetMemory(argument: _modelhost_v1_GetMemoryRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_modelhost_v1_MemoryStats__Output>): grpc.ClientUnaryCall;
@@ -82,6 +89,8 @@ export interface ModelHostClient extends grpc.Client {
 export interface ModelHostHandlers extends grpc.UntypedServiceImplementation {
   Generate: grpc.handleServerStreamingCall<_modelhost_v1_GenerateRequest__Output, _modelhost_v1_GenerateEvent>;
   
+  GenerateBatch: grpc.handleBidiStreamingCall<_modelhost_v1_GenerateBatchRequest__Output, _modelhost_v1_GenerateBatchEvent>;
+  
   GetMemory: grpc.handleUnaryCall<_modelhost_v1_GetMemoryRequest__Output, _modelhost_v1_MemoryStats>;
   
   ListModels: grpc.handleUnaryCall<_modelhost_v1_ListModelsRequest__Output, _modelhost_v1_ListModelsReply>;
@@ -98,6 +107,7 @@ export interface ModelHostHandlers extends grpc.UntypedServiceImplementation {
 
 export interface ModelHostDefinition extends grpc.ServiceDefinition {
   Generate: MethodDefinition<_modelhost_v1_GenerateRequest, _modelhost_v1_GenerateEvent, _modelhost_v1_GenerateRequest__Output, _modelhost_v1_GenerateEvent__Output>
+  GenerateBatch: MethodDefinition<_modelhost_v1_GenerateBatchRequest, _modelhost_v1_GenerateBatchEvent, _modelhost_v1_GenerateBatchRequest__Output, _modelhost_v1_GenerateBatchEvent__Output>
   GetMemory: MethodDefinition<_modelhost_v1_GetMemoryRequest, _modelhost_v1_MemoryStats, _modelhost_v1_GetMemoryRequest__Output, _modelhost_v1_MemoryStats__Output>
   ListModels: MethodDefinition<_modelhost_v1_ListModelsRequest, _modelhost_v1_ListModelsReply, _modelhost_v1_ListModelsRequest__Output, _modelhost_v1_ListModelsReply__Output>
   LoadModel: MethodDefinition<_modelhost_v1_LoadModelRequest, _modelhost_v1_LoadModelReply, _modelhost_v1_LoadModelRequest__Output, _modelhost_v1_LoadModelReply__Output>

@@ -3,8 +3,10 @@
 
 export interface UnloadModelRequest {
   'key'?: (string);
+  'to_ram_tier'?: (boolean);
 }
 
 export interface UnloadModelRequest__Output {
   'key': (string);
+  'to_ram_tier': (boolean);
 }

@@ -1,0 +1,168 @@
+import { Injectable, Logger, type OnModuleDestroy, type OnModuleInit } from '@nestjs/common';
+
+import type { ModesConfig } from '../modes/mode.types.js';
+import { ModesService } from '../modes/modes.service.js';
+import { FINAL_STATES } from '../queue/job-record.types.js';
+import { JobEvents, type JobEvent } from '../queue/job.events.js';
+import { CustomJob } from '../queue/job.types.js';
+import { WorkerPool } from '../queue/worker-pool.service.js';
+import { ModelEvents, type ModelEvent } from '../registry/model.events.js';
+import { ModelUnloader } from './model-unloader.service.js';
+
+/** The handler of the job an expired keep-alive submits: args `[mode, generation]`. */
+export const KEEP_ALIVE_HANDLER = 'models.keep-alive-expired';
+/** How long a keep-alive whose unload could not be queued (queue full, model host away) waits to try again. */
+const RETRY_MS = 5_000;
+
+interface Expiry {
+  /** Bumped on every change of the mode's timer: a queued expiry job whose generation is stale does nothing. */
+  readonly generation: number;
+  readonly lastUsed: number;
+  /** When the mode is due to be unloaded (ms since the epoch). */
+  readonly at: number;
+  readonly timer: NodeJS.Timeout;
+}
+
+/**
+ * Owns the keep-alive timers (README, "Memory policy"). The gateway owns them, not the model host, because only the
+ * gateway knows the queue: a mode's timer starts when the last of its queued and running jobs ends, stops when a
+ * job for it is queued, and an expiry unloads through the job engine (a CustomJob behind the running work). When
+ * that job's turn comes it unloads nothing if a job for the mode was queued meanwhile: the request wins. A mode
+ * loaded by no job (the default mode at start, the active mode restored after a model host restart) is idle from
+ * its load: nothing would otherwise ever arm its timer.
+ */
+@Injectable()
+export class KeepAliveService implements OnModuleInit, OnModuleDestroy {
+  private readonly logger = new Logger(KeepAliveService.name);
+  /** Jobs (generations and switches) per mode that are queued or running. */
+  private readonly inUse = new Map<string, number>();
+  private readonly expiries = new Map<string, Expiry>();
+  private generation = 0;
+  private readonly unsubscribe: (() => void)[] = [];
+  /** Stopping: the jobs a shutdown ends must not arm new timers. */
+  private closed = false;
+
+  constructor(
+    private readonly events: JobEvents,
+    private readonly pool: WorkerPool,
+    private readonly modes: ModesService,
+    private readonly unloader: ModelUnloader,
+    private readonly models: ModelEvents,
+  ) {}
+
+  onModuleInit(): void {
+    this.pool.registerHandler(KEEP_ALIVE_HANDLER, (mode: string, generation: number) => this.expired(mode, generation));
+    this.unsubscribe.push(
+      this.events.on((event) => this.onJobEvent(event)),
+      this.models.on((event) => this.onModelEvent(event)),
+    );
+    this.modes.onReload((config) => this.onReload(config));
+  }
+
+  onModuleDestroy(): void {
+    this.closed = true;
+    for (const unsubscribe of this.unsubscribe.splice(0)) unsubscribe();
+    for (const mode of [...this.expiries.keys()]) this.clear(mode);
+  }
+
+  /** When the mode is due to be unloaded; undefined while it is in use or kept until evicted. */
+  expiresAt(mode: string): Date | undefined {
+    const expiry = this.expiries.get(mode);
+    return expiry && new Date(expiry.at);
+  }
+
+  private onJobEvent(event: JobEvent): void {
+    const mode = event.job.mode;
+    if (mode === null || event.job.kind === 'custom') return;
+    if (event.type === 'queued') {
+      this.inUse.set(mode, (this.inUse.get(mode) ?? 0) + 1);
+      this.clear(mode);
+    } else if (FINAL_STATES.includes(event.job.state)) {
+      const left = (this.inUse.get(mode) ?? 1) - 1;
+      if (left > 0) {
+        this.inUse.set(mode, left);
+        return;
+      }
+      this.inUse.delete(mode);
+      this.arm(mode, Date.now());
+    }
+  }
+
+  private onModelEvent(event: ModelEvent): void {
+    if (event.type !== 'loaded' || (this.inUse.get(event.mode) ?? 0) > 0) return;
+    this.arm(event.mode, Date.now());
+  }
+
+  /** A reload that changes a mode's keep_alive applies to the time it has already been idle. */
+  private onReload(config: ModesConfig): void {
+    for (const [mode, expiry] of [...this.expiries]) {
+      if (config.modes.has(mode)) this.arm(mode, expiry.lastUsed);
+      else this.clear(mode);
+    }
+  }
+
+  private arm(mode: string, lastUsed: number): void {
+    this.clear(mode);
+    const keepAliveMs = this.modes.config.modes.get(mode)?.keepAliveMs;
+    if (keepAliveMs === undefined) return;
+    this.schedule(mode, lastUsed, lastUsed + keepAliveMs);
+  }
+
+  private schedule(mode: string, lastUsed: number, at: number): void {
+    this.clear(mode);
+    if (this.closed) return;
+    const generation = ++this.generation;
+    const timer = setTimeout(() => this.submit(mode, generation), Math.max(0, at - Date.now()));
+    timer.unref();
+    this.expiries.set(mode, { generation, lastUsed, at, timer });
+  }
+
+  private clear(mode: string): void {
+    const expiry = this.expiries.get(mode);
+    if (!expiry) return;
+    clearTimeout(expiry.timer);
+    this.expiries.delete(mode);
+  }
+
+  private submit(mode: string, generation: number): void {
+    try {
+      this.pool.submitJob(new CustomJob({ handler: KEEP_ALIVE_HANDLER, args: [mode, generation] as const }));
+    } catch (error) {
+      const expiry = this.expiries.get(mode);
+      if (expiry?.generation !== generation) return;
+      this.logger.warn(
+        `keep-alive of mode '${mode}' expired, but its unload could not be queued ` +
+          `(${(error as Error).message}); trying again in ${RETRY_MS} ms`,
+      );
+      this.schedule(mode, expiry.lastUsed, Date.now() + RETRY_MS);
+    }
+  }
+
+  /**
+   * In the expiry job's turn on the device queue. An expiry takes the mode's base pipeline off the device, and with
+   * it every mode on that base: while another of them still wants the device (in use, kept until evicted, or its
+   * own keep-alive not yet run out), the pipeline stays, and the last of them to expire takes it off.
+   */
+  private async expired(mode: string, generation: number): Promise<void> {
+    if (this.expiries.get(mode)?.generation !== generation || (this.inUse.get(mode) ?? 0) > 0) return;
+    this.expiries.delete(mode);
+    const keeping = (await this.unloader.baseSharers(mode)).filter((other) => this.wantsDevice(other));
+    if (keeping.length > 0) {
+      this.logger.log(
+        `keep-alive of mode '${mode}' expired; its pipeline stays on the device for ${keeping
+          .map((other) => `'${other}'`)
+          .join(', ')}, which share it`,
+      );
+      return;
+    }
+    await this.unloader.unloadNow({ modes: [mode] }, 'keep-alive');
+  }
+
+  /** Whether a mode still wants its pipeline on the device: in use, kept until evicted, or not yet expired. */
+  private wantsDevice(mode: string): boolean {
+    if ((this.inUse.get(mode) ?? 0) > 0) return true;
+    const keepAliveMs = this.modes.config.modes.get(mode)?.keepAliveMs;
+    if (keepAliveMs === undefined) return this.modes.config.modes.has(mode);
+    return this.expiries.has(mode);
+  }
+}

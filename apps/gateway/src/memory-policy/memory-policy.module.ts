@@ -1,0 +1,18 @@
+import { Module } from '@nestjs/common';
+
+import { MemoryModule } from '../memory/memory.module.js';
+import { ModesModule } from '../modes/modes.module.js';
+import { QueueModule } from '../queue/queue.module.js';
+import { RegistryModule } from '../registry/registry.module.js';
+import { SidecarModule } from '../sidecar/sidecar.module.js';
+import { KeepAliveService } from './keep-alive.service.js';
+import { ModelUnloader } from './model-unloader.service.js';
+import { PinSyncService } from './pin-sync.service.js';
+
+/** Each mode's keep_alive and pinned (README, "Memory policy"), and the unloads the gateway orders. */
+@Module({
+  imports: [MemoryModule, ModesModule, QueueModule, RegistryModule, SidecarModule],
+  providers: [ModelUnloader, KeepAliveService, PinSyncService],
+  exports: [ModelUnloader, KeepAliveService],
+})
+export class MemoryPolicyModule {}

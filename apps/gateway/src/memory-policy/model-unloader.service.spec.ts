@@ -1,0 +1,56 @@
+import type { MemoryRefresher } from '../memory/memory-refresher.service.js';
+import type { ModesService } from '../modes/modes.service.js';
+import type { WorkerPool } from '../queue/worker-pool.service.js';
+import type { RegistryService } from '../registry/registry.service.js';
+import type { SidecarRepository } from '../sidecar/sidecar.repository.js';
+import type { ResidentModel } from '../sidecar/sidecar.types.js';
+import { ModelUnloader } from './model-unloader.service.js';
+
+function resident(key: string, baseKey: string, inRamTier = false): ResidentModel {
+  return {
+    key,
+    baseKey,
+    inRamTier,
+    modelPath: '/models/x.safetensors',
+    bytes: 1,
+    loras: [],
+    tier: inRamTier ? 'ram' : 'device',
+    lastUsedUnixMs: 0,
+    architecture: 'sd15',
+    stale: false,
+  };
+}
+
+describe('ModelUnloader.baseSharers', () => {
+  function unloaderHolding(models: ResidentModel[]): ModelUnloader {
+    const sidecar = { getMemory: () => Promise.resolve({ models }) } as unknown as SidecarRepository;
+    return new ModelUnloader(
+      {} as WorkerPool,
+      sidecar,
+      {} as RegistryService,
+      {} as MemoryRefresher,
+      {} as ModesService,
+    );
+  }
+
+  it('names the other modes on the same base on the device, once each', async () => {
+    const unloader = unloaderHolding([
+      resident('base-aaaaaaaaaaaa', 'base-aaaaaaaaaaaa'),
+      resident('portrait-bbbbbbbbbbbb', 'base-aaaaaaaaaaaa'),
+      resident('portrait-cccccccccccc', 'base-aaaaaaaaaaaa'),
+      resident('elsewhere-dddddddddddd', 'elsewhere-dddddddddddd'),
+    ]);
+    expect(await unloader.baseSharers('base')).toEqual(['portrait']);
+    expect(await unloader.baseSharers('portrait')).toEqual(['base']);
+    expect(await unloader.baseSharers('elsewhere')).toEqual([]);
+  });
+
+  it('leaves out a base parked in the RAM tier, and a mode not on the device', async () => {
+    const unloader = unloaderHolding([
+      resident('a-aaaaaaaaaaaa', 'a-aaaaaaaaaaaa', true),
+      resident('b-bbbbbbbbbbbb', 'a-aaaaaaaaaaaa', true),
+    ]);
+    expect(await unloader.baseSharers('a')).toEqual([]);
+    expect(await unloader.baseSharers('missing')).toEqual([]);
+  });
+});

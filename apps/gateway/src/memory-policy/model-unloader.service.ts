@@ -1,0 +1,120 @@
+import { Injectable, Logger, type OnModuleInit } from '@nestjs/common';
+
+import { ModelNotLoadedError } from '../errors/domain.errors.js';
+import { MemoryRefresher } from '../memory/memory-refresher.service.js';
+import { modeOfKey } from '../modes/mode-key.js';
+import { ModesService } from '../modes/modes.service.js';
+import { CustomJob } from '../queue/job.types.js';
+import { WorkerPool } from '../queue/worker-pool.service.js';
+import { RegistryService, type UnloadReason } from '../registry/registry.service.js';
+import { SidecarRepository } from '../sidecar/sidecar.repository.js';
+
+/** What to unload: the keys of these modes, or every key the model host holds. */
+export type UnloadTarget = { readonly modes: readonly string[] } | { readonly all: true };
+
+export interface UnloadedModel {
+  readonly mode: string;
+  readonly key: string;
+  /** What the model host says the unload gave back (device memory, or system memory for the RAM tier). */
+  readonly freed_bytes: number;
+  /** Where it was: on the device, or parked in the RAM tier. */
+  readonly tier: 'device' | 'ram';
+  /** It went to the RAM tier rather than away (keep-alive expiries, with a RAM tier): still loaded. */
+  readonly parked: boolean;
+}
+
+export interface UnloadResult {
+  readonly unloaded: readonly UnloadedModel[];
+}
+
+/** The handler name of the job that unloads: `new CustomJob({ handler: UNLOAD_HANDLER, args: [target, reason] })`. */
+export const UNLOAD_HANDLER = 'models.unload';
+
+/**
+ * Unloads modes from the model host in the device queue's turn, so that an unload waits for the running job and
+ * never pulls a pipeline from under a generation. Every unload the gateway orders goes through here and is
+ * recorded with RegistryService.recordUnload.
+ */
+@Injectable()
+export class ModelUnloader implements OnModuleInit {
+  private readonly logger = new Logger(ModelUnloader.name);
+
+  constructor(
+    private readonly pool: WorkerPool,
+    private readonly sidecar: SidecarRepository,
+    private readonly registry: RegistryService,
+    private readonly memory: MemoryRefresher,
+    private readonly modes: ModesService,
+  ) {}
+
+  onModuleInit(): void {
+    this.pool.registerHandler(UNLOAD_HANDLER, (target: UnloadTarget, reason: UnloadReason) =>
+      this.unloadNow(target, reason),
+    );
+  }
+
+  /**
+   * Queues the unload behind the jobs already queued and resolves once it ran.
+   * @throws ModeNotFoundError for a mode modes.yaml does not define; QueueFullError, SidecarUnavailableError,
+   *   ShuttingDownError as any job.
+   */
+  submit(target: UnloadTarget, reason: UnloadReason): Promise<UnloadResult> {
+    if ('modes' in target) for (const mode of target.modes) this.modes.getMode(mode);
+    const job = new CustomJob<UnloadResult, readonly [UnloadTarget, UnloadReason]>({
+      handler: UNLOAD_HANDLER,
+      args: [target, reason],
+    });
+    return this.pool.submitJob(job).result();
+  }
+
+  /**
+   * The other modes whose keys sit on the device on the same base pipeline as `mode`'s (LoRA variants of one
+   * checkpoint): taking that base off the device takes them with it. Only from a job on the device queue.
+   */
+  async baseSharers(mode: string): Promise<string[]> {
+    const onDevice = (await this.sidecar.getMemory()).models.filter((model) => !model.inRamTier);
+    const bases = new Set(onDevice.filter((model) => modeOfKey(model.key) === mode).map((model) => model.baseKey));
+    const sharers = onDevice
+      .filter((model) => bases.has(model.baseKey))
+      .map((model) => modeOfKey(model.key))
+      .filter((other) => other !== mode);
+    return [...new Set(sharers)];
+  }
+
+  /** Unloads at once: only from a job running on the device queue (this class's handler, or another one). */
+  async unloadNow(target: UnloadTarget, reason: UnloadReason): Promise<UnloadResult> {
+    // The model host's own account, not the registry's: a key evicted or parked meanwhile is seen as it is.
+    const held = (await this.sidecar.getMemory()).models;
+    const wanted = 'all' in target ? held : held.filter((model) => target.modes.includes(modeOfKey(model.key)));
+    const unloaded: UnloadedModel[] = [];
+    for (const model of wanted) {
+      // An expiry only takes the mode off the device; it stays in the RAM tier when there is one (and that is
+      // where a parked mode stays). An explicit unload frees both.
+      if (reason === 'keep-alive' && model.inRamTier) continue;
+      let freed = 0; // stays 0 for a key gone already (dropped from a full RAM tier)
+      let parked = false;
+      try {
+        if (reason === 'keep-alive') ({ freedBytes: freed, parked } = await this.sidecar.offload(model.key));
+        else freed = await this.sidecar.unload(model.key);
+      } catch (error) {
+        if (!(error instanceof ModelNotLoadedError)) throw error;
+      }
+      this.registry.recordUnload(model.key, reason);
+      unloaded.push({
+        mode: modeOfKey(model.key),
+        key: model.key,
+        freed_bytes: freed,
+        tier: model.inRamTier ? 'ram' : 'device',
+        parked,
+      });
+    }
+    if (unloaded.length > 0) {
+      this.logger.log(
+        `unloaded ${unloaded.map((model) => model.key).join(', ')} (${reason}): ` +
+          `${unloaded.reduce((sum, model) => sum + model.freed_bytes, 0)} bytes freed`,
+      );
+      await this.memory.refresh();
+    }
+    return { unloaded };
+  }
+}

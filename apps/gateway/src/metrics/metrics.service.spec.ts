@@ -1,0 +1,249 @@
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+
+import { JobEvents, type JobEvent } from '../queue/job.events.js';
+import type { JobSnapshot } from '../queue/job-record.types.js';
+import { ModelEvents } from '../registry/model.events.js';
+import type { ResidentEntry } from '../registry/registry.service.js';
+import type { ModelHostState } from '../sidecar/model-host.connection.js';
+import type { MemoryStats } from '../sidecar/sidecar.types.js';
+import { MetricsService } from './metrics.service.js';
+
+const record = (extra: Partial<JobSnapshot> = {}): JobSnapshot => ({
+  id: 'j1',
+  kind: 'generation',
+  mode: 'fast',
+  state: 'queued',
+  progress: null,
+  seed: 1,
+  created_ms: Date.UTC(2026, 11, 2),
+  started_ms: null,
+  finished_ms: null,
+  queue_ms: null,
+  switch_ms: null,
+  generate_ms: null,
+  switch: null,
+  error: null,
+  ...extra,
+});
+
+const START = Date.UTC(2026, 11, 2, 0, 0, 2);
+
+const MEMORY: MemoryStats = {
+  device: 'cuda:0',
+  deviceName: 'GPU',
+  totalBytes: 8_000,
+  usedBytes: 3_000,
+  availableBytes: 5_000,
+  models: [],
+  reserveBytes: 0,
+  ramTierBytes: 0,
+  ramTierCapacityBytes: 0,
+};
+
+describe('MetricsService', () => {
+  let jobs: JobEvents;
+  let models: ModelEvents;
+  let memory: MemoryStats | undefined;
+  let resident: ResidentEntry[];
+  let state: ModelHostState;
+  let metrics: MetricsService;
+
+  beforeEach(() => {
+    jobs = new JobEvents();
+    models = new ModelEvents();
+    memory = undefined;
+    resident = [];
+    state = 'starting';
+    metrics = new MetricsService(
+      {
+        onJobEvent: (listener) => jobs.on(listener),
+        onModelEvent: (listener) => models.on(listener),
+        lastMemory: () => memory,
+        residentModels: () => resident,
+        modelHostState: () => state,
+      },
+      { defaultMetrics: false },
+    );
+  });
+
+  afterEach(() => metrics.onModuleDestroy());
+
+  /** Every sample of one metric as `labels -> value` (labels as `k=v` joined by commas, sorted). */
+  async function samples(name: string): Promise<Record<string, number>> {
+    const metric = metrics.registry.getSingleMetric(name);
+    if (!metric) throw new Error(`no metric ${name}`);
+    const out: Record<string, number> = {};
+    for (const value of (await metric.get()).values) {
+      const labels = Object.entries(value.labels)
+        .map(([k, v]) => `${k}=${String(v)}`)
+        .sort()
+        .join(',');
+      out[`${(value as { metricName?: string }).metricName ?? name}{${labels}}`] = value.value;
+    }
+    return out;
+  }
+
+  const emit = (event: JobEvent): void => jobs.emit(event);
+
+  it('counts the queue by state from the job events, and finished jobs by kind and outcome', async () => {
+    emit({ type: 'queued', job: record({ id: 'a' }) });
+    emit({ type: 'queued', job: record({ id: 'b' }) });
+    emit({ type: 'queued', job: record({ id: 'c', kind: 'mode-switch' }) });
+    emit({ type: 'started', job: record({ id: 'a', state: 'running', started_ms: START, queue_ms: 1500 }) });
+    expect(await samples('imagegen_queue_jobs')).toEqual({
+      'imagegen_queue_jobs{state=queued}': 2,
+      'imagegen_queue_jobs{state=running}': 1,
+    });
+
+    const ran = { started_ms: START, queue_ms: 1500, generate_ms: 250 };
+    emit({ type: 'completed', job: record({ id: 'a', state: 'completed', ...ran }) });
+    emit({ type: 'cancelled', job: record({ id: 'b', state: 'cancelled', queue_ms: 10 }) });
+    emit({ type: 'failed', job: record({ id: 'c', kind: 'mode-switch', state: 'failed', queue_ms: 3 }) });
+    expect(await samples('imagegen_queue_jobs')).toEqual({
+      'imagegen_queue_jobs{state=queued}': 0,
+      'imagegen_queue_jobs{state=running}': 0,
+    });
+    expect(await samples('imagegen_jobs_total')).toEqual({
+      'imagegen_jobs_total{kind=generation,outcome=completed}': 1,
+      'imagegen_jobs_total{kind=generation,outcome=cancelled}': 1,
+      'imagegen_jobs_total{kind=mode-switch,outcome=failed}': 1,
+    });
+  });
+
+  it('observes queue wait when a job starts and generation time when it completes, in seconds by mode', async () => {
+    emit({ type: 'started', job: record({ id: 'a', queue_ms: 1500 }) });
+    emit({ type: 'started', job: record({ id: 'x', kind: 'custom', mode: null, queue_ms: 20 }) });
+    emit({ type: 'completed', job: record({ id: 'a', queue_ms: 1500, generate_ms: 250 }) });
+    // A failed generation's time is no generation time; a custom job has none.
+    emit({ type: 'failed', job: record({ id: 'f', queue_ms: 1, generate_ms: 999 }) });
+    emit({ type: 'completed', job: record({ id: 'x', kind: 'custom', mode: null, queue_ms: 20 }) });
+
+    const wait = await samples('imagegen_job_queue_wait_seconds');
+    expect(wait['imagegen_job_queue_wait_seconds_count{mode=fast}']).toBe(1);
+    expect(wait['imagegen_job_queue_wait_seconds_sum{mode=fast}']).toBeCloseTo(1.5, 9);
+    expect(wait['imagegen_job_queue_wait_seconds_bucket{le=1,mode=fast}']).toBe(0);
+    expect(wait['imagegen_job_queue_wait_seconds_bucket{le=2.5,mode=fast}']).toBe(1);
+    expect(wait['imagegen_job_queue_wait_seconds_count{mode=}']).toBe(1);
+
+    const generation = await samples('imagegen_generation_duration_seconds');
+    expect(generation['imagegen_generation_duration_seconds_count{mode=fast}']).toBe(1);
+    expect(generation['imagegen_generation_duration_seconds_sum{mode=fast}']).toBeCloseTo(0.25, 9);
+    expect(Object.keys(generation).filter((key) => key.includes('_count'))).toHaveLength(1);
+  });
+
+  it("observes a switch made in a job's turn by its source, whatever the job's outcome", async () => {
+    const change = (source: 'disk' | 'ram') => ({ from_mode: 'a', to_mode: 'b', source });
+    emit({ type: 'completed', job: record({ id: '1', switch: change('disk'), switch_ms: 4000, generate_ms: 5 }) });
+    emit({ type: 'cancelled', job: record({ id: '2', switch: change('ram'), switch_ms: 100 }) });
+    emit({ type: 'completed', job: record({ id: '3', generate_ms: 5 }) });
+    const switches = await samples('imagegen_mode_switch_duration_seconds');
+    expect(switches['imagegen_mode_switch_duration_seconds_count{source=disk}']).toBe(1);
+    expect(switches['imagegen_mode_switch_duration_seconds_sum{source=disk}']).toBeCloseTo(4, 9);
+    expect(switches['imagegen_mode_switch_duration_seconds_count{source=ram}']).toBe(1);
+    expect(Object.keys(switches).filter((key) => key.includes('_count'))).toHaveLength(2);
+  });
+
+  it('counts loads by source, evictions by reason and load failures by mode from the model events', async () => {
+    models.emit({ type: 'loaded', key: 'a-1', mode: 'a', source: 'disk', bytes: 10 });
+    models.emit({ type: 'loaded', key: 'b-1', mode: 'b', source: 'shared-base', bytes: 10 });
+    models.emit({ type: 'loaded', key: 'a-1', mode: 'a', source: 'disk', bytes: 10 });
+    models.emit({ type: 'evicted', key: 'a-1', reason: 'make-room' });
+    models.emit({ type: 'evicted', key: 'b-1', reason: 'oom-retry' });
+    models.emit({ type: 'evicted', key: 'c-1', reason: 'keep-alive' });
+    models.emit({ type: 'load-failed', mode: 'broken', error: new Error('no') });
+    expect(await samples('imagegen_model_loads_total')).toEqual({
+      'imagegen_model_loads_total{source=disk}': 2,
+      'imagegen_model_loads_total{source=shared-base}': 1,
+    });
+    expect(await samples('imagegen_model_evictions_total')).toEqual({
+      'imagegen_model_evictions_total{reason=make-room}': 1,
+      'imagegen_model_evictions_total{reason=oom-retry}': 1,
+      'imagegen_model_evictions_total{reason=keep-alive}': 1,
+    });
+    expect(await samples('imagegen_model_load_failures_total')).toEqual({
+      'imagegen_model_load_failures_total{mode=broken}': 1,
+    });
+  });
+
+  it('reads memory, resident models and the model host state at scrape time, with no sample while unknown', async () => {
+    expect(await samples('imagegen_device_memory_total_bytes')).toEqual({});
+    expect(await samples('imagegen_model_host_up')).toEqual({ 'imagegen_model_host_up{}': 0 });
+
+    memory = MEMORY;
+    resident = [
+      { key: 'a-1', mode: 'a', bytes: 2_000, architecture: 'sd15', tier: 'device' },
+      { key: 'b-1', mode: 'b', bytes: 1_000, architecture: 'sdxl-base', tier: 'ram' },
+    ];
+    state = 'serving';
+    expect(await samples('imagegen_device_memory_total_bytes')).toEqual({
+      'imagegen_device_memory_total_bytes{device=cuda:0}': 8_000,
+    });
+    expect(await samples('imagegen_device_memory_used_bytes')).toEqual({
+      'imagegen_device_memory_used_bytes{device=cuda:0}': 3_000,
+    });
+    expect(await samples('imagegen_model_resident_bytes')).toEqual({
+      'imagegen_model_resident_bytes{key=a-1,mode=a,tier=device}': 2_000,
+      'imagegen_model_resident_bytes{key=b-1,mode=b,tier=ram}': 1_000,
+    });
+    expect(await samples('imagegen_model_host_up')).toEqual({ 'imagegen_model_host_up{}': 1 });
+
+    // An evicted model's series goes with it; a lost model host is down and has no figures.
+    resident = [resident[0]];
+    memory = undefined;
+    state = 'lost';
+    expect(Object.keys(await samples('imagegen_model_resident_bytes'))).toEqual([
+      'imagegen_model_resident_bytes{key=a-1,mode=a,tier=device}',
+    ]);
+    expect(await samples('imagegen_device_memory_used_bytes')).toEqual({});
+    expect(await samples('imagegen_model_host_up')).toEqual({ 'imagegen_model_host_up{}': 0 });
+  });
+
+  it('counts HTTP requests by method, route pattern and status', async () => {
+    metrics.countHttpRequest({ method: 'GET', route: '/api/jobs/:id', status: 200 });
+    metrics.countHttpRequest({ method: 'GET', route: '/api/jobs/:id', status: 200 });
+    metrics.countHttpRequest({ method: 'GET', route: '/api/jobs/:id', status: 404 });
+    expect(await samples('imagegen_http_requests_total')).toEqual({
+      'imagegen_http_requests_total{method=GET,route=/api/jobs/:id,status=200}': 2,
+      'imagegen_http_requests_total{method=GET,route=/api/jobs/:id,status=404}': 1,
+    });
+  });
+
+  it('stops listening when destroyed', async () => {
+    metrics.onModuleDestroy();
+    emit({ type: 'completed', job: record() });
+    models.emit({ type: 'loaded', key: 'a-1', mode: 'a', source: 'disk', bytes: 10 });
+    expect(await samples('imagegen_jobs_total')).toEqual({});
+    expect(await samples('imagegen_model_loads_total')).toEqual({});
+  });
+
+  it('writes the exposition text, every metric in the README with its type', async () => {
+    const text = await metrics.scrape();
+    const readme = readFileSync(resolve(import.meta.dirname, '../../../../README.md'), 'utf8');
+    const section = /### Metrics\n([\s\S]*?)\n### /.exec(readme)?.[1] ?? '';
+    for (const [, name, type] of text.matchAll(/^# TYPE (\S+) (\S+)$/gm)) {
+      // A table row, however a formatter pads its cells.
+      const row = new RegExp(`^\\|\\s*\`${name}\`\\s*\\|\\s*${type}\\s*\\|`, 'm');
+      expect({ name, documented: row.test(section) }).toEqual({ name, documented: true });
+    }
+    expect(metrics.contentType).toMatch(/^text\/plain; version=0\.0\.4/);
+    const names = [...text.matchAll(/^# TYPE (\S+) (\S+)$/gm)].map((match) => `${match[1]} ${match[2]}`);
+    expect(names.sort()).toEqual(
+      [
+        'imagegen_device_memory_total_bytes gauge',
+        'imagegen_device_memory_used_bytes gauge',
+        'imagegen_generation_duration_seconds histogram',
+        'imagegen_http_requests_total counter',
+        'imagegen_job_queue_wait_seconds histogram',
+        'imagegen_jobs_total counter',
+        'imagegen_mode_switch_duration_seconds histogram',
+        'imagegen_model_evictions_total counter',
+        'imagegen_model_host_up gauge',
+        'imagegen_model_load_failures_total counter',
+        'imagegen_model_loads_total counter',
+        'imagegen_model_resident_bytes gauge',
+        'imagegen_queue_jobs gauge',
+      ].sort(),
+    );
+  });
+});

@@ -1,0 +1,270 @@
+import { Injectable, type OnModuleDestroy } from '@nestjs/common';
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+
+import type { JobEvent } from '../queue/job.events.js';
+import type { ModelEvent } from '../registry/model.events.js';
+import type { ResidentEntry } from '../registry/registry.service.js';
+import type { ModelHostState } from '../sidecar/model-host.connection.js';
+import type { MemoryStats } from '../sidecar/sidecar.types.js';
+
+/** Every metric of ours starts with this (the default process metrics keep their standard names). */
+export const METRIC_PREFIX = 'imagegen_';
+
+/**
+ * Seconds: a job's wait, a generation and a mode switch range from milliseconds (a resident mode, a tiny model)
+ * to minutes (a large checkpoint read from a slow disk, a long queue).
+ */
+const DURATION_BUCKETS = [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600];
+
+/** The job states that count as queue depth: finished jobs are counted by jobs_total instead. */
+const QUEUE_STATES = ['queued', 'running'] as const;
+
+/** The label of the jobs no mode belongs to (custom jobs): an empty label value is an absent label. */
+const NO_MODE = '';
+
+/** What the metrics read on each scrape, from figures the gateway already keeps (never a call to the model host). */
+export interface MetricsSources {
+  /** Subscribes to the job events; returns the unsubscribe function. */
+  onJobEvent(listener: (event: JobEvent) => void): () => void;
+  onModelEvent(listener: (event: ModelEvent) => void): () => void;
+  lastMemory(): MemoryStats | undefined;
+  residentModels(): ResidentEntry[];
+  modelHostState(): ModelHostState;
+}
+
+export interface HttpRequestSample {
+  readonly method: string;
+  /** The route's pattern (`/api/jobs/:id`), never the raw URL. */
+  readonly route: string;
+  readonly status: number;
+}
+
+/**
+ * The Prometheus metrics of README "Metrics", on a registry of its own. Job figures come from the job events and
+ * the records they carry; model figures from the registry's model events; memory, resident models and the model
+ * host's state are read from what the gateway keeps, when scraped.
+ */
+@Injectable()
+export class MetricsService implements OnModuleDestroy {
+  readonly registry = new Registry();
+  private readonly unsubscribe: (() => void)[];
+  /** Jobs not yet finished, by state: the queue depth (a finished job was running if it has a start time). */
+  private readonly depth: Record<'queued' | 'running', number> = { queued: 0, running: 0 };
+  /** Labelled children by label value: prom-client hashes the label object on every call otherwise. */
+  private readonly finishedBy = new Map<string, Map<string, Counter.Internal>>();
+  private readonly queueWaitBy = new Map<string, Histogram.Internal<'mode'>>();
+  private readonly generationBy = new Map<string, Histogram.Internal<'mode'>>();
+
+  private readonly jobs = new Counter({
+    name: `${METRIC_PREFIX}jobs_total`,
+    help: 'Jobs finished, by kind (generation, mode-switch, custom) and outcome (completed, failed, cancelled).',
+    labelNames: ['kind', 'outcome'] as const,
+    registers: [this.registry],
+  });
+
+  private readonly queueWait = new Histogram({
+    name: `${METRIC_PREFIX}job_queue_wait_seconds`,
+    help: "Time a job waited in the queue before it started, by the job's mode.",
+    labelNames: ['mode'] as const,
+    buckets: DURATION_BUCKETS,
+    registers: [this.registry],
+  });
+
+  private readonly generation = new Histogram({
+    name: `${METRIC_PREFIX}generation_duration_seconds`,
+    help: "Time a completed generation took on the model host (its mode switch not included), by the job's mode.",
+    labelNames: ['mode'] as const,
+    buckets: DURATION_BUCKETS,
+    registers: [this.registry],
+  });
+
+  private readonly modeSwitch = new Histogram({
+    name: `${METRIC_PREFIX}mode_switch_duration_seconds`,
+    help: "Time a mode switch made in a job's turn took, by where the model came from (resident, shared-base, ram, disk).",
+    labelNames: ['source'] as const,
+    buckets: DURATION_BUCKETS,
+    registers: [this.registry],
+  });
+
+  private readonly loads = new Counter({
+    name: `${METRIC_PREFIX}model_loads_total`,
+    help: 'Loads the model host made, by where the model came from (resident, shared-base, ram, disk).',
+    labelNames: ['source'] as const,
+    registers: [this.registry],
+  });
+
+  private readonly evictions = new Counter({
+    name: `${METRIC_PREFIX}model_evictions_total`,
+    help: 'Pipelines that left the device, by reason (make-room, oom-retry, unload, keep-alive).',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+
+  private readonly loadFailures = new Counter({
+    name: `${METRIC_PREFIX}model_load_failures_total`,
+    help: 'Loads the model host could not make, by mode.',
+    labelNames: ['mode'] as const,
+    registers: [this.registry],
+  });
+
+  private readonly httpRequests = new Counter({
+    name: `${METRIC_PREFIX}http_requests_total`,
+    help: "HTTP requests answered, by method, route pattern ('unmatched' for no route) and status code.",
+    labelNames: ['method', 'route', 'status'] as const,
+    registers: [this.registry],
+  });
+
+  constructor(sources: MetricsSources, options: { readonly defaultMetrics: boolean }) {
+    const queueDepth = new Gauge({
+      name: `${METRIC_PREFIX}queue_jobs`,
+      help: 'Jobs in the queue now, by state (queued, running).',
+      labelNames: ['state'] as const,
+      registers: [this.registry],
+      collect: () => {
+        for (const state of QUEUE_STATES) {
+          queueDepth.set({ state }, this.depth[state]);
+        }
+      },
+    });
+
+    const memoryTotal: Gauge<'device'> = new Gauge({
+      name: `${METRIC_PREFIX}device_memory_total_bytes`,
+      help: "The model host's device memory (its cap when MEMORY_CAP_BYTES is set), as last read.",
+      labelNames: ['device'] as const,
+      registers: [this.registry],
+      collect: () => {
+        setMemory(memoryTotal, sources.lastMemory(), 'totalBytes');
+      },
+    });
+    const memoryUsed: Gauge<'device'> = new Gauge({
+      name: `${METRIC_PREFIX}device_memory_used_bytes`,
+      help: 'Device memory in use on the model host, as last read.',
+      labelNames: ['device'] as const,
+      registers: [this.registry],
+      collect: () => {
+        setMemory(memoryUsed, sources.lastMemory(), 'usedBytes');
+      },
+    });
+
+    const residentBytes = new Gauge({
+      name: `${METRIC_PREFIX}model_resident_bytes`,
+      help: "Bytes of each pipeline key the model host holds, by mode, key and tier (device, or the RAM tier's ram).",
+      labelNames: ['mode', 'key', 'tier'] as const,
+      registers: [this.registry],
+      collect: () => {
+        residentBytes.reset();
+        for (const model of sources.residentModels()) {
+          residentBytes.set({ mode: model.mode, key: model.key, tier: model.tier }, model.bytes);
+        }
+      },
+    });
+
+    const up: Gauge = new Gauge({
+      name: `${METRIC_PREFIX}model_host_up`,
+      help: '1 while the model host serves (started, a mode loaded, healthy), else 0.',
+      registers: [this.registry],
+      collect: () => {
+        up.set(sources.modelHostState() === 'serving' ? 1 : 0);
+      },
+    });
+
+    if (options.defaultMetrics) collectDefaultMetrics({ register: this.registry });
+    this.unsubscribe = [
+      sources.onJobEvent((event) => this.onJob(event)),
+      sources.onModelEvent((event) => this.onModel(event)),
+    ];
+  }
+
+  onModuleDestroy(): void {
+    for (const off of this.unsubscribe) off();
+  }
+
+  /** The exposition text of every metric. */
+  scrape(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+
+  countHttpRequest(sample: HttpRequestSample): void {
+    this.httpRequests.inc({ method: sample.method, route: sample.route, status: String(sample.status) });
+  }
+
+  private onJob(event: JobEvent): void {
+    const { job } = event;
+    const mode = job.mode ?? NO_MODE;
+    switch (event.type) {
+      case 'queued':
+        this.depth.queued += 1;
+        return;
+      case 'started':
+        this.depth.queued -= 1;
+        this.depth.running += 1;
+        if (job.queue_ms !== null) this.byMode(this.queueWaitBy, this.queueWait, mode).observe(job.queue_ms / 1000);
+        return;
+      case 'switching':
+      case 'progress':
+        return;
+      case 'completed':
+      case 'failed':
+      case 'cancelled': {
+        this.depth[job.started_ms === null ? 'queued' : 'running'] -= 1;
+        this.finishedOf(job.kind, event.type).inc();
+        if (job.switch !== null && job.switch_ms !== null) {
+          this.modeSwitch.observe({ source: job.switch.source }, job.switch_ms / 1000);
+        }
+        if (event.type === 'completed' && job.kind === 'generation' && job.generate_ms !== null) {
+          this.byMode(this.generationBy, this.generation, mode).observe(job.generate_ms / 1000);
+        }
+      }
+    }
+  }
+
+  private finishedOf(kind: string, outcome: string): Counter.Internal {
+    let byOutcome = this.finishedBy.get(kind);
+    if (!byOutcome) {
+      byOutcome = new Map();
+      this.finishedBy.set(kind, byOutcome);
+    }
+    let counter = byOutcome.get(outcome);
+    if (!counter) {
+      counter = this.jobs.labels({ kind, outcome });
+      byOutcome.set(outcome, counter);
+    }
+    return counter;
+  }
+
+  private byMode(
+    children: Map<string, Histogram.Internal<'mode'>>,
+    histogram: Histogram<'mode'>,
+    mode: string,
+  ): Histogram.Internal<'mode'> {
+    let found = children.get(mode);
+    if (!found) {
+      found = histogram.labels({ mode });
+      children.set(mode, found);
+    }
+    return found;
+  }
+
+  private onModel(event: ModelEvent): void {
+    switch (event.type) {
+      case 'loaded':
+        this.loads.inc({ source: event.source });
+        return;
+      case 'evicted':
+        this.evictions.inc({ reason: event.reason });
+        return;
+      case 'load-failed':
+        this.loadFailures.inc({ mode: event.mode });
+    }
+  }
+}
+
+/** No figures yet (or the model host is gone): no sample rather than a zero that would read as a real device. */
+function setMemory(gauge: Gauge<'device'>, stats: MemoryStats | undefined, field: 'totalBytes' | 'usedBytes'): void {
+  gauge.reset();
+  if (stats) gauge.set({ device: stats.device }, stats[field]);
+}

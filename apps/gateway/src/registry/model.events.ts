@@ -1,0 +1,50 @@
+import { Injectable } from '@nestjs/common';
+
+import type { LoadResult } from '../sidecar/sidecar.types.js';
+
+/**
+ * Why a pipeline key left the device (README "Metrics"): `make-room` — the model host evicted it to fit a load;
+ * `oom-retry` — it evicted it after a load ran out of device memory; `unload` — someone asked for it; `keep-alive` —
+ * it sat unused past its keep-alive time.
+ */
+export type EvictionReason = 'make-room' | 'oom-retry' | 'unload' | 'keep-alive';
+
+/** What the model host did with pipelines, as the registry recorded it. */
+export type ModelEvent =
+  | {
+      readonly type: 'loaded';
+      readonly key: string;
+      readonly mode: string;
+      readonly source: LoadResult['source'];
+      readonly bytes: number;
+    }
+  | {
+      readonly type: 'evicted';
+      readonly key: string;
+      readonly reason: EvictionReason;
+    }
+  | { readonly type: 'load-failed'; readonly mode: string; readonly error: Error };
+
+export type ModelEventListener = (event: ModelEvent) => void;
+
+/** The bus of model events: metrics subscribe to it. A listener that throws harms neither the registry nor the others. */
+@Injectable()
+export class ModelEvents {
+  private readonly listeners = new Set<ModelEventListener>();
+
+  /** Calls `listener` for every event from now on; the returned function unsubscribes. */
+  on(listener: ModelEventListener): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  emit(event: ModelEvent): void {
+    for (const listener of [...this.listeners]) {
+      try {
+        listener(event);
+      } catch {
+        // A broken subscriber must not break the load that is being recorded.
+      }
+    }
+  }
+}

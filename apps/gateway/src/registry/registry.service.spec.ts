@@ -1,0 +1,71 @@
+import type { ResolvedMode } from '../modes/mode.types.js';
+import type { LoadResult } from '../sidecar/sidecar.types.js';
+import type { ModelEvent } from './model.events.js';
+import { RegistryService } from './registry.service.js';
+
+const mode = (name: string): ResolvedMode => ({ name, key: `${name}-k` }) as ResolvedMode;
+
+const load = (key: string, extra: Partial<LoadResult> = {}): LoadResult => ({
+  key,
+  architecture: 'sd15',
+  bytes: 100,
+  estimatedBytes: 100,
+  loadSeconds: 0.5,
+  source: 'disk',
+  evicted: [],
+  evictedToRam: [],
+  evictedOnOom: [],
+  device: 'cpu',
+  ...extra,
+});
+
+describe('RegistryService: model events', () => {
+  let registry: RegistryService;
+  let events: ModelEvent[];
+
+  beforeEach(() => {
+    registry = new RegistryService();
+    events = [];
+    registry.events.on((event) => events.push(event));
+  });
+
+  it('tells each eviction of a load with its reason, then the load with its source', () => {
+    for (const name of ['a', 'b', 'c']) registry.recordLoad(mode(name), load(`${name}-k`));
+    events.length = 0;
+    registry.recordLoad(
+      mode('d'),
+      load('d-k', { source: 'ram', evicted: ['a-k', 'b-k', 'c-k'], evictedToRam: ['b-k'], evictedOnOom: ['c-k'] }),
+    );
+    expect(events).toEqual([
+      { type: 'evicted', key: 'a-k', reason: 'make-room' },
+      { type: 'evicted', key: 'b-k', reason: 'make-room' },
+      { type: 'evicted', key: 'c-k', reason: 'oom-retry' },
+      { type: 'loaded', key: 'd-k', mode: 'd', source: 'ram', bytes: 100 },
+    ]);
+    expect(registry.residentModels().map((entry) => `${entry.key}:${entry.tier}`)).toEqual(['b-k:ram', 'd-k:device']);
+  });
+
+  it('forgets a key the gateway unloaded and tells why', () => {
+    registry.recordLoad(mode('a'), load('a-k'));
+    registry.recordUnload('a-k', 'keep-alive');
+    expect(registry.residentModels()).toEqual([]);
+    expect(registry.currentMode).toBeUndefined();
+    expect(events.at(-1)).toEqual({ type: 'evicted', key: 'a-k', reason: 'keep-alive' });
+  });
+
+  it('tells a failed load and changes nothing it holds', () => {
+    registry.recordLoad(mode('a'), load('a-k'));
+    const error = new Error('bad LoRA');
+    registry.recordLoadFailure(mode('b'), error);
+    expect(events.at(-1)).toEqual({ type: 'load-failed', mode: 'b', error });
+    expect(registry.currentMode).toBe('a');
+  });
+
+  it('survives a listener that throws', () => {
+    registry.events.on(() => {
+      throw new Error('broken subscriber');
+    });
+    expect(() => registry.recordLoad(mode('a'), load('a-k'))).not.toThrow();
+    expect(registry.currentMode).toBe('a');
+  });
+});

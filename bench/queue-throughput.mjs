@@ -1,0 +1,229 @@
+// Jobs per second through the job engine: no-op CustomJobs submitted to the real WorkerPool (from dist/, inside
+// the whole AppModule, over an in-memory model host that answers at once), against a bare promise queue run in
+// the same process as the baseline. Nothing here touches a model: it is the engine's own cost per job.
+//
+//   npm run build && node bench/queue-throughput.mjs [JOBS] [--json FILE]
+//
+// Two ways in: "all at once" submits every job before the first runs (the queue is JOBS deep; QUEUE_MAX is
+// raised to fit), "in waves of 100" submits 100, waits for them, and so on (the queue stays shallow). All-at-once
+// depths grow tenfold from 1,000 up to JOBS, and stop where the last one's time, twenty times over (tenfold for a
+// cost per job that stays flat, twice that for slack), would pass BENCH_QUEUE_BUDGET_S (20 s): the rows show how
+// the cost per job grows with depth, and a depth not run is said so, never extrapolated. The waves stop at three
+// times that budget, and say after how many jobs. Each row also gives the process's own CPU time (`cpu_ms`: user
+// and system, every thread, the garbage collector's included): the machine may be shared, and the wall clock
+// counts the neighbours' turns too.
+import 'reflect-metadata';
+
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+
+import { Test } from '@nestjs/testing';
+
+import { round, writeResult } from './lib.mjs';
+
+const args = process.argv.slice(2);
+const JOBS = Number(args.find((arg) => /^\d+$/.test(arg)) ?? 100_000);
+const jsonFlag = args.indexOf('--json');
+const WAVE = 100;
+const BUDGET_MS = Number(process.env.BENCH_QUEUE_BUDGET_S ?? 20) * 1000;
+const dist = resolve(process.env.GATEWAY_DIST ?? 'dist/apps/gateway');
+const load = (path) => import(pathToFileURL(join(dist, path)).href);
+
+// The module graph is entered where main.js enters it, so its circular imports evaluate in the same order.
+const { AppModule } = await load('app.module.js');
+const { loadConfig } = await load('config/app-config.js');
+const { ModelFilesProbe } = await load('mode-switch/model-files.probe.js');
+const { SidecarProcessService } = await load('sidecar/sidecar-process.service.js');
+const { SidecarRepository } = await load('sidecar/sidecar.repository.js');
+const { WorkerPool } = await load('queue/worker-pool.service.js');
+const { CustomJob } = await load('queue/job.types.js');
+
+/** A model host that does everything at once, in memory: the ModelHost interface, nothing behind it. */
+const fakeModelHost = {
+  load: async (mode) => ({
+    key: mode.key,
+    architecture: 'sd15',
+    bytes: 1,
+    estimatedBytes: 1,
+    loadSeconds: 0,
+    source: 'disk',
+    evicted: [],
+    evictedToRam: [],
+    device: 'cpu',
+  }),
+  getMemory: async () => ({
+    device: 'cpu',
+    deviceName: 'bench',
+    totalBytes: 2 ** 33,
+    usedBytes: 0,
+    availableBytes: 2 ** 33,
+    models: [],
+    reserveBytes: 0,
+    ramTierBytes: 0,
+    ramTierCapacityBytes: 0,
+  }),
+  generate: async () => {
+    throw new Error('the queue benchmark runs no generation');
+  },
+  runTask: async () => null,
+  healthStatus: async () => 'serving',
+  isServing: async () => true,
+  setModelRoots: async (roots) => [...roots],
+  listModels: async () => ({ roots: [], polling: false, files: [] }),
+  waitForReady: async () => undefined,
+  unload: async () => 0,
+};
+const fakeProcess = { start() {}, onLost() {}, waitForReady: async () => undefined, onModuleDestroy() {} };
+
+async function engine() {
+  const dir = mkdtempSync(join(tmpdir(), 'bench-queue-'));
+  writeFileSync(
+    join(dir, 'modes.yaml'),
+    'model_root: /models\ndefault_mode: a\nmodes:\n  a:\n    model: a.safetensors\n',
+  );
+  const config = loadConfig(
+    {
+      LOG_LEVEL: 'silent',
+      QUEUE_MAX: String(Math.max(JOBS, 1000)),
+      MODES_WATCH: '0',
+      MODES_FILE: join(dir, 'modes.yaml'),
+    },
+    dir,
+  );
+  const moduleRef = await Test.createTestingModule({ imports: [AppModule.forRoot(config)] })
+    .overrideProvider(SidecarRepository)
+    .useValue(fakeModelHost)
+    .overrideProvider(SidecarProcessService)
+    .useValue(fakeProcess)
+    .overrideProvider(ModelFilesProbe)
+    .useValue({ firstMissing: () => undefined })
+    .compile();
+  const app = moduleRef.createNestApplication({ logger: false });
+  await app.init();
+  const pool = app.get(WorkerPool);
+  pool.registerHandler('bench.noop', () => undefined);
+  return {
+    submit: () => pool.submitJob(new CustomJob({ handler: 'bench.noop', args: [] })).result(),
+    close: async () => {
+      await app.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** The baseline: a FIFO of thunks with a head index (no Array.shift), one worker awaiting each in turn. */
+function bareQueue() {
+  const items = [];
+  let head = 0;
+  let running = false;
+  const drain = async () => {
+    running = true;
+    while (head < items.length) {
+      const { run, resolve: done, reject } = items[head];
+      items[head++] = undefined;
+      try {
+        done(await run());
+      } catch (error) {
+        reject(error);
+      }
+    }
+    running = false;
+  };
+  return {
+    submit: () =>
+      new Promise((done, reject) => {
+        items.push({ run: async () => undefined, resolve: done, reject });
+        if (!running) void drain();
+      }),
+    close: async () => undefined,
+  };
+}
+
+/** { ms, cpuMs } */
+async function allAtOnce(queue, count) {
+  const started = performance.now();
+  const cpu = process.cpuUsage();
+  const results = [];
+  for (let i = 0; i < count; i += 1) results.push(queue.submit());
+  await Promise.all(results);
+  return { ms: performance.now() - started, cpuMs: cpuMsSince(cpu) };
+}
+
+function cpuMsSince(start) {
+  const { user, system } = process.cpuUsage(start);
+  return (user + system) / 1000;
+}
+
+/** Waves of WAVE jobs until `count` ran or the budget is spent: { jobs, ms, cpuMs }. */
+async function inWaves(queue, count, budgetMs = Infinity) {
+  const started = performance.now();
+  const cpu = process.cpuUsage();
+  let done = 0;
+  while (done < count && performance.now() - started < budgetMs) {
+    const wave = Math.min(WAVE, count - done);
+    await Promise.all(Array.from({ length: wave }, () => queue.submit()));
+    done += wave;
+  }
+  return { jobs: done, ms: performance.now() - started, cpuMs: cpuMsSince(cpu) };
+}
+
+const rows = [];
+const perSecond = (count, ms) => Math.round(count / (ms / 1000));
+for (const [name, make] of [
+  ['bare promise queue (baseline)', bareQueue],
+  ['WorkerPool (the engine)', engine],
+]) {
+  const queue = await make();
+  try {
+    await inWaves(queue, 2 * WAVE); // warm up
+    const waves = await inWaves(queue, JOBS, 3 * BUDGET_MS);
+    rows.push({
+      queue: name,
+      how: `${JOBS} jobs in waves of ${WAVE}`,
+      jobs: waves.jobs,
+      ms: round(waves.ms),
+      jobs_per_s: perSecond(waves.jobs, waves.ms),
+      cpu_ms: round(waves.cpuMs),
+      ...(waves.jobs < JOBS && {
+        stopped: `after ${waves.jobs} jobs: the ${(3 * BUDGET_MS) / 1000} s budget was spent`,
+      }),
+    });
+    for (let depth = 1000; ; depth = Math.min(JOBS, depth * 10)) {
+      const { ms, cpuMs } = await allAtOnce(queue, depth);
+      rows.push({
+        queue: name,
+        how: `${depth} jobs all at once`,
+        jobs: depth,
+        ms: round(ms),
+        jobs_per_s: perSecond(depth, ms),
+        cpu_ms: round(cpuMs),
+      });
+      if (depth === JOBS) break;
+      // Ten times deeper takes ten times as long while the cost per job stays flat; twice that leaves room for
+      // the garbage collector's share growing with what the deeper queue keeps alive.
+      if (ms * 20 > BUDGET_MS) {
+        rows.push({
+          queue: name,
+          how: `${Math.min(JOBS, depth * 10)} jobs all at once`,
+          jobs: Math.min(JOBS, depth * 10),
+          not_run: `${depth} took ${round(ms / 1000)} s; the next depth would pass the ${BUDGET_MS / 1000} s budget`,
+        });
+        break;
+      }
+    }
+  } finally {
+    await queue.close();
+  }
+}
+
+const result = {
+  benchmark: 'queue-throughput',
+  what: 'no-op CustomJobs through the WorkerPool (AppModule over an in-memory model host) vs a bare promise queue',
+  target_jobs_per_s: 100_000,
+  rows,
+};
+const out = writeResult(result, jsonFlag >= 0 ? args[jsonFlag + 1] : undefined);
+console.table(rows);
+console.log(`written to ${out}`);
