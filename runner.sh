@@ -91,7 +91,9 @@ start() {
 setup_test_tools() {
   if ! command -v docker-compose >/dev/null && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
     say "installing docker-compose (Debian's package) for the docker-compose.yml checks"
+    # A machine whose package lists are missing or stale needs one update first.
     DEBIAN_FRONTEND=noninteractive apt-get install -y docker-compose ||
+      { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y docker-compose; } ||
       say "could not install docker-compose: its test will be skipped"
   fi
   if ! command -v grpcurl >/dev/null && command -v go >/dev/null &&
@@ -102,12 +104,20 @@ setup_test_tools() {
 }
 
 run_tests() {
+  # The test tools build (go) while npm and pip download: on a fresh machine that overlaps minutes of each.
+  local tools_log tools
+  tools_log=$(mktemp)
+  setup_test_tools >"$tools_log" 2>&1 &
+  tools=$!
   setup
-  setup_test_tools
   build_gateway
+  wait "$tools" || say "installing the test tools failed: the tests that need them will skip, saying so"
+  cat "$tools_log" >&2
+  rm -f "$tools_log"
   export HF_HUB_OFFLINE=1
-  say "lint"
+  say "lint and type check"
   npm run --silent lint
+  npm run --silent typecheck
   (cd sidecar && .venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/mypy)
   say "gateway unit tests"
   npm run --silent test

@@ -1,4 +1,6 @@
 import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 
@@ -16,16 +18,21 @@ describe('custom jobs on the real WorkerPool and model host', () => {
   let results: Record<string, Outcome>;
 
   beforeAll(async () => {
-    const { stdout } = await promisify(execFile)(
-      process.execPath,
-      [join(ROOT, 'test', 'fixtures', 'custom-jobs.mjs')],
-      {
-        cwd: ROOT,
-        env: { ...process.env, ...E2E_ENV, MODES_FILE: join(demoDir(), 'modes.yaml'), MODES_WATCH: '0' },
-        timeout: 150_000,
+    const dir = mkdtempSync(join(tmpdir(), 'custom-jobs-'));
+    const resultsFile = join(dir, 'results.json');
+    await promisify(execFile)(process.execPath, [join(ROOT, 'test', 'fixtures', 'custom-jobs.mjs')], {
+      cwd: ROOT,
+      env: {
+        ...process.env,
+        ...E2E_ENV,
+        MODES_FILE: join(demoDir(), 'modes.yaml'),
+        MODES_WATCH: '0',
+        RESULTS_FILE: resultsFile,
       },
-    );
-    results = JSON.parse(stdout.trim().split('\n').pop() ?? '{}') as Record<string, Outcome>;
+      timeout: 150_000,
+    });
+    results = JSON.parse(readFileSync(resultsFile, 'utf8')) as Record<string, Outcome>;
+    rmSync(dir, { recursive: true, force: true });
   }, 160_000);
 
   it("returns a function handler's value", () => {
