@@ -52,6 +52,7 @@ describe('memory policy', () => {
     const demo = demoDir();
     for (const copy of ['a', 'b', 'c', 'd'])
       copyFileSync(join(demo, 'tiny-sd15.safetensors'), join(folder, `${copy}.safetensors`));
+    copyFileSync(join(demo, 'loras', 'tiny-sd15-lora.safetensors'), join(folder, 'lora.safetensors'));
     cpSync(join(demo, 'tiny-sd15.config'), join(folder, 'config'), { recursive: true });
     const mode = (file: string, policy: Record<string, unknown>): Record<string, unknown> => ({
       model: `${file}.safetensors`,
@@ -64,6 +65,7 @@ describe('memory policy', () => {
       join(folder, 'modes.yaml'),
       dump({
         model_root: folder,
+        lora_root: folder,
         default_mode: 'pinned-a',
         modes: {
           'pinned-a': mode('a', { pinned: true }),
@@ -71,6 +73,8 @@ describe('memory policy', () => {
           other: mode('b', {}),
           zero: mode('b', { keep_alive: 0 }),
           brief: mode('d', { keep_alive: '2s' }),
+          // pinned-a's checkpoint with a LoRA: one base pipeline on the device for both.
+          'lora-brief': mode('a', { loras: ['lora.safetensors'], keep_alive: '1s' }),
         },
       }),
     );
@@ -229,5 +233,22 @@ describe('memory policy', () => {
     const after = await status();
     expect(after.vram.models).toEqual([]);
     expect(after.current_mode).toBeNull();
+  });
+
+  it("keeps a base pipeline on the device when a LoRA variant's keep_alive runs out and its base mode wants it", async () => {
+    expect((await job('pinned-a')).state).toBe('completed');
+    const since = gateway.logs().length;
+    const variant = await job('lora-brief');
+    expect(variant.state).toBe('completed');
+    expect(variant.switch).toMatchObject({ to_mode: 'lora-brief', source: 'shared-base' });
+    await gateway.logged(
+      "keep-alive of mode 'lora-brief' expired; its pipeline stays on the device for 'pinned-a', which share it",
+      since,
+    );
+    expect(await resident()).toEqual(['lora-brief', 'pinned-a']);
+    // Back to the base mode without a load: its pipeline never left the device.
+    const back = await job('pinned-a');
+    expect(back.state).toBe('completed');
+    expect(back.switch).toMatchObject({ to_mode: 'pinned-a', source: 'resident' });
   });
 });
