@@ -68,7 +68,8 @@ describe('the OpenAPI document, fuzzed', () => {
       let output = '';
       child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
       child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
-      const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+      // 'close', not 'exit': 'exit' can come while the summary read below is still in the pipe.
+      const code = await new Promise<number | null>((resolve) => child.once('close', resolve));
       if (code !== 0) {
         throw new Error(`schemathesis exited with ${code}:\n${output}\n--- gateway log ---\n${gateway.logs()}`);
       }

@@ -1,6 +1,5 @@
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, realpathSync, rmSync, symlinkSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -39,23 +38,10 @@ function messages(output: string): unknown[] {
   return JSON.parse(`[${output.trim().replace(/\n}\n{/g, '\n},\n{')}]`) as unknown[];
 }
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() =>
-        address && typeof address === 'object' ? resolve(address.port) : reject(new Error('no port')),
-      );
-    });
-  });
-}
-
 /** The README's grpcurl lines, run by a real grpcurl binary against a real model host on the demo models. */
 (hasGo || grpcurl ? describe : describe.skip)('grpcurl, as the README shows it', () => {
   let work: string;
-  let address: string;
+  let socket: string;
   let host: ChildProcess;
   let hostOutput = '';
   const outputs = new Map<string, string>();
@@ -63,7 +49,7 @@ async function freePort(): Promise<number> {
   /** Runs one README line as bash would, from a folder whose .demo is the demo models, against our model host. */
   function run(line: string): string {
     if (!grpcurl) throw new Error('Go is here but grpcurl is not: ./runner.sh test installs it (go install)');
-    const command = `"$GRPCURL"${line.slice('grpcurl'.length).split(README_ADDRESS).join(address)}`;
+    const command = `"$GRPCURL"${line.slice('grpcurl'.length).split(README_ADDRESS).join(`-unix ${socket}`)}`;
     const result = spawnSync('bash', ['-c', command], {
       cwd: work,
       encoding: 'utf8',
@@ -77,10 +63,21 @@ async function freePort(): Promise<number> {
     if (!grpcurl) throw new Error('Go is here but grpcurl is not: ./runner.sh test installs it (go install)');
     work = realpathSync(mkdtempSync(join(tmpdir(), 'e2e-grpcurl-')));
     symlinkSync(demoDir(), join(work, '.demo'));
-    address = `127.0.0.1:${await freePort()}`;
+    // A unix socket in the test's own folder, not a TCP port found free: between the check and the model host's
+    // bind (seconds of Python start), another process on the machine could take the port.
+    socket = join(work, 'modelhost.sock');
     host = spawn(
       SIDECAR_PYTHON,
-      ['-m', 'modelhost', 'serve', '--listen', address, '--model-root', join(work, '.demo'), '--exit-with-parent'],
+      [
+        '-m',
+        'modelhost',
+        'serve',
+        '--listen',
+        `unix:${socket}`,
+        '--model-root',
+        join(work, '.demo'),
+        '--exit-with-parent',
+      ],
       { cwd: ROOT, env: { ...process.env, HF_HUB_OFFLINE: '1' }, stdio: ['ignore', 'pipe', 'pipe'] },
     );
     host.stdout?.on('data', (chunk: Buffer) => (hostOutput += chunk.toString()));

@@ -112,18 +112,21 @@ describe('GET /api/models', () => {
     const added = join(models, 'added-later.safetensors');
     expect(at(await inventory(), added)).toBeUndefined();
     copyFileSync(join(models, 'tiny-sd15.safetensors'), added);
+    const bytes = statSync(added).size;
 
+    // Until it is listed whole: the watcher can list the file while the copy is still writing it (a rescan a
+    // moment after the first events), and lists it again once the writes have stopped.
     const deadline = Date.now() + APPEAR_DEADLINE_MS;
     let found: ModelFile | undefined;
-    while (!found && Date.now() < deadline) {
+    while (found?.bytes !== bytes && Date.now() < deadline) {
       found = at(await inventory(), added);
-      if (!found) await new Promise((resolve) => setTimeout(resolve, 250));
+      if (found?.bytes !== bytes) await new Promise((resolve) => setTimeout(resolve, 250));
     }
     expect(found).toMatchObject({
       path: 'added-later.safetensors',
       kind: 'checkpoint',
       architecture: 'sd15',
-      bytes: statSync(added).size,
+      bytes,
       used_by: [],
       resident: false,
       location: null,

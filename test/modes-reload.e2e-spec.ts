@@ -345,7 +345,8 @@ describe('modes.yaml reload', () => {
     let output = '';
     child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
     child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
-    const code = await new Promise<number | null>((resolve) => child.once('exit', (exitCode) => resolve(exitCode)));
+    // 'close', not 'exit': 'exit' can come while the line read below is still in the pipe.
+    const code = await new Promise<number | null>((resolve) => child.once('close', (exitCode) => resolve(exitCode)));
     expect(code).not.toBe(0);
     expect(output).toContain(`modes.yaml not found: ${missing}`);
   });

@@ -78,6 +78,9 @@ describe('samplers and clip skip through the real gateway and model host', () =>
   }
 
   it('answers a PNG for every sampler name without loading anything again', async () => {
+    // The model host's line for the start's load is relayed through the gateway's log, which can still be on its
+    // way when /ready says 200: the count below starts from it.
+    await gateway.logged(/loaded \S+ \(sd15, disk,/);
     const keys = await residentKeys();
     const before = loads();
     expect(keys).toHaveLength(1);

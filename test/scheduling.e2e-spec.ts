@@ -30,21 +30,35 @@ function twoModes(): [string, string] {
   return [first, other];
 }
 
-/** Posts JOBS one-step generations alternating between the two modes, and waits until every one has ended. */
+/**
+ * Posts JOBS one-step generations alternating between the two modes, all queued before any runs, and waits until
+ * every one has ended.
+ */
 async function runAlternating(gateway: Gateway): Promise<Job[]> {
   const [a, b] = twoModes();
-  const ids: string[] = [];
-  // One after the other, so that submission order is the order of i; the queue fills far faster than it drains.
-  for (let i = 0; i < JOBS; i += 1) {
+  const post = async (body: object): Promise<string> => {
     const response = await fetch(`${gateway.url}/api/jobs`, {
       method: 'POST',
       headers: { 'Content-Type': 'application/json' },
-      body: JSON.stringify({ prompt: `job ${i}`, mode: i % 2 === 0 ? a : b, num_inference_steps: 1, seed: i }),
+      body: JSON.stringify(body),
     });
     expect(response.status).toBe(202);
-    ids.push(((await response.json()) as Job).id);
-  }
+    return ((await response.json()) as Job).id;
+  };
   const get = async (id: string): Promise<Job> => (await (await fetch(`${gateway.url}/api/jobs/${id}`)).json()) as Job;
+  // A long job in the active mode holds the device until all are queued: a one-step job is done in a fraction of
+  // a second, and a worker that took them as they came would switch as often as the loop below lags behind it.
+  const blocker = await post({ prompt: 'holds the device', mode: a, num_inference_steps: 1000 });
+  await waitFor(async () => (await get(blocker)).state === 'running', {
+    what: 'the long job to hold the device',
+    context: gateway.logs,
+  });
+  const ids: string[] = [];
+  // One after the other, so that submission order is the order of i.
+  for (let i = 0; i < JOBS; i += 1) {
+    ids.push(await post({ prompt: `job ${i}`, mode: i % 2 === 0 ? a : b, num_inference_steps: 1, seed: i }));
+  }
+  expect((await fetch(`${gateway.url}/api/jobs/${blocker}`, { method: 'DELETE' })).status).toBe(200);
   return waitFor(
     async () => {
       const jobs = await Promise.all(ids.map(get));

@@ -182,7 +182,8 @@ describe('stopping the gateway', () => {
       let output = '';
       child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
       child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
-      const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+      // 'close', not 'exit': 'exit' can come while the last lines (the EADDRINUSE one) are still in the pipe.
+      const code = await new Promise<number | null>((resolve) => child.once('close', resolve));
       expect(code).toBe(1);
       expect(output).toContain('EADDRINUSE');
       // The folder was made (the model host was being started) and is gone with the process.

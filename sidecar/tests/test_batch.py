@@ -1,8 +1,9 @@
 """Batched generation: each member gets what it gets alone, with its own progress, cancel
 and failure; through the engine and through the real gRPC surface, on the tiny models."""
 
+import dataclasses
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -11,6 +12,7 @@ import grpc
 import pytest
 
 from imagecompare import assert_changed, assert_same_pixels
+from modelhost import servicer
 from modelhost.engine import pipelines
 from modelhost.engine.batch import BatchMember, Outcome, generate_batch
 from modelhost.engine.host import ModelHost
@@ -266,8 +268,32 @@ async def test_generate_batch_answers_each_member_as_generate_would(
         assert_same_pixels(images[i].png, await generate_alone(stub, requests[i]), f"member {i}")
 
 
-async def test_a_member_cancelled_over_the_wire_ends_at_once(stub: Stub, demo_dir: Path) -> None:
+# Only a hang runs into it (and the checks below then fail): the client's cancel is on its
+# way while the member waits.
+CANCEL_DEADLINE_SECONDS = 60
+
+
+async def test_a_member_cancelled_over_the_wire_ends_at_once(
+    stub: Stub, demo_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     await load_over_grpc(stub, demo_dir)
+
+    def member_1_waits_for_its_cancel(
+        host: ModelHost, members: Sequence[BatchMember]
+    ) -> list[Outcome]:
+        # Member 1's step waits until the client's cancel has come over the wire: otherwise
+        # the batch's last steps can end first (the client reacts to a progress event the
+        # loop relays late), and member 1 completes instead.
+        held = members[1]
+
+        def on_progress(progress: Progress) -> None:
+            held.on_progress(progress)
+            held.cancel.wait(CANCEL_DEADLINE_SECONDS)
+
+        waiting = dataclasses.replace(held, on_progress=on_progress)
+        return generate_batch(host, [members[0], waiting, *members[2:]])
+
+    monkeypatch.setattr(servicer, "generate_batch", member_1_waits_for_its_cancel)
     requests = [member_request(prompt, seed) for seed, prompt in enumerate(PROMPTS, start=1)]
     call = stub.GenerateBatch()
     await call.write(pb.GenerateBatchRequest(batch=pb.GenerateBatchMembers(members=requests)))

@@ -6,9 +6,12 @@ import { waitFor } from './wait-for';
 
 const GATEWAY_MAIN = join(ROOT, 'dist', 'apps', 'gateway', 'main.js');
 const READY_TIMEOUT_MS = 180_000;
-/** The gateway's start line; with PORT=0 it is the only place the chosen port is told. Colour codes end the URL. */
+/**
+ * The gateway's start line; with PORT=0 it is the only place the chosen port is told. Colour codes end the URL, and
+ * what ends it must be there: a read of the pipe can stop inside the line, and a URL cut short names another port.
+ */
 // eslint-disable-next-line no-control-regex
-const LISTENING = /gateway listening on (http:\/\/[^\s\x1b"]+)/;
+const LISTENING = /gateway listening on (http:\/\/[^\s\x1b"]+)(?=[\s\x1b"])/;
 
 /**
  * What every gateway (and model host) the e2e suite starts gets, so that the suite means the same on any machine:
