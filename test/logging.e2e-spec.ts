@@ -131,6 +131,25 @@ describe('structured logs', () => {
     ]);
   });
 
+  it('logs the answered reads of polled paths at debug (not at the default info), and their refusals', async () => {
+    const get = (path: string, id: string, key = 'log-key'): Promise<Response> =>
+      fetch(`${gateway.url}${path}`, { headers: { 'X-Request-Id': id, 'X-API-Key': key } });
+    expect((await get('/api/models/status', 'e2e-poll-status')).status).toBe(200);
+    expect((await get('/api/vram', 'e2e-poll-vram')).status).toBe(200);
+    expect((await get('/metrics', 'e2e-poll-metrics')).status).toBe(200);
+    expect((await get('/api/vram', 'e2e-poll-refused', 'wrong-key')).status).toBe(401);
+    // Lines are written in the order requests end: once a later request's line is here, theirs would be too.
+    expect((await get('/api/modes', 'e2e-poll-after')).status).toBe(200);
+    expect((await completionOf('e2e-poll-after'))?.res?.statusCode).toBe(200);
+    const ids = new Set(lines().map((line) => line.request_id));
+    expect(['e2e-poll-status', 'e2e-poll-vram', 'e2e-poll-metrics'].filter((id) => ids.has(id))).toEqual([]);
+    expect(lines().find((line) => line.request_id === 'e2e-poll-refused')).toMatchObject({
+      level: 40,
+      msg: 'request completed',
+      res: { statusCode: 401 },
+    });
+  });
+
   it('makes an id when the request brings none', async () => {
     const response = await fetch(`${gateway.url}/api/modes`, { headers: { 'X-API-Key': 'log-key' } });
     expect(response.status).toBe(200);

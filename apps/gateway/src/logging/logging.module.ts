@@ -11,6 +11,10 @@ import { requestId } from './request-id.js';
 
 /** Probes poll these every few seconds: a line each would drown the log. */
 const QUIET_PATHS = new Set(['/health', '/ready']);
+/** Dashboards and Prometheus poll these: their answered reads log at `debug`, their failures as any other. */
+const POLLED_PATHS = new Set(['/api/models/status', '/api/vram', '/metrics']);
+
+const pathOf = (request: IncomingMessage): string => request.url?.split('?')[0] ?? '';
 
 /**
  * Structured JSON logs through pino (pretty when stdout is a terminal). Every line written while a request is
@@ -29,9 +33,12 @@ const QUIET_PATHS = new Set(['/health', '/ready']);
           // Bind only the id to a request's lines; the full request goes on its completion line.
           quietReqLogger: true,
           customAttributeKeys: { reqId: 'request_id' },
-          autoLogging: { ignore: (request: IncomingMessage) => QUIET_PATHS.has(request.url?.split('?')[0] ?? '') },
-          customLogLevel: (_request, response, error) =>
-            error || response.statusCode >= 500 ? 'error' : response.statusCode >= 400 ? 'warn' : 'info',
+          autoLogging: { ignore: (request: IncomingMessage) => QUIET_PATHS.has(pathOf(request)) },
+          customLogLevel: (request, response, error) => {
+            if (error || response.statusCode >= 500) return 'error';
+            if (response.statusCode >= 400) return 'warn';
+            return request.method === 'GET' && POLLED_PATHS.has(pathOf(request)) ? 'debug' : 'info';
+          },
           // API keys must never reach a log.
           redact: { paths: ['req.headers.authorization', 'req.headers["x-api-key"]'], censor: '[redacted]' },
           ...(process.stdout.isTTY && {

@@ -107,6 +107,27 @@ describe('GET /api/models/status and GET /api/vram', () => {
     expect(getMemory).not.toHaveBeenCalled();
   });
 
+  it('answers new figures as soon as the registry holds them, in the same millisecond too', async () => {
+    await generateAndSettle();
+    const registry = t.app.get(RegistryService);
+    const before = (await request(server).get('/api/vram').expect(200)).body as { used_gb: number };
+    expect(before.used_gb).toBe(1);
+    const now = Date.now();
+    const clock = jest.spyOn(Date, 'now').mockReturnValue(now);
+    try {
+      registry.recordMemory({ ...registry.lastMemory!, usedBytes: 3 * 2 ** 30 });
+      const first = (await request(server).get('/api/vram').expect(200)).body as { used_gb: number };
+      registry.recordMemory({ ...registry.lastMemory!, usedBytes: 5 * 2 ** 30 });
+      const second = (await request(server).get('/api/models/status').expect(200)).body as {
+        vram: { used_gb: number; as_of: string };
+      };
+      expect([first.used_gb, second.vram.used_gb]).toEqual([3, 5]);
+      expect(second.vram.as_of).toBe(new Date(now).toISOString());
+    } finally {
+      clock.mockRestore();
+    }
+  });
+
   it('reads the figures again once a job has finished', async () => {
     const read: string[] = [];
     const getMemory = t.sidecar.getMemory.bind(t.sidecar);

@@ -21,6 +21,9 @@ export const BYTES_PER_GB = 2 ** 30;
  */
 @Injectable()
 export class StatusService {
+  /** The last view rendered, for the figures it came from: pollers read the same figures many times over. */
+  private rendered: { stats: MemoryStats; at: number; view: VramDto } | undefined;
+
   constructor(
     private readonly modes: ModesService,
     private readonly pool: WorkerPool,
@@ -41,7 +44,10 @@ export class StatusService {
     if (stats === undefined || at === undefined) {
       throw new SidecarUnavailableError(this.memory.lastFailure ?? 'its memory figures are not known yet');
     }
-    return { ...toVramView(stats), as_of: new Date(at).toISOString() };
+    if (this.rendered?.stats !== stats || this.rendered.at !== at) {
+      this.rendered = { stats, at, view: { ...toVramView(stats), as_of: new Date(at).toISOString() } };
+    }
+    return this.rendered.view;
   }
 
   async status(): Promise<ModelsStatusDto> {
