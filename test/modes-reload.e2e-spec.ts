@@ -321,6 +321,35 @@ describe('modes.yaml reload', () => {
     }
   });
 
+  it('says on /ready why the start failed, and is ready once the fixed file is reloaded', async () => {
+    const document = readModes();
+    const general = document.modes['sdxl-general'];
+    writeModes({
+      ...document,
+      modes: { ...document.modes, 'sdxl-general': { ...general, model: 'missing.safetensors' } },
+    });
+    const started = await start({}, '/health');
+    await started.logged('startup failed, /ready stays 503 until a mode loads');
+    const notReady = await fetch(`${started.url}/ready`);
+    expect(notReady.status).toBe(503);
+    const { message } = (await notReady.json()) as ErrorReply;
+    expect(message).toMatch(
+      /^Not ready: the start failed \(Mode 'sdxl-general' could not be loaded: model file not found: /,
+    );
+    expect(message).toContain("ready once a mode loads: a reload of modes.yaml tries 'sdxl-general' again");
+
+    // The user puts the right path back: the watcher's reload loads the default mode again, without a restart.
+    writeModes(document);
+    await waitFor(async () => (await fetch(`${started.url}/ready`)).status === 200, {
+      what: '/ready to answer 200 after the fixed file was reloaded',
+      context: () => started.logs(),
+    });
+    expect(await (await fetch(`${started.url}/ready`)).json()).toEqual({
+      status: 'ready',
+      current_mode: 'sdxl-general',
+    });
+  });
+
   it('answers 409 on the legacy MODEL_ROOT/MODEL setup', async () => {
     const document = readModes();
     rmSync(modesFile);

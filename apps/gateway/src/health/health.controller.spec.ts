@@ -32,6 +32,13 @@ const NOT_LOADED = {
   statusCode: 503,
 };
 
+/** /ready's answer once the start has failed for `reason`. */
+const startFailed = (reason: string): Record<string, unknown> => ({
+  error: 'not_ready',
+  message: `Not ready: the start failed (${reason}); ready once a mode loads: a reload of modes.yaml tries 'sdxl-general' again`,
+  statusCode: 503,
+});
+
 describe('GET /health and GET /ready', () => {
   let t: TestApp;
   let sidecarReady: () => void;
@@ -78,13 +85,28 @@ describe('GET /health and GET /ready', () => {
     await get('/health').expect(200, { status: 'ok' });
   });
 
-  it('stay not ready when the default mode cannot be loaded', async () => {
+  it('stay not ready, saying why, when the default mode cannot be loaded, until a reload loads it', async () => {
     t.sidecar.failLoad = new ModelLoadError('sdxl-general', 'model file not found');
     sidecarReady();
     // Once the failed load is recorded the startup is over: the 503 below is its outcome, not the initial state.
     await waitFor(() => t.app.get(WorkerPool).lastSwitchError, { what: 'the default mode load to fail' });
     expect(t.sidecar.calls).toEqual(['load sdxl-general']);
-    await get('/ready').expect(503, NOT_LOADED);
+    await eventually(async () => {
+      await get('/ready').expect(503, startFailed("Mode 'sdxl-general' could not be loaded: model file not found"));
+    });
+
+    // The user fixes the cause; the reload tries the default mode again, in the queue, and it loads.
+    t.sidecar.failLoad = undefined;
+    await request(t.app.getHttpServer() as Server)
+      .post('/api/modes/reload')
+      .expect(200);
+    await eventually(async () => {
+      await get('/ready').expect(200, { status: 'ready', current_mode: 'sdxl-general' });
+    });
+    expect(t.sidecar.calls.filter((call) => call.startsWith('load '))).toEqual([
+      'load sdxl-general',
+      'load sdxl-general',
+    ]);
   });
 
   it('stay not ready when the sidecar never comes up', async () => {
@@ -95,7 +117,10 @@ describe('GET /health and GET /ready', () => {
     await new Promise((resolve) => setImmediate(resolve));
     // The fake model host answers SERVING: only the failed startup keeps /ready at 503.
     expect(t.sidecar.serving).toBe(true);
-    await get('/ready').expect(503, NOT_LOADED);
+    await get('/ready').expect(
+      503,
+      startFailed('Model host unavailable: the model host exited with code 1 before it was ready'),
+    );
     expect(t.sidecar.calls).toEqual([]);
   });
 

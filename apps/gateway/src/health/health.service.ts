@@ -30,8 +30,14 @@ export class HealthService {
       case 'lost':
       case 'recovering':
         throw new NotReadyError('the model host is not serving');
-      case 'starting':
-        throw new NotReadyError(`the default mode '${this.modes.config.defaultMode}' is not loaded yet`);
+      case 'starting': {
+        const failure = this.connection.startupFailure;
+        const mode = this.modes.config.defaultMode;
+        if (failure === undefined) throw new NotReadyError(`the default mode '${mode}' is not loaded yet`);
+        throw new NotReadyError(
+          `the start failed (${failure}); ready once a mode loads: a reload of modes.yaml tries '${mode}' again`,
+        );
+      }
       case 'serving':
         return { status: 'ready', current_mode: this.registry.currentMode ?? null };
     }

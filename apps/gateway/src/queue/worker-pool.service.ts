@@ -190,11 +190,15 @@ export class WorkerPool implements OnModuleInit, OnApplicationBootstrap, OnModul
     return this.workers.find((worker) => worker.lastSwitchError)?.lastSwitchError;
   }
 
-  /** A reload that moves model_root or lora_root gives the model hosts the new roots at once. */
+  /**
+   * A reload that moves model_root or lora_root gives the model hosts the new roots at once; one after a start that
+   * could not load the default mode tries it again (the user may just have fixed its path).
+   */
   onModuleInit(): void {
     this.modes.onReload(() => {
       if (this.closed) return;
       for (const worker of this.workers) worker.syncRootsNow();
+      if (this.connection.startupFailure !== undefined) this.retryDefaultMode();
     });
   }
 
@@ -331,6 +335,17 @@ export class WorkerPool implements OnModuleInit, OnApplicationBootstrap, OnModul
 
   onModuleDestroy(): Promise<void> {
     return this.shutdown(this.config.shutdownGraceMs);
+  }
+
+  /** In the queue, like a switch: a load that works makes the connection `serving` (see ModelHostConnection). */
+  private retryDefaultMode(): void {
+    const mode = this.modes.config.defaultMode;
+    this.logger.log(`modes.yaml reloaded after a failed start: loading the default mode '${mode}' again`);
+    try {
+      this.submitJob(new ModeSwitchJob(mode));
+    } catch (error) {
+      this.logger.warn(`could not queue the default mode's load: ${(error as Error).message}`);
+    }
   }
 
   /** Logs what a connection's change means for the queue, and resumes it when the model host serves again. */

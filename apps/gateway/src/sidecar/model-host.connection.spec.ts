@@ -4,6 +4,7 @@ import { FakeSidecarProcess, FakeSidecarRepository } from '../../testing/fake-si
 import { waitFor } from '../../testing/wait-for.js';
 import { loadConfig } from '../config/app-config.js';
 import { ModelLoadError } from '../errors/domain.errors.js';
+import { parseModesConfig } from '../modes/modes-config.loader.js';
 import { RegistryService } from '../registry/registry.service.js';
 import { ModelHostConnection, type ModelHostState } from './model-host.connection.js';
 
@@ -62,9 +63,11 @@ describe('ModelHostConnection', () => {
     expect(seen).toEqual(['serving']);
   });
 
-  it('stays starting when the default mode cannot be brought up', async () => {
-    const { connection } = connect(new FakeSidecarProcess());
+  it('stays starting, saying why, when the default mode cannot be brought up, and serves once a mode loads', async () => {
+    const { connection, registry } = connect(new FakeSidecarProcess());
     connections.push(connection);
+    const seen: ModelHostState[] = [];
+    connection.onState((state) => seen.push(state));
     connection.attach({
       settled: () => Promise.resolve(),
       bringUp: () => Promise.reject(new ModelLoadError('a', 'model file not found')),
@@ -72,6 +75,32 @@ describe('ModelHostConnection', () => {
     });
     await connection.start();
     expect(connection.state).toBe('starting');
+    expect(connection.startupFailure).toBe("Mode 'a' could not be loaded: model file not found");
+    expect(seen).toEqual([]);
+
+    // A job loads another mode (or the default one again, after the user fixed it): the model host serves it.
+    const mode = parseModesConfig('model_root: /models\ndefault_mode: b\nmodes:\n  b:\n    model: b.safetensors\n', {
+      source: 'test',
+      baseDir: '/models',
+      allowPickle: false,
+    }).modes.get('b');
+    if (!mode) throw new Error('no mode b');
+    registry.recordLoad(mode, {
+      key: mode.key,
+      architecture: 'sd15',
+      bytes: 1,
+      estimatedBytes: 1,
+      loadSeconds: 0,
+      source: 'disk',
+      evicted: [],
+      evictedToRam: [],
+      evictedOnOom: [],
+      device: 'cpu',
+    });
+    expect(connection.state).toBe('serving');
+    expect(registry.ready).toBe(true);
+    expect(connection.startupFailure).toBeUndefined();
+    expect(seen).toEqual(['serving']);
   });
 
   it('goes lost on its process ending, recovering, then serving again, telling each change', async () => {

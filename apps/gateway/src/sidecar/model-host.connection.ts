@@ -64,6 +64,8 @@ export class ModelHostConnection {
     bringUp: () => Promise.resolve(),
     restore: () => Promise.resolve(),
   };
+  /** Why the start did not end `serving` (the default mode could not be loaded, say); cleared once a mode loads. */
+  private startupError: string | undefined;
   private processStartedAt = 0;
   private restartDelayMs = FIRST_RESTART_DELAY_MS;
   private restartTimer: NodeJS.Timeout | undefined;
@@ -80,6 +82,9 @@ export class ModelHostConnection {
     });
     this.healthWatch = setInterval(() => void this.checkServing(), HEALTH_WATCH_MS);
     this.healthWatch.unref();
+    registry.events.on((event) => {
+      if (event.type === 'loaded') this.loadedAfterFailedStart(event.mode);
+    });
   }
 
   get state(): ModelHostState {
@@ -91,6 +96,11 @@ export class ModelHostConnection {
   /** Why the model host cannot take work now, or undefined when it can. */
   get unavailableReason(): string | undefined {
     return this.down;
+  }
+
+  /** Why the start failed while it is still `starting` for it; undefined otherwise. */
+  get startupFailure(): string | undefined {
+    return this.startupError;
   }
 
   /** Takes work: neither lost, recovering nor stopping. */
@@ -110,8 +120,9 @@ export class ModelHostConnection {
 
   /**
    * Starts the process (unless SIDECAR_ADDR names a model host already running), waits until it serves and has
-   * the worker load the default mode: `serving` then. On failure the state stays `starting` (/ready 503) and the
-   * reason is logged; a process that ends meanwhile is recovered like any loss.
+   * the worker load the default mode: `serving` then. On failure the state stays `starting` (/ready 503 with the
+   * reason, which is logged) until a mode loads: a job naming another mode, or the default mode tried again (the
+   * engine does on each reload of modes.yaml). A process that ends meanwhile is recovered like any loss.
    */
   async start(): Promise<void> {
     try {
@@ -124,7 +135,8 @@ export class ModelHostConnection {
       this.emit(undefined);
     } catch (error) {
       if (this.stop.signal.aborted) return;
-      this.logger.error(`startup failed, /ready stays 503: ${(error as Error).message}`);
+      this.startupError = (error as Error).message;
+      this.logger.error(`startup failed, /ready stays 503 until a mode loads: ${this.startupError}`);
     }
   }
 
@@ -198,6 +210,7 @@ export class ModelHostConnection {
         this.registry.recordMemory(await this.host.getMemory());
         await this.hooks.restore();
         this.registry.markStartedUp();
+        this.startupError = undefined;
         this.down = undefined;
         this.resyncing = false;
         this.healthMisses = 0;
@@ -210,6 +223,18 @@ export class ModelHostConnection {
         await sleep(RECOVERY_RETRY_MS, undefined, { signal }).catch(() => undefined);
       }
     }
+  }
+
+  /**
+   * A mode loaded on a model host that serves but whose start failed: it can serve that mode, so it is ready (an
+   * orchestrator would otherwise never send it work, nor count it healthy, after the user fixed the cause).
+   */
+  private loadedAfterFailedStart(mode: string): void {
+    if (this.startupError === undefined || this.down !== undefined || this.stop.signal.aborted) return;
+    this.startupError = undefined;
+    this.registry.markStartedUp();
+    this.logger.log(`ready: mode '${mode}' loaded (the start had failed)`);
+    this.emit(undefined);
   }
 
   private emit(reason: string | undefined): void {
