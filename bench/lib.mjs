@@ -57,6 +57,12 @@ export async function spawnModelHost({ env = {} } = {}) {
   };
 }
 
+/**
+ * The URL in the gateway's start line, once the line has arrived whole: a read of the pipe can stop inside it, and
+ * a port cut short is another port.
+ */
+export const gatewayUrlIn = (log) => /gateway listening on (http:\/\/[^\s"]+)(?=[\s"])/.exec(log)?.[1];
+
 /** The built gateway on PORT=0; resolves once /ready answers 200 (or /health, with `ready: false`). */
 export async function spawnGateway({ main = 'dist/apps/gateway/main.js', env = {}, nodeOptions, ready = true } = {}) {
   const child = spawn(process.execPath, [...(nodeOptions ? nodeOptions.split(' ') : []), resolve(main)], {
@@ -72,7 +78,7 @@ export async function spawnGateway({ main = 'dist/apps/gateway/main.js', env = {
   let url;
   for (const deadline = Date.now() + 300_000; ; await sleep(100)) {
     if (child.exitCode !== null || Date.now() > deadline) throw new Error(`the gateway did not start:\n${log}`);
-    url ??= /gateway listening on (http:\/\/[^\s"]+)/.exec(log)?.[1];
+    url ??= gatewayUrlIn(log);
     if (url === undefined) continue;
     const status = await fetch(`${url}/${ready ? 'ready' : 'health'}`).then(
       (response) => response.status,

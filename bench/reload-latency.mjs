@@ -4,10 +4,12 @@
 // swap — nothing of the model host. 50 edits, each adding one mode; p50 and max; JSON to bench/results/.
 //
 //   npm run build && node bench/reload-latency.mjs [EDITS] [--json FILE]
-import { execFileSync, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
+
+import { commit, gatewayUrlIn, percentile, round } from './lib.mjs';
 
 const edits = Number(process.argv[2] ?? 50);
 const jsonFlag = process.argv.indexOf('--json');
@@ -45,10 +47,8 @@ async function until(condition, what, timeoutMs = 60_000) {
   }
 }
 
-const percentile = (sorted, p) => sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
-
 try {
-  const url = await until(() => /gateway listening on (http:\/\/[^\s"]+)/.exec(log)?.[1], 'the start line');
+  const url = await until(() => gatewayUrlIn(log), 'the start line');
   await until(async () => (await fetch(`${url}/health`).catch(() => undefined))?.status === 200, '/health');
   await until(() => log.includes('for changes to modes.yaml'), 'the watcher');
   const samples = [];
@@ -62,13 +62,6 @@ try {
     samples.push(performance.now() - written);
   }
   const sorted = [...samples].sort((a, b) => a - b);
-  const round = (ms) => Math.round(ms * 10) / 10;
-  let commit = 'unknown';
-  try {
-    commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).trim();
-  } catch {
-    // not a git checkout
-  }
   const result = {
     benchmark: 'reload-latency',
     what: 'write of modes.yaml -> new mode listed by GET /api/modes (watcher on, no model host)',
@@ -79,7 +72,7 @@ try {
     samples_ms: samples.map(round),
     machine: { cpu: cpus()[0]?.model ?? 'unknown', cores: cpus().length, node: process.version },
     date: new Date().toISOString(),
-    commit,
+    commit: commit(),
   };
   const out =
     jsonFlag >= 0

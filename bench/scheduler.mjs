@@ -31,6 +31,8 @@ import { join, resolve } from 'node:path';
 import { FifoScheduler } from '../dist/apps/gateway/queue/fifo.scheduler.js';
 import { ModeAwareScheduler } from '../dist/apps/gateway/queue/mode-aware.scheduler.js';
 
+import { gatewayUrlIn } from './lib.mjs';
+
 const JOBS = 40;
 
 function jobsFor(modeCount) {
@@ -229,7 +231,7 @@ async function startGateway(env) {
   while (!url) {
     if (Date.now() > deadline || child.exitCode !== null)
       throw new Error(`the gateway did not start:\n${output.slice(-3000)}`);
-    url = /gateway listening on (http:\/\/[^\s"]+)/.exec(output)?.[1];
+    url = gatewayUrlIn(output);
     await new Promise((r) => setTimeout(r, 100));
   }
   for (;;) {

@@ -10,6 +10,8 @@ import { mkdtempSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 
+import { gatewayUrlIn } from './lib.mjs';
+
 const rounds = Number(process.argv[2] ?? 10);
 const modeA = process.env.MODE_A ?? 'sdxl-general';
 const modeB = process.env.MODE_B ?? 'sd15-fast';
@@ -34,7 +36,7 @@ let url;
 
 async function ready() {
   for (;;) {
-    url ??= /gateway listening on (http:\/\/[^\s"]+)/.exec(log)?.[1];
+    url ??= gatewayUrlIn(log);
     if (url === undefined) {
       await new Promise((r) => setTimeout(r, 100));
       continue;

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { dump, load } from 'js-yaml';
 
 import { demoDir, ROOT } from './support/demo-models';
-import { Gateway, pngSize, startGateway } from './support/gateway-process';
+import { Gateway, LISTENING, pngSize, startGateway } from './support/gateway-process';
 import { Sidecar, startSidecar } from './support/sidecar-process';
 
 interface ModesYaml {
@@ -340,8 +340,7 @@ describe('hostile input', () => {
         const timer = setTimeout(() => reject(new Error(`no start line:\n${output}`)), DEADLINE_MS);
         const read = (chunk: Buffer): void => {
           output += chunk.toString();
-          // Not a digit after the port: a read of the pipe can stop inside the line, and a port cut short is another.
-          const match = /gateway listening on (http:\/\/\S+?:\d+)(?=\D)/.exec(output);
+          const match = LISTENING.exec(output);
           if (match) {
             clearTimeout(timer);
             resolve(match[1]);

@@ -11,7 +11,7 @@ const READY_TIMEOUT_MS = 180_000;
  * what ends it must be there: a read of the pipe can stop inside the line, and a URL cut short names another port.
  */
 // eslint-disable-next-line no-control-regex
-const LISTENING = /gateway listening on (http:\/\/[^\s\x1b"]+)(?=[\s\x1b"])/;
+export const LISTENING = /gateway listening on (http:\/\/[^\s\x1b"]+)(?=[\s\x1b"])/;
 
 /**
  * What every gateway (and model host) the e2e suite starts gets, so that the suite means the same on any machine:
