@@ -74,13 +74,20 @@ describe('the management API on the real sidecar and the demo models', () => {
   }
 
   /** Until nothing is queued or running: a switch is answered before it is done. */
+  /**
+   * Waits until `mode` is current, nothing is queued and the memory figures list it: the mode is current once its
+   * load is recorded, and the figures (`as_of`) are read from the model host after that, a moment later.
+   */
   async function settled(mode: string): Promise<Record<string, unknown>> {
     return waitFor(
       async () => {
         const { body } = await getJson('/api/models/status');
-        return body.current_mode === mode && body.queue_size === 0 && body;
+        const listed = (body.vram as { models?: { name: string }[] } | undefined)?.models ?? [];
+        return (
+          body.current_mode === mode && body.queue_size === 0 && listed.some((model) => model.name === mode) && body
+        );
       },
-      { what: `mode '${mode}' to become current with nothing queued`, context: () => gateway.logs() },
+      { what: `mode '${mode}' to become current and listed, with nothing queued`, context: () => gateway.logs() },
     );
   }
 
