@@ -6,7 +6,7 @@ import globals from 'globals';
 import tseslint from 'typescript-eslint';
 
 export default defineConfig(
-  { ignores: ['dist/', 'coverage/', 'apps/gateway/src/sidecar/generated/'] },
+  { ignores: ['dist/', 'coverage/', 'apps/gateway/src/model-host/generated/'] },
   eslint.configs.recommended,
   tseslint.configs.recommendedTypeChecked,
   {

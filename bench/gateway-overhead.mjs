@@ -32,8 +32,8 @@ const BLOCK = 10;
 const BUDGET_MS = Number(process.env.BENCH_OVERHEAD_BUDGET_S ?? 600) * 1000;
 const main = resolve(process.env.GATEWAY_MAIN ?? 'dist/apps/gateway/main.js');
 const baselineMain = process.env.BASELINE_MAIN && resolve(process.env.BASELINE_MAIN);
-const { loadSidecarProto } = await import(
-  pathToFileURL(resolve(main, '..', 'sidecar', 'proto-package.loader.js')).href
+const { loadModelHostProto } = await import(
+  pathToFileURL(resolve(main, '..', 'model-host', 'proto-package.loader.js')).href
 );
 
 const modesFile = demoModesFile();
@@ -56,7 +56,7 @@ const startGateway = (name, gatewayMain) =>
 const gateways = { gateway: await startGateway('gateway', main) };
 if (baselineMain) gateways.baseline = await startGateway('baseline', baselineMain);
 
-const proto = loadSidecarProto();
+const proto = loadModelHostProto();
 const client = new proto.modelhost.v1.ModelHost(modelHost.address, grpc.credentials.createInsecure(), {
   'grpc.max_receive_message_length': -1,
 });

@@ -35,8 +35,8 @@ const load = (path) => import(pathToFileURL(join(dist, path)).href);
 const { AppModule } = await load('app.module.js');
 const { loadConfig } = await load('config/app-config.js');
 const { ModelFilesProbe } = await load('mode-switch/model-files.probe.js');
-const { SidecarProcessService } = await load('sidecar/sidecar-process.service.js');
-const { SidecarRepository } = await load('sidecar/sidecar.repository.js');
+const { ModelHostProcessService } = await load('sidecar/model-host-process.service.js');
+const { ModelHostClient } = await load('sidecar/model-host.client.js');
 const { WorkerPool } = await load('queue/worker-pool.service.js');
 const { CustomJob } = await load('queue/job.types.js');
 
@@ -93,9 +93,9 @@ async function engine() {
     dir,
   );
   const moduleRef = await Test.createTestingModule({ imports: [AppModule.forRoot(config)] })
-    .overrideProvider(SidecarRepository)
+    .overrideProvider(ModelHostClient)
     .useValue(fakeModelHost)
-    .overrideProvider(SidecarProcessService)
+    .overrideProvider(ModelHostProcessService)
     .useValue(fakeProcess)
     .overrideProvider(ModelFilesProbe)
     .useValue({ firstMissing: () => undefined })

@@ -23,7 +23,7 @@ const load = (path) => import(pathToFileURL(resolve(dist, path)).href);
 // The module graph is entered where main.js enters it, so its circular imports evaluate in the same order.
 await load('app.module.js');
 const { GenerationController } = await load('generation/generation.controller.js');
-const { SidecarRepository } = await load('sidecar/sidecar.repository.js');
+const { ModelHostClient } = await load('sidecar/model-host.client.js');
 
 const now = () => performance.now();
 const requests = [];
@@ -71,7 +71,7 @@ wrap(
   (marks) => marks && (marks.returned = now()),
 );
 wrap(
-  SidecarRepository.prototype,
+  ModelHostClient.prototype,
   'generate',
   () => {
     rpcOpen += 1;
@@ -84,7 +84,7 @@ wrap(
   },
 );
 wrap(
-  SidecarRepository.prototype,
+  ModelHostClient.prototype,
   'getMemory',
   () => ({ started: now(), overlapped: rpcOpen > 0 }),
   (call) => memoryCalls.push({ ms: now() - call.started, overlapped: call.overlapped || rpcOpen > 0 }),

@@ -8,7 +8,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 out=${1:-$root}
 python=${SIDECAR_PYTHON:-$root/sidecar/.venv/bin/python}
 
-mkdir -p "$out/sidecar/src/modelhost/v1" "$out/apps/gateway/src/sidecar/generated"
+mkdir -p "$out/sidecar/src/modelhost/v1" "$out/apps/gateway/src/model-host/generated"
 
 # Python: the proto package modelhost.v1 lands inside our package as modelhost/v1,
 # so the generated `from modelhost.v1 import modelhost_pb2` resolves as-is.
@@ -21,8 +21,8 @@ PATH="$(dirname "$python"):$PATH" "$python" -m grpc_tools.protoc -I "$root/proto
 # TypeScript: types only; the gateway loads the .proto at run time with the same options.
 cd "$root"
 npx --no-install proto-loader-gen-types --keepCase --longs=Number --enums=String --defaults --oneofs \
-  --grpcLib=@grpc/grpc-js --outDir="$out/apps/gateway/src/sidecar/generated" \
+  --grpcLib=@grpc/grpc-js --outDir="$out/apps/gateway/src/model-host/generated" \
   proto/modelhost/v1/modelhost.proto proto/grpc/health/v1/health.proto >/dev/null
 # The gateway is an ES module package: relative imports need their .js suffix.
-find "$out/apps/gateway/src/sidecar/generated" -name '*.ts' \
+find "$out/apps/gateway/src/model-host/generated" -name '*.ts' \
   -exec sed -i -E "s#(from '\.{1,2}/[^']*)'#\1.js'#" {} +

@@ -45,7 +45,7 @@ function expectVramShape(vram: Record<string, unknown>): void {
   }
 }
 
-describe('the management API on the real sidecar and the demo models', () => {
+describe('the management API on the real model host and the demo models', () => {
   let gateway: Gateway;
   let modes: DemoModes;
 

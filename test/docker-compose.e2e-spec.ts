@@ -77,21 +77,21 @@ if (!available) {
   });
 
   it('mounts the models and the modes folder read-only', () => {
-    const { sidecar, gateway } = config().services;
-    expect(mounts(sidecar ?? {})).toEqual({ '/models': true });
+    const { modelHost, gateway } = config().services;
+    expect(mounts(modelHost ?? {})).toEqual({ '/models': true });
     expect(mounts(gateway ?? {})).toEqual({ '/config': true, '/models': true });
   });
 
   it('checks health: /ready on the gateway, the gRPC health service on the model host', () => {
-    const { sidecar, gateway } = config().services;
+    const { modelHost, gateway } = config().services;
     expect(gateway?.healthcheck?.test.join(' ')).toContain('http://127.0.0.1:4200/ready');
-    expect(sidecar?.healthcheck?.test.join(' ')).toContain('HealthStub');
-    expect(sidecar?.healthcheck?.test.join(' ')).toContain('SERVING');
+    expect(modelHost?.healthcheck?.test.join(' ')).toContain('HealthStub');
+    expect(modelHost?.healthcheck?.test.join(' ')).toContain('SERVING');
   });
 
   it('passes API_KEY through and polls the bind mounts for changes', () => {
-    const { sidecar, gateway } = config().services;
+    const { modelHost, gateway } = config().services;
     expect(gateway?.environment).toMatchObject({ API_KEY: 'compose-key', MODES_WATCH_POLL_MS: '2000' });
-    expect(sidecar?.environment).toMatchObject({ MODEL_WATCH_POLL: '1' });
+    expect(modelHost?.environment).toMatchObject({ MODEL_WATCH_POLL: '1' });
   });
 });

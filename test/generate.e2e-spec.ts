@@ -16,7 +16,7 @@ function sizeOf(spec: string): { width: number; height: number } {
   return { width, height };
 }
 
-describe('POST /generate on the real sidecar and the demo models', () => {
+describe('POST /generate on the real model host and the demo models', () => {
   let gateway: Gateway;
   let modes: DemoModes;
 

@@ -7,7 +7,7 @@ import { dump, load } from 'js-yaml';
 
 import { demoDir, ROOT } from './support/demo-models';
 import { Gateway, LISTENING, pngSize, startGateway } from './support/gateway-process';
-import { Sidecar, startSidecar } from './support/sidecar-process';
+import { ModelHost, startModelHost } from './support/model-host-process';
 
 interface ModesYaml {
   model_root: string;
@@ -42,17 +42,17 @@ function billionLaughs(): string {
  * with a 4xx that says why, and the server answers throughout.
  */
 describe('hostile input', () => {
-  let sidecar: Sidecar;
+  let modelHost: ModelHost;
   let folder: string;
   let modesFile: string;
   let gateway: Gateway | undefined;
 
   beforeAll(() => {
-    sidecar = startSidecar();
+    modelHost = startModelHost();
   });
 
   afterAll(async () => {
-    await sidecar.stop();
+    await modelHost.stop();
   });
 
   beforeEach(() => {
@@ -68,7 +68,7 @@ describe('hostile input', () => {
   });
 
   async function start(env: Record<string, string> = {}): Promise<Gateway> {
-    gateway = await startGateway({ MODES_FILE: modesFile, SIDECAR_ADDR: sidecar.addr, MODES_WATCH: '0', ...env });
+    gateway = await startGateway({ MODES_FILE: modesFile, SIDECAR_ADDR: modelHost.addr, MODES_WATCH: '0', ...env });
     return gateway;
   }
 
@@ -326,7 +326,7 @@ describe('hostile input', () => {
           ...process.env,
           HF_HUB_OFFLINE: '1',
           MODES_FILE: modesFile,
-          SIDECAR_ADDR: sidecar.addr,
+          SIDECAR_ADDR: modelHost.addr,
           PORT: '0',
           // The log line read below, without colour codes around the address.
           NO_COLOR: '1',

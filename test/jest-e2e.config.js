@@ -1,4 +1,4 @@
-// End-to-end tests: the built gateway and the real sidecar as child processes.
+// End-to-end tests: the built gateway and the real model host as child processes.
 // The tests are CommonJS (the repo root is not an ES module package) and talk
 // HTTP only, so jest runs them in its ordinary mode.
 /** @type {import('jest').Config} */

@@ -7,7 +7,7 @@ import { dump, load } from 'js-yaml';
 
 import { demoDir, ROOT } from './support/demo-models';
 import { Gateway, pngSize, startGateway } from './support/gateway-process';
-import { Sidecar, startSidecar } from './support/sidecar-process';
+import { ModelHost, startModelHost } from './support/model-host-process';
 import { waitFor } from './support/wait-for';
 
 interface ModeYaml {
@@ -38,20 +38,20 @@ interface ErrorReply {
   problems?: string[];
 }
 
-/** Hot reload of modes.yaml against the built gateway and a real sidecar on the demo models. */
+/** Hot reload of modes.yaml against the built gateway and a real model host on the demo models. */
 describe('modes.yaml reload', () => {
-  // One sidecar for the file; each test gets a fresh gateway on its own copy of the demo modes.yaml.
-  let sidecar: Sidecar;
+  // One model host for the file; each test gets a fresh gateway on its own copy of the demo modes.yaml.
+  let modelHost: ModelHost;
   let folder: string;
   let modesFile: string;
   let gateway: Gateway | undefined;
 
   beforeAll(() => {
-    sidecar = startSidecar();
+    modelHost = startModelHost();
   });
 
   afterAll(async () => {
-    await sidecar.stop();
+    await modelHost.stop();
   });
 
   beforeEach(() => {
@@ -68,7 +68,7 @@ describe('modes.yaml reload', () => {
   });
 
   async function start(env: Record<string, string> = {}, waitFor?: '/ready' | '/health'): Promise<Gateway> {
-    gateway = await startGateway({ MODES_FILE: modesFile, SIDECAR_ADDR: sidecar.addr, ...env }, { waitFor });
+    gateway = await startGateway({ MODES_FILE: modesFile, SIDECAR_ADDR: modelHost.addr, ...env }, { waitFor });
     return gateway;
   }
 
@@ -364,7 +364,7 @@ describe('modes.yaml reload', () => {
 
   it('exits non-zero at start, naming the path, when there is neither a modes file nor MODEL_ROOT/MODEL', async () => {
     const missing = join(folder, 'nowhere', 'modes.yaml');
-    const env: NodeJS.ProcessEnv = { ...process.env, MODES_FILE: missing, SIDECAR_ADDR: sidecar.addr, PORT: '0' };
+    const env: NodeJS.ProcessEnv = { ...process.env, MODES_FILE: missing, SIDECAR_ADDR: modelHost.addr, PORT: '0' };
     for (const name of ['MODEL_ROOT', 'MODEL', 'LORA_ROOT']) delete env[name];
     const child = spawn(process.execPath, [join(ROOT, 'dist', 'apps', 'gateway', 'main.js')], {
       cwd: ROOT,

@@ -5,7 +5,7 @@ import subprocess
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-GENERATED = [Path("sidecar/src/modelhost/v1"), Path("apps/gateway/src/sidecar/generated")]
+GENERATED = [Path("sidecar/src/modelhost/v1"), Path("apps/gateway/src/model-host/generated")]
 
 
 def _files(folder: Path) -> set[Path]:

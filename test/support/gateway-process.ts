@@ -36,7 +36,7 @@ export interface Gateway {
 }
 
 /**
- * Starts the built gateway (which starts its own sidecar, unless SIDECAR_ADDR names one) on a port the OS picks
+ * Starts the built gateway (which starts its own model host, unless SIDECAR_ADDR names one) on a port the OS picks
  * (PORT=0: the gateway binds it and says which in its start line, so no other process can take it meanwhile), and
  * waits until `waitFor` (/ready unless told; /health when the test needs no model loaded) says 200.
  */

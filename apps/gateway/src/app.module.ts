@@ -19,7 +19,7 @@ import { ModesModule } from './modes/modes.module.js';
 import { OpenAiModule } from './openai/openai.module.js';
 import { QueueModule } from './queue/queue.module.js';
 import { RegistryModule } from './registry/registry.module.js';
-import { SidecarModule } from './sidecar/sidecar.module.js';
+import { ModelHostModule } from './model-host/model-host.module.js';
 import { StatusModule } from './status/status.module.js';
 
 @Module({})
@@ -34,7 +34,7 @@ export class AppModule {
         AuthModule,
         ModesModule,
         RegistryModule,
-        SidecarModule,
+        ModelHostModule,
         QueueModule,
         GenerationModule,
         JobsModule,

@@ -9,8 +9,8 @@ import { JobStore } from '../src/queue/job.store.js';
 import type { GenerationParams } from '../src/queue/job.types.js';
 import { WorkerPool } from '../src/queue/worker-pool.service.js';
 import { RegistryService } from '../src/registry/registry.service.js';
-import { ModelHostConnection } from '../src/sidecar/model-host.connection.js';
-import { FakeSidecarProcess, FakeSidecarRepository } from './fake-sidecar.js';
+import { ModelHostConnection } from '../src/model-host/model-host.connection.js';
+import { FakeModelHostProcess, FakeModelHost } from './fake-model-host.js';
 
 export const MODES = parseModesConfig(
   'model_root: /models\ndefault_mode: a\nmodes:\n  a:\n    model: a.safetensors\n  b:\n    model: b.safetensors\n',
@@ -59,22 +59,22 @@ export function deferred<T>(): Deferred<T> {
 
 /** A job engine over the fake model host and process, as the unit tests build it; `close` shuts every one. */
 export class JobEngineFixture {
-  readonly sidecar = new FakeSidecarRepository();
+  readonly modelHost = new FakeModelHost();
   readonly registry = new RegistryService();
-  readonly process = new FakeSidecarProcess();
+  readonly process = new FakeModelHostProcess();
   readonly events = new JobEvents();
   private readonly pools: WorkerPool[] = [];
 
   pool(queueMax = 64, env: Record<string, string> = {}, modes: ModesService = fakeModes): WorkerPool {
     // One job per model host call unless a test asks for batches (MAX_BATCH).
     const config = loadConfig({ QUEUE_MAX: String(queueMax), MAX_BATCH: '1', ...env });
-    const connection = new ModelHostConnection(this.sidecar, this.process, this.registry, config);
+    const connection = new ModelHostConnection(this.modelHost, this.process, this.registry, config);
     const created = new WorkerPool(
       config,
       modes,
       connection,
       this.registry,
-      new MemoryRefresher(this.registry, this.sidecar),
+      new MemoryRefresher(this.registry, this.modelHost),
       new JobStore(config, this.events),
     );
     this.pools.push(created);

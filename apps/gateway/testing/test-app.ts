@@ -9,9 +9,9 @@ import { AppModule } from '../src/app.module.js';
 import { loadConfig } from '../src/config/app-config.js';
 import { ModelFilesProbe } from '../src/mode-switch/model-files.probe.js';
 import type { ResolvedMode } from '../src/modes/mode.types.js';
-import { SidecarProcessService } from '../src/sidecar/sidecar-process.service.js';
-import { SidecarRepository } from '../src/sidecar/sidecar.repository.js';
-import { FakeSidecarProcess, FakeSidecarRepository } from './fake-sidecar.js';
+import { ModelHostProcessService } from '../src/model-host/model-host-process.service.js';
+import { ModelHostClient } from '../src/model-host/model-host.client.js';
+import { FakeModelHostProcess, FakeModelHost } from './fake-model-host.js';
 
 export const TEST_MODES_YAML = `
 model_root: /models
@@ -52,29 +52,29 @@ export class FakeModelFiles {
 
 export interface TestApp {
   readonly app: INestApplication;
-  readonly sidecar: FakeSidecarRepository;
+  readonly modelHost: FakeModelHost;
   readonly files: FakeModelFiles;
-  readonly process: FakeSidecarProcess;
+  readonly process: FakeModelHostProcess;
   close(): Promise<void>;
 }
 
-/** The whole gateway (AppModule, its pipe and filter) over fakes of the two sidecar classes. */
+/** The whole gateway (AppModule, its pipe and filter) over fakes of the two model host classes. */
 export async function createTestApp(
   env: Record<string, string> = {},
-  process: FakeSidecarProcess = new FakeSidecarProcess(),
+  process: FakeModelHostProcess = new FakeModelHostProcess(),
   /** What main.ts does to the app before it listens that a test needs (setupOpenApi). */
   setup?: (app: INestApplication) => void,
 ): Promise<TestApp> {
   const dir = mkdtempSync(join(tmpdir(), 'gateway-spec-'));
   writeFileSync(join(dir, 'modes.yaml'), TEST_MODES_YAML);
-  const sidecar = new FakeSidecarRepository();
+  const modelHost = new FakeModelHost();
   const files = new FakeModelFiles();
   const moduleRef = await Test.createTestingModule({
     imports: [AppModule.forRoot(loadConfig({ LOG_LEVEL: 'silent', ...env }, dir))],
   })
-    .overrideProvider(SidecarRepository)
-    .useValue(sidecar)
-    .overrideProvider(SidecarProcessService)
+    .overrideProvider(ModelHostClient)
+    .useValue(modelHost)
+    .overrideProvider(ModelHostProcessService)
     .useValue(process)
     .overrideProvider(ModelFilesProbe)
     .useValue(files)
@@ -84,7 +84,7 @@ export async function createTestApp(
   await app.init();
   return {
     app,
-    sidecar,
+    modelHost,
     files,
     process,
     close: async () => {

@@ -66,7 +66,7 @@ describe('API keys', () => {
 
     it('checks the key before the body: a refused request learns nothing about its body', async () => {
       await request(server).post('/generate').set('Content-Type', 'text/plain').send('x').expect(401);
-      expect(t.sidecar.generations).toEqual([]);
+      expect(t.modelHost.generations).toEqual([]);
     });
 
     it('keeps the OpenAPI document and Swagger UI behind the key', async () => {

@@ -21,7 +21,7 @@ describe('request bodies', () => {
 
   afterEach(() => {
     // Nothing refused here may have reached the model host.
-    expect(t.sidecar.generations).toEqual([]);
+    expect(t.modelHost.generations).toEqual([]);
   });
 
   it.each([
@@ -116,7 +116,7 @@ describe('request bodies', () => {
   });
 
   describe('that are fine', () => {
-    afterEach(() => t.sidecar.generations.splice(0));
+    afterEach(() => t.modelHost.generations.splice(0));
 
     it('takes JSON with a charset, a surrogate pair, and names like Object members nowhere', async () => {
       const response = await request(server)
@@ -125,7 +125,7 @@ describe('request bodies', () => {
         .send('{"prompt":"a cat \\ud83d\\ude00","size":"64x64"}')
         .expect(200);
       expect(response.headers['x-mode']).toBe('sdxl-general');
-      expect(t.sidecar.generations.map((g) => [g.prompt, g.width, g.height])).toEqual([['a cat 😀', 64, 64]]);
+      expect(t.modelHost.generations.map((g) => [g.prompt, g.width, g.height])).toEqual([['a cat 😀', 64, 64]]);
     });
   });
 });

@@ -11,16 +11,16 @@ describe('loadConfig', () => {
       modesFileMaxBytes: 1_048_576,
       modesFileMaxNodes: 100_000,
       queueMax: 64,
-      sidecarAddr: undefined,
-      sidecarPython: '/srv/app/sidecar/.venv/bin/python',
-      sidecarDevice: undefined,
-      sidecarStartupTimeoutMs: 300_000,
+      modelHostAddr: undefined,
+      modelHostPython: '/srv/app/sidecar/.venv/bin/python',
+      modelHostDevice: undefined,
+      modelHostStartupTimeoutMs: 300_000,
       generateTimeoutMs: 600_000,
       switchTimeoutMs: 300_000,
       queueTimeoutMs: 600_000,
       schedulerMaxDelayMs: 30_000,
       maxBatch: 8,
-      sidecarRestartMaxBackoffMs: 30_000,
+      modelHostRestartMaxBackoffMs: 30_000,
       allowPickle: false,
       shutdownGraceMs: 30_000,
       modesWatchPollMs: 0,
@@ -81,16 +81,16 @@ describe('loadConfig', () => {
       modesFileMaxBytes: 2048,
       modesFileMaxNodes: 500,
       queueMax: 3,
-      sidecarAddr: 'unix:/run/modelhost.sock',
-      sidecarPython: 'python3',
-      sidecarDevice: 'cuda:1',
-      sidecarStartupTimeoutMs: 1000,
+      modelHostAddr: 'unix:/run/modelhost.sock',
+      modelHostPython: 'python3',
+      modelHostDevice: 'cuda:1',
+      modelHostStartupTimeoutMs: 1000,
       generateTimeoutMs: 2000,
       switchTimeoutMs: 3000,
       queueTimeoutMs: 4000,
       schedulerMaxDelayMs: 0,
       maxBatch: 1,
-      sidecarRestartMaxBackoffMs: 5000,
+      modelHostRestartMaxBackoffMs: 5000,
       allowPickle: true,
       shutdownGraceMs: 6000,
       modesWatchPollMs: 2000,
@@ -108,7 +108,7 @@ describe('loadConfig', () => {
   it.each(['127.0.0.1:50051', 'sidecar:50051', '[::1]:50051', 'unix:/tmp/x.sock'])(
     'accepts SIDECAR_ADDR %s',
     (addr) => {
-      expect(loadConfig({ SIDECAR_ADDR: addr }).sidecarAddr).toBe(addr);
+      expect(loadConfig({ SIDECAR_ADDR: addr }).modelHostAddr).toBe(addr);
     },
   );
 
@@ -131,7 +131,7 @@ describe('loadConfig', () => {
   });
 
   it.each(['cpu', 'cuda', 'cuda:0', 'cuda:12'])('accepts SIDECAR_DEVICE %s', (device) => {
-    expect(loadConfig({ SIDECAR_DEVICE: device }).sidecarDevice).toBe(device);
+    expect(loadConfig({ SIDECAR_DEVICE: device }).modelHostDevice).toBe(device);
   });
 
   it.each(['gpu', 'cuda:', 'cuda:x', 'CPU', 'mps', 'cpu --debug'])('refuses SIDECAR_DEVICE %j', (device) => {

@@ -34,14 +34,14 @@ export interface AppConfig {
   /** The most nodes the parsed modes file may hold, each use of a YAML alias counted again (billion laughs). */
   readonly modesFileMaxNodes: number;
   readonly queueMax: number;
-  /** `host:port` or `unix:/path`; undefined means the gateway starts its own sidecar. */
-  readonly sidecarAddr: string | undefined;
-  readonly sidecarPython: string;
+  /** `host:port` or `unix:/path`; undefined means the gateway starts its own model host. */
+  readonly modelHostAddr: string | undefined;
+  readonly modelHostPython: string;
   /** `cpu`, `cuda` or `cuda:N` for the model host the gateway starts; undefined lets the model host choose. */
-  readonly sidecarDevice: string | undefined;
-  readonly sidecarStartupTimeoutMs: number;
+  readonly modelHostDevice: string | undefined;
+  readonly modelHostStartupTimeoutMs: number;
   readonly generateTimeoutMs: number;
-  /** The longest one mode switch (a load on the sidecar) may take: past it, 504 `Mode switch timed out`. */
+  /** The longest one mode switch (a load on the model host) may take: past it, 504 `Mode switch timed out`. */
   readonly switchTimeoutMs: number;
   /** The longest a request may wait for its turn in the queue (the running job's time included): past it, 504. */
   readonly queueTimeoutMs: number;
@@ -52,8 +52,8 @@ export interface AppConfig {
   readonly schedulerMaxDelayMs: number;
   /** Most generations run as one pipeline call (README, "Batching"); 1: none batched. */
   readonly maxBatch: number;
-  /** The longest pause between two restarts of a sidecar the gateway started and lost (1 s, doubling up to it). */
-  readonly sidecarRestartMaxBackoffMs: number;
+  /** The longest pause between two restarts of a model host the gateway started and lost (1 s, doubling up to it). */
+  readonly modelHostRestartMaxBackoffMs: number;
   readonly allowPickle: boolean;
   /** At SIGTERM/SIGINT, how long the running job may still take before it is cancelled. */
   readonly shutdownGraceMs: number;
@@ -142,14 +142,14 @@ export function loadConfig(env: Env, cwd: string = process.cwd()): AppConfig {
     problems.push(`LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}, got '${logLevel}'`);
   }
 
-  const sidecarAddr = text('SIDECAR_ADDR');
-  if (sidecarAddr !== undefined && !/^unix:.+$|^(\[[0-9a-fA-F:.]+\]|[^\s:[\]]+):\d{1,5}$/.test(sidecarAddr)) {
-    problems.push(`SIDECAR_ADDR must be host:port or unix:/path, got '${sidecarAddr}'`);
+  const modelHostAddr = text('SIDECAR_ADDR');
+  if (modelHostAddr !== undefined && !/^unix:.+$|^(\[[0-9a-fA-F:.]+\]|[^\s:[\]]+):\d{1,5}$/.test(modelHostAddr)) {
+    problems.push(`SIDECAR_ADDR must be host:port or unix:/path, got '${modelHostAddr}'`);
   }
   const python = text('SIDECAR_PYTHON') ?? 'sidecar/.venv/bin/python';
-  const sidecarDevice = text('SIDECAR_DEVICE');
-  if (sidecarDevice !== undefined && !/^(cpu|cuda|cuda:\d{1,3})$/.test(sidecarDevice)) {
-    problems.push(`SIDECAR_DEVICE must be cpu, cuda or cuda:N (N a device number), got '${sidecarDevice}'`);
+  const modelHostDevice = text('SIDECAR_DEVICE');
+  if (modelHostDevice !== undefined && !/^(cpu|cuda|cuda:\d{1,3})$/.test(modelHostDevice)) {
+    problems.push(`SIDECAR_DEVICE must be cpu, cuda or cuda:N (N a device number), got '${modelHostDevice}'`);
   }
 
   const host = text('HOST') ?? '127.0.0.1';
@@ -166,17 +166,17 @@ export function loadConfig(env: Env, cwd: string = process.cwd()): AppConfig {
     modesFileMaxBytes: integer('MODES_FILE_MAX_BYTES', DEFAULT_MODES_FILE_MAX_BYTES, 1, 1_073_741_824),
     modesFileMaxNodes: integer('MODES_FILE_MAX_NODES', DEFAULT_MODES_FILE_MAX_NODES, 1, 100_000_000),
     queueMax: integer('QUEUE_MAX', 64, 1, 1_000_000),
-    sidecarAddr,
+    modelHostAddr,
     // A bare command name is looked up on PATH; anything with a slash is a path from cwd.
-    sidecarPython: python.includes('/') ? resolve(cwd, python) : python,
-    sidecarDevice,
-    sidecarStartupTimeoutMs: integer('SIDECAR_STARTUP_TIMEOUT_MS', 300_000, 1, 86_400_000),
+    modelHostPython: python.includes('/') ? resolve(cwd, python) : python,
+    modelHostDevice,
+    modelHostStartupTimeoutMs: integer('SIDECAR_STARTUP_TIMEOUT_MS', 300_000, 1, 86_400_000),
     generateTimeoutMs: integer('GENERATE_TIMEOUT_MS', 600_000, 1, 86_400_000),
     switchTimeoutMs: integer('SWITCH_TIMEOUT_MS', 300_000, 1, 86_400_000),
     queueTimeoutMs: integer('QUEUE_TIMEOUT_MS', 600_000, 1, 86_400_000),
     schedulerMaxDelayMs: integer('SCHEDULER_MAX_DELAY_MS', DEFAULT_SCHEDULER_MAX_DELAY_MS, 0, 86_400_000),
     maxBatch: integer('MAX_BATCH', DEFAULT_MAX_BATCH, 1, 64),
-    sidecarRestartMaxBackoffMs: integer('SIDECAR_RESTART_MAX_BACKOFF_MS', 30_000, 1, 3_600_000),
+    modelHostRestartMaxBackoffMs: integer('SIDECAR_RESTART_MAX_BACKOFF_MS', 30_000, 1, 3_600_000),
     allowPickle: flag('ALLOW_PICKLE', false),
     shutdownGraceMs: integer('SHUTDOWN_GRACE_MS', 30_000, 0, 3_600_000),
     auth: {

@@ -37,14 +37,14 @@ export class QueueFullError extends DomainError {
   }
 }
 
-/** The sidecar cannot be reached, is not serving, or is going away. */
-export class SidecarUnavailableError extends DomainError {
+/** The model host cannot be reached, is not serving, or is going away. */
+export class ModelHostUnavailableError extends DomainError {
   constructor(detail: string) {
     super(`Model host unavailable: ${detail}`);
   }
 }
 
-/** The sidecar had no device memory left, even after evicting every idle model. */
+/** The model host had no device memory left, even after evicting every idle model. */
 export class OutOfMemoryError extends DomainError {
   constructor(detail: string) {
     super(`Device out of memory: ${detail}`);
@@ -70,14 +70,14 @@ export class QueueTimeoutError extends DomainError {
   }
 }
 
-/** A CustomJob named a handler, or RunTask a sidecar task, that nobody registered. */
+/** A CustomJob named a handler, or RunTask a model host task, that nobody registered. */
 export class UnknownTaskError extends DomainError {
   constructor(detail: string) {
     super(`Unknown task: ${detail}`);
   }
 }
 
-/** A sidecar task refused its work in the present state (its own message says why). */
+/** A model host task refused its work in the present state (its own message says why). */
 export class TaskFailedError extends DomainError {
   constructor(detail: string) {
     super(`Task failed: ${detail}`);
@@ -90,7 +90,7 @@ export class GenerationTimeoutError extends DomainError {
   }
 }
 
-/** The sidecar refused a mode's files: missing, corrupt, or a format it does not load. */
+/** The model host refused a mode's files: missing, corrupt, or a format it does not load. */
 export class ModelLoadError extends DomainError {
   constructor(
     readonly mode: string,
@@ -114,7 +114,7 @@ export class PinnedModelsError extends DomainError {
   }
 }
 
-/** The sidecar no longer holds a pipeline the gateway believed resident. */
+/** The model host no longer holds a pipeline the gateway believed resident. */
 export class ModelNotLoadedError extends DomainError {
   constructor(detail: string) {
     super(`Model not loaded: ${detail}`);
@@ -127,8 +127,8 @@ export class JobCancelledError extends DomainError {
   }
 }
 
-/** Any other failure the sidecar reported (its INTERNAL errors carry no traceback). */
-export class SidecarError extends DomainError {
+/** Any other failure the model host reported (its INTERNAL errors carry no traceback). */
+export class ModelHostError extends DomainError {
   constructor(detail: string) {
     super(`Model host error: ${detail}`);
   }

@@ -4,7 +4,7 @@ import {
   InvalidRequestError,
   ModeNotFoundError,
   QueueFullError,
-  SidecarUnavailableError,
+  ModelHostUnavailableError,
   UnauthorizedError,
 } from './domain.errors.js';
 import { isOpenAiRoute, renderErrorBody, renderOpenAiError } from './error-body.renderer.js';
@@ -50,7 +50,7 @@ describe('error bodies by route', () => {
     expect(typeOf(new UnauthorizedError('no key'))).toBe('invalid_request_error');
     expect(renderOpenAiError(classifyError(new UnauthorizedError('no key'))).error.code).toBe('invalid_api_key');
     expect(typeOf(new QueueFullError(64, 5))).toBe('rate_limit_error');
-    expect(typeOf(new SidecarUnavailableError('gone'))).toBe('server_error');
+    expect(typeOf(new ModelHostUnavailableError('gone'))).toBe('server_error');
     expect(typeOf(new TypeError('a bug'))).toBe('server_error');
     expect(renderOpenAiError(classifyError(new TypeError('a bug'))).error.message).toBe('Internal server error');
   });

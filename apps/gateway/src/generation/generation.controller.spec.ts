@@ -28,7 +28,7 @@ describe('POST /generate', () => {
     const seed = Number(response.headers['x-seed']);
     expect(Number.isInteger(seed) && seed >= 0 && seed < 2 ** 32).toBe(true);
     expect(response.body).toEqual(Buffer.from('png:a beautiful landscape'));
-    expect(t.sidecar.generations).toEqual([
+    expect(t.modelHost.generations).toEqual([
       {
         key: expect.stringMatching(/^sdxl-general-[0-9a-f]{12}$/) as unknown,
         prompt: 'a beautiful landscape',
@@ -52,13 +52,13 @@ describe('POST /generate', () => {
       .post('/generate')
       .send({ prompt: 'c', mode: 'sdxl-general', scheduler: 'dpmpp_2m_karras' })
       .expect(200);
-    expect(t.sidecar.generations.map((g) => [g.prompt, g.scheduler, g.clipSkip])).toEqual([
+    expect(t.modelHost.generations.map((g) => [g.prompt, g.scheduler, g.clipSkip])).toEqual([
       ['a', 'lcm', 2],
       ['b', 'euler_a', 2],
       ['c', 'dpmpp_2m_karras', 0],
     ]);
     // The sampler is chosen per generation: after the start's load, one load per mode switch, never per sampler.
-    expect(t.sidecar.calls.filter((call) => call.startsWith('load'))).toEqual([
+    expect(t.modelHost.calls.filter((call) => call.startsWith('load'))).toEqual([
       'load sdxl-general',
       'load sd15-fast',
       'load sdxl-general',
@@ -82,7 +82,7 @@ describe('POST /generate', () => {
     expect(response.headers['x-mode']).toBe('sd15-fast');
     expect(response.headers['x-seed']).toBe('42');
     expect(response.headers['x-superres']).toBe('true');
-    expect(t.sidecar.generations[0]).toMatchObject({
+    expect(t.modelHost.generations[0]).toMatchObject({
       prompt: 'a portrait',
       negativePrompt: 'blurry',
       width: 896,
@@ -97,13 +97,13 @@ describe('POST /generate', () => {
   it("switches to the mode a request names and uses that mode's defaults", async () => {
     await request(server).post('/generate').send({ prompt: 'one' }).expect(200);
     await request(server).post('/generate').send({ prompt: 'two', mode: 'plain' }).expect(200);
-    expect(t.sidecar.calls).toEqual([
+    expect(t.modelHost.calls).toEqual([
       'load sdxl-general',
       'generate sdxl-general one',
       'load plain',
       'generate plain two',
     ]);
-    expect(t.sidecar.generations[1]).toMatchObject({ width: 512, height: 512, steps: 4, guidanceScale: 1 });
+    expect(t.modelHost.generations[1]).toMatchObject({ width: 512, height: 512, steps: 4, guidanceScale: 1 });
   });
 
   it("answers 404 Mode 'xyz' not found for an unknown mode", async () => {
@@ -136,7 +136,7 @@ describe('POST /generate', () => {
   ])('answers 400 naming the field for %j', async (body, message) => {
     const response = await request(server).post('/generate').send(body).expect(400);
     expect(response.body).toEqual({ error: 'invalid_request', message, statusCode: 400 });
-    expect(t.sidecar.calls).toEqual(['load sdxl-general']);
+    expect(t.modelHost.calls).toEqual(['load sdxl-general']);
   });
 
   it('lists every problem of a request', async () => {
@@ -162,8 +162,8 @@ describe('POST /generate', () => {
     expect(list.body).toEqual({ error: 'invalid_request', message: 'body: must be a JSON object', statusCode: 400 });
   });
 
-  it('answers 503 out of memory when the sidecar has no room', async () => {
-    t.sidecar.failGenerateOnce = new OutOfMemoryError('CUDA out of memory. Tried to allocate 2.00 GiB');
+  it('answers 503 out of memory when the model host has no room', async () => {
+    t.modelHost.failGenerateOnce = new OutOfMemoryError('CUDA out of memory. Tried to allocate 2.00 GiB');
     const response = await request(server).post('/generate').send({ prompt: 'x' }).expect(503);
     expect(response.body).toEqual({
       error: 'out_of_memory',
@@ -174,12 +174,12 @@ describe('POST /generate', () => {
 
   it('answers 429 with Retry-After once QUEUE_MAX jobs wait', async () => {
     let release!: () => void;
-    t.sidecar.hold = new Promise((resolve) => (release = resolve));
+    t.modelHost.hold = new Promise((resolve) => (release = resolve));
     const running = request(server)
       .post('/generate')
       .send({ prompt: 'running' })
       .then((r) => r);
-    await waitFor(() => t.sidecar.generations.length === 1, { what: 'the first generation to start' });
+    await waitFor(() => t.modelHost.generations.length === 1, { what: 'the first generation to start' });
     const waiting = request(server)
       .post('/generate')
       .send({ prompt: 'waiting' })
@@ -198,7 +198,7 @@ describe('POST /generate', () => {
   });
 
   it('cancels the running generation when the client goes away', async () => {
-    t.sidecar.hold = new Promise(() => undefined);
+    t.modelHost.hold = new Promise(() => undefined);
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     const { port } = server.address() as AddressInfo;
     const client = httpRequest({
@@ -210,10 +210,10 @@ describe('POST /generate', () => {
     });
     client.on('error', () => undefined);
     client.end(JSON.stringify({ prompt: 'abandoned' }));
-    await waitFor(() => t.sidecar.signals.length === 1, { what: 'the generation to start' });
+    await waitFor(() => t.modelHost.signals.length === 1, { what: 'the generation to start' });
     client.destroy();
-    await waitFor(() => t.sidecar.signals[0]?.aborted === true, { what: 'the generation to be cancelled' });
-    t.sidecar.hold = undefined;
+    await waitFor(() => t.modelHost.signals[0]?.aborted === true, { what: 'the generation to be cancelled' });
+    t.modelHost.hold = undefined;
     await request(server).post('/generate').send({ prompt: 'next' }).expect(200);
   });
 

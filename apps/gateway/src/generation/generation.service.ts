@@ -8,7 +8,7 @@ import type { ResolvedMode } from '../modes/mode.types.js';
 import { ModesService } from '../modes/modes.service.js';
 import { GenerationJob, type GenerationParams, type JobHandle } from '../queue/job.types.js';
 import { WorkerPool } from '../queue/worker-pool.service.js';
-import type { GeneratedImage } from '../sidecar/sidecar.types.js';
+import type { GeneratedImage } from '../model-host/model-host.types.js';
 import type { GenerateRequestDto } from './dto/generate-request.dto.js';
 
 export interface GenerationResult {

@@ -2,10 +2,10 @@ import type { Server } from 'node:http';
 
 import request from 'supertest';
 
-import { FakeSidecarProcess } from '../../testing/fake-sidecar.js';
+import { FakeModelHostProcess } from '../../testing/fake-model-host.js';
 import { createTestApp, type TestApp } from '../../testing/test-app.js';
 import { waitFor } from '../../testing/wait-for.js';
-import { ModelLoadError, SidecarUnavailableError } from '../errors/domain.errors.js';
+import { ModelLoadError, ModelHostUnavailableError } from '../errors/domain.errors.js';
 import { WorkerPool } from '../queue/worker-pool.service.js';
 
 async function eventually(check: () => unknown): Promise<void> {
@@ -41,14 +41,14 @@ const startFailed = (reason: string): Record<string, unknown> => ({
 
 describe('GET /health and GET /ready', () => {
   let t: TestApp;
-  let sidecarReady: () => void;
-  let sidecarFailed: (error: Error) => void;
+  let modelHostReady: () => void;
+  let modelHostFailed: (error: Error) => void;
 
   beforeEach(async () => {
-    const process = new FakeSidecarProcess();
+    const process = new FakeModelHostProcess();
     process.ready = new Promise((resolve, reject) => {
-      sidecarReady = resolve;
-      sidecarFailed = reject;
+      modelHostReady = resolve;
+      modelHostFailed = reject;
     });
     t = await createTestApp({}, process);
   });
@@ -57,23 +57,23 @@ describe('GET /health and GET /ready', () => {
 
   const get = (path: string): request.Test => request(t.app.getHttpServer() as Server).get(path);
 
-  it('are live at once, and ready once the sidecar serves and the default mode is loaded', async () => {
+  it('are live at once, and ready once the model host serves and the default mode is loaded', async () => {
     await get('/health').expect(200, { status: 'ok' });
     expect(t.process.started).toBe(true);
     await get('/ready').expect(503, NOT_LOADED);
-    sidecarReady();
+    modelHostReady();
     await eventually(async () => {
       await get('/ready').expect(200, { status: 'ready', current_mode: 'sdxl-general' });
     });
-    expect(t.sidecar.calls).toEqual(['load sdxl-general']);
+    expect(t.modelHost.calls).toEqual(['load sdxl-general']);
   });
 
-  it('are not ready while the sidecar does not serve', async () => {
-    sidecarReady();
+  it('are not ready while the model host does not serve', async () => {
+    modelHostReady();
     await eventually(async () => {
       await get('/ready').expect(200);
     });
-    t.sidecar.serving = false;
+    t.modelHost.serving = false;
     // The connection's health watch hears it (NOT_SERVING counts at once); /ready reads its state.
     await eventually(async () => {
       await get('/ready').expect(503, {
@@ -86,46 +86,46 @@ describe('GET /health and GET /ready', () => {
   });
 
   it('stay not ready, saying why, when the default mode cannot be loaded, until a reload loads it', async () => {
-    t.sidecar.failLoad = new ModelLoadError('sdxl-general', 'model file not found');
-    sidecarReady();
+    t.modelHost.failLoad = new ModelLoadError('sdxl-general', 'model file not found');
+    modelHostReady();
     // Once the failed load is recorded the startup is over: the 503 below is its outcome, not the initial state.
     await waitFor(() => t.app.get(WorkerPool).lastSwitchError, { what: 'the default mode load to fail' });
-    expect(t.sidecar.calls).toEqual(['load sdxl-general']);
+    expect(t.modelHost.calls).toEqual(['load sdxl-general']);
     await eventually(async () => {
       await get('/ready').expect(503, startFailed("Mode 'sdxl-general' could not be loaded: model file not found"));
     });
 
     // The user fixes the cause; the reload tries the default mode again, in the queue, and it loads.
-    t.sidecar.failLoad = undefined;
+    t.modelHost.failLoad = undefined;
     await request(t.app.getHttpServer() as Server)
       .post('/api/modes/reload')
       .expect(200);
     await eventually(async () => {
       await get('/ready').expect(200, { status: 'ready', current_mode: 'sdxl-general' });
     });
-    expect(t.sidecar.calls.filter((call) => call.startsWith('load '))).toEqual([
+    expect(t.modelHost.calls.filter((call) => call.startsWith('load '))).toEqual([
       'load sdxl-general',
       'load sdxl-general',
     ]);
   });
 
-  it('stay not ready when the sidecar never comes up', async () => {
+  it('stay not ready when the model host never comes up', async () => {
     const gaveUp = t.process.ready.catch(() => undefined);
-    sidecarFailed(new SidecarUnavailableError('the model host exited with code 1 before it was ready'));
+    modelHostFailed(new ModelHostUnavailableError('the model host exited with code 1 before it was ready'));
     await gaveUp;
     // The startup's own handler of that rejection has run by the next turn of the event loop.
     await new Promise((resolve) => setImmediate(resolve));
     // The fake model host answers SERVING: only the failed startup keeps /ready at 503.
-    expect(t.sidecar.serving).toBe(true);
+    expect(t.modelHost.serving).toBe(true);
     await get('/ready').expect(
       503,
       startFailed('Model host unavailable: the model host exited with code 1 before it was ready'),
     );
-    expect(t.sidecar.calls).toEqual([]);
+    expect(t.modelHost.calls).toEqual([]);
   });
 
   it('answer /ready 503 from the moment a shutdown begins', async () => {
-    sidecarReady();
+    modelHostReady();
     await eventually(async () => {
       await get('/ready').expect(200);
     });

@@ -19,7 +19,7 @@ export class HealthController {
     return { status: 'ok' };
   }
 
-  /** Readiness: 503 until the sidecar serves and the default mode is resident. */
+  /** Readiness: 503 until the model host serves and the default mode is resident. */
   @Get('ready')
   @ApiOperation({ summary: 'Readiness: the model host serves and a mode is loaded' })
   @ApiOkResponse({

@@ -2,12 +2,12 @@ import { Module } from '@nestjs/common';
 
 import { ModesModule } from '../modes/modes.module.js';
 import { RegistryModule } from '../registry/registry.module.js';
-import { SidecarModule } from '../sidecar/sidecar.module.js';
+import { ModelHostModule } from '../model-host/model-host.module.js';
 import { HealthController } from './health.controller.js';
 import { HealthService } from './health.service.js';
 
 @Module({
-  imports: [ModesModule, RegistryModule, SidecarModule],
+  imports: [ModesModule, RegistryModule, ModelHostModule],
   controllers: [HealthController],
   providers: [HealthService],
 })

@@ -3,7 +3,7 @@ import { Injectable } from '@nestjs/common';
 import { NotReadyError } from '../errors/domain.errors.js';
 import { ModesService } from '../modes/modes.service.js';
 import { RegistryService } from '../registry/registry.service.js';
-import { ModelHostConnection } from '../sidecar/model-host.connection.js';
+import { ModelHostConnection } from '../model-host/model-host.connection.js';
 
 export interface Readiness {
   status: 'ready';

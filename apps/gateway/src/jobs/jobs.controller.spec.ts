@@ -95,7 +95,7 @@ describe('the job API', () => {
 
   it('streams state, then one progress per step, then exactly one completed, and ends', async () => {
     let release!: () => void;
-    t.sidecar.holdLoad = new Promise<void>((resolve) => (release = resolve));
+    t.modelHost.holdLoad = new Promise<void>((resolve) => (release = resolve));
     const posted = await request(server).post('/api/jobs').send({ prompt: 'a', mode: 'plain', num_inference_steps: 4 });
     const id = (posted.body as { id: string }).id;
     // The held load keeps the stream idle until a heartbeat has arrived.
@@ -111,13 +111,13 @@ describe('the job API', () => {
 
   it('cancels a queued job at once and a running one; 409 for the image of an unfinished job and a second cancel', async () => {
     let release!: () => void;
-    t.sidecar.hold = new Promise<void>((resolve) => (release = resolve));
+    t.modelHost.hold = new Promise<void>((resolve) => (release = resolve));
     const post = async (prompt: string): Promise<string> =>
       ((await request(server).post('/api/jobs').send({ prompt })).body as { id: string }).id;
     const running = await post('one');
     const queued = await post('two');
     const last = await post('three');
-    await waitFor(() => t.sidecar.generations.length === 1, { what: 'the first generation' });
+    await waitFor(() => t.modelHost.generations.length === 1, { what: 'the first generation' });
     expect((await request(server).get(`/api/jobs/${last}`)).body).toMatchObject({ state: 'queued', position: 2 });
     expect(body(await request(server).get(`/api/jobs/${queued}/image`).expect(409)).error).toBe('job_state_conflict');
     expect(body(await request(server).delete(`/api/jobs/${queued}`).expect(200)).state).toBe('cancelled');
@@ -131,7 +131,7 @@ describe('the job API', () => {
     await waitFor(async () => body(await request(server).get(`/api/jobs/${last}`)).state === 'completed', {
       what: 'the last job to complete',
     });
-    expect(t.sidecar.generations.map((generation) => generation.prompt)).toEqual(['one', 'three']);
+    expect(t.modelHost.generations.map((generation) => generation.prompt)).toEqual(['one', 'three']);
     const cancelled = (await request(server).get('/api/jobs?state=cancelled').expect(200)).body as {
       jobs: { id: string }[];
     };

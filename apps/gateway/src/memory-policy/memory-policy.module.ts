@@ -4,14 +4,14 @@ import { MemoryModule } from '../memory/memory.module.js';
 import { ModesModule } from '../modes/modes.module.js';
 import { QueueModule } from '../queue/queue.module.js';
 import { RegistryModule } from '../registry/registry.module.js';
-import { SidecarModule } from '../sidecar/sidecar.module.js';
+import { ModelHostModule } from '../model-host/model-host.module.js';
 import { KeepAliveService } from './keep-alive.service.js';
 import { ModelUnloader } from './model-unloader.service.js';
 import { PinSyncService } from './pin-sync.service.js';
 
 /** Each mode's keep_alive and pinned (README, "Memory policy"), and the unloads the gateway orders. */
 @Module({
-  imports: [MemoryModule, ModesModule, QueueModule, RegistryModule, SidecarModule],
+  imports: [MemoryModule, ModesModule, QueueModule, RegistryModule, ModelHostModule],
   providers: [ModelUnloader, KeepAliveService, PinSyncService],
   exports: [ModelUnloader, KeepAliveService],
 })

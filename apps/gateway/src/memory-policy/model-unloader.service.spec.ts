@@ -2,8 +2,8 @@ import type { MemoryRefresher } from '../memory/memory-refresher.service.js';
 import type { ModesService } from '../modes/modes.service.js';
 import type { WorkerPool } from '../queue/worker-pool.service.js';
 import type { RegistryService } from '../registry/registry.service.js';
-import type { SidecarRepository } from '../sidecar/sidecar.repository.js';
-import type { ResidentModel } from '../sidecar/sidecar.types.js';
+import type { ModelHostClient } from '../model-host/model-host.client.js';
+import type { ResidentModel } from '../model-host/model-host.types.js';
 import { ModelUnloader } from './model-unloader.service.js';
 
 function resident(key: string, baseKey: string, inRamTier = false): ResidentModel {
@@ -23,10 +23,10 @@ function resident(key: string, baseKey: string, inRamTier = false): ResidentMode
 
 describe('ModelUnloader.baseSharers', () => {
   function unloaderHolding(models: ResidentModel[]): ModelUnloader {
-    const sidecar = { getMemory: () => Promise.resolve({ models }) } as unknown as SidecarRepository;
+    const modelHost = { getMemory: () => Promise.resolve({ models }) } as unknown as ModelHostClient;
     return new ModelUnloader(
       {} as WorkerPool,
-      sidecar,
+      modelHost,
       {} as RegistryService,
       {} as MemoryRefresher,
       {} as ModesService,

@@ -7,7 +7,7 @@ import { ModesService } from '../modes/modes.service.js';
 import { CustomJob } from '../queue/job.types.js';
 import { WorkerPool } from '../queue/worker-pool.service.js';
 import { RegistryService, type UnloadReason } from '../registry/registry.service.js';
-import { SidecarRepository } from '../sidecar/sidecar.repository.js';
+import { ModelHostClient } from '../model-host/model-host.client.js';
 
 /** What to unload: the keys of these modes, or every key the model host holds. */
 export type UnloadTarget = { readonly modes: readonly string[] } | { readonly all: true };
@@ -41,7 +41,7 @@ export class ModelUnloader implements OnModuleInit {
 
   constructor(
     private readonly pool: WorkerPool,
-    private readonly sidecar: SidecarRepository,
+    private readonly modelHost: ModelHostClient,
     private readonly registry: RegistryService,
     private readonly memory: MemoryRefresher,
     private readonly modes: ModesService,
@@ -55,7 +55,7 @@ export class ModelUnloader implements OnModuleInit {
 
   /**
    * Queues the unload behind the jobs already queued and resolves once it ran.
-   * @throws ModeNotFoundError for a mode modes.yaml does not define; QueueFullError, SidecarUnavailableError,
+   * @throws ModeNotFoundError for a mode modes.yaml does not define; QueueFullError, ModelHostUnavailableError,
    *   ShuttingDownError as any job.
    */
   submit(target: UnloadTarget, reason: UnloadReason): Promise<UnloadResult> {
@@ -72,7 +72,7 @@ export class ModelUnloader implements OnModuleInit {
    * checkpoint): taking that base off the device takes them with it. Only from a job on the device queue.
    */
   async baseSharers(mode: string): Promise<string[]> {
-    const onDevice = (await this.sidecar.getMemory()).models.filter((model) => !model.inRamTier);
+    const onDevice = (await this.modelHost.getMemory()).models.filter((model) => !model.inRamTier);
     const bases = new Set(onDevice.filter((model) => modeOfKey(model.key) === mode).map((model) => model.baseKey));
     const sharers = onDevice
       .filter((model) => bases.has(model.baseKey))
@@ -84,7 +84,7 @@ export class ModelUnloader implements OnModuleInit {
   /** Unloads at once: only from a job running on the device queue (this class's handler, or another one). */
   async unloadNow(target: UnloadTarget, reason: UnloadReason): Promise<UnloadResult> {
     // The model host's own account, not the registry's: a key evicted or parked meanwhile is seen as it is.
-    const held = (await this.sidecar.getMemory()).models;
+    const held = (await this.modelHost.getMemory()).models;
     const wanted = 'all' in target ? held : held.filter((model) => target.modes.includes(modeOfKey(model.key)));
     const unloaded: UnloadedModel[] = [];
     for (const model of wanted) {
@@ -94,8 +94,8 @@ export class ModelUnloader implements OnModuleInit {
       let freed = 0; // stays 0 for a key gone already (dropped from a full RAM tier)
       let parked = false;
       try {
-        if (reason === 'keep-alive') ({ freedBytes: freed, parked } = await this.sidecar.offload(model.key));
-        else freed = await this.sidecar.unload(model.key);
+        if (reason === 'keep-alive') ({ freedBytes: freed, parked } = await this.modelHost.offload(model.key));
+        else freed = await this.modelHost.unload(model.key);
       } catch (error) {
         if (!(error instanceof ModelNotLoadedError)) throw error;
       }

@@ -3,7 +3,7 @@ import type { ModesService } from '../modes/modes.service.js';
 import type { CustomJob, JobHandler } from '../queue/job.types.js';
 import type { WorkerPool } from '../queue/worker-pool.service.js';
 import type { RegistryService, ResidentEntry } from '../registry/registry.service.js';
-import type { SidecarRepository } from '../sidecar/sidecar.repository.js';
+import type { ModelHostClient } from '../model-host/model-host.client.js';
 import { PIN_SYNC_HANDLER, PinSyncService } from './pin-sync.service.js';
 
 function configWith(pins: Record<string, boolean>): ModesConfig {
@@ -36,10 +36,10 @@ describe('PinSyncService', () => {
     ];
     const registry = { residentModels: () => resident } as unknown as RegistryService;
     const loads: { name: string; pinned: boolean }[] = [];
-    const sidecar = {
+    const modelHost = {
       load: (mode: ResolvedMode) => Promise.resolve(loads.push({ name: mode.name, pinned: mode.pinned })),
-    } as unknown as SidecarRepository;
-    const service = new PinSyncService(pool, modes, registry, sidecar);
+    } as unknown as ModelHostClient;
+    const service = new PinSyncService(pool, modes, registry, modelHost);
     service.onModuleInit();
     service.onApplicationBootstrap();
 

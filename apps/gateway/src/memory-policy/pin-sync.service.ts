@@ -5,7 +5,7 @@ import { ModesService } from '../modes/modes.service.js';
 import { CustomJob } from '../queue/job.types.js';
 import { WorkerPool } from '../queue/worker-pool.service.js';
 import { RegistryService } from '../registry/registry.service.js';
-import { SidecarRepository } from '../sidecar/sidecar.repository.js';
+import { ModelHostClient } from '../model-host/model-host.client.js';
 
 /** The handler of the job that tells the model host about changed pins: args `[modes]`. */
 export const PIN_SYNC_HANDLER = 'models.sync-pins';
@@ -25,7 +25,7 @@ export class PinSyncService implements OnModuleInit, OnApplicationBootstrap {
     private readonly pool: WorkerPool,
     private readonly modes: ModesService,
     private readonly registry: RegistryService,
-    private readonly sidecar: SidecarRepository,
+    private readonly modelHost: ModelHostClient,
   ) {}
 
   onModuleInit(): void {
@@ -61,7 +61,7 @@ export class PinSyncService implements OnModuleInit, OnApplicationBootstrap {
     for (const name of names) {
       const mode = this.modes.config.modes.get(name);
       if (!mode || !onDevice.has(mode.key)) continue; // not on the device: its next load carries the pin
-      await this.sidecar.load(mode);
+      await this.modelHost.load(mode);
       this.logger.log(`mode '${name}' ${mode.pinned ? 'pinned' : 'unpinned'} on the model host`);
     }
   }

@@ -1,9 +1,9 @@
 import { jest } from '@jest/globals';
 
-import { FakeSidecarRepository } from '../../testing/fake-sidecar.js';
-import { SidecarUnavailableError } from '../errors/domain.errors.js';
+import { FakeModelHost } from '../../testing/fake-model-host.js';
+import { ModelHostUnavailableError } from '../errors/domain.errors.js';
 import { RegistryService } from '../registry/registry.service.js';
-import type { MemoryStats } from '../sidecar/sidecar.types.js';
+import type { MemoryStats } from '../model-host/model-host.types.js';
 import { IDLE_READ_DELAY_MS, MEMORY_REFRESH_MS, MemoryRefresher } from './memory-refresher.service.js';
 
 interface Read {
@@ -12,7 +12,7 @@ interface Read {
 }
 
 describe('MemoryRefresher', () => {
-  let sidecar: FakeSidecarRepository;
+  let modelHost: FakeModelHost;
   let registry: RegistryService;
   let refresher: MemoryRefresher;
   let figures: MemoryStats;
@@ -22,17 +22,17 @@ describe('MemoryRefresher', () => {
 
   beforeEach(async () => {
     jest.useFakeTimers({ now: Date.parse('2026-12-01T12:00:00.000Z') });
-    sidecar = new FakeSidecarRepository();
-    figures = await sidecar.getMemory();
+    modelHost = new FakeModelHost();
+    figures = await modelHost.getMemory();
     reads = [];
     asked = 0;
-    sidecar.getMemory = () =>
+    modelHost.getMemory = () =>
       new Promise<MemoryStats>((resolve, reject) => {
         asked += 1;
         reads.push({ resolve, reject });
       });
     registry = new RegistryService();
-    refresher = new MemoryRefresher(registry, sidecar);
+    refresher = new MemoryRefresher(registry, modelHost);
   });
 
   afterEach(() => {
@@ -122,7 +122,7 @@ describe('MemoryRefresher', () => {
     await answer(7);
     await first;
     const failed = refresher.refresh();
-    reads.shift()!.reject(new SidecarUnavailableError('connect ENOENT'));
+    reads.shift()!.reject(new ModelHostUnavailableError('connect ENOENT'));
     await expect(failed).resolves.toBeUndefined();
     expect(refresher.lastFailure).toBe('connect ENOENT');
     expect(registry.lastMemory?.usedBytes).toBe(7);

@@ -1,8 +1,8 @@
 import { Inject, Injectable, Logger, type OnModuleDestroy } from '@nestjs/common';
 
 import { RegistryService } from '../registry/registry.service.js';
-import type { ModelHost } from '../sidecar/model-host.js';
-import { SidecarRepository } from '../sidecar/sidecar.repository.js';
+import type { ModelHost } from '../model-host/model-host.js';
+import { ModelHostClient } from '../model-host/model-host.client.js';
 
 /**
  * How often the memory figures are read while a job runs: often enough that `as_of` in /api/vram is at most
@@ -40,7 +40,7 @@ export class MemoryRefresher implements OnModuleDestroy {
 
   constructor(
     private readonly registry: RegistryService,
-    @Inject(SidecarRepository) private readonly sidecar: ModelHost,
+    @Inject(ModelHostClient) private readonly modelHost: ModelHost,
   ) {}
 
   /** Reads the figures into the registry; never rejects (a failure is logged and the last figures stay). */
@@ -115,7 +115,7 @@ export class MemoryRefresher implements OnModuleDestroy {
     if (this.closed) return;
     try {
       const version = this.registry.version;
-      this.registry.recordMemory(await this.sidecar.getMemory(), version);
+      this.registry.recordMemory(await this.modelHost.getMemory(), version);
       this.failure = undefined;
     } catch (error) {
       this.failure = (error as Error).message.replace(/^Model host unavailable: /, '');

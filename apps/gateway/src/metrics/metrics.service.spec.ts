@@ -5,8 +5,8 @@ import { JobEvents, type JobEvent } from '../queue/job.events.js';
 import type { JobSnapshot } from '../queue/job-record.types.js';
 import { ModelEvents } from '../registry/model.events.js';
 import type { ResidentEntry } from '../registry/registry.service.js';
-import type { ModelHostState } from '../sidecar/model-host.connection.js';
-import type { MemoryStats } from '../sidecar/sidecar.types.js';
+import type { ModelHostState } from '../model-host/model-host.connection.js';
+import type { MemoryStats } from '../model-host/model-host.types.js';
 import { MetricsService } from './metrics.service.js';
 
 const record = (extra: Partial<JobSnapshot> = {}): JobSnapshot => ({

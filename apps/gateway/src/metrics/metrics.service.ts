@@ -4,8 +4,8 @@ import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom
 import type { JobEvent } from '../queue/job.events.js';
 import type { ModelEvent } from '../registry/model.events.js';
 import type { ResidentEntry } from '../registry/registry.service.js';
-import type { ModelHostState } from '../sidecar/model-host.connection.js';
-import type { MemoryStats } from '../sidecar/sidecar.types.js';
+import type { ModelHostState } from '../model-host/model-host.connection.js';
+import type { MemoryStats } from '../model-host/model-host.types.js';
 
 /** Every metric of ours starts with this (the default process metrics keep their standard names). */
 export const METRIC_PREFIX = 'imagegen_';

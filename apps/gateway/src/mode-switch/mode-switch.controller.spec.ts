@@ -46,12 +46,12 @@ describe('POST /api/modes/switch', () => {
   it('counts the running job and the ones waiting ahead, and says the mode it switches from', async () => {
     await idle();
     let release!: () => void;
-    t.sidecar.hold = new Promise((resolve) => (release = resolve));
+    t.modelHost.hold = new Promise((resolve) => (release = resolve));
     const running = request(server)
       .post('/generate')
       .send({ prompt: 'running', mode: 'plain' })
       .then((r) => r);
-    await waitFor(() => t.sidecar.generations.length > 0, { what: 'the generation to start' });
+    await waitFor(() => t.modelHost.generations.length > 0, { what: 'the generation to start' });
     const waiting = request(server)
       .post('/generate')
       .send({ prompt: 'waiting', mode: 'plain' })
@@ -72,7 +72,7 @@ describe('POST /api/modes/switch', () => {
     expect((await running).status).toBe(200);
     expect((await waiting).status).toBe(200);
     await idle();
-    expect(t.sidecar.calls.slice(-4)).toEqual([
+    expect(t.modelHost.calls.slice(-4)).toEqual([
       'load plain',
       'generate plain running',
       'generate plain waiting',
@@ -84,7 +84,7 @@ describe('POST /api/modes/switch', () => {
     await idle();
     const body: unknown = (await request(server).post('/api/modes/switch').send({ mode: 'xyz' }).expect(404)).body;
     expect(body).toEqual({ error: 'mode_not_found', message: "Mode 'xyz' not found", statusCode: 404 });
-    expect(t.sidecar.calls).toEqual(['load sdxl-general']);
+    expect(t.modelHost.calls).toEqual(['load sdxl-general']);
   });
 
   it('refuses at once, naming the file, a switch to a mode whose file is gone, and queues nothing', async () => {
@@ -97,7 +97,7 @@ describe('POST /api/modes/switch', () => {
       message: "Mode 'sd15-fast' cannot be loaded: file not found: /models/sd15/dreamshaper-lcm.safetensors",
       statusCode: 409,
     });
-    expect(t.sidecar.calls).toEqual(['load sdxl-general']);
+    expect(t.modelHost.calls).toEqual(['load sdxl-general']);
   });
 
   it('shows a switch that failed in its turn as last_switch_error, until a switch succeeds', async () => {
@@ -105,7 +105,7 @@ describe('POST /api/modes/switch', () => {
     const status = async (): Promise<Record<string, unknown>> =>
       (await request(server).get('/api/models/status').expect(200)).body as Record<string, unknown>;
     expect((await status()).last_switch_error).toBeNull();
-    t.sidecar.failLoad = new ModelLoadError('plain', 'model file not found: /models/plain.safetensors');
+    t.modelHost.failLoad = new ModelLoadError('plain', 'model file not found: /models/plain.safetensors');
     await request(server).post('/api/modes/switch').send({ mode: 'plain' }).expect(200);
     await idle();
     const failed = (await status()).last_switch_error as Record<string, unknown>;
@@ -115,7 +115,7 @@ describe('POST /api/modes/switch', () => {
       error: 'model_load_failed',
       message: "Mode 'plain' could not be loaded: model file not found: /models/plain.safetensors",
     });
-    t.sidecar.failLoad = undefined;
+    t.modelHost.failLoad = undefined;
     await request(server).post('/api/modes/switch').send({ mode: 'plain' }).expect(200);
     await idle();
     expect((await status()).last_switch_error).toBeNull();

@@ -22,7 +22,7 @@ export class ModeSwitchService {
    * finishes before the switch runs: the ones waiting ahead of it and the running one. A switch that fails later
    * (its load fails in its turn) shows as `last_switch_error` in GET /api/models/status.
    * @throws ModeNotFoundError, ModesDisabledError (legacy setup), ModelFileMissingError (a file of the mode is not
-   *   on disk now), QueueFullError, SidecarUnavailableError, ShuttingDownError
+   *   on disk now), QueueFullError, ModelHostUnavailableError, ShuttingDownError
    */
   switchMode(name: string): SwitchQueuedDto {
     if (this.modes.isLegacy) throw new ModesDisabledError('Mode switching');

@@ -4,7 +4,7 @@ import request from 'supertest';
 
 import { createTestApp, type TestApp } from '../../testing/test-app.js';
 import { ModesService } from '../modes/modes.service.js';
-import type { InventoryFile } from '../sidecar/sidecar.types.js';
+import type { InventoryFile } from '../model-host/model-host.types.js';
 import type { ModelInventoryDto } from './dto/model-file.dto.js';
 
 const file = (path: string, root: string, architecture: string, extra: Partial<InventoryFile> = {}): InventoryFile => ({
@@ -35,8 +35,8 @@ describe('GET /api/models', () => {
   it('lists each file relative to its root, with its kind, the modes that use it and where it is loaded', async () => {
     const fast = t.app.get(ModesService).config.modes.get('sd15-fast');
     if (!fast) throw new Error('sd15-fast missing from the test modes file');
-    await t.sidecar.load(fast);
-    t.sidecar.inventoryFiles = [
+    await t.modelHost.load(fast);
+    t.modelHost.inventoryFiles = [
       file('/models/sd15/dreamshaper-lcm.safetensors', '/models', 'sd15', { residentKeys: [fast.key], stale: true }),
       file('/models/loras/detail.safetensors', '/models/loras', 'lora', { residentKeys: [fast.key] }),
       file('/models/upscalers/4x.safetensors', '/models', 'upscaler'),

@@ -3,12 +3,12 @@ import { Module } from '@nestjs/common';
 import { MemoryPolicyModule } from '../memory-policy/memory-policy.module.js';
 import { ModesModule } from '../modes/modes.module.js';
 import { RegistryModule } from '../registry/registry.module.js';
-import { SidecarModule } from '../sidecar/sidecar.module.js';
+import { ModelHostModule } from '../model-host/model-host.module.js';
 import { ModelsController } from './models.controller.js';
 import { ModelsService } from './models.service.js';
 
 @Module({
-  imports: [MemoryPolicyModule, ModesModule, RegistryModule, SidecarModule],
+  imports: [MemoryPolicyModule, ModesModule, RegistryModule, ModelHostModule],
   controllers: [ModelsController],
   providers: [ModelsService],
 })

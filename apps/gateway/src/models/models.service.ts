@@ -7,8 +7,8 @@ import { ModelUnloader } from '../memory-policy/model-unloader.service.js';
 import type { ResolvedMode } from '../modes/mode.types.js';
 import { ModesService } from '../modes/modes.service.js';
 import { RegistryService } from '../registry/registry.service.js';
-import { SidecarRepository } from '../sidecar/sidecar.repository.js';
-import type { InventoryFile, MemoryStats } from '../sidecar/sidecar.types.js';
+import { ModelHostClient } from '../model-host/model-host.client.js';
+import type { InventoryFile, MemoryStats } from '../model-host/model-host.types.js';
 import type { ModelFileDto, ModelInventoryDto, ModelKind, ResidentLocation } from './dto/model-file.dto.js';
 import type { UnloadReplyDto } from './dto/unload-models.dto.js';
 
@@ -25,7 +25,7 @@ const KIND_BY_ARCHITECTURE: Readonly<Record<string, ModelKind>> = {
 @Injectable()
 export class ModelsService {
   constructor(
-    private readonly sidecar: SidecarRepository,
+    private readonly modelHost: ModelHostClient,
     private readonly modes: ModesService,
     private readonly unloader: ModelUnloader,
     private readonly registry: RegistryService,
@@ -34,7 +34,7 @@ export class ModelsService {
   /**
    * Unloads `mode`'s keys (undefined: every key) in the device queue's turn. Unloading the active mode leaves no
    * mode active: the next request loads its mode again.
-   * @throws ModeNotFoundError, QueueFullError, SidecarUnavailableError, ShuttingDownError
+   * @throws ModeNotFoundError, QueueFullError, ModelHostUnavailableError, ShuttingDownError
    */
   async unload(mode: string | undefined): Promise<UnloadReplyDto> {
     const { unloaded } = await this.unloader.submit(mode === undefined ? { all: true } : { modes: [mode] }, 'unload');
@@ -48,7 +48,7 @@ export class ModelsService {
   }
 
   async inventory(): Promise<ModelInventoryDto> {
-    const [inventory, memory] = await Promise.all([this.sidecar.listModels(), this.sidecar.getMemory()]);
+    const [inventory, memory] = await Promise.all([this.modelHost.listModels(), this.modelHost.getMemory()]);
     const users = modesByPath(this.modes.config.modes.values());
     const locations = locationByKey(memory);
     return {

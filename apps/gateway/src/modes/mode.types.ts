@@ -15,10 +15,10 @@ export interface ResolvedSuperres {
   readonly scale: number | undefined;
 }
 
-/** A mode with every default applied and every path absolute: what the sidecar is asked to load. */
+/** A mode with every default applied and every path absolute: what the model host is asked to load. */
 export interface ResolvedMode {
   readonly name: string;
-  /** `<name>-<12 hex of sha256 of what the sidecar loads>`: an edited mode is a new sidecar key. */
+  /** `<name>-<12 hex of sha256 of what the model host loads>`: an edited mode is a new model host key. */
   readonly key: string;
   /** As written in modes.yaml, relative to model_root. */
   readonly model: string;

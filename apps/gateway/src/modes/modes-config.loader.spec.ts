@@ -167,7 +167,7 @@ describe('parseModesConfig', () => {
       expect(keyOf('model: a.safetensors')).toBe(keyOf('model: a.safetensors'));
     });
 
-    it('change when anything the sidecar loads changes', () => {
+    it('change when anything the model host loads changes', () => {
       const base = keyOf('model: a.safetensors\nloras: [x.safetensors]');
       expect(keyOf('model: b.safetensors\nloras: [x.safetensors]')).not.toBe(base);
       expect(keyOf('model: a.safetensors\nloras: [{path: x.safetensors, strength: 0.5}]')).not.toBe(base);

@@ -264,7 +264,7 @@ function resolveMode(name: string, raw: unknown, roots: Roots, problems: string[
 
   const size = dto.default_size === undefined ? undefined : parseImageSize(dto.default_size);
   const keepAlive = parseKeepAlive(dto.keep_alive ?? -1);
-  // Only what the sidecar loads goes into the key: editing a default, the sampler, clip_skip, metadata or the
+  // Only what the model host loads goes into the key: editing a default, the sampler, clip_skip, metadata or the
   // memory policy (keep_alive, pinned) reloads nothing. Fields added later join only when set, so that existing
   // modes keep their keys.
   const loaded = {

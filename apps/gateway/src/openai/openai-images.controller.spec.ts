@@ -40,10 +40,10 @@ describe('POST /v1/images/generations', () => {
     const body = response.body as ImagesResponseDto;
     expect(body).toEqual({
       created: expect.any(Number) as unknown,
-      data: [{ b64_json: b64('a lighthouse'), seed: t.sidecar.generations[0]?.seed }],
+      data: [{ b64_json: b64('a lighthouse'), seed: t.modelHost.generations[0]?.seed }],
     });
     expect(Math.abs(body.created - Date.now() / 1000)).toBeLessThan(60);
-    expect(t.sidecar.generations).toEqual([
+    expect(t.modelHost.generations).toEqual([
       expect.objectContaining({ prompt: 'a lighthouse', width: 1024, height: 1024, steps: 30, guidanceScale: 7.5 }),
     ]);
   });
@@ -51,7 +51,7 @@ describe('POST /v1/images/generations', () => {
   it('runs the default mode when no model is named, even after a switch to another', async () => {
     await request(server).post('/generate').send({ prompt: 'one', mode: 'plain' }).expect(200);
     await request(server).post(GENERATIONS).send({ prompt: 'two' }).expect(200);
-    expect(t.sidecar.calls.filter((call) => call.startsWith('generate'))).toEqual([
+    expect(t.modelHost.calls.filter((call) => call.startsWith('generate'))).toEqual([
       'generate plain one',
       'generate sdxl-general two',
     ]);
@@ -77,7 +77,7 @@ describe('POST /v1/images/generations', () => {
         stream: false,
       })
       .expect(200);
-    expect(t.sidecar.generations).toEqual([
+    expect(t.modelHost.generations).toEqual([
       expect.objectContaining({
         prompt: 'a portrait',
         negativePrompt: 'blurry',
@@ -96,13 +96,13 @@ describe('POST /v1/images/generations', () => {
       .post(GENERATIONS)
       .send({ prompt: 'x', model: 'plain', n: null, size: 'auto', response_format: null, seed: 5, steps: null })
       .expect(200);
-    expect(t.sidecar.generations).toEqual([expect.objectContaining({ width: 512, height: 512, steps: 4, seed: 5 })]);
+    expect(t.modelHost.generations).toEqual([expect.objectContaining({ width: 512, height: 512, steps: 4, seed: 5 })]);
   });
 
   it('makes n images as n jobs, with seeds seed, seed + 1, ...', async () => {
     const response = await request(server).post(GENERATIONS).send({ prompt: 'p', n: 3, seed: 7 }).expect(200);
     expect((response.body as ImagesResponseDto).data.map((image) => image.seed)).toEqual([7, 8, 9]);
-    expect(t.sidecar.generations.map((g) => g.seed)).toEqual([7, 8, 9]);
+    expect(t.modelHost.generations.map((g) => g.seed)).toEqual([7, 8, 9]);
     expect((await jobs()).map((job) => [job.kind, job.state, job.seed])).toEqual([
       ['generation', 'completed', 9],
       ['generation', 'completed', 8],
@@ -114,7 +114,7 @@ describe('POST /v1/images/generations', () => {
     const response = await request(server).post(GENERATIONS).send({ prompt: 'p', n: 10 }).expect(200);
     const seeds = (response.body as ImagesResponseDto).data.map((image) => image.seed);
     expect(new Set(seeds).size).toBe(10);
-    expect(t.sidecar.generations.map((g) => g.seed)).toEqual(seeds);
+    expect(t.modelHost.generations.map((g) => g.seed)).toEqual(seeds);
   });
 
   it("answers URLs of the jobs' images, from the Host header", async () => {
@@ -145,7 +145,7 @@ describe('POST /v1/images/generations', () => {
         'invalid_request',
       ),
     );
-    expect(t.sidecar.generations).toEqual([]);
+    expect(t.modelHost.generations).toEqual([]);
   });
 
   it.each([
@@ -189,7 +189,7 @@ describe('POST /v1/images/generations', () => {
   ])("answers 400 in OpenAI's shape naming the param for %j", async (body, message, param) => {
     const response = await request(server).post(GENERATIONS).send(body).expect(400);
     expect(response.body).toEqual(openAiError(message, param, 'invalid_request'));
-    expect(t.sidecar.generations).toEqual([]);
+    expect(t.modelHost.generations).toEqual([]);
   });
 
   it("answers an unknown model with OpenAI's 404 model_not_found", async () => {
@@ -217,7 +217,7 @@ describe('POST /v1/images/generations', () => {
     await t.close();
     t = await createTestApp({ QUEUE_MAX: '2' });
     server = t.app.getHttpServer() as Server;
-    t.sidecar.hold = new Promise(() => undefined);
+    t.modelHost.hold = new Promise(() => undefined);
     // At most two wait (one more may already run): the fourth image at the latest finds the queue full.
     const response = await request(server).post(GENERATIONS).send({ prompt: 'p', n: 4 }).expect(429);
     expect(response.headers['retry-after']).toBe('5');
@@ -231,12 +231,12 @@ describe('POST /v1/images/generations', () => {
       },
       { what: 'the jobs already submitted to be cancelled' },
     );
-    t.sidecar.hold = undefined;
+    t.modelHost.hold = undefined;
     await request(server).post(GENERATIONS).send({ prompt: 'next', n: 2 }).expect(200);
   });
 
   it("answers a failed job's error in OpenAI's shape", async () => {
-    t.sidecar.failGenerateOnce = new OutOfMemoryError('CUDA out of memory');
+    t.modelHost.failGenerateOnce = new OutOfMemoryError('CUDA out of memory');
     const response = await request(server).post(GENERATIONS).send({ prompt: 'p' }).expect(503);
     expect(response.body).toEqual(
       openAiError('Device out of memory: CUDA out of memory', null, 'out_of_memory', 'server_error'),
@@ -244,7 +244,7 @@ describe('POST /v1/images/generations', () => {
   });
 
   it('cancels its jobs, the running one and the queued one, when the client goes away', async () => {
-    t.sidecar.hold = new Promise(() => undefined);
+    t.modelHost.hold = new Promise(() => undefined);
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     const { port } = server.address() as AddressInfo;
     const client = httpRequest({
@@ -256,13 +256,13 @@ describe('POST /v1/images/generations', () => {
     });
     client.on('error', () => undefined);
     client.end(JSON.stringify({ prompt: 'abandoned', n: 2 }));
-    await waitFor(() => t.sidecar.signals.length === 1, { what: 'the first generation to start' });
+    await waitFor(() => t.modelHost.signals.length === 1, { what: 'the first generation to start' });
     client.destroy();
-    await waitFor(() => t.sidecar.signals[0]?.aborted === true, { what: 'the running generation to be cancelled' });
+    await waitFor(() => t.modelHost.signals[0]?.aborted === true, { what: 'the running generation to be cancelled' });
     await waitFor(async () => (await jobs()).map((job) => job.state).join() === 'cancelled,cancelled', {
       what: 'both jobs to end cancelled',
     });
-    expect(t.sidecar.generations).toHaveLength(1);
+    expect(t.modelHost.generations).toHaveLength(1);
   });
 });
 

@@ -7,7 +7,7 @@ import type { GenerateRequestDto } from '../generation/dto/generate-request.dto.
 import { GenerationService } from '../generation/generation.service.js';
 import { ModesService } from '../modes/modes.service.js';
 import type { JobHandle } from '../queue/job.types.js';
-import type { GeneratedImage } from '../sidecar/sidecar.types.js';
+import type { GeneratedImage } from '../model-host/model-host.types.js';
 import { AUTO_SIZE, type ImageGenerationRequestDto } from './dto/image-generation-request.dto.js';
 import type { ImageDataDto, ImagesResponseDto } from './dto/images-response.dto.js';
 

@@ -1,4 +1,4 @@
-import type { FakeSidecarRepository } from '../../testing/fake-sidecar.js';
+import type { FakeModelHost } from '../../testing/fake-model-host.js';
 import { deferred, JobEngineFixture, PARAMS } from '../../testing/job-engine.fixture.js';
 import { waitFor } from '../../testing/wait-for.js';
 import { JobCancelledError, OutOfMemoryError } from '../errors/domain.errors.js';
@@ -45,11 +45,11 @@ describe('batchPartners', () => {
 /** The engine with MAX_BATCH: batches of waiting generations, each member its own job (the fake model host). */
 describe('WorkerPool batching', () => {
   let f: JobEngineFixture;
-  let sidecar: FakeSidecarRepository;
+  let modelHost: FakeModelHost;
 
   beforeEach(() => {
     f = new JobEngineFixture();
-    ({ sidecar } = f);
+    ({ modelHost } = f);
   });
 
   afterEach(() => f.close());
@@ -60,7 +60,7 @@ describe('WorkerPool batching', () => {
   it('runs the waiting compatible generations as one call, each with its own result, record and progress', async () => {
     const workers = f.pool(64, { MAX_BATCH: '4' });
     const gate = deferred<void>();
-    sidecar.hold = gate.promise;
+    modelHost.hold = gate.promise;
     const jobs = [
       generation('one'),
       generation('two'),
@@ -74,7 +74,7 @@ describe('WorkerPool batching', () => {
     expect(images.map((image) => image.png.toString())).toEqual(
       ['one', 'two', 'three', 'four', 'five', 'six'].map((prompt) => `png:${prompt}`),
     );
-    expect(sidecar.calls.filter((call) => !call.startsWith('load'))).toEqual([
+    expect(modelHost.calls.filter((call) => !call.startsWith('load'))).toEqual([
       'generate a one',
       'batch a two|three|four|five',
       'generate a six',
@@ -89,13 +89,13 @@ describe('WorkerPool batching', () => {
   it('takes no generation past a job of another mode under FIFO', async () => {
     const workers = f.pool(64, { MAX_BATCH: '4', SCHEDULER_MAX_DELAY_MS: '0' });
     const gate = deferred<void>();
-    sidecar.hold = gate.promise;
+    modelHost.hold = gate.promise;
     const jobs = [generation('one'), generation('two'), generation('bee', 'b'), generation('three')].map((job) =>
       workers.submitJob(job),
     );
     gate.resolve();
     await Promise.all(jobs.map((job) => job.result()));
-    expect(sidecar.calls.filter((call) => !call.startsWith('load'))).toEqual([
+    expect(modelHost.calls.filter((call) => !call.startsWith('load'))).toEqual([
       'generate a one',
       'generate a two',
       'generate b bee',
@@ -106,14 +106,14 @@ describe('WorkerPool batching', () => {
   it('ends a cancelled member cancelled at once while the others run on', async () => {
     const workers = f.pool(64, { MAX_BATCH: '4' });
     const first = deferred<void>();
-    sidecar.hold = first.promise;
+    modelHost.hold = first.promise;
     const running = workers.submitJob(generation('one'));
-    await waitFor(() => sidecar.generations.length === 1, { what: 'the first generation to start' });
+    await waitFor(() => modelHost.generations.length === 1, { what: 'the first generation to start' });
     const batchGate = deferred<void>();
-    sidecar.hold = batchGate.promise;
+    modelHost.hold = batchGate.promise;
     const [two, three, four] = ['two', 'three', 'four'].map((prompt) => workers.submitJob(generation(prompt)));
     first.resolve();
-    await waitFor(() => sidecar.batches.length === 1, { what: 'the batch to start' });
+    await waitFor(() => modelHost.batches.length === 1, { what: 'the batch to start' });
     three?.cancel();
     await expect(three?.result()).rejects.toBeInstanceOf(JobCancelledError);
     expect(workers.store.get(three?.id ?? '')?.state).toBe('cancelled');
@@ -127,15 +127,15 @@ describe('WorkerPool batching', () => {
   it('fails only the member that fails', async () => {
     const workers = f.pool(64, { MAX_BATCH: '4' });
     const gate = deferred<void>();
-    sidecar.hold = gate.promise;
+    modelHost.hold = gate.promise;
     const [one, two, three] = ['one', 'two', 'three'].map((prompt) => workers.submitJob(generation(prompt)));
-    await waitFor(() => sidecar.generations.length === 1, { what: 'the first generation to start' });
-    sidecar.failGenerateOnce = new OutOfMemoryError('out of memory generating 64x64');
+    await waitFor(() => modelHost.generations.length === 1, { what: 'the first generation to start' });
+    modelHost.failGenerateOnce = new OutOfMemoryError('out of memory generating 64x64');
     gate.resolve();
     await expect(one?.result()).resolves.toMatchObject({ png: Buffer.from('png:one') });
     await expect(two?.result()).rejects.toBeInstanceOf(OutOfMemoryError);
     await expect(three?.result()).resolves.toMatchObject({ png: Buffer.from('png:three') });
     expect(workers.store.get(two?.id ?? '')?.state).toBe('failed');
-    expect(sidecar.batches.map((batch) => batch.map((params) => params.prompt))).toEqual([['two', 'three']]);
+    expect(modelHost.batches.map((batch) => batch.map((params) => params.prompt))).toEqual([['two', 'three']]);
   });
 });

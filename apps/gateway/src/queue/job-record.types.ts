@@ -1,5 +1,5 @@
 import type { ErrorBody } from '../errors/http-error.table.js';
-import type { LoadResult } from '../sidecar/sidecar.types.js';
+import type { LoadResult } from '../model-host/model-host.types.js';
 
 export type JobKind = 'generation' | 'mode-switch' | 'custom';
 export type JobState = 'queued' | 'running' | 'completed' | 'failed' | 'cancelled';

@@ -1,5 +1,5 @@
 import type { SchedulerName } from '../common/samplers.js';
-import type { LoadResult } from '../sidecar/sidecar.types.js';
+import type { LoadResult } from '../model-host/model-host.types.js';
 
 /** Generation settings with the mode's defaults already applied and the seed chosen. */
 export interface GenerationParams {
@@ -44,8 +44,8 @@ export type JobHandler<T = unknown, A extends readonly unknown[] = readonly unkn
  * - `new CustomJob({ handler: fn, args: [a, b] })` runs `fn(a, b)`.
  * - `new CustomJob({ handler: 'name', args: [a, b] })` runs the handler registered under that name with
  *   `pool.registerHandler(name, fn)`: the job is then plain data (a name and JSON-like arguments), the form a
- *   shared queue backend can carry. The pool registers `sidecar.run-task` itself: its args are
- *   `[taskName, { ...taskArgs }]` and it calls the sidecar's RunTask.
+ *   shared queue backend can carry. The pool registers `model-host.run-task` itself: its args are
+ *   `[taskName, { ...taskArgs }]` and it calls the model host's RunTask.
  */
 export class CustomJob<T = unknown, A extends readonly unknown[] = readonly unknown[]> {
   readonly kind = 'custom';
@@ -76,6 +76,6 @@ export interface JobHandle<T> {
   /** Jobs that will finish before this one starts, when it was submitted: those waiting ahead, and the running one. */
   readonly ahead: number;
   result(): Promise<T>;
-  /** A queued job is dropped; a running generation is cancelled on the sidecar. A running load or custom job runs to its end. */
+  /** A queued job is dropped; a running generation is cancelled on the model host. A running load or custom job runs to its end. */
   cancel(): void;
 }

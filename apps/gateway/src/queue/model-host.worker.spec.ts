@@ -1,13 +1,13 @@
 import { jest } from '@jest/globals';
 
-import type { FakeSidecarProcess, FakeSidecarRepository } from '../../testing/fake-sidecar.js';
+import type { FakeModelHostProcess, FakeModelHost } from '../../testing/fake-model-host.js';
 import { deferred, fakeModes, JobEngineFixture, MODES, PARAMS } from '../../testing/job-engine.fixture.js';
 import { waitFor } from '../../testing/wait-for.js';
 import {
   ModelLoadError,
   ModelNotLoadedError,
   ModeNotFoundError,
-  SidecarUnavailableError,
+  ModelHostUnavailableError,
 } from '../errors/domain.errors.js';
 import { parseModesConfig } from '../modes/modes-config.loader.js';
 import type { ModesService } from '../modes/modes.service.js';
@@ -21,15 +21,15 @@ import type { WorkerPool } from './worker-pool.service.js';
  */
 describe('ModelHostWorker', () => {
   let f: JobEngineFixture;
-  let sidecar: FakeSidecarRepository;
+  let modelHost: FakeModelHost;
   let registry: RegistryService;
-  let sidecarProcess: FakeSidecarProcess;
+  let hostProcess: FakeModelHostProcess;
 
   const pool = (queueMax?: number, env?: Record<string, string>): WorkerPool => f.pool(queueMax, env);
 
   beforeEach(() => {
     f = new JobEngineFixture();
-    ({ sidecar, registry, process: sidecarProcess } = f);
+    ({ modelHost, registry, process: hostProcess } = f);
   });
 
   afterEach(() => f.close());
@@ -41,7 +41,7 @@ describe('ModelHostWorker', () => {
       const second = workers.submitJob(new GenerationJob('a', { ...PARAMS, prompt: 'two' }));
       await expect(first.result()).resolves.toMatchObject({ png: Buffer.from('png:one'), seed: 7 });
       await second.result();
-      expect(sidecar.calls).toEqual(['load a', 'generate a one', 'generate a two']);
+      expect(modelHost.calls).toEqual(['load a', 'generate a one', 'generate a two']);
       expect(registry.currentMode).toBe('a');
       expect(registry.residentModels().map((entry) => entry.mode)).toEqual(['a']);
       expect(registry.lastMemory?.device).toBe('cpu');
@@ -53,7 +53,7 @@ describe('ModelHostWorker', () => {
         workers.submitJob(new GenerationJob(mode, { ...PARAMS, prompt: `p${i}` })),
       );
       await Promise.all(jobs.map((job) => job.result()));
-      expect(sidecar.calls).toEqual([
+      expect(modelHost.calls).toEqual([
         'load a',
         'generate a p0',
         'load b',
@@ -73,7 +73,7 @@ describe('ModelHostWorker', () => {
       await generation.result();
       await expect(toB.result()).resolves.toMatchObject({ mode: 'b', load: { architecture: 'sd15' } });
       await expect(toBAgain.result()).resolves.toEqual({ mode: 'b', load: undefined });
-      expect(sidecar.calls).toEqual(['load a', 'generate a a cat', 'load b']);
+      expect(modelHost.calls).toEqual(['load a', 'generate a a cat', 'load b']);
       expect(registry.currentMode).toBe('b');
     });
 
@@ -85,48 +85,48 @@ describe('ModelHostWorker', () => {
       await expect(workers.submitJob(new ModeSwitchJob('nope')).result()).rejects.toBeInstanceOf(ModeNotFoundError);
     });
 
-    it('loads the mode again, once, when the sidecar no longer holds it', async () => {
+    it('loads the mode again, once, when the model host no longer holds it', async () => {
       const workers = pool();
       await workers.submitJob(new GenerationJob('a', PARAMS)).result();
-      sidecar.failGenerateOnce = new ModelNotLoadedError("model 'a' is not loaded");
+      modelHost.failGenerateOnce = new ModelNotLoadedError("model 'a' is not loaded");
       await expect(
         workers.submitJob(new GenerationJob('a', { ...PARAMS, prompt: 'again' })).result(),
       ).resolves.toMatchObject({
         png: Buffer.from('png:again'),
       });
-      expect(sidecar.calls).toEqual(['load a', 'generate a a cat', 'generate a again', 'load a', 'generate a again']);
+      expect(modelHost.calls).toEqual(['load a', 'generate a a cat', 'generate a again', 'load a', 'generate a again']);
     });
   });
 
-  describe('when the sidecar goes away', () => {
+  describe('when the model host goes away', () => {
     it('fails the running job with 503, keeps the queued ones, refuses new ones, and resumes once it is back', async () => {
       const workers = pool();
       await workers.submitJob(new ModeSwitchJob('b')).result();
-      sidecar.hold = new Promise<void>(() => undefined);
+      modelHost.hold = new Promise<void>(() => undefined);
       const running = workers.submitJob(new GenerationJob('b', { ...PARAMS, prompt: 'running' }));
       const queued = workers.submitJob(new GenerationJob('b', { ...PARAMS, prompt: 'queued' }));
-      while (sidecar.signals.length === 0) await new Promise((resolve) => setImmediate(resolve));
+      while (modelHost.signals.length === 0) await new Promise((resolve) => setImmediate(resolve));
 
-      // The process died: the sidecar forgets everything, the gateway hears of it, the call in flight fails.
-      sidecar.serving = false;
-      sidecar.resident.clear();
-      sidecar.hold = undefined;
-      sidecarProcess.lose();
+      // The process died: the model host forgets everything, the gateway hears of it, the call in flight fails.
+      modelHost.serving = false;
+      modelHost.resident.clear();
+      modelHost.hold = undefined;
+      hostProcess.lose();
       expect(registry.currentMode).toBeUndefined();
       expect(workers.unavailableReason).toContain('SIGKILL');
-      expect(() => workers.submitJob(new GenerationJob('b', PARAMS))).toThrow(SidecarUnavailableError);
-      sidecar.dropConnections();
+      expect(() => workers.submitJob(new GenerationJob('b', PARAMS))).toThrow(ModelHostUnavailableError);
+      modelHost.dropConnections();
       await expect(running.result()).rejects.toThrow(
         /^Model host unavailable: the model host stopped while this job ran/,
       );
       // The recovery waits for the model host to serve (the fake polls `serving`): nothing queued may run meanwhile.
-      await waitFor(() => sidecar.notServingPolls >= 2, { what: 'the recovery to wait for the model host' });
+      await waitFor(() => modelHost.notServingPolls >= 2, { what: 'the recovery to wait for the model host' });
       expect(workers.queueSize).toBe(1);
-      expect(sidecar.calls).toEqual(['load b', 'generate b running']);
+      expect(modelHost.calls).toEqual(['load b', 'generate b running']);
 
-      sidecar.serving = true;
+      modelHost.serving = true;
       await expect(queued.result()).resolves.toMatchObject({ png: Buffer.from('png:queued') });
-      expect(sidecar.calls.slice(-2)).toEqual(['load b', 'generate b queued']);
+      expect(modelHost.calls.slice(-2)).toEqual(['load b', 'generate b queued']);
       expect(registry.currentMode).toBe('b');
       expect(registry.ready).toBe(true);
       expect(workers.unavailableReason).toBeUndefined();
@@ -145,13 +145,13 @@ describe('ModelHostWorker', () => {
       const gate = deferred<void>();
       const running = workers.submitJob(new CustomJob({ handler: () => gate.promise, args: [] }));
       const queued = workers.submitJob(new GenerationJob('a', PARAMS));
-      sidecar.serving = false;
+      modelHost.serving = false;
       await jest.advanceTimersByTimeAsync(999);
       expect(workers.state).toBe('serving');
       await jest.advanceTimersByTimeAsync(1);
       expect(workers.state).toBe('lost');
       expect(() => workers.submitJob(new GenerationJob('a', PARAMS))).toThrow(
-        new SidecarUnavailableError(
+        new ModelHostUnavailableError(
           'the model host went away (its health check says it is not serving); it is being brought back',
         ),
       );
@@ -159,7 +159,7 @@ describe('ModelHostWorker', () => {
       await running.result();
       await jest.advanceTimersByTimeAsync(50);
       expect(workers.queueSize).toBe(1);
-      sidecar.serving = true;
+      modelHost.serving = true;
       await jest.advanceTimersByTimeAsync(10);
       await expect(queued.result()).resolves.toMatchObject({ png: Buffer.from('png:a cat') });
       expect(workers.state).toBe('serving');
@@ -172,11 +172,11 @@ describe('ModelHostWorker', () => {
       const workers = pool();
       await workers.submitJob(new ModeSwitchJob('a')).result();
       registry.markStartedUp();
-      sidecar.unreachable = true;
+      modelHost.unreachable = true;
       await jest.advanceTimersByTimeAsync(2_000);
-      sidecar.unreachable = false;
+      modelHost.unreachable = false;
       await jest.advanceTimersByTimeAsync(1_000);
-      sidecar.unreachable = true;
+      modelHost.unreachable = true;
       await jest.advanceTimersByTimeAsync(2_000);
       expect(workers.state).toBe('serving');
       await jest.advanceTimersByTimeAsync(1_000);
@@ -191,11 +191,11 @@ describe('ModelHostWorker', () => {
     it('keeps the last failed switch until a switch succeeds', async () => {
       const workers = pool();
       expect(workers.lastSwitchError).toBeUndefined();
-      sidecar.failLoad = new ModelLoadError('b', 'model file not found: /models/b.safetensors');
-      await expect(workers.submitJob(new ModeSwitchJob('b')).result()).rejects.toBe(sidecar.failLoad);
-      expect(workers.lastSwitchError).toMatchObject({ mode: 'b', error: sidecar.failLoad });
+      modelHost.failLoad = new ModelLoadError('b', 'model file not found: /models/b.safetensors');
+      await expect(workers.submitJob(new ModeSwitchJob('b')).result()).rejects.toBe(modelHost.failLoad);
+      expect(workers.lastSwitchError).toMatchObject({ mode: 'b', error: modelHost.failLoad });
       expect(workers.lastSwitchError?.at).toBeInstanceOf(Date);
-      sidecar.failLoad = undefined;
+      modelHost.failLoad = undefined;
       await workers.submitJob(new ModeSwitchJob('a')).result();
       expect(workers.lastSwitchError).toBeUndefined();
     });
@@ -213,28 +213,28 @@ describe('ModelHostWorker', () => {
     it('gives the model host the roots before the first load, and not again while it has them', async () => {
       const workers = pool();
       const order: string[] = [];
-      const setRoots = sidecar.setModelRoots.bind(sidecar);
-      sidecar.setModelRoots = (roots) => (order.push('roots'), setRoots(roots));
-      const load = sidecar.load.bind(sidecar);
-      sidecar.load = (mode) => (order.push(`load ${mode.name}`), load(mode));
+      const setRoots = modelHost.setModelRoots.bind(modelHost);
+      modelHost.setModelRoots = (roots) => (order.push('roots'), setRoots(roots));
+      const load = modelHost.load.bind(modelHost);
+      modelHost.load = (mode) => (order.push(`load ${mode.name}`), load(mode));
       await workers.submitJob(new ModeSwitchJob('a')).result();
       await workers.submitJob(new ModeSwitchJob('b')).result();
       // /models does not exist here: it goes as written (an existing root goes with its symlinks resolved).
-      expect(sidecar.rootsSet).toEqual([['/models']]);
+      expect(modelHost.rootsSet).toEqual([['/models']]);
       expect(order).toEqual(['roots', 'load a', 'load b']);
     });
 
     it('gives them again once a lost model host is back, before it loads anything', async () => {
       const workers = pool();
       await workers.submitJob(new ModeSwitchJob('a')).result();
-      sidecar.serving = false;
-      sidecar.resident.clear();
-      sidecarProcess.lose();
+      modelHost.serving = false;
+      modelHost.resident.clear();
+      hostProcess.lose();
       expect(workers.unavailableReason).toBeDefined();
-      sidecar.serving = true;
+      modelHost.serving = true;
       await until(() => workers.unavailableReason === undefined, 'the pool recovered');
-      expect(sidecar.rootsSet).toEqual([['/models'], ['/models']]);
-      expect(sidecar.calls).toEqual(['load a', 'load a']);
+      expect(modelHost.rootsSet).toEqual([['/models'], ['/models']]);
+      expect(modelHost.calls).toEqual(['load a', 'load a']);
     });
 
     it('gives the new roots at once after a reload that moves them, and nothing after one that does not', async () => {
@@ -256,12 +256,12 @@ describe('ModelHostWorker', () => {
         { source: 'test', baseDir: '/', allowPickle: false },
       );
       for (const listener of listeners) listener(config);
-      await until(() => sidecar.rootsSet.length === 2, 'the new roots sent');
-      expect(sidecar.rootsSet).toEqual([['/models'], ['/elsewhere', '/loras']]);
+      await until(() => modelHost.rootsSet.length === 2, 'the new roots sent');
+      expect(modelHost.rootsSet).toEqual([['/models'], ['/elsewhere', '/loras']]);
 
       for (const listener of listeners) listener(config);
       await workers.submitJob(new ModeSwitchJob('a')).result();
-      expect(sidecar.rootsSet).toHaveLength(2);
+      expect(modelHost.rootsSet).toHaveLength(2);
     });
   });
 });

@@ -4,7 +4,7 @@ import {
   JobCancelledError,
   ModeNotFoundError,
   ModelNotLoadedError,
-  SidecarUnavailableError,
+  ModelHostUnavailableError,
   UnknownTaskError,
 } from '../errors/domain.errors.js';
 import { MemoryRefresher } from '../memory/memory-refresher.service.js';
@@ -12,12 +12,12 @@ import type { ResolvedMode } from '../modes/mode.types.js';
 import { modelRoots } from '../modes/model-roots.js';
 import type { ModesService } from '../modes/modes.service.js';
 import { RegistryService } from '../registry/registry.service.js';
-import type { ModelHostConnection } from '../sidecar/model-host.connection.js';
-import type { GenerateOptions, GeneratedImage, GenerateParams } from '../sidecar/sidecar.types.js';
+import type { ModelHostConnection } from '../model-host/model-host.connection.js';
+import type { GenerateOptions, GeneratedImage, GenerateParams } from '../model-host/model-host.types.js';
 import type { GenerationJob, Job, JobHandler, ModeSwitchResult } from './job.types.js';
 import type { JobStore } from './job.store.js';
 
-/** SidecarUnavailableError's own words, not repeated when its message becomes the detail of another. */
+/** ModelHostUnavailableError's own words, not repeated when its message becomes the detail of another. */
 const UNAVAILABLE_PREFIX = /^Model host unavailable: /;
 
 /** The last mode switch that failed, until a later one succeeds: shown by GET /api/models/status. */
@@ -232,14 +232,14 @@ export class ModelHostWorker {
   private failure(error: unknown, item: WorkItem): unknown {
     const cancelled = item.signal.aborted;
     const lost =
-      error instanceof SidecarUnavailableError ||
+      error instanceof ModelHostUnavailableError ||
       // The model host cancelled a call nobody cancelled: it is shutting down, or gone.
       (error instanceof JobCancelledError && !cancelled) ||
       (!this.connection.accepting && !(error instanceof ModeNotFoundError) && !cancelled);
     if (!lost || this.connection.state === 'stopping') return error;
     const detail = (error instanceof Error ? error.message : String(error)).replace(UNAVAILABLE_PREFIX, '');
     this.connection.lost(detail);
-    return new SidecarUnavailableError(
+    return new ModelHostUnavailableError(
       `the model host stopped while this job ran (${detail}); jobs still queued will run once it is back`,
     );
   }
@@ -387,7 +387,7 @@ export class ModelHostWorker {
     try {
       await this.activate(mode);
     } catch (error) {
-      if (error instanceof SidecarUnavailableError || error instanceof JobCancelledError) throw error;
+      if (error instanceof ModelHostUnavailableError || error instanceof JobCancelledError) throw error;
       // The mode itself cannot be loaded any more (its file went, say): the queue goes on without it.
       this.logger.error(`could not load mode '${mode.name}' again: ${(error as Error).message}`);
     }

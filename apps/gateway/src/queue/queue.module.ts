@@ -3,13 +3,13 @@ import { Module } from '@nestjs/common';
 import { MemoryModule } from '../memory/memory.module.js';
 import { ModesModule } from '../modes/modes.module.js';
 import { RegistryModule } from '../registry/registry.module.js';
-import { SidecarModule } from '../sidecar/sidecar.module.js';
+import { ModelHostModule } from '../model-host/model-host.module.js';
 import { JobEvents } from './job.events.js';
 import { JobStore } from './job.store.js';
 import { WorkerPool } from './worker-pool.service.js';
 
 @Module({
-  imports: [MemoryModule, ModesModule, RegistryModule, SidecarModule],
+  imports: [MemoryModule, ModesModule, RegistryModule, ModelHostModule],
   providers: [WorkerPool, JobStore, JobEvents],
   exports: [WorkerPool, JobStore, JobEvents],
 })

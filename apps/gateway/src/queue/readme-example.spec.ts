@@ -36,20 +36,20 @@ export class ThumbnailJobs {
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 
-import type { FakeSidecarRepository } from '../../testing/fake-sidecar.js';
+import type { FakeModelHost } from '../../testing/fake-model-host.js';
 import { JobEngineFixture } from '../../testing/job-engine.fixture.js';
 
 describe("the README's custom jobs", () => {
   let pool: WorkerPool;
-  let sidecar: FakeSidecarRepository;
+  let modelHost: FakeModelHost;
   let jobs: ThumbnailJobs;
 
   let f: JobEngineFixture;
 
   beforeEach(() => {
     f = new JobEngineFixture();
-    sidecar = f.sidecar;
-    sidecar.tasks.set('memory-summary', () => ({ device: 'cpu', models: [] }));
+    modelHost = f.modelHost;
+    modelHost.tasks.set('memory-summary', () => ({ device: 'cpu', models: [] }));
     pool = f.pool();
     jobs = new ThumbnailJobs(pool);
   });
@@ -70,9 +70,9 @@ describe("the README's custom jobs", () => {
     expect(shown).toBe(compiled);
   });
 
-  it('runs a registered handler and a sidecar task', async () => {
+  it('runs a registered handler and a model host task', async () => {
     await expect(jobs.thumbnailPath('/images/cat.png')).resolves.toBe('/images/cat.256.png');
     await expect(jobs.memorySummary()).resolves.toEqual({ device: 'cpu', models: [] });
-    expect(sidecar.calls).toEqual(['task memory-summary']);
+    expect(modelHost.calls).toEqual(['task memory-summary']);
   });
 });

@@ -1,6 +1,6 @@
 import { jest } from '@jest/globals';
 
-import type { FakeSidecarRepository } from '../../testing/fake-sidecar.js';
+import type { FakeModelHost } from '../../testing/fake-model-host.js';
 import { deferred, JobEngineFixture, PARAMS } from '../../testing/job-engine.fixture.js';
 import { waitFor } from '../../testing/wait-for.js';
 import {
@@ -22,14 +22,14 @@ import { RUN_TASK_HANDLER, type WorkerPool } from './worker-pool.service.js';
 /** The job engine: order, bounds, cancel, custom jobs, shutdown and job records (the fake model host underneath). */
 describe('WorkerPool', () => {
   let f: JobEngineFixture;
-  let sidecar: FakeSidecarRepository;
+  let modelHost: FakeModelHost;
   let registry: RegistryService;
 
   const pool = (queueMax?: number, env?: Record<string, string>): WorkerPool => f.pool(queueMax, env);
 
   beforeEach(() => {
     f = new JobEngineFixture();
-    ({ sidecar, registry } = f);
+    ({ modelHost, registry } = f);
   });
 
   afterEach(() => f.close());
@@ -83,7 +83,7 @@ describe('WorkerPool', () => {
     it('groups waiting generations by the active mode under the mode-aware scheduler, with positions to match', async () => {
       const workers = pool(64, { SCHEDULER_MAX_DELAY_MS: '60000' });
       let release!: () => void;
-      sidecar.hold = new Promise<void>((resolve) => (release = resolve));
+      modelHost.hold = new Promise<void>((resolve) => (release = resolve));
       const jobs = ['a', 'b', 'a', 'b', 'a'].map((mode, i) =>
         workers.submitJob(new GenerationJob(mode, { ...PARAMS, prompt: `p${i}` })),
       );
@@ -91,7 +91,7 @@ describe('WorkerPool', () => {
       expect(jobs[4]?.ahead).toBe(2);
       release();
       await Promise.all(jobs.map((job) => job.result()));
-      expect(sidecar.calls.filter((call) => call.startsWith('load'))).toEqual(['load a', 'load b']);
+      expect(modelHost.calls.filter((call) => call.startsWith('load'))).toEqual(['load a', 'load b']);
     });
   });
 
@@ -140,12 +140,12 @@ describe('WorkerPool', () => {
 
     it('keeps a failed load from making its mode active', async () => {
       const workers = pool();
-      sidecar.failLoad = new ModelLoadError('a', 'model file not found: /models/a.safetensors');
+      modelHost.failLoad = new ModelLoadError('a', 'model file not found: /models/a.safetensors');
       await expect(workers.submitJob(new GenerationJob('a', PARAMS)).result()).rejects.toBeInstanceOf(ModelLoadError);
       expect(registry.currentMode).toBeUndefined();
-      sidecar.failLoad = undefined;
+      modelHost.failLoad = undefined;
       await expect(workers.submitJob(new GenerationJob('a', PARAMS)).result()).resolves.toMatchObject({ seed: 7 });
-      expect(sidecar.calls).toEqual(['load a', 'load a', 'generate a a cat']);
+      expect(modelHost.calls).toEqual(['load a', 'load a', 'generate a a cat']);
     });
 
     it('does not report an unobserved failure as an unhandled rejection', async () => {
@@ -168,18 +168,18 @@ describe('WorkerPool', () => {
       await expect(queued.result()).rejects.toThrow(new JobCancelledError('job cancelled while queued'));
       gate.resolve();
       await running.result();
-      expect(sidecar.calls).toEqual([]);
+      expect(modelHost.calls).toEqual([]);
     });
 
-    it("aborts a running generation's sidecar call", async () => {
+    it("aborts a running generation's model host call", async () => {
       const workers = pool();
-      sidecar.hold = new Promise<void>(() => undefined);
+      modelHost.hold = new Promise<void>(() => undefined);
       const handle = workers.submitJob(new GenerationJob('a', PARAMS));
       const next = workers.submitJob(new CustomJob({ handler: () => 'next', args: [] }));
-      while (sidecar.signals.length === 0) await new Promise((resolve) => setImmediate(resolve));
+      while (modelHost.signals.length === 0) await new Promise((resolve) => setImmediate(resolve));
       handle.cancel();
       await expect(handle.result()).rejects.toBeInstanceOf(JobCancelledError);
-      expect(sidecar.signals[0]?.aborted).toBe(true);
+      expect(modelHost.signals[0]?.aborted).toBe(true);
       await expect(next.result()).resolves.toBe('next');
     });
 
@@ -230,7 +230,7 @@ describe('WorkerPool', () => {
     it('answers Mode switch timed out to a request that waited past QUEUE_TIMEOUT_MS behind a switch', async () => {
       const workers = pool(64, { QUEUE_TIMEOUT_MS: '30' });
       let releaseLoad!: () => void;
-      sidecar.holdLoad = new Promise((resolve) => (releaseLoad = resolve));
+      modelHost.holdLoad = new Promise((resolve) => (releaseLoad = resolve));
       const toB = workers.submitJob(new ModeSwitchJob('b'));
       const behind = workers.submitJob(new GenerationJob('b', PARAMS));
       await expect(behind.result()).rejects.toBeInstanceOf(ModeSwitchTimeoutError);
@@ -239,7 +239,7 @@ describe('WorkerPool', () => {
       );
       releaseLoad();
       await expect(toB.result()).resolves.toMatchObject({ mode: 'b' });
-      expect(sidecar.calls).toEqual(['load b']);
+      expect(modelHost.calls).toEqual(['load b']);
     });
 
     it('answers a plain queue timeout when the job ahead is not a switch', async () => {
@@ -392,7 +392,7 @@ describe('WorkerPool', () => {
       expect(() => workers.submitJob(new CustomJob({ handler: 'nobody', args: [] }))).toThrow(UnknownTaskError);
     });
 
-    it("calls a sidecar task in its turn through the built-in '" + RUN_TASK_HANDLER + "' handler", async () => {
+    it("calls a model host task in its turn through the built-in '" + RUN_TASK_HANDLER + "' handler", async () => {
       const workers = pool();
       const first = workers.submitJob(new GenerationJob('a', PARAMS));
       const task = workers.submitJob(new CustomJob({ handler: RUN_TASK_HANDLER, args: ['echo', { hello: 'world' }] }));
@@ -400,7 +400,7 @@ describe('WorkerPool', () => {
       await expect(task.result()).resolves.toEqual({ hello: 'world' });
       const unknown = workers.submitJob(new CustomJob({ handler: RUN_TASK_HANDLER, args: ['nope'] }));
       await expect(unknown.result()).rejects.toBeInstanceOf(UnknownTaskError);
-      expect(sidecar.calls).toEqual(['load a', 'generate a a cat', 'task echo', 'task nope']);
+      expect(modelHost.calls).toEqual(['load a', 'generate a a cat', 'task echo', 'task nope']);
     });
   });
 
@@ -431,17 +431,17 @@ describe('WorkerPool', () => {
     it('cancels the running generation once SHUTDOWN_GRACE_MS has passed, and answers it 503', async () => {
       jest.useFakeTimers({ doNotFake: ['setImmediate', 'nextTick', 'queueMicrotask'] });
       const workers = pool(64, { SHUTDOWN_GRACE_MS: '5000' });
-      sidecar.hold = new Promise<void>(() => undefined);
+      modelHost.hold = new Promise<void>(() => undefined);
       const handle = workers.submitJob(new GenerationJob('a', PARAMS));
-      while (sidecar.signals.length === 0) await new Promise((resolve) => setImmediate(resolve));
+      while (modelHost.signals.length === 0) await new Promise((resolve) => setImmediate(resolve));
       let stopped = false;
       const stopping = workers.onModuleDestroy().then(() => (stopped = true));
       await jest.advanceTimersByTimeAsync(4_999);
-      expect(sidecar.signals[0]?.aborted).toBe(false);
+      expect(modelHost.signals[0]?.aborted).toBe(false);
       expect(stopped).toBe(false);
       await jest.advanceTimersByTimeAsync(1);
       await stopping;
-      expect(sidecar.signals[0]?.aborted).toBe(true);
+      expect(modelHost.signals[0]?.aborted).toBe(true);
       await expect(handle.result()).rejects.toThrow(
         new ShuttingDownError('the job was cancelled: it did not finish within 5000 ms (SHUTDOWN_GRACE_MS)'),
       );
@@ -451,14 +451,14 @@ describe('WorkerPool', () => {
 
 describe('WorkerPool job records', () => {
   let f: JobEngineFixture;
-  let sidecar: FakeSidecarRepository;
+  let modelHost: FakeModelHost;
   let store: JobStore;
   let workers: WorkerPool;
   let seen: JobEvent[];
 
   beforeEach(() => {
     f = new JobEngineFixture();
-    sidecar = f.sidecar;
+    modelHost = f.modelHost;
     seen = [];
     f.events.on((event) => seen.push(event));
     workers = f.pool();
@@ -499,7 +499,7 @@ describe('WorkerPool job records', () => {
 
   it('ends a job its caller cancelled as cancelled, one that failed as failed with the error body, and gives positions', async () => {
     let release!: () => void;
-    sidecar.hold = new Promise<void>((resolve) => (release = resolve));
+    modelHost.hold = new Promise<void>((resolve) => (release = resolve));
     const running = workers.submitJob(new GenerationJob('a', PARAMS));
     const queued = workers.submitJob(new GenerationJob('a', PARAMS));
     const last = workers.submitJob(new GenerationJob('b', PARAMS));
@@ -514,10 +514,10 @@ describe('WorkerPool job records', () => {
     await expect(queued.result()).rejects.toThrow(JobCancelledError);
     expect(store.get(queued.id)).toMatchObject({ state: 'cancelled', started_at: null });
     // Mode a loaded (the roots go first), its generation held: only b's load meets the failure below.
-    await waitFor(() => sidecar.calls.some((call) => call.startsWith('generate a')), {
+    await waitFor(() => modelHost.calls.some((call) => call.startsWith('generate a')), {
       what: 'the first job generating',
     });
-    sidecar.failLoad = new ModelLoadError('b', 'broken');
+    modelHost.failLoad = new ModelLoadError('b', 'broken');
     release();
     await running.result();
     await expect(last.result()).rejects.toThrow(ModelLoadError);

@@ -14,15 +14,15 @@ import {
   QueueFullError,
   QueueTimeoutError,
   ShuttingDownError,
-  SidecarUnavailableError,
+  ModelHostUnavailableError,
   UnknownTaskError,
 } from '../errors/domain.errors.js';
 import { toHttpError } from '../errors/http-error.table.js';
 import { MemoryRefresher } from '../memory/memory-refresher.service.js';
 import { ModesService } from '../modes/modes.service.js';
 import { RegistryService } from '../registry/registry.service.js';
-import { ModelHostConnection, type ModelHostState } from '../sidecar/model-host.connection.js';
-import type { GeneratedImage } from '../sidecar/sidecar.types.js';
+import { ModelHostConnection, type ModelHostState } from '../model-host/model-host.connection.js';
+import type { GeneratedImage } from '../model-host/model-host.types.js';
 import { FifoScheduler } from './fifo.scheduler.js';
 import type { JobImage } from './job-record.types.js';
 import { JobStore } from './job.store.js';
@@ -55,7 +55,7 @@ const isQueued = (entry: Entry): boolean => entry.queued;
 const leftTheQueue = (entry: Entry): boolean => !entry.queued;
 
 /** The handler the pool registers itself: `new CustomJob({ handler: RUN_TASK_HANDLER, args: [task, {...}] })`. */
-export const RUN_TASK_HANDLER = 'sidecar.run-task';
+export const RUN_TASK_HANDLER = 'model-host.run-task';
 
 /**
  * A job the engine holds, from its submission to its end: what its scheduler orders (a SchedulableJob), what its
@@ -257,7 +257,7 @@ export class WorkerPool implements OnModuleInit, OnApplicationBootstrap, OnModul
 
   /**
    * @throws QueueFullError at once when QUEUE_MAX jobs are already waiting.
-   * @throws SidecarUnavailableError while the model host is down (queued jobs wait for it; new ones are refused).
+   * @throws ModelHostUnavailableError while the model host is down (queued jobs wait for it; new ones are refused).
    * @throws UnknownTaskError for a CustomJob naming a handler nobody registered.
    */
   submitJob(job: GenerationJob): JobHandle<GeneratedImage>;
@@ -267,7 +267,7 @@ export class WorkerPool implements OnModuleInit, OnApplicationBootstrap, OnModul
     if (this.closed) throw new ShuttingDownError('the server takes no new work');
     const down = this.connection.unavailableReason;
     if (down !== undefined) {
-      throw new SidecarUnavailableError(`the model host went away (${down}); it is being brought back`);
+      throw new ModelHostUnavailableError(`the model host went away (${down}); it is being brought back`);
     }
     if (this.waiting.size >= this.config.queueMax) {
       throw new QueueFullError(this.config.queueMax, RETRY_AFTER_SECONDS);
@@ -453,7 +453,7 @@ export class WorkerPool implements OnModuleInit, OnApplicationBootstrap, OnModul
     const loading = this.workers.find((worker) => worker.switching !== undefined)?.switching;
     if (down !== undefined) {
       entry.reject(
-        new SidecarUnavailableError(
+        new ModelHostUnavailableError(
           `the model host went away (${down}); gave up after waiting ${waited} ms (QUEUE_TIMEOUT_MS)`,
         ),
       );

@@ -1,6 +1,6 @@
 import { Injectable } from '@nestjs/common';
 
-import type { LoadResult } from '../sidecar/sidecar.types.js';
+import type { LoadResult } from '../model-host/model-host.types.js';
 
 /**
  * Why a pipeline key left the device (README "Metrics"): `make-room` — the model host evicted it to fit a load;

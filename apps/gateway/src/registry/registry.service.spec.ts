@@ -1,5 +1,5 @@
 import type { ResolvedMode } from '../modes/mode.types.js';
-import type { LoadResult } from '../sidecar/sidecar.types.js';
+import type { LoadResult } from '../model-host/model-host.types.js';
 import type { ModelEvent } from './model.events.js';
 import { RegistryService } from './registry.service.js';
 

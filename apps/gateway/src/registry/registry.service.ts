@@ -2,29 +2,29 @@ import { Injectable, Logger } from '@nestjs/common';
 
 import { modeOfKey } from '../modes/mode-key.js';
 import type { ResolvedMode } from '../modes/mode.types.js';
-import type { LoadResult, MemoryStats, ResidentModel } from '../sidecar/sidecar.types.js';
+import type { LoadResult, MemoryStats, ResidentModel } from '../model-host/model-host.types.js';
 import { ModelEvents, type EvictionReason } from './model.events.js';
 
 /** Why the gateway had the model host unload a key (the eviction reasons are these and 'make-room' | 'oom-retry'). */
 export type UnloadReason = 'unload' | 'keep-alive';
 
-/** One pipeline key the sidecar holds, as the registry last heard of it. */
+/** One pipeline key the model host holds, as the registry last heard of it. */
 export interface ResidentEntry {
   readonly key: string;
   /** The mode the key was made for (a key is `<mode>-<hash of its definition>`). */
   readonly mode: string;
   readonly bytes: number;
   readonly architecture: string;
-  /** `device`: on the accelerator (or in memory, on CPU hosts); `ram`: parked in the sidecar's RAM tier. */
+  /** `device`: on the accelerator (or in memory, on CPU hosts); `ram`: parked in the model host's RAM tier. */
   readonly tier: 'device' | 'ram';
 }
 
 /**
- * The ModelRegistry: which mode is active, which keys the sidecar holds and
+ * The ModelRegistry: which mode is active, which keys the model host holds and
  * where, and the last memory figures. Fed by load replies (what a load brought
- * in and evicted) and by GetMemory (the sidecar's own account, which wins),
+ * in and evicted) and by GetMemory (the model host's own account, which wins),
  * which MemoryRefresher reads after loads and jobs and while one runs; status
- * answers from here. Cleared when the sidecar goes away and re-synced from
+ * answers from here. Cleared when the model host goes away and re-synced from
  * GetMemory when it is back. What it records of loads, evictions and failed loads it also tells ModelEvents.
  */
 @Injectable()
@@ -47,7 +47,7 @@ export class RegistryService {
     return this.active?.key;
   }
 
-  /** True once a mode was loaded after the sidecar (re)started, until the sidecar goes away. */
+  /** True once a mode was loaded after the model host (re)started, until the model host goes away. */
   get ready(): boolean {
     return this.startedUp;
   }
@@ -70,7 +70,7 @@ export class RegistryService {
     return [...this.resident.values()];
   }
 
-  /** A load made `mode` active; whatever the sidecar evicted for it left the device (or went to its RAM tier). */
+  /** A load made `mode` active; whatever the model host evicted for it left the device (or went to its RAM tier). */
   recordLoad(mode: ResolvedMode, load: LoadResult): void {
     for (const key of load.evicted) {
       const entry = this.resident.get(key);
@@ -114,7 +114,7 @@ export class RegistryService {
   }
 
   /**
-   * The sidecar's own account of what it holds replaces ours; the active mode stays active if its key is still
+   * The model host's own account of what it holds replaces ours; the active mode stays active if its key is still
    * held. `version` is the registry's version when GetMemory was asked: a reply that a load overtook only updates
    * the figures.
    */
@@ -131,7 +131,7 @@ export class RegistryService {
     this.startedUp = true;
   }
 
-  /** The sidecar process ended (or cannot be reached): nothing it held is known to survive. */
+  /** The model host process ended (or cannot be reached): nothing it held is known to survive. */
   clear(): void {
     this.resident.clear();
     this.active = undefined;

@@ -6,9 +6,9 @@ import { createTestApp, type TestApp } from '../../testing/test-app.js';
 import { jest } from '@jest/globals';
 
 import { WorkerPool } from '../queue/worker-pool.service.js';
-import { SidecarUnavailableError } from '../errors/domain.errors.js';
+import { ModelHostUnavailableError } from '../errors/domain.errors.js';
 import { RegistryService } from '../registry/registry.service.js';
-import type { MemoryStats } from '../sidecar/sidecar.types.js';
+import type { MemoryStats } from '../model-host/model-host.types.js';
 import { toVramView } from './status.service.js';
 import { waitFor } from '../../testing/wait-for.js';
 
@@ -28,14 +28,14 @@ describe('GET /api/models/status and GET /api/vram', () => {
   /** POST /generate switching to sd15-fast, then waits for the two reads it causes: after the load, and idle. */
   async function generateAndSettle(): Promise<void> {
     let reads = 0;
-    const getMemory = t.sidecar.getMemory.bind(t.sidecar);
-    t.sidecar.getMemory = () => {
+    const getMemory = t.modelHost.getMemory.bind(t.modelHost);
+    t.modelHost.getMemory = () => {
       reads += 1;
       return getMemory();
     };
     await request(server).post('/generate').send({ prompt: 'x', mode: 'sd15-fast' }).expect(200);
     await waitFor(() => reads >= 2, { what: 'the read after the load and the one once the model host is idle' });
-    t.sidecar.getMemory = getMemory;
+    t.modelHost.getMemory = getMemory;
   }
 
   it("answers the spec's keys, in GiB, with every resident model named by its mode", async () => {
@@ -99,7 +99,7 @@ describe('GET /api/models/status and GET /api/vram', () => {
 
   it('answers from the figures the registry holds, asking the model host nothing', async () => {
     await generateAndSettle();
-    const getMemory = jest.spyOn(t.sidecar, 'getMemory');
+    const getMemory = jest.spyOn(t.modelHost, 'getMemory');
     for (let i = 0; i < 10; i += 1) {
       await request(server).get('/api/models/status').expect(200);
       await request(server).get('/api/vram').expect(200);
@@ -130,22 +130,22 @@ describe('GET /api/models/status and GET /api/vram', () => {
 
   it('reads the figures again once a job has finished', async () => {
     const read: string[] = [];
-    const getMemory = t.sidecar.getMemory.bind(t.sidecar);
-    t.sidecar.getMemory = () => {
-      read.push(`memory after ${t.sidecar.calls.length} calls`);
+    const getMemory = t.modelHost.getMemory.bind(t.modelHost);
+    t.modelHost.getMemory = () => {
+      read.push(`memory after ${t.modelHost.calls.length} calls`);
       return getMemory();
     };
     await request(server).post('/generate').send({ prompt: 'x', mode: 'sd15-fast' }).expect(200);
     // The load of sd15-fast, then its generation: a read after the load, and one once the model host is idle.
-    expect(t.sidecar.calls.slice(-2)).toEqual(['load sd15-fast', 'generate sd15-fast x']);
-    const calls = t.sidecar.calls.length;
+    expect(t.modelHost.calls.slice(-2)).toEqual(['load sd15-fast', 'generate sd15-fast x']);
+    const calls = t.modelHost.calls.length;
     await waitFor(() => read.length >= 2, { what: 'the read once the model host is idle' });
     expect(read.slice(-2)).toEqual([`memory after ${calls - 1} calls`, `memory after ${calls} calls`]);
   });
 
   it('counts the waiting jobs in queue_size, not the running one', async () => {
     let release!: () => void;
-    t.sidecar.hold = new Promise((resolve) => (release = resolve));
+    t.modelHost.hold = new Promise((resolve) => (release = resolve));
     const pending = [1, 2, 3].map((n) =>
       request(server)
         .post('/generate')
@@ -161,8 +161,8 @@ describe('GET /api/models/status and GET /api/vram', () => {
   });
 
   it('answers 503 with the reason while the model host is lost, asking it nothing', async () => {
-    const getMemory = jest.spyOn(t.sidecar, 'getMemory');
-    t.sidecar.serving = false;
+    const getMemory = jest.spyOn(t.modelHost, 'getMemory');
+    t.modelHost.serving = false;
     t.process.lose('the model host was killed by SIGKILL unexpectedly');
     const body: unknown = (await request(server).get('/api/models/status').expect(503)).body;
     expect(body).toEqual({
@@ -174,7 +174,7 @@ describe('GET /api/models/status and GET /api/vram', () => {
   });
 
   it('answers 503 when the registry holds no figures and the model host cannot be reached', async () => {
-    t.sidecar.getMemory = () => Promise.reject(new SidecarUnavailableError('connect ENOENT'));
+    t.modelHost.getMemory = () => Promise.reject(new ModelHostUnavailableError('connect ENOENT'));
     t.app.get(RegistryService).clear();
     const body: unknown = (await request(server).get('/api/vram').expect(503)).body;
     expect(body).toEqual({

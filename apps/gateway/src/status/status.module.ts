@@ -5,12 +5,12 @@ import { MemoryModule } from '../memory/memory.module.js';
 import { ModesModule } from '../modes/modes.module.js';
 import { QueueModule } from '../queue/queue.module.js';
 import { RegistryModule } from '../registry/registry.module.js';
-import { SidecarModule } from '../sidecar/sidecar.module.js';
+import { ModelHostModule } from '../model-host/model-host.module.js';
 import { StatusController } from './status.controller.js';
 import { StatusService } from './status.service.js';
 
 @Module({
-  imports: [MemoryModule, MemoryPolicyModule, ModesModule, QueueModule, RegistryModule, SidecarModule],
+  imports: [MemoryModule, MemoryPolicyModule, ModesModule, QueueModule, RegistryModule, ModelHostModule],
   controllers: [StatusController],
   providers: [StatusService],
 })

@@ -1,15 +1,15 @@
 import { Injectable } from '@nestjs/common';
 
 import { toHttpError } from '../errors/http-error.table.js';
-import { SidecarUnavailableError } from '../errors/domain.errors.js';
+import { ModelHostUnavailableError } from '../errors/domain.errors.js';
 import { KeepAliveService } from '../memory-policy/keep-alive.service.js';
 import { MemoryRefresher } from '../memory/memory-refresher.service.js';
 import { ModesService } from '../modes/modes.service.js';
 import { WorkerPool } from '../queue/worker-pool.service.js';
-import { ModelHostConnection } from '../sidecar/model-host.connection.js';
+import { ModelHostConnection } from '../model-host/model-host.connection.js';
 import { modeOfKey } from '../modes/mode-key.js';
 import { RegistryService } from '../registry/registry.service.js';
-import type { MemoryStats } from '../sidecar/sidecar.types.js';
+import type { MemoryStats } from '../model-host/model-host.types.js';
 import type { ModePolicyDto, ModelsStatusDto, VramDto } from './dto/status.dto.js';
 
 /** Bytes per reported "GB": GiB, what the spec's 24.0 for a 24 GiB card means. */
@@ -36,13 +36,13 @@ export class StatusService {
   /** 503 while the model host is lost, or when its figures cannot be read at all. */
   async vram(): Promise<VramDto> {
     const down = this.connection.unavailableReason;
-    if (down !== undefined) throw new SidecarUnavailableError(down);
+    if (down !== undefined) throw new ModelHostUnavailableError(down);
     // No figures yet (the model host has just (re)started): read them once; later requests answer from state.
     if (this.registry.lastMemory === undefined) await this.memory.refresh();
     const stats = this.registry.lastMemory;
     const at = this.registry.lastMemoryAt;
     if (stats === undefined || at === undefined) {
-      throw new SidecarUnavailableError(this.memory.lastFailure ?? 'its memory figures are not known yet');
+      throw new ModelHostUnavailableError(this.memory.lastFailure ?? 'its memory figures are not known yet');
     }
     if (this.rendered?.stats !== stats || this.rendered.at !== at) {
       this.rendered = { stats, at, view: { ...toVramView(stats), as_of: new Date(at).toISOString() } };

@@ -11,8 +11,8 @@ import {
   ModelNotLoadedError,
   OutOfMemoryError,
   InvalidRequestError,
-  SidecarError,
-  SidecarUnavailableError,
+  ModelHostError,
+  ModelHostUnavailableError,
   TaskFailedError,
   UnknownTaskError,
 } from '../errors/domain.errors.js';
@@ -31,15 +31,15 @@ import type { LoadModelRequest__Output } from './generated/modelhost/v1/LoadMode
 import type { MemoryStats } from './generated/modelhost/v1/MemoryStats.js';
 import type { ModelHostHandlers } from './generated/modelhost/v1/ModelHost.js';
 import type { RunTaskRequest__Output } from './generated/modelhost/v1/RunTaskRequest.js';
-import { loadSidecarProto } from './proto-package.loader.js';
-import { SidecarRepository } from './sidecar.repository.js';
-import type { GenerateParams, GenerateProgress, GeneratedImage } from './sidecar.types.js';
+import { loadModelHostProto } from './proto-package.loader.js';
+import { ModelHostClient } from './model-host.client.js';
+import type { GenerateParams, GenerateProgress, GeneratedImage } from './model-host.types.js';
 import { waitFor } from '../../testing/wait-for.js';
 
 const PNG = Buffer.from([0x89, 0x50, 0x4e, 0x47, 1, 2, 3]);
 
-/** A stand-in sidecar on a unix socket, served from the same .proto files with grpc-js. */
-class FakeSidecar {
+/** A stand-in model host on a unix socket, served from the same .proto files with grpc-js. */
+class FakeModelHost {
   readonly server = new grpc.Server();
   readonly loads: LoadModelRequest__Output[] = [];
   readonly generations: GenerateRequest__Output[] = [];
@@ -54,7 +54,7 @@ class FakeSidecar {
   batchCancelled = false;
 
   constructor() {
-    const proto = loadSidecarProto();
+    const proto = loadModelHostProto();
     // Only the calls the repository makes; grpc-js answers UNIMPLEMENTED for the rest.
     const handlers: Pick<
       ModelHostHandlers,
@@ -105,7 +105,7 @@ class FakeSidecar {
           callback({ code: grpc.status.INVALID_ARGUMENT, details: `roots: must be absolute paths, got '${roots[0]}'` });
         } else callback(null, { roots: [...new Set(roots)] });
       },
-      // Like the sidecar's task registry: echo, a task that refuses, a bad argument, an unknown name.
+      // Like the model host's task registry: echo, a task that refuses, a bad argument, an unknown name.
       RunTask: (call, callback) => {
         this.tasks.push(call.request);
         const { name, args_json } = call.request;
@@ -251,37 +251,37 @@ function repositoryFor(
   address: string,
   env: Record<string, string> = {},
   registry = new RegistryService(),
-): SidecarRepository {
-  return new SidecarRepository(
+): ModelHostClient {
+  return new ModelHostClient(
     { address, socketDir: undefined },
     loadConfig({ SIDECAR_ADDR: address, ...env }),
     registry,
   );
 }
 
-describe('SidecarRepository against a gRPC server', () => {
+describe('ModelHostClient against a gRPC server', () => {
   let dir: string;
   let address: string;
-  let sidecar: FakeSidecar;
-  let repository: SidecarRepository;
+  let modelHost: FakeModelHost;
+  let repository: ModelHostClient;
 
   beforeEach(async () => {
     dir = mkdtempSync(join(tmpdir(), 'repo-spec-'));
-    address = `unix:${join(dir, 'sidecar.sock')}`;
-    sidecar = new FakeSidecar();
-    await sidecar.listen(address);
+    address = `unix:${join(dir, 'modelhost.sock')}`;
+    modelHost = new FakeModelHost();
+    await modelHost.listen(address);
     repository = repositoryFor(address);
   });
 
   afterEach(() => {
     repository.onModuleDestroy();
-    sidecar.stop();
+    modelHost.stop();
     rmSync(dir, { recursive: true, force: true });
   });
 
   it('sends a fully explicit load request and returns the reply in domain terms', async () => {
     const result = await repository.load(MODE);
-    expect(sidecar.loads).toEqual([
+    expect(modelHost.loads).toEqual([
       {
         key: MODE.key,
         model_path: '/models/a.safetensors',
@@ -312,7 +312,7 @@ describe('SidecarRepository against a gRPC server', () => {
     });
   });
 
-  it("turns the sidecar's NOT_FOUND on load into ModelLoadError with its message", async () => {
+  it("turns the model host's NOT_FOUND on load into ModelLoadError with its message", async () => {
     const mode = { ...MODE, modelPath: '/models/missing.safetensors' };
     await expect(repository.load(mode)).rejects.toThrow(
       new ModelLoadError('m', 'model file not found: /models/missing.safetensors'),
@@ -372,7 +372,7 @@ describe('SidecarRepository against a gRPC server', () => {
   it('streams a generation: progress events, then the image', async () => {
     const progress: GenerateProgress[] = [];
     const image = await repository.generate(PARAMS, { onProgress: (p) => progress.push(p) });
-    expect(sidecar.generations).toEqual([
+    expect(modelHost.generations).toEqual([
       {
         key: MODE.key,
         prompt: 'a cat',
@@ -394,43 +394,43 @@ describe('SidecarRepository against a gRPC server', () => {
     ]);
     expect(image).toEqual({ png: PNG, seed: 2 ** 40 + 1, width: 64, height: 96, superresApplied: false });
     const upscaled = await repository.generate({ ...PARAMS, superres: true });
-    expect(sidecar.generations[1]?.superres).toBe(true);
+    expect(modelHost.generations[1]?.superres).toBe(true);
     expect(upscaled.superresApplied).toBe(true);
   });
 
   it("asks for the model's own scheduler and no clip skip as empty and 0", async () => {
     await repository.generate({ ...PARAMS, scheduler: 'default', clipSkip: 1 });
     await repository.generate({ ...PARAMS, scheduler: 'default', clipSkip: 0 });
-    expect(sidecar.generations.map((g) => [g.scheduler, g.clip_skip])).toEqual([
+    expect(modelHost.generations.map((g) => [g.scheduler, g.clip_skip])).toEqual([
       ['', 0],
       ['', 0],
     ]);
   });
 
   it('cancels the call when the signal aborts', async () => {
-    sidecar.hang = true;
+    modelHost.hang = true;
     const abort = new AbortController();
     const generation = repository.generate(PARAMS, { signal: abort.signal, onProgress: () => abort.abort() });
     await expect(generation).rejects.toBeInstanceOf(JobCancelledError);
-    await waitFor(() => sidecar.generationCancelled, { what: 'the fake sidecar to see the cancel' });
+    await waitFor(() => modelHost.generationCancelled, { what: 'the fake model host to see the cancel' });
   });
 
-  it('does not call the sidecar for an already aborted signal', async () => {
+  it('does not call the model host for an already aborted signal', async () => {
     const abort = new AbortController();
     abort.abort();
     await expect(repository.generate(PARAMS, { signal: abort.signal })).rejects.toBeInstanceOf(JobCancelledError);
-    expect(sidecar.generations).toEqual([]);
+    expect(modelHost.generations).toEqual([]);
   });
 
   it('reports a stream that fails, or that ends without an image', async () => {
-    await expect(repository.generate({ ...PARAMS, prompt: 'fail' })).rejects.toBeInstanceOf(SidecarError);
+    await expect(repository.generate({ ...PARAMS, prompt: 'fail' })).rejects.toBeInstanceOf(ModelHostError);
     await expect(repository.generate({ ...PARAMS, prompt: 'no image' })).rejects.toThrow(
       'Model host error: the generation stream ended without an image',
     );
   });
 
   it('times a generation out after GENERATE_TIMEOUT_MS', async () => {
-    sidecar.hang = true;
+    modelHost.hang = true;
     const impatient = repositoryFor(address, { GENERATE_TIMEOUT_MS: '200' });
     await expect(impatient.generate(PARAMS)).rejects.toThrow('Generation timed out after 200 ms');
     impatient.onModuleDestroy();
@@ -452,9 +452,9 @@ describe('SidecarRepository against a gRPC server', () => {
       reason: new ModelNotLoadedError(`model '${MODE.key}' is not loaded`),
     });
     expect(missing?.status === 'rejected' && missing.reason).toBeInstanceOf(ModelNotLoadedError);
-    expect(sidecar.batchCancelled).toBe(false);
-    expect(sidecar.batches).toHaveLength(1);
-    expect(sidecar.batches[0]?.map((m) => [m.prompt, m.seed, m.scheduler, m.clip_skip])).toEqual([
+    expect(modelHost.batchCancelled).toBe(false);
+    expect(modelHost.batches).toHaveLength(1);
+    expect(modelHost.batches[0]?.map((m) => [m.prompt, m.seed, m.scheduler, m.clip_skip])).toEqual([
       ['a cat', 1, 'euler_a', 1],
       ['missing', 2, 'euler_a', 1],
       ['a dog', 3, 'euler_a', 1],
@@ -470,9 +470,9 @@ describe('SidecarRepository against a gRPC server', () => {
     ]);
     await expect(cancelled).rejects.toBeInstanceOf(JobCancelledError);
     await expect(other).resolves.toMatchObject({ png: PNG });
-    await waitFor(() => sidecar.memberCancels.length > 0, { what: 'the member cancel to arrive' });
-    expect(sidecar.memberCancels).toEqual([0]);
-    expect(sidecar.batchCancelled).toBe(false);
+    await waitFor(() => modelHost.memberCancels.length > 0, { what: 'the member cancel to arrive' });
+    expect(modelHost.memberCancels).toEqual([0]);
+    expect(modelHost.batchCancelled).toBe(false);
   });
 
   it('cancels the call once every member is cancelled, and sends none already aborted', async () => {
@@ -485,13 +485,13 @@ describe('SidecarRepository against a gRPC server', () => {
     ]);
     await expect(before).rejects.toThrow('generation cancelled before it started');
     await expect(during).rejects.toBeInstanceOf(JobCancelledError);
-    await waitFor(() => sidecar.batchCancelled, { what: 'the fake sidecar to see the call cancelled' });
-    expect(sidecar.batches.map((members) => members.map((m) => m.prompt))).toEqual([['hang']]);
-    expect(sidecar.memberCancels).toEqual([]);
+    await waitFor(() => modelHost.batchCancelled, { what: 'the fake model host to see the call cancelled' });
+    expect(modelHost.batches.map((members) => members.map((m) => m.prompt))).toEqual([['hang']]);
+    expect(modelHost.memberCancels).toEqual([]);
 
     const none = repository.generateBatch([{ params: PARAMS, options: { signal: aborted.signal } }]);
     await expect(none[0]).rejects.toBeInstanceOf(JobCancelledError);
-    expect(sidecar.batches).toHaveLength(1);
+    expect(modelHost.batches).toHaveLength(1);
   });
 
   it("fails every member with the call's own error", async () => {
@@ -505,10 +505,10 @@ describe('SidecarRepository against a gRPC server', () => {
     ]);
   });
 
-  it('runs a named sidecar task with JSON arguments and parses its JSON result', async () => {
+  it('runs a named model host task with JSON arguments and parses its JSON result', async () => {
     await expect(repository.runTask('echo', { n: 2, list: ['a'] })).resolves.toEqual({ n: 2, list: ['a'] });
     await expect(repository.runTask('echo')).resolves.toEqual({});
-    expect(sidecar.tasks).toEqual([
+    expect(modelHost.tasks).toEqual([
       { name: 'echo', args_json: '{"n":2,"list":["a"]}' },
       { name: 'echo', args_json: '{}' },
     ]);
@@ -521,7 +521,7 @@ describe('SidecarRepository against a gRPC server', () => {
     await expect(repository.runTask('refuse')).rejects.toThrow(new TaskFailedError('no model is loaded'));
     await expect(repository.runTask('picky')).rejects.toThrow(new InvalidRequestError(['prefix is required']));
     await expect(repository.runTask('garbled')).rejects.toThrow(
-      new SidecarError("task 'garbled' answered something that is not JSON"),
+      new ModelHostError("task 'garbled' answered something that is not JSON"),
     );
   });
 
@@ -532,25 +532,25 @@ describe('SidecarRepository against a gRPC server', () => {
     );
   });
 
-  it('knows whether the sidecar serves, and waits for it', async () => {
+  it('knows whether the model host serves, and waits for it', async () => {
     await expect(repository.isServing()).resolves.toBe(true);
-    sidecar.serving = false;
+    modelHost.serving = false;
     await expect(repository.isServing()).resolves.toBe(false);
     await expect(repository.waitForReady(300)).rejects.toThrow(
-      new SidecarUnavailableError('the model host was not serving after 300 ms'),
+      new ModelHostUnavailableError('the model host was not serving after 300 ms'),
     );
-    setTimeout(() => (sidecar.serving = true), 300);
+    setTimeout(() => (modelHost.serving = true), 300);
     await expect(repository.waitForReady(5_000)).resolves.toBeUndefined();
   });
 });
 
-describe('SidecarRepository without a sidecar', () => {
-  it('fails fast with SidecarUnavailableError', async () => {
+describe('ModelHostClient without a model host', () => {
+  it('fails fast with ModelHostUnavailableError', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'repo-spec-'));
     const repository = repositoryFor(`unix:${join(dir, 'nobody.sock')}`);
     try {
-      await expect(repository.getMemory()).rejects.toBeInstanceOf(SidecarUnavailableError);
-      await expect(repository.load(MODE)).rejects.toBeInstanceOf(SidecarUnavailableError);
+      await expect(repository.getMemory()).rejects.toBeInstanceOf(ModelHostUnavailableError);
+      await expect(repository.load(MODE)).rejects.toBeInstanceOf(ModelHostUnavailableError);
       await expect(repository.isServing()).resolves.toBe(false);
     } finally {
       repository.onModuleDestroy();

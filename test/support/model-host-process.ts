@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { ROOT, SIDECAR_PYTHON } from './demo-models';
 import { E2E_ENV } from './gateway-process';
 
-export interface Sidecar {
+export interface ModelHost {
   /** For the gateway's SIDECAR_ADDR. */
   addr: string;
   process: ChildProcess;
@@ -15,11 +15,11 @@ export interface Sidecar {
 }
 
 /**
- * Starts one real sidecar that several gateways use in turn (SIDECAR_ADDR), so that a test file can start a
- * fresh gateway per test without paying for a sidecar start each time. The gateways wait for it to serve.
+ * Starts one real model host that several gateways use in turn (SIDECAR_ADDR), so that a test file can start a
+ * fresh gateway per test without paying for a model host start each time. The gateways wait for it to serve.
  * It listens on a unix socket in a private temporary folder: nothing to pick, nothing another process can take.
  */
-export function startSidecar(): Sidecar {
+export function startModelHost(): ModelHost {
   const dir = mkdtempSync(join(tmpdir(), 'e2e-sidecar-'));
   const addr = `unix:${join(dir, 'modelhost.sock')}`;
   const args = ['-m', 'modelhost', 'serve', '--listen', addr, '--exit-with-parent', '--device', E2E_ENV.SIDECAR_DEVICE];

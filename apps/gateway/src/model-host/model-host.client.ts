@@ -5,7 +5,7 @@ import { Inject, Injectable, type OnModuleDestroy } from '@nestjs/common';
 
 import { DEFAULT_SCHEDULER } from '../common/samplers.js';
 import { APP_CONFIG, type AppConfig } from '../config/app-config.js';
-import { JobCancelledError, SidecarError, SidecarUnavailableError } from '../errors/domain.errors.js';
+import { JobCancelledError, ModelHostError, ModelHostUnavailableError } from '../errors/domain.errors.js';
 import type { ResolvedMode } from '../modes/mode.types.js';
 import { RegistryService } from '../registry/registry.service.js';
 import type { HealthClient } from './generated/grpc/health/v1/Health.js';
@@ -14,15 +14,15 @@ import type { GeneratedImage__Output } from './generated/modelhost/v1/GeneratedI
 import type { ListModelsReply__Output } from './generated/modelhost/v1/ListModelsReply.js';
 import type { LoadModelReply__Output } from './generated/modelhost/v1/LoadModelReply.js';
 import type { MemoryStats__Output } from './generated/modelhost/v1/MemoryStats.js';
-import type { ModelHostClient } from './generated/modelhost/v1/ModelHost.js';
+import type { ModelHostClient as ModelHostStub } from './generated/modelhost/v1/ModelHost.js';
 import type { RunTaskReply__Output } from './generated/modelhost/v1/RunTaskReply.js';
 import type { SetModelRootsReply__Output } from './generated/modelhost/v1/SetModelRootsReply.js';
 import type { GenerateBatchEvent__Output } from './generated/modelhost/v1/GenerateBatchEvent.js';
 import type { GenerateRequest } from './generated/modelhost/v1/GenerateRequest.js';
 import { memberErrorToDomainError, toDomainError, type CallContext } from './grpc-error.mapper.js';
 import type { ModelHost, ModelHostHealth } from './model-host.js';
-import { loadSidecarProto } from './proto-package.loader.js';
-import { SIDECAR_ENDPOINT, type SidecarEndpoint } from './sidecar-endpoint.provider.js';
+import { loadModelHostProto } from './proto-package.loader.js';
+import { MODEL_HOST_ENDPOINT, type ModelHostEndpoint } from './model-host-endpoint.provider.js';
 import type {
   BatchMember,
   GenerateOptions,
@@ -32,9 +32,9 @@ import type {
   MemoryStats,
   ModelInventory,
   ResidentModel,
-} from './sidecar.types.js';
+} from './model-host.types.js';
 
-/** The service whose health says the sidecar can take work (it reports NOT_SERVING while it drains). */
+/** The service whose health says the model host can take work (it reports NOT_SERVING while it drains). */
 const MODEL_HOST_SERVICE = 'modelhost.v1.ModelHost';
 const HEALTH_CHECK_TIMEOUT_MS = 2_000;
 const HEALTH_POLL_INTERVAL_MS = 250;
@@ -43,42 +43,42 @@ const UNLOAD_TIMEOUT_MS = 60_000;
 /** Setting the roots rescans them for the model host's inventory: folders of many files take a while. */
 const ROOTS_TIMEOUT_MS = 60_000;
 
-/** The one class that speaks gRPC to the sidecar. Every call has a deadline; every failure becomes a domain error. */
+/** The one class that speaks gRPC to the model host. Every call has a deadline; every failure becomes a domain error. */
 @Injectable()
-export class SidecarRepository implements ModelHost, OnModuleDestroy {
-  private readonly modelHost: ModelHostClient;
+export class ModelHostClient implements ModelHost, OnModuleDestroy {
+  private readonly stub: ModelHostStub;
   private readonly health: HealthClient;
   /** GENERATE_TIMEOUT_MS bounds generations and tasks; SWITCH_TIMEOUT_MS bounds loads. */
   private readonly deviceWorkTimeoutMs: number;
   private readonly loadTimeoutMs: number;
 
   constructor(
-    @Inject(SIDECAR_ENDPOINT) endpoint: SidecarEndpoint,
+    @Inject(MODEL_HOST_ENDPOINT) endpoint: ModelHostEndpoint,
     @Inject(APP_CONFIG) config: AppConfig,
     private readonly registry: RegistryService,
   ) {
-    const proto = loadSidecarProto();
+    const proto = loadModelHostProto();
     const credentials = grpc.credentials.createInsecure();
     const options: grpc.ChannelOptions = {
       // Images come back whole in one message; a large upscaled PNG is far past the 4 MiB default.
       'grpc.max_receive_message_length': -1,
-      // The sidecar is local: retry a lost connection within seconds, not the default's up to two minutes.
+      // The model host is local: retry a lost connection within seconds, not the default's up to two minutes.
       'grpc.initial_reconnect_backoff_ms': 250,
       'grpc.max_reconnect_backoff_ms': 2_000,
     };
-    this.modelHost = new proto.modelhost.v1.ModelHost(endpoint.address, credentials, options);
+    this.stub = new proto.modelhost.v1.ModelHost(endpoint.address, credentials, options);
     this.health = new proto.grpc.health.v1.Health(endpoint.address, credentials, options);
     this.deviceWorkTimeoutMs = config.generateTimeoutMs;
     this.loadTimeoutMs = config.switchTimeoutMs;
   }
 
   onModuleDestroy(): void {
-    this.modelHost.close();
+    this.stub.close();
     this.health.close();
   }
 
   /**
-   * Makes the mode's pipeline resident (idempotent on the sidecar's side). A load that fails is recorded in the
+   * Makes the mode's pipeline resident (idempotent on the model host's side). A load that fails is recorded in the
    * registry here, whoever asked for it; a load that succeeds is recorded by the one who asked (it makes a mode
    * active, which only the worker knows).
    */
@@ -100,7 +100,7 @@ export class SidecarRepository implements ModelHost, OnModuleDestroy {
       pinned: mode.pinned,
     };
     return new Promise<LoadModelReply__Output>((resolve, reject) => {
-      this.modelHost.LoadModel(request, this.deadline(context), this.settle(context, resolve, reject));
+      this.stub.LoadModel(request, this.deadline(context), this.settle(context, resolve, reject));
     }).then(toLoadResult, (error: Error) => {
       this.registry.recordLoadFailure(mode, error);
       throw error;
@@ -111,7 +111,7 @@ export class SidecarRepository implements ModelHost, OnModuleDestroy {
   unload(key: string): Promise<number> {
     const context: CallContext = { rpc: 'unload', subject: key, timeoutMs: UNLOAD_TIMEOUT_MS };
     return new Promise<number>((resolve, reject) => {
-      this.modelHost.UnloadModel(
+      this.stub.UnloadModel(
         { key },
         this.deadline(context),
         this.settle(context, (reply) => resolve(reply.freed_bytes), reject),
@@ -126,7 +126,7 @@ export class SidecarRepository implements ModelHost, OnModuleDestroy {
   offload(key: string): Promise<{ freedBytes: number; parked: boolean }> {
     const context: CallContext = { rpc: 'unload', subject: key, timeoutMs: UNLOAD_TIMEOUT_MS };
     return new Promise((resolve, reject) => {
-      this.modelHost.UnloadModel(
+      this.stub.UnloadModel(
         { key, to_ram_tier: true },
         this.deadline(context),
         this.settle(context, (reply) => resolve({ freedBytes: reply.freed_bytes, parked: reply.parked }), reject),
@@ -137,7 +137,7 @@ export class SidecarRepository implements ModelHost, OnModuleDestroy {
   getMemory(): Promise<MemoryStats> {
     const context: CallContext = { rpc: 'memory', subject: 'memory', timeoutMs: MEMORY_TIMEOUT_MS };
     return new Promise<MemoryStats__Output>((resolve, reject) => {
-      this.modelHost.GetMemory({}, this.deadline(context), this.settle(context, resolve, reject));
+      this.stub.GetMemory({}, this.deadline(context), this.settle(context, resolve, reject));
     }).then(toMemoryStats);
   }
 
@@ -145,7 +145,7 @@ export class SidecarRepository implements ModelHost, OnModuleDestroy {
   listModels(): Promise<ModelInventory> {
     const context: CallContext = { rpc: 'memory', subject: 'model inventory', timeoutMs: MEMORY_TIMEOUT_MS };
     return new Promise<ListModelsReply__Output>((resolve, reject) => {
-      this.modelHost.ListModels({}, this.deadline(context), this.settle(context, resolve, reject));
+      this.stub.ListModels({}, this.deadline(context), this.settle(context, resolve, reject));
     }).then((reply) => ({
       roots: reply.roots,
       polling: reply.polling,
@@ -170,11 +170,7 @@ export class SidecarRepository implements ModelHost, OnModuleDestroy {
   setModelRoots(roots: readonly string[]): Promise<string[]> {
     const context: CallContext = { rpc: 'roots', subject: roots.join(', '), timeoutMs: ROOTS_TIMEOUT_MS };
     return new Promise<SetModelRootsReply__Output>((resolve, reject) => {
-      this.modelHost.SetModelRoots(
-        { roots: [...roots] },
-        this.deadline(context),
-        this.settle(context, resolve, reject),
-      );
+      this.stub.SetModelRoots({ roots: [...roots] }, this.deadline(context), this.settle(context, resolve, reject));
     }).then((reply) => reply.roots);
   }
 
@@ -184,7 +180,7 @@ export class SidecarRepository implements ModelHost, OnModuleDestroy {
     if (signal?.aborted) return Promise.reject(new JobCancelledError('generation cancelled before it started'));
     const context: CallContext = { rpc: 'generate', subject: params.key, timeoutMs: this.deviceWorkTimeoutMs };
     return new Promise<GeneratedImage>((resolve, reject) => {
-      const call = this.modelHost.Generate(toGenerateRequest(params), this.deadline(context));
+      const call = this.stub.Generate(toGenerateRequest(params), this.deadline(context));
       let image: GeneratedImage | undefined;
       const cancel = (): void => call.cancel();
       signal?.addEventListener('abort', cancel, { once: true });
@@ -207,7 +203,7 @@ export class SidecarRepository implements ModelHost, OnModuleDestroy {
       );
       call.on('end', () =>
         finish(() =>
-          image ? resolve(image) : reject(new SidecarError('the generation stream ended without an image')),
+          image ? resolve(image) : reject(new ModelHostError('the generation stream ended without an image')),
         ),
       );
     });
@@ -228,7 +224,7 @@ export class SidecarRepository implements ModelHost, OnModuleDestroy {
     const [first] = sent;
     if (!first) return entries.map((entry) => entry.result);
     const context: CallContext = { rpc: 'generate', subject: first.params.key, timeoutMs: this.deviceWorkTimeoutMs };
-    const call = this.modelHost.GenerateBatch(this.deadline(context));
+    const call = this.stub.GenerateBatch(this.deadline(context));
     for (const [position, entry] of sent.entries()) {
       entry.onAbort(() => {
         entry.reject(new JobCancelledError('generation cancelled'));
@@ -261,21 +257,21 @@ export class SidecarRepository implements ModelHost, OnModuleDestroy {
     });
     call.on('end', () => {
       for (const entry of sent)
-        entry.reject(new SidecarError("the batch stream ended without this generation's image"));
+        entry.reject(new ModelHostError("the batch stream ended without this generation's image"));
     });
     call.write({ batch: { members: sent.map((entry) => toGenerateRequest(entry.params)) } });
     return entries.map((entry) => entry.result);
   }
 
   /**
-   * Runs the sidecar task registered under `name` (a Python plugin; see sidecar/src/modelhost/tasks) with `args`
-   * sent as JSON; resolves to its JSON result, parsed. It runs on the sidecar's device thread, in order with loads
+   * Runs the model host task registered under `name` (a Python plugin; see sidecar/src/modelhost/tasks) with `args`
+   * sent as JSON; resolves to its JSON result, parsed. It runs on the model host's device thread, in order with loads
    * and generations. Unknown task: UnknownTaskError; bad args: InvalidRequestError; refused: TaskFailedError.
    */
   runTask(name: string, args: Readonly<Record<string, unknown>> = {}): Promise<unknown> {
     const context: CallContext = { rpc: 'task', subject: name, timeoutMs: this.deviceWorkTimeoutMs };
     return new Promise<RunTaskReply__Output>((resolve, reject) => {
-      this.modelHost.RunTask(
+      this.stub.RunTask(
         { name, args_json: JSON.stringify(args) },
         this.deadline(context),
         this.settle(context, resolve, reject),
@@ -284,7 +280,7 @@ export class SidecarRepository implements ModelHost, OnModuleDestroy {
       try {
         return reply.result_json === '' ? null : (JSON.parse(reply.result_json) as unknown);
       } catch {
-        throw new SidecarError(`task '${name}' answered something that is not JSON`);
+        throw new ModelHostError(`task '${name}' answered something that is not JSON`);
       }
     });
   }
@@ -311,13 +307,13 @@ export class SidecarRepository implements ModelHost, OnModuleDestroy {
     });
   }
 
-  /** Polls health until SERVING; rejects with SidecarUnavailableError after `timeoutMs`, or when `signal` aborts. */
+  /** Polls health until SERVING; rejects with ModelHostUnavailableError after `timeoutMs`, or when `signal` aborts. */
   async waitForReady(timeoutMs: number, signal?: AbortSignal): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     while (!(await this.isServing())) {
-      if (signal?.aborted) throw new SidecarUnavailableError('stopped waiting for the model host');
+      if (signal?.aborted) throw new ModelHostUnavailableError('stopped waiting for the model host');
       if (Date.now() >= deadline) {
-        throw new SidecarUnavailableError(`the model host was not serving after ${timeoutMs} ms`);
+        throw new ModelHostUnavailableError(`the model host was not serving after ${timeoutMs} ms`);
       }
       await sleep(HEALTH_POLL_INTERVAL_MS);
     }
@@ -334,7 +330,7 @@ export class SidecarRepository implements ModelHost, OnModuleDestroy {
   ): grpc.requestCallback<T> {
     return (error, reply) => {
       if (error) reject(toDomainError(error, context));
-      else if (reply === undefined) reject(new SidecarError(`empty ${context.rpc} reply`));
+      else if (reply === undefined) reject(new ModelHostError(`empty ${context.rpc} reply`));
       else resolve(reply);
     };
   }

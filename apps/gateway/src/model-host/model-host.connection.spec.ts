@@ -1,6 +1,6 @@
 import { jest } from '@jest/globals';
 
-import { FakeSidecarProcess, FakeSidecarRepository } from '../../testing/fake-sidecar.js';
+import { FakeModelHostProcess, FakeModelHost } from '../../testing/fake-model-host.js';
 import { waitFor } from '../../testing/wait-for.js';
 import { loadConfig } from '../config/app-config.js';
 import { ModelLoadError } from '../errors/domain.errors.js';
@@ -9,7 +9,7 @@ import { RegistryService } from '../registry/registry.service.js';
 import { ModelHostConnection, type ModelHostState } from './model-host.connection.js';
 
 /** A process the gateway runs: counts its starts. */
-class ManagedProcess extends FakeSidecarProcess {
+class ManagedProcess extends FakeModelHostProcess {
   override readonly managed = true;
   starts = 0;
 
@@ -20,10 +20,10 @@ class ManagedProcess extends FakeSidecarProcess {
 }
 
 function connect(
-  process: FakeSidecarProcess,
+  process: FakeModelHostProcess,
   registry = new RegistryService(),
-  host = new FakeSidecarRepository(),
-): { connection: ModelHostConnection; host: FakeSidecarRepository; registry: RegistryService } {
+  host = new FakeModelHost(),
+): { connection: ModelHostConnection; host: FakeModelHost; registry: RegistryService } {
   const config = loadConfig({ SIDECAR_STARTUP_TIMEOUT_MS: '1000', SIDECAR_RESTART_MAX_BACKOFF_MS: '4000' });
   return { connection: new ModelHostConnection(host, process, registry, config), host, registry };
 }
@@ -37,7 +37,7 @@ describe('ModelHostConnection', () => {
   });
 
   it('starts the process, waits until it serves, has the worker bring it up, then serves', async () => {
-    const process = new FakeSidecarProcess();
+    const process = new FakeModelHostProcess();
     let ready!: () => void;
     process.ready = new Promise((resolve) => (ready = resolve));
     const { connection, registry } = connect(process);
@@ -64,7 +64,7 @@ describe('ModelHostConnection', () => {
   });
 
   it('stays starting, saying why, when the default mode cannot be brought up, and serves once a mode loads', async () => {
-    const { connection, registry } = connect(new FakeSidecarProcess());
+    const { connection, registry } = connect(new FakeModelHostProcess());
     connections.push(connection);
     const seen: ModelHostState[] = [];
     connection.onState((state) => seen.push(state));
@@ -104,7 +104,7 @@ describe('ModelHostConnection', () => {
   });
 
   it('goes lost on its process ending, recovering, then serving again, telling each change', async () => {
-    const process = new FakeSidecarProcess();
+    const process = new FakeModelHostProcess();
     const { connection, host, registry } = connect(process);
     connections.push(connection);
     const seen: ModelHostState[] = [];
@@ -161,7 +161,7 @@ describe('ModelHostConnection', () => {
 
   it('never starts a model host it does not run (SIDECAR_ADDR) again', async () => {
     jest.useFakeTimers({ doNotFake: ['setImmediate', 'nextTick', 'queueMicrotask'] });
-    const process = new FakeSidecarProcess();
+    const process = new FakeModelHostProcess();
     const { connection } = connect(process);
     connections.push(connection);
     process.started = false;

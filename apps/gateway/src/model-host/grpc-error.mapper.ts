@@ -9,18 +9,18 @@ import {
   ModelNotLoadedError,
   OutOfMemoryError,
   PinnedModelsError,
-  SidecarError,
-  SidecarUnavailableError,
+  ModelHostError,
+  ModelHostUnavailableError,
   TaskFailedError,
   UnknownTaskError,
 } from '../errors/domain.errors.js';
 import { modeOfKey } from '../modes/mode-key.js';
 
-export type SidecarRpc = 'load' | 'unload' | 'generate' | 'memory' | 'health' | 'task' | 'roots';
+export type ModelHostRpc = 'load' | 'unload' | 'generate' | 'memory' | 'health' | 'task' | 'roots';
 
 /** What the failed call was about: the mode being loaded, or the key used; and the deadline it had. */
 export interface CallContext {
-  readonly rpc: SidecarRpc;
+  readonly rpc: ModelHostRpc;
   readonly subject: string;
   readonly timeoutMs: number;
 }
@@ -28,7 +28,7 @@ export interface CallContext {
 interface Rule {
   readonly code: Status;
   /** Undefined: any call. */
-  readonly rpc?: SidecarRpc;
+  readonly rpc?: ModelHostRpc;
   readonly toError: (detail: string, context: CallContext) => Error;
 }
 
@@ -48,16 +48,16 @@ export const GRPC_ERROR_TABLE: readonly Rule[] = [
   { code: Status.DEADLINE_EXCEEDED, rpc: 'generate', toError: (_, c) => new GenerationTimeoutError(c.timeoutMs) },
   {
     code: Status.DEADLINE_EXCEEDED,
-    toError: (_, c) => new SidecarUnavailableError(`no answer to ${c.rpc} within ${c.timeoutMs} ms`),
+    toError: (_, c) => new ModelHostUnavailableError(`no answer to ${c.rpc} within ${c.timeoutMs} ms`),
   },
   { code: Status.INVALID_ARGUMENT, toError: (detail) => new InvalidRequestError([detail]) },
   { code: Status.RESOURCE_EXHAUSTED, toError: (detail) => new OutOfMemoryError(detail) },
   { code: Status.FAILED_PRECONDITION, toError: (detail) => new ModelNotLoadedError(detail) },
   { code: Status.NOT_FOUND, toError: (detail) => new ModelNotLoadedError(detail) },
   { code: Status.CANCELLED, toError: (detail) => new JobCancelledError(detail) },
-  { code: Status.UNAVAILABLE, toError: (detail) => new SidecarUnavailableError(detail) },
+  { code: Status.UNAVAILABLE, toError: (detail) => new ModelHostUnavailableError(detail) },
   // A task's own bug or an unexpected failure: the model host logged the traceback.
-  { code: Status.INTERNAL, toError: (detail) => new SidecarError(`INTERNAL: ${detail}`) },
+  { code: Status.INTERNAL, toError: (detail) => new ModelHostError(`INTERNAL: ${detail}`) },
 ];
 
 /** The modes of the keys a PinnedModelsError of the model host names. */
@@ -73,10 +73,10 @@ export function toDomainError(error: ServiceError, context: CallContext): Error 
 /** A status the model host sent as data (a batch member's error: its code's name and its message). */
 export function memberErrorToDomainError(codeName: string, detail: string, context: CallContext): Error {
   const code = Object.values(Status).find((c): c is Status => typeof c === 'number' && Status[c] === codeName);
-  return code === undefined ? new SidecarError(`${codeName}: ${detail}`) : statusToDomainError(code, detail, context);
+  return code === undefined ? new ModelHostError(`${codeName}: ${detail}`) : statusToDomainError(code, detail, context);
 }
 
 function statusToDomainError(code: Status, detail: string, context: CallContext): Error {
   const rule = GRPC_ERROR_TABLE.find((r) => r.code === code && (r.rpc === undefined || r.rpc === context.rpc));
-  return rule ? rule.toError(detail, context) : new SidecarError(`${Status[code] ?? code}: ${detail}`);
+  return rule ? rule.toError(detail, context) : new ModelHostError(`${Status[code] ?? code}: ${detail}`);
 }

@@ -5,8 +5,8 @@ import { Inject, Injectable, Logger } from '@nestjs/common';
 import { APP_CONFIG, type AppConfig } from '../config/app-config.js';
 import { RegistryService } from '../registry/registry.service.js';
 import type { ModelHost, ModelHostProcess } from './model-host.js';
-import { SidecarProcessService } from './sidecar-process.service.js';
-import { SidecarRepository } from './sidecar.repository.js';
+import { ModelHostProcessService } from './model-host-process.service.js';
+import { ModelHostClient } from './model-host.client.js';
 
 /**
  * The model host as its connection sees it: `starting` until the default mode is loaded, `serving`, `lost` (its
@@ -71,8 +71,8 @@ export class ModelHostConnection {
   private restartTimer: NodeJS.Timeout | undefined;
 
   constructor(
-    @Inject(SidecarRepository) readonly host: ModelHost,
-    @Inject(SidecarProcessService) private readonly process: ModelHostProcess,
+    @Inject(ModelHostClient) readonly host: ModelHost,
+    @Inject(ModelHostProcessService) private readonly process: ModelHostProcess,
     private readonly registry: RegistryService,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
   ) {
@@ -127,7 +127,7 @@ export class ModelHostConnection {
   async start(): Promise<void> {
     try {
       this.startProcess();
-      await this.process.waitForReady(this.config.sidecarStartupTimeoutMs, this.stop.signal);
+      await this.process.waitForReady(this.config.modelHostStartupTimeoutMs, this.stop.signal);
       this.logger.log('model host serving; loading the default mode');
       await this.hooks.bringUp();
       this.registry.markStartedUp();
@@ -169,7 +169,7 @@ export class ModelHostConnection {
   /** A process the gateway runs ended: start it again after a pause that doubles while it keeps ending. */
   private restartProcess(): void {
     if (!this.process.managed || this.stop.signal.aborted) return;
-    const max = this.config.sidecarRestartMaxBackoffMs;
+    const max = this.config.modelHostRestartMaxBackoffMs;
     if (Date.now() - this.processStartedAt >= HEALTHY_AFTER_MS) this.restartDelayMs = FIRST_RESTART_DELAY_MS;
     const delay = Math.min(this.restartDelayMs, max);
     this.restartDelayMs = Math.min(delay * 2, max);
@@ -203,7 +203,7 @@ export class ModelHostConnection {
     for (let attempt = 1; !signal.aborted; attempt += 1) {
       try {
         await this.hooks.settled();
-        await this.host.waitForReady(this.config.sidecarStartupTimeoutMs, signal);
+        await this.host.waitForReady(this.config.modelHostStartupTimeoutMs, signal);
         this.resyncing = true;
         this.emit(this.down);
         this.registry.clear();

@@ -1,7 +1,7 @@
-import { JobCancelledError, SidecarUnavailableError, UnknownTaskError } from '../src/errors/domain.errors.js';
+import { JobCancelledError, ModelHostUnavailableError, UnknownTaskError } from '../src/errors/domain.errors.js';
 import { modeOfKey } from '../src/modes/mode-key.js';
 import type { ResolvedMode } from '../src/modes/mode.types.js';
-import type { ModelHost, ModelHostHealth, ModelHostProcess } from '../src/sidecar/model-host.js';
+import type { ModelHost, ModelHostHealth, ModelHostProcess } from '../src/model-host/model-host.js';
 import type {
   BatchMember,
   GenerateOptions,
@@ -11,10 +11,10 @@ import type {
   LoadResult,
   MemoryStats,
   ModelInventory,
-} from '../src/sidecar/sidecar.types.js';
+} from '../src/model-host/model-host.types.js';
 
-/** A SidecarRepository stand-in: records calls, answers at once, can fail or hold a generation open. */
-export class FakeSidecarRepository implements ModelHost {
+/** A ModelHostClient stand-in: records calls, answers at once, can fail or hold a generation open. */
+export class FakeModelHost implements ModelHost {
   readonly calls: string[] = [];
   readonly generations: GenerateParams[] = [];
   readonly signals: AbortSignal[] = [];
@@ -33,7 +33,7 @@ export class FakeSidecarRepository implements ModelHost {
   inventoryFiles: InventoryFile[] = [];
   /** Every setModelRoots call's roots, in order. */
   readonly rootsSet: string[][] = [];
-  /** Sidecar tasks: what runTask answers for a name (a function of the args), else an unknown-task error. */
+  /** Model host tasks: what runTask answers for a name (a function of the args), else an unknown-task error. */
   readonly tasks = new Map<string, (args: Readonly<Record<string, unknown>>) => unknown>([['echo', (args) => args]]);
 
   async load(mode: ResolvedMode): Promise<LoadResult> {
@@ -156,17 +156,17 @@ export class FakeSidecarRepository implements ModelHost {
 
   /** As the process dying does to calls in flight: held generations fail with a dropped connection. */
   dropConnections(): void {
-    for (const reject of this.dropHeld.splice(0)) reject(new SidecarUnavailableError('Connection dropped'));
+    for (const reject of this.dropHeld.splice(0)) reject(new ModelHostUnavailableError('Connection dropped'));
   }
 
-  /** How many times waitForReady found the sidecar not serving: a test can wait until someone is waiting. */
+  /** How many times waitForReady found the model host not serving: a test can wait until someone is waiting. */
   notServingPolls = 0;
 
-  /** Resolves once `serving` is true (and the sidecar reachable). */
+  /** Resolves once `serving` is true (and the model host reachable). */
   async waitForReady(_timeoutMs?: number, signal?: AbortSignal): Promise<void> {
     while (!this.serving || this.unreachable) {
       this.notServingPolls += 1;
-      if (signal?.aborted) throw new SidecarUnavailableError('stopped waiting for the model host');
+      if (signal?.aborted) throw new ModelHostUnavailableError('stopped waiting for the model host');
       await new Promise((resolve) => setTimeout(resolve, 5));
     }
   }
@@ -174,8 +174,8 @@ export class FakeSidecarRepository implements ModelHost {
   onModuleDestroy(): void {}
 }
 
-/** A SidecarProcessService stand-in: the sidecar is "started" and ready when `ready` resolves. */
-export class FakeSidecarProcess implements ModelHostProcess {
+/** A ModelHostProcessService stand-in: the model host is "started" and ready when `ready` resolves. */
+export class FakeModelHostProcess implements ModelHostProcess {
   /** Not a process the gateway runs: a loss is recovered without starting anything. */
   readonly managed: boolean = false;
   started = false;
@@ -191,7 +191,7 @@ export class FakeSidecarProcess implements ModelHostProcess {
     this.lossListeners.push(listener);
   }
 
-  /** As if the sidecar process died. */
+  /** As if the model host process died. */
   lose(reason = 'the model host was killed by SIGKILL unexpectedly'): void {
     for (const listener of this.lossListeners) listener(reason);
   }

@@ -1,8 +1,8 @@
-/** What the gateway knows of the sidecar, in its own (camelCase) terms: no gRPC type leaves this folder. */
+/** What the gateway knows of the model host, in its own (camelCase) terms: no gRPC type leaves this folder. */
 
 export interface LoadResult {
   readonly key: string;
-  /** sd15, sd2, sdxl-base, sdxl-refiner, ... as the sidecar detected it. */
+  /** sd15, sd2, sdxl-base, sdxl-refiner, ... as the model host detected it. */
   readonly architecture: string;
   readonly bytes: number;
   readonly estimatedBytes: number;
@@ -43,7 +43,7 @@ export interface MemoryStats {
   readonly usedBytes: number;
   readonly availableBytes: number;
   readonly models: readonly ResidentModel[];
-  /** Kept free by the sidecar; not part of availableBytes. */
+  /** Kept free by the model host; not part of availableBytes. */
   readonly reserveBytes: number;
   readonly ramTierBytes: number;
   /** 0: no RAM tier. */
@@ -75,7 +75,7 @@ export interface GenerateProgress {
 }
 
 export interface GenerateOptions {
-  /** Aborting cancels the call, which stops the sidecar's denoising loop. */
+  /** Aborting cancels the call, which stops the model host's denoising loop. */
   readonly signal?: AbortSignal;
   readonly onProgress?: (progress: GenerateProgress) => void;
 }

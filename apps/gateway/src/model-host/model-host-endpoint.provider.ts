@@ -6,24 +6,24 @@ import type { FactoryProvider } from '@nestjs/common';
 
 import { APP_CONFIG, type AppConfig } from '../config/app-config.js';
 
-export const SIDECAR_ENDPOINT = Symbol('SIDECAR_ENDPOINT');
+export const MODEL_HOST_ENDPOINT = Symbol('MODEL_HOST_ENDPOINT');
 
-export interface SidecarEndpoint {
+export interface ModelHostEndpoint {
   /** A grpc-js target: `host:port` or `unix:/path`. */
   readonly address: string;
-  /** Set when the gateway starts the sidecar itself: the private folder for its socket, made when it starts. */
+  /** Set when the gateway starts the model host itself: the private folder for its socket, made when it starts. */
   readonly socketDir: string | undefined;
 }
 
 /** The private socket folders' names: `modelhost-<gateway pid>-<random>`, so a leftover's owner can be told. */
 export const SOCKET_DIR_PATTERN = /^modelhost-(\d+)-[0-9a-f]{16}$/;
 
-/** SIDECAR_ADDR, or a socket in a private folder (not made yet) for a sidecar the gateway starts. */
-export const sidecarEndpointProvider: FactoryProvider<SidecarEndpoint> = {
-  provide: SIDECAR_ENDPOINT,
+/** SIDECAR_ADDR, or a socket in a private folder (not made yet) for a model host the gateway starts. */
+export const modelHostEndpointProvider: FactoryProvider<ModelHostEndpoint> = {
+  provide: MODEL_HOST_ENDPOINT,
   inject: [APP_CONFIG],
-  useFactory: (config: AppConfig): SidecarEndpoint => {
-    if (config.sidecarAddr !== undefined) return { address: config.sidecarAddr, socketDir: undefined };
+  useFactory: (config: AppConfig): ModelHostEndpoint => {
+    if (config.modelHostAddr !== undefined) return { address: config.modelHostAddr, socketDir: undefined };
     const socketDir = join(tmpdir(), `modelhost-${process.pid}-${randomBytes(8).toString('hex')}`);
     return { address: `unix:${join(socketDir, 'modelhost.sock')}`, socketDir };
   },

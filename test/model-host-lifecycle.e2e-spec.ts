@@ -3,7 +3,7 @@ import { join } from 'node:path';
 
 import { demoDir } from './support/demo-models';
 import { Gateway, startGateway } from './support/gateway-process';
-import { Sidecar, startSidecar } from './support/sidecar-process';
+import { ModelHost, startModelHost } from './support/model-host-process';
 import { waitFor } from './support/wait-for';
 
 /** Minutes on these CPUs if nobody stops it: 150 steps at 512x512. */
@@ -16,7 +16,7 @@ const LONG = {
   scheduler: 'euler_a',
 };
 
-describe('client disconnects and sidecar crashes, on the real sidecar', () => {
+describe('client disconnects and model host crashes, on the real model host', () => {
   let gateway: Gateway;
 
   beforeAll(async () => {
@@ -86,7 +86,7 @@ describe('client disconnects and sidecar crashes, on the real sidecar', () => {
     await gateway.logged('client gone: generation cancelled', logStart);
   });
 
-  it('keeps the queued jobs through a SIGKILL of the sidecar and runs them once it is back', async () => {
+  it('keeps the queued jobs through a SIGKILL of the model host and runs them once it is back', async () => {
     const pids = [...gateway.logs().matchAll(/model host started \(pid (\d+)\)/g)].map((match) => Number(match[1]));
     const pid = pids.at(-1);
     expect(pid).toBeGreaterThan(0);
@@ -129,23 +129,23 @@ describe('client disconnects and sidecar crashes, on the real sidecar', () => {
 });
 
 describe('a model host at SIDECAR_ADDR that stops serving', () => {
-  let sidecar: Sidecar;
+  let modelHost: ModelHost;
   let gateway: Gateway;
 
   beforeAll(async () => {
-    sidecar = startSidecar();
+    modelHost = startModelHost();
     // A short grace: at the end the gateway cancels the job the stopping model host still runs.
     gateway = await startGateway({
       MODES_FILE: join(demoDir(), 'modes.yaml'),
       MODES_WATCH: '0',
-      SIDECAR_ADDR: sidecar.addr,
+      SIDECAR_ADDR: modelHost.addr,
       SHUTDOWN_GRACE_MS: '1000',
     });
   });
 
   afterAll(async () => {
     await gateway?.stop();
-    await sidecar?.stop();
+    await modelHost?.stop();
   });
 
   function post(body: unknown): Promise<Response> {
@@ -171,7 +171,7 @@ describe('a model host at SIDECAR_ADDR that stops serving', () => {
     );
     // Draining: it answers NOT_SERVING and lets its running call go on for its grace (30 s by default). The
     // gateway notices by itself (no job failed), so new work is refused rather than queued behind the drain.
-    sidecar.process.kill('SIGTERM');
+    modelHost.process.kill('SIGTERM');
     await waitFor(() => gateway.logs().includes('model host lost (its health check says it is not serving)'), {
       what: 'the gateway to notice the model host stopped serving',
       context: gateway.logs,

@@ -4,9 +4,9 @@ import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 
 import type { ProtoGrpcType as HealthProto } from './generated/health.js';
-import type { ProtoGrpcType as ModelHostProto } from './generated/modelhost.js';
+import type { ProtoGrpcType as ModelHostServiceProto } from './generated/modelhost.js';
 
-/** The repository's proto/ folder: four levels up from both apps/gateway/src/sidecar and dist/apps/gateway/sidecar. */
+/** The repository's proto/ folder: four levels up from both apps/gateway/src/model-host and dist/apps/gateway/model-host. */
 export const PROTO_ROOT = resolve(import.meta.dirname, '../../../../proto');
 
 /** The options the TypeScript types in generated/ were made with (scripts/gen-proto.sh): they must agree. */
@@ -19,12 +19,12 @@ export const PROTO_LOADER_OPTIONS: protoLoader.Options = {
   includeDirs: [PROTO_ROOT],
 };
 
-export type SidecarProto = ModelHostProto & HealthProto;
+export type ModelHostProto = ModelHostServiceProto & HealthProto;
 
-export function loadSidecarProto(): SidecarProto {
+export function loadModelHostProto(): ModelHostProto {
   const definition = protoLoader.loadSync(
     ['modelhost/v1/modelhost.proto', 'grpc/health/v1/health.proto'],
     PROTO_LOADER_OPTIONS,
   );
-  return grpc.loadPackageDefinition(definition) as unknown as SidecarProto;
+  return grpc.loadPackageDefinition(definition) as unknown as ModelHostProto;
 }

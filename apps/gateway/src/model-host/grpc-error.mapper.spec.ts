@@ -9,8 +9,8 @@ import {
   ModelNotLoadedError,
   OutOfMemoryError,
   PinnedModelsError,
-  SidecarError,
-  SidecarUnavailableError,
+  ModelHostError,
+  ModelHostUnavailableError,
 } from '../errors/domain.errors.js';
 import { memberErrorToDomainError, toDomainError, type CallContext } from './grpc-error.mapper.js';
 
@@ -31,7 +31,7 @@ describe('toDomainError', () => {
     [
       Status.DEADLINE_EXCEEDED,
       memory,
-      SidecarUnavailableError,
+      ModelHostUnavailableError,
       'Model host unavailable: no answer to memory within 10000 ms',
     ],
     [Status.INVALID_ARGUMENT, generate, InvalidRequestError, 'the detail'],
@@ -40,10 +40,10 @@ describe('toDomainError', () => {
     [Status.FAILED_PRECONDITION, generate, ModelNotLoadedError, 'Model not loaded: the detail'],
     [Status.NOT_FOUND, generate, ModelNotLoadedError, 'Model not loaded: the detail'],
     [Status.CANCELLED, generate, JobCancelledError, 'the detail'],
-    [Status.UNAVAILABLE, memory, SidecarUnavailableError, 'Model host unavailable: the detail'],
-    [Status.UNAVAILABLE, load, SidecarUnavailableError, 'Model host unavailable: the detail'],
-    [Status.INTERNAL, generate, SidecarError, 'Model host error: INTERNAL: the detail'],
-    [Status.UNKNOWN, load, SidecarError, 'Model host error: UNKNOWN: the detail'],
+    [Status.UNAVAILABLE, memory, ModelHostUnavailableError, 'Model host unavailable: the detail'],
+    [Status.UNAVAILABLE, load, ModelHostUnavailableError, 'Model host unavailable: the detail'],
+    [Status.INTERNAL, generate, ModelHostError, 'Model host error: INTERNAL: the detail'],
+    [Status.UNKNOWN, load, ModelHostError, 'Model host error: UNKNOWN: the detail'],
   ])('maps %s on %j', (code, context, type, message) => {
     const error = toDomainError(serviceError(code, 'the detail'), context);
     expect(error).toBeInstanceOf(type);
@@ -65,8 +65,8 @@ describe('memberErrorToDomainError', () => {
   it.each([
     ['RESOURCE_EXHAUSTED', OutOfMemoryError, 'Device out of memory: the detail'],
     ['FAILED_PRECONDITION', ModelNotLoadedError, 'Model not loaded: the detail'],
-    ['INTERNAL', SidecarError, 'Model host error: INTERNAL: the detail'],
-    ['NO_SUCH_CODE', SidecarError, 'Model host error: NO_SUCH_CODE: the detail'],
+    ['INTERNAL', ModelHostError, 'Model host error: INTERNAL: the detail'],
+    ['NO_SUCH_CODE', ModelHostError, 'Model host error: NO_SUCH_CODE: the detail'],
   ])("maps a batch member's %s through the same table", (code, type, message) => {
     const error = memberErrorToDomainError(code, 'the detail', generate);
     expect(error).toBeInstanceOf(type);

@@ -7,10 +7,10 @@ import type { Readable } from 'node:stream';
 import { Inject, Injectable, Logger, type OnModuleDestroy } from '@nestjs/common';
 
 import { APP_CONFIG, type AppConfig } from '../config/app-config.js';
-import { SidecarUnavailableError } from '../errors/domain.errors.js';
+import { ModelHostUnavailableError } from '../errors/domain.errors.js';
 import type { ModelHostProcess } from './model-host.js';
-import { SIDECAR_ENDPOINT, SOCKET_DIR_PATTERN, type SidecarEndpoint } from './sidecar-endpoint.provider.js';
-import { SidecarRepository } from './sidecar.repository.js';
+import { MODEL_HOST_ENDPOINT, SOCKET_DIR_PATTERN, type ModelHostEndpoint } from './model-host-endpoint.provider.js';
+import { ModelHostClient } from './model-host.client.js';
 
 /**
  * How long the model host itself may take past its --grace: it waits up to 10 s for cancelled calls to end, then
@@ -18,8 +18,8 @@ import { SidecarRepository } from './sidecar.repository.js';
  */
 const MODEL_HOST_STOP_MARGIN_MS = 15_000;
 
-/** Told when the sidecar goes away unexpectedly; the text says how. */
-export type SidecarLossListener = (reason: string) => void;
+/** Told when the model host goes away unexpectedly; the text says how. */
+export type ModelHostLossListener = (reason: string) => void;
 
 interface Exit {
   readonly code: number | null;
@@ -28,7 +28,7 @@ interface Exit {
 }
 
 /**
- * Runs the sidecar as a child process when SIDECAR_ADDR is unset:
+ * Runs the model host as a child process when SIDECAR_ADDR is unset:
  * `<SIDECAR_PYTHON> -m modelhost serve --listen unix:<private dir>/modelhost.sock --grace <SHUTDOWN_GRACE_MS in s>
  * [--device <SIDECAR_DEVICE>]`.
  *
@@ -38,17 +38,17 @@ interface Exit {
  * process sees; one left by a gateway that was SIGKILLed is removed by the next gateway's start.
  */
 @Injectable()
-export class SidecarProcessService implements ModelHostProcess, OnModuleDestroy {
-  private readonly logger = new Logger('Sidecar');
+export class ModelHostProcessService implements ModelHostProcess, OnModuleDestroy {
+  private readonly logger = new Logger('ModelHost');
   private child: ChildProcess | undefined;
   private exited: Promise<Exit> | undefined;
   private stopping = false;
-  private readonly lossListeners: SidecarLossListener[] = [];
+  private readonly lossListeners: ModelHostLossListener[] = [];
 
   constructor(
     @Inject(APP_CONFIG) private readonly config: AppConfig,
-    @Inject(SIDECAR_ENDPOINT) private readonly endpoint: SidecarEndpoint,
-    private readonly repository: SidecarRepository,
+    @Inject(MODEL_HOST_ENDPOINT) private readonly endpoint: ModelHostEndpoint,
+    private readonly repository: ModelHostClient,
   ) {}
 
   /** Starts the model host unless it runs, or SIDECAR_ADDR names one the gateway does not run. */
@@ -65,30 +65,30 @@ export class SidecarProcessService implements ModelHostProcess, OnModuleDestroy 
     this.spawnChild();
   }
 
-  /** True when the gateway runs the sidecar itself (and so restarts it when it dies). */
+  /** True when the gateway runs the model host itself (and so restarts it when it dies). */
   get managed(): boolean {
     return this.endpoint.socketDir !== undefined;
   }
 
-  /** The running sidecar's process id, when the gateway started it. */
+  /** The running model host's process id, when the gateway started it. */
   get pid(): number | undefined {
     return this.child?.exitCode === null && this.child.signalCode === null ? this.child.pid : undefined;
   }
 
-  /** `listener` is called each time the sidecar the gateway started ends unexpectedly. */
-  onLost(listener: SidecarLossListener): void {
+  /** `listener` is called each time the model host the gateway started ends unexpectedly. */
+  onLost(listener: ModelHostLossListener): void {
     this.lossListeners.push(listener);
   }
 
   private spawnChild(): void {
     const { socketDir, address } = this.endpoint;
     if (socketDir !== undefined) rmSync(join(socketDir, 'modelhost.sock'), { force: true });
-    const python = this.config.sidecarPython;
-    // --exit-with-parent: a gateway killed without its shutdown hooks must not leave a sidecar holding the GPU.
+    const python = this.config.modelHostPython;
+    // --exit-with-parent: a gateway killed without its shutdown hooks must not leave a model host holding the GPU.
     // --grace: the model host's own grace for a running call equals the gateway's, which drains its job first.
     const args = ['-m', 'modelhost', 'serve', '--listen', address, '--exit-with-parent'];
     args.push('--grace', String(this.config.shutdownGraceMs / 1000));
-    if (this.config.sidecarDevice !== undefined) args.push('--device', this.config.sidecarDevice);
+    if (this.config.modelHostDevice !== undefined) args.push('--device', this.config.modelHostDevice);
     this.logger.log(`starting the model host: ${python} ${args.join(' ')}`);
     const child = spawn(python, args, { cwd: process.cwd(), env: process.env, stdio: ['ignore', 'pipe', 'pipe'] });
     this.child = child;
@@ -102,7 +102,7 @@ export class SidecarProcessService implements ModelHostProcess, OnModuleDestroy 
     void this.exited.then((exit) => this.onExit(exit));
   }
 
-  /** Resolves once the sidecar serves; fails early if the sidecar the gateway started dies first. */
+  /** Resolves once the model host serves; fails early if the model host the gateway started dies first. */
   async waitForReady(timeoutMs: number, signal?: AbortSignal): Promise<void> {
     if (!this.exited) return this.repository.waitForReady(timeoutMs, signal);
     const stopWaiting = new AbortController();
@@ -112,7 +112,7 @@ export class SidecarProcessService implements ModelHostProcess, OnModuleDestroy 
       await Promise.race([
         this.repository.waitForReady(timeoutMs, stopWaiting.signal),
         this.exited.then((exit) => {
-          throw new SidecarUnavailableError(`the model host ${describe(exit)} before it was ready`);
+          throw new ModelHostUnavailableError(`the model host ${describe(exit)} before it was ready`);
         }),
       ]);
     } finally {

@@ -6,13 +6,13 @@ import type {
   GeneratedImage,
   LoadResult,
   MemoryStats,
-} from './sidecar.types.js';
+} from './model-host.types.js';
 
 /** A model host health check's answer: serving, said it is not (starting, draining), or did not answer. */
 export type ModelHostHealth = 'serving' | 'not-serving' | 'no-answer';
 
 /**
- * What the gateway asks of one model host: SidecarRepository speaks it over gRPC, the unit tests' fake in memory.
+ * What the gateway asks of one model host: ModelHostClient speaks it over gRPC, the unit tests' fake in memory.
  * Every failure is a domain error.
  */
 export interface ModelHost {
@@ -32,12 +32,12 @@ export interface ModelHost {
   healthStatus(): Promise<ModelHostHealth>;
   /** Replaces the roots the model host may load from (and watches); answers the roots it applied. */
   setModelRoots(roots: readonly string[]): Promise<string[]>;
-  /** Resolves once the model host serves; rejects with SidecarUnavailableError past `timeoutMs` or on `signal`. */
+  /** Resolves once the model host serves; rejects with ModelHostUnavailableError past `timeoutMs` or on `signal`. */
   waitForReady(timeoutMs: number, signal?: AbortSignal): Promise<void>;
 }
 
 /**
- * The process behind a model host (SidecarProcessService runs one when SIDECAR_ADDR is unset). It only runs the
+ * The process behind a model host (ModelHostProcessService runs one when SIDECAR_ADDR is unset). It only runs the
  * process: when to start it again, and what a loss means, is its ModelHostConnection's to decide.
  */
 export interface ModelHostProcess {

@@ -3,7 +3,7 @@ import { resolve } from 'node:path';
 
 import { status as Status } from '@grpc/grpc-js';
 
-import { SidecarError } from '../errors/domain.errors.js';
+import { ModelHostError } from '../errors/domain.errors.js';
 import { GRPC_ERROR_TABLE } from './grpc-error.mapper.js';
 
 /**
@@ -52,8 +52,8 @@ describe('the model host error table and the gateway error table', () => {
     expect(typeof grpcCode).toBe('number');
     const generic = GRPC_ERROR_TABLE.find((rule) => rule.code === grpcCode && rule.rpc === undefined);
     expect(generic).toBeDefined();
-    // SidecarError is the catch-all for codes without a row; INTERNAL is the one code meant to land there.
+    // ModelHostError is the catch-all for codes without a row; INTERNAL is the one code meant to land there.
     if (code !== 'INTERNAL')
-      expect(generic?.toError('x', { rpc: 'generate', subject: 'k', timeoutMs: 1 })).not.toBeInstanceOf(SidecarError);
+      expect(generic?.toError('x', { rpc: 'generate', subject: 'k', timeoutMs: 1 })).not.toBeInstanceOf(ModelHostError);
   });
 });
