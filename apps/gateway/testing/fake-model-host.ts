@@ -1,6 +1,13 @@
-import { JobCancelledError, ModelHostUnavailableError, UnknownTaskError } from '../src/errors/domain.errors.js';
+import {
+  JobCancelledError,
+  ModelHostUnavailableError,
+  ModelNotLoadedError,
+  UnknownTaskError,
+} from '../src/errors/domain.errors.js';
 import { modeOfKey } from '../src/modes/mode-key.js';
 import type { ResolvedMode } from '../src/modes/mode.types.js';
+import type { HostSpec } from '../src/model-host/host-spec.js';
+import type { RegistryService } from '../src/registry/registry.service.js';
 import type { ModelHost, ModelHostHealth, ModelHostProcess } from '../src/model-host/model-host.js';
 import type {
   BatchMember,
@@ -129,6 +136,18 @@ export class FakeModelHost implements ModelHost {
     });
   }
 
+  unload(key: string): Promise<number> {
+    this.calls.push(`unload ${key}`);
+    if (!this.resident.delete(key)) return Promise.reject(new ModelNotLoadedError(`model '${key}' is not loaded`));
+    return Promise.resolve(2 ** 20);
+  }
+
+  offload(key: string): Promise<{ freedBytes: number; parked: boolean }> {
+    this.calls.push(`offload ${key}`);
+    if (!this.resident.delete(key)) return Promise.reject(new ModelNotLoadedError(`model '${key}' is not loaded`));
+    return Promise.resolve({ freedBytes: 2 ** 20, parked: false });
+  }
+
   listModels(): Promise<ModelInventory> {
     return Promise.resolve({ roots: this.rootsSet.at(-1) ?? [], polling: false, files: this.inventoryFiles });
   }
@@ -171,7 +190,7 @@ export class FakeModelHost implements ModelHost {
     }
   }
 
-  onModuleDestroy(): void {}
+  close(): void {}
 }
 
 /** A ModelHostProcessService stand-in: the model host is "started" and ready when `ready` resolves. */
@@ -200,5 +219,39 @@ export class FakeModelHostProcess implements ModelHostProcess {
     return this.ready;
   }
 
-  onModuleDestroy(): void {}
+  stopped = false;
+
+  stop(): Promise<void> {
+    this.stopped = true;
+    return Promise.resolve();
+  }
+}
+
+/**
+ * ModelHostFactory over fakes: the first host gets `first` and `process`, the others fakes of their own
+ * (`hosts` lists every one made, in order).
+ */
+export class FakeModelHostFactory {
+  readonly hosts: { spec: HostSpec; client: FakeModelHost; process: FakeModelHostProcess }[] = [];
+
+  constructor(
+    private readonly first: FakeModelHost = new FakeModelHost(),
+    private readonly firstProcess: FakeModelHostProcess = new FakeModelHostProcess(),
+    /** The first host's registry, made before the engine: a test holds it from the start. */
+    readonly firstRegistry?: RegistryService,
+    private readonly gpus = 0,
+  ) {}
+
+  create(spec: HostSpec): { client: FakeModelHost; process: FakeModelHostProcess; registry?: RegistryService } {
+    const first = this.hosts.length === 0;
+    const made = first
+      ? { spec, client: this.first, process: this.firstProcess }
+      : { spec, client: new FakeModelHost(), process: new FakeModelHostProcess() };
+    this.hosts.push(made);
+    return first && this.firstRegistry ? { ...made, registry: this.firstRegistry } : made;
+  }
+
+  cudaDevices(): number {
+    return this.gpus;
+  }
 }

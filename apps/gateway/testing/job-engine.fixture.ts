@@ -1,6 +1,5 @@
 import { loadConfig } from '../src/config/app-config.js';
 import { ModeNotFoundError } from '../src/errors/domain.errors.js';
-import { MemoryRefresher } from '../src/memory/memory-refresher.service.js';
 import type { ResolvedMode } from '../src/modes/mode.types.js';
 import { parseModesConfig } from '../src/modes/modes-config.loader.js';
 import type { ModesService } from '../src/modes/modes.service.js';
@@ -8,9 +7,11 @@ import { JobEvents } from '../src/queue/job.events.js';
 import { JobStore } from '../src/queue/job.store.js';
 import type { GenerationParams } from '../src/queue/job.types.js';
 import { WorkerPool } from '../src/queue/worker-pool.service.js';
+import { ModelEvents } from '../src/registry/model.events.js';
 import { RegistryService } from '../src/registry/registry.service.js';
-import { ModelHostConnection } from '../src/model-host/model-host.connection.js';
-import { FakeModelHostProcess, FakeModelHost } from './fake-model-host.js';
+import { HostsService } from '../src/model-host/hosts.service.js';
+import type { ModelHostFactory } from '../src/model-host/model-host.factory.js';
+import { FakeModelHostFactory, FakeModelHostProcess, FakeModelHost } from './fake-model-host.js';
 
 export const MODES = parseModesConfig(
   'model_root: /models\ndefault_mode: a\nmodes:\n  a:\n    model: a.safetensors\n  b:\n    model: b.safetensors\n',
@@ -57,26 +58,27 @@ export function deferred<T>(): Deferred<T> {
   return { promise, resolve, reject };
 }
 
-/** A job engine over the fake model host and process, as the unit tests build it; `close` shuts every one. */
+/**
+ * A job engine over fake model hosts and processes, as the unit tests build it; `close` shuts every one. The first
+ * host is `modelHost` / `process` / `registry`; SIDECAR_DEVICES in `env` makes more (`factory.hosts`, `hosts`).
+ */
 export class JobEngineFixture {
   readonly modelHost = new FakeModelHost();
-  readonly registry = new RegistryService();
   readonly process = new FakeModelHostProcess();
   readonly events = new JobEvents();
+  readonly modelEvents = new ModelEvents();
+  /** The first host's registry (every pool's first host uses it). */
+  readonly registry = new RegistryService('test/local', this.modelEvents);
+  readonly factory = new FakeModelHostFactory(this.modelHost, this.process, this.registry);
+  /** The hosts of the last pool made. */
+  hosts!: HostsService;
   private readonly pools: WorkerPool[] = [];
 
   pool(queueMax = 64, env: Record<string, string> = {}, modes: ModesService = fakeModes): WorkerPool {
     // One job per model host call unless a test asks for batches (MAX_BATCH).
-    const config = loadConfig({ QUEUE_MAX: String(queueMax), MAX_BATCH: '1', ...env });
-    const connection = new ModelHostConnection(this.modelHost, this.process, this.registry, config);
-    const created = new WorkerPool(
-      config,
-      modes,
-      connection,
-      this.registry,
-      new MemoryRefresher(this.registry, this.modelHost),
-      new JobStore(config, this.events),
-    );
+    const config = loadConfig({ QUEUE_MAX: String(queueMax), MAX_BATCH: '1', GATEWAY_ID: 'test', ...env });
+    this.hosts = new HostsService(config, this.factory as unknown as ModelHostFactory, this.modelEvents);
+    const created = new WorkerPool(config, modes, this.hosts, new JobStore(config, this.events));
     this.pools.push(created);
     return created;
   }

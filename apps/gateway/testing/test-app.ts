@@ -9,9 +9,8 @@ import { AppModule } from '../src/app.module.js';
 import { loadConfig } from '../src/config/app-config.js';
 import { ModelFilesProbe } from '../src/mode-switch/model-files.probe.js';
 import type { ResolvedMode } from '../src/modes/mode.types.js';
-import { ModelHostProcessService } from '../src/model-host/model-host-process.service.js';
-import { ModelHostClient } from '../src/model-host/model-host.client.js';
-import { FakeModelHostProcess, FakeModelHost } from './fake-model-host.js';
+import { ModelHostFactory } from '../src/model-host/model-host.factory.js';
+import { FakeModelHostFactory, FakeModelHostProcess, FakeModelHost } from './fake-model-host.js';
 
 export const TEST_MODES_YAML = `
 model_root: /models
@@ -55,6 +54,8 @@ export interface TestApp {
   readonly modelHost: FakeModelHost;
   readonly files: FakeModelFiles;
   readonly process: FakeModelHostProcess;
+  /** Every model host made (the first is `modelHost`): several with SIDECAR_DEVICES. */
+  readonly factory: FakeModelHostFactory;
   close(): Promise<void>;
 }
 
@@ -68,14 +69,13 @@ export async function createTestApp(
   const dir = mkdtempSync(join(tmpdir(), 'gateway-spec-'));
   writeFileSync(join(dir, 'modes.yaml'), TEST_MODES_YAML);
   const modelHost = new FakeModelHost();
+  const factory = new FakeModelHostFactory(modelHost, process);
   const files = new FakeModelFiles();
   const moduleRef = await Test.createTestingModule({
-    imports: [AppModule.forRoot(loadConfig({ LOG_LEVEL: 'silent', ...env }, dir))],
+    imports: [AppModule.forRoot(loadConfig({ LOG_LEVEL: 'silent', GATEWAY_ID: 'test', ...env }, dir))],
   })
-    .overrideProvider(ModelHostClient)
-    .useValue(modelHost)
-    .overrideProvider(ModelHostProcessService)
-    .useValue(process)
+    .overrideProvider(ModelHostFactory)
+    .useValue(factory)
     .overrideProvider(ModelFilesProbe)
     .useValue(files)
     .compile();
@@ -87,6 +87,7 @@ export async function createTestApp(
     modelHost,
     files,
     process,
+    factory,
     close: async () => {
       await app.close();
       rmSync(dir, { recursive: true, force: true });

@@ -1,3 +1,5 @@
+import { hostname } from 'node:os';
+
 import { ConfigError, loadConfig } from './app-config.js';
 
 describe('loadConfig', () => {
@@ -11,9 +13,11 @@ describe('loadConfig', () => {
       modesFileMaxBytes: 1_048_576,
       modesFileMaxNodes: 100_000,
       queueMax: 64,
-      modelHostAddr: undefined,
+      modelHostDevices: 'auto',
+      modelHostAddrs: [],
       modelHostPython: '/srv/app/sidecar/.venv/bin/python',
-      modelHostDevice: undefined,
+      gatewayId: hostname(),
+      replicaAfterMs: 10_000,
       modelHostStartupTimeoutMs: 300_000,
       generateTimeoutMs: 600_000,
       switchTimeoutMs: 300_000,
@@ -48,6 +52,8 @@ describe('loadConfig', () => {
         SIDECAR_ADDR: 'unix:/run/modelhost.sock',
         SIDECAR_PYTHON: 'python3',
         SIDECAR_DEVICE: 'cuda:1',
+        GATEWAY_ID: 'gw-1',
+        SCHEDULER_REPLICA_AFTER_MS: '2500',
         SIDECAR_STARTUP_TIMEOUT_MS: '1000',
         GENERATE_TIMEOUT_MS: '2000',
         SWITCH_TIMEOUT_MS: '3000',
@@ -81,9 +87,11 @@ describe('loadConfig', () => {
       modesFileMaxBytes: 2048,
       modesFileMaxNodes: 500,
       queueMax: 3,
-      modelHostAddr: 'unix:/run/modelhost.sock',
+      modelHostDevices: ['cuda:1'],
+      modelHostAddrs: ['unix:/run/modelhost.sock'],
       modelHostPython: 'python3',
-      modelHostDevice: 'cuda:1',
+      gatewayId: 'gw-1',
+      replicaAfterMs: 2500,
       modelHostStartupTimeoutMs: 1000,
       generateTimeoutMs: 2000,
       switchTimeoutMs: 3000,
@@ -108,9 +116,29 @@ describe('loadConfig', () => {
   it.each(['127.0.0.1:50051', 'sidecar:50051', '[::1]:50051', 'unix:/tmp/x.sock'])(
     'accepts SIDECAR_ADDR %s',
     (addr) => {
-      expect(loadConfig({ SIDECAR_ADDR: addr }).modelHostAddr).toBe(addr);
+      expect(loadConfig({ SIDECAR_ADDR: addr }).modelHostAddrs).toEqual([addr]);
     },
   );
+
+  it('starts no model host of its own when only SIDECAR_ADDR(S) is set, else one per visible GPU', () => {
+    expect(loadConfig({ SIDECAR_ADDR: 'unix:/a.sock' }).modelHostDevices).toEqual([]);
+    expect(loadConfig({ SIDECAR_ADDRS: 'h1:1, h2:2' }).modelHostAddrs).toEqual(['h1:1', 'h2:2']);
+    expect(loadConfig({}).modelHostDevices).toBe('auto');
+    expect(loadConfig({ SIDECAR_DEVICES: 'auto' }).modelHostDevices).toBe('auto');
+    expect(loadConfig({ SIDECAR_DEVICES: 'cpu, cpu' }).modelHostDevices).toEqual(['cpu', 'cpu']);
+    expect(loadConfig({ SIDECAR_DEVICES: 'cuda:0,cuda:1', SIDECAR_DEVICE: 'cpu' }).modelHostDevices).toEqual([
+      'cuda:0',
+      'cuda:1',
+    ]);
+  });
+
+  it.each(['cpu,gpu', 'auto,cpu', 'cuda:0,,x'])('refuses SIDECAR_DEVICES %j', (devices) => {
+    expect(() => loadConfig({ SIDECAR_DEVICES: devices })).toThrow(/SIDECAR_DEVICES must be cpu, cuda or cuda:N/);
+  });
+
+  it.each(['a b', '-x', 'x/y', ''.padEnd(64, 'a')])('refuses GATEWAY_ID %j', (id) => {
+    expect(() => loadConfig({ GATEWAY_ID: id })).toThrow(/GATEWAY_ID must be letters, digits/);
+  });
 
   it('names every invalid variable in one error', () => {
     const env = {
@@ -131,7 +159,7 @@ describe('loadConfig', () => {
   });
 
   it.each(['cpu', 'cuda', 'cuda:0', 'cuda:12'])('accepts SIDECAR_DEVICE %s', (device) => {
-    expect(loadConfig({ SIDECAR_DEVICE: device }).modelHostDevice).toBe(device);
+    expect(loadConfig({ SIDECAR_DEVICE: device }).modelHostDevices).toEqual([device]);
   });
 
   it.each(['gpu', 'cuda:', 'cuda:x', 'CPU', 'mps', 'cpu --debug'])('refuses SIDECAR_DEVICE %j', (device) => {

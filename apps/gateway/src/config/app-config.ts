@@ -1,3 +1,4 @@
+import { hostname } from 'node:os';
 import { resolve } from 'node:path';
 
 import type { ApiKeySettings } from '../auth/api-keys.js';
@@ -17,6 +18,11 @@ export const DEFAULT_MODES_FILE_MAX_NODES = 100_000;
 export /** Chosen by measurement: bench/batching.mjs (README, "Batching"). */
 const DEFAULT_MAX_BATCH = 8;
 const DEFAULT_SCHEDULER_MAX_DELAY_MS = 30_000;
+/**
+ * SCHEDULER_REPLICA_AFTER_MS when unset: a mode's queue that has waited this long for its busy host(s) is worth a
+ * load on a free one (a load of a real checkpoint takes seconds; generations behind it would wait longer).
+ */
+const DEFAULT_REPLICA_AFTER_MS = 10_000;
 
 /** Every setting the gateway reads from its environment, parsed once at start. */
 export interface AppConfig {
@@ -34,11 +40,22 @@ export interface AppConfig {
   /** The most nodes the parsed modes file may hold, each use of a YAML alias counted again (billion laughs). */
   readonly modesFileMaxNodes: number;
   readonly queueMax: number;
-  /** `host:port` or `unix:/path`; undefined means the gateway starts its own model host. */
-  readonly modelHostAddr: string | undefined;
+  /**
+   * The devices to start one model host each on (SIDECAR_DEVICES, or SIDECAR_DEVICE for one): `cpu`, `cuda` or
+   * `cuda:N`, or `auto` (one per visible CUDA device, else one that chooses its own device). Empty when only model
+   * hosts started elsewhere are used.
+   */
+  readonly modelHostDevices: 'auto' | readonly string[];
+  /** Model hosts started elsewhere (SIDECAR_ADDRS, or SIDECAR_ADDR for one): `host:port` or `unix:/path` each. */
+  readonly modelHostAddrs: readonly string[];
   readonly modelHostPython: string;
-  /** `cpu`, `cuda` or `cuda:N` for the model host the gateway starts; undefined lets the model host choose. */
-  readonly modelHostDevice: string | undefined;
+  /** GATEWAY_ID: this gateway's name in host ids (`<gateway id>/<device>`), unique among gateways sharing a queue. */
+  readonly gatewayId: string;
+  /**
+   * How long the oldest job of a mode may wait while every host holding that mode is busy before a free host loads
+   * it too (a replica of a hot mode); see docs/SCHEDULING.md.
+   */
+  readonly replicaAfterMs: number;
   readonly modelHostStartupTimeoutMs: number;
   readonly generateTimeoutMs: number;
   /** The longest one mode switch (a load on the model host) may take: past it, 504 `Mode switch timed out`. */
@@ -142,14 +159,32 @@ export function loadConfig(env: Env, cwd: string = process.cwd()): AppConfig {
     problems.push(`LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}, got '${logLevel}'`);
   }
 
-  const modelHostAddr = text('SIDECAR_ADDR');
-  if (modelHostAddr !== undefined && !/^unix:.+$|^(\[[0-9a-fA-F:.]+\]|[^\s:[\]]+):\d{1,5}$/.test(modelHostAddr)) {
-    problems.push(`SIDECAR_ADDR must be host:port or unix:/path, got '${modelHostAddr}'`);
+  const addrs = text('SIDECAR_ADDRS') !== undefined ? list('SIDECAR_ADDRS') : [text('SIDECAR_ADDR') ?? []].flat();
+  const addrName = text('SIDECAR_ADDRS') !== undefined ? 'SIDECAR_ADDRS' : 'SIDECAR_ADDR';
+  for (const addr of addrs) {
+    if (!/^unix:.+$|^(\[[0-9a-fA-F:.]+\]|[^\s:[\]]+):\d{1,5}$/.test(addr)) {
+      problems.push(`${addrName} must be host:port or unix:/path, got '${addr}'`);
+    }
   }
   const python = text('SIDECAR_PYTHON') ?? 'sidecar/.venv/bin/python';
-  const modelHostDevice = text('SIDECAR_DEVICE');
-  if (modelHostDevice !== undefined && !/^(cpu|cuda|cuda:\d{1,3})$/.test(modelHostDevice)) {
-    problems.push(`SIDECAR_DEVICE must be cpu, cuda or cuda:N (N a device number), got '${modelHostDevice}'`);
+  const devicesName = text('SIDECAR_DEVICES') !== undefined ? 'SIDECAR_DEVICES' : 'SIDECAR_DEVICE';
+  const deviceList =
+    text('SIDECAR_DEVICES') !== undefined ? list('SIDECAR_DEVICES') : [text('SIDECAR_DEVICE') ?? []].flat();
+  for (const device of deviceList) {
+    if (!/^(cpu|cuda|cuda:\d{1,3})$/.test(device) && !(device === 'auto' && deviceList.length === 1)) {
+      problems.push(
+        `${devicesName} must be cpu, cuda or cuda:N (N a device number)` +
+          (devicesName === 'SIDECAR_DEVICES' ? `, comma-separated, or auto` : '') +
+          `, got '${device}'`,
+      );
+    }
+  }
+  // Unset: one host per visible GPU, unless only hosts started elsewhere are named (SIDECAR_ADDR as before).
+  const modelHostDevices: AppConfig['modelHostDevices'] =
+    deviceList.length === 0 ? (addrs.length > 0 ? [] : 'auto') : deviceList[0] === 'auto' ? 'auto' : deviceList;
+  const gatewayId = text('GATEWAY_ID') ?? hostname();
+  if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/.test(gatewayId)) {
+    problems.push(`GATEWAY_ID must be letters, digits, '.', '_' or '-' (at most 63), got '${gatewayId}'`);
   }
 
   const host = text('HOST') ?? '127.0.0.1';
@@ -166,10 +201,12 @@ export function loadConfig(env: Env, cwd: string = process.cwd()): AppConfig {
     modesFileMaxBytes: integer('MODES_FILE_MAX_BYTES', DEFAULT_MODES_FILE_MAX_BYTES, 1, 1_073_741_824),
     modesFileMaxNodes: integer('MODES_FILE_MAX_NODES', DEFAULT_MODES_FILE_MAX_NODES, 1, 100_000_000),
     queueMax: integer('QUEUE_MAX', 64, 1, 1_000_000),
-    modelHostAddr,
+    modelHostDevices,
+    modelHostAddrs: addrs,
     // A bare command name is looked up on PATH; anything with a slash is a path from cwd.
     modelHostPython: python.includes('/') ? resolve(cwd, python) : python,
-    modelHostDevice,
+    gatewayId,
+    replicaAfterMs: integer('SCHEDULER_REPLICA_AFTER_MS', DEFAULT_REPLICA_AFTER_MS, 0, 86_400_000),
     modelHostStartupTimeoutMs: integer('SIDECAR_STARTUP_TIMEOUT_MS', 300_000, 1, 86_400_000),
     generateTimeoutMs: integer('GENERATE_TIMEOUT_MS', 600_000, 1, 86_400_000),
     switchTimeoutMs: integer('SWITCH_TIMEOUT_MS', 300_000, 1, 86_400_000),

@@ -1,13 +1,13 @@
 import { Module } from '@nestjs/common';
 
 import { ModesModule } from '../modes/modes.module.js';
-import { RegistryModule } from '../registry/registry.module.js';
+import { StatusModule } from '../status/status.module.js';
 import { ModelHostModule } from '../model-host/model-host.module.js';
 import { HealthController } from './health.controller.js';
 import { HealthService } from './health.service.js';
 
 @Module({
-  imports: [ModesModule, RegistryModule, ModelHostModule],
+  imports: [ModesModule, ModelHostModule, StatusModule],
   controllers: [HealthController],
   providers: [HealthService],
 })

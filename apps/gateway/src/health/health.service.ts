@@ -2,8 +2,8 @@ import { Injectable } from '@nestjs/common';
 
 import { NotReadyError } from '../errors/domain.errors.js';
 import { ModesService } from '../modes/modes.service.js';
-import { RegistryService } from '../registry/registry.service.js';
-import { ModelHostConnection } from '../model-host/model-host.connection.js';
+import { HostsService } from '../model-host/hosts.service.js';
+import { StatusService } from '../status/status.service.js';
 
 export interface Readiness {
   status: 'ready';
@@ -14,24 +14,34 @@ export interface Readiness {
 export class HealthService {
   constructor(
     private readonly modes: ModesService,
-    private readonly registry: RegistryService,
-    private readonly connection: ModelHostConnection,
+    private readonly hosts: HostsService,
+    private readonly status: StatusService,
   ) {}
 
   /**
-   * From the model host connection's state, asking the model host nothing: ready while it serves (the default
-   * mode was loaded at start, and its health check, watched by the connection, says it serves); not ready from
-   * the moment a shutdown begins, so that a load balancer stops sending work before the gateway stops taking it.
+   * From the model hosts' connection states, asking them nothing: ready while one serves (the default mode was
+   * loaded at its start, and its health check, watched by its connection, says it serves); not ready from the
+   * moment a shutdown begins, so that a load balancer stops sending work before the gateway stops taking it.
    */
   readiness(): Readiness {
-    switch (this.connection.state) {
+    const sessions = this.hosts.sessions;
+    const states = sessions.map((session) => session.connection.state);
+    const state = states.includes('stopping')
+      ? 'stopping'
+      : states.includes('serving')
+        ? 'serving'
+        : states.includes('starting')
+          ? 'starting'
+          : 'lost';
+    const connection = (sessions.find((session) => session.connection.state === 'starting') ?? this.hosts.default)
+      .connection;
+    switch (state) {
       case 'stopping':
         throw new NotReadyError('the server is shutting down');
       case 'lost':
-      case 'recovering':
-        throw new NotReadyError('the model host is not serving');
+        throw new NotReadyError(sessions.length > 1 ? 'no model host is serving' : 'the model host is not serving');
       case 'starting': {
-        const failure = this.connection.startupFailure;
+        const failure = connection.startupFailure;
         const mode = this.modes.config.defaultMode;
         if (failure === undefined) throw new NotReadyError(`the default mode '${mode}' is not loaded yet`);
         throw new NotReadyError(
@@ -39,7 +49,7 @@ export class HealthService {
         );
       }
       case 'serving':
-        return { status: 'ready', current_mode: this.registry.currentMode ?? null };
+        return { status: 'ready', current_mode: this.status.currentMode() ?? null };
     }
   }
 }

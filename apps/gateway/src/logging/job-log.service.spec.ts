@@ -17,6 +17,7 @@ const record = (extra: Partial<JobSnapshot>): JobSnapshot => ({
   generate_ms: null,
   switch: null,
   error: null,
+  host: null,
   ...extra,
 });
 

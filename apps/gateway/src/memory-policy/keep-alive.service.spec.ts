@@ -9,6 +9,11 @@ import type { WorkerPool } from '../queue/worker-pool.service.js';
 import { ModelEvents } from '../registry/model.events.js';
 import { KEEP_ALIVE_HANDLER, KeepAliveService } from './keep-alive.service.js';
 import type { ModelUnloader, UnloadTarget } from './model-unloader.service.js';
+import type { HostSession } from '../model-host/host-session.js';
+import type { HostsService } from '../model-host/hosts.service.js';
+
+/** The one model host these tests run on. */
+const HOST = { id: 'test/cpu' } as HostSession;
 
 /** The engine's side as the service sees it: handlers by name, and the jobs it submitted (not run until told). */
 class FakePool {
@@ -27,7 +32,7 @@ class FakePool {
   async runSubmitted(): Promise<void> {
     for (const job of this.submitted.splice(0)) {
       const handler = this.handlers.get(job.handler as string);
-      await handler?.(...job.args);
+      await handler?.apply({ host: HOST }, [...job.args]);
     }
   }
 }
@@ -72,14 +77,15 @@ describe('KeepAliveService', () => {
       onReload: (listener: (config: ModesConfig) => void) => (reload = listener),
     } as unknown as ModesService;
     const unloader = {
-      baseSharers: (mode: string) =>
+      baseSharers: (_host: HostSession, mode: string) =>
         Promise.resolve(sharedBase.includes(mode) ? sharedBase.filter((other) => other !== mode) : []),
-      unloadNow: (target: UnloadTarget) => {
+      unloadNow: (_host: HostSession, target: UnloadTarget) => {
         unloads.push(target);
         return Promise.resolve({ unloaded: [] });
       },
     } as unknown as ModelUnloader;
-    service = new KeepAliveService(events, pool as unknown as WorkerPool, modes, unloader, models);
+    const hosts = { accepting: () => [HOST] } as unknown as HostsService;
+    service = new KeepAliveService(events, pool as unknown as WorkerPool, modes, unloader, models, hosts);
     service.onModuleInit();
   });
 
@@ -139,7 +145,7 @@ describe('KeepAliveService', () => {
   });
 
   function loaded(mode: string): void {
-    models.emit({ type: 'loaded', key: `${mode}-key`, mode, source: 'disk', bytes: 1 });
+    models.emit({ host: HOST.id, type: 'loaded', key: `${mode}-key`, mode, source: 'disk', bytes: 1 });
   }
 
   it('arms a mode loaded by no job (the default mode at start) from its load', async () => {

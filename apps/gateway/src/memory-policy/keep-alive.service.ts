@@ -4,7 +4,9 @@ import type { ModesConfig } from '../modes/mode.types.js';
 import { ModesService } from '../modes/modes.service.js';
 import { FINAL_STATES } from '../queue/job-record.types.js';
 import { JobEvents, type JobEvent } from '../queue/job.events.js';
-import { CustomJob } from '../queue/job.types.js';
+import { CustomJob, onHost } from '../queue/job.types.js';
+import type { HostSession } from '../model-host/host-session.js';
+import { HostsService } from '../model-host/hosts.service.js';
 import { WorkerPool } from '../queue/worker-pool.service.js';
 import { ModelEvents, type ModelEvent } from '../registry/model.events.js';
 import { ModelUnloader } from './model-unloader.service.js';
@@ -21,6 +23,8 @@ interface Expiry {
   /** When the mode is due to be unloaded (ms since the epoch). */
   readonly at: number;
   readonly timer: NodeJS.Timeout;
+  /** The hosts whose expiry job has not run yet, once submitted (one bound to each host that serves). */
+  pending?: Set<string>;
 }
 
 /**
@@ -48,10 +52,14 @@ export class KeepAliveService implements OnModuleInit, OnModuleDestroy {
     private readonly modes: ModesService,
     private readonly unloader: ModelUnloader,
     private readonly models: ModelEvents,
+    private readonly hosts: HostsService,
   ) {}
 
   onModuleInit(): void {
-    this.pool.registerHandler(KEEP_ALIVE_HANDLER, (mode: string, generation: number) => this.expired(mode, generation));
+    this.pool.registerHandler(
+      KEEP_ALIVE_HANDLER,
+      onHost((host, mode: string, generation: number) => this.expired(host, mode, generation)),
+    );
     this.unsubscribe.push(
       this.events.on((event) => this.onJobEvent(event)),
       this.models.on((event) => this.onModelEvent(event)),
@@ -124,12 +132,21 @@ export class KeepAliveService implements OnModuleInit, OnModuleDestroy {
     this.expiries.delete(mode);
   }
 
+  /** One expiry job per host that serves, bound to it: each takes the mode off its own device, in its turn. */
   private submit(mode: string, generation: number): void {
+    const expiry = this.expiries.get(mode);
+    if (expiry?.generation !== generation) return;
+    const hosts = this.hosts.accepting();
     try {
-      this.pool.submitJob(new CustomJob({ handler: KEEP_ALIVE_HANDLER, args: [mode, generation] as const }));
+      if (hosts.length === 0) throw new Error('no model host serves');
+      expiry.pending = new Set(hosts.map((host) => host.id));
+      for (const host of hosts) {
+        this.pool.submitJob(
+          new CustomJob({ handler: KEEP_ALIVE_HANDLER, args: [mode, generation] as const, host: host.id }),
+        );
+      }
     } catch (error) {
-      const expiry = this.expiries.get(mode);
-      if (expiry?.generation !== generation) return;
+      if (this.expiries.get(mode)?.generation !== generation) return;
       this.logger.warn(
         `keep-alive of mode '${mode}' expired, but its unload could not be queued ` +
           `(${(error as Error).message}); trying again in ${RETRY_MS} ms`,
@@ -143,10 +160,15 @@ export class KeepAliveService implements OnModuleInit, OnModuleDestroy {
    * it every mode on that base: while another of them still wants the device (in use, kept until evicted, or its
    * own keep-alive not yet run out), the pipeline stays, and the last of them to expire takes it off.
    */
-  private async expired(mode: string, generation: number): Promise<void> {
-    if (this.expiries.get(mode)?.generation !== generation || (this.inUse.get(mode) ?? 0) > 0) return;
-    this.expiries.delete(mode);
-    const keeping = (await this.unloader.baseSharers(mode)).filter((other) => this.wantsDevice(other));
+  private async expired(host: HostSession, mode: string, generation: number): Promise<void> {
+    const expiry = this.expiries.get(mode);
+    if (expiry?.generation !== generation || (this.inUse.get(mode) ?? 0) > 0) return;
+    expiry.pending?.delete(host.id);
+    // The last host's job ends the expiry; until then the mode still counts as not yet expired for its sharers.
+    if (!expiry.pending || expiry.pending.size === 0) this.expiries.delete(mode);
+    const keeping = (await this.unloader.baseSharers(host, mode)).filter(
+      (other) => other !== mode && this.wantsDevice(other),
+    );
     if (keeping.length > 0) {
       this.logger.log(
         `keep-alive of mode '${mode}' expired; its pipeline stays on the device for ${keeping
@@ -155,7 +177,7 @@ export class KeepAliveService implements OnModuleInit, OnModuleDestroy {
       );
       return;
     }
-    await this.unloader.unloadNow({ modes: [mode] }, 'keep-alive');
+    await this.unloader.unloadNow(host, { modes: [mode] }, 'keep-alive');
   }
 
   /** Whether a mode still wants its pipeline on the device: in use, kept until evicted, or not yet expired. */

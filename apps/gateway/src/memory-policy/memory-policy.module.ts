@@ -1,6 +1,5 @@
 import { Module } from '@nestjs/common';
 
-import { MemoryModule } from '../memory/memory.module.js';
 import { ModesModule } from '../modes/modes.module.js';
 import { QueueModule } from '../queue/queue.module.js';
 import { RegistryModule } from '../registry/registry.module.js';
@@ -11,7 +10,7 @@ import { PinSyncService } from './pin-sync.service.js';
 
 /** Each mode's keep_alive and pinned (README, "Memory policy"), and the unloads the gateway orders. */
 @Module({
-  imports: [MemoryModule, ModesModule, QueueModule, RegistryModule, ModelHostModule],
+  imports: [ModesModule, QueueModule, RegistryModule, ModelHostModule],
   providers: [ModelUnloader, KeepAliveService, PinSyncService],
   exports: [ModelUnloader, KeepAliveService],
 })

@@ -1,8 +1,7 @@
-import type { MemoryRefresher } from '../memory/memory-refresher.service.js';
 import type { ModesService } from '../modes/modes.service.js';
 import type { WorkerPool } from '../queue/worker-pool.service.js';
-import type { RegistryService } from '../registry/registry.service.js';
-import type { ModelHostClient } from '../model-host/model-host.client.js';
+import type { HostSession } from '../model-host/host-session.js';
+import type { HostsService } from '../model-host/hosts.service.js';
 import type { ResidentModel } from '../model-host/model-host.types.js';
 import { ModelUnloader } from './model-unloader.service.js';
 
@@ -22,15 +21,11 @@ function resident(key: string, baseKey: string, inRamTier = false): ResidentMode
 }
 
 describe('ModelUnloader.baseSharers', () => {
+  let host: HostSession;
+
   function unloaderHolding(models: ResidentModel[]): ModelUnloader {
-    const modelHost = { getMemory: () => Promise.resolve({ models }) } as unknown as ModelHostClient;
-    return new ModelUnloader(
-      {} as WorkerPool,
-      modelHost,
-      {} as RegistryService,
-      {} as MemoryRefresher,
-      {} as ModesService,
-    );
+    host = { id: 'test/cpu', client: { getMemory: () => Promise.resolve({ models }) } } as unknown as HostSession;
+    return new ModelUnloader({} as WorkerPool, {} as HostsService, {} as ModesService);
   }
 
   it('names the other modes on the same base on the device, once each', async () => {
@@ -40,9 +35,9 @@ describe('ModelUnloader.baseSharers', () => {
       resident('portrait-cccccccccccc', 'base-aaaaaaaaaaaa'),
       resident('elsewhere-dddddddddddd', 'elsewhere-dddddddddddd'),
     ]);
-    expect(await unloader.baseSharers('base')).toEqual(['portrait']);
-    expect(await unloader.baseSharers('portrait')).toEqual(['base']);
-    expect(await unloader.baseSharers('elsewhere')).toEqual([]);
+    expect(await unloader.baseSharers(host, 'base')).toEqual(['portrait']);
+    expect(await unloader.baseSharers(host, 'portrait')).toEqual(['base']);
+    expect(await unloader.baseSharers(host, 'elsewhere')).toEqual([]);
   });
 
   it('leaves out a base parked in the RAM tier, and a mode not on the device', async () => {
@@ -50,7 +45,7 @@ describe('ModelUnloader.baseSharers', () => {
       resident('a-aaaaaaaaaaaa', 'a-aaaaaaaaaaaa', true),
       resident('b-bbbbbbbbbbbb', 'a-aaaaaaaaaaaa', true),
     ]);
-    expect(await unloader.baseSharers('a')).toEqual([]);
-    expect(await unloader.baseSharers('missing')).toEqual([]);
+    expect(await unloader.baseSharers(host, 'a')).toEqual([]);
+    expect(await unloader.baseSharers(host, 'missing')).toEqual([]);
   });
 });

@@ -1,13 +1,13 @@
 import { Injectable, Logger, type OnModuleInit } from '@nestjs/common';
 
 import { ModelNotLoadedError } from '../errors/domain.errors.js';
-import { MemoryRefresher } from '../memory/memory-refresher.service.js';
 import { modeOfKey } from '../modes/mode-key.js';
 import { ModesService } from '../modes/modes.service.js';
-import { CustomJob } from '../queue/job.types.js';
+import { CustomJob, onHost } from '../queue/job.types.js';
 import { WorkerPool } from '../queue/worker-pool.service.js';
-import { RegistryService, type UnloadReason } from '../registry/registry.service.js';
-import { ModelHostClient } from '../model-host/model-host.client.js';
+import type { UnloadReason } from '../registry/registry.service.js';
+import type { HostSession } from '../model-host/host-session.js';
+import { HostsService } from '../model-host/hosts.service.js';
 
 /** What to unload: the keys of these modes, or every key the model host holds. */
 export type UnloadTarget = { readonly modes: readonly string[] } | { readonly all: true };
@@ -21,6 +21,8 @@ export interface UnloadedModel {
   readonly tier: 'device' | 'ram';
   /** It went to the RAM tier rather than away (keep-alive expiries, with a RAM tier): still loaded. */
   readonly parked: boolean;
+  /** The model host it was on. */
+  readonly host: string;
 }
 
 export interface UnloadResult {
@@ -31,9 +33,9 @@ export interface UnloadResult {
 export const UNLOAD_HANDLER = 'models.unload';
 
 /**
- * Unloads modes from the model host in the device queue's turn, so that an unload waits for the running job and
- * never pulls a pipeline from under a generation. Every unload the gateway orders goes through here and is
- * recorded with RegistryService.recordUnload.
+ * Unloads modes from the model hosts, on each host in its turn (a CustomJob bound to it), so that an unload waits
+ * for the job running there and never pulls a pipeline from under a generation. Every unload the gateway orders
+ * goes through here and is recorded with that host's RegistryService.recordUnload.
  */
 @Injectable()
 export class ModelUnloader implements OnModuleInit {
@@ -41,38 +43,47 @@ export class ModelUnloader implements OnModuleInit {
 
   constructor(
     private readonly pool: WorkerPool,
-    private readonly modelHost: ModelHostClient,
-    private readonly registry: RegistryService,
-    private readonly memory: MemoryRefresher,
+    private readonly hosts: HostsService,
     private readonly modes: ModesService,
   ) {}
 
   onModuleInit(): void {
-    this.pool.registerHandler(UNLOAD_HANDLER, (target: UnloadTarget, reason: UnloadReason) =>
-      this.unloadNow(target, reason),
+    this.pool.registerHandler(
+      UNLOAD_HANDLER,
+      onHost((host, target: UnloadTarget, reason: UnloadReason) => this.unloadNow(host, target, reason)),
     );
   }
 
   /**
-   * Queues the unload behind the jobs already queued and resolves once it ran.
+   * Queues the unload on every model host that serves, behind the jobs already queued, and resolves once it ran on
+   * each.
    * @throws ModeNotFoundError for a mode modes.yaml does not define; QueueFullError, ModelHostUnavailableError,
    *   ShuttingDownError as any job.
    */
-  submit(target: UnloadTarget, reason: UnloadReason): Promise<UnloadResult> {
+  async submit(target: UnloadTarget, reason: UnloadReason): Promise<UnloadResult> {
     if ('modes' in target) for (const mode of target.modes) this.modes.getMode(mode);
-    const job = new CustomJob<UnloadResult, readonly [UnloadTarget, UnloadReason]>({
-      handler: UNLOAD_HANDLER,
-      args: [target, reason],
-    });
-    return this.pool.submitJob(job).result();
+    const hosts = this.hosts.accepting();
+    // None serves: submitting to the default host says why (503), as any job would.
+    const targets = hosts.length > 0 ? hosts : [this.hosts.default];
+    const handles = targets.map((host) =>
+      this.pool.submitJob(
+        new CustomJob<UnloadResult, readonly [UnloadTarget, UnloadReason]>({
+          handler: UNLOAD_HANDLER,
+          args: [target, reason],
+          host: host.id,
+        }),
+      ),
+    );
+    const results = await Promise.all(handles.map((handle) => handle.result()));
+    return { unloaded: results.flatMap((result) => result.unloaded) };
   }
 
   /**
-   * The other modes whose keys sit on the device on the same base pipeline as `mode`'s (LoRA variants of one
-   * checkpoint): taking that base off the device takes them with it. Only from a job on the device queue.
+   * The other modes whose keys sit on `host`'s device on the same base pipeline as `mode`'s (LoRA variants of one
+   * checkpoint): taking that base off the device takes them with it. Only from a job on that host.
    */
-  async baseSharers(mode: string): Promise<string[]> {
-    const onDevice = (await this.modelHost.getMemory()).models.filter((model) => !model.inRamTier);
+  async baseSharers(host: HostSession, mode: string): Promise<string[]> {
+    const onDevice = (await host.client.getMemory()).models.filter((model) => !model.inRamTier);
     const bases = new Set(onDevice.filter((model) => modeOfKey(model.key) === mode).map((model) => model.baseKey));
     const sharers = onDevice
       .filter((model) => bases.has(model.baseKey))
@@ -81,10 +92,10 @@ export class ModelUnloader implements OnModuleInit {
     return [...new Set(sharers)];
   }
 
-  /** Unloads at once: only from a job running on the device queue (this class's handler, or another one). */
-  async unloadNow(target: UnloadTarget, reason: UnloadReason): Promise<UnloadResult> {
+  /** Unloads from `host` at once: only from a job running on that host (this class's handler, or another one). */
+  async unloadNow(host: HostSession, target: UnloadTarget, reason: UnloadReason): Promise<UnloadResult> {
     // The model host's own account, not the registry's: a key evicted or parked meanwhile is seen as it is.
-    const held = (await this.modelHost.getMemory()).models;
+    const held = (await host.client.getMemory()).models;
     const wanted = 'all' in target ? held : held.filter((model) => target.modes.includes(modeOfKey(model.key)));
     const unloaded: UnloadedModel[] = [];
     for (const model of wanted) {
@@ -94,26 +105,27 @@ export class ModelUnloader implements OnModuleInit {
       let freed = 0; // stays 0 for a key gone already (dropped from a full RAM tier)
       let parked = false;
       try {
-        if (reason === 'keep-alive') ({ freedBytes: freed, parked } = await this.modelHost.offload(model.key));
-        else freed = await this.modelHost.unload(model.key);
+        if (reason === 'keep-alive') ({ freedBytes: freed, parked } = await host.client.offload(model.key));
+        else freed = await host.client.unload(model.key);
       } catch (error) {
         if (!(error instanceof ModelNotLoadedError)) throw error;
       }
-      this.registry.recordUnload(model.key, reason);
+      host.registry.recordUnload(model.key, reason);
       unloaded.push({
         mode: modeOfKey(model.key),
         key: model.key,
         freed_bytes: freed,
         tier: model.inRamTier ? 'ram' : 'device',
         parked,
+        host: host.id,
       });
     }
     if (unloaded.length > 0) {
       this.logger.log(
-        `unloaded ${unloaded.map((model) => model.key).join(', ')} (${reason}): ` +
+        `unloaded ${unloaded.map((model) => model.key).join(', ')} from ${host.id} (${reason}): ` +
           `${unloaded.reduce((sum, model) => sum + model.freed_bytes, 0)} bytes freed`,
       );
-      await this.memory.refresh();
+      await host.memory.refresh();
     }
     return { unloaded };
   }

@@ -2,8 +2,9 @@ import type { ModesConfig, ResolvedMode } from '../modes/mode.types.js';
 import type { ModesService } from '../modes/modes.service.js';
 import type { CustomJob, JobHandler } from '../queue/job.types.js';
 import type { WorkerPool } from '../queue/worker-pool.service.js';
-import type { RegistryService, ResidentEntry } from '../registry/registry.service.js';
-import type { ModelHostClient } from '../model-host/model-host.client.js';
+import type { ResidentEntry } from '../registry/registry.service.js';
+import type { HostSession } from '../model-host/host-session.js';
+import type { HostsService } from '../model-host/hosts.service.js';
 import { PIN_SYNC_HANDLER, PinSyncService } from './pin-sync.service.js';
 
 function configWith(pins: Record<string, boolean>): ModesConfig {
@@ -34,22 +35,24 @@ describe('PinSyncService', () => {
       { key: 'parked-0123456789ab', mode: 'parked', bytes: 1, architecture: 'sd15', tier: 'ram' },
       { key: 'same-0123456789ab', mode: 'same', bytes: 1, architecture: 'sd15', tier: 'device' },
     ];
-    const registry = { residentModels: () => resident } as unknown as RegistryService;
     const loads: { name: string; pinned: boolean }[] = [];
-    const modelHost = {
-      load: (mode: ResolvedMode) => Promise.resolve(loads.push({ name: mode.name, pinned: mode.pinned })),
-    } as unknown as ModelHostClient;
-    const service = new PinSyncService(pool, modes, registry, modelHost);
+    const host = {
+      id: 'test/cpu',
+      registry: { residentModels: () => resident },
+      client: { load: (mode: ResolvedMode) => Promise.resolve(loads.push({ name: mode.name, pinned: mode.pinned })) },
+    } as unknown as HostSession;
+    const hosts = { accepting: () => [host] } as unknown as HostsService;
+    const service = new PinSyncService(pool, modes, hosts);
     service.onModuleInit();
     service.onApplicationBootstrap();
 
     config = configWith({ active: true, parked: true, same: true, idle: false });
     reload(config);
-    expect(submitted.map((job) => [job.handler, job.args])).toEqual([
-      [PIN_SYNC_HANDLER, [['active', 'parked', 'idle']]],
+    expect(submitted.map((job) => [job.handler, job.args, job.host])).toEqual([
+      [PIN_SYNC_HANDLER, [['active', 'parked', 'idle']], 'test/cpu'],
     ]);
     const [job] = submitted;
-    await handlers.get(PIN_SYNC_HANDLER)?.(...(job?.args ?? []));
+    await handlers.get(PIN_SYNC_HANDLER)?.apply({ host }, [...(job?.args ?? [])]);
     expect(loads).toEqual([{ name: 'active', pinned: true }]);
 
     reload(config); // nothing changed: nothing to send

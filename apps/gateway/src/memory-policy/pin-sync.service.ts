@@ -2,18 +2,18 @@ import { Injectable, Logger, type OnApplicationBootstrap, type OnModuleInit } fr
 
 import type { ModesConfig } from '../modes/mode.types.js';
 import { ModesService } from '../modes/modes.service.js';
-import { CustomJob } from '../queue/job.types.js';
+import { CustomJob, onHost } from '../queue/job.types.js';
 import { WorkerPool } from '../queue/worker-pool.service.js';
-import { RegistryService } from '../registry/registry.service.js';
-import { ModelHostClient } from '../model-host/model-host.client.js';
+import type { HostSession } from '../model-host/host-session.js';
+import { HostsService } from '../model-host/hosts.service.js';
 
 /** The handler of the job that tells the model host about changed pins: args `[modes]`. */
 export const PIN_SYNC_HANDLER = 'models.sync-pins';
 
 /**
- * The model host learns whether a mode is pinned with each load of it. A reload that pins or unpins a mode whose
+ * A model host learns whether a mode is pinned with each load of it. A reload that pins or unpins a mode whose
  * pipeline is on the device (the active one is never loaded again while it stays active) sends that mode's load
- * again, in the queue's turn: the key is resident, so the load only updates the pin.
+ * again on each host, in its turn: the key is resident, so the load only updates the pin.
  */
 @Injectable()
 export class PinSyncService implements OnModuleInit, OnApplicationBootstrap {
@@ -24,12 +24,14 @@ export class PinSyncService implements OnModuleInit, OnApplicationBootstrap {
   constructor(
     private readonly pool: WorkerPool,
     private readonly modes: ModesService,
-    private readonly registry: RegistryService,
-    private readonly modelHost: ModelHostClient,
+    private readonly hosts: HostsService,
   ) {}
 
   onModuleInit(): void {
-    this.pool.registerHandler(PIN_SYNC_HANDLER, (modes: readonly string[]) => this.sync(modes));
+    this.pool.registerHandler(
+      PIN_SYNC_HANDLER,
+      onHost((host, modes: readonly string[]) => this.sync(host, modes)),
+    );
     this.modes.onReload((config) => this.onReload(config));
   }
 
@@ -42,18 +44,21 @@ export class PinSyncService implements OnModuleInit, OnApplicationBootstrap {
     const changed = [...next].filter(([mode, pinned]) => (this.pinned.get(mode) ?? false) !== pinned);
     this.pinned = next;
     if (changed.length === 0) return;
+    const modes = changed.map(([mode]) => mode);
     try {
-      this.pool.submitJob(new CustomJob({ handler: PIN_SYNC_HANDLER, args: [changed.map(([mode]) => mode)] }));
+      for (const host of this.hosts.accepting()) {
+        this.pool.submitJob(new CustomJob({ handler: PIN_SYNC_HANDLER, args: [modes], host: host.id }));
+      }
     } catch (error) {
       // Not lost: the next load of each mode carries its pin.
       this.logger.warn(`could not queue the model host's pin update: ${(error as Error).message}`);
     }
   }
 
-  /** In the job's turn: loads again each mode whose current key is on the device. */
-  private async sync(names: readonly string[]): Promise<void> {
+  /** In the job's turn on `host`: loads again each mode whose current key is on its device. */
+  private async sync(host: HostSession, names: readonly string[]): Promise<void> {
     const onDevice = new Set(
-      this.registry
+      host.registry
         .residentModels()
         .filter((entry) => entry.tier === 'device')
         .map((entry) => entry.key),
@@ -61,8 +66,8 @@ export class PinSyncService implements OnModuleInit, OnApplicationBootstrap {
     for (const name of names) {
       const mode = this.modes.config.modes.get(name);
       if (!mode || !onDevice.has(mode.key)) continue; // not on the device: its next load carries the pin
-      await this.modelHost.load(mode);
-      this.logger.log(`mode '${name}' ${mode.pinned ? 'pinned' : 'unpinned'} on the model host`);
+      await host.client.load(mode);
+      this.logger.log(`mode '${name}' ${mode.pinned ? 'pinned' : 'unpinned'} on model host ${host.id}`);
     }
   }
 }

@@ -36,7 +36,7 @@ describe('MemoryRefresher', () => {
   });
 
   afterEach(() => {
-    refresher.onModuleDestroy();
+    refresher.close();
     jest.useRealTimers();
   });
 

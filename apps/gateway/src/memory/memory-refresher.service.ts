@@ -1,8 +1,7 @@
-import { Inject, Injectable, Logger, type OnModuleDestroy } from '@nestjs/common';
+import { Logger } from '@nestjs/common';
 
-import { RegistryService } from '../registry/registry.service.js';
+import type { RegistryService } from '../registry/registry.service.js';
 import type { ModelHost } from '../model-host/model-host.js';
-import { ModelHostClient } from '../model-host/model-host.client.js';
 
 /**
  * How often the memory figures are read while a job runs: often enough that `as_of` in /api/vram is at most
@@ -19,15 +18,14 @@ export const MEMORY_REFRESH_MS = 1000;
 export const IDLE_READ_DELAY_MS = 250;
 
 /**
- * Keeps the registry's memory figures fresh so that status requests never call the model host: once after
+ * Keeps one model host's registry's memory figures fresh (one per host, in its HostSession) so that status requests never call the model host: once after
  * every load, every MEMORY_REFRESH_MS while jobs run, and once the model host has been idle IDLE_READ_DELAY_MS
  * after the last job (the periodic reads go on until then, so back-to-back jobs are read too). An idle model
  * host is never asked. Reads are serialized, so a reply can never overwrite a newer one; a refresh asked for
  * while one is in flight runs once more after it (it must see what happened since), and callers asking
  * meanwhile share that one.
  */
-@Injectable()
-export class MemoryRefresher implements OnModuleDestroy {
+export class MemoryRefresher {
   private readonly logger = new Logger(MemoryRefresher.name);
   private running: Promise<void> | undefined;
   private queued: Promise<void> | undefined;
@@ -40,7 +38,7 @@ export class MemoryRefresher implements OnModuleDestroy {
 
   constructor(
     private readonly registry: RegistryService,
-    @Inject(ModelHostClient) private readonly modelHost: ModelHost,
+    private readonly modelHost: ModelHost,
   ) {}
 
   /** Reads the figures into the registry; never rejects (a failure is logged and the last figures stay). */
@@ -88,7 +86,8 @@ export class MemoryRefresher implements OnModuleDestroy {
     return promise;
   }
 
-  onModuleDestroy(): void {
+  /** The gateway stops: no more reads. */
+  close(): void {
     this.closed = true;
     this.stopTimer();
     this.settleIdleRead();

@@ -2,30 +2,34 @@ import { Module, RequestMethod, type MiddlewareConsumer, type NestModule } from 
 
 import { JobEvents } from '../queue/job.events.js';
 import { QueueModule } from '../queue/queue.module.js';
-import { WorkerPool } from '../queue/worker-pool.service.js';
 import { ModelEvents } from '../registry/model.events.js';
 import { RegistryModule } from '../registry/registry.module.js';
-import { RegistryService } from '../registry/registry.service.js';
+import { HostsService } from '../model-host/hosts.service.js';
+import { ModelHostModule } from '../model-host/model-host.module.js';
 import { HttpMetricsMiddleware } from './http-metrics.middleware.js';
 import { MetricsController } from './metrics.controller.js';
 import { MetricsService } from './metrics.service.js';
 
 /** GET /metrics (README "Metrics") and the middleware that counts HTTP requests for it. */
 @Module({
-  imports: [QueueModule, RegistryModule],
+  imports: [QueueModule, RegistryModule, ModelHostModule],
   controllers: [MetricsController],
   providers: [
     {
       provide: MetricsService,
-      inject: [JobEvents, ModelEvents, RegistryService, WorkerPool],
-      useFactory: (jobs: JobEvents, models: ModelEvents, registry: RegistryService, pool: WorkerPool) =>
+      inject: [JobEvents, ModelEvents, HostsService],
+      useFactory: (jobs: JobEvents, models: ModelEvents, hosts: HostsService) =>
         new MetricsService(
           {
             onJobEvent: (listener) => jobs.on(listener),
             onModelEvent: (listener) => models.on(listener),
-            lastMemory: () => registry.lastMemory,
-            residentModels: () => registry.residentModels(),
-            modelHostState: () => pool.connection.state,
+            hosts: () =>
+              hosts.sessions.map((session) => ({
+                id: session.id,
+                lastMemory: session.registry.lastMemory,
+                residentModels: session.registry.residentModels(),
+                state: session.connection.state,
+              })),
           },
           { defaultMetrics: true },
         ),

@@ -24,6 +24,7 @@ const record = (extra: Partial<JobSnapshot> = {}): JobSnapshot => ({
   generate_ms: null,
   switch: null,
   error: null,
+  host: null,
   ...extra,
 });
 
@@ -59,9 +60,7 @@ describe('MetricsService', () => {
       {
         onJobEvent: (listener) => jobs.on(listener),
         onModelEvent: (listener) => models.on(listener),
-        lastMemory: () => memory,
-        residentModels: () => resident,
-        modelHostState: () => state,
+        hosts: () => [{ id: 'gw/cuda:0', lastMemory: memory, residentModels: resident, state }],
       },
       { defaultMetrics: false },
     );
@@ -145,13 +144,13 @@ describe('MetricsService', () => {
   });
 
   it('counts loads by source, evictions by reason and load failures by mode from the model events', async () => {
-    models.emit({ type: 'loaded', key: 'a-1', mode: 'a', source: 'disk', bytes: 10 });
-    models.emit({ type: 'loaded', key: 'b-1', mode: 'b', source: 'shared-base', bytes: 10 });
-    models.emit({ type: 'loaded', key: 'a-1', mode: 'a', source: 'disk', bytes: 10 });
-    models.emit({ type: 'evicted', key: 'a-1', reason: 'make-room' });
-    models.emit({ type: 'evicted', key: 'b-1', reason: 'oom-retry' });
-    models.emit({ type: 'evicted', key: 'c-1', reason: 'keep-alive' });
-    models.emit({ type: 'load-failed', mode: 'broken', error: new Error('no') });
+    models.emit({ host: 'gw/cuda:0', type: 'loaded', key: 'a-1', mode: 'a', source: 'disk', bytes: 10 });
+    models.emit({ host: 'gw/cuda:0', type: 'loaded', key: 'b-1', mode: 'b', source: 'shared-base', bytes: 10 });
+    models.emit({ host: 'gw/cuda:0', type: 'loaded', key: 'a-1', mode: 'a', source: 'disk', bytes: 10 });
+    models.emit({ host: 'gw/cuda:0', type: 'evicted', key: 'a-1', reason: 'make-room' });
+    models.emit({ host: 'gw/cuda:0', type: 'evicted', key: 'b-1', reason: 'oom-retry' });
+    models.emit({ host: 'gw/cuda:0', type: 'evicted', key: 'c-1', reason: 'keep-alive' });
+    models.emit({ host: 'gw/cuda:0', type: 'load-failed', mode: 'broken', error: new Error('no') });
     expect(await samples('imagegen_model_loads_total')).toEqual({
       'imagegen_model_loads_total{source=disk}': 2,
       'imagegen_model_loads_total{source=shared-base}': 1,
@@ -168,7 +167,7 @@ describe('MetricsService', () => {
 
   it('reads memory, resident models and the model host state at scrape time, with no sample while unknown', async () => {
     expect(await samples('imagegen_device_memory_total_bytes')).toEqual({});
-    expect(await samples('imagegen_model_host_up')).toEqual({ 'imagegen_model_host_up{}': 0 });
+    expect(await samples('imagegen_model_host_up')).toEqual({ 'imagegen_model_host_up{host=gw/cuda:0}': 0 });
 
     memory = MEMORY;
     resident = [
@@ -177,26 +176,26 @@ describe('MetricsService', () => {
     ];
     state = 'serving';
     expect(await samples('imagegen_device_memory_total_bytes')).toEqual({
-      'imagegen_device_memory_total_bytes{device=cuda:0}': 8_000,
+      'imagegen_device_memory_total_bytes{device=cuda:0,host=gw/cuda:0}': 8_000,
     });
     expect(await samples('imagegen_device_memory_used_bytes')).toEqual({
-      'imagegen_device_memory_used_bytes{device=cuda:0}': 3_000,
+      'imagegen_device_memory_used_bytes{device=cuda:0,host=gw/cuda:0}': 3_000,
     });
     expect(await samples('imagegen_model_resident_bytes')).toEqual({
-      'imagegen_model_resident_bytes{key=a-1,mode=a,tier=device}': 2_000,
-      'imagegen_model_resident_bytes{key=b-1,mode=b,tier=ram}': 1_000,
+      'imagegen_model_resident_bytes{host=gw/cuda:0,key=a-1,mode=a,tier=device}': 2_000,
+      'imagegen_model_resident_bytes{host=gw/cuda:0,key=b-1,mode=b,tier=ram}': 1_000,
     });
-    expect(await samples('imagegen_model_host_up')).toEqual({ 'imagegen_model_host_up{}': 1 });
+    expect(await samples('imagegen_model_host_up')).toEqual({ 'imagegen_model_host_up{host=gw/cuda:0}': 1 });
 
     // An evicted model's series goes with it; a lost model host is down and has no figures.
     resident = [resident[0]];
     memory = undefined;
     state = 'lost';
     expect(Object.keys(await samples('imagegen_model_resident_bytes'))).toEqual([
-      'imagegen_model_resident_bytes{key=a-1,mode=a,tier=device}',
+      'imagegen_model_resident_bytes{host=gw/cuda:0,key=a-1,mode=a,tier=device}',
     ]);
     expect(await samples('imagegen_device_memory_used_bytes')).toEqual({});
-    expect(await samples('imagegen_model_host_up')).toEqual({ 'imagegen_model_host_up{}': 0 });
+    expect(await samples('imagegen_model_host_up')).toEqual({ 'imagegen_model_host_up{host=gw/cuda:0}': 0 });
   });
 
   it('counts HTTP requests by method, route pattern and status', async () => {
@@ -212,7 +211,7 @@ describe('MetricsService', () => {
   it('stops listening when destroyed', async () => {
     metrics.onModuleDestroy();
     emit({ type: 'completed', job: record() });
-    models.emit({ type: 'loaded', key: 'a-1', mode: 'a', source: 'disk', bytes: 10 });
+    models.emit({ host: 'gw/cuda:0', type: 'loaded', key: 'a-1', mode: 'a', source: 'disk', bytes: 10 });
     expect(await samples('imagegen_jobs_total')).toEqual({});
     expect(await samples('imagegen_model_loads_total')).toEqual({});
   });

@@ -27,9 +27,16 @@ export interface MetricsSources {
   /** Subscribes to the job events; returns the unsubscribe function. */
   onJobEvent(listener: (event: JobEvent) => void): () => void;
   onModelEvent(listener: (event: ModelEvent) => void): () => void;
-  lastMemory(): MemoryStats | undefined;
-  residentModels(): ResidentEntry[];
-  modelHostState(): ModelHostState;
+  /** Each model host's kept figures. */
+  hosts(): readonly HostFigures[];
+}
+
+/** One model host as the metrics read it: its id, its last memory figures, what it holds, its state. */
+export interface HostFigures {
+  readonly id: string;
+  readonly lastMemory: MemoryStats | undefined;
+  readonly residentModels: readonly ResidentEntry[];
+  readonly state: ModelHostState;
 }
 
 export interface HttpRequestSample {
@@ -127,44 +134,48 @@ export class MetricsService implements OnModuleDestroy {
       },
     });
 
-    const memoryTotal: Gauge<'device'> = new Gauge({
+    const memoryTotal: Gauge<'device' | 'host'> = new Gauge({
       name: `${METRIC_PREFIX}device_memory_total_bytes`,
-      help: "The model host's device memory (its cap when MEMORY_CAP_BYTES is set), as last read.",
-      labelNames: ['device'] as const,
+      help: "Each model host's device memory (its cap when MEMORY_CAP_BYTES is set), as last read, by device and host.",
+      labelNames: ['device', 'host'] as const,
       registers: [this.registry],
       collect: () => {
-        setMemory(memoryTotal, sources.lastMemory(), 'totalBytes');
+        setMemory(memoryTotal, sources.hosts(), 'totalBytes');
       },
     });
-    const memoryUsed: Gauge<'device'> = new Gauge({
+    const memoryUsed: Gauge<'device' | 'host'> = new Gauge({
       name: `${METRIC_PREFIX}device_memory_used_bytes`,
-      help: 'Device memory in use on the model host, as last read.',
-      labelNames: ['device'] as const,
+      help: 'Device memory in use on each model host, as last read, by device and host.',
+      labelNames: ['device', 'host'] as const,
       registers: [this.registry],
       collect: () => {
-        setMemory(memoryUsed, sources.lastMemory(), 'usedBytes');
+        setMemory(memoryUsed, sources.hosts(), 'usedBytes');
       },
     });
 
     const residentBytes = new Gauge({
       name: `${METRIC_PREFIX}model_resident_bytes`,
-      help: "Bytes of each pipeline key the model host holds, by mode, key and tier (device, or the RAM tier's ram).",
-      labelNames: ['mode', 'key', 'tier'] as const,
+      help: "Bytes of each pipeline key a model host holds, by mode, key, tier (device, or the RAM tier's ram) and host.",
+      labelNames: ['mode', 'key', 'tier', 'host'] as const,
       registers: [this.registry],
       collect: () => {
         residentBytes.reset();
-        for (const model of sources.residentModels()) {
-          residentBytes.set({ mode: model.mode, key: model.key, tier: model.tier }, model.bytes);
+        for (const host of sources.hosts()) {
+          for (const model of host.residentModels) {
+            residentBytes.set({ mode: model.mode, key: model.key, tier: model.tier, host: host.id }, model.bytes);
+          }
         }
       },
     });
 
-    const up: Gauge = new Gauge({
+    const up: Gauge<'host'> = new Gauge({
       name: `${METRIC_PREFIX}model_host_up`,
-      help: '1 while the model host serves (started, a mode loaded, healthy), else 0.',
+      help: '1 while a model host serves (started, a mode loaded, healthy), else 0, by host.',
+      labelNames: ['host'] as const,
       registers: [this.registry],
       collect: () => {
-        up.set(sources.modelHostState() === 'serving' ? 1 : 0);
+        up.reset();
+        for (const host of sources.hosts()) up.set({ host: host.id }, host.state === 'serving' ? 1 : 0);
       },
     });
 
@@ -264,7 +275,12 @@ export class MetricsService implements OnModuleDestroy {
 }
 
 /** No figures yet (or the model host is gone): no sample rather than a zero that would read as a real device. */
-function setMemory(gauge: Gauge<'device'>, stats: MemoryStats | undefined, field: 'totalBytes' | 'usedBytes'): void {
+function setMemory(
+  gauge: Gauge<'device' | 'host'>,
+  hosts: readonly HostFigures[],
+  field: 'totalBytes' | 'usedBytes',
+): void {
   gauge.reset();
-  if (stats) gauge.set({ device: stats.device }, stats[field]);
+  for (const { id, lastMemory } of hosts)
+    if (lastMemory) gauge.set({ device: lastMemory.device, host: id }, lastMemory[field]);
 }

@@ -6,7 +6,7 @@ import { createTestApp, type TestApp } from '../../testing/test-app.js';
 import { waitFor } from '../../testing/wait-for.js';
 import { ModelLoadError } from '../errors/domain.errors.js';
 import { WorkerPool } from '../queue/worker-pool.service.js';
-import { RegistryService } from '../registry/registry.service.js';
+import { HostsService } from '../model-host/hosts.service.js';
 
 describe('POST /api/modes/switch', () => {
   let t: TestApp;
@@ -26,7 +26,7 @@ describe('POST /api/modes/switch', () => {
 
   it("answers the spec's keys at once and switches in its turn", async () => {
     await idle();
-    expect(t.app.get(RegistryService).currentMode).toBe('sdxl-general');
+    expect(t.app.get(HostsService).default.registry.currentMode).toBe('sdxl-general');
     const body: unknown = (await request(server).post('/api/modes/switch').send({ mode: 'sd15-fast' }).expect(200))
       .body;
     expect(Object.keys(body as object)).toEqual(['status', 'from_mode', 'to_mode', 'message']);
@@ -37,7 +37,7 @@ describe('POST /api/modes/switch', () => {
       message: 'Mode switch queued. Will switch after 0 pending jobs.',
     });
     await idle();
-    expect(t.app.get(RegistryService).currentMode).toBe('sd15-fast');
+    expect(t.app.get(HostsService).default.registry.currentMode).toBe('sd15-fast');
     // A request that names no mode now runs in the mode switched to.
     const generated = await request(server).post('/generate').send({ prompt: 'after' }).expect(200);
     expect(generated.headers['x-mode']).toBe('sd15-fast');

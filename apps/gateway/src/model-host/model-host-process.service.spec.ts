@@ -3,7 +3,7 @@ import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-import { removeStaleSocketDirs } from './model-host-process.service.js';
+import { removeStaleSocketDirs } from './stale-socket-dirs.js';
 
 describe('removeStaleSocketDirs', () => {
   let dir: string;

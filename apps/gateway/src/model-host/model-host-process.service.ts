@@ -1,16 +1,15 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { lstatSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
-import { basename, dirname, join } from 'node:path';
+import { rmSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import type { Readable } from 'node:stream';
 
-import { Inject, Injectable, Logger, type OnModuleDestroy } from '@nestjs/common';
+import { Logger } from '@nestjs/common';
 
-import { APP_CONFIG, type AppConfig } from '../config/app-config.js';
+import type { AppConfig } from '../config/app-config.js';
 import { ModelHostUnavailableError } from '../errors/domain.errors.js';
-import type { ModelHostProcess } from './model-host.js';
-import { MODEL_HOST_ENDPOINT, SOCKET_DIR_PATTERN, type ModelHostEndpoint } from './model-host-endpoint.provider.js';
-import { ModelHostClient } from './model-host.client.js';
+import type { HostSpec } from './host-spec.js';
+import type { ModelHost, ModelHostProcess } from './model-host.js';
+import type { ModelHostEndpoint } from './model-host-endpoint.js';
 
 /**
  * How long the model host itself may take past its --grace: it waits up to 10 s for cancelled calls to end, then
@@ -28,17 +27,15 @@ interface Exit {
 }
 
 /**
- * Runs the model host as a child process when SIDECAR_ADDR is unset:
- * `<SIDECAR_PYTHON> -m modelhost serve --listen unix:<private dir>/modelhost.sock --grace <SHUTDOWN_GRACE_MS in s>
- * [--device <SIDECAR_DEVICE>]`.
+ * Runs one model host as a child process, for a host the gateway starts itself (not one at SIDECAR_ADDR(S)):
+ * `<SIDECAR_PYTHON> -m modelhost serve --listen unix:<private dir>/modelhost-<n>.sock --grace <SHUTDOWN_GRACE_MS in
+ * s> [--device <device>]`.
  *
  * It only runs the process: its ModelHostConnection decides when to start it (again) and what a loss means. It is
- * stopped after the WorkerPool has drained (that module is destroyed first): SIGTERM, then SIGKILL only once the
- * model host's own grace and stop margin have passed. The private folder goes on every exit path the
- * process sees; one left by a gateway that was SIGKILLed is removed by the next gateway's start.
+ * stopped (by HostsService) after the WorkerPool has drained: SIGTERM, then SIGKILL only once the model host's own
+ * grace and stop margin have passed. The private folder is HostsService's (SocketDir).
  */
-@Injectable()
-export class ModelHostProcessService implements ModelHostProcess, OnModuleDestroy {
+export class ModelHostProcessService implements ModelHostProcess {
   private readonly logger = new Logger('ModelHost');
   private child: ChildProcess | undefined;
   private exited: Promise<Exit> | undefined;
@@ -46,22 +43,17 @@ export class ModelHostProcessService implements ModelHostProcess, OnModuleDestro
   private readonly lossListeners: ModelHostLossListener[] = [];
 
   constructor(
-    @Inject(APP_CONFIG) private readonly config: AppConfig,
-    @Inject(MODEL_HOST_ENDPOINT) private readonly endpoint: ModelHostEndpoint,
-    private readonly repository: ModelHostClient,
+    private readonly config: AppConfig,
+    private readonly spec: HostSpec,
+    private readonly endpoint: ModelHostEndpoint,
+    private readonly client: ModelHost,
   ) {}
 
-  /** Starts the model host unless it runs, or SIDECAR_ADDR names one the gateway does not run. */
+  /** Starts the model host unless it runs, or it is one started elsewhere. */
   start(): void {
     const { socketDir } = this.endpoint;
     if (socketDir === undefined || this.stopping || this.pid !== undefined) return;
-    if (!this.child) {
-      removeStaleSocketDirs(dirname(socketDir), this.logger);
-      // mkdir (not mkdtemp) under a random name: atomic, fails rather than follow anything already there.
-      mkdirSync(socketDir, { mode: 0o700 });
-      // process.exit() and a crash skip the shutdown hooks but not this; only SIGKILL and the like escape it.
-      process.once('exit', this.removeSocketDir);
-    }
+    socketDir.ensure();
     this.spawnChild();
   }
 
@@ -81,14 +73,14 @@ export class ModelHostProcessService implements ModelHostProcess, OnModuleDestro
   }
 
   private spawnChild(): void {
-    const { socketDir, address } = this.endpoint;
-    if (socketDir !== undefined) rmSync(join(socketDir, 'modelhost.sock'), { force: true });
+    const { address } = this.endpoint;
+    rmSync(address.replace(/^unix:/, ''), { force: true });
     const python = this.config.modelHostPython;
     // --exit-with-parent: a gateway killed without its shutdown hooks must not leave a model host holding the GPU.
     // --grace: the model host's own grace for a running call equals the gateway's, which drains its job first.
     const args = ['-m', 'modelhost', 'serve', '--listen', address, '--exit-with-parent'];
     args.push('--grace', String(this.config.shutdownGraceMs / 1000));
-    if (this.config.modelHostDevice !== undefined) args.push('--device', this.config.modelHostDevice);
+    if (this.spec.device !== undefined) args.push('--device', this.spec.device);
     this.logger.log(`starting the model host: ${python} ${args.join(' ')}`);
     const child = spawn(python, args, { cwd: process.cwd(), env: process.env, stdio: ['ignore', 'pipe', 'pipe'] });
     this.child = child;
@@ -104,13 +96,13 @@ export class ModelHostProcessService implements ModelHostProcess, OnModuleDestro
 
   /** Resolves once the model host serves; fails early if the model host the gateway started dies first. */
   async waitForReady(timeoutMs: number, signal?: AbortSignal): Promise<void> {
-    if (!this.exited) return this.repository.waitForReady(timeoutMs, signal);
+    if (!this.exited) return this.client.waitForReady(timeoutMs, signal);
     const stopWaiting = new AbortController();
     const onAbort = (): void => stopWaiting.abort();
     signal?.addEventListener('abort', onAbort, { once: true });
     try {
       await Promise.race([
-        this.repository.waitForReady(timeoutMs, stopWaiting.signal),
+        this.client.waitForReady(timeoutMs, stopWaiting.signal),
         this.exited.then((exit) => {
           throw new ModelHostUnavailableError(`the model host ${describe(exit)} before it was ready`);
         }),
@@ -121,7 +113,8 @@ export class ModelHostProcessService implements ModelHostProcess, OnModuleDestro
     }
   }
 
-  async onModuleDestroy(): Promise<void> {
+  /** Stops the process, if it runs: SIGTERM, SIGKILL past the model host's grace and the stop margin. */
+  async stop(): Promise<void> {
     this.stopping = true;
     const { child, exited } = this;
     if (child && exited && child.exitCode === null && child.signalCode === null) {
@@ -135,20 +128,14 @@ export class ModelHostProcessService implements ModelHostProcess, OnModuleDestro
       await exited;
       clearTimeout(killer);
     }
-    this.removeSocketDir();
-    process.removeListener('exit', this.removeSocketDir);
   }
-
-  private readonly removeSocketDir = (): void => {
-    if (this.endpoint.socketDir !== undefined) rmSync(this.endpoint.socketDir, { recursive: true, force: true });
-  };
 
   private forward(stream: Readable | null): void {
     // Blank lines are what is left of progress bars redrawn with carriage returns.
     if (stream)
       createInterface({ input: stream }).on('line', (line) => {
-        // Its own tag, so that the model host's lines can be told apart (and filtered) in the one stream.
-        if (line.trim()) this.logger.log({ source: 'model-host', msg: line });
+        // Its own tags, so that each model host's lines can be told apart (and filtered) in the one stream.
+        if (line.trim()) this.logger.log({ source: 'model-host', host: this.spec.id, msg: line });
       });
   }
 
@@ -167,44 +154,4 @@ export class ModelHostProcessService implements ModelHostProcess, OnModuleDestro
 function describe(exit: Exit): string {
   if (exit.error) return `could not be started (${exit.error.message})`;
   return exit.signal ? `was killed by ${exit.signal}` : `exited with code ${exit.code}`;
-}
-
-/**
- * Removes the socket folders of gateways that are gone (SIGKILLed, say: nothing of theirs ran to remove them).
- * Only folders that match the name pattern, belong to this user and whose gateway pid no longer runs.
- */
-export function removeStaleSocketDirs(parent: string, logger?: Logger): string[] {
-  const removed: string[] = [];
-  let names: string[];
-  try {
-    names = readdirSync(parent);
-  } catch {
-    return removed;
-  }
-  const uid = process.getuid?.();
-  for (const name of names) {
-    const pid = SOCKET_DIR_PATTERN.exec(name)?.[1];
-    if (pid === undefined || Number(pid) === process.pid || isRunning(Number(pid))) continue;
-    const path = join(parent, name);
-    try {
-      const stat = lstatSync(path);
-      if (!stat.isDirectory() || (uid !== undefined && stat.uid !== uid)) continue;
-      rmSync(path, { recursive: true, force: true });
-      removed.push(path);
-      logger?.log(`removed ${basename(path)}, the socket folder of gateway pid ${pid} that is gone`);
-    } catch {
-      // Gone meanwhile, or not ours to remove: either way nothing to do.
-    }
-  }
-  return removed;
-}
-
-function isRunning(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    // EPERM: the pid runs, as another user's process.
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }

@@ -18,8 +18,6 @@ import {
 } from '../errors/domain.errors.js';
 import { parseModesConfig } from '../modes/modes-config.loader.js';
 import type { ResolvedMode } from '../modes/mode.types.js';
-import type { ModelEvent } from '../registry/model.events.js';
-import { RegistryService } from '../registry/registry.service.js';
 import type { HealthCheckRequest__Output } from './generated/grpc/health/v1/HealthCheckRequest.js';
 import type { HealthCheckResponse } from './generated/grpc/health/v1/HealthCheckResponse.js';
 import type { GenerateBatchEvent } from './generated/modelhost/v1/GenerateBatchEvent.js';
@@ -247,16 +245,8 @@ const PARAMS: GenerateParams = {
   clipSkip: 2,
 };
 
-function repositoryFor(
-  address: string,
-  env: Record<string, string> = {},
-  registry = new RegistryService(),
-): ModelHostClient {
-  return new ModelHostClient(
-    { address, socketDir: undefined },
-    loadConfig({ SIDECAR_ADDR: address, ...env }),
-    registry,
-  );
+function repositoryFor(address: string, env: Record<string, string> = {}): ModelHostClient {
+  return new ModelHostClient({ address, socketDir: undefined }, loadConfig({ SIDECAR_ADDR: address, ...env }));
 }
 
 describe('ModelHostClient against a gRPC server', () => {
@@ -274,7 +264,7 @@ describe('ModelHostClient against a gRPC server', () => {
   });
 
   afterEach(() => {
-    repository.onModuleDestroy();
+    repository.close();
     modelHost.stop();
     rmSync(dir, { recursive: true, force: true });
   });
@@ -317,22 +307,6 @@ describe('ModelHostClient against a gRPC server', () => {
     await expect(repository.load(mode)).rejects.toThrow(
       new ModelLoadError('m', 'model file not found: /models/missing.safetensors'),
     );
-  });
-
-  it('records a failed load in the registry, with the error it rejects with', async () => {
-    const registry = new RegistryService();
-    const events: ModelEvent[] = [];
-    registry.events.on((event) => events.push(event));
-    const recording = repositoryFor(address, {}, registry);
-    try {
-      const failure = await recording.load({ ...MODE, modelPath: '/models/huge.safetensors' }).catch((e: Error) => e);
-      expect(failure).toBeInstanceOf(OutOfMemoryError);
-      expect(events).toEqual([{ type: 'load-failed', mode: MODE.name, error: failure }]);
-      await recording.load(MODE);
-      expect(events).toHaveLength(1);
-    } finally {
-      recording.onModuleDestroy();
-    }
   });
 
   it('turns RESOURCE_EXHAUSTED into OutOfMemoryError', async () => {
@@ -433,7 +407,7 @@ describe('ModelHostClient against a gRPC server', () => {
     modelHost.hang = true;
     const impatient = repositoryFor(address, { GENERATE_TIMEOUT_MS: '200' });
     await expect(impatient.generate(PARAMS)).rejects.toThrow('Generation timed out after 200 ms');
-    impatient.onModuleDestroy();
+    impatient.close();
   });
 
   it('runs a batch as one call: each member gets its own progress and image, or its own error', async () => {
@@ -553,7 +527,7 @@ describe('ModelHostClient without a model host', () => {
       await expect(repository.load(MODE)).rejects.toBeInstanceOf(ModelHostUnavailableError);
       await expect(repository.isServing()).resolves.toBe(false);
     } finally {
-      repository.onModuleDestroy();
+      repository.close();
       rmSync(dir, { recursive: true, force: true });
     }
   });

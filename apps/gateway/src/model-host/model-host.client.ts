@@ -1,13 +1,11 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 
 import * as grpc from '@grpc/grpc-js';
-import { Inject, Injectable, type OnModuleDestroy } from '@nestjs/common';
 
 import { DEFAULT_SCHEDULER } from '../common/samplers.js';
-import { APP_CONFIG, type AppConfig } from '../config/app-config.js';
+import type { AppConfig } from '../config/app-config.js';
 import { JobCancelledError, ModelHostError, ModelHostUnavailableError } from '../errors/domain.errors.js';
 import type { ResolvedMode } from '../modes/mode.types.js';
-import { RegistryService } from '../registry/registry.service.js';
 import type { HealthClient } from './generated/grpc/health/v1/Health.js';
 import type { GenerateEvent__Output } from './generated/modelhost/v1/GenerateEvent.js';
 import type { GeneratedImage__Output } from './generated/modelhost/v1/GeneratedImage.js';
@@ -22,7 +20,7 @@ import type { GenerateRequest } from './generated/modelhost/v1/GenerateRequest.j
 import { memberErrorToDomainError, toDomainError, type CallContext } from './grpc-error.mapper.js';
 import type { ModelHost, ModelHostHealth } from './model-host.js';
 import { loadModelHostProto } from './proto-package.loader.js';
-import { MODEL_HOST_ENDPOINT, type ModelHostEndpoint } from './model-host-endpoint.provider.js';
+import type { ModelHostEndpoint } from './model-host-endpoint.js';
 import type {
   BatchMember,
   GenerateOptions,
@@ -44,19 +42,14 @@ const UNLOAD_TIMEOUT_MS = 60_000;
 const ROOTS_TIMEOUT_MS = 60_000;
 
 /** The one class that speaks gRPC to the model host. Every call has a deadline; every failure becomes a domain error. */
-@Injectable()
-export class ModelHostClient implements ModelHost, OnModuleDestroy {
+export class ModelHostClient implements ModelHost {
   private readonly stub: ModelHostStub;
   private readonly health: HealthClient;
   /** GENERATE_TIMEOUT_MS bounds generations and tasks; SWITCH_TIMEOUT_MS bounds loads. */
   private readonly deviceWorkTimeoutMs: number;
   private readonly loadTimeoutMs: number;
 
-  constructor(
-    @Inject(MODEL_HOST_ENDPOINT) endpoint: ModelHostEndpoint,
-    @Inject(APP_CONFIG) config: AppConfig,
-    private readonly registry: RegistryService,
-  ) {
+  constructor(endpoint: ModelHostEndpoint, config: AppConfig) {
     const proto = loadModelHostProto();
     const credentials = grpc.credentials.createInsecure();
     const options: grpc.ChannelOptions = {
@@ -72,16 +65,12 @@ export class ModelHostClient implements ModelHost, OnModuleDestroy {
     this.loadTimeoutMs = config.switchTimeoutMs;
   }
 
-  onModuleDestroy(): void {
+  close(): void {
     this.stub.close();
     this.health.close();
   }
 
-  /**
-   * Makes the mode's pipeline resident (idempotent on the model host's side). A load that fails is recorded in the
-   * registry here, whoever asked for it; a load that succeeds is recorded by the one who asked (it makes a mode
-   * active, which only the worker knows).
-   */
+  /** Makes the mode's pipeline resident (idempotent on the model host's side). */
   load(mode: ResolvedMode): Promise<LoadResult> {
     const context: CallContext = { rpc: 'load', subject: mode.name, timeoutMs: this.loadTimeoutMs };
     const request = {
@@ -101,10 +90,7 @@ export class ModelHostClient implements ModelHost, OnModuleDestroy {
     };
     return new Promise<LoadModelReply__Output>((resolve, reject) => {
       this.stub.LoadModel(request, this.deadline(context), this.settle(context, resolve, reject));
-    }).then(toLoadResult, (error: Error) => {
-      this.registry.recordLoadFailure(mode, error);
-      throw error;
-    });
+    }).then(toLoadResult);
   }
 
   /** Drops a pipeline; resolves to the bytes freed. */

@@ -1,12 +1,10 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 
-import { Inject, Injectable, Logger } from '@nestjs/common';
+import { Logger } from '@nestjs/common';
 
-import { APP_CONFIG, type AppConfig } from '../config/app-config.js';
-import { RegistryService } from '../registry/registry.service.js';
+import type { AppConfig } from '../config/app-config.js';
+import type { RegistryService } from '../registry/registry.service.js';
 import type { ModelHost, ModelHostProcess } from './model-host.js';
-import { ModelHostProcessService } from './model-host-process.service.js';
-import { ModelHostClient } from './model-host.client.js';
 
 /**
  * The model host as its connection sees it: `starting` until the default mode is loaded, `serving`, `lost` (its
@@ -47,9 +45,8 @@ const HEALTHY_AFTER_MS = 60_000;
  * until it serves, re-sync the registry from GetMemory, load the active mode again). Every change of state is
  * told to the listeners of `onState`; health, status and the job engine read `state`.
  */
-@Injectable()
 export class ModelHostConnection {
-  private readonly logger = new Logger(ModelHostConnection.name);
+  private readonly logger: Logger;
   private readonly listeners = new Set<ModelHostStateListener>();
   private readonly stop = new AbortController();
   private readonly healthWatch: NodeJS.Timeout;
@@ -71,11 +68,12 @@ export class ModelHostConnection {
   private restartTimer: NodeJS.Timeout | undefined;
 
   constructor(
-    @Inject(ModelHostClient) readonly host: ModelHost,
-    @Inject(ModelHostProcessService) private readonly process: ModelHostProcess,
+    readonly host: ModelHost,
+    private readonly process: ModelHostProcess,
     private readonly registry: RegistryService,
-    @Inject(APP_CONFIG) private readonly config: AppConfig,
+    private readonly config: AppConfig,
   ) {
+    this.logger = new Logger(`ModelHostConnection ${registry.host}`);
     process.onLost((reason) => {
       this.lost(reason);
       this.restartProcess();
@@ -83,7 +81,7 @@ export class ModelHostConnection {
     this.healthWatch = setInterval(() => void this.checkServing(), HEALTH_WATCH_MS);
     this.healthWatch.unref();
     registry.events.on((event) => {
-      if (event.type === 'loaded') this.loadedAfterFailedStart(event.mode);
+      if (event.type === 'loaded' && event.host === registry.host) this.loadedAfterFailedStart(event.mode);
     });
   }
 

@@ -1,14 +1,12 @@
 import { Module } from '@nestjs/common';
 
 import { RegistryModule } from '../registry/registry.module.js';
-import { ModelHostConnection } from './model-host.connection.js';
-import { modelHostEndpointProvider } from './model-host-endpoint.provider.js';
-import { ModelHostProcessService } from './model-host-process.service.js';
-import { ModelHostClient } from './model-host.client.js';
+import { HostsService } from './hosts.service.js';
+import { ModelHostFactory } from './model-host.factory.js';
 
 @Module({
   imports: [RegistryModule],
-  providers: [modelHostEndpointProvider, ModelHostClient, ModelHostProcessService, ModelHostConnection],
-  exports: [ModelHostClient, ModelHostProcessService, ModelHostConnection],
+  providers: [ModelHostFactory, HostsService],
+  exports: [HostsService],
 })
 export class ModelHostModule {}

@@ -6,6 +6,7 @@ import type {
   GeneratedImage,
   LoadResult,
   MemoryStats,
+  ModelInventory,
 } from './model-host.types.js';
 
 /** A model host health check's answer: serving, said it is not (starting, draining), or did not answer. */
@@ -17,7 +18,13 @@ export type ModelHostHealth = 'serving' | 'not-serving' | 'no-answer';
  */
 export interface ModelHost {
   load(mode: ResolvedMode): Promise<LoadResult>;
+  /** Drops a pipeline; resolves to the bytes freed. */
+  unload(key: string): Promise<number>;
+  /** Moves a pipeline to the RAM tier when it fits there, else drops it. */
+  offload(key: string): Promise<{ freedBytes: number; parked: boolean }>;
   getMemory(): Promise<MemoryStats>;
+  /** The model files under the model roots, as the model host's watcher sees them. */
+  listModels(): Promise<ModelInventory>;
   /** Aborting `options.signal` cancels the generation, which rejects with JobCancelledError. */
   generate(params: GenerateParams, options?: GenerateOptions): Promise<GeneratedImage>;
   /**
@@ -34,6 +41,8 @@ export interface ModelHost {
   setModelRoots(roots: readonly string[]): Promise<string[]>;
   /** Resolves once the model host serves; rejects with ModelHostUnavailableError past `timeoutMs` or on `signal`. */
   waitForReady(timeoutMs: number, signal?: AbortSignal): Promise<void>;
+  /** Closes the channels; nothing is called after. */
+  close(): void;
 }
 
 /**
@@ -49,4 +58,6 @@ export interface ModelHostProcess {
   onLost(listener: (reason: string) => void): void;
   /** Resolves once the model host serves; rejects early when the process ends first. */
   waitForReady(timeoutMs: number, signal?: AbortSignal): Promise<void>;
+  /** Stops the process, when the gateway runs it; resolves once it ended. */
+  stop(): Promise<void>;
 }

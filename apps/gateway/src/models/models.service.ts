@@ -6,8 +6,8 @@ import { Injectable } from '@nestjs/common';
 import { ModelUnloader } from '../memory-policy/model-unloader.service.js';
 import type { ResolvedMode } from '../modes/mode.types.js';
 import { ModesService } from '../modes/modes.service.js';
-import { RegistryService } from '../registry/registry.service.js';
-import { ModelHostClient } from '../model-host/model-host.client.js';
+import { HostsService } from '../model-host/hosts.service.js';
+import { StatusService } from '../status/status.service.js';
 import type { InventoryFile, MemoryStats } from '../model-host/model-host.types.js';
 import type { ModelFileDto, ModelInventoryDto, ModelKind, ResidentLocation } from './dto/model-file.dto.js';
 import type { UnloadReplyDto } from './dto/unload-models.dto.js';
@@ -25,10 +25,10 @@ const KIND_BY_ARCHITECTURE: Readonly<Record<string, ModelKind>> = {
 @Injectable()
 export class ModelsService {
   constructor(
-    private readonly modelHost: ModelHostClient,
+    private readonly hosts: HostsService,
     private readonly modes: ModesService,
     private readonly unloader: ModelUnloader,
-    private readonly registry: RegistryService,
+    private readonly status: StatusService,
   ) {}
 
   /**
@@ -43,12 +43,18 @@ export class ModelsService {
       keys: unloaded.map((model) => model.key),
       freed_bytes: unloaded.reduce((sum, model) => sum + model.freed_bytes, 0),
       unloaded: unloaded.map(({ mode: name, key, freed_bytes, tier }) => ({ mode: name, key, freed_bytes, tier })),
-      current_mode: this.registry.currentMode ?? null,
+      current_mode: this.status.currentMode() ?? null,
     };
   }
 
   async inventory(): Promise<ModelInventoryDto> {
-    const [inventory, memory] = await Promise.all([this.modelHost.listModels(), this.modelHost.getMemory()]);
+    // Every host watches the same roots: the default one's (or the first that serves) inventory is the inventory.
+    const source = this.hosts.accepting()[0] ?? this.hosts.default;
+    const [inventory, memories] = await Promise.all([
+      source.client.listModels(),
+      Promise.all(this.hosts.accepting().map((host) => host.client.getMemory())),
+    ]);
+    const memory = { models: memories.flatMap((stats) => stats.models) };
     const users = modesByPath(this.modes.config.modes.values());
     const locations = locationByKey(memory);
     return {
@@ -116,6 +122,11 @@ function realPath(path: string): string {
   }
 }
 
-function locationByKey(memory: MemoryStats): Map<string, ResidentLocation> {
-  return new Map(memory.models.map((model) => [model.key, model.inRamTier ? 'ram' : 'device']));
+/** Where each key is held; on a device anywhere wins over a RAM tier somewhere (several hosts). */
+function locationByKey(memory: Pick<MemoryStats, 'models'>): Map<string, ResidentLocation> {
+  const locations = new Map<string, ResidentLocation>();
+  for (const model of memory.models) {
+    if (locations.get(model.key) !== 'device') locations.set(model.key, model.inRamTier ? 'ram' : 'device');
+  }
+  return locations;
 }

@@ -1,4 +1,4 @@
-import type { SchedulableJob, Scheduler } from './scheduler.js';
+import type { SchedulableJob, Scheduler, SchedulingContext } from './scheduler.js';
 
 /** Arrival order, nothing else: the baseline the mode-aware scheduler is measured against. */
 export class FifoScheduler implements Scheduler {
@@ -24,17 +24,27 @@ export class FifoScheduler implements Scheduler {
     return true;
   }
 
-  next(): SchedulableJob | undefined {
-    while (this.start < this.items.length) {
-      const job = this.items[this.start];
-      this.items[this.start] = undefined;
-      this.start += 1;
-      if (job) {
-        this.index.delete(job.id);
-        this.compact();
-        return job;
-      }
-    }
+  next(context?: SchedulingContext): SchedulableJob | undefined {
+    const job = this.peek(context);
+    if (!job) return undefined;
+    this.items[this.start] = undefined;
+    this.start += 1;
+    this.index.delete(job.id);
+    this.compact();
+    return job;
+  }
+
+  /** The oldest job, unless it is bound to another host: then that host's turn is awaited (strict order). */
+  peek(context?: SchedulingContext): SchedulableJob | undefined {
+    while (this.start < this.items.length && this.items[this.start] === undefined) this.start += 1;
+    const job = this.items[this.start];
+    if (!job) return undefined;
+    if (job.host !== undefined && context?.host !== undefined && job.host !== context.host) return undefined;
+    return job;
+  }
+
+  /** Strict FIFO does not group by mode. */
+  oldestOf(): SchedulableJob | undefined {
     return undefined;
   }
 

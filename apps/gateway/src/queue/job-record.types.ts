@@ -35,6 +35,8 @@ export interface JobRecord {
   readonly generate_ms: number | null;
   readonly switch: JobSwitch | null;
   readonly error: ErrorBody | null;
+  /** The model host that ran it (the last one, for a generation retried after its host died); null until it runs. */
+  readonly host: string | null;
 }
 
 /**
@@ -56,6 +58,7 @@ export interface JobSnapshot {
   readonly generate_ms: number | null;
   readonly switch: JobSwitch | null;
   readonly error: ErrorBody | null;
+  readonly host: string | null;
 }
 
 /** The JobRecord of a snapshot; `position` is the queued job's place now (null otherwise). */
@@ -76,6 +79,7 @@ export function toJobRecord(job: JobSnapshot, position: number | null = null): J
     generate_ms: job.generate_ms,
     switch: job.switch,
     error: job.error,
+    host: job.host,
   };
 }
 

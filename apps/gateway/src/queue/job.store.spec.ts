@@ -20,7 +20,7 @@ describe('JobStore', () => {
   it('emits one typed event per change, and a finished record no longer changes', () => {
     const { jobs, seen } = store();
     const { id } = jobs.create('generation', 'a', 7);
-    jobs.started(id);
+    jobs.started(id, 'test/cpu');
     jobs.switching(id, undefined, 'a');
     jobs.switched(id, { from_mode: null, to_mode: 'a', source: 'disk' }, 12);
     jobs.progress(id, 1, 2);
@@ -54,7 +54,7 @@ describe('JobStore', () => {
     const { jobs, seen } = store();
     const created = jobs.create('custom', undefined, undefined);
     jest.advanceTimersByTime(5);
-    jobs.started(created.id);
+    jobs.started(created.id, 'test/cpu');
     jest.advanceTimersByTime(10);
     jobs.finish(created.id, { state: 'completed' });
     expect(created.id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
@@ -82,6 +82,7 @@ describe('JobStore', () => {
       generate_ms: null,
       switch: null,
       error: null,
+      host: 'test/cpu',
     });
   });
 

@@ -74,13 +74,15 @@ export class JobStore {
       generate_ms: null,
       switch: null,
       error: null,
+      host: null,
     });
     this.jobs.set(job.id, { job });
     this.events.emit({ type: 'queued', job });
     return job;
   }
 
-  started(id: string): void {
+  /** `host`: the id of the model host that runs it. */
+  started(id: string, host: string): void {
     const stored = this.live(id);
     if (!stored) return;
     const now = Date.now();
@@ -88,8 +90,18 @@ export class JobStore {
       next.state = 'running';
       next.started_ms = now;
       next.queue_ms = now - next.created_ms;
+      next.host = host;
     });
     this.events.emit({ type: 'started', job });
+  }
+
+  /** A running job moved to another model host (its own died under it): still running, now there. */
+  moved(id: string, host: string): void {
+    const stored = this.live(id);
+    if (!stored) return;
+    this.change(stored, (next) => {
+      next.host = host;
+    });
   }
 
   /** A switch begins in the job's turn; `switched` records where the model came from once loaded. */
@@ -239,6 +251,7 @@ function copyOf(job: JobSnapshot): Mutable<JobSnapshot> {
     generate_ms: job.generate_ms,
     switch: job.switch,
     error: job.error,
+    host: job.host,
   };
 }
 

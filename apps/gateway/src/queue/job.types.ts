@@ -1,4 +1,5 @@
 import type { SchedulerName } from '../common/samplers.js';
+import type { HostSession } from '../model-host/host-session.js';
 import type { LoadResult } from '../model-host/model-host.types.js';
 
 /** Generation settings with the mode's defaults already applied and the seed chosen. */
@@ -35,8 +36,25 @@ export class ModeSwitchJob {
   constructor(readonly mode: string) {}
 }
 
-/** A function a CustomJob may run: its arguments and result are the job's. */
-export type JobHandler<T = unknown, A extends readonly unknown[] = readonly unknown[]> = (...args: A) => T | Promise<T>;
+/** What a running CustomJob's handler gets as `this` (a `function`, not an arrow): the model host it runs on. */
+export interface JobContext {
+  readonly host: HostSession;
+}
+
+/** A function a CustomJob may run: its arguments and result are the job's; `this` is its JobContext. */
+export type JobHandler<T = unknown, A extends readonly unknown[] = readonly unknown[]> = (
+  this: JobContext,
+  ...args: A
+) => T | Promise<T>;
+
+/** A JobHandler that gets the model host it runs on as its first argument: `onHost((host, a, b) => ...)`. */
+export function onHost<T, A extends readonly unknown[]>(
+  run: (host: HostSession, ...args: A) => T | Promise<T>,
+): JobHandler<T, A> {
+  return function (this: JobContext, ...args: A) {
+    return run(this.host, ...args);
+  };
+}
 
 /**
  * Runs a handler in its turn on the device queue, like the spec's `CustomJob(handler=..., args=...)`.
@@ -46,17 +64,22 @@ export type JobHandler<T = unknown, A extends readonly unknown[] = readonly unkn
  *   `pool.registerHandler(name, fn)`: the job is then plain data (a name and JSON-like arguments), the form a
  *   shared queue backend can carry. The pool registers `model-host.run-task` itself: its args are
  *   `[taskName, { ...taskArgs }]` and it calls the model host's RunTask.
+ * - It runs on whichever model host takes it first, or on the one `host` names (an id from
+ *   GET /api/models/status' `hosts`); a `function` handler reads the one it runs on as `this.host`.
  */
 export class CustomJob<T = unknown, A extends readonly unknown[] = readonly unknown[]> {
   readonly kind = 'custom';
   readonly handler: JobHandler<T, A> | string;
   readonly args: A;
+  /** The id of the model host it must run on; undefined: any. */
+  readonly host: string | undefined;
 
-  constructor(options: { handler: JobHandler<T, A>; args: A });
-  constructor(options: { handler: string; args: A });
-  constructor({ handler, args }: { handler: JobHandler<T, A> | string; args: A }) {
+  constructor(options: { handler: JobHandler<T, A>; args: A; host?: string });
+  constructor(options: { handler: string; args: A; host?: string });
+  constructor({ handler, args, host }: { handler: JobHandler<T, A> | string; args: A; host?: string }) {
     this.handler = handler;
     this.args = args;
+    this.host = host;
   }
 }
 

@@ -1,6 +1,8 @@
 import { Fifo } from './fifo.js';
 import type { SchedulableJob, Scheduler, SchedulingContext } from './scheduler.js';
 
+const NONE: ReadonlySet<string> = new Set();
+
 interface Entry {
   readonly job: SchedulableJob;
   waiting: boolean;
@@ -25,7 +27,9 @@ class Lane extends Fifo<Entry> {
  * - The oldest waiting job's FIFO turn has come. Once it has waited `maxDelayMs` past that moment it runs next.
  * - A mode switch or a custom job is a barrier: it runs only as the oldest waiting job, and nothing submitted
  *   after it runs before it. The jobs before the first barrier are the eligible ones.
- * - Otherwise the oldest eligible job in the active mode runs (no switch needed), else the oldest job.
+ * - Otherwise the oldest eligible job in the active mode runs (no switch needed), else the oldest eligible job of a
+ *   mode the host holds (`resident`), else the oldest job — unless its mode is better left to another host
+ *   (`avoid`): then the oldest eligible job of any other mode, or none (the host waits).
  *
  * `maxDelayMs = 0` is strict FIFO. Every decision is O(1) amortized whatever the queue's depth;
  * `plan()` is O(n).
@@ -85,6 +89,14 @@ export class ModeAwareScheduler implements Scheduler {
     return entry.job;
   }
 
+  peek(context: SchedulingContext): SchedulableJob | undefined {
+    return this.choose(context)?.job;
+  }
+
+  oldestOf(mode: string): SchedulableJob | undefined {
+    return this.byMode.get(mode)?.oldest()?.job;
+  }
+
   plan(context: SchedulingContext): readonly SchedulableJob[] {
     const copy = new ModeAwareScheduler({ maxDelayMs: this.maxDelayMs });
     this.copyInto(copy);
@@ -111,12 +123,40 @@ export class ModeAwareScheduler implements Scheduler {
 
   private choose(context: SchedulingContext): Entry | undefined {
     const head = this.head;
-    if (!head || head.job.kind !== 'generation' || this.overdue(context.now)) return head;
-    if (context.activeMode === undefined) return head;
-    const candidate = this.byMode.get(context.activeMode)?.oldest();
-    if (!candidate) return head;
+    if (!head) return undefined;
+    // Only custom jobs are bound to a host, and they are barriers: another host waits for that one's turn.
+    if (head.job.host !== undefined && context.host !== undefined && head.job.host !== context.host) return undefined;
+    if (head.job.kind !== 'generation' || this.overdue(context.now)) return head;
     const barrier = this.barriers.oldest();
-    return barrier && barrier.job.seq < candidate.job.seq ? head : candidate;
+    const eligible = (entry: Entry | undefined): entry is Entry =>
+      entry !== undefined && (!barrier || entry.job.seq < barrier.job.seq);
+    // No load at all, then a load from what the host holds, then the oldest job not better left to another host.
+    const active = context.activeMode === undefined ? undefined : this.byMode.get(context.activeMode)?.oldest();
+    if (eligible(active)) return active;
+    const resident = this.oldestAmong(context.resident ?? NONE, eligible);
+    if (resident) return resident;
+    const avoid = context.avoid ?? NONE;
+    if (head.job.mode === undefined || !avoid.has(head.job.mode)) return head;
+    let best: Entry | undefined;
+    for (const [mode, lane] of this.byMode) {
+      if (avoid.has(mode)) continue;
+      const oldest = lane.oldest();
+      if (eligible(oldest) && (!best || oldest.job.seq < best.job.seq)) best = oldest;
+    }
+    return best;
+  }
+
+  /** The oldest eligible job of any of `modes`. */
+  private oldestAmong(
+    modes: ReadonlySet<string>,
+    eligible: (entry: Entry | undefined) => entry is Entry,
+  ): Entry | undefined {
+    let best: Entry | undefined;
+    for (const mode of modes) {
+      const oldest = this.byMode.get(mode)?.oldest();
+      if (eligible(oldest) && (!best || oldest.job.seq < best.job.seq)) best = oldest;
+    }
+    return best;
   }
 
   private overdue(now: number): boolean {

@@ -141,15 +141,15 @@ describe('ModelHostWorker', () => {
       const workers = pool();
       await workers.submitJob(new ModeSwitchJob('a')).result();
       registry.markStartedUp();
-      expect(workers.state).toBe('serving');
+      expect(workers.workers[0]?.connection.state).toBe('serving');
       const gate = deferred<void>();
       const running = workers.submitJob(new CustomJob({ handler: () => gate.promise, args: [] }));
       const queued = workers.submitJob(new GenerationJob('a', PARAMS));
       modelHost.serving = false;
       await jest.advanceTimersByTimeAsync(999);
-      expect(workers.state).toBe('serving');
+      expect(workers.workers[0]?.connection.state).toBe('serving');
       await jest.advanceTimersByTimeAsync(1);
-      expect(workers.state).toBe('lost');
+      expect(workers.workers[0]?.connection.state).toBe('lost');
       expect(() => workers.submitJob(new GenerationJob('a', PARAMS))).toThrow(
         new ModelHostUnavailableError(
           'the model host went away (its health check says it is not serving); it is being brought back',
@@ -162,7 +162,7 @@ describe('ModelHostWorker', () => {
       modelHost.serving = true;
       await jest.advanceTimersByTimeAsync(10);
       await expect(queued.result()).resolves.toMatchObject({ png: Buffer.from('png:a cat') });
-      expect(workers.state).toBe('serving');
+      expect(workers.workers[0]?.connection.state).toBe('serving');
     });
   });
 
@@ -178,9 +178,9 @@ describe('ModelHostWorker', () => {
       await jest.advanceTimersByTimeAsync(1_000);
       modelHost.unreachable = true;
       await jest.advanceTimersByTimeAsync(2_000);
-      expect(workers.state).toBe('serving');
+      expect(workers.workers[0]?.connection.state).toBe('serving');
       await jest.advanceTimersByTimeAsync(1_000);
-      expect(workers.state).toBe('lost');
+      expect(workers.workers[0]?.connection.state).toBe('lost');
       expect(workers.unavailableReason).toBe('its health check got no answer 3 times in a row');
     } finally {
       jest.useRealTimers();

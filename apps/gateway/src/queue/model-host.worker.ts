@@ -7,14 +7,13 @@ import {
   ModelHostUnavailableError,
   UnknownTaskError,
 } from '../errors/domain.errors.js';
-import { MemoryRefresher } from '../memory/memory-refresher.service.js';
 import type { ResolvedMode } from '../modes/mode.types.js';
 import { modelRoots } from '../modes/model-roots.js';
 import type { ModesService } from '../modes/modes.service.js';
-import { RegistryService } from '../registry/registry.service.js';
+import type { HostSession } from '../model-host/host-session.js';
 import type { ModelHostConnection } from '../model-host/model-host.connection.js';
 import type { GenerateOptions, GeneratedImage, GenerateParams } from '../model-host/model-host.types.js';
-import type { GenerationJob, Job, JobHandler, ModeSwitchResult } from './job.types.js';
+import type { GenerationJob, Job, JobContext, JobHandler, ModeSwitchResult } from './job.types.js';
 import type { JobStore } from './job.store.js';
 
 /** ModelHostUnavailableError's own words, not repeated when its message becomes the detail of another. */
@@ -44,11 +43,9 @@ export interface WorkResult {
   readonly generateMs?: number;
 }
 
-/** What the worker needs besides its connection. */
+/** What the worker needs besides its host. */
 export interface WorkerDeps {
   readonly modes: ModesService;
-  readonly registry: RegistryService;
-  readonly memory: MemoryRefresher;
   readonly store: JobStore;
   /** Called when the worker can take a job again after something other than a job (its start, a recovery). */
   readonly idle: () => void;
@@ -61,7 +58,8 @@ export interface WorkerDeps {
  * default mode at start, the last active mode after a loss). The JobEngine (WorkerPool) chooses what it runs.
  */
 export class ModelHostWorker {
-  private readonly logger = new Logger(ModelHostWorker.name);
+  private readonly logger: Logger;
+  readonly connection: ModelHostConnection;
   private current: WorkItem | undefined;
   private starting = false;
   private done: Promise<void> = Promise.resolve();
@@ -74,14 +72,18 @@ export class ModelHostWorker {
   /** Root updates one after the other, so the last one sent is the running configuration's. */
   private rootsSync: Promise<void> = Promise.resolve();
   private lastSwitchFailure: SwitchFailure | undefined;
+  private lastActivation = 0;
   /** The memory refresher was told a job started and not yet that the worker went idle. */
   private memoryBusy = false;
   private idleCheck: NodeJS.Immediate | undefined;
 
   constructor(
-    readonly connection: ModelHostConnection,
+    readonly session: HostSession,
     private readonly deps: WorkerDeps,
   ) {
+    this.logger = new Logger(`ModelHostWorker ${session.id}`);
+    const connection = session.connection;
+    this.connection = connection;
     connection.attach({
       settled: () => this.done,
       bringUp: () => this.bringUp(),
@@ -113,7 +115,36 @@ export class ModelHostWorker {
   get activeMode(): string | undefined {
     const running = this.current?.job;
     if (running && running.kind !== 'custom') return running.mode;
-    return this.deps.registry.currentMode ?? this.lastMode;
+    return this.session.registry.currentMode ?? this.lastMode;
+  }
+
+  /** When a mode was last made active here (ms since the epoch; 0: never). */
+  get activatedAt(): number {
+    return this.lastActivation;
+  }
+
+  /** True when a job of `mode` runs here without a load from disk or the RAM tier: active, or on the device. */
+  holds(mode: string): boolean {
+    return this.activeMode === mode || this.tierOf(mode) === 'device';
+  }
+
+  /** Where this host holds `mode`'s pipeline, as its registry last heard: on the device, in the RAM tier, or not. */
+  tierOf(mode: string): 'device' | 'ram' | undefined {
+    let tier: 'device' | 'ram' | undefined;
+    for (const entry of this.session.registry.residentModels()) {
+      if (entry.mode === mode && (tier === undefined || entry.tier === 'device')) tier = entry.tier;
+    }
+    return tier;
+  }
+
+  /** The modes this host holds, on the device or in its RAM tier. */
+  residentModes(): Set<string> {
+    return new Set(this.session.registry.residentModels().map((entry) => entry.mode));
+  }
+
+  /** Free device memory as last read (0 while unknown). */
+  availableBytes(): number {
+    return this.session.registry.lastMemory?.availableBytes ?? 0;
   }
 
   /** The mode being loaded by the running job, while it loads. */
@@ -177,7 +208,7 @@ export class ModelHostWorker {
   private busySpell(): void {
     if (this.memoryBusy) return;
     this.memoryBusy = true;
-    this.deps.memory.jobStarted();
+    this.session.memory.jobStarted();
   }
 
   /**
@@ -190,7 +221,7 @@ export class ModelHostWorker {
       this.idleCheck = undefined;
       if (this.current !== undefined || !this.memoryBusy) return;
       this.memoryBusy = false;
-      void this.deps.memory.jobFinished();
+      void this.session.memory.jobFinished();
     });
   }
 
@@ -223,7 +254,8 @@ export class ModelHostWorker {
         return { value: await this.activate(this.deps.modes.getMode(job.mode), item.id) };
       case 'custom': {
         if (!item.handler) throw new UnknownTaskError(`no job handler is registered as '${String(job.handler)}'`);
-        return { value: await item.handler(...job.args) };
+        const context: JobContext = { host: this.session };
+        return { value: await item.handler.apply(context, [...job.args]) };
       }
     }
   }
@@ -303,7 +335,7 @@ export class ModelHostWorker {
   /** The model host dropped the pipeline behind our back (evicted, or restarted): load it again. */
   private async reload(mode: ResolvedMode, jobId: string): Promise<void> {
     this.logger.warn(`mode '${mode.name}' was no longer resident on the model host: loading it again`);
-    this.deps.registry.forget(mode.key);
+    this.session.registry.forget(mode.key);
     await this.activate(mode, jobId);
   }
 
@@ -316,7 +348,9 @@ export class ModelHostWorker {
 
   /** Makes `mode` the active one; `jobId`: the job in whose turn it happens, whose record notes the switch. */
   private async activate(mode: ResolvedMode, jobId?: string): Promise<ModeSwitchResult> {
-    const { registry, store, memory } = this.deps;
+    const { store } = this.deps;
+    const { registry, memory } = this.session;
+    this.lastActivation = Date.now();
     if (registry.activeKey === mode.key) {
       this.lastSwitchFailure = undefined;
       return { mode: mode.name, load: undefined };
@@ -328,7 +362,10 @@ export class ModelHostWorker {
     const started = Date.now();
     try {
       await this.syncModelRoots();
-      const load = await this.connection.host.load(mode);
+      const load = await this.connection.host.load(mode).catch((error: unknown) => {
+        registry.recordLoadFailure(mode, error as Error);
+        throw error;
+      });
       if (jobId !== undefined) {
         const change = { from_mode: from ?? null, to_mode: mode.name, source: load.source };
         store.switched(jobId, change, Date.now() - started);

@@ -1,6 +1,5 @@
 import { Module } from '@nestjs/common';
 
-import { MemoryModule } from '../memory/memory.module.js';
 import { ModesModule } from '../modes/modes.module.js';
 import { RegistryModule } from '../registry/registry.module.js';
 import { ModelHostModule } from '../model-host/model-host.module.js';
@@ -9,7 +8,7 @@ import { JobStore } from './job.store.js';
 import { WorkerPool } from './worker-pool.service.js';
 
 @Module({
-  imports: [MemoryModule, ModesModule, RegistryModule, ModelHostModule],
+  imports: [ModesModule, RegistryModule, ModelHostModule],
   providers: [WorkerPool, JobStore, JobEvents],
   exports: [WorkerPool, JobStore, JobEvents],
 })

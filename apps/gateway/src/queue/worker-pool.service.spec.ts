@@ -414,7 +414,7 @@ describe('WorkerPool', () => {
       const waiting = workers.submitJob(new CustomJob({ handler: () => 'never', args: [] }));
       let stopped = false;
       const stopping = workers.shutdown(30_000).then(() => (stopped = true));
-      expect(workers.state).toBe('stopping');
+      expect(workers.workers[0]?.connection.state).toBe('stopping');
       await expect(waiting.result()).rejects.toThrow(
         new ShuttingDownError('the server stopped before this job started'),
       );

@@ -18,10 +18,9 @@ import {
   UnknownTaskError,
 } from '../errors/domain.errors.js';
 import { toHttpError } from '../errors/http-error.table.js';
-import { MemoryRefresher } from '../memory/memory-refresher.service.js';
 import { ModesService } from '../modes/modes.service.js';
-import { RegistryService } from '../registry/registry.service.js';
-import { ModelHostConnection, type ModelHostState } from '../model-host/model-host.connection.js';
+import type { HostSession } from '../model-host/host-session.js';
+import { HostsService } from '../model-host/hosts.service.js';
 import type { GeneratedImage } from '../model-host/model-host.types.js';
 import { FifoScheduler } from './fifo.scheduler.js';
 import type { JobImage } from './job-record.types.js';
@@ -31,6 +30,7 @@ import {
   GenerationJob,
   ModeSwitchJob,
   type Job,
+  type JobContext,
   type JobHandle,
   type JobHandler,
   type ModeSwitchResult,
@@ -64,6 +64,10 @@ export const RUN_TASK_HANDLER = 'model-host.run-task';
 class Entry implements WorkItem, SchedulableJob, JobHandle<unknown> {
   readonly kind: Job['kind'];
   readonly mode: string | undefined;
+  /** A custom job bound to one model host. */
+  readonly host: string | undefined;
+  /** It ran on a model host that died under it, and waits to run once more on another. */
+  retried = false;
   /** Jobs ahead of it when it was submitted (see JobHandle). */
   ahead = 0;
   /** Waiting in the queue (not yet started, cancelled or expired). */
@@ -87,6 +91,7 @@ class Entry implements WorkItem, SchedulableJob, JobHandle<unknown> {
   ) {
     this.kind = job.kind;
     this.mode = job.kind === 'custom' ? undefined : job.mode;
+    this.host = job.kind === 'custom' ? job.host : undefined;
     this.promise = new Promise<unknown>((resolve, reject) => {
       this.settle = resolve;
       this.fail = reject;
@@ -134,12 +139,14 @@ class Entry implements WorkItem, SchedulableJob, JobHandle<unknown> {
 /**
  * The job engine: every job is a record in the JobStore (each change a JobEvent); the waiting ones are held in
  * the order its Scheduler chooses (mode-aware, or FIFO at SCHEDULER_MAX_DELAY_MS=0) and handed, one at a time,
- * to a ModelHostWorker per model host (one today: the one ModelHostConnection). At most QUEUE_MAX jobs wait (the
- * running ones not counted), each at most QUEUE_TIMEOUT_MS.
+ * to a ModelHostWorker per model host (HostsService: one per device). Each free host gets work it can run without
+ * a load first; a job that needs a load goes to the free host where its mode costs least to bring in (see
+ * `placeSwitch`). At most QUEUE_MAX jobs wait (the running ones not counted), each at most QUEUE_TIMEOUT_MS.
  *
- * While a worker's model host is lost its running job fails (503), queued jobs stay queued and new ones are
- * refused (503); once it serves again the queue goes on. At shutdown (README, "Stopping") new work and the queued
- * jobs are answered 503 at once, and running jobs get SHUTDOWN_GRACE_MS before they are cancelled.
+ * When a model host is lost, its running generation runs once more on another host that serves (same seed, same
+ * image), or fails (503) when there is none; queued jobs stay queued, and new ones are refused (503) only while no
+ * host serves. At shutdown (README, "Stopping") new work and the queued jobs are answered 503 at once, and running
+ * jobs get SHUTDOWN_GRACE_MS before they are cancelled.
  */
 @Injectable()
 export class WorkerPool implements OnModuleInit, OnApplicationBootstrap, OnModuleDestroy {
@@ -153,36 +160,49 @@ export class WorkerPool implements OnModuleInit, OnApplicationBootstrap, OnModul
   private timeoutTimer: NodeJS.Timeout | undefined;
   /** What each worker runs: one job, or the generations of one batch. */
   private readonly running = new Map<ModelHostWorker, Entry[]>();
+  /** Generations whose model host died under them, waiting for another: they go before the queue. */
+  private readonly retries: Entry[] = [];
+  /** Wakes the dispatch when a free host waits only for time (a job turning overdue, or worth a replica). */
+  private wakeTimer: NodeJS.Timeout | undefined;
   private readonly scheduler: Scheduler;
   private seq = 0;
   private readonly handlers = new Map<string, JobHandler>();
   private closed = false;
-  /** The workers jobs are dispatched to: one per model host connection. */
-  private readonly workers: readonly ModelHostWorker[];
+  /** The workers jobs are dispatched to: one per model host. */
+  readonly workers: readonly ModelHostWorker[];
 
   constructor(
     @Inject(APP_CONFIG) private readonly config: AppConfig,
     private readonly modes: ModesService,
-    readonly connection: ModelHostConnection,
-    private readonly registry: RegistryService,
-    memory: MemoryRefresher,
+    readonly hosts: HostsService,
     readonly store: JobStore,
   ) {
     this.scheduler =
       config.schedulerMaxDelayMs === 0
         ? new FifoScheduler()
         : new ModeAwareScheduler({ maxDelayMs: config.schedulerMaxDelayMs });
-    this.registerHandler(RUN_TASK_HANDLER, (task: string, args: Record<string, unknown> = {}) =>
-      this.connection.host.runTask(task, args),
+    this.registerHandler(
+      RUN_TASK_HANDLER,
+      function (this: JobContext, task: string, args: Record<string, unknown> = {}) {
+        return this.host.client.runTask(task, args);
+      },
     );
-    const deps = { modes, registry, memory, store, idle: () => this.drain() };
-    this.workers = [new ModelHostWorker(connection, deps)];
-    for (const worker of this.workers) this.watch(worker.connection);
+    const deps = { modes, store, idle: () => this.drain() };
+    this.workers = hosts.sessions.map((session) => new ModelHostWorker(session, deps));
+    for (const worker of this.workers) this.watch(worker.session);
   }
 
-  /** Where the (first) model host stands; see ModelHostState. */
-  get state(): ModelHostState {
-    return this.connection.state;
+  /** The jobs running on a host now (a batch counts each member). */
+  runningOn(host: string): number {
+    for (const [worker, entries] of this.running) if (worker.session.id === host) return entries.length;
+    return 0;
+  }
+
+  /** The waiting jobs bound to a host (custom jobs that name it). */
+  waitingFor(host: string): number {
+    let count = 0;
+    for (const entry of this.waiting.values()) if (entry.host === host) count += 1;
+    return count;
   }
 
   /** The last failed mode switch, cleared by the next successful one. */
@@ -198,7 +218,7 @@ export class WorkerPool implements OnModuleInit, OnApplicationBootstrap, OnModul
     this.modes.onReload(() => {
       if (this.closed) return;
       for (const worker of this.workers) worker.syncRootsNow();
-      if (this.connection.startupFailure !== undefined) this.retryDefaultMode();
+      if (this.workers.some((worker) => worker.connection.startupFailure !== undefined)) this.retryDefaultMode();
     });
   }
 
@@ -217,9 +237,10 @@ export class WorkerPool implements OnModuleInit, OnApplicationBootstrap, OnModul
     return this.running.size > 0;
   }
 
-  /** Why the model host cannot take work now, or undefined when it can. */
+  /** Why no model host can take work now, or undefined when one can. */
   get unavailableReason(): string | undefined {
-    return this.connection.unavailableReason;
+    if (this.workers.some((worker) => worker.connection.accepting)) return undefined;
+    return this.workers.map((worker) => worker.connection.unavailableReason).find((reason) => reason !== undefined);
   }
 
   /**
@@ -265,7 +286,8 @@ export class WorkerPool implements OnModuleInit, OnApplicationBootstrap, OnModul
   submitJob<T, A extends readonly unknown[]>(job: CustomJob<T, A>): JobHandle<T>;
   submitJob(job: Job): JobHandle<unknown> {
     if (this.closed) throw new ShuttingDownError('the server takes no new work');
-    const down = this.connection.unavailableReason;
+    const down =
+      job.kind === 'custom' && job.host !== undefined ? this.boundHostDown(job.host) : this.unavailableReason;
     if (down !== undefined) {
       throw new ModelHostUnavailableError(`the model host went away (${down}); it is being brought back`);
     }
@@ -305,10 +327,14 @@ export class WorkerPool implements OnModuleInit, OnApplicationBootstrap, OnModul
     if (this.closed) return;
     this.closed = true;
     for (const worker of this.workers) worker.connection.close();
+    clearTimeout(this.wakeTimer);
     const queued = [...this.waiting.values()];
     for (const entry of queued) {
       this.dequeue(entry);
       entry.reject(new ShuttingDownError('the server stopped before this job started'));
+    }
+    for (const entry of this.retries.splice(0)) {
+      entry.reject(new ShuttingDownError('the server stopped before this job could run again'));
     }
     this.logger.log(
       `shutting down: new work and ${queued.length} queued job(s) answered 503` +
@@ -348,19 +374,29 @@ export class WorkerPool implements OnModuleInit, OnApplicationBootstrap, OnModul
     }
   }
 
+  /** Why the host a custom job names cannot take it; undefined when it can. */
+  private boundHostDown(id: string): string | undefined {
+    const worker = this.workers.find((candidate) => candidate.session.id === id);
+    if (!worker)
+      throw new UnknownTaskError(`no model host '${id}' (hosts: ${this.workers.map((w) => w.session.id).join(', ')})`);
+    return worker.connection.accepting ? undefined : (worker.connection.unavailableReason ?? 'stopping');
+  }
+
   /** Logs what a connection's change means for the queue, and resumes it when the model host serves again. */
-  private watch(connection: ModelHostConnection): void {
+  private watch(session: HostSession): void {
     let wasLost = false;
-    connection.onState((state, reason) => {
+    const others = this.workers.length > 1;
+    session.connection.onState((state, reason) => {
       if (state === 'lost') {
         wasLost = true;
-        this.logger.error(`${this.waiting.size} queued job(s) wait for the model host (${reason})`);
+        if (others) this.logger.error(`model host ${session.id} lost (${reason}): the other hosts go on`);
+        else this.logger.error(`${this.waiting.size} queued job(s) wait for the model host (${reason})`);
       }
       if (state !== 'serving') return;
       if (wasLost) {
         this.logger.log(
-          `model host back: registry re-synced, mode '${this.registry.currentMode ?? '(none)'}' active; ` +
-            `resuming ${this.waiting.size} queued job(s)`,
+          `model host ${session.id} back: registry re-synced, mode '${session.registry.currentMode ?? '(none)'}' ` +
+            `active; ${this.waiting.size} queued job(s)`,
         );
       }
       wasLost = false;
@@ -369,11 +405,15 @@ export class WorkerPool implements OnModuleInit, OnApplicationBootstrap, OnModul
   }
 
   /**
-   * What positions and "will switch after N" are planned against: the first worker's mode. With one worker that
-   * is exactly what runs; with several, the plan is the order jobs are taken in.
+   * What positions and "will switch after N" are planned against: the mode most recently made active on any host.
+   * With one host that is exactly what runs; with several, the plan is the order jobs are taken in.
    */
   private planContext(): SchedulingContext {
-    return { activeMode: this.workers[0]?.activeMode, now: Date.now() };
+    let latest: ModelHostWorker | undefined;
+    for (const worker of this.workers) {
+      if (worker.activeMode !== undefined && (!latest || worker.activatedAt > latest.activatedAt)) latest = worker;
+    }
+    return { activeMode: latest?.activeMode, now: Date.now() };
   }
 
   /** True when every running job has ended within `ms`. */
@@ -390,7 +430,12 @@ export class WorkerPool implements OnModuleInit, OnApplicationBootstrap, OnModul
   /** JobHandle.cancel. */
   cancelEntry(entry: Entry): void {
     entry.cancelled = true;
-    if (this.dequeue(entry)) {
+    const retry = this.retries.indexOf(entry);
+    if (retry !== -1) {
+      this.retries.splice(retry, 1);
+      entry.abort();
+      entry.reject(new JobCancelledError('job cancelled while it waited to run again'));
+    } else if (this.dequeue(entry)) {
       entry.reject(new JobCancelledError('job cancelled while queued'));
     } else if (this.runningEntries().includes(entry)) {
       entry.abort();
@@ -449,7 +494,7 @@ export class WorkerPool implements OnModuleInit, OnApplicationBootstrap, OnModul
   private expire(entry: Entry): void {
     if (!this.dequeue(entry)) return;
     const waited = Date.now() - entry.submittedAt;
-    const down = this.connection.unavailableReason;
+    const down = this.unavailableReason;
     const loading = this.workers.find((worker) => worker.switching !== undefined)?.switching;
     if (down !== undefined) {
       entry.reject(
@@ -469,18 +514,144 @@ export class WorkerPool implements OnModuleInit, OnApplicationBootstrap, OnModul
     }
   }
 
-  /** Hands each available worker the job its scheduler chooses against that worker's mode. */
+  /**
+   * Hands work to the free hosts: first the generations that died with another host, then, while any host is free,
+   * each free host what the scheduler chooses for it without a load (its active mode, or one it holds), then a job
+   * that needs a load, to the free host where that costs least. A free host that is left only jobs better left to
+   * a busy host waits; a timer wakes it when one turns overdue or has waited past SCHEDULER_REPLICA_AFTER_MS.
+   */
   private drain(): void {
     if (this.closed) return;
-    for (const worker of this.workers) {
-      if (!worker.available) continue;
-      const chosen = this.scheduler.next({ activeMode: worker.activeMode, now: Date.now() });
-      const entry = chosen && this.waiting.get(chosen.id);
-      if (!entry) return;
-      const partners = this.batchPartners(entry);
-      if (partners.length > 0) this.dispatchBatch(worker, [entry, ...partners]);
-      else this.dispatch(worker, entry);
+    clearTimeout(this.wakeTimer);
+    this.wakeTimer = undefined;
+    this.dispatchRetries();
+    for (;;) {
+      const free = this.workers.filter((worker) => worker.available);
+      if (free.length === 0) return;
+      const now = Date.now();
+      const avoid = this.avoidedModes(now);
+      let placed = false;
+      for (const worker of free) {
+        const chosen = this.scheduler.peek(this.contextOf(worker, now, avoid));
+        if (chosen && (chosen.mode === undefined || worker.holds(chosen.mode))) {
+          this.take(worker, chosen.id);
+          placed = true;
+        }
+      }
+      if (placed) continue;
+      for (const worker of free) {
+        const chosen = this.scheduler.peek(this.contextOf(worker, now, avoid));
+        if (!chosen) continue;
+        this.take(chosen.mode === undefined ? worker : this.placeSwitch(chosen.mode, free), chosen.id);
+        placed = true;
+        break;
+      }
+      if (!placed) {
+        this.wakeAt(now, free, avoid);
+        return;
+      }
     }
+  }
+
+  /** What the scheduler chooses against for `worker`. */
+  private contextOf(worker: ModelHostWorker, now: number, avoid: ReadonlySet<string>): SchedulingContext {
+    const resident = worker.residentModes();
+    const ownAvoid = new Set([...avoid].filter((mode) => !resident.has(mode) && mode !== worker.activeMode));
+    return { activeMode: worker.activeMode, now, host: worker.session.id, resident, avoid: ownAvoid };
+  }
+
+  /**
+   * Modes active on a busy host whose oldest waiting job has waited less than SCHEDULER_REPLICA_AFTER_MS: a free
+   * host leaves them to that host rather than load a second copy. Past it, a free host loads the mode too.
+   */
+  private avoidedModes(now: number): Set<string> {
+    const avoid = new Set<string>();
+    if (this.workers.length < 2) return avoid;
+    for (const worker of this.workers) {
+      const mode = worker.activeMode;
+      if (!worker.busy || mode === undefined) continue;
+      const oldest = this.scheduler.oldestOf(mode);
+      if (oldest && now - oldest.submittedAt < this.config.replicaAfterMs) avoid.add(mode);
+    }
+    return avoid;
+  }
+
+  /**
+   * Of the free hosts, the one where `mode` costs least to make active: where it is on the device, else in the RAM
+   * tier, else the one with the most free device memory (the load evicts least there); the first on a tie.
+   */
+  private placeSwitch(mode: string, free: readonly ModelHostWorker[]): ModelHostWorker {
+    const rank = (worker: ModelHostWorker): number => {
+      const tier = worker.tierOf(mode);
+      return tier === 'device' ? 2 : tier === 'ram' ? 1 : 0;
+    };
+    let best = free[0];
+    if (!best) throw new Error('placeSwitch needs a free host');
+    for (const worker of free) {
+      const better = rank(worker) - rank(best) || worker.availableBytes() - best.availableBytes();
+      if (better > 0) best = worker;
+    }
+    return best;
+  }
+
+  /** A free host waits on jobs better left to a busy one: wake the dispatch when that changes by time alone. */
+  private wakeAt(now: number, free: readonly ModelHostWorker[], avoid: ReadonlySet<string>): void {
+    if (this.scheduler.size === 0) return;
+    const deadlines = free.flatMap((worker) => this.scheduler.nextDeadline(this.contextOf(worker, now, avoid)) ?? []);
+    for (const mode of avoid) {
+      const oldest = this.scheduler.oldestOf(mode);
+      if (oldest) deadlines.push(oldest.submittedAt + this.config.replicaAfterMs - now);
+    }
+    if (deadlines.length === 0) return;
+    this.wakeTimer = setTimeout(() => this.drain(), Math.max(1, Math.min(...deadlines)));
+    this.wakeTimer.unref();
+  }
+
+  /** Takes the waiting job `id` (with its batch partners) off the queue and runs it on `worker`. */
+  private take(worker: ModelHostWorker, id: string): void {
+    const entry = this.waiting.get(id);
+    this.scheduler.remove(id);
+    if (!entry) return;
+    const partners = this.batchPartners(entry);
+    if (partners.length > 0) this.dispatchBatch(worker, [entry, ...partners]);
+    else this.dispatch(worker, entry);
+  }
+
+  /** Generations whose host died under them run once more, each on a free host that serves (oldest first). */
+  private dispatchRetries(): void {
+    while (this.retries.length > 0) {
+      const entry = this.retries[0];
+      if (!entry) return;
+      const free = this.workers.filter((worker) => worker.available);
+      if (free.length === 0) return;
+      this.retries.shift();
+      const worker = entry.mode === undefined ? free[0] : this.placeSwitch(entry.mode, free);
+      if (!worker) return;
+      this.store.moved(entry.id, worker.session.id);
+      this.logger.warn(`job ${entry.id} runs again on model host ${worker.session.id} (its host died under it)`);
+      this.dispatch(worker, entry, false);
+    }
+  }
+
+  /**
+   * A generation whose model host died under it runs once more on another host, when one serves: true when it was
+   * put back for that (the caller must not settle it).
+   */
+  private retryElsewhere(error: unknown, entry: Entry, worker: ModelHostWorker): boolean {
+    if (
+      this.closed ||
+      entry.retried ||
+      entry.aborted ||
+      entry.job.kind !== 'generation' ||
+      !(error instanceof ModelHostUnavailableError) ||
+      worker.connection.accepting ||
+      !this.workers.some((other) => other !== worker && other.connection.accepting)
+    ) {
+      return false;
+    }
+    entry.retried = true;
+    this.retries.push(entry);
+    return true;
   }
 
   /** The waiting generations that run in one call with `first` (see batchPartners), taken off the queue. */
@@ -495,7 +666,7 @@ export class WorkerPool implements OnModuleInit, OnApplicationBootstrap, OnModul
 
   /** Each member keeps its own record, events, progress, cancel and result; the worker is free once all ended. */
   private dispatchBatch(worker: ModelHostWorker, entries: Entry[]): void {
-    for (const entry of entries) this.start(entry);
+    for (const entry of entries) this.start(entry, worker);
     this.running.set(worker, entries);
     const results = worker.runBatch(entries.map((entry) => ({ id: entry.id, job: entry.job, signal: entry.signal })));
     const settled = results.map((result, i) => {
@@ -503,7 +674,9 @@ export class WorkerPool implements OnModuleInit, OnApplicationBootstrap, OnModul
       return entry
         ? result.then(
             (done) => entry.resolve(done),
-            (error: unknown) => entry.reject(this.shutdownFailure(error, entry)),
+            (error: unknown) => {
+              if (!this.retryElsewhere(error, entry, worker)) entry.reject(this.shutdownFailure(error, entry));
+            },
           )
         : result;
     });
@@ -513,18 +686,19 @@ export class WorkerPool implements OnModuleInit, OnApplicationBootstrap, OnModul
     });
   }
 
-  private start(entry: Entry): void {
+  private start(entry: Entry, worker: ModelHostWorker): void {
     this.waiting.delete(entry.id);
     this.leftQueue(entry);
-    this.store.started(entry.id);
+    this.store.started(entry.id, worker.session.id);
   }
 
   private runningEntries(): Entry[] {
-    return [...this.running.values()].flat();
+    return [...this.running.values(), this.retries].flat();
   }
 
-  private dispatch(worker: ModelHostWorker, entry: Entry): void {
-    this.start(entry);
+  /** `fresh`: the job starts now (false: a retry, already running). */
+  private dispatch(worker: ModelHostWorker, entry: Entry, fresh = true): void {
+    if (fresh) this.start(entry, worker);
     this.running.set(worker, [entry]);
     const ended = (): void => {
       this.running.delete(worker);
@@ -540,7 +714,7 @@ export class WorkerPool implements OnModuleInit, OnApplicationBootstrap, OnModul
       },
       (error: unknown) => {
         try {
-          entry.reject(this.shutdownFailure(error, entry));
+          if (!this.retryElsewhere(error, entry, worker)) entry.reject(this.shutdownFailure(error, entry));
         } finally {
           ended();
         }

@@ -9,8 +9,11 @@ import type { LoadResult } from '../model-host/model-host.types.js';
  */
 export type EvictionReason = 'make-room' | 'oom-retry' | 'unload' | 'keep-alive';
 
-/** What the model host did with pipelines, as the registry recorded it. */
-export type ModelEvent =
+/**
+ * What a model host did with pipelines, as its registry recorded it; `host` is its id. `memory`: its memory figures
+ * changed (read them from its registry).
+ */
+export type ModelEvent = { readonly host: string } & (
   | {
       readonly type: 'loaded';
       readonly key: string;
@@ -23,7 +26,9 @@ export type ModelEvent =
       readonly key: string;
       readonly reason: EvictionReason;
     }
-  | { readonly type: 'load-failed'; readonly mode: string; readonly error: Error };
+  | { readonly type: 'load-failed'; readonly mode: string; readonly error: Error }
+  | { readonly type: 'memory' }
+);
 
 export type ModelEventListener = (event: ModelEvent) => void;
 

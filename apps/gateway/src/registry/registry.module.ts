@@ -1,10 +1,10 @@
 import { Module } from '@nestjs/common';
 
 import { ModelEvents } from './model.events.js';
-import { RegistryService } from './registry.service.js';
 
+/** The model events every host's registry tells; the registries themselves are per host (HostSession). */
 @Module({
-  providers: [RegistryService, ModelEvents],
-  exports: [RegistryService, ModelEvents],
+  providers: [ModelEvents],
+  exports: [ModelEvents],
 })
 export class RegistryModule {}

@@ -37,10 +37,10 @@ describe('RegistryService: model events', () => {
       load('d-k', { source: 'ram', evicted: ['a-k', 'b-k', 'c-k'], evictedToRam: ['b-k'], evictedOnOom: ['c-k'] }),
     );
     expect(events).toEqual([
-      { type: 'evicted', key: 'a-k', reason: 'make-room' },
-      { type: 'evicted', key: 'b-k', reason: 'make-room' },
-      { type: 'evicted', key: 'c-k', reason: 'oom-retry' },
-      { type: 'loaded', key: 'd-k', mode: 'd', source: 'ram', bytes: 100 },
+      { host: 'local', type: 'evicted', key: 'a-k', reason: 'make-room' },
+      { host: 'local', type: 'evicted', key: 'b-k', reason: 'make-room' },
+      { host: 'local', type: 'evicted', key: 'c-k', reason: 'oom-retry' },
+      { host: 'local', type: 'loaded', key: 'd-k', mode: 'd', source: 'ram', bytes: 100 },
     ]);
     expect(registry.residentModels().map((entry) => `${entry.key}:${entry.tier}`)).toEqual(['b-k:ram', 'd-k:device']);
   });
@@ -50,14 +50,14 @@ describe('RegistryService: model events', () => {
     registry.recordUnload('a-k', 'keep-alive');
     expect(registry.residentModels()).toEqual([]);
     expect(registry.currentMode).toBeUndefined();
-    expect(events.at(-1)).toEqual({ type: 'evicted', key: 'a-k', reason: 'keep-alive' });
+    expect(events.at(-1)).toEqual({ host: 'local', type: 'evicted', key: 'a-k', reason: 'keep-alive' });
   });
 
   it('tells a failed load and changes nothing it holds', () => {
     registry.recordLoad(mode('a'), load('a-k'));
     const error = new Error('bad LoRA');
     registry.recordLoadFailure(mode('b'), error);
-    expect(events.at(-1)).toEqual({ type: 'load-failed', mode: 'b', error });
+    expect(events.at(-1)).toEqual({ host: 'local', type: 'load-failed', mode: 'b', error });
     expect(registry.currentMode).toBe('a');
   });
 

@@ -1,4 +1,4 @@
-import { Injectable, Logger } from '@nestjs/common';
+import { Logger } from '@nestjs/common';
 
 import { modeOfKey } from '../modes/mode-key.js';
 import type { ResolvedMode } from '../modes/mode.types.js';
@@ -20,14 +20,13 @@ export interface ResidentEntry {
 }
 
 /**
- * The ModelRegistry: which mode is active, which keys the model host holds and
+ * One model host's registry (one per host, in its HostSession): which mode is active on it, which keys it holds and
  * where, and the last memory figures. Fed by load replies (what a load brought
  * in and evicted) and by GetMemory (the model host's own account, which wins),
  * which MemoryRefresher reads after loads and jobs and while one runs; status
  * answers from here. Cleared when the model host goes away and re-synced from
  * GetMemory when it is back. What it records of loads, evictions and failed loads it also tells ModelEvents.
  */
-@Injectable()
 export class RegistryService {
   private readonly logger = new Logger(RegistryService.name);
   private active: { readonly mode: string; readonly key: string } | undefined;
@@ -37,7 +36,11 @@ export class RegistryService {
   private startedUp = false;
   private loads = 0;
 
-  constructor(readonly events: ModelEvents = new ModelEvents()) {}
+  /** `host`: the model host's id, on every event. */
+  constructor(
+    readonly host: string = 'local',
+    readonly events: ModelEvents = new ModelEvents(),
+  ) {}
 
   get currentMode(): string | undefined {
     return this.active?.mode;
@@ -77,7 +80,7 @@ export class RegistryService {
       if (entry && load.evictedToRam.includes(key)) this.resident.set(key, { ...entry, tier: 'ram' });
       else this.forget(key);
       const reason: EvictionReason = load.evictedOnOom.includes(key) ? 'oom-retry' : 'make-room';
-      this.events.emit({ type: 'evicted', key, reason });
+      this.events.emit({ host: this.host, type: 'evicted', key, reason });
     }
     this.resident.set(mode.key, {
       key: mode.key,
@@ -88,12 +91,19 @@ export class RegistryService {
     });
     this.active = { mode: mode.name, key: mode.key };
     this.loads += 1;
-    this.events.emit({ type: 'loaded', key: mode.key, mode: mode.name, source: load.source, bytes: load.bytes });
+    this.events.emit({
+      host: this.host,
+      type: 'loaded',
+      key: mode.key,
+      mode: mode.name,
+      source: load.source,
+      bytes: load.bytes,
+    });
   }
 
   /** The model host could not make `mode` resident. */
   recordLoadFailure(mode: ResolvedMode, error: Error): void {
-    this.events.emit({ type: 'load-failed', mode: mode.name, error });
+    this.events.emit({ host: this.host, type: 'load-failed', mode: mode.name, error });
   }
 
   /**
@@ -105,7 +115,7 @@ export class RegistryService {
     this.forget(key);
     // A GetMemory asked before the unload must not bring the key back.
     this.loads += 1;
-    this.events.emit({ type: 'evicted', key, reason });
+    this.events.emit({ host: this.host, type: 'evicted', key, reason });
   }
 
   forget(key: string): void {
@@ -121,10 +131,12 @@ export class RegistryService {
   recordMemory(stats: MemoryStats, version: number = this.loads): void {
     this.memory = stats;
     this.memoryAt = Date.now();
-    if (version !== this.loads) return;
-    this.resident.clear();
-    for (const model of stats.models) this.resident.set(model.key, toEntry(model));
-    if (this.active && !this.resident.has(this.active.key)) this.active = undefined;
+    if (version === this.loads) {
+      this.resident.clear();
+      for (const model of stats.models) this.resident.set(model.key, toEntry(model));
+      if (this.active && !this.resident.has(this.active.key)) this.active = undefined;
+    }
+    this.events.emit({ host: this.host, type: 'memory' });
   }
 
   markStartedUp(): void {

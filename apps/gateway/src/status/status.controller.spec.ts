@@ -7,7 +7,7 @@ import { jest } from '@jest/globals';
 
 import { WorkerPool } from '../queue/worker-pool.service.js';
 import { ModelHostUnavailableError } from '../errors/domain.errors.js';
-import { RegistryService } from '../registry/registry.service.js';
+import { HostsService } from '../model-host/hosts.service.js';
 import type { MemoryStats } from '../model-host/model-host.types.js';
 import { toVramView } from './status.service.js';
 import { waitFor } from '../../testing/wait-for.js';
@@ -45,6 +45,7 @@ describe('GET /api/models/status and GET /api/vram', () => {
       'current_mode',
       'queue_size',
       'vram',
+      'hosts',
       'last_reload_error',
       'last_switch_error',
       'memory_policy',
@@ -69,6 +70,7 @@ describe('GET /api/models/status and GET /api/vram', () => {
             architecture: 'sd15',
             stale: false,
             bytes: 2 ** 20,
+            host: 'test/local',
           },
           {
             name: 'sd15-fast',
@@ -82,19 +84,36 @@ describe('GET /api/models/status and GET /api/vram', () => {
             architecture: 'sd15',
             stale: false,
             bytes: 2 ** 20,
+            host: 'test/local',
           },
         ],
         device_type: 'cpu',
-        as_of: new Date(t.app.get(RegistryService).lastMemoryAt!).toISOString(),
+        as_of: new Date(t.app.get(HostsService).default.registry.lastMemoryAt!).toISOString(),
       },
+      hosts: [
+        {
+          id: 'test/local',
+          device: 'cpu',
+          state: 'serving',
+          vram: expect.objectContaining({ device: 'Fake CPU', models_loaded: 2 }) as unknown,
+          current_mode: 'sd15-fast',
+          queue_size: 0,
+        },
+      ],
       last_reload_error: null,
       last_switch_error: null,
       memory_policy: expect.arrayContaining([
         { mode: 'sd15-fast', keep_alive: -1, keep_alive_ms: null, pinned: false, resident: 'device', expires_at: null },
       ]) as unknown,
     });
+    // With one host, the whole is that host: /api/vram is status' vram, then the host without its queue.
+    const { vram: whole, hosts } = body as { vram: object; hosts: { vram: object }[] };
+    expect(hosts[0]?.vram).toEqual(whole);
     const vram = await request(server).get('/api/vram').expect(200);
-    expect(vram.body).toEqual((body as { vram: unknown }).vram);
+    expect(vram.body).toEqual({
+      ...whole,
+      hosts: [{ id: 'test/local', device: 'cpu', state: 'serving', vram: whole }],
+    });
   });
 
   it('answers from the figures the registry holds, asking the model host nothing', async () => {
@@ -109,7 +128,7 @@ describe('GET /api/models/status and GET /api/vram', () => {
 
   it('answers new figures as soon as the registry holds them, in the same millisecond too', async () => {
     await generateAndSettle();
-    const registry = t.app.get(RegistryService);
+    const registry = t.app.get(HostsService).default.registry;
     const before = (await request(server).get('/api/vram').expect(200)).body as { used_gb: number };
     expect(before.used_gb).toBe(1);
     const now = Date.now();
@@ -175,7 +194,7 @@ describe('GET /api/models/status and GET /api/vram', () => {
 
   it('answers 503 when the registry holds no figures and the model host cannot be reached', async () => {
     t.modelHost.getMemory = () => Promise.reject(new ModelHostUnavailableError('connect ENOENT'));
-    t.app.get(RegistryService).clear();
+    t.app.get(HostsService).default.registry.clear();
     const body: unknown = (await request(server).get('/api/vram').expect(503)).body;
     expect(body).toEqual({
       error: 'model_host_unavailable',
@@ -225,7 +244,7 @@ describe('toVramView', () => {
   };
 
   it("gives the spec's example figures for its example card, leaving out the RAM tier", () => {
-    expect(toVramView(stats)).toEqual({
+    expect(toVramView(stats, 'test/cpu')).toEqual({
       device: 'NVIDIA GeForce RTX 3090',
       total_gb: 24.0,
       used_gb: 12.5,
@@ -242,6 +261,7 @@ describe('toVramView', () => {
           architecture: 'sdxl-base',
           stale: false,
           bytes: 12.5 * GiB,
+          host: 'test/cpu',
         },
       ],
       device_type: 'cuda',
@@ -249,9 +269,12 @@ describe('toVramView', () => {
   });
 
   it('rounds GiB to 2 decimals and the percentage to 1, and survives a zero total', () => {
-    const view = toVramView({ ...stats, totalBytes: 3 * GiB, usedBytes: 1 * GiB, availableBytes: 2 * GiB, models: [] });
+    const view = toVramView(
+      { ...stats, totalBytes: 3 * GiB, usedBytes: 1 * GiB, availableBytes: 2 * GiB, models: [] },
+      'test/cpu',
+    );
     expect(view).toMatchObject({ total_gb: 3, used_gb: 1, available_gb: 2, usage_percent: 33.3, models_loaded: 0 });
-    expect(toVramView({ ...stats, totalBytes: 1_234_567_890, models: [] }).total_gb).toBe(1.15);
-    expect(toVramView({ ...stats, totalBytes: 0, usedBytes: 0, models: [] }).usage_percent).toBe(0);
+    expect(toVramView({ ...stats, totalBytes: 1_234_567_890, models: [] }, 'test/cpu').total_gb).toBe(1.15);
+    expect(toVramView({ ...stats, totalBytes: 0, usedBytes: 0, models: [] }, 'test/cpu').usage_percent).toBe(0);
   });
 });

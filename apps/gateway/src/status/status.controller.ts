@@ -1,7 +1,7 @@
 import { Controller, Get } from '@nestjs/common';
 import { ApiOkResponse, ApiOperation, ApiServiceUnavailableResponse, ApiTags } from '@nestjs/swagger';
 
-import { ModelsStatusDto, VramDto } from './dto/status.dto.js';
+import { ModelsStatusDto, VramReplyDto } from './dto/status.dto.js';
 import { StatusService } from './status.service.js';
 
 @ApiTags('models')
@@ -19,9 +19,9 @@ export class StatusController {
 
   @Get('vram')
   @ApiOperation({ summary: "The model host's memory figures as last read (`as_of`), with the resident models" })
-  @ApiOkResponse({ type: VramDto })
+  @ApiOkResponse({ type: VramReplyDto })
   @ApiServiceUnavailableResponse({ description: 'the model host is down or not reachable' })
-  vram(): Promise<VramDto> {
+  vram(): Promise<VramReplyDto> {
     return this.status.vram();
   }
 }

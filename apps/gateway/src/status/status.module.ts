@@ -1,7 +1,6 @@
 import { Module } from '@nestjs/common';
 
 import { MemoryPolicyModule } from '../memory-policy/memory-policy.module.js';
-import { MemoryModule } from '../memory/memory.module.js';
 import { ModesModule } from '../modes/modes.module.js';
 import { QueueModule } from '../queue/queue.module.js';
 import { RegistryModule } from '../registry/registry.module.js';
@@ -10,8 +9,9 @@ import { StatusController } from './status.controller.js';
 import { StatusService } from './status.service.js';
 
 @Module({
-  imports: [MemoryModule, MemoryPolicyModule, ModesModule, QueueModule, RegistryModule, ModelHostModule],
+  imports: [MemoryPolicyModule, ModesModule, QueueModule, RegistryModule, ModelHostModule],
   controllers: [StatusController],
   providers: [StatusService],
+  exports: [StatusService],
 })
 export class StatusModule {}

@@ -3,61 +3,71 @@ import { Injectable } from '@nestjs/common';
 import { toHttpError } from '../errors/http-error.table.js';
 import { ModelHostUnavailableError } from '../errors/domain.errors.js';
 import { KeepAliveService } from '../memory-policy/keep-alive.service.js';
-import { MemoryRefresher } from '../memory/memory-refresher.service.js';
 import { ModesService } from '../modes/modes.service.js';
 import { WorkerPool } from '../queue/worker-pool.service.js';
-import { ModelHostConnection } from '../model-host/model-host.connection.js';
+import type { HostSession } from '../model-host/host-session.js';
+import { HostsService } from '../model-host/hosts.service.js';
 import { modeOfKey } from '../modes/mode-key.js';
-import { RegistryService } from '../registry/registry.service.js';
 import type { MemoryStats } from '../model-host/model-host.types.js';
-import type { ModePolicyDto, ModelsStatusDto, VramDto } from './dto/status.dto.js';
+import type {
+  HostVramDto,
+  ModePolicyDto,
+  ModelsStatusDto,
+  StatusHostDto,
+  VramDto,
+  VramHostDto,
+  VramReplyDto,
+} from './dto/status.dto.js';
 
 /** Bytes per reported "GB": GiB, what the spec's 24.0 for a 24 GiB card means. */
 export const BYTES_PER_GB = 2 ** 30;
 
 /**
- * The figures of GET /api/models/status and GET /api/vram, from the registry's state: a status request costs
- * no call to the model host (MemoryRefresher keeps the figures fresh, `as_of` says from when).
+ * The figures of GET /api/models/status and GET /api/vram, from each host's registry: a status request costs no
+ * call to a model host (each host's MemoryRefresher keeps its figures fresh, `as_of` says from when). The spec's
+ * keys describe every host together (totals summed, every model listed); `hosts` has each one's own.
  */
 @Injectable()
 export class StatusService {
-  /** The last view rendered, for the figures it came from: pollers read the same figures many times over. */
-  private rendered: { stats: MemoryStats; at: number; view: VramDto } | undefined;
+  /** Each host's last view, for the figures it came from: pollers read the same figures many times over. */
+  private readonly rendered = new Map<string, { stats: MemoryStats; at: number; view: HostVramDto }>();
 
   constructor(
     private readonly modes: ModesService,
     private readonly pool: WorkerPool,
-    private readonly registry: RegistryService,
-    private readonly memory: MemoryRefresher,
-    private readonly connection: ModelHostConnection,
+    private readonly hosts: HostsService,
     private readonly keepAlive: KeepAliveService,
   ) {}
 
-  /** 503 while the model host is lost, or when its figures cannot be read at all. */
-  async vram(): Promise<VramDto> {
-    const down = this.connection.unavailableReason;
-    if (down !== undefined) throw new ModelHostUnavailableError(down);
-    // No figures yet (the model host has just (re)started): read them once; later requests answer from state.
-    if (this.registry.lastMemory === undefined) await this.memory.refresh();
-    const stats = this.registry.lastMemory;
-    const at = this.registry.lastMemoryAt;
-    if (stats === undefined || at === undefined) {
-      throw new ModelHostUnavailableError(this.memory.lastFailure ?? 'its memory figures are not known yet');
+  /** 503 while no model host serves, or when no host's figures can be read at all. */
+  async vram(): Promise<VramReplyDto> {
+    const sessions = this.hosts.sessions;
+    const serving = sessions.filter((session) => session.connection.unavailableReason === undefined);
+    if (serving.length === 0) {
+      throw new ModelHostUnavailableError(sessions[0]?.connection.unavailableReason ?? 'no model host');
     }
-    if (this.rendered?.stats !== stats || this.rendered.at !== at) {
-      this.rendered = { stats, at, view: { ...toVramView(stats), as_of: new Date(at).toISOString() } };
+    // No figures yet (a host has just (re)started): read them once; later requests answer from state.
+    await Promise.all(
+      serving.filter((session) => session.registry.lastMemory === undefined).map((session) => session.memory.refresh()),
+    );
+    const hosts = sessions.map((session) => this.hostVram(session));
+    const known = hosts.flatMap((host) => host.vram ?? []);
+    if (known.length === 0) {
+      const failure = serving.map((session) => session.memory.lastFailure).find((reason) => reason !== undefined);
+      throw new ModelHostUnavailableError(failure ?? 'its memory figures are not known yet');
     }
-    return this.rendered.view;
+    return { ...combine(known), hosts };
   }
 
   async status(): Promise<ModelsStatusDto> {
-    const vram = await this.vram();
+    const { hosts, ...vram } = await this.vram();
     const failure = this.modes.lastReloadError;
     const switchFailure = this.pool.lastSwitchError;
     return {
-      current_mode: this.registry.currentMode ?? null,
+      current_mode: this.currentMode() ?? null,
       queue_size: this.pool.queueSize,
       vram,
+      hosts: hosts.map((host, i) => this.statusHost(host, this.hosts.sessions[i])),
       last_reload_error: failure
         ? { at: failure.at, trigger: failure.trigger, source: failure.source, problems: [...failure.problems] }
         : null,
@@ -73,8 +83,48 @@ export class StatusService {
     };
   }
 
+  /** The mode most recently made active on any host. */
+  currentMode(): string | undefined {
+    let latest: { mode: string; at: number } | undefined;
+    for (const worker of this.pool.workers) {
+      const mode = worker.session.registry.currentMode;
+      if (mode !== undefined && (!latest || worker.activatedAt > latest.at)) latest = { mode, at: worker.activatedAt };
+    }
+    return latest?.mode;
+  }
+
+  private hostVram(session: HostSession): VramHostDto {
+    const { registry, connection } = session;
+    const stats = registry.lastMemory;
+    const at = registry.lastMemoryAt;
+    let vram: HostVramDto | null = null;
+    if (stats !== undefined && at !== undefined && connection.unavailableReason === undefined) {
+      const cached = this.rendered.get(session.id);
+      if (cached?.stats === stats && cached.at === at) vram = cached.view;
+      else {
+        vram = { ...toVramView(stats, session.id), as_of: new Date(at).toISOString() };
+        this.rendered.set(session.id, { stats, at, view: vram });
+      }
+    }
+    return { id: session.id, device: session.device, state: connection.state, vram };
+  }
+
+  private statusHost(host: VramHostDto, session: HostSession | undefined): StatusHostDto {
+    return {
+      ...host,
+      current_mode: session?.registry.currentMode ?? null,
+      queue_size: session ? this.pool.runningOn(session.id) + this.pool.waitingFor(session.id) : 0,
+    };
+  }
+
   private memoryPolicy(): ModePolicyDto[] {
-    const tiers = new Map(this.registry.residentModels().map((entry) => [entry.mode, entry.tier]));
+    const tiers = new Map<string, 'device' | 'ram'>();
+    for (const session of this.hosts.sessions) {
+      for (const entry of session.registry.residentModels()) {
+        // On a device anywhere wins over a RAM tier somewhere.
+        if (tiers.get(entry.mode) !== 'device') tiers.set(entry.mode, entry.tier);
+      }
+    }
     return [...this.modes.config.modes.values()].map((mode) => {
       const resident = tiers.get(mode.name) ?? null;
       const expires = resident === 'device' ? this.keepAlive.expiresAt(mode.name) : undefined;
@@ -90,8 +140,8 @@ export class StatusService {
   }
 }
 
-/** The spec's vram object; models parked in the model host's RAM tier are not on the device and not listed. */
-export function toVramView(stats: MemoryStats): Omit<VramDto, 'as_of'> {
+/** The spec's vram object for one host; models parked in its RAM tier are not on the device and not listed. */
+export function toVramView(stats: MemoryStats, host: string): Omit<VramDto, 'as_of'> {
   const models = stats.models
     .filter((model) => !model.inRamTier)
     .map((model) => ({
@@ -103,6 +153,7 @@ export function toVramView(stats: MemoryStats): Omit<VramDto, 'as_of'> {
       architecture: model.architecture,
       stale: model.stale,
       bytes: model.bytes,
+      host,
     }));
   return {
     device: stats.deviceName || stats.device,
@@ -114,6 +165,42 @@ export function toVramView(stats: MemoryStats): Omit<VramDto, 'as_of'> {
     models,
     device_type: stats.device,
   };
+}
+
+/**
+ * The spec's keys over several hosts: devices named once each, totals summed (from the rounded figures, so that
+ * they add up as shown), every model, `as_of` the oldest host's (every figure is at least that fresh).
+ */
+function combine(views: readonly HostVramDto[]): VramDto {
+  const [first] = views;
+  if (!first || views.length === 1) return first;
+  const total = round(
+    views.reduce((sum, view) => sum + view.total_gb, 0),
+    2,
+  );
+  const used = round(
+    views.reduce((sum, view) => sum + view.used_gb, 0),
+    2,
+  );
+  const models = views.flatMap((view) => view.models);
+  return {
+    device: unique(views.map((view) => view.device)),
+    total_gb: total,
+    used_gb: used,
+    available_gb: round(
+      views.reduce((sum, view) => sum + view.available_gb, 0),
+      2,
+    ),
+    usage_percent: total > 0 ? round((used / total) * 100, 1) : 0,
+    models_loaded: models.length,
+    models,
+    device_type: unique(views.map((view) => view.device_type)),
+    as_of: views.map((view) => view.as_of).sort()[0] ?? first.as_of,
+  };
+}
+
+function unique(names: readonly string[]): string {
+  return [...new Set(names)].join(', ');
 }
 
 function gigabytes(bytes: number): number {

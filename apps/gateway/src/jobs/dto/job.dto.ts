@@ -98,6 +98,14 @@ export class JobDto implements JobRecord {
     description: 'a failed or cancelled job: the body the HTTP error would carry',
   })
   error!: JobErrorDto | null;
+
+  @ApiProperty({
+    type: String,
+    nullable: true,
+    example: 'gpu-box/cuda:0',
+    description: 'the model host that ran it (`<gateway id>/<device>`, as in status `hosts`); null until it runs',
+  })
+  host!: string | null;
 }
 
 export class JobListDto {

@@ -1,4 +1,4 @@
-import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
+import { ApiProperty, ApiPropertyOptional, OmitType } from '@nestjs/swagger';
 
 /*
  * The replies of GET /api/models/status and GET /api/vram, key for key as the
@@ -44,6 +44,9 @@ export class VramModelDto {
 
   @ApiProperty({ example: 13421772800, description: 'added: vram_gb in bytes, as the model host counts them' })
   bytes!: number;
+
+  @ApiProperty({ example: 'gpu-box/cuda:0', description: 'added: the model host that holds it' })
+  host!: string;
 }
 
 export class VramDto {
@@ -78,6 +81,43 @@ export class VramDto {
       'while a job runs; never while it is idle)',
   })
   as_of!: string;
+}
+
+/** One model host's own figures: the spec's vram keys for its device alone. */
+export class HostVramDto extends OmitType(VramDto, ['as_of'] as const) {
+  @ApiProperty({ example: '2026-01-01T12:00:00.000Z', description: 'when these figures were read from it' })
+  as_of!: string;
+}
+
+export class VramHostDto {
+  @ApiProperty({ example: 'gpu-box/cuda:0', description: '`<gateway id>/<device>`, as job records name it' })
+  id!: string;
+
+  @ApiProperty({ example: 'cuda:0', description: 'the device it was started on (or reports, when it chose)' })
+  device!: string;
+
+  @ApiProperty({ enum: ['starting', 'serving', 'lost', 'recovering', 'stopping'] })
+  state!: string;
+
+  @ApiProperty({ type: HostVramDto, nullable: true, description: 'null while its figures are not known' })
+  vram!: HostVramDto | null;
+}
+
+/** GET /api/vram: the spec's keys over every model host (totals summed), then each host. */
+export class VramReplyDto extends VramDto {
+  @ApiProperty({ type: [VramHostDto], description: 'added: each model host (one per device), with its own figures' })
+  hosts!: VramHostDto[];
+}
+
+export class StatusHostDto extends VramHostDto {
+  @ApiProperty({ example: 'sd15-fast', nullable: true, type: String, description: 'the mode active on it' })
+  current_mode!: string | null;
+
+  @ApiProperty({
+    example: 1,
+    description: 'jobs it runs now (each member of a batch) and custom jobs waiting that name it',
+  })
+  queue_size!: number;
 }
 
 export class ReloadErrorDto {
@@ -153,6 +193,9 @@ export class ModelsStatusDto {
 
   @ApiProperty({ type: VramDto })
   vram!: VramDto;
+
+  @ApiProperty({ type: [StatusHostDto], description: 'added: each model host (one per device)' })
+  hosts!: StatusHostDto[];
 
   @ApiPropertyOptional({
     type: ReloadErrorDto,
