@@ -152,7 +152,7 @@ export class ModelHostConnection {
     if (this.stop.signal.aborted) return;
     if (this.down === undefined) {
       this.down = reason;
-      this.logger.error(`model host lost (${reason}): new work gets 503 until it is back`);
+      this.logger.error(`model host lost (${reason}): it takes no work until it is back`);
       this.emit(reason);
     }
     this.registry.clear();
