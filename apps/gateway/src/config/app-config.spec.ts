@@ -87,7 +87,7 @@ describe('loadConfig', () => {
       modesFileMaxBytes: 2048,
       modesFileMaxNodes: 500,
       queueMax: 3,
-      modelHostDevices: ['cuda:1'],
+      modelHostDevices: [],
       modelHostAddrs: ['unix:/run/modelhost.sock'],
       modelHostPython: 'python3',
       gatewayId: 'gw-1',
@@ -122,6 +122,9 @@ describe('loadConfig', () => {
 
   it('starts no model host of its own when only SIDECAR_ADDR(S) is set, else one per visible GPU', () => {
     expect(loadConfig({ SIDECAR_ADDR: 'unix:/a.sock' }).modelHostDevices).toEqual([]);
+    // SIDECAR_DEVICE is for the host the gateway starts: none is started when one elsewhere is named.
+    expect(loadConfig({ SIDECAR_ADDR: 'unix:/a.sock', SIDECAR_DEVICE: 'cpu' }).modelHostDevices).toEqual([]);
+    expect(loadConfig({ SIDECAR_DEVICE: 'cpu' }).modelHostDevices).toEqual(['cpu']);
     expect(loadConfig({ SIDECAR_ADDRS: 'h1:1, h2:2' }).modelHostAddrs).toEqual(['h1:1', 'h2:2']);
     expect(loadConfig({}).modelHostDevices).toBe('auto');
     expect(loadConfig({ SIDECAR_DEVICES: 'auto' }).modelHostDevices).toBe('auto');

@@ -179,9 +179,18 @@ export function loadConfig(env: Env, cwd: string = process.cwd()): AppConfig {
       );
     }
   }
-  // Unset: one host per visible GPU, unless only hosts started elsewhere are named (SIDECAR_ADDR as before).
+  // SIDECAR_DEVICE is the device of the one host the gateway starts when no host started elsewhere is named (as
+  // before several hosts); unset with none named: one host per visible GPU.
   const modelHostDevices: AppConfig['modelHostDevices'] =
-    deviceList.length === 0 ? (addrs.length > 0 ? [] : 'auto') : deviceList[0] === 'auto' ? 'auto' : deviceList;
+    text('SIDECAR_DEVICES') !== undefined
+      ? deviceList[0] === 'auto'
+        ? 'auto'
+        : deviceList
+      : addrs.length > 0
+        ? []
+        : deviceList.length > 0
+          ? deviceList
+          : 'auto';
   const gatewayId = text('GATEWAY_ID') ?? hostname();
   if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/.test(gatewayId)) {
     problems.push(`GATEWAY_ID must be letters, digits, '.', '_' or '-' (at most 63), got '${gatewayId}'`);
