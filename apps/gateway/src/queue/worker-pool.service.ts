@@ -138,7 +138,7 @@ class Entry implements WorkItem, SchedulableJob, JobHandle<unknown> {
  * running ones not counted), each at most QUEUE_TIMEOUT_MS.
  *
  * While a worker's model host is lost its running job fails (503), queued jobs stay queued and new ones are
- * refused (503); once it serves again the queue goes on. At shutdown (README, "Stopping") new work and the queued
+ * refused (503); once it serves again the queue goes on. At shutdown (docs/OPERATIONS.md) new work and the queued
  * jobs are answered 503 at once, and running jobs get SHUTDOWN_GRACE_MS before they are cancelled.
  */
 @Injectable()
