@@ -39,7 +39,7 @@ import { resolve } from 'node:path';
 import type { FakeModelHost } from '../../testing/fake-model-host.js';
 import { JobEngineFixture } from '../../testing/job-engine.fixture.js';
 
-describe("the custom jobs of docs/CUSTOM-JOBS.md", () => {
+describe('the custom jobs of docs/CUSTOM-JOBS.md', () => {
   let pool: WorkerPool;
   let modelHost: FakeModelHost;
   let jobs: ThumbnailJobs;
