@@ -25,18 +25,21 @@ interface Block {
   readonly code: string;
 }
 
-/** The README's shell blocks marked runnable, in order; throws when a marker is not followed by a bash block. */
+/**
+ * The README's shell blocks marked runnable (the marker alone on its line), in order; throws when a marker is not
+ * followed by a bash block.
+ */
 function runnableBlocks(markdown: string): Block[] {
   const blocks: Block[] = [];
-  let from = markdown.indexOf(MARKER);
-  while (from !== -1) {
+  const marker = new RegExp(`^${MARKER}$`, 'gm');
+  for (let found = marker.exec(markdown); found; found = marker.exec(markdown)) {
+    const from = found.index;
     const after = from + MARKER.length;
     const fence = /^\s*\n```bash\n([\s\S]*?)\n```/.exec(markdown.slice(after));
     const line = markdown.slice(0, from).split('\n').length;
     if (!fence?.[1]) throw new Error(`README.md line ${line}: ${MARKER} is not followed by a \`\`\`bash block`);
     const codeStart = after + fence[0].indexOf('```bash\n') + '```bash\n'.length;
     blocks.push({ line: markdown.slice(0, codeStart).split('\n').length, code: fence[1] });
-    from = markdown.indexOf(MARKER, after);
   }
   return blocks;
 }
