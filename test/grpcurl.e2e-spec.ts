@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { demoDir, ROOT, SIDECAR_PYTHON } from './support/demo-models';
 import { pngSize } from './support/gateway-process';
 
-/** The address the README's lines name; the test's model host listens elsewhere. */
+/** The address docs/DEVELOPMENT.md's lines name; the test's model host listens elsewhere. */
 const README_ADDRESS = '127.0.0.1:50051';
 const SERVING_DEADLINE_MS = 180_000;
 
@@ -25,11 +25,11 @@ if (!hasGo && !grpcurl) {
   console.warn('SKIPPED grpcurl e2e test: neither grpcurl nor Go (to `go install` it) is on PATH');
 }
 
-/** The `grpcurl` lines of the README's grpcurl block, in order. */
+/** The `grpcurl` lines of the grpcurl block of docs/DEVELOPMENT.md, in order. */
 function readmeLines(): string[] {
-  const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
+  const readme = readFileSync(join(ROOT, 'docs', 'DEVELOPMENT.md'), 'utf8');
   const block = /Debug it with grpcurl[\s\S]*?```bash\n([\s\S]*?)```/.exec(readme)?.[1];
-  if (!block) throw new Error("README.md has no grpcurl block after 'Debug it with grpcurl'");
+  if (!block) throw new Error("docs/DEVELOPMENT.md has no grpcurl block after 'Debug it with grpcurl'");
   return block.split('\n').filter((line) => line.startsWith('grpcurl '));
 }
 
@@ -38,15 +38,15 @@ function messages(output: string): unknown[] {
   return JSON.parse(`[${output.trim().replace(/\n}\n{/g, '\n},\n{')}]`) as unknown[];
 }
 
-/** The README's grpcurl lines, run by a real grpcurl binary against a real model host on the demo models. */
-(hasGo || grpcurl ? describe : describe.skip)('grpcurl, as the README shows it', () => {
+/** The grpcurl lines of docs/DEVELOPMENT.md, run by a real grpcurl binary against a real model host on the demo models. */
+(hasGo || grpcurl ? describe : describe.skip)('grpcurl, as docs/DEVELOPMENT.md shows it', () => {
   let work: string;
   let socket: string;
   let host: ChildProcess;
   let hostOutput = '';
   const outputs = new Map<string, string>();
 
-  /** Runs one README line as bash would, from a folder whose .demo is the demo models, against our model host. */
+  /** Runs one of its lines as bash would, from a folder whose .demo is the demo models, against our model host. */
   function run(line: string): string {
     if (!grpcurl) throw new Error('Go is here but grpcurl is not: ./runner.sh test installs it (go install)');
     const command = `"$GRPCURL"${line.slice('grpcurl'.length).split(README_ADDRESS).join(`-unix ${socket}`)}`;
@@ -83,7 +83,7 @@ function messages(output: string): unknown[] {
     host.stdout?.on('data', (chunk: Buffer) => (hostOutput += chunk.toString()));
     host.stderr?.on('data', (chunk: Buffer) => (hostOutput += chunk.toString()));
     const health = readmeLines().find((line) => line.includes('grpc.health.v1.Health/Check'));
-    if (!health) throw new Error('the README has no health check line');
+    if (!health) throw new Error('docs/DEVELOPMENT.md has no health check line');
     const deadline = Date.now() + SERVING_DEADLINE_MS;
     for (;;) {
       if (host.exitCode !== null) throw new Error(`model host exited ${host.exitCode}:\n${hostOutput}`);
@@ -108,7 +108,7 @@ function messages(output: string): unknown[] {
 
   const outputOf = (fragment: string): string => {
     const entry = [...outputs].find(([line]) => line.includes(fragment));
-    if (!entry) throw new Error(`the README has no grpcurl line with '${fragment}'`);
+    if (!entry) throw new Error(`docs/DEVELOPMENT.md has no grpcurl line with '${fragment}'`);
     return entry[1];
   };
 
@@ -152,7 +152,7 @@ function messages(output: string): unknown[] {
     expect(pngSize(Buffer.from(image?.png ?? '', 'base64'))).toEqual({ width: 64, height: 64 });
   });
 
-  it('runs a task that sees the model the README loaded', () => {
+  it('runs a task that sees the model the doc loaded', () => {
     const reply = messages(outputOf('/RunTask'))[0] as { result_json: string };
     const summary = JSON.parse(reply.result_json) as { models: { key: string; architecture: string }[] };
     expect(summary.models).toEqual([expect.objectContaining({ key: 'demo', architecture: 'sd15' })]);

@@ -31,7 +31,7 @@ async function bootstrap(): Promise<void> {
     });
   }
   // Registered before Nest's own handlers, so it runs first: from the signal on, /ready and new work answer 503
-  // while the shutdown hooks let the running job finish (README, "Stopping").
+  // while the shutdown hooks let the running job finish (docs/OPERATIONS.md).
   const pool = app.get(WorkerPool);
   for (const signal of ['SIGTERM', 'SIGINT'] as const) process.once(signal, () => pool.beginShutdown());
   // SIGHUP is left alone: it means "reload modes.yaml". After a clean shutdown the exit code is 0.

@@ -15,7 +15,7 @@ export const DEFAULT_MODES_FILE_MAX_NODES = 100_000;
  * SCHEDULER_MAX_DELAY_MS when unset: in bench/scheduler.mjs it keeps most of what unbounded grouping saves at
  * GPU-scale switch costs while no job is passed over for longer (docs/BENCHMARKS.md, "Scheduler").
  */
-export /** Chosen by measurement: bench/batching.mjs (README, "Batching"). */
+export /** Chosen by measurement: bench/batching.mjs (docs/SCHEDULING.md, "Batching"). */
 const DEFAULT_MAX_BATCH = 8;
 const DEFAULT_SCHEDULER_MAX_DELAY_MS = 30_000;
 /**
@@ -64,10 +64,10 @@ export interface AppConfig {
   readonly queueTimeoutMs: number;
   /**
    * How long the oldest waiting job may be passed over by jobs of the active mode once its FIFO turn has come;
-   * 0 is strict FIFO (README, "Scheduling").
+   * 0 is strict FIFO (docs/SCHEDULING.md).
    */
   readonly schedulerMaxDelayMs: number;
-  /** Most generations run as one pipeline call (README, "Batching"); 1: none batched. */
+  /** Most generations run as one pipeline call (docs/SCHEDULING.md, "Batching"); 1: none batched. */
   readonly maxBatch: number;
   /** The longest pause between two restarts of a model host the gateway started and lost (1 s, doubling up to it). */
   readonly modelHostRestartMaxBackoffMs: number;

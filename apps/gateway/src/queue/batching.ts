@@ -4,7 +4,7 @@ import type { SchedulableJob } from './scheduler.js';
 /**
  * What generations must share to run as one pipeline call on the model host: the mode and every setting but the
  * prompt, negative prompt and seed. Whether a negative prompt is given counts too, since without one SDXL
- * conditions on zeros rather than on an empty prompt (the model host groups the same way; README, "Batching").
+ * conditions on zeros rather than on an empty prompt (the model host groups the same way; docs/SCHEDULING.md, "Batching").
  */
 function batchKey(job: GenerationJob): string {
   const { width, height, steps, guidanceScale, superres, scheduler, negativePrompt } = job.params;

@@ -22,7 +22,7 @@ class Lane extends Fifo<Entry> {
 }
 
 /**
- * Groups generation jobs by mode with a bound on how long any job can be passed over (README, "Scheduling").
+ * Groups generation jobs by mode with a bound on how long any job can be passed over (docs/SCHEDULING.md).
  *
  * - The oldest waiting job's FIFO turn has come. Once it has waited `maxDelayMs` past that moment it runs next.
  * - A mode switch or a custom job is a barrier: it runs only as the oldest waiting job, and nothing submitted

@@ -1,4 +1,4 @@
-// The README's custom-job example, compiled and run here so that it stays true.
+// The custom-job example of docs/CUSTOM-JOBS.md, compiled and run here so that it stays true.
 // --- README example: begin ---
 import { stat } from 'node:fs/promises';
 
@@ -39,7 +39,7 @@ import { resolve } from 'node:path';
 import type { FakeModelHost } from '../../testing/fake-model-host.js';
 import { JobEngineFixture } from '../../testing/job-engine.fixture.js';
 
-describe("the README's custom jobs", () => {
+describe('the custom jobs of docs/CUSTOM-JOBS.md', () => {
   let pool: WorkerPool;
   let modelHost: FakeModelHost;
   let jobs: ThumbnailJobs;
@@ -61,9 +61,9 @@ describe("the README's custom jobs", () => {
     await expect(jobs.fileSize('/no/such/file')).rejects.toThrow('ENOENT');
   });
 
-  it('is the code the README shows', () => {
-    const readme = readFileSync(resolve(import.meta.dirname, '../../../../README.md'), 'utf8');
-    const shown = /## Custom jobs[\s\S]*?```ts\n([\s\S]*?)```/.exec(readme)?.[1];
+  it('is the code docs/CUSTOM-JOBS.md shows', () => {
+    const doc = readFileSync(resolve(import.meta.dirname, '../../../../docs/CUSTOM-JOBS.md'), 'utf8');
+    const shown = /# Custom jobs[\s\S]*?```ts\n([\s\S]*?)```/.exec(doc)?.[1];
     const own = readFileSync(import.meta.filename, 'utf8');
     const compiled = /\/\/ --- README example: begin ---\n([\s\S]*?)\/\/ --- README example: end ---/.exec(own)?.[1];
     expect(shown).toBeDefined();

@@ -145,7 +145,7 @@ class Entry implements WorkItem, SchedulableJob, JobHandle<unknown> {
  *
  * When a model host is lost, its running generation runs once more on another host that serves (same seed, same
  * image), or fails (503) when there is none; queued jobs stay queued, and new ones are refused (503) only while no
- * host serves. At shutdown (README, "Stopping") new work and the queued jobs are answered 503 at once, and running
+ * host serves. At shutdown (docs/OPERATIONS.md) new work and the queued jobs are answered 503 at once, and running
  * jobs get SHUTDOWN_GRACE_MS before they are cancelled.
  */
 @Injectable()
