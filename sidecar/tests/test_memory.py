@@ -174,7 +174,7 @@ def test_the_ram_tier_parks_an_evicted_model_and_brings_it_back(
     assert second.evicted_to_ram == ("a",)
     memory = host.memory()
     tiers = {m.key: (m.tier, m.in_ram_tier) for m in memory.models}
-    assert tiers == {"a": ("cpu", True), "b": ("cpu", False)}
+    assert tiers == {"a": ("ram", True), "b": ("device", False)}
     assert memory.ram_tier_bytes == next(m.bytes for m in memory.models if m.key == "a")
     assert memory.used_bytes == second.bytes
 

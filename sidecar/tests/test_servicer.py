@@ -133,7 +133,7 @@ async def test_memory_lists_resident_models(stub: Stub, demo_dir: Path) -> None:
     [model] = stats.models
     assert model.key == "sd15"
     assert model.bytes == loaded.bytes
-    assert model.tier == "cpu"
+    assert model.tier == "device"
     assert model.architecture == "sd15"
     assert model.model_path.endswith("tiny-sd15.safetensors")
     assert [(x.path, round(x.strength, 3), x.adapter_name) for x in model.loras] == [

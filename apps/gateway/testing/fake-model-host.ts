@@ -123,7 +123,7 @@ export class FakeModelHost implements ModelHost {
           strength: lora.strength,
           adapterName: lora.adapterName,
         })),
-        tier: 'cpu',
+        tier: 'device',
         lastUsedUnixMs: 0,
         architecture: 'sd15',
         inRamTier: false,

@@ -8,6 +8,7 @@ import { WorkerPool } from '../queue/worker-pool.service.js';
 import type { UnloadReason } from '../registry/registry.service.js';
 import type { HostSession } from '../model-host/host-session.js';
 import { HostsService } from '../model-host/hosts.service.js';
+import type { ResidencyTier } from '../model-host/model-host.types.js';
 
 /** What to unload: the keys of these modes, or every key the model host holds. */
 export type UnloadTarget = { readonly modes: readonly string[] } | { readonly all: true };
@@ -18,7 +19,7 @@ export interface UnloadedModel {
   /** What the model host says the unload gave back (device memory, or system memory for the RAM tier). */
   readonly freed_bytes: number;
   /** Where it was: on the device, or parked in the RAM tier. */
-  readonly tier: 'device' | 'ram';
+  readonly tier: ResidencyTier;
   /** It went to the RAM tier rather than away (keep-alive expiries, with a RAM tier): still loaded. */
   readonly parked: boolean;
   /** The model host it was on. */
@@ -115,7 +116,7 @@ export class ModelUnloader implements OnModuleInit {
         mode: modeOfKey(model.key),
         key: model.key,
         freed_bytes: freed,
-        tier: model.inRamTier ? 'ram' : 'device',
+        tier: model.tier,
         parked,
         host: host.id,
       });

@@ -423,7 +423,7 @@ function toMemoryStats(reply: MemoryStats__Output): MemoryStats {
         strength: lora.strength,
         adapterName: lora.adapter_name,
       })),
-      tier: model.tier,
+      tier: model.tier === 'ram' ? 'ram' : 'device',
       lastUsedUnixMs: model.last_used_unix_ms,
       architecture: model.architecture,
       inRamTier: model.in_ram_tier,

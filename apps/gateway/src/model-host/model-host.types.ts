@@ -1,3 +1,6 @@
+/** Where a resident pipeline is: on its model host's device (GPU, or the CPU on CPU hosts), or in its RAM tier. */
+export type ResidencyTier = 'device' | 'ram';
+
 /** What the gateway knows of the model host, in its own (camelCase) terms: no gRPC type leaves this folder. */
 
 export interface LoadResult {
@@ -26,7 +29,8 @@ export interface ResidentModel {
   readonly modelPath: string;
   readonly bytes: number;
   readonly loras: readonly { readonly path: string; readonly strength: number; readonly adapterName: string }[];
-  readonly tier: string;
+  /** Where the pipeline is: on the host's device, or parked in its RAM tier (the one name for it everywhere). */
+  readonly tier: ResidencyTier;
   readonly lastUsedUnixMs: number;
   readonly architecture: string;
   readonly inRamTier: boolean;

@@ -2,7 +2,7 @@ import { Logger } from '@nestjs/common';
 
 import { modeOfKey } from '../modes/mode-key.js';
 import type { ResolvedMode } from '../modes/mode.types.js';
-import type { LoadResult, MemoryStats, ResidentModel } from '../model-host/model-host.types.js';
+import type { LoadResult, MemoryStats, ResidencyTier, ResidentModel } from '../model-host/model-host.types.js';
 import { ModelEvents, type EvictionReason } from './model.events.js';
 
 /** Why the gateway had the model host unload a key (the eviction reasons are these and 'make-room' | 'oom-retry'). */
@@ -16,7 +16,7 @@ export interface ResidentEntry {
   readonly bytes: number;
   readonly architecture: string;
   /** `device`: on the accelerator (or in memory, on CPU hosts); `ram`: parked in the model host's RAM tier. */
-  readonly tier: 'device' | 'ram';
+  readonly tier: ResidencyTier;
 }
 
 /**
@@ -159,6 +159,6 @@ function toEntry(model: ResidentModel): ResidentEntry {
     mode: modeOfKey(model.key),
     bytes: model.bytes,
     architecture: model.architecture,
-    tier: model.inRamTier ? 'ram' : 'device',
+    tier: model.tier,
   };
 }

@@ -576,7 +576,7 @@ class ModelHost:
                 attributed = self._attributed_bytes(base)
                 for key in base.keys:
                     entry = self._keys[key]
-                    tier = "gpu" if self.device.is_cuda and not base.parked else "cpu"
+                    tier = "ram" if base.parked else "device"
                     models.append(
                         ResidentInfo(
                             key=key,

@@ -96,7 +96,7 @@ class ResidentInfo:
     architecture: str
     bytes: int
     loras: tuple[LoraSpec, ...]
-    tier: str
+    tier: str  # "device" or "ram" (parked in the RAM tier)
     last_used_unix_ms: int
     in_ram_tier: bool = False
     base_key: str = ""

@@ -571,7 +571,7 @@ class ResidentModel(_message.Message):
     config and dtype share one base), so that the sum over models is what is resident.
     """
     tier: _builtins.str
-    """"gpu" or "cpu" """
+    """"device" (on the host's device) or "ram" (parked in its RAM tier)"""
     last_used_unix_ms: _builtins.int
     architecture: _builtins.str
     in_ram_tier: _builtins.bool
