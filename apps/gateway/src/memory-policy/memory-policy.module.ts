@@ -1,5 +1,6 @@
 import { Module } from '@nestjs/common';
 
+import { EventsModule } from '../events/events.module.js';
 import { MemoryModule } from '../memory/memory.module.js';
 import { ModesModule } from '../modes/modes.module.js';
 import { QueueModule } from '../queue/queue.module.js';
@@ -11,7 +12,7 @@ import { PinSyncService } from './pin-sync.service.js';
 
 /** Each mode's keep_alive and pinned (README, "Memory policy"), and the unloads the gateway orders. */
 @Module({
-  imports: [MemoryModule, ModesModule, QueueModule, RegistryModule, ModelHostModule],
+  imports: [EventsModule, MemoryModule, ModesModule, QueueModule, RegistryModule, ModelHostModule],
   providers: [ModelUnloader, KeepAliveService, PinSyncService],
   exports: [ModelUnloader, KeepAliveService],
 })

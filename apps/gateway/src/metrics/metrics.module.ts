@@ -1,9 +1,9 @@
 import { Module, RequestMethod, type MiddlewareConsumer, type NestModule } from '@nestjs/common';
 
-import { JobEvents } from '../queue/job.events.js';
+import { EventBus } from '../events/event-bus.js';
+import { EventsModule } from '../events/events.module.js';
 import { QueueModule } from '../queue/queue.module.js';
 import { WorkerPool } from '../queue/worker-pool.service.js';
-import { ModelEvents } from '../registry/model.events.js';
 import { RegistryModule } from '../registry/registry.module.js';
 import { RegistryService } from '../registry/registry.service.js';
 import { HttpMetricsMiddleware } from './http-metrics.middleware.js';
@@ -12,17 +12,16 @@ import { MetricsService } from './metrics.service.js';
 
 /** GET /metrics (README "Metrics") and the middleware that counts HTTP requests for it. */
 @Module({
-  imports: [QueueModule, RegistryModule],
+  imports: [EventsModule, QueueModule, RegistryModule],
   controllers: [MetricsController],
   providers: [
     {
       provide: MetricsService,
-      inject: [JobEvents, ModelEvents, RegistryService, WorkerPool],
-      useFactory: (jobs: JobEvents, models: ModelEvents, registry: RegistryService, pool: WorkerPool) =>
+      inject: [EventBus, RegistryService, WorkerPool],
+      useFactory: (bus: EventBus, registry: RegistryService, pool: WorkerPool) =>
         new MetricsService(
           {
-            onJobEvent: (listener) => jobs.on(listener),
-            onModelEvent: (listener) => models.on(listener),
+            onEvent: (listener, types) => bus.subscribe(({ event }) => listener(event), types),
             lastMemory: () => registry.lastMemory,
             residentModels: () => registry.residentModels(),
             modelHostState: () => pool.connection.state,

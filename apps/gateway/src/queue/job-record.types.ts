@@ -35,6 +35,8 @@ export interface JobRecord {
   readonly generate_ms: number | null;
   readonly switch: JobSwitch | null;
   readonly error: ErrorBody | null;
+  /** The id of the model host that runs (or ran) it; null while queued. */
+  readonly host: string | null;
 }
 
 /**
@@ -56,6 +58,11 @@ export interface JobSnapshot {
   readonly generate_ms: number | null;
   readonly switch: JobSwitch | null;
   readonly error: ErrorBody | null;
+  /**
+   * The model host that runs it, set when it starts; null (or absent, in snapshots built before hosts were
+   * plural) while queued.
+   */
+  readonly host?: string | null;
 }
 
 /** The JobRecord of a snapshot; `position` is the queued job's place now (null otherwise). */
@@ -76,6 +83,7 @@ export function toJobRecord(job: JobSnapshot, position: number | null = null): J
     generate_ms: job.generate_ms,
     switch: job.switch,
     error: job.error,
+    host: job.host ?? null,
   };
 }
 

@@ -82,7 +82,19 @@ describe('JobStore', () => {
       generate_ms: null,
       switch: null,
       error: null,
+      host: null,
     });
+  });
+
+  it('records the model host a job starts on: the engine\'s, else the one host the store was given', () => {
+    const events = new JobEvents();
+    const jobs = new JobStore(loadConfig({}), events, 'local/cpu');
+    const named = jobs.create('generation', 'a', 1);
+    const unnamed = jobs.create('generation', 'a', 1);
+    expect(jobs.get(named.id)?.host).toBeNull();
+    jobs.started(named.id, 'local/cuda:1');
+    jobs.started(unnamed.id);
+    expect([jobs.get(named.id)?.host, jobs.get(unnamed.id)?.host]).toEqual(['local/cuda:1', 'local/cpu']);
   });
 
   it('lists newest first, filtered by state, at most `limit`', () => {

@@ -1,8 +1,9 @@
 import { randomUUID } from 'node:crypto';
 
-import { Inject, Injectable } from '@nestjs/common';
+import { Inject, Injectable, Optional } from '@nestjs/common';
 
 import { APP_CONFIG, type AppConfig } from '../config/app-config.js';
+import { SINGLE_HOST_ID } from '../events/host-id.js';
 import type { ErrorBody } from '../errors/http-error.table.js';
 import {
   toJobRecord,
@@ -55,6 +56,8 @@ export class JobStore {
   constructor(
     @Inject(APP_CONFIG) private readonly config: AppConfig,
     readonly events: JobEvents,
+    /** The host a job runs on when the engine does not say: there is one model host today. */
+    @Optional() @Inject(SINGLE_HOST_ID) private readonly defaultHost: string | null = null,
   ) {}
 
   create(kind: JobKind, mode: string | undefined, seed: number | undefined): JobSnapshot {
@@ -74,18 +77,21 @@ export class JobStore {
       generate_ms: null,
       switch: null,
       error: null,
+      host: null,
     });
     this.jobs.set(job.id, { job });
     this.events.emit({ type: 'queued', job });
     return job;
   }
 
-  started(id: string): void {
+  /** The job starts on `host` (the id of its model host). */
+  started(id: string, host: string | null = this.defaultHost): void {
     const stored = this.live(id);
     if (!stored) return;
     const now = Date.now();
     const job = this.change(stored, (next) => {
       next.state = 'running';
+      next.host = host;
       next.started_ms = now;
       next.queue_ms = now - next.created_ms;
     });
@@ -239,6 +245,7 @@ function copyOf(job: JobSnapshot): Mutable<JobSnapshot> {
     generate_ms: job.generate_ms,
     switch: job.switch,
     error: job.error,
+    host: job.host ?? null,
   };
 }
 

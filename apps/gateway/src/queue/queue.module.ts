@@ -1,5 +1,6 @@
 import { Module } from '@nestjs/common';
 
+import { EventsModule } from '../events/events.module.js';
 import { MemoryModule } from '../memory/memory.module.js';
 import { ModesModule } from '../modes/modes.module.js';
 import { RegistryModule } from '../registry/registry.module.js';
@@ -9,7 +10,7 @@ import { JobStore } from './job.store.js';
 import { WorkerPool } from './worker-pool.service.js';
 
 @Module({
-  imports: [MemoryModule, ModesModule, RegistryModule, ModelHostModule],
+  imports: [EventsModule, MemoryModule, ModesModule, RegistryModule, ModelHostModule],
   providers: [WorkerPool, JobStore, JobEvents],
   exports: [WorkerPool, JobStore, JobEvents],
 })

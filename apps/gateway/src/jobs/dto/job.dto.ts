@@ -64,6 +64,14 @@ export class JobDto implements JobRecord {
   @ApiProperty({ type: JobProgressDto, nullable: true, description: 'the last denoising step reported' })
   progress!: JobProgressDto | null;
 
+  @ApiProperty({
+    type: String,
+    nullable: true,
+    example: 'local/cuda:0',
+    description: 'the id of the model host that runs (or ran) the job; null while queued',
+  })
+  host!: string | null;
+
   @ApiProperty({ type: Number, nullable: true, example: 42 })
   seed!: number | null;
 
