@@ -122,9 +122,9 @@ export class EventBridge implements OnModuleInit, OnModuleDestroy {
    */
   private hookMemory(): void {
     const registry = this.registry;
-    const recordMemory = registry.recordMemory;
+    const recordMemory = registry.recordMemory.bind(registry);
     registry.recordMemory = (stats: MemoryStats, version?: number): void => {
-      recordMemory.call(registry, stats, version);
+      recordMemory(stats, version);
       this.onMemory(stats);
     };
     this.restoreRecordMemory = () => (registry.recordMemory = recordMemory);

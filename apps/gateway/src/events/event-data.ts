@@ -22,10 +22,9 @@ export function eventData(event: GatewayEvent): unknown {
       return { ...toJobRecord(event.job), host: event.host };
     case 'memory':
       return memoryData(event.host, event.memory);
-    default: {
-      const { type: _type, ...data } = event;
-      return data;
-    }
+    default:
+      // The rest are flat and already snake_case: everything but the type, which the `event:` line says.
+      return Object.fromEntries(Object.entries(event).filter(([field]) => field !== 'type'));
   }
 }
 

@@ -62,7 +62,8 @@ export class EventStreams {
       heartbeatMs: this.config.eventsHeartbeatMs,
       maxDurationMs: this.config.eventsStreamMaxMs,
     });
-    const send = (published: Published): void => writer.send(published.event.type, this.dataOf(published), published.id);
+    const send = (published: Published): void =>
+      writer.send(published.event.type, this.dataOf(published), published.id);
     if (request.lastEventId !== undefined) {
       const replay = this.bus.since(request.lastEventId, request.types);
       if (replay.kind === 'reset') {

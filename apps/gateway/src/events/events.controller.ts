@@ -33,7 +33,7 @@ export class EventsController {
     description:
       'each event: `id: <n>`, `event: <type>` and `data: <JSON>`. Job events: the job record with `host` ' +
       '(`job.progress`: id, host, step, total_steps; `job.switching`: also from_mode, to_mode); `model.*`: host, ' +
-      'mode, key, tier, bytes and source or reason; `memory`: one model host\'s figures; `config.reloaded`: the ' +
+      "mode, key, tier, bytes and source or reason; `memory`: one model host's figures; `config.reloaded`: the " +
       'modes; `config.rejected`: problems with their YAML paths; `host.state`: host, state, reason.',
     content: {
       'text/event-stream': {

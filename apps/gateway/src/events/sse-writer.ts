@@ -1,7 +1,7 @@
-/** What the writer needs of an HTTP response (Express's Response is one); the unit tests pass a fake. */
+/** What the writer needs of an HTTP response (Node's, so Express's too); the unit tests pass a fake. */
 export interface SseResponse {
-  status(code: number): unknown;
-  set(headers: Record<string, string>): unknown;
+  statusCode: number;
+  setHeader(name: string, value: string): unknown;
   flushHeaders(): void;
   write(chunk: string): boolean;
   end(): unknown;
@@ -41,14 +41,12 @@ export class SseWriter {
     private readonly response: SseResponse,
     private readonly options: SseOptions,
   ) {
-    response.status(200);
-    response.set({
-      'Content-Type': 'text/event-stream; charset=utf-8',
-      'Cache-Control': 'no-cache, no-transform',
-      Connection: 'keep-alive',
-      // nginx would otherwise buffer the stream.
-      'X-Accel-Buffering': 'no',
-    });
+    response.statusCode = 200;
+    response.setHeader('Content-Type', 'text/event-stream; charset=utf-8');
+    response.setHeader('Cache-Control', 'no-cache, no-transform');
+    response.setHeader('Connection', 'keep-alive');
+    // nginx would otherwise buffer the stream.
+    response.setHeader('X-Accel-Buffering', 'no');
     response.flushHeaders();
     this.heartbeat = setInterval(() => this.write(': heartbeat\n\n'), options.heartbeatMs);
     if (options.maxDurationMs !== undefined && options.maxDurationMs > 0) {

@@ -86,7 +86,7 @@ describe('JobStore', () => {
     });
   });
 
-  it('records the model host a job starts on: the engine\'s, else the one host the store was given', () => {
+  it("records the model host a job starts on: the engine's, else the one host the store was given", () => {
     const events = new JobEvents();
     const jobs = new JobStore(loadConfig({}), events, 'local/cpu');
     const named = jobs.create('generation', 'a', 1);
