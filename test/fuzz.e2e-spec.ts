@@ -22,7 +22,12 @@ describe('the OpenAPI document, fuzzed', () => {
   let workdir: string;
 
   beforeAll(async () => {
-    gateway = await startGateway({ MODES_FILE: join(demoDir(), 'modes.yaml'), MODES_WATCH: '0' });
+    // GET /api/events never ends by itself: EVENTS_STREAM_MAX_MS ends each stream so the fuzzer reads whole replies.
+    gateway = await startGateway({
+      MODES_FILE: join(demoDir(), 'modes.yaml'),
+      MODES_WATCH: '0',
+      EVENTS_STREAM_MAX_MS: '300',
+    });
     // Hypothesis keeps its example database in the working folder.
     workdir = mkdtempSync(join(tmpdir(), 'e2e-fuzz-'));
   });

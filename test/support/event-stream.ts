@@ -1,4 +1,6 @@
 export interface StreamEvent {
+  /** The `id:` line's number, when the event has one (GET /api/events). */
+  readonly id?: number;
   readonly type: string;
   readonly data: Record<string, unknown>;
 }
@@ -10,11 +12,14 @@ export interface EventStream {
   readonly ended: Promise<StreamEvent[]>;
   /** Resolves with the first event (already received or still to come) that `match` accepts. */
   next(match: (event: StreamEvent) => boolean): Promise<StreamEvent>;
+  /** Disconnects: `ended` then resolves with what was received. */
+  close(): void;
 }
 
-/** Reads a text/event-stream as it arrives; comment lines (heartbeats) are skipped. */
-export async function openEventStream(url: string): Promise<EventStream> {
-  const response = await fetch(url, { headers: { Accept: 'text/event-stream' } });
+/** Reads a text/event-stream as it arrives; comment lines (heartbeats) are skipped. `headers`: an API key, a Last-Event-ID. */
+export async function openEventStream(url: string, headers: Record<string, string> = {}): Promise<EventStream> {
+  const abort = new AbortController();
+  const response = await fetch(url, { headers: { Accept: 'text/event-stream', ...headers }, signal: abort.signal });
   if (response.status !== 200 || !response.body) throw new Error(`${url}: ${response.status}`);
   const events: StreamEvent[] = [];
   const waiters: { match: (event: StreamEvent) => boolean; resolve: (event: StreamEvent) => void }[] = [];
@@ -28,18 +33,27 @@ export async function openEventStream(url: string): Promise<EventStream> {
   const ended = (async () => {
     const decoder = new TextDecoder();
     let buffer = '';
-    for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) {
-      buffer += decoder.decode(chunk, { stream: true });
-      let end: number;
-      while ((end = buffer.indexOf('\n\n')) >= 0) {
-        const block = buffer.slice(0, end);
-        buffer = buffer.slice(end + 2);
-        const type = /^event: (.*)$/m.exec(block)?.[1];
-        const data = /^data: (.*)$/m.exec(block)?.[1];
-        if (type !== undefined && data !== undefined) {
-          deliver({ type, data: JSON.parse(data) as Record<string, unknown> });
+    try {
+      for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) {
+        buffer += decoder.decode(chunk, { stream: true });
+        let end: number;
+        while ((end = buffer.indexOf('\n\n')) >= 0) {
+          const block = buffer.slice(0, end);
+          buffer = buffer.slice(end + 2);
+          const type = /^event: (.*)$/m.exec(block)?.[1];
+          const data = /^data: (.*)$/m.exec(block)?.[1];
+          const id = /^id: (.*)$/m.exec(block)?.[1];
+          if (type !== undefined && data !== undefined) {
+            deliver({
+              ...(id !== undefined && { id: Number(id) }),
+              type,
+              data: JSON.parse(data) as Record<string, unknown>,
+            });
+          }
         }
       }
+    } catch (error) {
+      if (!abort.signal.aborted) throw error;
     }
     return events;
   })();
@@ -54,5 +68,6 @@ export async function openEventStream(url: string): Promise<EventStream> {
         void ended.then(() => reject(new Error('the stream ended without the awaited event')), reject);
       });
     },
+    close: () => abort.abort(),
   };
 }

@@ -8,6 +8,7 @@ import { RequestValidationPipe } from './common/validation-errors.js';
 import type { AppConfig } from './config/app-config.js';
 import { ConfigModule } from './config/config.module.js';
 import { AllExceptionsFilter } from './errors/all-exceptions.filter.js';
+import { EventsModule } from './events/events.module.js';
 import { GenerationModule } from './generation/generation.module.js';
 import { HealthModule } from './health/health.module.js';
 import { JobsModule } from './jobs/jobs.module.js';
@@ -35,6 +36,7 @@ export class AppModule {
         ModesModule,
         RegistryModule,
         ModelHostModule,
+        EventsModule,
         QueueModule,
         GenerationModule,
         JobsModule,

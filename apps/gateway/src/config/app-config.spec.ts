@@ -35,6 +35,10 @@ describe('loadConfig', () => {
       jobRetentionMax: 1_000,
       jobResultsMaxBytes: 256 * 2 ** 20,
       jobEventsHeartbeatMs: 15_000,
+      eventsBuffer: 4_096,
+      eventsHeartbeatMs: 15_000,
+      eventsClientMaxBytes: 2 ** 20,
+      eventsStreamMaxMs: 0,
       legacy: { modelRoot: undefined, model: undefined, loraRoot: undefined },
     });
   });
@@ -73,6 +77,10 @@ describe('loadConfig', () => {
         JOB_RETENTION_MAX: '5',
         JOB_RESULTS_MAX_BYTES: '1024',
         JOB_EVENTS_HEARTBEAT_MS: '50',
+        EVENTS_BUFFER: '100',
+        EVENTS_HEARTBEAT_MS: '60',
+        EVENTS_CLIENT_MAX_BYTES: '4096',
+        EVENTS_STREAM_MAX_MS: '70',
         MODEL_ROOT: '/models',
         MODEL: 'sd15.safetensors',
         LORA_ROOT: '/loras',
@@ -109,6 +117,10 @@ describe('loadConfig', () => {
       jobRetentionMax: 5,
       jobResultsMaxBytes: 1024,
       jobEventsHeartbeatMs: 50,
+      eventsBuffer: 100,
+      eventsHeartbeatMs: 60,
+      eventsClientMaxBytes: 4096,
+      eventsStreamMaxMs: 70,
       legacy: { modelRoot: '/models', model: 'sd15.safetensors', loraRoot: '/loras' },
     });
   });

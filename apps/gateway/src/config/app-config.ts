@@ -94,6 +94,17 @@ export interface AppConfig {
   readonly jobResultsMaxBytes: number;
   /** How often an idle job event stream gets a comment line, so proxies keep it open. */
   readonly jobEventsHeartbeatMs: number;
+  /** EVENTS_BUFFER: how many of the newest bus events are kept for clients that reconnect with Last-Event-ID. */
+  readonly eventsBuffer: number;
+  /** EVENTS_HEARTBEAT_MS: how often an idle GET /api/events stream gets a comment line. */
+  readonly eventsHeartbeatMs: number;
+  /**
+   * EVENTS_CLIENT_MAX_BYTES: how much an event stream (either kind) may have written that its client has not read
+   * before it is cut loose.
+   */
+  readonly eventsClientMaxBytes: number;
+  /** EVENTS_STREAM_MAX_MS: above 0, a GET /api/events stream ends after this long (the client reconnects). */
+  readonly eventsStreamMaxMs: number;
   /** The deprecated single-model settings, used only when the modes file is missing. */
   readonly legacy: {
     readonly modelRoot: string | undefined;
@@ -237,6 +248,10 @@ export function loadConfig(env: Env, cwd: string = process.cwd()): AppConfig {
     jobRetentionMax: integer('JOB_RETENTION_MAX', 1_000, 0, 1_000_000),
     jobResultsMaxBytes: integer('JOB_RESULTS_MAX_BYTES', 256 * 2 ** 20, 0, 2 ** 40),
     jobEventsHeartbeatMs: integer('JOB_EVENTS_HEARTBEAT_MS', 15_000, 10, 3_600_000),
+    eventsBuffer: integer('EVENTS_BUFFER', 4_096, 1, 1_000_000),
+    eventsHeartbeatMs: integer('EVENTS_HEARTBEAT_MS', 15_000, 10, 3_600_000),
+    eventsClientMaxBytes: integer('EVENTS_CLIENT_MAX_BYTES', 2 ** 20, 1_024, 2 ** 30),
+    eventsStreamMaxMs: integer('EVENTS_STREAM_MAX_MS', 0, 0, 86_400_000),
     legacy: { modelRoot: text('MODEL_ROOT'), model: text('MODEL'), loraRoot: text('LORA_ROOT') },
   };
   if (problems.length > 0) throw new ConfigError(problems);

@@ -2,6 +2,9 @@ import { Inject, Injectable } from '@nestjs/common';
 import type { Response } from 'express';
 
 import { APP_CONFIG, type AppConfig } from '../config/app-config.js';
+import { EventBus } from '../events/event-bus.js';
+import type { JobBusEvent } from '../events/event.types.js';
+import { EventStreams } from '../events/event-streams.service.js';
 import { JobNotFoundError, JobResultExpiredError, JobStateConflictError } from '../errors/domain.errors.js';
 import { GenerationService } from '../generation/generation.service.js';
 import type { GenerateRequestDto } from '../generation/dto/generate-request.dto.js';
@@ -13,7 +16,6 @@ import {
   type JobSnapshot,
   type JobState,
 } from '../queue/job-record.types.js';
-import type { JobEvent } from '../queue/job.events.js';
 import { JobStore } from '../queue/job.store.js';
 import { WorkerPool } from '../queue/worker-pool.service.js';
 import { JOB_PAGE_DEFAULT } from './dto/list-jobs.query.dto.js';
@@ -26,6 +28,8 @@ export class JobsService {
     private readonly generation: GenerationService,
     private readonly pool: WorkerPool,
     private readonly store: JobStore,
+    private readonly bus: EventBus,
+    private readonly streams: EventStreams,
   ) {}
 
   /** Queues a generation that runs whether or not its poster stays connected. */
@@ -80,33 +84,24 @@ export class JobsService {
    */
   stream(id: string, response: Response): void {
     const record = this.get(id);
-    response.status(200).set({
-      'Content-Type': 'text/event-stream; charset=utf-8',
-      'Cache-Control': 'no-cache, no-transform',
-      Connection: 'keep-alive',
-      'X-Accel-Buffering': 'no',
-    });
-    response.flushHeaders();
+    const writer = this.streams.open(response, { heartbeatMs: this.config.jobEventsHeartbeatMs });
     if (FINAL_STATES.includes(record.state)) {
-      writeEvent(response, record.state, record);
-      response.end();
+      writer.send(record.state, JSON.stringify(record));
+      writer.end();
       return;
     }
-    writeEvent(response, 'state', record);
-    const heartbeat = setInterval(() => response.write(': heartbeat\n\n'), this.config.jobEventsHeartbeatMs);
-    const stop = (): void => {
-      clearInterval(heartbeat);
-      unsubscribe();
-    };
-    const unsubscribe = this.store.events.on((event: JobEvent) => {
-      if (event.job.id !== id) return;
-      writeEvent(response, event.type, dataOf(event));
-      if (FINAL_STATES.includes(event.job.state)) {
-        stop();
-        response.end();
-      }
-    });
-    response.once('close', stop);
+    writer.send('state', JSON.stringify(record));
+    // The bus's job events, under the names this stream has always used (`progress`, not `job.progress`).
+    const unsubscribe = this.bus.subscribe(
+      ({ event }) => {
+        const { job } = event as JobBusEvent;
+        if (job.id !== id) return;
+        writer.send(event.type.slice('job.'.length), JSON.stringify(dataOf(event as JobBusEvent)));
+        if (FINAL_STATES.includes(job.state)) writer.end();
+      },
+      ['job.'],
+    );
+    writer.onClose(unsubscribe);
   }
 }
 
@@ -115,17 +110,13 @@ function render(job: JobSnapshot, positions: ReadonlyMap<string, number>): JobRe
   return toJobRecord(job, job.state === 'queued' ? (positions.get(job.id) ?? null) : null);
 }
 
-function dataOf(event: JobEvent): unknown {
+function dataOf(event: JobBusEvent): unknown {
   switch (event.type) {
-    case 'progress':
+    case 'job.progress':
       return { id: event.job.id, step: event.step, total_steps: event.total_steps };
-    case 'switching':
+    case 'job.switching':
       return { id: event.job.id, from_mode: event.from_mode, to_mode: event.to_mode };
     default:
       return toJobRecord(event.job);
   }
-}
-
-function writeEvent(response: Response, type: string, data: unknown): void {
-  response.write(`event: ${type}\ndata: ${JSON.stringify(data)}\n\n`);
 }

@@ -30,7 +30,7 @@ describe('JobLogService', () => {
     events = new JobEvents();
     lines = [];
     service = new JobLogService(
-      (listener) => events.on(listener),
+      (listener, types) => events.bus.subscribe(({ event }) => listener(event), types),
       (level, fields, message) => lines.push({ level, fields, message }),
     );
   });

@@ -1,6 +1,6 @@
 import { Injectable, type OnModuleDestroy } from '@nestjs/common';
 
-import type { JobEvent } from '../queue/job.events.js';
+import type { GatewayEvent, JobBusEvent } from '../events/event.types.js';
 import type { JobSnapshot } from '../queue/job-record.types.js';
 
 /** The fields of a finished job's log line (README "Logs"): times in ms, null where the job had no such phase. */
@@ -25,16 +25,24 @@ export type JobLogSink = (level: JobLogLevel, fields: JobLogFields, message: str
 
 export const JOB_FINISHED_MESSAGE = 'job finished';
 
+/** The bus's final job events: the log's only input. */
+export const FINISHED_JOB_EVENTS = ['job.completed', 'job.failed', 'job.cancelled'] as const;
+
 /** Writes one line per finished job, from the job events alone. */
 @Injectable()
 export class JobLogService implements OnModuleDestroy {
   private readonly unsubscribe: () => void;
 
-  constructor(onJobEvent: (listener: (event: JobEvent) => void) => () => void, sink: JobLogSink) {
-    this.unsubscribe = onJobEvent((event) => {
-      if (event.type !== 'completed' && event.type !== 'failed' && event.type !== 'cancelled') return;
-      sink(event.type === 'failed' ? 'warn' : 'info', jobLogFields(event.job, event.type), JOB_FINISHED_MESSAGE);
-    });
+  /** `subscribe`: the bus's events of the given types (EventBus.subscribe, unwrapped). */
+  constructor(
+    subscribe: (listener: (event: GatewayEvent) => void, types: readonly string[]) => () => void,
+    sink: JobLogSink,
+  ) {
+    this.unsubscribe = subscribe((event) => {
+      const { type, job } = event as JobBusEvent;
+      const outcome = type.slice('job.'.length) as JobLogFields['outcome'];
+      sink(outcome === 'failed' ? 'warn' : 'info', jobLogFields(job, outcome), JOB_FINISHED_MESSAGE);
+    }, FINISHED_JOB_EVENTS);
   }
 
   onModuleDestroy(): void {

@@ -4,8 +4,8 @@ import { Module } from '@nestjs/common';
 import { LoggerModule, PinoLogger } from 'nestjs-pino';
 
 import { APP_CONFIG, type AppConfig } from '../config/app-config.js';
-import { JobEvents } from '../queue/job.events.js';
-import { QueueModule } from '../queue/queue.module.js';
+import { EventBus } from '../events/event-bus.js';
+import { EventsModule } from '../events/events.module.js';
 import { JobLogService } from './job-log.service.js';
 import { requestId } from './request-id.js';
 
@@ -23,7 +23,7 @@ const pathOf = (request: IncomingMessage): string => request.url?.split('?')[0] 
  */
 @Module({
   imports: [
-    QueueModule,
+    EventsModule,
     LoggerModule.forRootAsync({
       inject: [APP_CONFIG],
       useFactory: (config: AppConfig) => ({
@@ -51,12 +51,12 @@ const pathOf = (request: IncomingMessage): string => request.url?.split('?')[0] 
   providers: [
     {
       provide: JobLogService,
-      inject: [JobEvents],
+      inject: [EventBus],
       // The root logger: a job runs long after (and for others than) the request that queued it, whose id would
       // mislead on its line.
-      useFactory: (events: JobEvents) =>
+      useFactory: (bus: EventBus) =>
         new JobLogService(
-          (listener) => events.on(listener),
+          (listener, types) => bus.subscribe(({ event }) => listener(event), types),
           (level, fields, message) => PinoLogger.root[level](fields, message),
         ),
     },

@@ -3,10 +3,10 @@ import { jest } from '@jest/globals';
 import type { ModesConfig, ResolvedMode } from '../modes/mode.types.js';
 import type { ModesService } from '../modes/modes.service.js';
 import type { JobSnapshot } from '../queue/job-record.types.js';
+import { EventBus } from '../events/event-bus.js';
 import { JobEvents } from '../queue/job.events.js';
 import type { CustomJob, JobHandler } from '../queue/job.types.js';
 import type { WorkerPool } from '../queue/worker-pool.service.js';
-import { ModelEvents } from '../registry/model.events.js';
 import { KEEP_ALIVE_HANDLER, KeepAliveService } from './keep-alive.service.js';
 import type { ModelUnloader, UnloadTarget } from './model-unloader.service.js';
 import type { HostSession } from '../model-host/host-session.js';
@@ -46,7 +46,7 @@ function modesWith(keepAlive: Record<string, number | undefined>): ModesConfig {
 
 describe('KeepAliveService', () => {
   let events: JobEvents;
-  let models: ModelEvents;
+  let bus: EventBus;
   let pool: FakePool;
   let unloads: UnloadTarget[];
   /** Modes on one base pipeline on the device, as the model host would report them. */
@@ -64,8 +64,8 @@ describe('KeepAliveService', () => {
 
   beforeEach(() => {
     jest.useFakeTimers({ now: 1_000_000 });
-    events = new JobEvents();
-    models = new ModelEvents();
+    bus = new EventBus();
+    events = new JobEvents(bus);
     pool = new FakePool();
     unloads = [];
     sharedBase = [];
@@ -85,7 +85,7 @@ describe('KeepAliveService', () => {
       },
     } as unknown as ModelUnloader;
     const hosts = { accepting: () => [HOST] } as unknown as HostsService;
-    service = new KeepAliveService(events, pool as unknown as WorkerPool, modes, unloader, models, hosts);
+    service = new KeepAliveService(bus, pool as unknown as WorkerPool, modes, unloader, hosts);
     service.onModuleInit();
   });
 
@@ -145,7 +145,15 @@ describe('KeepAliveService', () => {
   });
 
   function loaded(mode: string): void {
-    models.emit({ host: HOST.id, type: 'loaded', key: `${mode}-key`, mode, source: 'disk', bytes: 1 });
+    bus.publish({
+      type: 'model.loaded',
+      host: HOST.id,
+      key: `${mode}-key`,
+      mode,
+      tier: 'device',
+      source: 'disk',
+      bytes: 1,
+    });
   }
 
   it('arms a mode loaded by no job (the default mode at start) from its load', async () => {

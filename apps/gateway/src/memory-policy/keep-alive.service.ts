@@ -1,14 +1,14 @@
 import { Injectable, Logger, type OnModuleDestroy, type OnModuleInit } from '@nestjs/common';
 
+import { EventBus } from '../events/event-bus.js';
+import type { JobBusEvent, ModelBusEvent } from '../events/event.types.js';
 import type { ModesConfig } from '../modes/mode.types.js';
 import { ModesService } from '../modes/modes.service.js';
 import { FINAL_STATES } from '../queue/job-record.types.js';
-import { JobEvents, type JobEvent } from '../queue/job.events.js';
 import { CustomJob, onHost } from '../queue/job.types.js';
 import type { HostSession } from '../model-host/host-session.js';
 import { HostsService } from '../model-host/hosts.service.js';
 import { WorkerPool } from '../queue/worker-pool.service.js';
-import { ModelEvents, type ModelEvent } from '../registry/model.events.js';
 import { ModelUnloader } from './model-unloader.service.js';
 
 /** The handler of the job an expired keep-alive submits: args `[mode, generation]`. */
@@ -47,11 +47,10 @@ export class KeepAliveService implements OnModuleInit, OnModuleDestroy {
   private closed = false;
 
   constructor(
-    private readonly events: JobEvents,
+    private readonly bus: EventBus,
     private readonly pool: WorkerPool,
     private readonly modes: ModesService,
     private readonly unloader: ModelUnloader,
-    private readonly models: ModelEvents,
     private readonly hosts: HostsService,
   ) {}
 
@@ -61,8 +60,8 @@ export class KeepAliveService implements OnModuleInit, OnModuleDestroy {
       onHost((host, mode: string, generation: number) => this.expired(host, mode, generation)),
     );
     this.unsubscribe.push(
-      this.events.on((event) => this.onJobEvent(event)),
-      this.models.on((event) => this.onModelEvent(event)),
+      this.bus.subscribe(({ event }) => this.onJobEvent(event as JobBusEvent), ['job.']),
+      this.bus.subscribe(({ event }) => this.onModelEvent(event as ModelBusEvent), ['model.loaded']),
     );
     this.modes.onReload((config) => this.onReload(config));
   }
@@ -79,10 +78,10 @@ export class KeepAliveService implements OnModuleInit, OnModuleDestroy {
     return expiry && new Date(expiry.at);
   }
 
-  private onJobEvent(event: JobEvent): void {
+  private onJobEvent(event: JobBusEvent): void {
     const mode = event.job.mode;
     if (mode === null || event.job.kind === 'custom') return;
-    if (event.type === 'queued') {
+    if (event.type === 'job.queued') {
       this.inUse.set(mode, (this.inUse.get(mode) ?? 0) + 1);
       this.clear(mode);
     } else if (FINAL_STATES.includes(event.job.state)) {
@@ -96,8 +95,8 @@ export class KeepAliveService implements OnModuleInit, OnModuleDestroy {
     }
   }
 
-  private onModelEvent(event: ModelEvent): void {
-    if (event.type !== 'loaded' || (this.inUse.get(event.mode) ?? 0) > 0) return;
+  private onModelEvent(event: ModelBusEvent): void {
+    if (event.type !== 'model.loaded' || (this.inUse.get(event.mode) ?? 0) > 0) return;
     this.arm(event.mode, Date.now());
   }
 

@@ -1,5 +1,6 @@
 import { Module } from '@nestjs/common';
 
+import { EventsModule } from '../events/events.module.js';
 import { ModesModule } from '../modes/modes.module.js';
 import { QueueModule } from '../queue/queue.module.js';
 import { RegistryModule } from '../registry/registry.module.js';
@@ -10,7 +11,7 @@ import { PinSyncService } from './pin-sync.service.js';
 
 /** Each mode's keep_alive and pinned (README, "Memory policy"), and the unloads the gateway orders. */
 @Module({
-  imports: [ModesModule, QueueModule, RegistryModule, ModelHostModule],
+  imports: [EventsModule, ModesModule, QueueModule, RegistryModule, ModelHostModule],
   providers: [ModelUnloader, KeepAliveService, PinSyncService],
   exports: [ModelUnloader, KeepAliveService],
 })

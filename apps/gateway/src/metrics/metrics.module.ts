@@ -1,8 +1,8 @@
 import { Module, RequestMethod, type MiddlewareConsumer, type NestModule } from '@nestjs/common';
 
-import { JobEvents } from '../queue/job.events.js';
+import { EventBus } from '../events/event-bus.js';
+import { EventsModule } from '../events/events.module.js';
 import { QueueModule } from '../queue/queue.module.js';
-import { ModelEvents } from '../registry/model.events.js';
 import { RegistryModule } from '../registry/registry.module.js';
 import { HostsService } from '../model-host/hosts.service.js';
 import { ModelHostModule } from '../model-host/model-host.module.js';
@@ -12,17 +12,16 @@ import { MetricsService } from './metrics.service.js';
 
 /** GET /metrics (README "Metrics") and the middleware that counts HTTP requests for it. */
 @Module({
-  imports: [QueueModule, RegistryModule, ModelHostModule],
+  imports: [EventsModule, QueueModule, RegistryModule, ModelHostModule],
   controllers: [MetricsController],
   providers: [
     {
       provide: MetricsService,
-      inject: [JobEvents, ModelEvents, HostsService],
-      useFactory: (jobs: JobEvents, models: ModelEvents, hosts: HostsService) =>
+      inject: [EventBus, HostsService],
+      useFactory: (bus: EventBus, hosts: HostsService) =>
         new MetricsService(
           {
-            onJobEvent: (listener) => jobs.on(listener),
-            onModelEvent: (listener) => models.on(listener),
+            onEvent: (listener, types) => bus.subscribe(({ event }) => listener(event), types),
             hosts: () =>
               hosts.sessions.map((session) => ({
                 id: session.id,

@@ -3,7 +3,8 @@ import { resolve } from 'node:path';
 
 import { JobEvents, type JobEvent } from '../queue/job.events.js';
 import type { JobSnapshot } from '../queue/job-record.types.js';
-import { ModelEvents } from '../registry/model.events.js';
+import { EventBus } from '../events/event-bus.js';
+import type { ModelBusEvent } from '../events/event.types.js';
 import type { ResidentEntry } from '../registry/registry.service.js';
 import type { ModelHostState } from '../model-host/model-host.connection.js';
 import type { MemoryStats } from '../model-host/model-host.types.js';
@@ -44,22 +45,21 @@ const MEMORY: MemoryStats = {
 
 describe('MetricsService', () => {
   let jobs: JobEvents;
-  let models: ModelEvents;
+  let bus: EventBus;
   let memory: MemoryStats | undefined;
   let resident: ResidentEntry[];
   let state: ModelHostState;
   let metrics: MetricsService;
 
   beforeEach(() => {
-    jobs = new JobEvents();
-    models = new ModelEvents();
+    bus = new EventBus();
+    jobs = new JobEvents(bus);
     memory = undefined;
     resident = [];
     state = 'starting';
     metrics = new MetricsService(
       {
-        onJobEvent: (listener) => jobs.on(listener),
-        onModelEvent: (listener) => models.on(listener),
+        onEvent: (listener, types) => bus.subscribe(({ event }) => listener(event), types),
         hosts: () => [{ id: 'gw/cuda:0', lastMemory: memory, residentModels: resident, state }],
       },
       { defaultMetrics: false },
@@ -84,6 +84,8 @@ describe('MetricsService', () => {
   }
 
   const emit = (event: JobEvent): void => jobs.emit(event);
+  const model = (event: ModelBusEvent): void => void bus.publish(event);
+  const HOST = 'local/cpu';
 
   it('counts the queue by state from the job events, and finished jobs by kind and outcome', async () => {
     emit({ type: 'queued', job: record({ id: 'a' }) });
@@ -144,13 +146,23 @@ describe('MetricsService', () => {
   });
 
   it('counts loads by source, evictions by reason and load failures by mode from the model events', async () => {
-    models.emit({ host: 'gw/cuda:0', type: 'loaded', key: 'a-1', mode: 'a', source: 'disk', bytes: 10 });
-    models.emit({ host: 'gw/cuda:0', type: 'loaded', key: 'b-1', mode: 'b', source: 'shared-base', bytes: 10 });
-    models.emit({ host: 'gw/cuda:0', type: 'loaded', key: 'a-1', mode: 'a', source: 'disk', bytes: 10 });
-    models.emit({ host: 'gw/cuda:0', type: 'evicted', key: 'a-1', reason: 'make-room' });
-    models.emit({ host: 'gw/cuda:0', type: 'evicted', key: 'b-1', reason: 'oom-retry' });
-    models.emit({ host: 'gw/cuda:0', type: 'evicted', key: 'c-1', reason: 'keep-alive' });
-    models.emit({ host: 'gw/cuda:0', type: 'load-failed', mode: 'broken', error: new Error('no') });
+    const loaded = { type: 'model.loaded', host: HOST, tier: 'device', bytes: 10 } as const;
+    const evicted = { type: 'model.evicted', host: HOST, tier: null, bytes: 10 } as const;
+    model({ ...loaded, key: 'a-1', mode: 'a', source: 'disk' });
+    model({ ...loaded, key: 'b-1', mode: 'b', source: 'shared-base' });
+    model({ ...loaded, key: 'a-1', mode: 'a', source: 'disk' });
+    model({ ...evicted, key: 'a-1', mode: 'a', reason: 'make-room' });
+    model({ ...evicted, key: 'b-1', mode: 'b', reason: 'oom-retry' });
+    model({ ...evicted, key: 'c-1', mode: 'c', reason: 'keep-alive' });
+    model({
+      type: 'model.load_failed',
+      host: HOST,
+      mode: 'broken',
+      key: null,
+      tier: null,
+      bytes: null,
+      reason: 'no',
+    });
     expect(await samples('imagegen_model_loads_total')).toEqual({
       'imagegen_model_loads_total{source=disk}': 2,
       'imagegen_model_loads_total{source=shared-base}': 1,
@@ -211,7 +223,7 @@ describe('MetricsService', () => {
   it('stops listening when destroyed', async () => {
     metrics.onModuleDestroy();
     emit({ type: 'completed', job: record() });
-    models.emit({ host: 'gw/cuda:0', type: 'loaded', key: 'a-1', mode: 'a', source: 'disk', bytes: 10 });
+    model({ type: 'model.loaded', host: HOST, key: 'a-1', mode: 'a', tier: 'device', source: 'disk', bytes: 10 });
     expect(await samples('imagegen_jobs_total')).toEqual({});
     expect(await samples('imagegen_model_loads_total')).toEqual({});
   });

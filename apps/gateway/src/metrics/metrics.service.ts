@@ -1,8 +1,7 @@
 import { Injectable, type OnModuleDestroy } from '@nestjs/common';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 
-import type { JobEvent } from '../queue/job.events.js';
-import type { ModelEvent } from '../registry/model.events.js';
+import type { GatewayEvent, JobBusEvent, ModelBusEvent } from '../events/event.types.js';
 import type { ResidentEntry } from '../registry/registry.service.js';
 import type { ModelHostState } from '../model-host/model-host.connection.js';
 import type { MemoryStats } from '../model-host/model-host.types.js';
@@ -24,9 +23,8 @@ const NO_MODE = '';
 
 /** What the metrics read on each scrape, from figures the gateway already keeps (never a call to the model host). */
 export interface MetricsSources {
-  /** Subscribes to the job events; returns the unsubscribe function. */
-  onJobEvent(listener: (event: JobEvent) => void): () => void;
-  onModelEvent(listener: (event: ModelEvent) => void): () => void;
+  /** Subscribes to the bus's events whose type starts with one of `types`; returns the unsubscribe function. */
+  onEvent(listener: (event: GatewayEvent) => void, types: readonly string[]): () => void;
   /** Each model host's kept figures. */
   hosts(): readonly HostFigures[];
 }
@@ -181,8 +179,8 @@ export class MetricsService implements OnModuleDestroy {
 
     if (options.defaultMetrics) collectDefaultMetrics({ register: this.registry });
     this.unsubscribe = [
-      sources.onJobEvent((event) => this.onJob(event)),
-      sources.onModelEvent((event) => this.onModel(event)),
+      sources.onEvent((event) => this.onJob(event as JobBusEvent), ['job.']),
+      sources.onEvent((event) => this.onModel(event as ModelBusEvent), ['model.']),
     ];
   }
 
@@ -203,30 +201,30 @@ export class MetricsService implements OnModuleDestroy {
     this.httpRequests.inc({ method: sample.method, route: sample.route, status: String(sample.status) });
   }
 
-  private onJob(event: JobEvent): void {
+  private onJob(event: JobBusEvent): void {
     const { job } = event;
     const mode = job.mode ?? NO_MODE;
     switch (event.type) {
-      case 'queued':
+      case 'job.queued':
         this.depth.queued += 1;
         return;
-      case 'started':
+      case 'job.started':
         this.depth.queued -= 1;
         this.depth.running += 1;
         if (job.queue_ms !== null) this.byMode(this.queueWaitBy, this.queueWait, mode).observe(job.queue_ms / 1000);
         return;
-      case 'switching':
-      case 'progress':
+      case 'job.switching':
+      case 'job.progress':
         return;
-      case 'completed':
-      case 'failed':
-      case 'cancelled': {
+      case 'job.completed':
+      case 'job.failed':
+      case 'job.cancelled': {
         this.depth[job.started_ms === null ? 'queued' : 'running'] -= 1;
-        this.finishedOf(job.kind, event.type).inc();
+        this.finishedOf(job.kind, event.type.slice('job.'.length)).inc();
         if (job.switch !== null && job.switch_ms !== null) {
           this.modeSwitch.observe({ source: job.switch.source }, job.switch_ms / 1000);
         }
-        if (event.type === 'completed' && job.kind === 'generation' && job.generate_ms !== null) {
+        if (event.type === 'job.completed' && job.kind === 'generation' && job.generate_ms !== null) {
           this.byMode(this.generationBy, this.generation, mode).observe(job.generate_ms / 1000);
         }
       }
@@ -260,15 +258,15 @@ export class MetricsService implements OnModuleDestroy {
     return found;
   }
 
-  private onModel(event: ModelEvent): void {
+  private onModel(event: ModelBusEvent): void {
     switch (event.type) {
-      case 'loaded':
+      case 'model.loaded':
         this.loads.inc({ source: event.source });
         return;
-      case 'evicted':
+      case 'model.evicted':
         this.evictions.inc({ reason: event.reason });
         return;
-      case 'load-failed':
+      case 'model.load_failed':
         this.loadFailures.inc({ mode: event.mode });
     }
   }

@@ -20,6 +20,12 @@ export interface ReloadFailure {
   readonly problems: readonly string[];
 }
 
+/** A reload that replaced the running configuration: what asked for it and what changed. */
+export interface ReloadDetails {
+  readonly trigger: ReloadTrigger;
+  readonly diff: ModesDiff;
+}
+
 /** What changed between two snapshots, by mode name. */
 export interface ModesDiff {
   readonly added: readonly string[];
@@ -50,7 +56,8 @@ export class ModesService implements OnModuleInit, OnModuleDestroy {
   /** The text the watcher saw last, so that an editor's burst of events reloads once. */
   private lastText: string | undefined;
   private watcher: ModesFileWatcher | undefined;
-  private readonly reloadListeners: ((config: ModesConfig) => void)[] = [];
+  private readonly reloadListeners: ((config: ModesConfig, details: ReloadDetails) => void)[] = [];
+  private readonly rejectListeners: ((failure: ReloadFailure) => void)[] = [];
   private readonly onSighup = (): void => {
     if (this.snapshot.legacy) {
       this.logger.warn(`SIGHUP ignored: reload needs a modes.yaml (${this.appConfig.modesFile} not found at start)`);
@@ -107,8 +114,13 @@ export class ModesService implements OnModuleInit, OnModuleDestroy {
   }
 
   /** `listener` is called with the new configuration after each reload that replaced the running one. */
-  onReload(listener: (config: ModesConfig) => void): void {
+  onReload(listener: (config: ModesConfig, details: ReloadDetails) => void): void {
     this.reloadListeners.push(listener);
+  }
+
+  /** `listener` is called with each failed reload (whatever asked for it), after it is logged and remembered. */
+  onReloadRejected(listener: (failure: ReloadFailure) => void): void {
+    this.rejectListeners.push(listener);
   }
 
   /** @throws ModeNotFoundError */
@@ -148,13 +160,14 @@ export class ModesService implements OnModuleInit, OnModuleDestroy {
       this.logger.error(
         `reload (${trigger}) refused, still serving the previous ${this.snapshot.modes.size} mode(s): ${failure.message}`,
       );
+      for (const listener of this.rejectListeners) listener(this.failure);
       throw failure;
     }
     const diff = diffModes(this.snapshot, next);
     this.snapshot = next;
     this.failure = undefined;
     this.logger.log(`reloaded (${trigger}): ${describeReload(next, diff)}`);
-    for (const listener of this.reloadListeners) listener(next);
+    for (const listener of this.reloadListeners) listener(next, { trigger, diff });
     return next;
   }
 

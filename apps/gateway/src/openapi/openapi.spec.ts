@@ -21,6 +21,7 @@ describe('the OpenAPI document', () => {
     expect(operations.sort()).toEqual(
       [
         'POST /generate',
+        'GET /api/events',
         'GET /api/models',
         'POST /api/models/unload',
         'POST /api/jobs',

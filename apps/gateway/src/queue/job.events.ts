@@ -1,10 +1,13 @@
 import { Injectable } from '@nestjs/common';
 
+import { EventBus } from '../events/event-bus.js';
+import type { JobBusEvent } from '../events/event.types.js';
 import type { JobSnapshot } from './job-record.types.js';
 
 /**
- * Every change of a job, as a tagged union: `job` is the job after the change, one frozen snapshot shared by every
- * listener (render it with toJobRecord to show it). Metrics, logs and the job event stream subscribe to these.
+ * A change of a job as the job store reports it: `job` is the job after the change, one frozen snapshot shared by
+ * every subscriber. Published on the bus as `job.<type>` (events/event.types.ts), where metrics, the job log,
+ * keep-alive and the event streams read it.
  */
 export type JobEvent =
   | { readonly type: 'queued'; readonly job: JobSnapshot }
@@ -23,32 +26,45 @@ export type JobEvent =
 export type JobEventType = JobEvent['type'];
 export type JobEventListener = (event: JobEvent) => void;
 
-/** The bus of job events. A listener that throws is logged by nobody and harms nobody: it is isolated. */
+/**
+ * The job store's publisher onto the bus. Metrics, the job log, keep-alive and the streams subscribe to the bus;
+ * `on` reads the same bus back in the store's shape, for the engine's own tests.
+ */
 @Injectable()
 export class JobEvents {
-  /**
-   * Replaced, never changed, when someone subscribes or unsubscribes: an emit walks the array it started with (a
-   * listener may unsubscribe meanwhile) without a copy per event.
-   */
-  private listeners: readonly JobEventListener[] = [];
-
-  /** Calls `listener` for every event from now on; the returned function unsubscribes. */
-  on(listener: JobEventListener): () => void {
-    if (!this.listeners.includes(listener)) this.listeners = [...this.listeners, listener];
-    return () => this.off(listener);
-  }
-
-  off(listener: JobEventListener): void {
-    this.listeners = this.listeners.filter((subscribed) => subscribed !== listener);
-  }
+  constructor(readonly bus: EventBus = new EventBus()) {}
 
   emit(event: JobEvent): void {
-    for (const listener of this.listeners) {
-      try {
-        listener(event);
-      } catch {
-        // One broken subscriber must not stop the queue or the others.
-      }
-    }
+    this.bus.publish(toBusEvent(event));
+  }
+
+  /** Calls `listener` for every job event on the bus from now on; the returned function unsubscribes. */
+  on(listener: JobEventListener): () => void {
+    return this.bus.subscribe(({ event }) => listener(fromBusEvent(event as JobBusEvent)), ['job.']);
+  }
+}
+
+/** The bus's form of a job event: its type under `job.`, and the host that runs the job (null while queued). */
+export function toBusEvent(event: JobEvent): JobBusEvent {
+  const host = event.job.host ?? null;
+  switch (event.type) {
+    case 'switching':
+      return { type: 'job.switching', job: event.job, host, from_mode: event.from_mode, to_mode: event.to_mode };
+    case 'progress':
+      return { type: 'job.progress', job: event.job, host, step: event.step, total_steps: event.total_steps };
+    default:
+      return { type: `job.${event.type}`, job: event.job, host };
+  }
+}
+
+/** The store's form of a bus job event. */
+function fromBusEvent(event: JobBusEvent): JobEvent {
+  switch (event.type) {
+    case 'job.switching':
+      return { type: 'switching', job: event.job, from_mode: event.from_mode, to_mode: event.to_mode };
+    case 'job.progress':
+      return { type: 'progress', job: event.job, step: event.step, total_steps: event.total_steps };
+    default:
+      return { type: event.type.slice('job.'.length) as 'queued', job: event.job };
   }
 }

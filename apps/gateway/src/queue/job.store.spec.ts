@@ -86,6 +86,18 @@ describe('JobStore', () => {
     });
   });
 
+  it('records the model host a job starts on, and the one it moves to', () => {
+    const events = new JobEvents();
+    const jobs = new JobStore(loadConfig({}), events);
+    const job = jobs.create('generation', 'a', 1);
+    expect(jobs.get(job.id)?.host).toBeNull();
+    jobs.started(job.id, 'gw/cuda:1');
+    expect(jobs.get(job.id)?.host).toBe('gw/cuda:1');
+    // A generation run again after its host died names the host that ran it to the end.
+    jobs.moved(job.id, 'gw/cuda:0');
+    expect(jobs.get(job.id)).toMatchObject({ state: 'running', host: 'gw/cuda:0' });
+  });
+
   it('lists newest first, filtered by state, at most `limit`', () => {
     const { jobs } = store();
     const ids = [1, 2, 3].map(() => jobs.create('custom', undefined, undefined).id);

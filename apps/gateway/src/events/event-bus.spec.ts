@@ -1,0 +1,94 @@
+import { EventBus, type Published } from './event-bus.js';
+import type { GatewayEvent } from './event.types.js';
+
+const state = (n: number): GatewayEvent => ({ type: 'host.state', host: 'h', state: 'serving', reason: String(n) });
+const memory = (): GatewayEvent => ({
+  type: 'memory',
+  host: 'h',
+  memory: {
+    device: 'cpu',
+    deviceName: 'cpu',
+    totalBytes: 1,
+    usedBytes: 0,
+    availableBytes: 1,
+    models: [],
+    reserveBytes: 0,
+    ramTierBytes: 0,
+    ramTierCapacityBytes: 0,
+  },
+});
+const ids = (events: readonly Published[]): number[] => events.map((published) => published.id);
+
+describe('EventBus', () => {
+  it('numbers events one by one from its first id and hands them to subscribers in order', () => {
+    const bus = new EventBus({ firstId: 100 });
+    const seen: Published[] = [];
+    bus.subscribe((published) => seen.push(published));
+    expect(bus.lastId).toBe(99);
+    bus.publish(state(1));
+    bus.publish(state(2));
+    expect(ids(seen)).toEqual([100, 101]);
+    expect(seen[1]?.event).toEqual(state(2));
+    expect(bus.lastId).toBe(101);
+  });
+
+  it('delivers to a subscriber only the types its prefixes select', () => {
+    const bus = new EventBus();
+    const hosts: string[] = [];
+    const all: string[] = [];
+    bus.subscribe(({ event }) => hosts.push(event.type), ['host.']);
+    bus.subscribe(({ event }) => all.push(event.type));
+    bus.publish(memory());
+    bus.publish(state(1));
+    expect(hosts).toEqual(['host.state']);
+    expect(all).toEqual(['memory', 'host.state']);
+  });
+
+  it('isolates a subscriber that throws, and lets one unsubscribe while an event is delivered', () => {
+    const bus = new EventBus();
+    const seen: number[] = [];
+    bus.subscribe(() => {
+      throw new Error('broken');
+    });
+    const off = bus.subscribe(() => off());
+    bus.subscribe(({ id }) => seen.push(id));
+    expect(() => bus.publish(state(1))).not.toThrow();
+    bus.publish(state(2));
+    expect(seen).toEqual([1, 2]);
+  });
+
+  it('replays what came after a Last-Event-ID, filtered by the same prefixes', () => {
+    const bus = new EventBus({ capacity: 10 });
+    bus.publish(state(1));
+    bus.publish(memory());
+    bus.publish(state(3));
+    bus.publish(state(4));
+    const replay = bus.since(1);
+    expect(replay.kind === 'events' && ids(replay.events)).toEqual([2, 3, 4]);
+    const filtered = bus.since(1, ['host.']);
+    expect(filtered.kind === 'events' && ids(filtered.events)).toEqual([3, 4]);
+    const none = bus.since(4);
+    expect(none).toEqual({ kind: 'events', events: [] });
+  });
+
+  it('keeps only the newest `capacity` events: an id whose successor left the buffer gets a reset', () => {
+    const bus = new EventBus({ capacity: 3 });
+    for (let n = 1; n <= 7; n += 1) bus.publish(state(n));
+    // 5, 6, 7 are kept: after 4 nothing is missing, after 3 event 4 is.
+    const fromFour = bus.since(4);
+    expect(fromFour.kind === 'events' && ids(fromFour.events)).toEqual([5, 6, 7]);
+    expect(bus.since(3)).toEqual({ kind: 'reset', lastId: 7, oldestId: 5 });
+    expect(bus.since(0)).toEqual({ kind: 'reset', lastId: 7, oldestId: 5 });
+  });
+
+  it('answers a reset to an id it never gave (another run of the gateway)', () => {
+    const bus = new EventBus({ firstId: 1000 });
+    bus.publish(state(1));
+    expect(bus.since(5000)).toEqual({ kind: 'reset', lastId: 1000, oldestId: 1000 });
+    expect(bus.since(10)).toEqual({ kind: 'reset', lastId: 1000, oldestId: 1000 });
+    // Nothing published yet: only the id just before the first is current.
+    const fresh = new EventBus({ firstId: 50 });
+    expect(fresh.since(49)).toEqual({ kind: 'events', events: [] });
+    expect(fresh.since(48).kind).toBe('reset');
+  });
+});

@@ -1,0 +1,117 @@
+import { matchesTypes, type GatewayEvent } from './event.types.js';
+
+/** An event as the bus numbered it. `id` grows by one per event, for as long as the gateway runs. */
+export interface Published<E extends GatewayEvent = GatewayEvent> {
+  readonly id: number;
+  readonly event: E;
+}
+
+export type BusListener = (published: Published) => void;
+
+/** What a reconnecting client gets: what it missed, or a reset when that is no longer known. */
+export type Replay =
+  | { readonly kind: 'events'; readonly events: readonly Published[] }
+  | {
+      readonly kind: 'reset';
+      /** The newest id now: a client that re-reads resumes after it. */
+      readonly lastId: number;
+      /** The oldest id still buffered (lastId + 1 while the buffer is empty). */
+      readonly oldestId: number;
+    };
+
+export interface EventBusOptions {
+  /** How many of the newest events are kept for replay (EVENTS_BUFFER). */
+  readonly capacity?: number;
+  /**
+   * The first event's id. The module starts at the boot time in ms, so an id a client kept from an earlier run of
+   * the gateway is older than anything buffered now (a reset), never mistaken for one of this run's events.
+   */
+  readonly firstId?: number;
+}
+
+export const DEFAULT_EVENTS_BUFFER = 4096;
+
+interface Subscriber {
+  readonly listener: BusListener;
+  readonly types: readonly string[] | undefined;
+}
+
+/**
+ * The gateway's one typed event bus (DESIGN §6): every producer publishes here, every consumer subscribes. Delivery
+ * is synchronous, in publish order, so a consumer sees the same order as the stream; a subscriber that throws is
+ * isolated (it harms neither the producer nor the others). The newest `capacity` events are kept in a ring for
+ * clients that reconnect with Last-Event-ID.
+ */
+export class EventBus {
+  private readonly capacity: number;
+  private readonly ring: (Published | undefined)[];
+  /** Where the next event goes in the ring. */
+  private head = 0;
+  private size = 0;
+  private nextId: number;
+  /**
+   * Replaced, never changed, on subscribe and unsubscribe: a publish walks the array it started with (a listener
+   * may unsubscribe meanwhile, a per-job stream does on its final event) without a copy per event.
+   */
+  private subscribers: readonly Subscriber[] = [];
+
+  constructor(options: EventBusOptions = {}) {
+    this.capacity = Math.max(1, options.capacity ?? DEFAULT_EVENTS_BUFFER);
+    this.ring = new Array<Published | undefined>(this.capacity);
+    this.nextId = options.firstId ?? 1;
+  }
+
+  /** The id of the newest event; one less than the first id while none was published. */
+  get lastId(): number {
+    return this.nextId - 1;
+  }
+
+  /** Numbers the event, keeps it for replay and hands it to every subscriber whose types select it. */
+  publish<E extends GatewayEvent>(event: E): Published<E> {
+    const published: Published<E> = { id: this.nextId, event };
+    this.nextId += 1;
+    this.ring[this.head] = published;
+    this.head = (this.head + 1) % this.capacity;
+    this.size = Math.min(this.size + 1, this.capacity);
+    for (const subscriber of this.subscribers) {
+      if (!matchesTypes(event.type, subscriber.types)) continue;
+      try {
+        subscriber.listener(published);
+      } catch {
+        // One broken subscriber must not stop the producer (a job, a load being recorded) or the others.
+      }
+    }
+    return published;
+  }
+
+  /**
+   * Calls `listener` for every event from now on whose type starts with one of `types` (all when omitted); the
+   * returned function unsubscribes.
+   */
+  subscribe(listener: BusListener, types?: readonly string[]): () => void {
+    const subscriber: Subscriber = { listener, types };
+    this.subscribers = [...this.subscribers, subscriber];
+    return () => {
+      this.subscribers = this.subscribers.filter((other) => other !== subscriber);
+    };
+  }
+
+  /**
+   * The buffered events after `lastId` that `types` selects, oldest first; a reset when an event after `lastId`
+   * has already left the buffer, or when `lastId` is not an id this bus gave yet (another run of the gateway).
+   * A caller that replays and then subscribes in the same synchronous turn misses nothing and repeats nothing.
+   */
+  since(lastId: number, types?: readonly string[]): Replay {
+    const oldestId = this.nextId - this.size;
+    if (!Number.isSafeInteger(lastId) || lastId + 1 < oldestId || lastId > this.lastId) {
+      return { kind: 'reset', lastId: this.lastId, oldestId };
+    }
+    const events: Published[] = [];
+    const start = (this.head - this.size + this.capacity) % this.capacity;
+    for (let i = lastId + 1 - oldestId; i < this.size; i += 1) {
+      const published = this.ring[(start + i) % this.capacity] as Published;
+      if (matchesTypes(published.event.type, types)) events.push(published);
+    }
+    return { kind: 'events', events };
+  }
+}

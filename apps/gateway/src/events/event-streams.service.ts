@@ -1,0 +1,92 @@
+import { Inject, Injectable, Logger } from '@nestjs/common';
+
+import { APP_CONFIG, type AppConfig } from '../config/app-config.js';
+import { EventBus, type Published } from './event-bus.js';
+import { eventData } from './event-data.js';
+import { RESET_EVENT } from './event.types.js';
+import { SseWriter, type SseResponse } from './sse-writer.js';
+
+export interface BusStreamRequest {
+  /** The client's Last-Event-ID: replay what came after it (or a reset). */
+  readonly lastEventId?: number | undefined;
+  /** Type prefixes (`job.`, `model.`); none: every event. */
+  readonly types?: readonly string[] | undefined;
+}
+
+/**
+ * Opens the gateway's event streams: GET /api/events (the bus, replay, filters) and the SseWriter that
+ * /api/jobs/:id/events uses too, with the same bound on slow clients; counts the open streams and the cut ones.
+ */
+@Injectable()
+export class EventStreams {
+  private readonly logger = new Logger(EventStreams.name);
+  private openStreams = 0;
+  private cutStreams = 0;
+  /** Each event's data is serialized once, however many streams send it; dropped with the event. */
+  private readonly serialized = new WeakMap<Published, string>();
+
+  constructor(
+    @Inject(APP_CONFIG) private readonly config: AppConfig,
+    private readonly bus: EventBus,
+  ) {}
+
+  /** Streams open now, and streams cut so far because their client read too slowly. */
+  get counts(): { readonly open: number; readonly cut: number } {
+    return { open: this.openStreams, cut: this.cutStreams };
+  }
+
+  /** A writer on `response`, counted, with the slow-client bound of EVENTS_CLIENT_MAX_BYTES. */
+  open(response: SseResponse, options: { heartbeatMs: number; maxDurationMs?: number }): SseWriter {
+    const writer = new SseWriter(response, {
+      ...options,
+      maxBufferedBytes: this.config.eventsClientMaxBytes,
+      onCut: () => {
+        this.cutStreams += 1;
+        this.logger.warn(
+          `an event stream's client read too slowly (over ${this.config.eventsClientMaxBytes} bytes unread, ` +
+            `EVENTS_CLIENT_MAX_BYTES): disconnected (${this.cutStreams} so far)`,
+        );
+      },
+    });
+    this.openStreams += 1;
+    writer.onClose(() => (this.openStreams -= 1));
+    return writer;
+  }
+
+  /**
+   * GET /api/events: what the client missed since its Last-Event-ID (or one `reset`), then every event as it is
+   * published. Replay and subscription happen in one synchronous turn: nothing published in between is lost.
+   */
+  serveBus(response: SseResponse, request: BusStreamRequest): void {
+    const writer = this.open(response, {
+      heartbeatMs: this.config.eventsHeartbeatMs,
+      maxDurationMs: this.config.eventsStreamMaxMs,
+    });
+    const send = (published: Published): void =>
+      writer.send(published.event.type, this.dataOf(published), published.id);
+    if (request.lastEventId !== undefined) {
+      const replay = this.bus.since(request.lastEventId, request.types);
+      if (replay.kind === 'reset') {
+        const data = {
+          reason: 'Last-Event-ID is older than the events kept (EVENTS_BUFFER) or not from this run: re-read the state',
+          last_event_id: request.lastEventId,
+          oldest_id: replay.oldestId,
+        };
+        writer.send(RESET_EVENT, JSON.stringify(data), replay.lastId);
+      } else {
+        for (const published of replay.events) send(published);
+      }
+    }
+    if (!writer.open) return;
+    writer.onClose(this.bus.subscribe(send, request.types));
+  }
+
+  private dataOf(published: Published): string {
+    let data = this.serialized.get(published);
+    if (data === undefined) {
+      data = JSON.stringify(eventData(published.event));
+      this.serialized.set(published, data);
+    }
+    return data;
+  }
+}
