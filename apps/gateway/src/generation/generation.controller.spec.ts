@@ -112,6 +112,22 @@ describe('POST /generate', () => {
   });
 
   it.each([
+    ['/generate', { mode: 'plain', prompt: 'x' }],
+    ['/api/jobs', { mode: 'plain', prompt: 'x' }],
+    ['/v1/images/generations', { model: 'plain', prompt: 'x' }],
+  ])(
+    'answers %s for a mode whose model file is missing with 409 naming the file, and queues nothing',
+    async (url, body) => {
+      t.files.missing.add('/models/plain.safetensors');
+      const response = await request(server).post(url).send(body).expect(409);
+      expect(JSON.stringify(response.body)).toContain(
+        "Mode 'plain' cannot be loaded: file not found: /models/plain.safetensors",
+      );
+      expect(t.modelHost.generations).toEqual([]);
+    },
+  );
+
+  it.each([
     [{}, 'prompt: is required'],
     [{ prompt: '' }, 'prompt: must not be empty'],
     [{ prompt: '   ' }, 'prompt: must not be empty'],

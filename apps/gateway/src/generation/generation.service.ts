@@ -4,6 +4,7 @@ import { Injectable } from '@nestjs/common';
 
 import { parseImageSize } from '../common/image-size.js';
 import { InvalidRequestError } from '../errors/domain.errors.js';
+import { ModelFilesProbe } from '../modes/model-files.probe.js';
 import type { ResolvedMode } from '../modes/mode.types.js';
 import { ModesService } from '../modes/modes.service.js';
 import { GenerationJob, type GenerationParams, type JobHandle } from '../queue/job.types.js';
@@ -25,6 +26,7 @@ export class GenerationService {
   constructor(
     private readonly modes: ModesService,
     private readonly pool: WorkerPool,
+    private readonly files: ModelFilesProbe,
   ) {}
 
   /** Queues one generation; aborting `signal` (the client went away) cancels it, queued or running. */
@@ -52,6 +54,9 @@ export class GenerationService {
     if (request.superres && !mode.superres) {
       throw new InvalidRequestError([`superres: mode '${mode.name}' has no superres model`]);
     }
+    // Here rather than in the job's turn: a file copied in after the reload works at once, a missing one is a 409
+    // naming it before the request waits in the queue.
+    this.files.requireFiles(mode);
     const size = request.size === undefined ? undefined : parseImageSize(request.size);
     const { width, height } = size?.ok ? size.size : mode.defaultSize;
     const params: GenerationParams = {

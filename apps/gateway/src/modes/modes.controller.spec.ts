@@ -79,6 +79,7 @@ describe('POST /api/modes/reload', () => {
       modes_count: 4,
       modes: ['sdxl-general', 'sd15-fast', 'plain', 'extra'],
       default_mode: 'sdxl-general',
+      warnings: [],
     });
     await request(server)
       .get('/api/modes')
@@ -100,6 +101,28 @@ describe('POST /api/modes/reload', () => {
     });
     const modes = await request(server).get('/api/modes').expect(200);
     expect(Object.keys((modes.body as ModesView).modes)).toEqual(['sdxl-general', 'sd15-fast', 'plain']);
+  });
+
+  it('names a file the new modes name that is not on disk, in the reply and in status, until it is there', async () => {
+    t.files.missing.add('/models/extra.safetensors');
+    writeFileSync(modesFile, `${TEST_MODES_YAML}  extra:\n    model: extra.safetensors\n`);
+    const warning = { path: 'modes.extra.model', message: 'file not found: /models/extra.safetensors' };
+    const response = await request(server).post('/api/modes/reload').expect(200);
+    expect(response.body).toMatchObject({ modes_count: 4, warnings: [warning] });
+    const status = async (): Promise<unknown> =>
+      ((await request(server).get('/api/models/status').expect(200)).body as { reload_warnings: unknown })
+        .reload_warnings;
+    expect(await status()).toEqual([warning]);
+    const refused = await request(server).post('/generate').send({ mode: 'extra', prompt: 'x' }).expect(409);
+    expect(refused.body).toEqual({
+      error: 'model_file_missing',
+      message: "Mode 'extra' cannot be loaded: file not found: /models/extra.safetensors",
+      statusCode: 409,
+    });
+    // Copied in later: no reload needed.
+    t.files.missing.delete('/models/extra.safetensors');
+    expect(await status()).toEqual([]);
+    await request(server).post('/generate').send({ mode: 'extra', prompt: 'x' }).expect(200);
   });
 
   it('answers a removed mode with 404 from then on', async () => {

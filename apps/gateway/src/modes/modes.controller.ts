@@ -30,6 +30,8 @@ export interface ReloadView {
   modes_count: number;
   modes: string[];
   default_mode: string;
+  /** Ours: what the new file names that will not work as it stands (a model file not on disk); [] when none. */
+  warnings: { path: string; message: string }[];
 }
 
 @Controller('api/modes')
@@ -51,7 +53,13 @@ export class ModesController {
   @HttpCode(200)
   reload(): ReloadView {
     const { defaultMode, modes } = this.modes.reload('api');
-    return { status: 'reloaded', modes_count: modes.size, modes: [...modes.keys()], default_mode: defaultMode };
+    return {
+      status: 'reloaded',
+      modes_count: modes.size,
+      modes: [...modes.keys()],
+      default_mode: defaultMode,
+      warnings: this.modes.reloadWarnings.map(({ path, message }) => ({ path, message })),
+    };
   }
 }
 

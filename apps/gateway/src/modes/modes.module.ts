@@ -1,11 +1,12 @@
 import { Module } from '@nestjs/common';
 
+import { ModelFilesProbe } from './model-files.probe.js';
 import { ModesController } from './modes.controller.js';
 import { ModesService } from './modes.service.js';
 
 @Module({
   controllers: [ModesController],
-  providers: [ModesService],
-  exports: [ModesService],
+  providers: [ModesService, ModelFilesProbe],
+  exports: [ModesService, ModelFilesProbe],
 })
 export class ModesModule {}

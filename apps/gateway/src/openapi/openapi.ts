@@ -108,6 +108,20 @@ const MODES_REPLIES: Readonly<
         modes_count: { type: 'integer', example: 5 },
         modes: { type: 'array', items: { type: 'string' }, example: ['sdxl-general', 'sdxl-portrait', 'sd15-fast'] },
         default_mode: { type: 'string', example: 'sdxl-general' },
+        warnings: {
+          type: 'array',
+          description:
+            'added: what the new file names that is not on disk (the mode stays listed; a request for it answers ' +
+            '409 model_file_missing until the file is there)',
+          items: {
+            type: 'object',
+            required: ['path', 'message'],
+            properties: {
+              path: { type: 'string', example: 'modes.portraits.model' },
+              message: { type: 'string', example: 'file not found: /models/sdxl/portrait.safetensors' },
+            },
+          },
+        },
       },
     },
     errors: {

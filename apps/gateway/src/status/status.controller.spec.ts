@@ -46,6 +46,7 @@ describe('GET /api/models/status and GET /api/vram', () => {
       'queue_size',
       'vram',
       'last_reload_error',
+      'reload_warnings',
       'last_switch_error',
       'memory_policy',
     ]);
@@ -88,6 +89,7 @@ describe('GET /api/models/status and GET /api/vram', () => {
         as_of: new Date(t.app.get(RegistryService).lastMemoryAt!).toISOString(),
       },
       last_reload_error: null,
+      reload_warnings: [],
       last_switch_error: null,
       memory_policy: expect.arrayContaining([
         { mode: 'sd15-fast', keep_alive: -1, keep_alive_ms: null, pinned: false, resident: 'device', expires_at: null },
