@@ -83,7 +83,11 @@ describe('POST /api/modes/switch', () => {
   it("answers 404 Mode 'xyz' not found for an unknown mode, and queues nothing", async () => {
     await idle();
     const body: unknown = (await request(server).post('/api/modes/switch').send({ mode: 'xyz' }).expect(404)).body;
-    expect(body).toEqual({ error: 'mode_not_found', message: "Mode 'xyz' not found", statusCode: 404 });
+    expect(body).toEqual({
+      error: 'mode_not_found',
+      message: "Mode 'xyz' not found (modes: sdxl-general, sd15-fast, plain)",
+      statusCode: 404,
+    });
     expect(t.modelHost.calls).toEqual(['load sdxl-general']);
   });
 

@@ -130,7 +130,7 @@ describe('POST /api/modes/reload', () => {
     writeFileSync(modesFile, TEST_MODES_YAML.slice(0, TEST_MODES_YAML.indexOf('  plain:')));
     await request(server).post('/api/modes/reload').expect(200);
     const response = await request(server).post('/generate').send({ mode: 'plain', prompt: 'x' }).expect(404);
-    expect((response.body as ErrorBody).message).toBe("Mode 'plain' not found");
+    expect((response.body as ErrorBody).message).toBe("Mode 'plain' not found (modes: sdxl-general, sd15-fast)");
   });
 });
 

@@ -140,7 +140,7 @@ export class ModesService implements OnModuleInit, OnModuleDestroy {
   /** @throws ModeNotFoundError */
   getMode(name: string): ResolvedMode {
     const mode = this.snapshot.modes.get(name);
-    if (!mode) throw new ModeNotFoundError(name);
+    if (!mode) throw new ModeNotFoundError(name, [...this.snapshot.modes.keys()]);
     return mode;
   }
 
