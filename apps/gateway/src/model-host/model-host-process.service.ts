@@ -139,6 +139,12 @@ export class ModelHostProcessService implements ModelHostProcess, OnModuleDestro
     process.removeListener('exit', this.removeSocketDir);
   }
 
+  /** Ends the model host at once (SIGKILL), for a gateway whose own start failed: it has no work to let finish. */
+  killNow(): void {
+    this.stopping = true;
+    if (this.pid !== undefined) this.child?.kill('SIGKILL');
+  }
+
   private readonly removeSocketDir = (): void => {
     if (this.endpoint.socketDir !== undefined) rmSync(this.endpoint.socketDir, { recursive: true, force: true });
   };
