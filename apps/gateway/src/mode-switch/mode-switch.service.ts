@@ -38,6 +38,7 @@ export class ModeSwitchService {
       from_mode: from,
       to_mode: name,
       message: `Mode switch queued. Will switch after ${handle.ahead} pending jobs.`,
+      id: handle.id,
     };
   }
 }
