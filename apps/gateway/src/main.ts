@@ -6,10 +6,9 @@ import { Logger, ShutdownSignal } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import type { NestExpressApplication } from '@nestjs/platform-express';
 
-import { Logger as PinoLogger } from 'nestjs-pino';
-
 import { AppModule } from './app.module.js';
 import { loadConfig } from './config/app-config.js';
+import { GatewayLogger } from './logging/gateway-logger.js';
 import { ModelHostProcessService } from './model-host/model-host-process.service.js';
 import { setupOpenApi } from './openapi/openapi.js';
 import { WorkerPool } from './queue/worker-pool.service.js';
@@ -25,7 +24,7 @@ async function bootstrap(): Promise<void> {
     abortOnError: false,
     bufferLogs: true,
   }));
-  app.useLogger(app.get(PinoLogger));
+  app.useLogger(app.get(GatewayLogger));
   app.disable('x-powered-by');
   if (config.corsOrigins.length > 0) {
     app.enableCors({

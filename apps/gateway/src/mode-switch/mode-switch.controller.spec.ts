@@ -40,9 +40,7 @@ describe('POST /api/modes/switch', () => {
     // A switch is a job: the id and the Location header lead to its record.
     expect(reply.headers.location).toBe(`/api/jobs/${body.id}`);
     await idle();
-    const job = await request(server)
-      .get(reply.headers.location)
-      .expect(200);
+    const job = await request(server).get(reply.headers.location).expect(200);
     expect(job.body).toMatchObject({ id: body.id, kind: 'mode-switch', state: 'completed' });
     expect(t.app.get(RegistryService).currentMode).toBe('sd15-fast');
     // A request that names no mode now runs in the mode switched to.
