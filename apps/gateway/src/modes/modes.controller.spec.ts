@@ -44,6 +44,7 @@ describe('GET /api/modes', () => {
           scheduler: 'lcm',
           clip_skip: 2,
           metadata: { description: 'fast' },
+          superres: { model: 'upscalers/4x.safetensors', scale: 4 },
         },
         plain: {
           model: 'plain.safetensors',

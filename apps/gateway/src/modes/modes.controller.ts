@@ -18,6 +18,10 @@ export interface ModeView {
   clip_skip?: number;
   prediction_type?: PredictionType;
   vae?: string;
+  /** The upscaler a request's `superres` applies, and its scale (absent: the upscaler's own). */
+  superres?: { model: string; scale?: number };
+  /** The diffusers config folder the checkpoint is read with, as written. */
+  config?: string;
 }
 
 export interface ModesView {
@@ -77,5 +81,12 @@ function toView(mode: ResolvedMode): ModeView {
     ...(mode.clipSkip !== undefined && { clip_skip: mode.clipSkip }),
     ...(mode.predictionType && { prediction_type: mode.predictionType }),
     ...(mode.vae && { vae: mode.vae }),
+    ...(mode.superres && {
+      superres: {
+        model: mode.superres.model,
+        ...(mode.superres.scale !== undefined && { scale: mode.superres.scale }),
+      },
+    }),
+    ...(mode.config !== undefined && { config: mode.config }),
   };
 }

@@ -92,6 +92,20 @@ const MODES_REPLIES: Readonly<
               prediction_type: { type: 'string', enum: PREDICTION_TYPES },
               vae: { type: 'string', example: 'vae/sdxl-vae-fp16-fix.safetensors' },
               metadata: { type: 'object', additionalProperties: true },
+              superres: {
+                type: 'object',
+                required: ['model'],
+                description: "added: the upscaler a request's `superres` applies; absent: the mode has none",
+                properties: {
+                  model: { type: 'string', example: 'upscalers/4x-UltraSharp.safetensors' },
+                  scale: { type: 'number', example: 2, description: "absent: the upscaler's own scale" },
+                },
+              },
+              config: {
+                type: 'string',
+                example: 'configs/sdxl-base',
+                description: 'added: the diffusers config folder the checkpoint is read with; absent: the bundled one',
+              },
             },
           },
         },
