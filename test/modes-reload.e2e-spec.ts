@@ -261,6 +261,7 @@ describe('modes.yaml reload', () => {
       modes_count: 3,
       modes: ['sdxl-general', 'sdxl-portrait', 'sd15-fast'],
       default_mode: 'sdxl-general',
+      warnings: [],
     });
 
     const after = await generate({ mode: 'sd15-detail', prompt: 'x' });
