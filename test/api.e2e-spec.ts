@@ -158,6 +158,7 @@ describe('the management API on the real model host and the demo models', () => 
       from_mode: 'sd15-fast',
       to_mode: modes.default_mode,
       message: 'Mode switch queued. Will switch after 2 pending jobs.',
+      id: expect.any(String) as unknown,
     });
     for (const reply of await Promise.all([long, queued])) {
       expect(reply.status).toBe(200);
