@@ -123,12 +123,15 @@ describe('the management API on the real model host and the demo models', () => 
     const response = await post('/api/modes/switch', { mode: 'sd15-fast' });
     expect(response.status).toBe(200);
     const body = (await response.json()) as Record<string, unknown>;
-    expect(Object.keys(body)).toEqual(['status', 'from_mode', 'to_mode', 'message']);
+    // The spec's keys, then ours: a switch is a job, its id and Location lead to its record.
+    expect(Object.keys(body)).toEqual(['status', 'from_mode', 'to_mode', 'message', 'id']);
+    expect(response.headers.get('location')).toBe(`/api/jobs/${String(body.id)}`);
     expect(body).toEqual({
       status: 'queued',
       from_mode: modes.default_mode,
       to_mode: 'sd15-fast',
       message: 'Mode switch queued. Will switch after 0 pending jobs.',
+      id: expect.any(String) as unknown,
     });
     const status = await settled('sd15-fast');
     const names = ((status.vram as { models: { name: string }[] }).models ?? []).map((model) => model.name);
@@ -155,6 +158,7 @@ describe('the management API on the real model host and the demo models', () => 
       from_mode: 'sd15-fast',
       to_mode: modes.default_mode,
       message: 'Mode switch queued. Will switch after 2 pending jobs.',
+      id: expect.any(String) as unknown,
     });
     for (const reply of await Promise.all([long, queued])) {
       expect(reply.status).toBe(200);
@@ -165,7 +169,7 @@ describe('the management API on the real model host and the demo models', () => 
   });
 
   it.each([
-    [{ mode: 'xyz' }, 404, "Mode 'xyz' not found"],
+    [{ mode: 'xyz' }, 404, "Mode 'xyz' not found (modes: sdxl-general, sdxl-portrait, sd15-fast, sd15-detail)"],
     [{}, 400, 'mode: is required'],
     [{ mode: 7 }, 400, 'mode: must be a string'],
     [{ mode: 'sd15-fast', when: 'now' }, 400, 'when: unknown field'],

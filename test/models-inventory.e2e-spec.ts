@@ -103,6 +103,8 @@ describe('GET /api/models', () => {
       kind: 'upscaler',
       used_by: ['sd15-fast'],
     });
+    // A config folder is no checkpoint: nothing to load on its own.
+    expect(at(list, join(models, 'tiny-sd15.config'))).toMatchObject({ kind: 'config', format: 'diffusers-config' });
     // Every file is listed once, though lora_root lies inside model_root.
     const absolutes = list.models.map((file) => join(file.root, file.path));
     expect(new Set(absolutes).size).toBe(absolutes.length);

@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 
@@ -261,11 +261,12 @@ describe('modes.yaml reload', () => {
       modes_count: 3,
       modes: ['sdxl-general', 'sdxl-portrait', 'sd15-fast'],
       default_mode: 'sdxl-general',
+      warnings: [],
     });
 
     const after = await generate({ mode: 'sd15-detail', prompt: 'x' });
     expect(after.status).toBe(404);
-    expect(((await after.json()) as ErrorReply).message).toBe("Mode 'sd15-detail' not found");
+    expect(((await after.json()) as ErrorReply).message).toMatch(/^Mode 'sd15-detail' not found \(modes: /);
   });
 
   it('refuses at once a switch to a mode whose file is gone; one that fails in its turn shows in the status', async () => {
@@ -294,7 +295,8 @@ describe('modes.yaml reload', () => {
       // The file is there but cannot load: the switch is queued (the reply keys stay the spec's), then fails.
       const queued = await switchTo('broken');
       expect(queued.status).toBe(200);
-      expect(Object.keys((await queued.json()) as object)).toEqual(['status', 'from_mode', 'to_mode', 'message']);
+      // The spec's keys, then ours: a switch is a job.
+      expect(Object.keys((await queued.json()) as object)).toEqual(['status', 'from_mode', 'to_mode', 'message', 'id']);
       const failed = await waitFor(async () => (await modelsStatus()).last_switch_error, {
         what: 'the failed switch to show in GET /api/models/status',
         context: () => gateway!.logs(),
@@ -321,6 +323,56 @@ describe('modes.yaml reload', () => {
     }
   });
 
+  it("names a typo'd model file at reload, in status and on every route with 409; copying it in needs no reload", async () => {
+    await start({ MODES_WATCH: '0' });
+    const document = readModes();
+    const fast = document.modes['sd15-fast'];
+    const typo = join(document.model_root, `e2e-typo-${process.pid}.safetensors`);
+    try {
+      document.modes.typo = { model: basename(typo), config: fast.config };
+      writeModes(document);
+      const warning = { path: 'modes.typo.model', message: `file not found: ${typo}` };
+      const reloaded = await reload();
+      expect(reloaded.status).toBe(200);
+      expect(await reloaded.json()).toMatchObject({ status: 'reloaded', warnings: [warning] });
+      await gateway!.logged(`modes.typo.model: file not found: ${typo}`);
+      expect(
+        ((await (await fetch(`${gateway!.url}/api/models/status`)).json()) as Record<string, unknown>).reload_warnings,
+      ).toEqual([warning]);
+      // Still listed: the file may be copied in later.
+      expect(Object.keys((await listModes()).modes)).toContain('typo');
+
+      const message = `Mode 'typo' cannot be loaded: file not found: ${typo}`;
+      const post = (path: string, body: object): Promise<Response> =>
+        fetch(`${gateway!.url}${path}`, {
+          method: 'POST',
+          headers: { 'Content-Type': 'application/json' },
+          body: JSON.stringify(body),
+        });
+      for (const [path, body] of [
+        ['/generate', { mode: 'typo', prompt: 'x', num_inference_steps: 1 }],
+        ['/api/jobs', { mode: 'typo', prompt: 'x', num_inference_steps: 1 }],
+        ['/v1/images/generations', { model: 'typo', prompt: 'x', steps: 1 }],
+        ['/api/modes/switch', { mode: 'typo' }],
+      ] as const) {
+        const refused = await post(path, body);
+        expect({ path, status: refused.status }).toEqual({ path, status: 409 });
+        expect(JSON.stringify(await refused.json())).toContain(message);
+      }
+
+      // Copied in: served at once, no reload; status no longer names it.
+      copyFileSync(join(document.model_root, fast.model), typo);
+      const generated = await generate({ mode: 'typo', prompt: 'a lighthouse', num_inference_steps: 1 });
+      expect(generated.status).toBe(200);
+      expect(generated.headers.get('x-mode')).toBe('typo');
+      expect(
+        ((await (await fetch(`${gateway!.url}/api/models/status`)).json()) as Record<string, unknown>).reload_warnings,
+      ).toEqual([]);
+    } finally {
+      rmSync(typo, { force: true });
+    }
+  });
+
   it('says on /ready why the start failed, and is ready once the fixed file is reloaded', async () => {
     const document = readModes();
     const general = document.modes['sdxl-general'];
@@ -333,9 +385,7 @@ describe('modes.yaml reload', () => {
     const notReady = await fetch(`${started.url}/ready`);
     expect(notReady.status).toBe(503);
     const { message } = (await notReady.json()) as ErrorReply;
-    expect(message).toMatch(
-      /^Not ready: the start failed \(Mode 'sdxl-general' could not be loaded: model file not found: /,
-    );
+    expect(message).toMatch(/^Not ready: the start failed \(Mode 'sdxl-general' cannot be loaded: file not found: /);
     expect(message).toContain("ready once a mode loads: a reload of modes.yaml tries 'sdxl-general' again");
 
     // The user puts the right path back: the watcher's reload loads the default mode again, without a restart.

@@ -93,7 +93,7 @@ describe('the OpenAI-compatible API, through the openai client', () => {
       'model',
     ]);
     expect(error.error).toEqual({
-      message: "Mode 'dall-e-3' not found",
+      message: "Mode 'dall-e-3' not found (modes: sdxl-general, sdxl-portrait, sd15-fast, sd15-detail)",
       type: 'invalid_request_error',
       param: 'model',
       code: 'model_not_found',

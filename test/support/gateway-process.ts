@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { ROOT } from './demo-models';
 import { waitFor } from './wait-for';
 
-const GATEWAY_MAIN = join(ROOT, 'dist', 'apps', 'gateway', 'main.js');
+export const GATEWAY_MAIN = join(ROOT, 'dist', 'apps', 'gateway', 'main.js');
 const READY_TIMEOUT_MS = 180_000;
 /**
  * The gateway's start line; with PORT=0 it is the only place the chosen port is told. Colour codes end the URL, and

@@ -6,22 +6,25 @@ import { Logger, ShutdownSignal } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import type { NestExpressApplication } from '@nestjs/platform-express';
 
-import { Logger as PinoLogger } from 'nestjs-pino';
-
 import { AppModule } from './app.module.js';
 import { loadConfig } from './config/app-config.js';
+import { GatewayLogger } from './logging/gateway-logger.js';
+import { HostsService } from './model-host/hosts.service.js';
 import { setupOpenApi } from './openapi/openapi.js';
 import { WorkerPool } from './queue/worker-pool.service.js';
+
+/** Set once Nest has built the app: a start that fails after that has a model host to stop. */
+let started: NestExpressApplication | undefined;
 
 async function bootstrap(): Promise<void> {
   const config = loadConfig(process.env);
   // abortOnError: false lets a startup error (bad modes.yaml, say) reach the catch below instead of aborting.
   // bufferLogs: the lines Nest writes while it starts wait for the JSON logger rather than going out as plain text.
-  const app = await NestFactory.create<NestExpressApplication>(AppModule.forRoot(config), {
+  const app = (started = await NestFactory.create<NestExpressApplication>(AppModule.forRoot(config), {
     abortOnError: false,
     bufferLogs: true,
-  });
-  app.useLogger(app.get(PinoLogger));
+  }));
+  app.useLogger(app.get(GatewayLogger));
   app.disable('x-powered-by');
   if (config.corsOrigins.length > 0) {
     app.enableCors({
@@ -49,7 +52,22 @@ function boundUrl(address: AddressInfo | string | null): string {
   return `http://${host}:${address.port}`;
 }
 
+/** What went wrong at start, said so that the next step is clear. */
+function startFailure(error: unknown): string {
+  const { code, port, address } = error as { code?: unknown; port?: unknown; address?: unknown };
+  if (code === 'EADDRINUSE') {
+    return (
+      `port ${String(port)} on ${String(address)} is already in use (another gateway?): stop what holds it, or ` +
+      'choose another port with PORT=<port> (PORT=0 picks a free one)'
+    );
+  }
+  return error instanceof Error ? error.message : String(error);
+}
+
 bootstrap().catch((error: unknown) => {
-  new Logger('Bootstrap').error(error instanceof Error ? error.message : String(error));
+  new Logger('Bootstrap').error(startFailure(error));
+  // process.exit skips Nest's shutdown hooks, and the model host would only notice the gateway is gone later: a start
+  // that failed has nothing running to let finish, so it goes now.
+  started?.get(HostsService, { strict: false }).killNow();
   process.exit(1);
 });

@@ -225,6 +225,10 @@ export class FakeModelHostProcess implements ModelHostProcess {
     this.stopped = true;
     return Promise.resolve();
   }
+
+  killNow(): void {
+    this.stopped = true;
+  }
 }
 
 /**

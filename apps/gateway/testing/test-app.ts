@@ -7,8 +7,7 @@ import { Test } from '@nestjs/testing';
 
 import { AppModule } from '../src/app.module.js';
 import { loadConfig } from '../src/config/app-config.js';
-import { ModelFilesProbe } from '../src/mode-switch/model-files.probe.js';
-import type { ResolvedMode } from '../src/modes/mode.types.js';
+import { ModelFilesProbe } from '../src/modes/model-files.probe.js';
 import { ModelHostFactory } from '../src/model-host/model-host.factory.js';
 import { FakeModelHostFactory, FakeModelHostProcess, FakeModelHost } from './fake-model-host.js';
 
@@ -41,11 +40,11 @@ modes:
 `;
 
 /** ModelFilesProbe over a set of paths said to be missing; the test modes' files are not on disk at all. */
-export class FakeModelFiles {
+export class FakeModelFiles extends ModelFilesProbe {
   readonly missing = new Set<string>();
 
-  firstMissing(mode: ResolvedMode): string | undefined {
-    return [mode.modelPath, ...mode.loras.map((lora) => lora.absolutePath)].find((file) => this.missing.has(file));
+  override exists(file: string): boolean {
+    return !this.missing.has(file);
   }
 }
 

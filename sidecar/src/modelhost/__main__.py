@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from modelhost.engine.types import MemoryPolicy
+from modelhost.logs import configure_logging
 
 
 def _env_flag(name: str) -> bool:
@@ -123,9 +124,7 @@ def main(argv: list[str] | None = None) -> None:
     )
 
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(logging.INFO)
 
     if args.command == "serve":
         from modelhost.server import ServeOptions, exit_with_parent

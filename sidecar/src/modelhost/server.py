@@ -22,6 +22,7 @@ from modelhost.engine.inventory import Inventory
 from modelhost.engine.roots import ModelRoots
 from modelhost.engine.types import MemoryPolicy
 from modelhost.errors import TaskPluginError
+from modelhost.logs import route_diffusers_logs
 from modelhost.servicer import ModelHostServicer
 from modelhost.tasks import load_plugins
 from modelhost.v1 import modelhost_pb2, modelhost_pb2_grpc
@@ -154,6 +155,7 @@ class ModelHostServer:
 async def serve(options: ServeOptions) -> None:
     # Progress bars are for terminals; in a server's log they are noise.
     diffusers_logging.disable_progress_bar()
+    route_diffusers_logs()
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

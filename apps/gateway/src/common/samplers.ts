@@ -35,5 +35,12 @@ export type PredictionType = (typeof PREDICTION_TYPES)[number];
  */
 export const MAX_INFERENCE_STEPS = 1000;
 
+/**
+ * The lcm sampler's own limit: it samples a subset of the schedule it was distilled on (`original_inference_steps`,
+ * 50 in every released LCM's scheduler config), and diffusers fails deep in the call past it. The gateway checks it
+ * so that the 400 names the request's field; the model host checks the checkpoint's own value again.
+ */
+export const LCM_MAX_STEPS = 50;
+
 /** A1111/civitai's "Clip skip" (1 = the last layer, 2 = the penultimate), as modes.yaml takes it. */
 export const CLIP_SKIP_MAX = 12;

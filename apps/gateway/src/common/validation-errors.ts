@@ -27,6 +27,23 @@ export function IsOmittable(): PropertyDecorator {
 // class-validator's own wording for a constraint that takes no message option.
 const REWORDED: Readonly<Record<string, string>> = { whitelistValidation: 'unknown field' };
 
+/** Per body class: the names other tools use for its fields (A1111's `steps`, `cfg_scale`, ...) and ours. */
+const FIELD_ALIASES = new Map<abstract new () => object, Readonly<Record<string, string>>>();
+
+/**
+ * Teaches a body class's unknown-field message the names people bring from other tools: `steps` answers
+ * "unknown field; did you mean num_inference_steps?".
+ */
+export function registerFieldAliases(type: abstract new () => object, aliases: Readonly<Record<string, string>>): void {
+  FIELD_ALIASES.set(type, aliases);
+}
+
+function unknownFieldHint(error: ValidationError): string {
+  const type = (error.target as object | undefined)?.constructor as (abstract new () => object) | undefined;
+  const hint = type && FIELD_ALIASES.get(type)?.[error.property.toLowerCase()];
+  return hint === undefined ? '' : `; did you mean ${hint}?`;
+}
+
 /**
  * Flattens class-validator's tree into "path: reason" lines with YAML-style
  * paths (`modes.portraits.loras[1].strength`). Every decorator in this app
@@ -36,7 +53,8 @@ export function formatValidationErrors(errors: readonly ValidationError[], prefi
   return errors.flatMap((error) => {
     const path = joinPath(prefix, error.property);
     const own = Object.entries(error.constraints ?? {}).map(
-      ([constraint, message]) => `${path}: ${REWORDED[constraint] ?? message}`,
+      ([constraint, message]) =>
+        `${path}: ${REWORDED[constraint] ?? message}${constraint === 'whitelistValidation' ? unknownFieldHint(error) : ''}`,
     );
     const children = (error.children ?? []).map((child) =>
       Array.isArray(error.value) ? { ...child, property: `[${child.property}]` } : child,
@@ -56,6 +74,8 @@ export class RequestValidationPipe extends ValidationPipe {
     super({
       ...STRICT_VALIDATION,
       transform: true,
+      // Our factory sends messages, never the errors themselves; it reads the target's class for its field aliases.
+      validationError: { target: true },
       exceptionFactory: (errors: ValidationError[]) => new InvalidRequestError(formatValidationErrors(errors)),
     });
   }

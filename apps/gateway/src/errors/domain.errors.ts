@@ -22,9 +22,17 @@ export class InvalidRequestError extends DomainError {
  */
 export class UnsupportedMediaTypeError extends DomainError {}
 
+/** How many of the modes a ModeNotFoundError lists: enough to spot a typo, short enough for one line. */
+const MODES_LISTED = 5;
+
 export class ModeNotFoundError extends DomainError {
-  constructor(readonly mode: string) {
-    super(`Mode '${mode}' not found`);
+  /** `known`: the modes there are, the first few of which the message lists after the spec's text. */
+  constructor(
+    readonly mode: string,
+    known: readonly string[] = [],
+  ) {
+    const listed = known.slice(0, MODES_LISTED).join(', ') + (known.length > MODES_LISTED ? ', …' : '');
+    super(`Mode '${mode}' not found${known.length > 0 ? ` (modes: ${listed})` : ''}`);
   }
 }
 

@@ -62,6 +62,9 @@ describe('toHttpError', () => {
 
   it("says the spec's messages", () => {
     expect(toHttpError(new ModeNotFoundError('xyz')).body.message).toBe("Mode 'xyz' not found");
+    expect(toHttpError(new ModeNotFoundError('xyz', ['a', 'b', 'c', 'd', 'e', 'f'])).body.message).toBe(
+      "Mode 'xyz' not found (modes: a, b, c, d, e, …)",
+    );
     expect(toHttpError(new OutOfMemoryError('no room')).body.message).toContain('out of memory');
     expect(toHttpError(new ModeSwitchTimeoutError('sdxl')).body.message).toContain('Mode switch timed out');
     expect(toHttpError(new QueueFullError(64, 5)).body.message).toContain('Queue full');

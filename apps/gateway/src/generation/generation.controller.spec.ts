@@ -108,8 +108,28 @@ describe('POST /generate', () => {
 
   it("answers 404 Mode 'xyz' not found for an unknown mode", async () => {
     const response = await request(server).post('/generate').send({ mode: 'xyz', prompt: 'a cat' }).expect(404);
-    expect(response.body).toEqual({ error: 'mode_not_found', message: "Mode 'xyz' not found", statusCode: 404 });
+    expect(response.body).toEqual({
+      error: 'mode_not_found',
+      message: "Mode 'xyz' not found (modes: sdxl-general, sd15-fast, plain)",
+      statusCode: 404,
+    });
   });
+
+  it.each([
+    ['/generate', { mode: 'plain', prompt: 'x' }],
+    ['/api/jobs', { mode: 'plain', prompt: 'x' }],
+    ['/v1/images/generations', { model: 'plain', prompt: 'x' }],
+  ])(
+    'answers %s for a mode whose model file is missing with 409 naming the file, and queues nothing',
+    async (url, body) => {
+      t.files.missing.add('/models/plain.safetensors');
+      const response = await request(server).post(url).send(body).expect(409);
+      expect(JSON.stringify(response.body)).toContain(
+        "Mode 'plain' cannot be loaded: file not found: /models/plain.safetensors",
+      );
+      expect(t.modelHost.generations).toEqual([]);
+    },
+  );
 
   it.each([
     [{}, 'prompt: is required'],
@@ -130,6 +150,18 @@ describe('POST /generate', () => {
     [{ prompt: 'x', seed: 2 ** 53 }, `seed: must be at most ${Number.MAX_SAFE_INTEGER}`],
     [{ prompt: 'x', superres: 'yes' }, 'superres: must be true or false'],
     [{ prompt: 'x', colour: 'red' }, 'colour: unknown field'],
+    [{ prompt: 'x', steps: 20 }, 'steps: unknown field; did you mean num_inference_steps?'],
+    [{ prompt: 'x', cfg_scale: 7 }, 'cfg_scale: unknown field; did you mean guidance_scale?'],
+    [{ prompt: 'x', width: 512 }, 'width: unknown field; did you mean size ("WIDTHxHEIGHT")?'],
+    [{ prompt: 'x', sampler: 'euler' }, 'sampler: unknown field; did you mean scheduler?'],
+    [
+      { prompt: 'x', mode: 'sd15-fast', num_inference_steps: 51 },
+      'num_inference_steps: the lcm sampler takes at most 50 steps, got 51',
+    ],
+    [
+      { prompt: 'x', scheduler: 'lcm', num_inference_steps: 60 },
+      'num_inference_steps: the lcm sampler takes at most 50 steps, got 60',
+    ],
     [{ prompt: 'x', scheduler: 'k_euler' }, `scheduler: must be one of ${SCHEDULER_NAMES.join(', ')}`],
     [{ prompt: 'x', scheduler: 1 }, `scheduler: must be one of ${SCHEDULER_NAMES.join(', ')}`],
     [{ prompt: 'x', superres: true }, "superres: mode 'sdxl-general' has no superres model"],

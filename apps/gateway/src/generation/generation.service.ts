@@ -3,7 +3,9 @@ import { randomInt } from 'node:crypto';
 import { Injectable } from '@nestjs/common';
 
 import { parseImageSize } from '../common/image-size.js';
+import { LCM_MAX_STEPS } from '../common/samplers.js';
 import { InvalidRequestError } from '../errors/domain.errors.js';
+import { ModelFilesProbe } from '../modes/model-files.probe.js';
 import type { ResolvedMode } from '../modes/mode.types.js';
 import { ModesService } from '../modes/modes.service.js';
 import { GenerationJob, type GenerationParams, type JobHandle } from '../queue/job.types.js';
@@ -25,6 +27,7 @@ export class GenerationService {
   constructor(
     private readonly modes: ModesService,
     private readonly pool: WorkerPool,
+    private readonly files: ModelFilesProbe,
   ) {}
 
   /** Queues one generation; aborting `signal` (the client went away) cancels it, queued or running. */
@@ -41,16 +44,27 @@ export class GenerationService {
     }
   }
 
-  /** Queues one generation that runs whether or not anybody waits for it: POST /api/jobs. */
-  submit(request: GenerateRequestDto): JobHandle<GeneratedImage> {
-    return this.pool.submitJob(this.toJob(request));
+  /**
+   * Queues one generation that runs whether or not anybody waits for it: POST /api/jobs. `stepsField`: what the
+   * caller's API calls num_inference_steps, for its error messages (`steps` under /v1).
+   */
+  submit(request: GenerateRequestDto, stepsField = 'num_inference_steps'): JobHandle<GeneratedImage> {
+    return this.pool.submitJob(this.toJob(request, stepsField));
   }
 
   /** The request with the mode's defaults applied and the seed chosen; 4xx errors for what cannot run. */
-  private toJob(request: GenerateRequestDto): GenerationJob {
+  private toJob(request: GenerateRequestDto, stepsField = 'num_inference_steps'): GenerationJob {
     const mode = request.mode === undefined ? this.modeForUnnamed() : this.modes.getMode(request.mode);
     if (request.superres && !mode.superres) {
       throw new InvalidRequestError([`superres: mode '${mode.name}' has no superres model`]);
+    }
+    // Here rather than in the job's turn: a file copied in after the reload works at once, a missing one is a 409
+    // naming it before the request waits in the queue.
+    this.files.requireFiles(mode);
+    const steps = request.num_inference_steps ?? mode.defaultSteps;
+    if ((request.scheduler ?? mode.scheduler) === 'lcm' && steps > LCM_MAX_STEPS) {
+      const field = request.num_inference_steps === undefined ? `modes.${mode.name}.default_steps` : stepsField;
+      throw new InvalidRequestError([`${field}: the lcm sampler takes at most ${LCM_MAX_STEPS} steps, got ${steps}`]);
     }
     const size = request.size === undefined ? undefined : parseImageSize(request.size);
     const { width, height } = size?.ok ? size.size : mode.defaultSize;
@@ -59,7 +73,7 @@ export class GenerationService {
       negativePrompt: request.negative_prompt ?? '',
       width,
       height,
-      steps: request.num_inference_steps ?? mode.defaultSteps,
+      steps,
       guidanceScale: request.guidance_scale ?? mode.defaultGuidance,
       seed: request.seed ?? randomInt(SEED_LIMIT),
       superres: request.superres ?? false,

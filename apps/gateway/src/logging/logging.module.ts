@@ -1,11 +1,14 @@
 import type { IncomingMessage } from 'node:http';
 
 import { Module } from '@nestjs/common';
+import type { ServerResponse } from 'node:http';
+
 import { LoggerModule, PinoLogger } from 'nestjs-pino';
 
 import { APP_CONFIG, type AppConfig } from '../config/app-config.js';
 import { EventBus } from '../events/event-bus.js';
 import { EventsModule } from '../events/events.module.js';
+import { GatewayLogger } from './gateway-logger.js';
 import { JobLogService } from './job-log.service.js';
 import { requestId } from './request-id.js';
 
@@ -39,7 +42,13 @@ const pathOf = (request: IncomingMessage): string => request.url?.split('?')[0] 
             if (response.statusCode >= 400) return 'warn';
             return request.method === 'GET' && POLLED_PATHS.has(pathOf(request)) ? 'debug' : 'info';
           },
-          // API keys must never reach a log.
+          // A completion line says what a person scanning the log needs: no headers (they are long, and carry
+          // cookies and keys).
+          serializers: {
+            req: (request: IncomingMessage) => ({ method: request.method, url: request.url }),
+            res: (response: ServerResponse) => ({ statusCode: response.statusCode }),
+          },
+          // API keys must never reach a log, whatever logs a request in full.
           redact: { paths: ['req.headers.authorization', 'req.headers["x-api-key"]'], censor: '[redacted]' },
           ...(process.stdout.isTTY && {
             transport: { target: 'pino-pretty', options: { singleLine: true, translateTime: 'SYS:HH:MM:ss.l' } },
@@ -49,6 +58,7 @@ const pathOf = (request: IncomingMessage): string => request.url?.split('?')[0] 
     }),
   ],
   providers: [
+    GatewayLogger,
     {
       provide: JobLogService,
       inject: [EventBus],
@@ -61,5 +71,6 @@ const pathOf = (request: IncomingMessage): string => request.url?.split('?')[0] 
         ),
     },
   ],
+  exports: [GatewayLogger],
 })
 export class LoggingModule {}

@@ -3,6 +3,7 @@ import { Injectable, Logger, type OnModuleDestroy, type OnModuleInit } from '@ne
 import { EventBus } from '../events/event-bus.js';
 import type { JobBusEvent, ModelBusEvent } from '../events/event.types.js';
 import type { ModesConfig } from '../modes/mode.types.js';
+import { outsideRequest } from '../logging/outside-request.js';
 import { ModesService } from '../modes/modes.service.js';
 import { FINAL_STATES } from '../queue/job-record.types.js';
 import { CustomJob, onHost } from '../queue/job.types.js';
@@ -119,7 +120,8 @@ export class KeepAliveService implements OnModuleInit, OnModuleDestroy {
     this.clear(mode);
     if (this.closed) return;
     const generation = ++this.generation;
-    const timer = setTimeout(() => this.submit(mode, generation), Math.max(0, at - Date.now()));
+    // Armed from a job's events, which run in whatever request's context started the job: the expiry is nobody's.
+    const timer = outsideRequest(() => setTimeout(() => this.submit(mode, generation), Math.max(0, at - Date.now())));
     timer.unref();
     this.expiries.set(mode, { generation, lastUsed, at, timer });
   }

@@ -83,6 +83,28 @@ describe('MetricsService', () => {
     return out;
   }
 
+  /** The samples that counted something: the known label sets start at 0 (see the test of that). */
+  async function counted(name: string): Promise<Record<string, number>> {
+    return Object.fromEntries(Object.entries(await samples(name)).filter(([, value]) => value !== 0));
+  }
+
+  it('starts the counters of known label sets at 0: finished jobs, loads by source, evictions by reason', async () => {
+    expect(await samples('imagegen_model_loads_total')).toEqual({
+      'imagegen_model_loads_total{source=resident}': 0,
+      'imagegen_model_loads_total{source=shared-base}': 0,
+      'imagegen_model_loads_total{source=ram}': 0,
+      'imagegen_model_loads_total{source=disk}': 0,
+    });
+    expect(await samples('imagegen_model_evictions_total')).toEqual({
+      'imagegen_model_evictions_total{reason=make-room}': 0,
+      'imagegen_model_evictions_total{reason=oom-retry}': 0,
+      'imagegen_model_evictions_total{reason=unload}': 0,
+      'imagegen_model_evictions_total{reason=keep-alive}': 0,
+    });
+    expect(Object.keys(await samples('imagegen_jobs_total'))).toHaveLength(9);
+    expect(await counted('imagegen_jobs_total')).toEqual({});
+  });
+
   const emit = (event: JobEvent): void => jobs.emit(event);
   const model = (event: ModelBusEvent): void => void bus.publish(event);
   const HOST = 'local/cpu';
@@ -105,7 +127,7 @@ describe('MetricsService', () => {
       'imagegen_queue_jobs{state=queued}': 0,
       'imagegen_queue_jobs{state=running}': 0,
     });
-    expect(await samples('imagegen_jobs_total')).toEqual({
+    expect(await counted('imagegen_jobs_total')).toEqual({
       'imagegen_jobs_total{kind=generation,outcome=completed}': 1,
       'imagegen_jobs_total{kind=generation,outcome=cancelled}': 1,
       'imagegen_jobs_total{kind=mode-switch,outcome=failed}': 1,
@@ -163,11 +185,11 @@ describe('MetricsService', () => {
       bytes: null,
       reason: 'no',
     });
-    expect(await samples('imagegen_model_loads_total')).toEqual({
+    expect(await counted('imagegen_model_loads_total')).toEqual({
       'imagegen_model_loads_total{source=disk}': 2,
       'imagegen_model_loads_total{source=shared-base}': 1,
     });
-    expect(await samples('imagegen_model_evictions_total')).toEqual({
+    expect(await counted('imagegen_model_evictions_total')).toEqual({
       'imagegen_model_evictions_total{reason=make-room}': 1,
       'imagegen_model_evictions_total{reason=oom-retry}': 1,
       'imagegen_model_evictions_total{reason=keep-alive}': 1,
@@ -224,8 +246,8 @@ describe('MetricsService', () => {
     metrics.onModuleDestroy();
     emit({ type: 'completed', job: record() });
     model({ type: 'model.loaded', host: HOST, key: 'a-1', mode: 'a', tier: 'device', source: 'disk', bytes: 10 });
-    expect(await samples('imagegen_jobs_total')).toEqual({});
-    expect(await samples('imagegen_model_loads_total')).toEqual({});
+    expect(await counted('imagegen_jobs_total')).toEqual({});
+    expect(await counted('imagegen_model_loads_total')).toEqual({});
   });
 
   it('writes the exposition text, every metric in the README with its type', async () => {

@@ -2,9 +2,11 @@ import { Injectable, type OnModuleDestroy } from '@nestjs/common';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 
 import type { GatewayEvent, JobBusEvent, ModelBusEvent } from '../events/event.types.js';
+import type { JobKind } from '../queue/job-record.types.js';
+import type { EvictionReason } from '../registry/model.events.js';
 import type { ResidentEntry } from '../registry/registry.service.js';
 import type { ModelHostState } from '../model-host/model-host.connection.js';
-import type { MemoryStats } from '../model-host/model-host.types.js';
+import type { LoadResult, MemoryStats } from '../model-host/model-host.types.js';
 
 /** Every metric of ours starts with this (the default process metrics keep their standard names). */
 export const METRIC_PREFIX = 'imagegen_';
@@ -17,6 +19,20 @@ const DURATION_BUCKETS = [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120
 
 /** The job states that count as queue depth: finished jobs are counted by jobs_total instead. */
 const QUEUE_STATES = ['queued', 'running'] as const;
+
+/**
+ * The label values known in advance: their series start at 0, so that a dashboard's rate() and an alert on
+ * "evictions by keep-alive" see a series from the first scrape rather than only after the first event.
+ */
+const JOB_KINDS = ['generation', 'mode-switch', 'custom'] as const satisfies readonly JobKind[];
+const JOB_OUTCOMES = ['completed', 'failed', 'cancelled'] as const;
+const LOAD_SOURCES = ['resident', 'shared-base', 'ram', 'disk'] as const satisfies readonly LoadResult['source'][];
+const EVICTION_REASONS = [
+  'make-room',
+  'oom-retry',
+  'unload',
+  'keep-alive',
+] as const satisfies readonly EvictionReason[];
 
 /** The label of the jobs no mode belongs to (custom jobs): an empty label value is an absent label. */
 const NO_MODE = '';
@@ -177,6 +193,9 @@ export class MetricsService implements OnModuleDestroy {
       },
     });
 
+    for (const kind of JOB_KINDS) for (const outcome of JOB_OUTCOMES) this.jobs.inc({ kind, outcome }, 0);
+    for (const source of LOAD_SOURCES) this.loads.inc({ source }, 0);
+    for (const reason of EVICTION_REASONS) this.evictions.inc({ reason }, 0);
     if (options.defaultMetrics) collectDefaultMetrics({ register: this.registry });
     this.unsubscribe = [
       sources.onEvent((event) => this.onJob(event as JobBusEvent), ['job.']),

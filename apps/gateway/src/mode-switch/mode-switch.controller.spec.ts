@@ -27,16 +27,21 @@ describe('POST /api/modes/switch', () => {
   it("answers the spec's keys at once and switches in its turn", async () => {
     await idle();
     expect(t.app.get(HostsService).default.registry.currentMode).toBe('sdxl-general');
-    const body: unknown = (await request(server).post('/api/modes/switch').send({ mode: 'sd15-fast' }).expect(200))
-      .body;
-    expect(Object.keys(body as object)).toEqual(['status', 'from_mode', 'to_mode', 'message']);
+    const reply = await request(server).post('/api/modes/switch').send({ mode: 'sd15-fast' }).expect(200);
+    const body = reply.body as { id: string };
+    expect(Object.keys(body)).toEqual(['status', 'from_mode', 'to_mode', 'message', 'id']);
     expect(body).toEqual({
       status: 'queued',
       from_mode: 'sdxl-general',
       to_mode: 'sd15-fast',
       message: 'Mode switch queued. Will switch after 0 pending jobs.',
+      id: expect.any(String) as unknown,
     });
+    // A switch is a job: the id and the Location header lead to its record.
+    expect(reply.headers.location).toBe(`/api/jobs/${body.id}`);
     await idle();
+    const job = await request(server).get(reply.headers.location).expect(200);
+    expect(job.body).toMatchObject({ id: body.id, kind: 'mode-switch', state: 'completed' });
     expect(t.app.get(HostsService).default.registry.currentMode).toBe('sd15-fast');
     // A request that names no mode now runs in the mode switched to.
     const generated = await request(server).post('/generate').send({ prompt: 'after' }).expect(200);
@@ -64,6 +69,7 @@ describe('POST /api/modes/switch', () => {
       from_mode: 'plain',
       to_mode: 'sd15-fast',
       message: 'Mode switch queued. Will switch after 2 pending jobs.',
+      id: expect.any(String) as unknown,
     });
     // QUEUE_MAX=2 waiting: the next switch finds the queue full.
     const full = await request(server).post('/api/modes/switch').send({ mode: 'plain' }).expect(429);
@@ -83,7 +89,11 @@ describe('POST /api/modes/switch', () => {
   it("answers 404 Mode 'xyz' not found for an unknown mode, and queues nothing", async () => {
     await idle();
     const body: unknown = (await request(server).post('/api/modes/switch').send({ mode: 'xyz' }).expect(404)).body;
-    expect(body).toEqual({ error: 'mode_not_found', message: "Mode 'xyz' not found", statusCode: 404 });
+    expect(body).toEqual({
+      error: 'mode_not_found',
+      message: "Mode 'xyz' not found (modes: sdxl-general, sd15-fast, plain)",
+      statusCode: 404,
+    });
     expect(t.modelHost.calls).toEqual(['load sdxl-general']);
   });
 

@@ -1,4 +1,4 @@
-import { Body, Controller, HttpCode, Post } from '@nestjs/common';
+import { Body, Controller, HttpCode, Post, Res } from '@nestjs/common';
 import {
   ApiBadRequestResponse,
   ApiConflictResponse,
@@ -9,6 +9,7 @@ import {
   ApiTags,
   ApiTooManyRequestsResponse,
 } from '@nestjs/swagger';
+import type { Response } from 'express';
 
 import { Admin } from '../auth/access.decorator.js';
 import { SwitchModeDto, SwitchQueuedDto } from './dto/switch-mode.dto.js';
@@ -23,13 +24,18 @@ export class ModeSwitchController {
   @Admin()
   @HttpCode(200)
   @ApiOperation({ summary: 'Queue a switch to another mode behind the pending jobs; answers at once' })
-  @ApiOkResponse({ type: SwitchQueuedDto })
+  @ApiOkResponse({
+    type: SwitchQueuedDto,
+    headers: { Location: { description: 'the switch job: /api/jobs/{id}', schema: { type: 'string' } } },
+  })
   @ApiBadRequestResponse({ description: 'the body fails validation' })
   @ApiNotFoundResponse({ description: "Mode 'xyz' not found" })
   @ApiConflictResponse({ description: 'the server runs the legacy MODEL_ROOT/MODEL setup: no modes to switch' })
   @ApiTooManyRequestsResponse({ description: 'the queue is full (QUEUE_MAX); Retry-After says when to retry' })
   @ApiServiceUnavailableResponse({ description: 'the model host is down' })
-  switch(@Body() body: SwitchModeDto): SwitchQueuedDto {
-    return this.switches.switchMode(body.mode);
+  switch(@Body() body: SwitchModeDto, @Res({ passthrough: true }) response: Response): SwitchQueuedDto {
+    const queued = this.switches.switchMode(body.mode);
+    response.setHeader('Location', `/api/jobs/${queued.id}`);
+    return queued;
   }
 }

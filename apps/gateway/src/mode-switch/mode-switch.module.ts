@@ -4,11 +4,10 @@ import { ModesModule } from '../modes/modes.module.js';
 import { QueueModule } from '../queue/queue.module.js';
 import { ModeSwitchController } from './mode-switch.controller.js';
 import { ModeSwitchService } from './mode-switch.service.js';
-import { ModelFilesProbe } from './model-files.probe.js';
 
 @Module({
   imports: [ModesModule, QueueModule],
   controllers: [ModeSwitchController],
-  providers: [ModeSwitchService, ModelFilesProbe],
+  providers: [ModeSwitchService],
 })
 export class ModeSwitchModule {}

@@ -1,11 +1,11 @@
 import { Injectable, Logger } from '@nestjs/common';
 
-import { ModelFileMissingError, ModesDisabledError } from '../errors/domain.errors.js';
+import { ModesDisabledError } from '../errors/domain.errors.js';
 import { ModesService } from '../modes/modes.service.js';
 import { ModeSwitchJob } from '../queue/job.types.js';
 import { WorkerPool } from '../queue/worker-pool.service.js';
 import type { SwitchQueuedDto } from './dto/switch-mode.dto.js';
-import { ModelFilesProbe } from './model-files.probe.js';
+import { ModelFilesProbe } from '../modes/model-files.probe.js';
 
 @Injectable()
 export class ModeSwitchService {
@@ -26,8 +26,7 @@ export class ModeSwitchService {
    */
   switchMode(name: string): SwitchQueuedDto {
     if (this.modes.isLegacy) throw new ModesDisabledError('Mode switching');
-    const missing = this.files.firstMissing(this.modes.getMode(name));
-    if (missing !== undefined) throw new ModelFileMissingError(name, missing);
+    this.files.requireFiles(this.modes.getMode(name));
     const from = this.pool.expectedMode() ?? null;
     const handle = this.pool.submitJob(new ModeSwitchJob(name));
     // Nobody waits for it over HTTP: the log and GET /api/models/status say when it fails.
@@ -39,6 +38,7 @@ export class ModeSwitchService {
       from_mode: from,
       to_mode: name,
       message: `Mode switch queued. Will switch after ${handle.ahead} pending jobs.`,
+      id: handle.id,
     };
   }
 }

@@ -5,6 +5,7 @@ import {
   InvalidRequestError,
   JobCancelledError,
   ModeSwitchTimeoutError,
+  ModelFileMissingError,
   ModelLoadError,
   ModelNotLoadedError,
   OutOfMemoryError,
@@ -24,7 +25,7 @@ const memory: CallContext = { rpc: 'memory', subject: 'memory', timeoutMs: 10_00
 
 describe('toDomainError', () => {
   it.each([
-    [Status.NOT_FOUND, load, ModelLoadError, "Mode 'portraits' could not be loaded: the detail"],
+    [Status.NOT_FOUND, load, ModelFileMissingError, "Mode 'portraits' cannot be loaded: file not found: the detail"],
     [Status.INVALID_ARGUMENT, load, ModelLoadError, "Mode 'portraits' could not be loaded: the detail"],
     [Status.DEADLINE_EXCEEDED, load, ModeSwitchTimeoutError, "Mode switch timed out while loading mode 'portraits'"],
     [Status.DEADLINE_EXCEEDED, generate, GenerationTimeoutError, 'Generation timed out after 600000 ms'],

@@ -5,6 +5,7 @@ import {
   InvalidRequestError,
   JobCancelledError,
   ModeSwitchTimeoutError,
+  ModelFileMissingError,
   ModelLoadError,
   ModelNotLoadedError,
   OutOfMemoryError,
@@ -40,7 +41,13 @@ export const GRPC_ERROR_TABLE: readonly Rule[] = [
     rpc: 'load',
     toError: (detail, c) => new PinnedModelsError(c.subject, pinnedModes(detail), detail),
   },
-  { code: Status.NOT_FOUND, rpc: 'load', toError: (detail, c) => new ModelLoadError(c.subject, detail) },
+  // The model host's ModelFileNotFoundError ("model file not found: <path>"): the file went away after the gateway
+  // looked (ModelFilesProbe), so the same 409 as the gateway's own check.
+  {
+    code: Status.NOT_FOUND,
+    rpc: 'load',
+    toError: (detail, c) => new ModelFileMissingError(c.subject, detail.replace(/^model file not found: /, '')),
+  },
   { code: Status.INVALID_ARGUMENT, rpc: 'load', toError: (detail, c) => new ModelLoadError(c.subject, detail) },
   { code: Status.DEADLINE_EXCEEDED, rpc: 'load', toError: (_, c) => new ModeSwitchTimeoutError(c.subject) },
   { code: Status.NOT_FOUND, rpc: 'task', toError: (detail) => new UnknownTaskError(detail) },

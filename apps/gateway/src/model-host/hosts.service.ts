@@ -48,6 +48,12 @@ export class HostsService implements OnModuleDestroy {
     return this.sessions.filter((session) => session.connection.accepting);
   }
 
+  /** Ends every model host the gateway runs at once (SIGKILL): for a gateway whose own start failed. */
+  killNow(): void {
+    for (const session of this.sessions) session.process.killNow();
+    this.socketDir.remove();
+  }
+
   async onModuleDestroy(): Promise<void> {
     await Promise.all(this.sessions.map((session) => session.stop()));
     this.socketDir.remove();

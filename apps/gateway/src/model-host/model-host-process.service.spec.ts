@@ -3,6 +3,7 @@ import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
+import { parseModelHostLine } from './model-host-process.service.js';
 import { removeStaleSocketDirs } from './stale-socket-dirs.js';
 
 describe('removeStaleSocketDirs', () => {
@@ -34,5 +35,22 @@ describe('removeStaleSocketDirs', () => {
 
   it('does nothing when the folder cannot be read', () => {
     expect(removeStaleSocketDirs(join(dir, 'missing'))).toEqual([]);
+  });
+});
+
+describe('parseModelHostLine', () => {
+  it.each([
+    ['2026-01-01 12:00:00,123 WARNING modelhost.engine: low memory', 'warn', 'modelhost.engine', 'low memory'],
+    ['2026-01-01 12:00:00,123 INFO modelhost: serving on unix:/x: ok', 'log', 'modelhost', 'serving on unix:/x: ok'],
+    ['2026-01-01 12:00:00,123 ERROR grpc: boom', 'error', 'grpc', 'boom'],
+    ['2026-01-01 12:00:00,123 CRITICAL x: y', 'error', 'x', 'y'],
+    ['2026-01-01 12:00:00,123 DEBUG x: y', 'debug', 'x', 'y'],
+  ])('reads the level of %j', (line, level, logger, msg) => {
+    expect(parseModelHostLine(line)).toEqual({ level, logger, msg });
+  });
+
+  it('says a line is no record when it is not one (a traceback line, a raw print)', () => {
+    expect(parseModelHostLine('Traceback (most recent call last):')).toBeUndefined();
+    expect(parseModelHostLine('  File "x.py", line 3, in <module>')).toBeUndefined();
   });
 });

@@ -17,6 +17,28 @@ import type { ModelHostEndpoint } from './model-host-endpoint.js';
  */
 const MODEL_HOST_STOP_MARGIN_MS = 15_000;
 
+/** The gateway's log levels a model host line can have. */
+export type ForwardedLevel = 'debug' | 'log' | 'warn' | 'error';
+
+const LEVEL_OF_PYTHON: Readonly<Record<string, ForwardedLevel>> = {
+  DEBUG: 'debug',
+  INFO: 'log',
+  WARNING: 'warn',
+  ERROR: 'error',
+  CRITICAL: 'error',
+};
+
+/** The model host's log format (`modelhost/__main__.py`): "2026-01-01 12:00:00,123 WARNING name: message". */
+const PYTHON_RECORD = /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (DEBUG|INFO|WARNING|ERROR|CRITICAL) (\S+?): (.*)$/s;
+
+/** A line of the model host's log read back: its level, the Python logger and the message; undefined: not a record. */
+export function parseModelHostLine(line: string): { level: ForwardedLevel; logger: string; msg: string } | undefined {
+  const match = PYTHON_RECORD.exec(line);
+  if (!match) return undefined;
+  const [, level = 'INFO', logger = '', msg = ''] = match;
+  return { level: LEVEL_OF_PYTHON[level] ?? 'log', logger, msg };
+}
+
 /** Told when the model host goes away unexpectedly; the text says how. */
 export type ModelHostLossListener = (reason: string) => void;
 
@@ -130,13 +152,30 @@ export class ModelHostProcessService implements ModelHostProcess {
     }
   }
 
+  /** Ends the model host at once (SIGKILL), for a gateway whose own start failed: it has no work to let finish. */
+  killNow(): void {
+    this.stopping = true;
+    if (this.pid !== undefined) this.child?.kill('SIGKILL');
+  }
+
+  /**
+   * Each line at the level the model host logged it at, so that LOG_LEVEL=warn still shows its warnings. A line that
+   * is not a record (a traceback's, a library's raw print) keeps the level of the record before it on that stream.
+   */
   private forward(stream: Readable | null): void {
-    // Blank lines are what is left of progress bars redrawn with carriage returns.
-    if (stream)
-      createInterface({ input: stream }).on('line', (line) => {
-        // Its own tags, so that each model host's lines can be told apart (and filtered) in the one stream.
-        if (line.trim()) this.logger.log({ source: 'model-host', host: this.spec.id, msg: line });
-      });
+    if (!stream) return;
+    let level: ForwardedLevel = 'log';
+    createInterface({ input: stream }).on('line', (line) => {
+      // Blank lines are what is left of progress bars redrawn with carriage returns.
+      if (!line.trim()) return;
+      const record = parseModelHostLine(line);
+      if (record) level = record.level;
+      // Its own tags, so that each model host's lines can be told apart (and filtered) in the one stream.
+      const fields = record
+        ? { source: 'model-host', host: this.spec.id, logger: record.logger, msg: record.msg }
+        : { source: 'model-host', host: this.spec.id, msg: line };
+      this.logger[level](fields);
+    });
   }
 
   /** An unexpected exit: told to the listeners (the connection decides what follows). */

@@ -7,7 +7,7 @@ import * as grpc from '@grpc/grpc-js';
 import { loadConfig } from '../config/app-config.js';
 import {
   JobCancelledError,
-  ModelLoadError,
+  ModelFileMissingError,
   ModelNotLoadedError,
   OutOfMemoryError,
   InvalidRequestError,
@@ -302,11 +302,11 @@ describe('ModelHostClient against a gRPC server', () => {
     });
   });
 
-  it("turns the model host's NOT_FOUND on load into ModelLoadError with its message", async () => {
+  it("turns the model host's NOT_FOUND on load into ModelFileMissingError naming the file", async () => {
     const mode = { ...MODE, modelPath: '/models/missing.safetensors' };
-    await expect(repository.load(mode)).rejects.toThrow(
-      new ModelLoadError('m', 'model file not found: /models/missing.safetensors'),
-    );
+    const failure = await repository.load(mode).catch((e: unknown) => e);
+    expect(failure).toBeInstanceOf(ModelFileMissingError);
+    expect(failure).toMatchObject({ path: '/models/missing.safetensors' });
   });
 
   it('turns RESOURCE_EXHAUSTED into OutOfMemoryError', async () => {

@@ -60,4 +60,6 @@ export interface ModelHostProcess {
   waitForReady(timeoutMs: number, signal?: AbortSignal): Promise<void>;
   /** Stops the process, when the gateway runs it; resolves once it ended. */
   stop(): Promise<void>;
+  /** Ends the process at once (SIGKILL), for a gateway whose own start failed. */
+  killNow(): void;
 }

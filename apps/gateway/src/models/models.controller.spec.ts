@@ -42,6 +42,7 @@ describe('GET /api/models', () => {
       file('/models/upscalers/4x.safetensors', '/models', 'upscaler'),
       file('/models/odd.ckpt', '/models', 'unknown', { format: 'pickle', reason: 'pickle files are not opened' }),
       file('/models/sdxl/sdxl-base-1.0.safetensors', '/models', 'sdxl-base'),
+      file('/models/configs/sd15', '/models', 'sd15', { format: 'diffusers-config' }),
     ];
     const response = await request(server).get('/api/models').expect(200);
     const body = response.body as ModelInventoryDto;
@@ -76,6 +77,7 @@ describe('GET /api/models', () => {
         kind: 'checkpoint',
         used_by: ['sdxl-general'],
       }),
+      expect.objectContaining({ path: 'configs/sd15', kind: 'config', architecture: 'sd15' }),
     ]);
   });
 });

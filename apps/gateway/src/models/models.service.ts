@@ -65,6 +65,11 @@ export class ModelsService {
   }
 }
 
+/** A config folder is read as its family's architecture (sd15, ...), but it holds no weights to load. */
+function kindOf(file: InventoryFile): ModelKind {
+  return file.format === 'diffusers-config' ? 'config' : (KIND_BY_ARCHITECTURE[file.architecture] ?? 'unknown');
+}
+
 function toView(
   file: InventoryFile,
   usedBy: readonly string[],
@@ -76,7 +81,7 @@ function toView(
   return {
     path: relative(file.root, file.path),
     root: file.root,
-    kind: KIND_BY_ARCHITECTURE[file.architecture] ?? 'unknown',
+    kind: kindOf(file),
     architecture: file.architecture,
     format: file.format,
     bytes: file.sizeBytes,

@@ -10,6 +10,8 @@ export interface ResolvedLora {
 }
 
 export interface ResolvedSuperres {
+  /** As written in modes.yaml, relative to model_root. */
+  readonly model: string;
   readonly modelPath: string;
   /** Undefined: the upscaler's own scale; another scale resizes its output to it. */
   readonly scale: number | undefined;
@@ -23,11 +25,15 @@ export interface ResolvedMode {
   /** As written in modes.yaml, relative to model_root. */
   readonly model: string;
   readonly modelPath: string;
+  /** As written in modes.yaml, relative to model_root; undefined: none. */
+  readonly config: string | undefined;
   readonly configDir: string | undefined;
   readonly loras: readonly ResolvedLora[];
   readonly defaultSize: ImageSize;
   readonly defaultSteps: number;
   readonly defaultGuidance: number;
+  /** Whether modes.yaml set default_steps / default_guidance (else the spec's 4 and 1.0 apply). */
+  readonly defaultsSet: { readonly steps: boolean; readonly guidance: boolean };
   readonly metadata: Readonly<Record<string, unknown>> | undefined;
   readonly superres: ResolvedSuperres | undefined;
   /** The mode's sampler (`default`: the checkpoint's own); a request may name another. Not part of the key. */

@@ -256,6 +256,7 @@ function resolveMode(name: string, raw: unknown, roots: Roots, problems: string[
   });
   const vaePath = nonEmpty(dto.vae) ? weights(dto.vae, 'vae', roots.modelRoot, 'model_root') : undefined;
   const superres: ResolvedSuperres | undefined = dto.superres && {
+    model: dto.superres.model,
     modelPath: weights(dto.superres.model, 'superres.model', roots.modelRoot, 'model_root'),
     scale: dto.superres.scale,
   };
@@ -280,11 +281,13 @@ function resolveMode(name: string, raw: unknown, roots: Roots, problems: string[
     key: modeKey(name, loaded),
     model: dto.model,
     modelPath,
+    config: nonEmpty(dto.config) ? dto.config : undefined,
     configDir,
     loras: Object.freeze(loras),
     defaultSize: size?.ok ? size.size : DEFAULT_SIZE,
     defaultSteps: dto.default_steps ?? DEFAULT_STEPS,
     defaultGuidance: dto.default_guidance ?? DEFAULT_GUIDANCE,
+    defaultsSet: { steps: dto.default_steps !== undefined, guidance: dto.default_guidance !== undefined },
     metadata: dto.metadata,
     superres,
     scheduler: dto.scheduler ?? DEFAULT_SCHEDULER,

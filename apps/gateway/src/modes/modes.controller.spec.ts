@@ -44,6 +44,7 @@ describe('GET /api/modes', () => {
           scheduler: 'lcm',
           clip_skip: 2,
           metadata: { description: 'fast' },
+          superres: { model: 'upscalers/4x.safetensors', scale: 4 },
         },
         plain: {
           model: 'plain.safetensors',
@@ -79,6 +80,7 @@ describe('POST /api/modes/reload', () => {
       modes_count: 4,
       modes: ['sdxl-general', 'sd15-fast', 'plain', 'extra'],
       default_mode: 'sdxl-general',
+      warnings: [],
     });
     await request(server)
       .get('/api/modes')
@@ -102,12 +104,34 @@ describe('POST /api/modes/reload', () => {
     expect(Object.keys((modes.body as ModesView).modes)).toEqual(['sdxl-general', 'sd15-fast', 'plain']);
   });
 
+  it('names a file the new modes name that is not on disk, in the reply and in status, until it is there', async () => {
+    t.files.missing.add('/models/extra.safetensors');
+    writeFileSync(modesFile, `${TEST_MODES_YAML}  extra:\n    model: extra.safetensors\n`);
+    const warning = { path: 'modes.extra.model', message: 'file not found: /models/extra.safetensors' };
+    const response = await request(server).post('/api/modes/reload').expect(200);
+    expect(response.body).toMatchObject({ modes_count: 4, warnings: [warning] });
+    const status = async (): Promise<unknown> =>
+      ((await request(server).get('/api/models/status').expect(200)).body as { reload_warnings: unknown })
+        .reload_warnings;
+    expect(await status()).toEqual([warning]);
+    const refused = await request(server).post('/generate').send({ mode: 'extra', prompt: 'x' }).expect(409);
+    expect(refused.body).toEqual({
+      error: 'model_file_missing',
+      message: "Mode 'extra' cannot be loaded: file not found: /models/extra.safetensors",
+      statusCode: 409,
+    });
+    // Copied in later: no reload needed.
+    t.files.missing.delete('/models/extra.safetensors');
+    expect(await status()).toEqual([]);
+    await request(server).post('/generate').send({ mode: 'extra', prompt: 'x' }).expect(200);
+  });
+
   it('answers a removed mode with 404 from then on', async () => {
     await request(server).post('/generate').send({ mode: 'plain', prompt: 'x' }).expect(200);
     writeFileSync(modesFile, TEST_MODES_YAML.slice(0, TEST_MODES_YAML.indexOf('  plain:')));
     await request(server).post('/api/modes/reload').expect(200);
     const response = await request(server).post('/generate').send({ mode: 'plain', prompt: 'x' }).expect(404);
-    expect((response.body as ErrorBody).message).toBe("Mode 'plain' not found");
+    expect((response.body as ErrorBody).message).toBe("Mode 'plain' not found (modes: sdxl-general, sd15-fast)");
   });
 });
 

@@ -18,6 +18,10 @@ export interface ModeView {
   clip_skip?: number;
   prediction_type?: PredictionType;
   vae?: string;
+  /** The upscaler a request's `superres` applies, and its scale (absent: the upscaler's own). */
+  superres?: { model: string; scale?: number };
+  /** The diffusers config folder the checkpoint is read with, as written. */
+  config?: string;
 }
 
 export interface ModesView {
@@ -30,6 +34,8 @@ export interface ReloadView {
   modes_count: number;
   modes: string[];
   default_mode: string;
+  /** Ours: what the new file names that will not work as it stands (a model file not on disk); [] when none. */
+  warnings: { path: string; message: string }[];
 }
 
 @Controller('api/modes')
@@ -51,7 +57,13 @@ export class ModesController {
   @HttpCode(200)
   reload(): ReloadView {
     const { defaultMode, modes } = this.modes.reload('api');
-    return { status: 'reloaded', modes_count: modes.size, modes: [...modes.keys()], default_mode: defaultMode };
+    return {
+      status: 'reloaded',
+      modes_count: modes.size,
+      modes: [...modes.keys()],
+      default_mode: defaultMode,
+      warnings: this.modes.reloadWarnings.map(({ path, message }) => ({ path, message })),
+    };
   }
 }
 
@@ -69,5 +81,12 @@ function toView(mode: ResolvedMode): ModeView {
     ...(mode.clipSkip !== undefined && { clip_skip: mode.clipSkip }),
     ...(mode.predictionType && { prediction_type: mode.predictionType }),
     ...(mode.vae && { vae: mode.vae }),
+    ...(mode.superres && {
+      superres: {
+        model: mode.superres.model,
+        ...(mode.superres.scale !== undefined && { scale: mode.superres.scale }),
+      },
+    }),
+    ...(mode.config !== undefined && { config: mode.config }),
   };
 }

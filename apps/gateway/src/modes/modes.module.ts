@@ -1,11 +1,15 @@
 import { Module } from '@nestjs/common';
 
+import { RegistryModule } from '../registry/registry.module.js';
+import { ModeDefaultsAdvisor } from './mode-defaults.advisor.js';
+import { ModelFilesProbe } from './model-files.probe.js';
 import { ModesController } from './modes.controller.js';
 import { ModesService } from './modes.service.js';
 
 @Module({
   controllers: [ModesController],
-  providers: [ModesService],
-  exports: [ModesService],
+  imports: [RegistryModule],
+  providers: [ModesService, ModelFilesProbe, ModeDefaultsAdvisor],
+  exports: [ModesService, ModelFilesProbe],
 })
 export class ModesModule {}

@@ -131,7 +131,7 @@ describe('ModesService', () => {
       writeFileSync(file, variant({ dropB: true }));
       service.reload('api');
       expect(() => service.getMode('b')).toThrow(ModeNotFoundError);
-      expect(() => service.getMode('b')).toThrow("Mode 'b' not found");
+      expect(() => service.getMode('b')).toThrow("Mode 'b' not found (modes: a)");
     });
 
     it('gives a mode a new key when what the model host loads changed, and keeps it otherwise', () => {

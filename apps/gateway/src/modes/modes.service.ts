@@ -2,6 +2,7 @@ import { Inject, Injectable, Logger, type OnModuleDestroy, type OnModuleInit } f
 
 import { APP_CONFIG, type AppConfig } from '../config/app-config.js';
 import { ModeNotFoundError, ModesConfigError, ModesDisabledError } from '../errors/domain.errors.js';
+import { ModelFilesProbe } from './model-files.probe.js';
 import { loadModesConfig, parseModesFile, readModesFile } from './modes-config.loader.js';
 import { DEFAULT_WATCHER_OPTIONS, ModesFileWatcher } from './modes-file.watcher.js';
 import type { ModesConfig, ResolvedMode } from './mode.types.js';
@@ -24,6 +25,18 @@ export interface ReloadFailure {
 export interface ReloadDetails {
   readonly trigger: ReloadTrigger;
   readonly diff: ModesDiff;
+}
+
+/**
+ * Something the running configuration names that will not work as it stands, though the file is valid: a model file
+ * not on disk (it may be copied in later, so the mode stays listed; a request for it answers 409 until then).
+ */
+export interface ReloadWarning {
+  /** The YAML path of the field (`modes.x.model`). */
+  readonly path: string;
+  readonly message: string;
+  /** The file the warning is about: it no longer holds once the file exists. */
+  readonly file: string;
 }
 
 /** What changed between two snapshots, by mode name. */
@@ -53,6 +66,7 @@ export class ModesService implements OnModuleInit, OnModuleDestroy {
   private readonly logger = new Logger(ModesService.name);
   private snapshot!: ModesConfig;
   private failure: ReloadFailure | undefined;
+  private warnings: readonly ReloadWarning[] = [];
   /** The text the watcher saw last, so that an editor's burst of events reloads once. */
   private lastText: string | undefined;
   private watcher: ModesFileWatcher | undefined;
@@ -66,7 +80,10 @@ export class ModesService implements OnModuleInit, OnModuleDestroy {
     this.tryReload('SIGHUP');
   };
 
-  constructor(@Inject(APP_CONFIG) private readonly appConfig: AppConfig) {}
+  constructor(
+    @Inject(APP_CONFIG) private readonly appConfig: AppConfig,
+    private readonly files: ModelFilesProbe = new ModelFilesProbe(),
+  ) {}
 
   /** Loaded here rather than in the constructor so a bad file fails app start with just its message. */
   onModuleInit(): void {
@@ -81,6 +98,7 @@ export class ModesService implements OnModuleInit, OnModuleDestroy {
       `${this.snapshot.modes.size} mode(s) from ${this.snapshot.source}: ${[...this.snapshot.modes.keys()].join(', ')} ` +
         `(default '${this.snapshot.defaultMode}')`,
     );
+    this.warnings = this.checkFiles(this.snapshot);
     // Always listened to, even on the legacy setup: SIGHUP's default action would end the process.
     process.on('SIGHUP', this.onSighup);
     if (!this.snapshot.legacy && this.appConfig.modesWatch) {
@@ -113,6 +131,14 @@ export class ModesService implements OnModuleInit, OnModuleDestroy {
     return this.failure;
   }
 
+  /**
+   * The warnings of the running configuration (start or last reload) that still hold: a missing file copied in since
+   * drops out.
+   */
+  get reloadWarnings(): readonly ReloadWarning[] {
+    return this.warnings.filter((warning) => !this.files.exists(warning.file));
+  }
+
   /** `listener` is called with the new configuration after each reload that replaced the running one. */
   onReload(listener: (config: ModesConfig, details: ReloadDetails) => void): void {
     this.reloadListeners.push(listener);
@@ -126,7 +152,7 @@ export class ModesService implements OnModuleInit, OnModuleDestroy {
   /** @throws ModeNotFoundError */
   getMode(name: string): ResolvedMode {
     const mode = this.snapshot.modes.get(name);
-    if (!mode) throw new ModeNotFoundError(name);
+    if (!mode) throw new ModeNotFoundError(name, [...this.snapshot.modes.keys()]);
     return mode;
   }
 
@@ -167,8 +193,23 @@ export class ModesService implements OnModuleInit, OnModuleDestroy {
     this.snapshot = next;
     this.failure = undefined;
     this.logger.log(`reloaded (${trigger}): ${describeReload(next, diff)}`);
+    this.warnings = this.checkFiles(next);
     for (const listener of this.reloadListeners) listener(next, { trigger, diff });
     return next;
+  }
+
+  /** Each file the configuration names that is not on disk, one warning (and one log line) each. */
+  private checkFiles(config: ModesConfig): ReloadWarning[] {
+    if (config.legacy) return [];
+    const warnings = [...config.modes.values()].flatMap((mode) =>
+      this.files.missingFiles(mode).map(({ path, file }) => ({ path, file, message: `file not found: ${file}` })),
+    );
+    for (const warning of warnings) {
+      this.logger.warn(
+        `${warning.path}: ${warning.message} (the mode stays listed; requests for it answer 409 until the file is there)`,
+      );
+    }
+    return warnings;
   }
 
   /** A reload whose failure is already logged and remembered; for the triggers that have no caller to answer. */

@@ -194,7 +194,9 @@ describe('POST /v1/images/generations', () => {
 
   it("answers an unknown model with OpenAI's 404 model_not_found", async () => {
     const response = await request(server).post(GENERATIONS).send({ prompt: 'x', model: 'dall-e-3' }).expect(404);
-    expect(response.body).toEqual(openAiError("Mode 'dall-e-3' not found", 'model', 'model_not_found'));
+    expect(response.body).toEqual(
+      openAiError("Mode 'dall-e-3' not found (modes: sdxl-general, sd15-fast, plain)", 'model', 'model_not_found'),
+    );
   });
 
   it("answers a body that is not JSON, and an unknown /v1 route, in OpenAI's shape", async () => {

@@ -42,7 +42,7 @@ describe('GET /v1/models', () => {
     const response = await request(server).get('/v1/models/dall-e-3').expect(404);
     expect(response.body).toEqual({
       error: {
-        message: "Mode 'dall-e-3' not found",
+        message: "Mode 'dall-e-3' not found (modes: sdxl-general, sd15-fast, plain)",
         type: 'invalid_request_error',
         param: 'model',
         code: 'model_not_found',

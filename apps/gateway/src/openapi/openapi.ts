@@ -92,6 +92,20 @@ const MODES_REPLIES: Readonly<
               prediction_type: { type: 'string', enum: PREDICTION_TYPES },
               vae: { type: 'string', example: 'vae/sdxl-vae-fp16-fix.safetensors' },
               metadata: { type: 'object', additionalProperties: true },
+              superres: {
+                type: 'object',
+                required: ['model'],
+                description: "added: the upscaler a request's `superres` applies; absent: the mode has none",
+                properties: {
+                  model: { type: 'string', example: 'upscalers/4x-UltraSharp.safetensors' },
+                  scale: { type: 'number', example: 2, description: "absent: the upscaler's own scale" },
+                },
+              },
+              config: {
+                type: 'string',
+                example: 'configs/sdxl-base',
+                description: 'added: the diffusers config folder the checkpoint is read with; absent: the bundled one',
+              },
             },
           },
         },
@@ -108,6 +122,20 @@ const MODES_REPLIES: Readonly<
         modes_count: { type: 'integer', example: 5 },
         modes: { type: 'array', items: { type: 'string' }, example: ['sdxl-general', 'sdxl-portrait', 'sd15-fast'] },
         default_mode: { type: 'string', example: 'sdxl-general' },
+        warnings: {
+          type: 'array',
+          description:
+            'added: what the new file names that is not on disk (the mode stays listed; a request for it answers ' +
+            '409 model_file_missing until the file is there)',
+          items: {
+            type: 'object',
+            required: ['path', 'message'],
+            properties: {
+              path: { type: 'string', example: 'modes.portraits.model' },
+              message: { type: 'string', example: 'file not found: /models/sdxl/portrait.safetensors' },
+            },
+          },
+        },
       },
     },
     errors: {

@@ -40,6 +40,7 @@ import { Fifo } from './fifo.js';
 import { ModeAwareScheduler } from './mode-aware.scheduler.js';
 import { ModelHostWorker, type SwitchFailure, type WorkItem, type WorkResult } from './model-host.worker.js';
 import type { SchedulableJob, Scheduler, SchedulingContext } from './scheduler.js';
+import { outsideRequest } from '../logging/outside-request.js';
 
 export type { SwitchFailure } from './model-host.worker.js';
 
@@ -668,7 +669,9 @@ export class WorkerPool implements OnModuleInit, OnApplicationBootstrap, OnModul
   private dispatchBatch(worker: ModelHostWorker, entries: Entry[]): void {
     for (const entry of entries) this.start(entry, worker);
     this.running.set(worker, entries);
-    const results = worker.runBatch(entries.map((entry) => ({ id: entry.id, job: entry.job, signal: entry.signal })));
+    const results = outsideRequest(() =>
+      worker.runBatch(entries.map((entry) => ({ id: entry.id, job: entry.job, signal: entry.signal }))),
+    );
     const settled = results.map((result, i) => {
       const entry = entries[i];
       return entry
@@ -704,7 +707,8 @@ export class WorkerPool implements OnModuleInit, OnApplicationBootstrap, OnModul
       this.running.delete(worker);
       this.drain();
     };
-    void worker.run(entry).then(
+    // Not in the context of the request that happened to free the worker (logging/outside-request.ts).
+    void outsideRequest(() => worker.run(entry)).then(
       (result) => {
         try {
           entry.resolve(result);

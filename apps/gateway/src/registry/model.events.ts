@@ -20,6 +20,8 @@ export type ModelEvent = { readonly host: string } & (
       readonly mode: string;
       readonly source: LoadResult['source'];
       readonly bytes: number;
+      /** The family the model host detected (sd15, sdxl-base, ...). */
+      readonly architecture: string;
     }
   | {
       readonly type: 'evicted';

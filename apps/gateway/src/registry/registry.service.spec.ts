@@ -40,7 +40,7 @@ describe('RegistryService: model events', () => {
       { host: 'local', type: 'evicted', key: 'a-k', reason: 'make-room' },
       { host: 'local', type: 'evicted', key: 'b-k', reason: 'make-room' },
       { host: 'local', type: 'evicted', key: 'c-k', reason: 'oom-retry' },
-      { host: 'local', type: 'loaded', key: 'd-k', mode: 'd', source: 'ram', bytes: 100 },
+      { host: 'local', type: 'loaded', key: 'd-k', mode: 'd', source: 'ram', bytes: 100, architecture: 'sd15' },
     ]);
     expect(registry.residentModels().map((entry) => `${entry.key}:${entry.tier}`)).toEqual(['b-k:ram', 'd-k:device']);
   });

@@ -98,6 +98,7 @@ export class RegistryService {
       mode: mode.name,
       source: load.source,
       bytes: load.bytes,
+      architecture: load.architecture,
     });
   }
 

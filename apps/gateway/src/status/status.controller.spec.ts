@@ -47,6 +47,7 @@ describe('GET /api/models/status and GET /api/vram', () => {
       'vram',
       'hosts',
       'last_reload_error',
+      'reload_warnings',
       'last_switch_error',
       'memory_policy',
     ]);
@@ -101,6 +102,7 @@ describe('GET /api/models/status and GET /api/vram', () => {
         },
       ],
       last_reload_error: null,
+      reload_warnings: [],
       last_switch_error: null,
       memory_policy: expect.arrayContaining([
         { mode: 'sd15-fast', keep_alive: -1, keep_alive_ms: null, pinned: false, resident: 'device', expires_at: null },

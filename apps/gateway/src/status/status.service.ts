@@ -71,6 +71,7 @@ export class StatusService {
       last_reload_error: failure
         ? { at: failure.at, trigger: failure.trigger, source: failure.source, problems: [...failure.problems] }
         : null,
+      reload_warnings: this.modes.reloadWarnings.map(({ path, message }) => ({ path, message })),
       last_switch_error: switchFailure
         ? {
             at: switchFailure.at.toISOString(),

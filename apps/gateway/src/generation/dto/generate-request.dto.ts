@@ -16,7 +16,7 @@ import {
 
 import { IMAGE_SIZE_PATTERN, IsImageSize } from '../../common/image-size.js';
 import { MAX_INFERENCE_STEPS, SCHEDULER_MESSAGE, SCHEDULER_NAMES, type SchedulerName } from '../../common/samplers.js';
-import { IsOmittable } from '../../common/validation-errors.js';
+import { IsOmittable, registerFieldAliases } from '../../common/validation-errors.js';
 import { MODE_NAME, MODE_NAME_PATTERN, MODE_NAME_RULE } from '../../modes/mode-name.js';
 
 /** Far more than any text encoder reads (CLIP takes 77 tokens); bounds what a request can make the server hold. */
@@ -122,3 +122,16 @@ export class GenerateRequestDto {
   @IsBoolean({ message: 'must be true or false' })
   superres?: boolean;
 }
+
+registerFieldAliases(GenerateRequestDto, {
+  steps: 'num_inference_steps',
+  cfg: 'guidance_scale',
+  cfg_scale: 'guidance_scale',
+  guidance: 'guidance_scale',
+  negative: 'negative_prompt',
+  width: 'size ("WIDTHxHEIGHT")',
+  height: 'size ("WIDTHxHEIGHT")',
+  sampler: 'scheduler',
+  sampler_name: 'scheduler',
+  model: 'mode',
+});

@@ -36,4 +36,10 @@ export class SwitchQueuedDto {
     description: 'N counts every job that finishes before the switch: those waiting ahead of it and the running one',
   })
   message!: string;
+
+  @ApiProperty({
+    example: 'f3b0c2de-8a4e-4c43-9a77-0c1d2e3f4a5b',
+    description: 'added: the switch is a job: GET /api/jobs/{id} follows it (the Location header names it too)',
+  })
+  id!: string;
 }

@@ -2,7 +2,8 @@ import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
 
 /** The reply of GET /api/models, snake_case like the rest of the API. */
 
-export const MODEL_KINDS = ['checkpoint', 'lora', 'upscaler', 'unknown'] as const;
+/** `config`: a diffusers config folder without weights (what a mode's `config` names), not something to load. */
+export const MODEL_KINDS = ['checkpoint', 'config', 'lora', 'upscaler', 'unknown'] as const;
 export type ModelKind = (typeof MODEL_KINDS)[number];
 
 export const RESIDENT_LOCATIONS = ['device', 'ram'] as const;

@@ -134,6 +134,14 @@ export class ReloadErrorDto {
   problems!: string[];
 }
 
+export class ReloadWarningDto {
+  @ApiProperty({ example: 'modes.portraits.model', description: 'the YAML path of the field' })
+  path!: string;
+
+  @ApiProperty({ example: 'file not found: /models/sdxl/portrait.safetensors' })
+  message!: string;
+}
+
 export class SwitchErrorDto {
   @ApiProperty({ example: '2026-01-01T12:00:00.000Z' })
   at!: string;
@@ -203,6 +211,14 @@ export class ModelsStatusDto {
     description: 'added: the last failed reload of modes.yaml, until a good file is loaded; null when none',
   })
   last_reload_error!: ReloadErrorDto | null;
+
+  @ApiPropertyOptional({
+    type: [ReloadWarningDto],
+    description:
+      'added: what the running modes.yaml names that is not on disk (a missing model file), from the start or the ' +
+      'last reload, while it still holds; a request for such a mode answers 409 model_file_missing',
+  })
+  reload_warnings!: ReloadWarningDto[];
 
   @ApiPropertyOptional({
     type: SwitchErrorDto,
