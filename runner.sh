@@ -12,10 +12,78 @@ VENV=sidecar/.venv
 PY=$VENV/bin/python
 GATEWAY_MAIN=dist/apps/gateway/main.js
 GRPCURL_VERSION=v1.9.4
+# The Node the project is built, tested and shipped on (docker/gateway.Dockerfile: node:24-slim). A system Node
+# that satisfies package.json's engines is used as it is; otherwise this one is installed into .node/.
+PRIVATE_NODE_VERSION=24.22.3
+# The registry's node-linux-* packages carry only the binary: add the npm that Node's own build of that version
+# bundles (its CHANGELOG says which), so npm is the one Node 24 is tested with, whatever npm the system has.
+PRIVATE_NPM_VERSION=11.19.1
+PRIVATE_NODE=.node
 
 say() { printf '[runner] %s\n' "$*" >&2; }
 
 stamp_of() { cat "$@" | sha256sum | cut -d' ' -f1; }
+
+# Exit status 0 when `node` on PATH satisfies package.json's engines.node. Written for any old Node, and reading
+# only the two range forms package.json uses (^X.Y.Z, >=X.Y.Z, joined by ||), so it needs no semver package.
+node_fits_engines() {
+  command -v node >/dev/null && node -e '
+    var range = require("./package.json").engines.node;
+    var v = process.versions.node.split(".").map(Number);
+    function atLeast(min) { return v[0] - min[0] || v[1] - min[1] || v[2] - min[2]; }
+    process.exit(range.split("||").some(function (term) {
+      var m = term.trim().match(/^(\^|>=)(\d+)\.(\d+)\.(\d+)$/);
+      if (!m) { console.error("[runner] cannot read engines.node term: " + term); process.exit(2); }
+      var min = m.slice(2).map(Number);
+      return atLeast(min) >= 0 && (m[1] === ">=" || v[0] === min[0]);
+    }) ? 0 : 1);'
+}
+
+engines_node() { sed -n 's/^ *"node": *"\(.*\)".*/\1/p' package.json | head -n1; }
+
+# npm pack fetches through the user's npm config (registry, proxy) and checks the registry's integrity hash.
+unpack_npm_package() {
+  local spec=$1 dest=$2 tmp
+  tmp=$(mktemp -d)
+  (cd "$tmp" && npm pack --silent "$spec" >/dev/null)
+  mkdir -p "$dest"
+  tar -xzf "$tmp"/*.tgz -C "$dest" --strip-components=1
+  rm -rf "$tmp"
+}
+
+install_private_node() {
+  local arch
+  case "$(uname -s)-$(uname -m)" in
+    Linux-x86_64) arch=x64 ;;
+    Linux-aarch64 | Linux-arm64) arch=arm64 ;;
+    *) say "no private Node for $(uname -s) $(uname -m): install Node $PRIVATE_NODE_VERSION yourself"; exit 1 ;;
+  esac
+  command -v npm >/dev/null ||
+    { say "Node.js $PRIVATE_NODE_VERSION is needed, and npm to fetch it: install either, then run me again"; exit 1; }
+  # Built aside and moved in whole, so an interrupted download never leaves a half Node that looks installed.
+  local tmp=$PRIVATE_NODE.partial
+  rm -rf "$tmp"
+  # bin/node, plus include/ (headers for native add-ons) and share/ (man page), as in Node's own tarball.
+  unpack_npm_package "node-linux-$arch@$PRIVATE_NODE_VERSION" "$tmp"
+  unpack_npm_package "npm@$PRIVATE_NPM_VERSION" "$tmp/lib/node_modules/npm"
+  # The layout of Node's official tarball: npm finds its global prefix from node's path.
+  ln -s ../lib/node_modules/npm/bin/npm-cli.js "$tmp/bin/npm"
+  ln -s ../lib/node_modules/npm/bin/npx-cli.js "$tmp/bin/npx"
+  rm -rf "$PRIVATE_NODE"
+  mv "$tmp" "$PRIVATE_NODE"
+}
+
+# Puts a Node that satisfies package.json's engines first on PATH, for npm, the build, the server and every
+# process the tests and benches start (they run `node` from PATH or their own process.execPath).
+use_node() {
+  if [ -x "$PRIVATE_NODE/bin/node" ] && [ "$("$PRIVATE_NODE/bin/node" --version)" = "v$PRIVATE_NODE_VERSION" ]; then
+    export PATH=$ROOT/$PRIVATE_NODE/bin:$PATH
+  elif ! node_fits_engines; then
+    say "system Node $(node --version 2>/dev/null || echo '(none)') does not meet package.json's engines ($(engines_node)): installing Node v$PRIVATE_NODE_VERSION for this project in $PRIVATE_NODE/ (a 55 MB download, once)"
+    install_private_node
+    export PATH=$ROOT/$PRIVATE_NODE/bin:$PATH
+  fi
+}
 
 setup_node() {
   local want
@@ -62,6 +130,7 @@ build_gateway() {
 }
 
 setup() {
+  use_node
   setup_node
   setup_python
 }

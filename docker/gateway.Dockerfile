@@ -1,4 +1,4 @@
-FROM node:20-slim AS build
+FROM node:24-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json nest-cli.json tsconfig*.json ./
 COPY apps/gateway/package.json apps/gateway/package.json
@@ -7,7 +7,7 @@ COPY proto proto
 COPY apps apps
 RUN npm run build && npm prune --omit=dev
 
-FROM node:20-slim
+FROM node:24-slim
 WORKDIR /app
 ENV NODE_ENV=production
 COPY --from=build /app/node_modules node_modules
