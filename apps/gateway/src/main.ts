@@ -7,6 +7,7 @@ import { NestFactory } from '@nestjs/core';
 import type { NestExpressApplication } from '@nestjs/platform-express';
 
 import { AppModule } from './app.module.js';
+import { useHostCheck } from './auth/host-check.js';
 import { loadConfig } from './config/app-config.js';
 import { GatewayLogger } from './logging/gateway-logger.js';
 import { HostsService } from './model-host/hosts.service.js';
@@ -26,6 +27,8 @@ async function bootstrap(): Promise<void> {
   }));
   app.useLogger(app.get(GatewayLogger));
   app.disable('x-powered-by');
+  // First of all handlers: a Host this server does not answer to gets nothing else (DNS rebinding).
+  useHostCheck(app);
   if (config.corsOrigins.length > 0) {
     app.enableCors({
       origin: [...config.corsOrigins],

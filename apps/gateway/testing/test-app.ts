@@ -6,6 +6,7 @@ import type { INestApplication } from '@nestjs/common';
 import { Test } from '@nestjs/testing';
 
 import { AppModule } from '../src/app.module.js';
+import { useHostCheck } from '../src/auth/host-check.js';
 import { loadConfig } from '../src/config/app-config.js';
 import { ModelFilesProbe } from '../src/modes/model-files.probe.js';
 import { ModelHostFactory } from '../src/model-host/model-host.factory.js';
@@ -79,6 +80,7 @@ export async function createTestApp(
     .useValue(files)
     .compile();
   const app = moduleRef.createNestApplication({ logger: false });
+  useHostCheck(app);
   setup?.(app);
   await app.init();
   return {

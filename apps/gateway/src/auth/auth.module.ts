@@ -3,21 +3,38 @@ import { Global, Inject, Logger, Module, type OnApplicationBootstrap } from '@ne
 import { APP_CONFIG, type AppConfig } from '../config/app-config.js';
 import { ApiKeyGuard } from './api-key.guard.js';
 import { ApiKeys } from './api-keys.js';
+import { HostCheck } from './host-check.js';
 
 @Global()
 @Module({
   providers: [
     { provide: ApiKeys, inject: [APP_CONFIG], useFactory: (config: AppConfig) => new ApiKeys(config.auth) },
+    {
+      provide: HostCheck,
+      inject: [APP_CONFIG],
+      useFactory: (config: AppConfig) => new HostCheck({ listenHost: config.host, allowedHosts: config.allowedHosts }),
+    },
     ApiKeyGuard,
   ],
-  exports: [ApiKeys, ApiKeyGuard],
+  exports: [ApiKeys, ApiKeyGuard, HostCheck],
 })
 export class AuthModule implements OnApplicationBootstrap {
-  constructor(@Inject(ApiKeys) private readonly keys: ApiKeys) {}
+  constructor(
+    @Inject(ApiKeys) private readonly keys: ApiKeys,
+    @Inject(HostCheck) private readonly hosts: HostCheck,
+  ) {}
 
   onApplicationBootstrap(): void {
+    const logger = new Logger('Auth');
     if (this.keys.open) {
-      new Logger('Auth').warn('API_KEY is not set: every endpoint is open to anyone who can reach this port');
+      logger.warn('API_KEY is not set: every endpoint is open to anyone who can reach this port');
+      if (this.hosts.unchecked) {
+        // Without a key, the Host check is what keeps a rebinding page out; with it off, nothing does.
+        logger.warn(
+          'ALLOWED_HOSTS is not set on a non-loopback HOST: any web page whose domain resolves to this machine ' +
+            '(DNS rebinding) can use the API; set ALLOWED_HOSTS to the names clients use, or API_KEY',
+        );
+      }
     }
   }
 }

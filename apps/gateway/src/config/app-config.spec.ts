@@ -29,6 +29,7 @@ describe('loadConfig', () => {
       shutdownGraceMs: 30_000,
       modesWatchPollMs: 0,
       auth: { apiKeys: [], adminApiKeys: [], metricsPublic: false },
+      allowedHosts: [],
       corsOrigins: [],
       logLevel: 'info',
       jobRetentionMs: 3_600_000,
@@ -72,6 +73,7 @@ describe('loadConfig', () => {
         ADMIN_API_KEY: 'adm',
         METRICS_PUBLIC: '1',
         CORS_ORIGINS: 'https://app.example.com,http://localhost:3000',
+        ALLOWED_HOSTS: 'images.lan, [fd00::1] ,10.0.0.7',
         LOG_LEVEL: 'DEBUG',
         JOB_RETENTION_MS: '1000',
         JOB_RETENTION_MAX: '5',
@@ -111,6 +113,7 @@ describe('loadConfig', () => {
       shutdownGraceMs: 6000,
       modesWatchPollMs: 2000,
       auth: { apiKeys: ['k1', 'k2'], adminApiKeys: ['adm'], metricsPublic: true },
+      allowedHosts: ['images.lan', '[fd00::1]', '10.0.0.7'],
       corsOrigins: ['https://app.example.com', 'http://localhost:3000'],
       logLevel: 'debug',
       jobRetentionMs: 1000,
@@ -216,6 +219,16 @@ describe('loadConfig', () => {
         "MODES_FILE_MAX_BYTES must be an integer from 1 to 1073741824, got '0'; " +
         "MODES_FILE_MAX_NODES must be an integer from 1 to 100000000, got 'many'",
     );
+  });
+});
+
+describe('loadConfig: ALLOWED_HOSTS', () => {
+  it('takes names, addresses and *, and refuses a port, a scheme or a path', () => {
+    expect(loadConfig({ ALLOWED_HOSTS: '*' }).allowedHosts).toEqual(['*']);
+    for (const bad of ['images.lan:80', 'http://images.lan', 'images.lan/x', 'a b'])
+      expect(() => loadConfig({ ALLOWED_HOSTS: bad })).toThrow(
+        `ALLOWED_HOSTS must list host names or addresses without a port (or *), got '${bad}'`,
+      );
   });
 });
 

@@ -76,6 +76,11 @@ export interface AppConfig {
   readonly shutdownGraceMs: number;
   /** API_KEY, ADMIN_API_KEY (comma-separated lists) and METRICS_PUBLIC. */
   readonly auth: ApiKeySettings;
+  /**
+   * ALLOWED_HOSTS: the Host names served besides the loopback ones (`*`: any); empty on a non-loopback HOST: any
+   * (auth/host-check.ts).
+   */
+  readonly allowedHosts: readonly string[];
   /** CORS_ORIGINS: the origins browsers may call from; empty: CORS stays off. */
   readonly corsOrigins: readonly string[];
   /**
@@ -160,6 +165,13 @@ export function loadConfig(env: Env, cwd: string = process.cwd()): AppConfig {
     }
   }
 
+  const allowedHosts = list('ALLOWED_HOSTS');
+  for (const name of allowedHosts) {
+    if (name !== '*' && !/^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)$/.test(name)) {
+      problems.push(`ALLOWED_HOSTS must list host names or addresses without a port (or *), got '${name}'`);
+    }
+  }
+
   const publicUrl = text('PUBLIC_URL');
   if (publicUrl !== undefined && !isPublicUrl(publicUrl)) {
     problems.push(`PUBLIC_URL must be an http(s) URL without query, fragment or credentials, got '${publicUrl}'`);
@@ -241,6 +253,7 @@ export function loadConfig(env: Env, cwd: string = process.cwd()): AppConfig {
       adminApiKeys: list('ADMIN_API_KEY'),
       metricsPublic: flag('METRICS_PUBLIC', false),
     },
+    allowedHosts,
     corsOrigins,
     publicUrl: publicUrl?.replace(/\/+$/, ''),
     logLevel: (LOG_LEVELS as readonly string[]).includes(logLevel) ? (logLevel as LogLevel) : 'info',

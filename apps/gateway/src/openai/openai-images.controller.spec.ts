@@ -23,7 +23,7 @@ describe('POST /v1/images/generations', () => {
   let server: Server;
 
   beforeEach(async () => {
-    t = await createTestApp();
+    t = await createTestApp({ ALLOWED_HOSTS: 'gen.example' });
     server = t.app.getHttpServer() as Server;
   });
 
@@ -132,20 +132,36 @@ describe('POST /v1/images/generations', () => {
     expect(png.body).toEqual(Buffer.from('png:p'));
   });
 
-  it('refuses response_format url when the Host header cannot make a URL', async () => {
+  it('never builds a URL on a Host it does not answer to', async () => {
     const response = await request(server)
       .post(GENERATIONS)
-      .set('Host', 'bad host/')
+      .set('Host', 'rebind.attacker.example:8080')
       .send({ prompt: 'p', response_format: 'url' })
-      .expect(400);
-    expect(response.body).toEqual(
-      openAiError(
-        'response_format: url needs a valid Host header to build the image URLs from (or the server needs PUBLIC_URL)',
-        'response_format',
-        'invalid_request',
-      ),
-    );
+      .expect(403);
+    expect((response.body as { error: { code: string } }).error.code).toBe('forbidden');
     expect(t.modelHost.generations).toEqual([]);
+  });
+
+  it('refuses response_format url without PUBLIC_URL when the server answers to any Host', async () => {
+    const open = await createTestApp({ HOST: '0.0.0.0' });
+    try {
+      const response = await request(open.app.getHttpServer() as Server)
+        .post(GENERATIONS)
+        .set('Host', 'anything.example')
+        .send({ prompt: 'p', response_format: 'url' })
+        .expect(400);
+      expect(response.body).toEqual(
+        openAiError(
+          'response_format: url needs PUBLIC_URL (or ALLOWED_HOSTS naming the Host clients use): this server ' +
+            'answers to any Host, so it builds no URL from one',
+          'response_format',
+          'invalid_request',
+        ),
+      );
+      expect(open.modelHost.generations).toEqual([]);
+    } finally {
+      await open.close();
+    }
   });
 
   it.each([
@@ -300,7 +316,7 @@ describe('/v1 with API_KEY set', () => {
     const response = await request(server)
       .post(GENERATIONS)
       .set('Authorization', 'Bearer k-one')
-      .set('Host', 'ignored.example')
+      .set('Host', 'localhost:4200')
       .send({ prompt: 'x', response_format: 'url' })
       .expect(200);
     const { url } = (response.body as ImagesResponseDto).data[0];

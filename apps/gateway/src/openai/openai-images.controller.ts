@@ -12,6 +12,7 @@ import {
 } from '@nestjs/swagger';
 import type { Request, Response } from 'express';
 
+import { HostCheck } from '../auth/host-check.js';
 import { APP_CONFIG, type AppConfig } from '../config/app-config.js';
 import { ImageGenerationRequestDto } from './dto/image-generation-request.dto.js';
 import { ImagesResponseDto } from './dto/images-response.dto.js';
@@ -24,6 +25,7 @@ export class OpenAiImagesController {
   constructor(
     @Inject(APP_CONFIG) private readonly config: AppConfig,
     private readonly images: OpenAiImagesService,
+    @Inject(HostCheck) private readonly hosts: HostCheck,
   ) {}
 
   @Post('generations')
@@ -44,7 +46,7 @@ export class OpenAiImagesController {
     @Res({ passthrough: true }) response: Response,
   ): Promise<ImagesResponseDto> {
     // Checked before any job is queued: a URL that cannot be built fails the request while it costs nothing.
-    const base = body.response_format === 'url' ? publicBaseUrl(request, this.config.publicUrl) : undefined;
+    const base = body.response_format === 'url' ? publicBaseUrl(request, this.config.publicUrl, this.hosts) : undefined;
     const imageUrl = (jobId: string): string => `${base}/api/jobs/${encodeURIComponent(jobId)}/image`;
     return this.images.generate(body, imageUrl, abortedOnDisconnect(response));
   }
