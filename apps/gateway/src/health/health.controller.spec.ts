@@ -86,13 +86,20 @@ describe('GET /health and GET /ready', () => {
   });
 
   it('stay not ready, saying why, when the default mode cannot be loaded, until a reload loads it', async () => {
-    t.modelHost.failLoad = new ModelLoadError('sdxl-general', 'model file not found');
+    t.modelHost.failLoad = new ModelLoadError(
+      'sdxl-general',
+      'model file not found: /srv/models/sdxl/base.safetensors',
+    );
     modelHostReady();
     // Once the failed load is recorded the startup is over: the 503 below is its outcome, not the initial state.
     await waitFor(() => t.app.get(WorkerPool).lastSwitchError, { what: 'the default mode load to fail' });
     expect(t.modelHost.calls).toEqual(['load sdxl-general']);
     await eventually(async () => {
-      await get('/ready').expect(503, startFailed("Mode 'sdxl-general' could not be loaded: model file not found"));
+      // /ready is public: the file's name, not the folders it lives in.
+      await get('/ready').expect(
+        503,
+        startFailed("Mode 'sdxl-general' could not be loaded: model file not found: …/base.safetensors"),
+      );
     });
 
     // The user fixes the cause; the reload tries the default mode again, in the queue, and it loads.

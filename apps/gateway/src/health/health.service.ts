@@ -1,6 +1,7 @@
 import { Injectable } from '@nestjs/common';
 
 import { NotReadyError } from '../errors/domain.errors.js';
+import { withoutAbsolutePaths } from '../logging/redact.js';
 import { ModesService } from '../modes/modes.service.js';
 import { HostsService } from '../model-host/hosts.service.js';
 import { StatusService } from '../status/status.service.js';
@@ -44,8 +45,9 @@ export class HealthService {
         const failure = connection.startupFailure;
         const mode = this.modes.config.defaultMode;
         if (failure === undefined) throw new NotReadyError(`the default mode '${mode}' is not loaded yet`);
+        // /ready is public: it says what failed, not where the files are (the log and status have the full text).
         throw new NotReadyError(
-          `the start failed (${failure}); ready once a mode loads: a reload of modes.yaml tries '${mode}' again`,
+          `the start failed (${withoutAbsolutePaths(failure)}); ready once a mode loads: a reload of modes.yaml tries '${mode}' again`,
         );
       }
       case 'serving':

@@ -10,6 +10,7 @@ import { EventBus } from '../events/event-bus.js';
 import { EventsModule } from '../events/events.module.js';
 import { GatewayLogger } from './gateway-logger.js';
 import { JobLogService } from './job-log.service.js';
+import { REDACTED, redactUrl } from './redact.js';
 import { requestId } from './request-id.js';
 
 /** Probes poll these every few seconds: a line each would drown the log. */
@@ -43,13 +44,16 @@ const pathOf = (request: IncomingMessage): string => request.url?.split('?')[0] 
             return request.method === 'GET' && POLLED_PATHS.has(pathOf(request)) ? 'debug' : 'info';
           },
           // A completion line says what a person scanning the log needs: no headers (they are long, and carry
-          // cookies and keys).
+          // cookies and keys), and the URL without the value of any key-like query parameter.
           serializers: {
-            req: (request: IncomingMessage) => ({ method: request.method, url: request.url }),
+            req: (request: IncomingMessage) => ({ method: request.method, url: redactUrl(request.url) }),
             res: (response: ServerResponse) => ({ statusCode: response.statusCode }),
           },
           // API keys must never reach a log, whatever logs a request in full.
-          redact: { paths: ['req.headers.authorization', 'req.headers["x-api-key"]'], censor: '[redacted]' },
+          redact: {
+            paths: ['req.headers.authorization', 'req.headers["x-api-key"]', 'req.headers.cookie', 'req.query'],
+            censor: REDACTED,
+          },
           ...(process.stdout.isTTY && {
             transport: { target: 'pino-pretty', options: { singleLine: true, translateTime: 'SYS:HH:MM:ss.l' } },
           }),

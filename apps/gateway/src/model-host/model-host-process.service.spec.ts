@@ -3,7 +3,7 @@ import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-import { parseModelHostLine } from './model-host-process.service.js';
+import { modelHostEnv, parseModelHostLine } from './model-host-process.service.js';
 import { removeStaleSocketDirs } from './stale-socket-dirs.js';
 
 describe('removeStaleSocketDirs', () => {
@@ -52,5 +52,13 @@ describe('parseModelHostLine', () => {
   it('says a line is no record when it is not one (a traceback line, a raw print)', () => {
     expect(parseModelHostLine('Traceback (most recent call last):')).toBeUndefined();
     expect(parseModelHostLine('  File "x.py", line 3, in <module>')).toBeUndefined();
+  });
+});
+
+describe('modelHostEnv', () => {
+  it("is the gateway's environment less its keys", () => {
+    const env = { PATH: '/bin', API_KEY: 'k', ADMIN_API_KEY: 'a', MODEL_ROOTS: '/m', HF_HUB_OFFLINE: '1' };
+    expect(modelHostEnv(env)).toEqual({ PATH: '/bin', MODEL_ROOTS: '/m', HF_HUB_OFFLINE: '1' });
+    expect(env.API_KEY).toBe('k');
   });
 });

@@ -104,7 +104,11 @@ export class ModelHostProcessService implements ModelHostProcess {
     args.push('--grace', String(this.config.shutdownGraceMs / 1000));
     if (this.spec.device !== undefined) args.push('--device', this.spec.device);
     this.logger.log(`starting the model host: ${python} ${args.join(' ')}`);
-    const child = spawn(python, args, { cwd: process.cwd(), env: process.env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(python, args, {
+      cwd: process.cwd(),
+      env: modelHostEnv(process.env),
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     this.child = child;
     if (child.pid !== undefined) this.logger.log(`model host started (pid ${child.pid})`);
     this.exited = new Promise<Exit>((resolve) => {
@@ -193,4 +197,14 @@ export class ModelHostProcessService implements ModelHostProcess {
 function describe(exit: Exit): string {
   if (exit.error) return `could not be started (${exit.error.message})`;
   return exit.signal ? `was killed by ${exit.signal}` : `exited with code ${exit.code}`;
+}
+
+/** The gateway's own secrets: the model host needs none of them, and a child's environment is readable in /proc. */
+const GATEWAY_SECRETS = ['API_KEY', 'ADMIN_API_KEY'];
+
+/** The model host's environment: the gateway's, less its keys. */
+export function modelHostEnv(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  const copy = { ...env };
+  for (const name of GATEWAY_SECRETS) delete copy[name];
+  return copy;
 }
