@@ -52,6 +52,26 @@ describe('request bodies', () => {
   });
 
   it.each([
+    'text/plain',
+    'text/plain;charset=UTF-8',
+    'application/x-www-form-urlencoded',
+    'Multipart/Form-Data; boundary=x',
+  ])(
+    'answers 415 to an empty POST with the cross-site Content-Type %s, on a route with a body or without',
+    async (type) => {
+      for (const path of ['/api/modes/reload', '/generate', '/api/models/unload']) {
+        const refused = await request(server).post(path).set('Content-Type', type).expect(415);
+        expect(refused.body).toEqual({
+          error: 'unsupported_media_type',
+          message: `POST ${path} refuses Content-Type '${type}', even with an empty body: send application/json, or no Content-Type`,
+          statusCode: 415,
+        });
+      }
+      expect(t.modelHost.calls.filter((call) => !call.startsWith('load sdxl-general'))).toEqual([]);
+    },
+  );
+
+  it.each([
     ['application/json', '{}'],
     ['text/plain', 'reload'],
     ['application/x-www-form-urlencoded', 'a=b'],

@@ -22,8 +22,19 @@ export class RequestBodyGuard implements CanActivate {
   canActivate(context: ExecutionContext): boolean {
     if (context.getType() !== 'http') return true;
     const request = context.switchToHttp().getRequest<Request>();
-    if (!hasContent(request)) return true;
     const route = `${request.method} ${request.path}`;
+    if (!hasContent(request)) {
+      // A browser sends a form's or text/plain's content type cross-site without asking first (no CORS preflight):
+      // a page elsewhere could post to a bodiless route with an empty body. JSON always needs the preflight.
+      // (request.is() answers null without a body: the header itself is read.)
+      const type = (request.get('content-type') ?? '').slice(0, 100);
+      if (!SAFE_METHODS.has(request.method) && SIMPLE_TYPES.has(mediaType(type))) {
+        throw new UnsupportedMediaTypeError(
+          `${route} refuses Content-Type '${type}', even with an empty body: send application/json, or no Content-Type`,
+        );
+      }
+      return true;
+    }
     if (!takesBody(context)) throw new UnsupportedMediaTypeError(`${route} takes no body`);
     if (request.is('application/json') !== 'application/json') {
       const type = (request.get('content-type') || 'none').slice(0, 100);
@@ -33,6 +44,14 @@ export class RequestBodyGuard implements CanActivate {
     if (problem) throw new InvalidRequestError([describeProblem(problem)]);
     return true;
   }
+}
+
+const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
+/** The content types of an HTML form and of a "simple" fetch: what a cross-site page may post without a preflight. */
+const SIMPLE_TYPES = new Set(['application/x-www-form-urlencoded', 'multipart/form-data', 'text/plain']);
+
+function mediaType(contentType: string): string {
+  return (contentType.split(';')[0] ?? '').trim().toLowerCase();
 }
 
 /** A body is there when its length is announced and not zero, or it comes in chunks. */

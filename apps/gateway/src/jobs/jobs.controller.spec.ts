@@ -144,6 +144,10 @@ describe('the job API', () => {
       expect(body(await request(server).get(`/api/jobs/${unknown}${path}`).expect(404)).error).toBe('job_not_found');
     }
     await request(server).delete(`/api/jobs/${unknown}`).expect(404);
+    for (const limit of ['1e2', '0x10', '0b11', '2.0', '']) {
+      const loose = await request(server).get(`/api/jobs?limit=${limit}`).expect(400);
+      expect(body(loose).message).toContain('limit: must be an integer');
+    }
     const bad = await request(server).get('/api/jobs?limit=1000&state=done').expect(400);
     expect(body(bad).message).toContain('limit: must be at most 100');
     expect(body(bad).message).toContain('state: must be one of');

@@ -206,6 +206,10 @@ describe('parseModesConfig', () => {
       ['keep_alive: 5m', 300_000],
       ['keep_alive: 1h30m', 5_400_000],
       ['keep_alive: 500ms', 500],
+      ['keep_alive: 1m30s', 90_000],
+      ['keep_alive: 1d2h3m4s5ms', 93_784_005],
+      ['keep_alive: 24d', 2_073_600_000],
+      ['keep_alive: 2073600', 2_073_600_000],
       ['keep_alive: -1', undefined],
       ['keep_alive: "-1"', undefined],
     ])('reads %s as %s ms', (line, ms) => {
@@ -217,6 +221,12 @@ describe('parseModesConfig', () => {
       ['keep_alive: 5 minutes', 'must be a duration like "30s"'],
       ['keep_alive: true', 'must be a duration like "30s"'],
       ['keep_alive: 30d', 'must be at most 24 days'],
+      ['keep_alive: 2073601', 'must be at most 24 days'],
+      ['keep_alive: 24d1ms', 'must be at most 24 days'],
+      ['keep_alive: 1h1h', 'must be a duration like "30s"'],
+      ['keep_alive: 30m1h', 'must be a duration like "30s"'],
+      ['keep_alive: 1h 30m', 'must be a duration like "30s"'],
+      ['keep_alive: ""', 'must be a duration like "30s"'],
       ['pinned: "yes"', 'must be true or false'],
     ])('refuses %s naming the field', (line, reason) => {
       const field = line.split(':')[0] ?? '';

@@ -1,7 +1,7 @@
 import { ApiPropertyOptional } from '@nestjs/swagger';
-import { Type } from 'class-transformer';
 import { IsIn, IsInt, Max, Min } from 'class-validator';
 
+import { QueryInt } from '../../common/query-int.js';
 import { IsOmittable } from '../../common/validation-errors.js';
 import type { JobState } from '../../queue/job-record.types.js';
 
@@ -21,6 +21,6 @@ export class ListJobsQueryDto {
   @Min(1, { message: 'must be at least 1' })
   @IsInt({ message: 'must be an integer' })
   @IsOmittable()
-  @Type(() => Number)
+  @QueryInt()
   limit?: number;
 }
