@@ -2,6 +2,7 @@ import { join } from 'node:path';
 
 import { demoDir } from './support/demo-models';
 import { Gateway, startGateway } from './support/gateway-process';
+import { waitFor } from './support/wait-for';
 
 interface OpenApiDocument {
   paths: Record<string, Record<string, { security?: unknown[] }>>;
@@ -126,6 +127,43 @@ describe('API keys', () => {
       body: JSON.stringify({ mode: 'no-such-mode' }),
     });
     expect(switched.status).toBe(404);
+  });
+
+  it("lets a plain key neither list nor cancel an admin's queued unload (403); the admin can", async () => {
+    type Listed = { jobs: { id: string; kind: string; state: string }[] };
+    const json = { 'Content-Type': 'application/json' };
+    // A long generation keeps the host busy, so the unload waits in the queue behind it.
+    const long = await fetch(`${gateway.url}/api/jobs`, {
+      method: 'POST',
+      headers: { ...json, 'X-API-Key': KEY },
+      body: JSON.stringify({ prompt: 'busy', num_inference_steps: 1000, size: '64x64' }),
+    });
+    expect(long.status).toBe(202);
+    const busy = ((await long.json()) as { id: string }).id;
+    const jobs = async (key: string): Promise<Listed['jobs']> =>
+      ((await (await call('GET', '/api/jobs', { 'X-API-Key': key })).json()) as Listed).jobs;
+    await waitFor(async () => (await jobs(KEY)).some((job) => job.id === busy && job.state === 'running'), {
+      what: 'the long generation to run',
+      context: () => gateway.logs(),
+    });
+    const unloaded = fetch(`${gateway.url}/api/models/unload`, {
+      method: 'POST',
+      headers: { ...json, 'X-API-Key': ADMIN_KEY },
+      body: JSON.stringify({ all: true }),
+    });
+    const unload = await waitFor(
+      async () => (await jobs(ADMIN_KEY)).find((job) => job.kind === 'custom' && job.state === 'queued'),
+      { what: 'the unload to be queued', context: () => gateway.logs() },
+    );
+
+    expect((await jobs(KEY)).map((job) => job.id)).not.toContain(unload.id);
+    expect((await jobs(OTHER_KEY)).map((job) => job.id)).not.toContain(busy);
+    expect((await call('DELETE', `/api/jobs/${unload.id}`, { 'X-API-Key': KEY })).status).toBe(403);
+    expect((await call('DELETE', `/api/jobs/${busy}`, { 'X-API-Key': OTHER_KEY })).status).toBe(403);
+    const cancelled = await call('DELETE', `/api/jobs/${unload.id}`, { 'X-API-Key': ADMIN_KEY });
+    expect(cancelled.status).toBe(200);
+    expect((await (await unloaded).json()) as object).toMatchObject({ error: 'cancelled' });
+    expect((await call('DELETE', `/api/jobs/${busy}`, { 'X-API-Key': KEY })).status).toBe(200);
   });
 
   it('keeps the OpenAPI document and Swagger UI behind the key', async () => {

@@ -14,6 +14,15 @@ export interface ApiKeySettings {
 }
 
 /**
+ * A request's caller: `id` names the key it came with (the start of its SHA-256, never the key) or `anonymous`;
+ * `admin` says whether it may see and cancel everyone's jobs.
+ */
+export interface Caller {
+  readonly id: string;
+  readonly admin: boolean;
+}
+
+/**
  * Checks the key a request presents. Keys are compared as SHA-256 digests with timingSafeEqual, so neither a key's
  * length nor its first wrong byte shows in the time an answer takes, and every configured key is compared.
  */
@@ -29,6 +38,19 @@ export class ApiKeys {
   /** No key configured at all: the server is open. */
   get open(): boolean {
     return this.keys.length === 0 && this.adminKeys.length === 0;
+  }
+
+  /**
+   * Who is calling, for what they may see of others' work: an admin when the key is an ADMIN_API_KEY key, or when
+   * the admin routes need no more than this caller has (no ADMIN_API_KEY: any valid key; no key at all: anyone).
+   */
+  callerOf(request: Request): Caller {
+    const presented = presentedKeys(request).map(digest);
+    const admin = presented.find((key) => matchesAny(key, this.adminKeys));
+    if (admin) return { id: `admin:${admin.toString('hex').slice(0, 16)}`, admin: true };
+    const key = presented.find((candidate) => matchesAny(candidate, this.keys));
+    const adminRoutesOpen = this.adminKeys.length === 0 && (this.keys.length === 0 || key !== undefined);
+    return { id: key ? `key:${key.toString('hex').slice(0, 16)}` : 'anonymous', admin: adminRoutesOpen };
   }
 
   /** Throws UnauthorizedError or ForbiddenError when the request may not reach a route of this access level. */

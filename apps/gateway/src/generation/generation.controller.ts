@@ -10,6 +10,8 @@ import {
   ApiTags,
   ApiTooManyRequestsResponse,
 } from '@nestjs/swagger';
+import { RequestCaller } from '../auth/api-key.guard.js';
+import type { Caller } from '../auth/api-keys.js';
 import type { Response } from 'express';
 
 import { GenerateRequestDto } from './dto/generate-request.dto.js';
@@ -41,8 +43,12 @@ export class GenerationController {
   @ApiInternalServerErrorResponse({ description: "the mode's files cannot be loaded: the message says which and why" })
   @ApiServiceUnavailableResponse({ description: 'the model host is down, or the device is out of memory' })
   @ApiGatewayTimeoutResponse({ description: 'Mode switch timed out, or the request waited or ran past its limit' })
-  async generate(@Body() body: GenerateRequestDto, @Res() response: Response): Promise<void> {
-    const { mode, seed, image } = await this.generation.generate(body, abortedOnDisconnect(response));
+  async generate(
+    @Body() body: GenerateRequestDto,
+    @Res() response: Response,
+    @RequestCaller() caller: Caller,
+  ): Promise<void> {
+    const { mode, seed, image } = await this.generation.generate(body, abortedOnDisconnect(response), caller.id);
     // The PNG is one buffer already: written in one call. A StreamableFile pipes it through a stream (a few turns
     // of the event loop) and express's send() would hash it for an ETag; both cost more than the write
     // (docs/BENCHMARKS.md, gateway overhead).

@@ -31,8 +31,8 @@ export class GenerationService {
   ) {}
 
   /** Queues one generation; aborting `signal` (the client went away) cancels it, queued or running. */
-  async generate(request: GenerateRequestDto, signal?: AbortSignal): Promise<GenerationResult> {
-    const job = this.toJob(request);
+  async generate(request: GenerateRequestDto, signal?: AbortSignal, owner?: string): Promise<GenerationResult> {
+    const job = this.toJob(request, undefined, owner);
     const handle = this.pool.submitJob(job);
     const cancel = (): void => handle.cancel();
     signal?.addEventListener('abort', cancel, { once: true });
@@ -48,12 +48,12 @@ export class GenerationService {
    * Queues one generation that runs whether or not anybody waits for it: POST /api/jobs. `stepsField`: what the
    * caller's API calls num_inference_steps, for its error messages (`steps` under /v1).
    */
-  submit(request: GenerateRequestDto, stepsField = 'num_inference_steps'): JobHandle<GeneratedImage> {
-    return this.pool.submitJob(this.toJob(request, stepsField));
+  submit(request: GenerateRequestDto, stepsField = 'num_inference_steps', owner?: string): JobHandle<GeneratedImage> {
+    return this.pool.submitJob(this.toJob(request, stepsField, owner));
   }
 
   /** The request with the mode's defaults applied and the seed chosen; 4xx errors for what cannot run. */
-  private toJob(request: GenerateRequestDto, stepsField = 'num_inference_steps'): GenerationJob {
+  private toJob(request: GenerateRequestDto, stepsField = 'num_inference_steps', owner?: string): GenerationJob {
     const mode = request.mode === undefined ? this.modeForUnnamed() : this.modes.getMode(request.mode);
     if (request.superres && !mode.superres) {
       throw new InvalidRequestError([`superres: mode '${mode.name}' has no superres model`]);
@@ -79,7 +79,7 @@ export class GenerationService {
       superres: request.superres ?? false,
       ...(request.scheduler !== undefined && { scheduler: request.scheduler }),
     };
-    return new GenerationJob(mode.name, params);
+    return new GenerationJob(mode.name, params, owner);
   }
 
   /**

@@ -153,3 +153,58 @@ describe('the job API', () => {
     expect(body(bad).message).toContain('state: must be one of');
   });
 });
+
+/** Admin work is admin's (README "API keys"): what a plain key may list and cancel. */
+describe('the job API with API_KEY and ADMIN_API_KEY', () => {
+  let t: TestApp;
+  let server: Server;
+  const as = (key: string) => ({
+    get: (path: string) => request(server).get(path).set('X-API-Key', key),
+    post: (path: string) => request(server).post(path).set('X-API-Key', key),
+    delete: (path: string) => request(server).delete(path).set('X-API-Key', key),
+  });
+  const ids = (response: request.Response): string[] =>
+    (response.body as { jobs: { id: string }[] }).jobs.map((j) => j.id);
+
+  beforeEach(async () => {
+    t = await createTestApp({ API_KEY: 'k-one,k-two', ADMIN_API_KEY: 'k-admin' });
+    server = t.app.getHttpServer() as Server;
+    await waitFor(() => t.modelHost.calls.includes('load sdxl-general'), { what: 'the default mode to load' });
+  });
+
+  afterEach(() => t.close());
+
+  it("lists and cancels an admin's queued unload only with an admin key, and a key's generation only with it", async () => {
+    let release!: () => void;
+    t.modelHost.hold = new Promise<void>((resolve) => (release = resolve));
+    const running = body(await as('k-one').post('/api/jobs').send({ prompt: 'one' }).expect(202)).id as string;
+    await waitFor(() => t.modelHost.generations.length === 1, { what: 'the first generation to run' });
+    const mine = body(await as('k-one').post('/api/jobs').send({ prompt: 'two' }).expect(202)).id as string;
+    const unload = as('k-admin').post('/api/models/unload').send({ all: true });
+    const unloadDone = unload.then((response) => response);
+    const unloadId = await waitFor(
+      async () => ids(await as('k-admin').get('/api/jobs?state=queued')).find((id) => id !== mine),
+      { what: 'the unload to be queued' },
+    );
+
+    expect(ids(await as('k-one').get('/api/jobs').expect(200))).toEqual([mine, running]);
+    expect(ids(await as('k-two').get('/api/jobs').expect(200))).toEqual([]);
+    expect(ids(await as('k-admin').get('/api/jobs').expect(200))).toEqual(
+      expect.arrayContaining([unloadId, mine, running]),
+    );
+
+    const refused = await as('k-one').delete(`/api/jobs/${unloadId}`).expect(403);
+    expect(body(refused)).toEqual({
+      error: 'forbidden',
+      message: `job '${unloadId}' is the server's or an admin's work: only an admin key (ADMIN_API_KEY) may cancel it`,
+      statusCode: 403,
+    });
+    expect(body(await as('k-two').delete(`/api/jobs/${mine}`).expect(403)).message).toContain(
+      'queued with another key',
+    );
+    expect(body(await as('k-one').delete(`/api/jobs/${mine}`).expect(200)).state).toBe('cancelled');
+    expect(body(await as('k-admin').delete(`/api/jobs/${unloadId}`).expect(200)).state).toBe('cancelled');
+    expect((await unloadDone).status).toBe(503);
+    release();
+  });
+});

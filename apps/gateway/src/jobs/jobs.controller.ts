@@ -3,6 +3,7 @@ import {
   ApiAcceptedResponse,
   ApiBadRequestResponse,
   ApiConflictResponse,
+  ApiForbiddenResponse,
   ApiGoneResponse,
   ApiNotFoundResponse,
   ApiOkResponse,
@@ -12,6 +13,8 @@ import {
   ApiTags,
   ApiTooManyRequestsResponse,
 } from '@nestjs/swagger';
+import { RequestCaller } from '../auth/api-key.guard.js';
+import type { Caller } from '../auth/api-keys.js';
 import type { Response } from 'express';
 
 import { GenerateRequestDto } from '../generation/dto/generate-request.dto.js';
@@ -40,18 +43,26 @@ export class JobsController {
   @ApiNotFoundResponse({ description: "Mode 'xyz' not found" })
   @ApiTooManyRequestsResponse({ description: 'the queue is full (QUEUE_MAX); Retry-After says when to retry' })
   @ApiServiceUnavailableResponse({ description: 'the model host is down, or the server is shutting down' })
-  create(@Body() body: GenerateRequestDto, @Res({ passthrough: true }) response: Response): JobRecord {
-    const job = this.jobs.submit(body);
+  create(
+    @Body() body: GenerateRequestDto,
+    @Res({ passthrough: true }) response: Response,
+    @RequestCaller() caller: Caller,
+  ): JobRecord {
+    const job = this.jobs.submit(body, caller);
     response.location(`/api/jobs/${job.id}`);
     return job;
   }
 
   @Get()
-  @ApiOperation({ summary: 'Recent jobs, newest first' })
+  @ApiOperation({
+    summary:
+      'Recent jobs, newest first: all of them to an admin key (or when no ADMIN_API_KEY is set), else the ' +
+      "caller's own",
+  })
   @ApiOkResponse({ type: JobListDto })
   @ApiBadRequestResponse({ description: 'state or limit is invalid' })
-  list(@Query() query: ListJobsQueryDto): { jobs: JobRecord[] } {
-    return { jobs: this.jobs.list(query.state, query.limit) };
+  list(@Query() query: ListJobsQueryDto, @RequestCaller() caller: Caller): { jobs: JobRecord[] } {
+    return { jobs: this.jobs.list(query.state, query.limit, caller) };
   }
 
   @Get(':id')
@@ -121,7 +132,8 @@ export class JobsController {
   @ApiOkResponse({ type: JobDto, description: 'the job as it is now (a running one is still `running`)' })
   @ApiNotFoundResponse({ description: NOT_FOUND })
   @ApiConflictResponse({ description: 'the job has already ended' })
-  cancel(@Param('id') id: string): JobRecord {
-    return this.jobs.cancel(id);
+  @ApiForbiddenResponse({ description: "another key's job, or the server's or an admin's work, to a plain key" })
+  cancel(@Param('id') id: string, @RequestCaller() caller: Caller): JobRecord {
+    return this.jobs.cancel(id, caller);
   }
 }

@@ -1,6 +1,7 @@
 import { Inject, Injectable } from '@nestjs/common';
 import type { Response } from 'express';
 
+import type { Caller } from '../auth/api-keys.js';
 import { APP_CONFIG, type AppConfig } from '../config/app-config.js';
 import { EventBus } from '../events/event-bus.js';
 import type { JobBusEvent } from '../events/event.types.js';
@@ -19,6 +20,7 @@ import {
 import { JobStore } from '../queue/job.store.js';
 import { WorkerPool } from '../queue/worker-pool.service.js';
 import { JOB_PAGE_DEFAULT } from './dto/list-jobs.query.dto.js';
+import { mayTouch, requireMayTouch } from './job-access.js';
 
 /** The job API over the pool and its store: records with their live positions, the image, cancel, the event stream. */
 @Injectable()
@@ -33,8 +35,8 @@ export class JobsService {
   ) {}
 
   /** Queues a generation that runs whether or not its poster stays connected. */
-  submit(request: GenerateRequestDto): JobRecord {
-    return this.get(this.generation.submit(request).id);
+  submit(request: GenerateRequestDto, caller: Caller): JobRecord {
+    return this.get(this.generation.submit(request, undefined, caller.id).id);
   }
 
   get(id: string): JobRecord {
@@ -44,9 +46,13 @@ export class JobsService {
     return toJobRecord(job, job.state === 'queued' ? (this.pool.positions().get(job.id) ?? null) : null);
   }
 
-  list(state: JobState | undefined, limit = JOB_PAGE_DEFAULT): JobRecord[] {
+  /** Newest first; only what `caller` may see (jobs/job-access.ts). */
+  list(state: JobState | undefined, limit = JOB_PAGE_DEFAULT, caller: Caller): JobRecord[] {
     const positions = this.pool.positions();
-    return this.store.list({ ...(state && { state }), limit }).map((job) => render(job, positions));
+    const visible = caller.admin ? undefined : (job: JobSnapshot): boolean => mayTouch(job, caller);
+    return this.store
+      .list({ ...(state && { state }), limit, ...(visible && { visible }) })
+      .map((job) => render(job, positions));
   }
 
   image(id: string): JobImage {
@@ -68,7 +74,9 @@ export class JobsService {
   }
 
   /** A queued job ends `cancelled` at once; a running one at its next denoising step. */
-  cancel(id: string): JobRecord {
+  cancel(id: string, caller: Caller): JobRecord {
+    const job = this.store.snapshot(id);
+    if (job) requireMayTouch(job, caller);
     const record = this.get(id);
     if (FINAL_STATES.includes(record.state)) {
       throw new JobStateConflictError(`job '${id}' already ended ${record.state}`);

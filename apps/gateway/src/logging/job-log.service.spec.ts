@@ -18,6 +18,7 @@ const record = (extra: Partial<JobSnapshot>): JobSnapshot => ({
   switch: null,
   error: null,
   host: null,
+  owner: null,
   ...extra,
 });
 

@@ -12,6 +12,8 @@ import {
 } from '@nestjs/swagger';
 import type { Request, Response } from 'express';
 
+import { RequestCaller } from '../auth/api-key.guard.js';
+import type { Caller } from '../auth/api-keys.js';
 import { HostCheck } from '../auth/host-check.js';
 import { APP_CONFIG, type AppConfig } from '../config/app-config.js';
 import { ImageGenerationRequestDto } from './dto/image-generation-request.dto.js';
@@ -44,11 +46,12 @@ export class OpenAiImagesController {
     @Body() body: ImageGenerationRequestDto,
     @Req() request: Request,
     @Res({ passthrough: true }) response: Response,
+    @RequestCaller() caller: Caller,
   ): Promise<ImagesResponseDto> {
     // Checked before any job is queued: a URL that cannot be built fails the request while it costs nothing.
     const base = body.response_format === 'url' ? publicBaseUrl(request, this.config.publicUrl, this.hosts) : undefined;
     const imageUrl = (jobId: string): string => `${base}/api/jobs/${encodeURIComponent(jobId)}/image`;
-    return this.images.generate(body, imageUrl, abortedOnDisconnect(response));
+    return this.images.generate(body, imageUrl, abortedOnDisconnect(response), caller.id);
   }
 }
 

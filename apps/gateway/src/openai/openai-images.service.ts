@@ -34,6 +34,7 @@ export class OpenAiImagesService {
     request: ImageGenerationRequestDto,
     imageUrl: (jobId: string) => string,
     signal?: AbortSignal,
+    owner?: string,
   ): Promise<ImagesResponseDto> {
     const seeds = this.seeds(request.n ?? 1, request.seed ?? undefined);
     const template = this.toGenerateRequest(request);
@@ -41,7 +42,7 @@ export class OpenAiImagesService {
     const cancelAll = (): void => handles.forEach((handle) => handle.cancel());
     try {
       // All or none: a full queue at the k-th image drops the k - 1 already queued.
-      for (const seed of seeds) handles.push(this.generation.submit({ ...template, seed }, 'steps'));
+      for (const seed of seeds) handles.push(this.generation.submit({ ...template, seed }, 'steps', owner));
     } catch (error) {
       cancelAll();
       throw error;

@@ -59,6 +59,11 @@ export interface JobSnapshot {
   readonly switch: JobSwitch | null;
   readonly error: ErrorBody | null;
   readonly host: string | null;
+  /**
+   * Who queued it, set at creation: a caller's id (auth/caller.ts) for a generation a request made; null for the
+   * server's and the admin routes' work (switches, unloads, keep-alive expiries). Not shown in the API.
+   */
+  readonly owner: string | null;
 }
 
 /** The JobRecord of a snapshot; `position` is the queued job's place now (null otherwise). */

@@ -36,6 +36,8 @@ export type ImageLookup =
 export interface JobListQuery {
   readonly state?: JobState;
   readonly limit: number;
+  /** Only the jobs this says yes to (before the limit counts). */
+  readonly visible?: (job: JobSnapshot) => boolean;
 }
 
 /**
@@ -57,7 +59,7 @@ export class JobStore {
     readonly events: JobEvents,
   ) {}
 
-  create(kind: JobKind, mode: string | undefined, seed: number | undefined): JobSnapshot {
+  create(kind: JobKind, mode: string | undefined, seed: number | undefined, owner?: string): JobSnapshot {
     this.prune();
     const job: JobSnapshot = Object.freeze({
       id: newJobId(),
@@ -75,6 +77,7 @@ export class JobStore {
       switch: null,
       error: null,
       host: null,
+      owner: owner ?? null,
     });
     this.jobs.set(job.id, { job });
     this.events.emit({ type: 'queued', job });
@@ -176,7 +179,7 @@ export class JobStore {
     const all = [...this.jobs.values()];
     for (let i = all.length - 1; i >= 0 && found.length < query.limit; i -= 1) {
       const { job } = all[i];
-      if (query.state === undefined || job.state === query.state) found.push(job);
+      if ((query.state === undefined || job.state === query.state) && (query.visible?.(job) ?? true)) found.push(job);
     }
     return found;
   }
@@ -252,6 +255,7 @@ function copyOf(job: JobSnapshot): Mutable<JobSnapshot> {
     switch: job.switch,
     error: job.error,
     host: job.host,
+    owner: job.owner,
   };
 }
 

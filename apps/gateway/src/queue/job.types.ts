@@ -27,6 +27,8 @@ export class GenerationJob {
   constructor(
     readonly mode: string,
     readonly params: GenerationParams,
+    /** Who queued it (auth/caller.ts: a key's id); undefined: the server itself. */
+    readonly owner?: string,
   ) {}
 }
 

@@ -304,6 +304,7 @@ export class WorkerPool implements OnModuleInit, OnApplicationBootstrap, OnModul
       job.kind,
       mode,
       job.kind === 'generation' ? job.params.seed : undefined,
+      job.kind === 'generation' ? job.owner : undefined,
     );
     const handler = job.kind === 'custom' ? this.handlerOf(job) : undefined;
     const entry = new Entry(id, job, ++this.seq, submittedAt, handler, this);
