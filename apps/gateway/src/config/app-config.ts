@@ -19,6 +19,11 @@ export /** Chosen by measurement: bench/batching.mjs (docs/SCHEDULING.md, "Batch
 const DEFAULT_MAX_BATCH = 8;
 const DEFAULT_SCHEDULER_MAX_DELAY_MS = 30_000;
 /**
+ * EVENT_STREAMS_MAX when unset: far above a dashboard's few tabs; at the ~32 kB an open stream was measured to cost
+ * (4,000 streams: RSS 161 -> 287 MB, issue 22), 1,000 streams hold about 32 MB.
+ */
+const DEFAULT_EVENT_STREAMS_MAX = 1_000;
+/**
  * SCHEDULER_REPLICA_AFTER_MS when unset: a mode's queue that has waited this long for its busy host(s) is worth a
  * load on a free one (a load of a real checkpoint takes seconds; generations behind it would wait longer).
  */
@@ -108,6 +113,11 @@ export interface AppConfig {
    * before it is cut loose.
    */
   readonly eventsClientMaxBytes: number;
+  /**
+   * EVENT_STREAMS_MAX: the most event streams (GET /api/events and /api/jobs/:id/events together) open at once; the
+   * next gets 503 with Retry-After.
+   */
+  readonly eventStreamsMax: number;
   /** EVENTS_STREAM_MAX_MS: above 0, a GET /api/events stream ends after this long (the client reconnects). */
   readonly eventsStreamMaxMs: number;
   /** The deprecated single-model settings, used only when the modes file is missing. */
@@ -265,6 +275,7 @@ export function loadConfig(env: Env, cwd: string = process.cwd()): AppConfig {
     eventsHeartbeatMs: integer('EVENTS_HEARTBEAT_MS', 15_000, 10, 3_600_000),
     eventsClientMaxBytes: integer('EVENTS_CLIENT_MAX_BYTES', 2 ** 20, 1_024, 2 ** 30),
     eventsStreamMaxMs: integer('EVENTS_STREAM_MAX_MS', 0, 0, 86_400_000),
+    eventStreamsMax: integer('EVENT_STREAMS_MAX', DEFAULT_EVENT_STREAMS_MAX, 1, 1_000_000),
     legacy: { modelRoot: text('MODEL_ROOT'), model: text('MODEL'), loraRoot: text('LORA_ROOT') },
   };
   if (problems.length > 0) throw new ConfigError(problems);

@@ -45,6 +45,16 @@ export class QueueFullError extends DomainError {
   }
 }
 
+/** EVENT_STREAMS_MAX event streams are open already: one more would only add to what every event costs. */
+export class EventStreamsFullError extends DomainError {
+  constructor(
+    readonly streamsMax: number,
+    readonly retryAfterSeconds: number,
+  ) {
+    super(`Too many event streams: ${streamsMax} are open (EVENT_STREAMS_MAX), retry later`);
+  }
+}
+
 /** The model host cannot be reached, is not serving, or is going away. */
 export class ModelHostUnavailableError extends DomainError {
   constructor(detail: string) {

@@ -57,6 +57,33 @@ describe('EventBus', () => {
     expect(seen).toEqual([1, 2]);
   });
 
+  it('skips a subscriber another one removed during a publish, and gives one added then only the next event', () => {
+    const bus = new EventBus();
+    const seen: string[] = [];
+    let offLater = (): void => undefined;
+    bus.subscribe(({ id }) => {
+      seen.push(`first ${id}`);
+      offLater();
+      if (id === 1) bus.subscribe(({ id: next }) => seen.push(`added ${next}`));
+    });
+    offLater = bus.subscribe(({ id }) => seen.push(`later ${id}`));
+    bus.publish(state(1));
+    bus.publish(state(2));
+    expect(seen).toEqual(['first 1', 'first 2', 'added 2']);
+  });
+
+  it('subscribes and unsubscribes 50,000 listeners in any order, each unsubscribe removing only its own', () => {
+    const bus = new EventBus();
+    const counts = new Array<number>(50_000).fill(0);
+    const offs = counts.map((_, i) => bus.subscribe(() => (counts[i] = (counts[i] ?? 0) + 1)));
+    // Every other one, from the end: the order a burst of closing streams comes in is anyone's.
+    for (let i = offs.length - 1; i >= 0; i -= 2) offs[i]?.();
+    offs[offs.length - 1]?.();
+    bus.publish(state(1));
+    expect(counts.filter((count) => count === 1)).toHaveLength(25_000);
+    expect(counts.every((count, i) => count === (i % 2 === 0 ? 1 : 0))).toBe(true);
+  });
+
   it('replays what came after a Last-Event-ID, filtered by the same prefixes', () => {
     const bus = new EventBus({ capacity: 10 });
     bus.publish(state(1));

@@ -34,6 +34,8 @@ export const DEFAULT_EVENTS_BUFFER = 4096;
 interface Subscriber {
   readonly listener: BusListener;
   readonly types: readonly string[] | undefined;
+  /** The order it subscribed in: a publish reaches only those subscribed before it began. */
+  readonly seq: number;
 }
 
 /**
@@ -50,10 +52,12 @@ export class EventBus {
   private size = 0;
   private nextId: number;
   /**
-   * Replaced, never changed, on subscribe and unsubscribe: a publish walks the array it started with (a listener
-   * may unsubscribe meanwhile, a per-job stream does on its final event) without a copy per event.
+   * Insertion-ordered, so subscribe and unsubscribe are O(1) (thousands of streams opening or closing at once cost
+   * no copy each). A publish walks the set live: one unsubscribed meanwhile (a per-job stream does on its final
+   * event) is skipped, one subscribed meanwhile (a later `seq`) waits for the next event.
    */
-  private subscribers: readonly Subscriber[] = [];
+  private readonly subscribers = new Set<Subscriber>();
+  private subscribed = 0;
 
   constructor(options: EventBusOptions = {}) {
     this.capacity = Math.max(1, options.capacity ?? DEFAULT_EVENTS_BUFFER);
@@ -73,7 +77,9 @@ export class EventBus {
     this.ring[this.head] = published;
     this.head = (this.head + 1) % this.capacity;
     this.size = Math.min(this.size + 1, this.capacity);
+    const last = this.subscribed;
     for (const subscriber of this.subscribers) {
+      if (subscriber.seq > last) break;
       if (!matchesTypes(event.type, subscriber.types)) continue;
       try {
         subscriber.listener(published);
@@ -89,10 +95,11 @@ export class EventBus {
    * returned function unsubscribes.
    */
   subscribe(listener: BusListener, types?: readonly string[]): () => void {
-    const subscriber: Subscriber = { listener, types };
-    this.subscribers = [...this.subscribers, subscriber];
+    this.subscribed += 1;
+    const subscriber: Subscriber = { listener, types, seq: this.subscribed };
+    this.subscribers.add(subscriber);
     return () => {
-      this.subscribers = this.subscribers.filter((other) => other !== subscriber);
+      this.subscribers.delete(subscriber);
     };
   }
 

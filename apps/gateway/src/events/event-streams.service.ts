@@ -1,10 +1,14 @@
 import { Inject, Injectable, Logger } from '@nestjs/common';
 
 import { APP_CONFIG, type AppConfig } from '../config/app-config.js';
+import { EventStreamsFullError } from '../errors/domain.errors.js';
 import { EventBus, type Published } from './event-bus.js';
 import { eventData } from './event-data.js';
 import { RESET_EVENT } from './event.types.js';
 import { SseWriter, type SseResponse } from './sse-writer.js';
+
+/** When a refused stream may try again: streams end when their clients go, which takes no longer than this. */
+const STREAMS_RETRY_AFTER_SECONDS = 5;
 
 export interface BusStreamRequest {
   /** The client's Last-Event-ID: replay what came after it (or a reset). */
@@ -35,8 +39,14 @@ export class EventStreams {
     return { open: this.openStreams, cut: this.cutStreams };
   }
 
-  /** A writer on `response`, counted, with the slow-client bound of EVENTS_CLIENT_MAX_BYTES. */
+  /**
+   * A writer on `response`, counted, with the slow-client bound of EVENTS_CLIENT_MAX_BYTES; EventStreamsFullError
+   * (503, before anything is written) when EVENT_STREAMS_MAX are open already.
+   */
   open(response: SseResponse, options: { heartbeatMs: number; maxDurationMs?: number }): SseWriter {
+    if (this.openStreams >= this.config.eventStreamsMax) {
+      throw new EventStreamsFullError(this.config.eventStreamsMax, STREAMS_RETRY_AFTER_SECONDS);
+    }
     const writer = new SseWriter(response, {
       ...options,
       maxBufferedBytes: this.config.eventsClientMaxBytes,

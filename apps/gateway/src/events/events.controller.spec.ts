@@ -7,6 +7,8 @@ import { openSse, type SseClient } from '../../testing/sse-client.js';
 import { createTestApp, TEST_MODES_YAML, type TestApp } from '../../testing/test-app.js';
 import { APP_CONFIG, type AppConfig } from '../config/app-config.js';
 import { HostsService } from '../model-host/hosts.service.js';
+import { waitFor } from '../../testing/wait-for.js';
+import { EventStreams } from './event-streams.service.js';
 
 describe('GET /api/events', () => {
   let t: TestApp;
@@ -128,5 +130,26 @@ describe('GET /api/events', () => {
     await request(server).get('/api/events').expect(401);
     const stream = await open('/api/events', { Authorization: 'Bearer k1' });
     expect(stream.status).toBe(200);
+  });
+
+  it('refuses the stream past EVENT_STREAMS_MAX with 503 and Retry-After, job streams counted too; takes one again once one closes', async () => {
+    await start({ EVENT_STREAMS_MAX: '2' });
+    // The job stays running, so its stream stays open.
+    let release!: () => void;
+    t.modelHost.hold = new Promise<void>((resolve) => (release = resolve));
+    const first = await open();
+    await open(`/api/jobs/${await job()}/events`);
+    const refused = await request(server).get('/api/events').expect(503);
+    expect(refused.headers['retry-after']).toBe('5');
+    expect(refused.body).toEqual({
+      error: 'event_streams_full',
+      message: 'Too many event streams: 2 are open (EVENT_STREAMS_MAX), retry later',
+      statusCode: 503,
+    });
+    first.close();
+    await first.ended;
+    await waitFor(() => t.app.get(EventStreams).counts.open === 1, { what: 'the closed stream to be counted out' });
+    expect((await open()).status).toBe(200);
+    release();
   });
 });

@@ -1,5 +1,13 @@
 import { Controller, Get, Headers, Query, Res } from '@nestjs/common';
-import { ApiBadRequestResponse, ApiHeader, ApiOkResponse, ApiOperation, ApiProduces, ApiTags } from '@nestjs/swagger';
+import {
+  ApiBadRequestResponse,
+  ApiHeader,
+  ApiOkResponse,
+  ApiOperation,
+  ApiProduces,
+  ApiServiceUnavailableResponse,
+  ApiTags,
+} from '@nestjs/swagger';
 import type { Response } from 'express';
 
 import { InvalidRequestError } from '../errors/domain.errors.js';
@@ -51,6 +59,7 @@ export class EventsController {
     },
   })
   @ApiBadRequestResponse({ description: 'types is not a list of event type prefixes, or Last-Event-ID not an id' })
+  @ApiServiceUnavailableResponse({ description: 'EVENT_STREAMS_MAX streams are open already; Retry-After' })
   events(
     @Query() query: EventsQueryDto,
     @Headers('last-event-id') lastEventId: string | undefined,
