@@ -203,7 +203,8 @@ describe('KeepAliveService', () => {
       emit('completed', 'brief');
       jest.advanceTimersByTime(60_000);
       await pool.runSubmitted();
-      expect(unloads).toEqual([{ modes: ['brief'] }]);
+      // Both keys: zero's, left on the base when it expired first, would keep the base on the device for good.
+      expect(unloads).toEqual([{ modes: ['brief', 'zero'] }]);
     });
 
     it("stays until the sharing mode's own keep-alive runs out", async () => {
@@ -217,7 +218,7 @@ describe('KeepAliveService', () => {
       expect(unloads).toEqual([]);
       jest.advanceTimersByTime(60_000);
       await pool.runSubmitted();
-      expect(unloads).toEqual([{ modes: ['other'] }]);
+      expect(unloads).toEqual([{ modes: ['other', 'brief'] }]);
     });
 
     it('goes when the sharing mode is no longer in the modes file', async () => {
@@ -226,7 +227,26 @@ describe('KeepAliveService', () => {
       emit('completed', 'zero');
       jest.advanceTimersByTime(0);
       await pool.runSubmitted();
-      expect(unloads).toEqual([{ modes: ['zero'] }]);
+      expect(unloads).toEqual([{ modes: ['zero', 'gone'] }]);
+    });
+
+    it('says when the shared pipeline leaves: the last expiry of the modes on it, none while one keeps it', async () => {
+      sharedBase = ['brief', 'other'];
+      emit('queued', 'other');
+      emit('completed', 'other'); // 120 s from now
+      emit('queued', 'brief');
+      emit('completed', 'brief'); // 60 s from now
+      const other = new Date(1_000_000 + 120_000);
+      expect(service.expiresAt('brief', ['brief', 'other'])).toEqual(other);
+      expect(service.expiresAt('brief')).toEqual(new Date(1_000_000 + 60_000));
+      jest.advanceTimersByTime(60_000);
+      await pool.runSubmitted();
+      // brief's own expiry ran and left the pipeline to other: it leaves with other's.
+      expect(service.expiresAt('brief', ['other'])).toEqual(other);
+      expect(service.expiresAt('other', ['brief', 'other'])).toEqual(other);
+      expect(service.expiresAt('brief', ['forever'])).toBeUndefined();
+      emit('queued', 'other');
+      expect(service.expiresAt('brief', ['other'])).toBeUndefined();
     });
   });
 });

@@ -73,10 +73,16 @@ export class KeepAliveService implements OnModuleInit, OnModuleDestroy {
     for (const mode of [...this.expiries.keys()]) this.clear(mode);
   }
 
-  /** When the mode is due to be unloaded; undefined while it is in use or kept until evicted. */
-  expiresAt(mode: string): Date | undefined {
-    const expiry = this.expiries.get(mode);
-    return expiry && new Date(expiry.at);
+  /**
+   * When the mode's pipeline is due to leave the device; undefined while it is in use or kept until evicted.
+   * `sharers`: the modes on the same base pipeline there (LoRA variants of one checkpoint): the pipeline leaves
+   * when the last of them has expired, so that is the time, and none while one of them wants it for good.
+   */
+  expiresAt(mode: string, sharers: readonly string[] = []): Date | undefined {
+    const group = [mode, ...sharers.filter((other) => other !== mode)];
+    if (group.some((member) => this.wantsForGood(member))) return undefined;
+    const times = group.flatMap((member) => this.expiries.get(member)?.at ?? []);
+    return times.length === 0 ? undefined : new Date(Math.max(...times));
   }
 
   private onJobEvent(event: JobBusEvent): void {
@@ -167,9 +173,8 @@ export class KeepAliveService implements OnModuleInit, OnModuleDestroy {
     expiry.pending?.delete(host.id);
     // The last host's job ends the expiry; until then the mode still counts as not yet expired for its sharers.
     if (!expiry.pending || expiry.pending.size === 0) this.expiries.delete(mode);
-    const keeping = (await this.unloader.baseSharers(host, mode)).filter(
-      (other) => other !== mode && this.wantsDevice(other),
-    );
+    const sharers = (await this.unloader.baseSharers(host, mode)).filter((other) => other !== mode);
+    const keeping = sharers.filter((other) => this.wantsDevice(other));
     if (keeping.length > 0) {
       this.logger.log(
         `keep-alive of mode '${mode}' expired; its pipeline stays on the device for ${keeping
@@ -178,7 +183,15 @@ export class KeepAliveService implements OnModuleInit, OnModuleDestroy {
       );
       return;
     }
-    await this.unloader.unloadNow(host, { modes: [mode] }, 'keep-alive');
+    // None of them wants it: all their keys go, or the base would stay on the device under the keys of the modes
+    // that expired before (whose own expiry left it to this one).
+    await this.unloader.unloadNow(host, { modes: [mode, ...sharers] }, 'keep-alive');
+  }
+
+  /** In use, or kept until evicted: no expiry will take its pipeline off the device. */
+  private wantsForGood(mode: string): boolean {
+    if ((this.inUse.get(mode) ?? 0) > 0) return true;
+    return this.modes.config.modes.has(mode) && this.modes.config.modes.get(mode)?.keepAliveMs === undefined;
   }
 
   /** Whether a mode still wants its pipeline on the device: in use, kept until evicted, or not yet expired. */

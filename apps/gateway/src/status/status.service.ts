@@ -120,7 +120,16 @@ export class StatusService {
 
   private memoryPolicy(): ModePolicyDto[] {
     const tiers = new Map<string, 'device' | 'ram'>();
+    // The modes on each base pipeline on a device (keyed by host and base): a pipeline leaves with its last user.
+    const sharers = new Map<string, Set<string>>();
     for (const session of this.hosts.sessions) {
+      const onDevice = (session.registry.lastMemory?.models ?? []).filter((model) => !model.inRamTier);
+      const bases = new Map<string, string[]>();
+      for (const model of onDevice)
+        bases.set(model.baseKey, [...(bases.get(model.baseKey) ?? []), modeOfKey(model.key)]);
+      for (const group of bases.values()) {
+        for (const mode of group) sharers.set(mode, new Set([...(sharers.get(mode) ?? []), ...group]));
+      }
       for (const entry of session.registry.residentModels()) {
         // On a device anywhere wins over a RAM tier somewhere.
         if (tiers.get(entry.mode) !== 'device') tiers.set(entry.mode, entry.tier);
@@ -128,7 +137,8 @@ export class StatusService {
     }
     return [...this.modes.config.modes.values()].map((mode) => {
       const resident = tiers.get(mode.name) ?? null;
-      const expires = resident === 'device' ? this.keepAlive.expiresAt(mode.name) : undefined;
+      const expires =
+        resident === 'device' ? this.keepAlive.expiresAt(mode.name, [...(sharers.get(mode.name) ?? [])]) : undefined;
       return {
         mode: mode.name,
         keep_alive: mode.keepAlive,
