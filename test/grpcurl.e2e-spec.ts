@@ -9,6 +9,8 @@ import { pngSize } from './support/gateway-process';
 /** The address docs/DEVELOPMENT.md's lines name; the test's model host listens elsewhere. */
 const README_ADDRESS = '127.0.0.1:50051';
 const SERVING_DEADLINE_MS = 180_000;
+/** The documented lines send $MODEL_HOST_TOKEN: the model host here requires it, as one on TCP should. */
+const TOKEN = 'e2e-grpcurl-token-0123456789abcdef';
 
 /** grpcurl on PATH, else where `go install` puts it; undefined when neither has it. */
 function findGrpcurl(): string | undefined {
@@ -53,7 +55,7 @@ function messages(output: string): unknown[] {
     const result = spawnSync('bash', ['-c', command], {
       cwd: work,
       encoding: 'utf8',
-      env: { ...process.env, GRPCURL: grpcurl },
+      env: { ...process.env, GRPCURL: grpcurl, MODEL_HOST_TOKEN: TOKEN },
     });
     if (result.status !== 0) throw new Error(`${line}\nexited ${result.status}: ${result.stderr}\n${hostOutput}`);
     return result.stdout;
@@ -78,7 +80,11 @@ function messages(output: string): unknown[] {
         join(work, '.demo'),
         '--exit-with-parent',
       ],
-      { cwd: ROOT, env: { ...process.env, HF_HUB_OFFLINE: '1' }, stdio: ['ignore', 'pipe', 'pipe'] },
+      {
+        cwd: ROOT,
+        env: { ...process.env, HF_HUB_OFFLINE: '1', MODEL_HOST_TOKEN: TOKEN },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
     );
     host.stdout?.on('data', (chunk: Buffer) => (hostOutput += chunk.toString()));
     host.stderr?.on('data', (chunk: Buffer) => (hostOutput += chunk.toString()));

@@ -146,6 +146,7 @@ def main(argv: list[str] | None = None) -> None:
                     watch_poll=args.watch_poll,
                     environ=dict(os.environ),
                     bench_load_delay_seconds=bench_load_delay_seconds(os.environ),
+                    token=os.environ.get("MODEL_HOST_TOKEN", "").strip() or None,
                 )
             )
         )

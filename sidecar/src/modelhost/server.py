@@ -16,6 +16,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
+from modelhost.auth import TOKEN_ENV, TokenInterceptor
 from modelhost.engine.device import Device
 from modelhost.engine.host import ModelHost
 from modelhost.engine.inventory import Inventory
@@ -49,6 +50,8 @@ class ServeOptions:
     environ: Mapping[str, str] = field(default_factory=dict)
     # BENCHMARK ONLY (MODELHOST_BENCH_LOAD_DELAY_MS): added to every load that is not resident.
     bench_load_delay_seconds: float = 0.0
+    # MODEL_HOST_TOKEN: when set, every call but health and reflection must carry it.
+    token: str | None = None
 
 
 class ModelHostServer:
@@ -57,7 +60,10 @@ class ModelHostServer:
 
     def __init__(self, options: ServeOptions) -> None:
         self.options = options
-        self.server = grpc.aio.server(options=[("grpc.max_send_message_length", 256 * 2**20)])
+        self.server = grpc.aio.server(
+            options=[("grpc.max_send_message_length", 256 * 2**20)],
+            interceptors=[TokenInterceptor(options.token)] if options.token else None,
+        )
         self.health = health_aio.HealthServicer()
         # One thread owns the device; see ModelHostServicer.
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="device")
@@ -97,10 +103,23 @@ class ModelHostServer:
             self.server,
         )
         modelhost_pb2_grpc.add_ModelHostServicer_to_server(self.servicer, self.server)
-        if self.server.add_insecure_port(listen) == 0 and not listen.startswith("unix:"):
+        port = self.server.add_insecure_port(listen)
+        if port == 0 and not listen.startswith("unix:"):
             raise SystemExit(f"cannot listen on {listen}")
+        if listen.endswith(":0") and not listen.startswith("unix:"):
+            # Port 0 picks a free one: the log is the only place that says which.
+            listen = f"{listen.removesuffix(':0')}:{port}"
         await self.server.start()
         log.info("listening on %s; starting", listen)
+        if not listen.startswith("unix:") and not self.options.token:
+            # A unix socket is guarded by its private folder; a port by nothing else.
+            log.warning(
+                "listening on TCP without %s: anyone who reaches %s can load files, "
+                "generate and run tasks; set %s (the same value for the gateway)",
+                TOKEN_ENV,
+                listen,
+                TOKEN_ENV,
+            )
 
         # Off the event loop: plugin imports and a scan of big roots take a while, and
         # health checks must keep answering meanwhile.

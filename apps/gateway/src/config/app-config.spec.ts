@@ -30,6 +30,7 @@ describe('loadConfig', () => {
       modesWatchPollMs: 0,
       auth: { apiKeys: [], adminApiKeys: [], metricsPublic: false },
       allowedHosts: [],
+      modelHostToken: undefined,
       corsOrigins: [],
       logLevel: 'info',
       jobRetentionMs: 3_600_000,
@@ -40,6 +41,7 @@ describe('loadConfig', () => {
       eventsHeartbeatMs: 15_000,
       eventsClientMaxBytes: 2 ** 20,
       eventsStreamMaxMs: 0,
+      eventStreamsMax: 1000,
       legacy: { modelRoot: undefined, model: undefined, loraRoot: undefined },
     });
   });
@@ -74,6 +76,7 @@ describe('loadConfig', () => {
         METRICS_PUBLIC: '1',
         CORS_ORIGINS: 'https://app.example.com,http://localhost:3000',
         ALLOWED_HOSTS: 'images.lan, [fd00::1] ,10.0.0.7',
+        MODEL_HOST_TOKEN: 'abcdef0123456789abcdef',
         LOG_LEVEL: 'DEBUG',
         JOB_RETENTION_MS: '1000',
         JOB_RETENTION_MAX: '5',
@@ -83,6 +86,7 @@ describe('loadConfig', () => {
         EVENTS_HEARTBEAT_MS: '60',
         EVENTS_CLIENT_MAX_BYTES: '4096',
         EVENTS_STREAM_MAX_MS: '70',
+        EVENT_STREAMS_MAX: '12',
         MODEL_ROOT: '/models',
         MODEL: 'sd15.safetensors',
         LORA_ROOT: '/loras',
@@ -114,6 +118,7 @@ describe('loadConfig', () => {
       modesWatchPollMs: 2000,
       auth: { apiKeys: ['k1', 'k2'], adminApiKeys: ['adm'], metricsPublic: true },
       allowedHosts: ['images.lan', '[fd00::1]', '10.0.0.7'],
+      modelHostToken: 'abcdef0123456789abcdef',
       corsOrigins: ['https://app.example.com', 'http://localhost:3000'],
       logLevel: 'debug',
       jobRetentionMs: 1000,
@@ -124,6 +129,7 @@ describe('loadConfig', () => {
       eventsHeartbeatMs: 60,
       eventsClientMaxBytes: 4096,
       eventsStreamMaxMs: 70,
+      eventStreamsMax: 12,
       legacy: { modelRoot: '/models', model: 'sd15.safetensors', loraRoot: '/loras' },
     });
   });
@@ -219,6 +225,13 @@ describe('loadConfig', () => {
         "MODES_FILE_MAX_BYTES must be an integer from 1 to 1073741824, got '0'; " +
         "MODES_FILE_MAX_NODES must be an integer from 1 to 100000000, got 'many'",
     );
+  });
+});
+
+describe('loadConfig: MODEL_HOST_TOKEN', () => {
+  it('refuses a short token and one with spaces or non-ASCII characters', () => {
+    for (const bad of ['short', 'sixteen chars ok', 'é'.repeat(16)])
+      expect(() => loadConfig({ MODEL_HOST_TOKEN: bad })).toThrow('MODEL_HOST_TOKEN must be 16 or more printable');
   });
 });
 

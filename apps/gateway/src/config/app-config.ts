@@ -54,6 +54,11 @@ export interface AppConfig {
   /** Model hosts started elsewhere (SIDECAR_ADDRS, or SIDECAR_ADDR for one): `host:port` or `unix:/path` each. */
   readonly modelHostAddrs: readonly string[];
   readonly modelHostPython: string;
+  /**
+   * MODEL_HOST_TOKEN: sent as gRPC metadata (`authorization: Bearer <token>`) on every model host call; a model host
+   * with the same value set refuses calls without it (sidecar/src/modelhost/auth.py). Undefined: none sent.
+   */
+  readonly modelHostToken: string | undefined;
   /** GATEWAY_ID: this gateway's name in host ids (`<gateway id>/<device>`), unique among gateways sharing a queue. */
   readonly gatewayId: string;
   /**
@@ -200,6 +205,13 @@ export function loadConfig(env: Env, cwd: string = process.cwd()): AppConfig {
     }
   }
   const python = text('SIDECAR_PYTHON') ?? 'sidecar/.venv/bin/python';
+  const modelHostToken = text('MODEL_HOST_TOKEN');
+  // gRPC metadata values are printable ASCII; a short token is a guessable one.
+  if (modelHostToken !== undefined && !/^[\x21-\x7e]{16,4096}$/.test(modelHostToken)) {
+    problems.push(
+      'MODEL_HOST_TOKEN must be 16 or more printable ASCII characters without spaces (openssl rand -hex 32)',
+    );
+  }
   const devicesName = text('SIDECAR_DEVICES') !== undefined ? 'SIDECAR_DEVICES' : 'SIDECAR_DEVICE';
   const deviceList =
     text('SIDECAR_DEVICES') !== undefined ? list('SIDECAR_DEVICES') : [text('SIDECAR_DEVICE') ?? []].flat();
@@ -247,6 +259,7 @@ export function loadConfig(env: Env, cwd: string = process.cwd()): AppConfig {
     modelHostAddrs: addrs,
     // A bare command name is looked up on PATH; anything with a slash is a path from cwd.
     modelHostPython: python.includes('/') ? resolve(cwd, python) : python,
+    modelHostToken,
     gatewayId,
     replicaAfterMs: integer('SCHEDULER_REPLICA_AFTER_MS', DEFAULT_REPLICA_AFTER_MS, 0, 86_400_000),
     modelHostStartupTimeoutMs: integer('SIDECAR_STARTUP_TIMEOUT_MS', 300_000, 1, 86_400_000),

@@ -59,7 +59,11 @@ export class ModelHostClient implements ModelHost {
       'grpc.initial_reconnect_backoff_ms': 250,
       'grpc.max_reconnect_backoff_ms': 2_000,
     };
-    this.stub = new proto.modelhost.v1.ModelHost(endpoint.address, credentials, options);
+    // Health stays open on the model host (probes hold no secret); everything else carries the token when set.
+    this.stub = new proto.modelhost.v1.ModelHost(endpoint.address, credentials, {
+      ...options,
+      ...(config.modelHostToken !== undefined && { interceptors: [withToken(config.modelHostToken)] }),
+    });
     this.health = new proto.grpc.health.v1.Health(endpoint.address, credentials, options);
     this.deviceWorkTimeoutMs = config.generateTimeoutMs;
     this.loadTimeoutMs = config.switchTimeoutMs;
@@ -434,4 +438,18 @@ function toMemoryStats(reply: MemoryStats__Output): MemoryStats {
     ramTierBytes: reply.ram_tier_bytes,
     ramTierCapacityBytes: reply.ram_tier_capacity_bytes,
   };
+}
+
+/**
+ * Adds MODEL_HOST_TOKEN to every call's metadata. Call credentials would do it too, but grpc-js only combines those
+ * with a TLS channel, and the model host is reached over a unix socket or a private network.
+ */
+function withToken(token: string): grpc.Interceptor {
+  return (options, nextCall) =>
+    new grpc.InterceptingCall(nextCall(options), {
+      start: (metadata, listener, next) => {
+        metadata.set('authorization', `Bearer ${token}`);
+        next(metadata, listener);
+      },
+    });
 }
