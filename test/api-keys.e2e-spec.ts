@@ -146,13 +146,16 @@ describe('API keys', () => {
       what: 'the long generation to run',
       context: () => gateway.logs(),
     });
+    // Custom jobs queued before (a reload's pin sync, say) are not the unload.
+    const before = new Set((await jobs(ADMIN_KEY)).map((job) => job.id));
     const unloaded = fetch(`${gateway.url}/api/models/unload`, {
       method: 'POST',
       headers: { ...json, 'X-API-Key': ADMIN_KEY },
       body: JSON.stringify({ all: true }),
     });
     const unload = await waitFor(
-      async () => (await jobs(ADMIN_KEY)).find((job) => job.kind === 'custom' && job.state === 'queued'),
+      async () =>
+        (await jobs(ADMIN_KEY)).find((job) => job.kind === 'custom' && job.state === 'queued' && !before.has(job.id)),
       { what: 'the unload to be queued', context: () => gateway.logs() },
     );
 
@@ -164,6 +167,11 @@ describe('API keys', () => {
     expect(cancelled.status).toBe(200);
     expect((await (await unloaded).json()) as object).toMatchObject({ error: 'cancelled' });
     expect((await call('DELETE', `/api/jobs/${busy}`, { 'X-API-Key': KEY })).status).toBe(200);
+    // Ended on the model host too, so no long generation outlives the test (and holds up the gateway's stop).
+    await waitFor(async () => (await jobs(KEY)).some((job) => job.id === busy && job.state === 'cancelled'), {
+      what: 'the long generation to end cancelled',
+      context: () => gateway.logs(),
+    });
   });
 
   it('keeps the OpenAPI document and Swagger UI behind the key', async () => {
