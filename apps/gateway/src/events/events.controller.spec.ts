@@ -152,4 +152,14 @@ describe('GET /api/events', () => {
     expect((await open()).status).toBe(200);
     release();
   });
+
+  it('ends every open stream when the app closes, so that the HTTP server can close', async () => {
+    await start();
+    const stream = await open();
+    const jobStream = await open(`/api/jobs/${await job('plain', 2)}/events`);
+    await t.close();
+    await stream.ended;
+    await jobStream.ended;
+    // afterEach closes it again: harmless.
+  });
 });
