@@ -397,7 +397,7 @@ export class WorkerPool implements OnModuleInit, OnApplicationBootstrap, OnModul
       if (wasLost) {
         this.logger.log(
           `model host ${session.id} back: registry re-synced, mode '${session.registry.currentMode ?? '(none)'}' ` +
-            `active; ${this.waiting.size} queued job(s)`,
+            `active; resuming ${this.waiting.size} queued job(s)`,
         );
       }
       wasLost = false;
