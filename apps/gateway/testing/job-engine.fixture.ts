@@ -7,6 +7,7 @@ import { JobEvents } from '../src/queue/job.events.js';
 import { JobStore } from '../src/queue/job.store.js';
 import type { GenerationParams } from '../src/queue/job.types.js';
 import { MemoryQueueBackend } from '../src/queue/memory-queue.backend.js';
+import type { QueueBackend } from '../src/queue/queue-backend.js';
 import { WorkerPool } from '../src/queue/worker-pool.service.js';
 import { ModelEvents } from '../src/registry/model.events.js';
 import { RegistryService } from '../src/registry/registry.service.js';
@@ -71,6 +72,8 @@ export class JobEngineFixture {
   /** The first host's registry (every pool's first host uses it). */
   readonly registry = new RegistryService('test/local', this.modelEvents);
   readonly factory = new FakeModelHostFactory(this.modelHost, this.process, this.registry);
+  /** Wraps each pool's in-memory backend (answeringLater: a backend that answers asynchronously). */
+  wrapBackend: (backend: QueueBackend) => QueueBackend = (backend) => backend;
   /** The hosts of the last pool made. */
   hosts!: HostsService;
   private readonly pools: WorkerPool[] = [];
@@ -83,7 +86,7 @@ export class JobEngineFixture {
       config,
       modes,
       this.hosts,
-      new MemoryQueueBackend(config, new JobStore(config, this.events)),
+      this.wrapBackend(new MemoryQueueBackend(config, new JobStore(config, this.events))),
     );
     this.pools.push(created);
     return created;
