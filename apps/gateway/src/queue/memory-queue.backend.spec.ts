@@ -13,10 +13,10 @@ function memoryBackend(options: ContractOptions): MemoryQueueBackend {
   return new MemoryQueueBackend(options, new JobStore(config, new JobEvents()));
 }
 
-queueBackendContract('in memory', async (options) => ({ backend: memoryBackend(options) }));
+queueBackendContract('in memory', (options) => ({ backend: memoryBackend(options) }));
 
 // The engine's asynchronous path, without Redis: the same backend answering every call on a later turn.
-queueBackendContract('in memory, answering later', async (options) => ({
+queueBackendContract('in memory, answering later', (options) => ({
   backend: answeringLater(memoryBackend(options)),
 }));
 

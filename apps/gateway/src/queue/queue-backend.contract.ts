@@ -3,7 +3,7 @@ import { describe, expect, it } from '@jest/globals';
 import { QueueFullError } from '../errors/domain.errors.js';
 import type { JobEvent } from './job.events.js';
 import type { GenerationParams } from './job.types.js';
-import type { ClaimContext, ClaimOptions, JobPayload, QueueBackend, QueuedJob } from './queue-backend.js';
+import type { Awaitable, ClaimContext, ClaimOptions, JobPayload, QueueBackend, QueuedJob } from './queue-backend.js';
 
 /** What a backend under test is made with: the settings the contract varies. */
 export interface ContractOptions {
@@ -16,7 +16,7 @@ export interface ContractOptions {
 /** A fresh, empty backend (its own records and events); `close` stops whatever it started. */
 export type MakeBackend = (
   options: ContractOptions,
-) => Promise<{ backend: QueueBackend; close?: () => Promise<void> | void }>;
+) => Awaitable<{ backend: QueueBackend; close?: () => Promise<void> | void }>;
 
 const PARAMS: GenerationParams = {
   prompt: 'p',
@@ -237,7 +237,7 @@ export function queueBackendContract(name: string, make: MakeBackend): void {
           const all = [];
           for (let i = 0; i < 10; i += 1) all.push((await enqueue(backend, custom('h'))).job.id);
           const claims = await Promise.all(
-            Array.from({ length: 12 }, (_, i) => backend.claim(context({ host: `h${i % 3}` }), ONE)),
+            Array.from({ length: 12 }, (_, i) => Promise.resolve(backend.claim(context({ host: `h${i % 3}` }), ONE))),
           );
           const taken = claims.flat().map((job) => job.id);
           expect(taken.sort()).toEqual([...all].sort());
