@@ -22,7 +22,7 @@ describe('batchPartners', () => {
     jobs.set('other-mode', new GenerationJob('b', PARAMS));
     jobs.set('other-size', new GenerationJob('a', { ...PARAMS, width: 128 }));
     jobs.set('other-steps', new GenerationJob('a', { ...PARAMS, steps: 3 }));
-    jobs.set('other-sampler', new GenerationJob('a', { ...PARAMS, scheduler: 'euler_a' }));
+    jobs.set('other-sampler', new GenerationJob('a', { ...PARAMS, sampler: 'euler_a' }));
     jobs.set('negative', new GenerationJob('a', { ...PARAMS, negativePrompt: 'blurry' }));
     jobs.set('switch', new ModeSwitchJob('a'));
     jobs.set('custom', new CustomJob({ handler: () => 1, args: [] }));

@@ -7,8 +7,8 @@ import type { SchedulableJob } from './scheduler.js';
  * conditions on zeros rather than on an empty prompt (the model host groups the same way; docs/SCHEDULING.md, "Batching").
  */
 function batchKey(job: GenerationPayload): string {
-  const { width, height, steps, guidanceScale, superres, scheduler, negativePrompt } = job.params;
-  return JSON.stringify([job.mode, width, height, steps, guidanceScale, superres, scheduler, negativePrompt !== '']);
+  const { width, height, steps, guidanceScale, superres, sampler, negativePrompt } = job.params;
+  return JSON.stringify([job.mode, width, height, steps, guidanceScale, superres, sampler, negativePrompt !== '']);
 }
 
 /**

@@ -445,7 +445,7 @@ function generateParams(mode: ResolvedMode, job: GenerationJob): GenerateParams 
   return {
     key: mode.key,
     ...job.params,
-    scheduler: job.params.scheduler ?? mode.scheduler,
+    sampler: job.params.sampler ?? mode.sampler,
     clipSkip: mode.clipSkip ?? 0,
   };
 }
