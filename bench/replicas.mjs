@@ -38,7 +38,7 @@ async function run(replicaAfterMs) {
     env: {
       MODES_FILE: demoModesFile(),
       MODES_WATCH: '0',
-      SIDECAR_DEVICES: 'cpu,cpu',
+      SIDECAR_DEVICES: process.env.SIDECAR_DEVICES ?? 'cpu,cpu',
       SCHEDULER_REPLICA_AFTER_MS: String(replicaAfterMs),
       // One job per call: batching would hide the hosts' parallelism behind one call.
       MAX_BATCH: '1',
