@@ -74,6 +74,7 @@ export async function openEventStream(url: string, headers: Record<string, strin
             .map((event) => `${event.id ?? ''} ${event.type} ${JSON.stringify(event.data)}`);
           reject(new Error(`no awaited event within ${NEXT_TIMEOUT_MS} ms; the last ones:\n${last.join('\n')}`));
         }, NEXT_TIMEOUT_MS);
+        timer.unref();
         waiters.push({
           match,
           resolve: (event) => {
