@@ -1,4 +1,4 @@
-import { Inject, Injectable, Logger } from '@nestjs/common';
+import { Inject, Injectable, Logger, type BeforeApplicationShutdown } from '@nestjs/common';
 
 import { APP_CONFIG, type AppConfig } from '../config/app-config.js';
 import { EventBus, type Published } from './event-bus.js';
@@ -18,9 +18,11 @@ export interface BusStreamRequest {
  * /api/jobs/:id/events uses too, with the same bound on slow clients; counts the open streams and the cut ones.
  */
 @Injectable()
-export class EventStreams {
+export class EventStreams implements BeforeApplicationShutdown {
   private readonly logger = new Logger(EventStreams.name);
   private openStreams = 0;
+  /** The open writers: a stream never ends by itself, and the HTTP server's close waits for every open response. */
+  private readonly writers = new Set<SseWriter>();
   private cutStreams = 0;
   /** Each event's data is serialized once, however many streams send it; dropped with the event. */
   private readonly serialized = new WeakMap<Published, string>();
@@ -49,8 +51,20 @@ export class EventStreams {
       },
     });
     this.openStreams += 1;
-    writer.onClose(() => (this.openStreams -= 1));
+    this.writers.add(writer);
+    writer.onClose(() => {
+      this.openStreams -= 1;
+      this.writers.delete(writer);
+    });
     return writer;
+  }
+
+  /**
+   * Ends every open stream once the job engine has drained (its onModuleDestroy, which runs before this): a stream
+   * left open would keep the HTTP server's close, and so the process, waiting for its client to leave.
+   */
+  beforeApplicationShutdown(): void {
+    for (const writer of [...this.writers]) writer.end();
   }
 
   /**

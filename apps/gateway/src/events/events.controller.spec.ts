@@ -129,4 +129,14 @@ describe('GET /api/events', () => {
     const stream = await open('/api/events', { Authorization: 'Bearer k1' });
     expect(stream.status).toBe(200);
   });
+
+  it('ends every open stream when the app closes, so that the HTTP server can close', async () => {
+    await start();
+    const stream = await open();
+    const jobStream = await open(`/api/jobs/${await job('plain', 2)}/events`);
+    await t.close();
+    await stream.ended;
+    await jobStream.ended;
+    // afterEach closes it again: harmless.
+  });
 });
