@@ -35,8 +35,7 @@ const load = (path) => import(pathToFileURL(join(dist, path)).href);
 const { AppModule } = await load('app.module.js');
 const { loadConfig } = await load('config/app-config.js');
 const { ModelFilesProbe } = await load('mode-switch/model-files.probe.js');
-const { ModelHostProcessService } = await load('sidecar/model-host-process.service.js');
-const { ModelHostClient } = await load('sidecar/model-host.client.js');
+const { ModelHostFactory } = await load('model-host/model-host.factory.js');
 const { WorkerPool } = await load('queue/worker-pool.service.js');
 const { CustomJob } = await load('queue/job.types.js');
 
@@ -75,7 +74,9 @@ const fakeModelHost = {
   waitForReady: async () => undefined,
   unload: async () => 0,
 };
-const fakeProcess = { start() {}, onLost() {}, waitForReady: async () => undefined, onModuleDestroy() {} };
+const fakeProcess = { managed: false, start() {}, onLost() {}, waitForReady: async () => undefined, stop: async () => undefined };
+/** Every host the engine makes gets the in-memory model host (one host: SIDECAR_DEVICES is not set). */
+const fakeFactory = { create: () => ({ client: fakeModelHost, process: fakeProcess }), cudaDevices: () => 0 };
 
 async function engine() {
   const dir = mkdtempSync(join(tmpdir(), 'bench-queue-'));
@@ -93,10 +94,8 @@ async function engine() {
     dir,
   );
   const moduleRef = await Test.createTestingModule({ imports: [AppModule.forRoot(config)] })
-    .overrideProvider(ModelHostClient)
-    .useValue(fakeModelHost)
-    .overrideProvider(ModelHostProcessService)
-    .useValue(fakeProcess)
+    .overrideProvider(ModelHostFactory)
+    .useValue(fakeFactory)
     .overrideProvider(ModelFilesProbe)
     .useValue({ firstMissing: () => undefined })
     .compile();

@@ -23,7 +23,7 @@ const load = (path) => import(pathToFileURL(resolve(dist, path)).href);
 // The module graph is entered where main.js enters it, so its circular imports evaluate in the same order.
 await load('app.module.js');
 const { GenerationController } = await load('generation/generation.controller.js');
-const { ModelHostClient } = await load('sidecar/model-host.client.js');
+const { ModelHostClient } = await load('model-host/model-host.client.js');
 
 const now = () => performance.now();
 const requests = [];

@@ -113,7 +113,8 @@ describe('the management API on the real model host and the demo models', () => 
     expectVramShape(body);
     expect(body.device_type).toBe('cpu');
     expect(body.total_gb as number).toBeGreaterThan(0);
-    expect(Object.keys(body).slice(-2)).toEqual(['device_type', 'as_of']);
+    // The spec's keys, then ours: the kind of device, when the figures were read, and each model host.
+    expect(Object.keys(body).slice(-3)).toEqual(['device_type', 'as_of', 'hosts']);
     expect(new Date(body.as_of as string).toISOString()).toBe(body.as_of);
     // Read after the last load or job, before this request: answered from state, not asked for it.
     expect(Date.parse(body.as_of as string)).toBeLessThanOrEqual(before);
@@ -215,6 +216,7 @@ describe('the management API on the real model host and the demo models', () => 
     expect(body.openapi).toMatch(/^3\./);
     expect(Object.keys(body.paths as object).sort()).toEqual(
       [
+        '/api/events',
         '/api/models',
         '/api/jobs',
         '/api/jobs/{id}',

@@ -77,20 +77,20 @@ if (!available) {
   });
 
   it('mounts the models and the modes folder read-only', () => {
-    const { modelHost, gateway } = config().services;
+    const { sidecar: modelHost, gateway } = config().services;
     expect(mounts(modelHost ?? {})).toEqual({ '/models': true });
     expect(mounts(gateway ?? {})).toEqual({ '/config': true, '/models': true });
   });
 
   it('checks health: /ready on the gateway, the gRPC health service on the model host', () => {
-    const { modelHost, gateway } = config().services;
+    const { sidecar: modelHost, gateway } = config().services;
     expect(gateway?.healthcheck?.test.join(' ')).toContain('http://127.0.0.1:4200/ready');
     expect(modelHost?.healthcheck?.test.join(' ')).toContain('HealthStub');
     expect(modelHost?.healthcheck?.test.join(' ')).toContain('SERVING');
   });
 
   it('passes API_KEY through and polls the bind mounts for changes', () => {
-    const { modelHost, gateway } = config().services;
+    const { sidecar: modelHost, gateway } = config().services;
     expect(gateway?.environment).toMatchObject({ API_KEY: 'compose-key', MODES_WATCH_POLL_MS: '2000' });
     expect(modelHost?.environment).toMatchObject({ MODEL_WATCH_POLL: '1' });
   });

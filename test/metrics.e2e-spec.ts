@@ -113,9 +113,11 @@ describe('Prometheus metrics', () => {
 
   it('reports the model host, its memory and the resident model once serving', async () => {
     const samples = await scrape();
-    expect(sampleValue(samples, 'imagegen_model_host_up')).toBe(1);
-    expect(sampleValue(samples, 'imagegen_device_memory_total_bytes', { device: 'cpu' })).toBeGreaterThan(0);
-    expect(sampleValue(samples, 'imagegen_device_memory_used_bytes', { device: 'cpu' })).toBeGreaterThan(0);
+    // One model host: one sample each, labelled with its host's id.
+    const up = samples.filter((sample) => sample.name === 'imagegen_model_host_up');
+    expect(up.map((sample) => [Object.keys(sample.labels), sample.value])).toEqual([[['host'], 1]]);
+    expect(sampleSum(samples, 'imagegen_device_memory_total_bytes', { device: 'cpu' })).toBeGreaterThan(0);
+    expect(sampleSum(samples, 'imagegen_device_memory_used_bytes', { device: 'cpu' })).toBeGreaterThan(0);
     expect(sampleSum(samples, 'imagegen_model_resident_bytes', { mode: 'plain', tier: 'device' })).toBeGreaterThan(0);
     expect(sampleValue(samples, 'imagegen_queue_jobs', { state: 'queued' })).toBe(0);
     expect(sampleValue(samples, 'imagegen_queue_jobs', { state: 'running' })).toBe(0);

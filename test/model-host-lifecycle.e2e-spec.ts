@@ -119,7 +119,9 @@ describe('client disconnects and model host crashes, on the real model host', ()
       await reply.arrayBuffer();
     }
     await gateway.logged('restarting the model host');
-    await gateway.logged(/model host back: registry re-synced, mode 'sd15-detail' active; resuming 3 queued job\(s\)/);
+    await gateway.logged(
+      /model host \S+ back: registry re-synced, mode 'sd15-detail' active; resuming 3 queued job\(s\)/,
+    );
     const logs = gateway.logs();
     const newPids = [...logs.matchAll(/model host started \(pid (\d+)\)/g)].map((match) => Number(match[1]));
     expect(newPids.at(-1)).not.toBe(pid);

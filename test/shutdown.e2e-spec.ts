@@ -18,7 +18,7 @@ interface ErrorReply {
 function modelHostOf(gateway: Gateway): { pid: number; socketDir: string } {
   const logs = gateway.logs();
   const pid = [...logs.matchAll(/model host started \(pid (\d+)\)/g)].at(-1)?.[1];
-  const socket = /--listen unix:(\S+)\/modelhost\.sock/.exec(logs)?.[1];
+  const socket = /--listen unix:(\S+)\/modelhost-\d+\.sock/.exec(logs)?.[1];
   if (pid === undefined || socket === undefined) throw new Error(`no model host in the log:\n${logs}`);
   return { pid: Number(pid), socketDir: socket };
 }

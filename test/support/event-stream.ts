@@ -16,6 +16,9 @@ export interface EventStream {
   close(): void;
 }
 
+/** How long `next` waits for an event: the bound of a hang, under jest's 120 s per test. */
+const NEXT_TIMEOUT_MS = 100_000;
+
 /** Reads a text/event-stream as it arrives; comment lines (heartbeats) are skipped. `headers`: an API key, a Last-Event-ID. */
 export async function openEventStream(url: string, headers: Record<string, string> = {}): Promise<EventStream> {
   const abort = new AbortController();
@@ -64,7 +67,21 @@ export async function openEventStream(url: string, headers: Record<string, strin
       const found = events.find(match);
       if (found) return Promise.resolve(found);
       return new Promise((resolve, reject) => {
-        waiters.push({ match, resolve });
+        // Short of the test's own timeout: a wait that fails says what did come, instead of jest's bare timeout.
+        const timer = setTimeout(() => {
+          const last = events
+            .slice(-15)
+            .map((event) => `${event.id ?? ''} ${event.type} ${JSON.stringify(event.data)}`);
+          reject(new Error(`no awaited event within ${NEXT_TIMEOUT_MS} ms; the last ones:\n${last.join('\n')}`));
+        }, NEXT_TIMEOUT_MS);
+        timer.unref();
+        waiters.push({
+          match,
+          resolve: (event) => {
+            clearTimeout(timer);
+            resolve(event);
+          },
+        });
         void ended.then(() => reject(new Error('the stream ended without the awaited event')), reject);
       });
     },

@@ -6,6 +6,8 @@ import type { ModesService } from '../src/modes/modes.service.js';
 import { JobEvents } from '../src/queue/job.events.js';
 import { JobStore } from '../src/queue/job.store.js';
 import type { GenerationParams } from '../src/queue/job.types.js';
+import { MemoryQueueBackend } from '../src/queue/memory-queue.backend.js';
+import type { QueueBackend } from '../src/queue/queue-backend.js';
 import { WorkerPool } from '../src/queue/worker-pool.service.js';
 import { ModelEvents } from '../src/registry/model.events.js';
 import { RegistryService } from '../src/registry/registry.service.js';
@@ -70,6 +72,8 @@ export class JobEngineFixture {
   /** The first host's registry (every pool's first host uses it). */
   readonly registry = new RegistryService('test/local', this.modelEvents);
   readonly factory = new FakeModelHostFactory(this.modelHost, this.process, this.registry);
+  /** Wraps each pool's in-memory backend (answeringLater: a backend that answers asynchronously). */
+  wrapBackend: (backend: QueueBackend) => QueueBackend = (backend) => backend;
   /** The hosts of the last pool made. */
   hosts!: HostsService;
   private readonly pools: WorkerPool[] = [];
@@ -78,7 +82,12 @@ export class JobEngineFixture {
     // One job per model host call unless a test asks for batches (MAX_BATCH).
     const config = loadConfig({ QUEUE_MAX: String(queueMax), MAX_BATCH: '1', GATEWAY_ID: 'test', ...env });
     this.hosts = new HostsService(config, this.factory as unknown as ModelHostFactory, this.modelEvents);
-    const created = new WorkerPool(config, modes, this.hosts, new JobStore(config, this.events));
+    const created = new WorkerPool(
+      config,
+      modes,
+      this.hosts,
+      this.wrapBackend(new MemoryQueueBackend(config, new JobStore(config, this.events))),
+    );
     this.pools.push(created);
     return created;
   }

@@ -3,7 +3,7 @@
  * scheduler built from the model's own scheduler config (sidecar/src/modelhost/engine/schedulers.py keeps the
  * same list). `default` is the scheduler the checkpoint's config names, and is what the gateway sends as empty.
  */
-export const SCHEDULER_NAMES = [
+export const SAMPLER_NAMES = [
   'default',
   'euler',
   'euler_a',
@@ -17,11 +17,11 @@ export const SCHEDULER_NAMES = [
   'unipc',
 ] as const;
 
-export type SchedulerName = (typeof SCHEDULER_NAMES)[number];
+export type SamplerName = (typeof SAMPLER_NAMES)[number];
 
-export const DEFAULT_SCHEDULER: SchedulerName = 'default';
+export const DEFAULT_SAMPLER: SamplerName = 'default';
 
-export const SCHEDULER_MESSAGE = `must be one of ${SCHEDULER_NAMES.join(', ')}`;
+export const SAMPLER_MESSAGE = `must be one of ${SAMPLER_NAMES.join(', ')}`;
 
 /** What the UNet predicts; absent: what the checkpoint's config says. */
 export const PREDICTION_TYPES = ['epsilon', 'v_prediction'] as const;

@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net';
 import request from 'supertest';
 
 import { createTestApp, type TestApp } from '../../testing/test-app.js';
-import { SCHEDULER_NAMES } from '../common/samplers.js';
+import { SAMPLER_NAMES } from '../common/samplers.js';
 import { OutOfMemoryError } from '../errors/domain.errors.js';
 import { WorkerPool as WorkerPoolToken } from '../queue/worker-pool.service.js';
 import { waitFor } from '../../testing/wait-for.js';
@@ -39,7 +39,7 @@ describe('POST /generate', () => {
         guidanceScale: 7.5,
         seed,
         superres: false,
-        scheduler: 'default',
+        sampler: 'default',
         clipSkip: 0,
       },
     ]);
@@ -52,7 +52,7 @@ describe('POST /generate', () => {
       .post('/generate')
       .send({ prompt: 'c', mode: 'sdxl-general', scheduler: 'dpmpp_2m_karras' })
       .expect(200);
-    expect(t.modelHost.generations.map((g) => [g.prompt, g.scheduler, g.clipSkip])).toEqual([
+    expect(t.modelHost.generations.map((g) => [g.prompt, g.sampler, g.clipSkip])).toEqual([
       ['a', 'lcm', 2],
       ['b', 'euler_a', 2],
       ['c', 'dpmpp_2m_karras', 0],
@@ -162,8 +162,8 @@ describe('POST /generate', () => {
       { prompt: 'x', scheduler: 'lcm', num_inference_steps: 60 },
       'num_inference_steps: the lcm sampler takes at most 50 steps, got 60',
     ],
-    [{ prompt: 'x', scheduler: 'k_euler' }, `scheduler: must be one of ${SCHEDULER_NAMES.join(', ')}`],
-    [{ prompt: 'x', scheduler: 1 }, `scheduler: must be one of ${SCHEDULER_NAMES.join(', ')}`],
+    [{ prompt: 'x', scheduler: 'k_euler' }, `scheduler: must be one of ${SAMPLER_NAMES.join(', ')}`],
+    [{ prompt: 'x', scheduler: 1 }, `scheduler: must be one of ${SAMPLER_NAMES.join(', ')}`],
     [{ prompt: 'x', superres: true }, "superres: mode 'sdxl-general' has no superres model"],
   ])('answers 400 naming the field for %j', async (body, message) => {
     const response = await request(server).post('/generate').send(body).expect(400);

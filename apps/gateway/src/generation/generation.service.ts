@@ -62,7 +62,7 @@ export class GenerationService {
     // naming it before the request waits in the queue.
     this.files.requireFiles(mode);
     const steps = request.num_inference_steps ?? mode.defaultSteps;
-    if ((request.scheduler ?? mode.scheduler) === 'lcm' && steps > LCM_MAX_STEPS) {
+    if ((request.scheduler ?? mode.sampler) === 'lcm' && steps > LCM_MAX_STEPS) {
       const field = request.num_inference_steps === undefined ? `modes.${mode.name}.default_steps` : stepsField;
       throw new InvalidRequestError([`${field}: the lcm sampler takes at most ${LCM_MAX_STEPS} steps, got ${steps}`]);
     }
@@ -77,7 +77,7 @@ export class GenerationService {
       guidanceScale: request.guidance_scale ?? mode.defaultGuidance,
       seed: request.seed ?? randomInt(SEED_LIMIT),
       superres: request.superres ?? false,
-      ...(request.scheduler !== undefined && { scheduler: request.scheduler }),
+      ...(request.scheduler !== undefined && { sampler: request.scheduler }),
     };
     return new GenerationJob(mode.name, params, owner);
   }

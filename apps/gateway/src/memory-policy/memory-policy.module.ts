@@ -8,11 +8,12 @@ import { ModelHostModule } from '../model-host/model-host.module.js';
 import { KeepAliveService } from './keep-alive.service.js';
 import { ModelUnloader } from './model-unloader.service.js';
 import { PinSyncService } from './pin-sync.service.js';
+import { StaleReleaseService } from './stale-release.service.js';
 
 /** Each mode's keep_alive and pinned (README, "Memory policy"), and the unloads the gateway orders. */
 @Module({
   imports: [EventsModule, ModesModule, QueueModule, RegistryModule, ModelHostModule],
-  providers: [ModelUnloader, KeepAliveService, PinSyncService],
+  providers: [ModelUnloader, KeepAliveService, PinSyncService, StaleReleaseService],
   exports: [ModelUnloader, KeepAliveService],
 })
 export class MemoryPolicyModule {}

@@ -11,7 +11,8 @@ import { HostsService } from '../model-host/hosts.service.js';
 import type { ResidencyTier } from '../model-host/model-host.types.js';
 
 /** What to unload: the keys of these modes, or every key the model host holds. */
-export type UnloadTarget = { readonly modes: readonly string[] } | { readonly all: true };
+export type UnloadTarget =
+  { readonly modes: readonly string[] } | { readonly keys: readonly string[] } | { readonly all: true };
 
 export interface UnloadedModel {
   readonly mode: string;
@@ -65,7 +66,11 @@ export class ModelUnloader implements OnModuleInit {
     if ('modes' in target) for (const mode of target.modes) this.modes.getMode(mode);
     const hosts = this.hosts.accepting();
     // None serves: submitting to the default host says why (503), as any job would.
-    const targets = hosts.length > 0 ? hosts : [this.hosts.default];
+    return this.submitOn(hosts.length > 0 ? hosts : [this.hosts.default], target, reason);
+  }
+
+  /** Queues the unload on each of `hosts`, behind the jobs queued there, and resolves once it ran on each. */
+  async submitOn(targets: readonly HostSession[], target: UnloadTarget, reason: UnloadReason): Promise<UnloadResult> {
     const handles = targets.map((host) =>
       this.pool.submitJob(
         new CustomJob<UnloadResult, readonly [UnloadTarget, UnloadReason]>({
@@ -97,16 +102,22 @@ export class ModelUnloader implements OnModuleInit {
   async unloadNow(host: HostSession, target: UnloadTarget, reason: UnloadReason): Promise<UnloadResult> {
     // The model host's own account, not the registry's: a key evicted or parked meanwhile is seen as it is.
     const held = (await host.client.getMemory()).models;
-    const wanted = 'all' in target ? held : held.filter((model) => target.modes.includes(modeOfKey(model.key)));
+    const wanted =
+      'all' in target
+        ? held
+        : 'keys' in target
+          ? held.filter((model) => target.keys.includes(model.key))
+          : held.filter((model) => target.modes.includes(modeOfKey(model.key)));
+    // An expiry, or a definition that changed, only takes the key off the device: to the RAM tier when there is
+    // room (and that is where a parked key stays). An explicit unload frees both.
+    const offload = reason === 'keep-alive' || reason === 'stale';
     const unloaded: UnloadedModel[] = [];
     for (const model of wanted) {
-      // An expiry only takes the mode off the device; it stays in the RAM tier when there is one (and that is
-      // where a parked mode stays). An explicit unload frees both.
-      if (reason === 'keep-alive' && model.inRamTier) continue;
+      if (offload && model.inRamTier) continue;
       let freed = 0; // stays 0 for a key gone already (dropped from a full RAM tier)
       let parked = false;
       try {
-        if (reason === 'keep-alive') ({ freedBytes: freed, parked } = await host.client.offload(model.key));
+        if (offload) ({ freedBytes: freed, parked } = await host.client.offload(model.key));
         else freed = await host.client.unload(model.key);
       } catch (error) {
         if (!(error instanceof ModelNotLoadedError)) throw error;

@@ -101,6 +101,7 @@ describe('MetricsService', () => {
       'imagegen_model_evictions_total{reason=oom-retry}': 0,
       'imagegen_model_evictions_total{reason=unload}': 0,
       'imagegen_model_evictions_total{reason=keep-alive}': 0,
+      'imagegen_model_evictions_total{reason=stale}': 0,
     });
     expect(Object.keys(await samples('imagegen_jobs_total'))).toHaveLength(9);
     expect(await counted('imagegen_jobs_total')).toEqual({});

@@ -32,6 +32,7 @@ const EVICTION_REASONS = [
   'oom-retry',
   'unload',
   'keep-alive',
+  'stale',
 ] as const satisfies readonly EvictionReason[];
 
 /** The label of the jobs no mode belongs to (custom jobs): an empty label value is an absent label. */

@@ -241,7 +241,7 @@ const PARAMS: GenerateParams = {
   guidanceScale: 7.5,
   seed: 2 ** 40 + 1,
   superres: false,
-  scheduler: 'euler_a',
+  sampler: 'euler_a',
   clipSkip: 2,
 };
 
@@ -373,8 +373,8 @@ describe('ModelHostClient against a gRPC server', () => {
   });
 
   it("asks for the model's own scheduler and no clip skip as empty and 0", async () => {
-    await repository.generate({ ...PARAMS, scheduler: 'default', clipSkip: 1 });
-    await repository.generate({ ...PARAMS, scheduler: 'default', clipSkip: 0 });
+    await repository.generate({ ...PARAMS, sampler: 'default', clipSkip: 1 });
+    await repository.generate({ ...PARAMS, sampler: 'default', clipSkip: 0 });
     expect(modelHost.generations.map((g) => [g.scheduler, g.clip_skip])).toEqual([
       ['', 0],
       ['', 0],

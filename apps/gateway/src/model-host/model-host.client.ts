@@ -2,7 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 
 import * as grpc from '@grpc/grpc-js';
 
-import { DEFAULT_SCHEDULER } from '../common/samplers.js';
+import { DEFAULT_SAMPLER } from '../common/samplers.js';
 import type { AppConfig } from '../config/app-config.js';
 import { JobCancelledError, ModelHostError, ModelHostUnavailableError } from '../errors/domain.errors.js';
 import type { ResolvedMode } from '../modes/mode.types.js';
@@ -385,7 +385,7 @@ function toGenerateRequest(params: GenerateParams): GenerateRequest {
     guidance_scale: params.guidanceScale,
     seed: params.seed,
     superres: params.superres,
-    scheduler: params.scheduler === DEFAULT_SCHEDULER ? '' : params.scheduler,
+    scheduler: params.sampler === DEFAULT_SAMPLER ? '' : params.sampler,
     // The model host counts in diffusers' convention: layers skipped, 0 = none.
     clip_skip: Math.max(0, params.clipSkip - 1),
   };

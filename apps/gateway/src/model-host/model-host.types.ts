@@ -66,8 +66,8 @@ export interface GenerateParams {
   readonly seed: number;
   /** Upscale with the mode's superres model. */
   readonly superres: boolean;
-  /** A sampler name of common/samplers.ts; '' (or `default`): the scheduler the model was loaded with. */
-  readonly scheduler: string;
+  /** A sampler name of common/samplers.ts; '' (or `default`): the checkpoint's own (the proto's `scheduler` field). */
+  readonly sampler: string;
   /** A1111's convention (1 = no skip, 2 = the penultimate layer); 0 or 1: none. */
   readonly clipSkip: number;
 }

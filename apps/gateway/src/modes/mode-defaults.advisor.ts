@@ -32,7 +32,7 @@ export function defaultsAdvice(mode: ResolvedMode, architecture: string): string
   const usual = USUAL[architecture];
   if (!usual || (mode.defaultsSet.steps && mode.defaultsSet.guidance)) return undefined;
   const names = [mode.model, ...mode.loras.map((lora) => lora.path)].map((path) => basename(path));
-  if (mode.scheduler === 'lcm' || names.some((name) => DISTILLED_NAME.test(name))) return undefined;
+  if (mode.sampler === 'lcm' || names.some((name) => DISTILLED_NAME.test(name))) return undefined;
   const unset = [!mode.defaultsSet.steps && 'default_steps', !mode.defaultsSet.guidance && 'default_guidance']
     .filter(Boolean)
     .join(' and ');

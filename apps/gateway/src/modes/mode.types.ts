@@ -1,5 +1,5 @@
 import type { ImageSize } from '../common/image-size.js';
-import type { PredictionType, SchedulerName } from '../common/samplers.js';
+import type { PredictionType, SamplerName } from '../common/samplers.js';
 
 export interface ResolvedLora {
   /** As written in modes.yaml, relative to lora_root. */
@@ -37,7 +37,7 @@ export interface ResolvedMode {
   readonly metadata: Readonly<Record<string, unknown>> | undefined;
   readonly superres: ResolvedSuperres | undefined;
   /** The mode's sampler (`default`: the checkpoint's own); a request may name another. Not part of the key. */
-  readonly scheduler: SchedulerName;
+  readonly sampler: SamplerName;
   /** As written (A1111's convention: 1 = no skip); undefined: none. Not part of the key. */
   readonly clipSkip: number | undefined;
   readonly predictionType: PredictionType | undefined;

@@ -7,7 +7,7 @@ import { load as parseYaml } from 'js-yaml';
 
 import { parseImageSize, type ImageSize } from '../common/image-size.js';
 import { inspectPlainData, type PlainDataProblem } from '../common/plain-data.js';
-import { DEFAULT_SCHEDULER } from '../common/samplers.js';
+import { DEFAULT_SAMPLER } from '../common/samplers.js';
 import { formatValidationErrors, STRICT_VALIDATION } from '../common/validation-errors.js';
 import { DEFAULT_MODES_FILE_MAX_NODES, type AppConfig } from '../config/app-config.js';
 import { ModesConfigError, ModesFileNotFoundError } from '../errors/domain.errors.js';
@@ -290,7 +290,7 @@ function resolveMode(name: string, raw: unknown, roots: Roots, problems: string[
     defaultsSet: { steps: dto.default_steps !== undefined, guidance: dto.default_guidance !== undefined },
     metadata: dto.metadata,
     superres,
-    scheduler: dto.scheduler ?? DEFAULT_SCHEDULER,
+    sampler: dto.scheduler ?? DEFAULT_SAMPLER,
     clipSkip: dto.clip_skip,
     predictionType: dto.prediction_type,
     vae: dto.vae,

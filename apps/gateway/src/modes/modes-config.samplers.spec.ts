@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 
-import { SCHEDULER_NAMES } from '../common/samplers.js';
+import { SAMPLER_NAMES } from '../common/samplers.js';
 import { ModesConfigError } from '../errors/domain.errors.js';
 import { parseModesConfig } from './modes-config.loader.js';
 import type { ResolvedMode } from './mode.types.js';
@@ -34,7 +34,7 @@ describe('modes.yaml sampler, clip skip, prediction type and VAE', () => {
         'vae: vae/sdxl-fp16-fix.safetensors',
     );
     expect(mode).toMatchObject({
-      scheduler: 'dpmpp_2m_karras',
+      sampler: 'dpmpp_2m_karras',
       clipSkip: 2,
       predictionType: 'v_prediction',
       vae: 'vae/sdxl-fp16-fix.safetensors',
@@ -44,7 +44,7 @@ describe('modes.yaml sampler, clip skip, prediction type and VAE', () => {
 
   it("leaves a mode that names none on the checkpoint's own: scheduler `default`, no clip skip, own VAE", () => {
     expect(modeOf('model: a.safetensors')).toMatchObject({
-      scheduler: 'default',
+      sampler: 'default',
       clipSkip: undefined,
       predictionType: undefined,
       vae: undefined,
@@ -52,13 +52,13 @@ describe('modes.yaml sampler, clip skip, prediction type and VAE', () => {
     });
   });
 
-  it.each(SCHEDULER_NAMES)('accepts scheduler %s', (name) => {
-    expect(modeOf(`model: a.safetensors\nscheduler: ${name}`).scheduler).toBe(name);
+  it.each(SAMPLER_NAMES)('accepts scheduler %s', (name) => {
+    expect(modeOf(`model: a.safetensors\nscheduler: ${name}`).sampler).toBe(name);
   });
 
   it.each([
-    ['scheduler: k_euler', `modes.m.scheduler: must be one of ${SCHEDULER_NAMES.join(', ')}`],
-    ['scheduler: 3', `modes.m.scheduler: must be one of ${SCHEDULER_NAMES.join(', ')}`],
+    ['scheduler: k_euler', `modes.m.scheduler: must be one of ${SAMPLER_NAMES.join(', ')}`],
+    ['scheduler: 3', `modes.m.scheduler: must be one of ${SAMPLER_NAMES.join(', ')}`],
     ['clip_skip: 0', 'modes.m.clip_skip: must be at least 1 (1 = no skip, 2 = the penultimate layer)'],
     ['clip_skip: 13', 'modes.m.clip_skip: must be at most 12'],
     ['clip_skip: 1.5', 'modes.m.clip_skip: must be an integer'],

@@ -2,7 +2,7 @@ import { Controller, Get, HttpCode, Post } from '@nestjs/common';
 
 import { Admin } from '../auth/access.decorator.js';
 import { formatImageSize } from '../common/image-size.js';
-import type { PredictionType, SchedulerName } from '../common/samplers.js';
+import type { PredictionType, SamplerName } from '../common/samplers.js';
 import type { ResolvedMode } from './mode.types.js';
 import { ModesService } from './modes.service.js';
 
@@ -14,7 +14,7 @@ export interface ModeView {
   default_guidance: number;
   metadata?: Readonly<Record<string, unknown>>;
   /** The sampler a request without `scheduler` gets; `default`: the checkpoint's own. */
-  scheduler: SchedulerName;
+  scheduler: SamplerName;
   clip_skip?: number;
   prediction_type?: PredictionType;
   vae?: string;
@@ -77,7 +77,7 @@ function toView(mode: ResolvedMode): ModeView {
     default_guidance: mode.defaultGuidance,
     ...(mode.metadata && { metadata: mode.metadata }),
     // Ours, after the spec's keys.
-    scheduler: mode.scheduler,
+    scheduler: mode.sampler,
     ...(mode.clipSkip !== undefined && { clip_skip: mode.clipSkip }),
     ...(mode.predictionType && { prediction_type: mode.predictionType }),
     ...(mode.vae && { vae: mode.vae }),

@@ -86,7 +86,7 @@ describe('POST /v1/images/generations', () => {
         steps: 2,
         guidanceScale: 3.5,
         seed: 42,
-        scheduler: 'lcm',
+        sampler: 'lcm',
       }),
     ]);
   });

@@ -1,5 +1,5 @@
 import { createTestApp, type TestApp } from '../../testing/test-app.js';
-import { SCHEDULER_NAMES } from '../common/samplers.js';
+import { SAMPLER_NAMES } from '../common/samplers.js';
 import { createOpenApiDocument } from './openapi.js';
 
 describe('the OpenAPI document', () => {
@@ -88,13 +88,13 @@ describe('the OpenAPI document', () => {
   it('offers the same scheduler names for a request and in the modes listing', () => {
     const document = createOpenApiDocument(t.app);
     expect(document.components?.schemas?.['GenerateRequestDto']).toMatchObject({
-      properties: { scheduler: { type: 'string', enum: [...SCHEDULER_NAMES] } },
+      properties: { scheduler: { type: 'string', enum: [...SAMPLER_NAMES] } },
     });
     expect(document.paths['/api/modes']?.get?.responses['200']).toMatchObject({
       content: {
         'application/json': {
           schema: {
-            properties: { modes: { additionalProperties: { properties: { scheduler: { enum: SCHEDULER_NAMES } } } } },
+            properties: { modes: { additionalProperties: { properties: { scheduler: { enum: SAMPLER_NAMES } } } } },
           },
         },
       },

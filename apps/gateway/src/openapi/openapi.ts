@@ -4,7 +4,7 @@ import { DocumentBuilder, SwaggerModule, type OpenAPIObject } from '@nestjs/swag
 
 import { ACCESS_EXTENSION, type Access } from '../auth/access.decorator.js';
 import { ApiKeys } from '../auth/api-keys.js';
-import { CLIP_SKIP_MAX, PREDICTION_TYPES, SCHEDULER_NAMES } from '../common/samplers.js';
+import { CLIP_SKIP_MAX, PREDICTION_TYPES, SAMPLER_NAMES } from '../common/samplers.js';
 import { isOpenAiRoute } from '../errors/error-body.renderer.js';
 import { toHttpError } from '../errors/http-error.table.js';
 
@@ -84,7 +84,7 @@ const MODES_REPLIES: Readonly<
               default_guidance: { type: 'number', example: 7.5 },
               scheduler: {
                 type: 'string',
-                enum: SCHEDULER_NAMES,
+                enum: SAMPLER_NAMES,
                 example: 'dpmpp_2m_karras',
                 description: "the sampler a request without `scheduler` gets; `default`: the checkpoint's own",
               },

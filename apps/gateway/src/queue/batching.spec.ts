@@ -4,7 +4,11 @@ import { waitFor } from '../../testing/wait-for.js';
 import { JobCancelledError, OutOfMemoryError } from '../errors/domain.errors.js';
 import { batchPartners } from './batching.js';
 import { CustomJob, GenerationJob, ModeSwitchJob, type Job } from './job.types.js';
+import type { JobPayload } from './queue-backend.js';
 import type { SchedulableJob } from './scheduler.js';
+import { payloadOf as plain } from './worker-pool.service.js';
+
+const payloadOf = (job: Job | undefined): JobPayload | undefined => job && plain(job);
 
 describe('batchPartners', () => {
   const jobs = new Map<string, Job>();
@@ -18,27 +22,29 @@ describe('batchPartners', () => {
     jobs.set('other-mode', new GenerationJob('b', PARAMS));
     jobs.set('other-size', new GenerationJob('a', { ...PARAMS, width: 128 }));
     jobs.set('other-steps', new GenerationJob('a', { ...PARAMS, steps: 3 }));
-    jobs.set('other-sampler', new GenerationJob('a', { ...PARAMS, scheduler: 'euler_a' }));
+    jobs.set('other-sampler', new GenerationJob('a', { ...PARAMS, sampler: 'euler_a' }));
     jobs.set('negative', new GenerationJob('a', { ...PARAMS, negativePrompt: 'blurry' }));
     jobs.set('switch', new ModeSwitchJob('a'));
     jobs.set('custom', new CustomJob({ handler: () => 1, args: [] }));
   });
 
   it('takes the compatible generations the scheduler runs next, up to MAX_BATCH in all', () => {
-    expect(batchPartners(first, plan('same', 'same2'), (id) => jobs.get(id), 4)).toEqual(['same', 'same2']);
-    expect(batchPartners(first, plan('same', 'same2'), (id) => jobs.get(id), 2)).toEqual(['same']);
-    expect(batchPartners(first, plan('same', 'same2'), (id) => jobs.get(id), 1)).toEqual([]);
+    expect(batchPartners(first, plan('same', 'same2'), (id) => payloadOf(jobs.get(id)), 4)).toEqual(['same', 'same2']);
+    expect(batchPartners(first, plan('same', 'same2'), (id) => payloadOf(jobs.get(id)), 2)).toEqual(['same']);
+    expect(batchPartners(first, plan('same', 'same2'), (id) => payloadOf(jobs.get(id)), 1)).toEqual([]);
   });
 
   it.each(['other-mode', 'other-size', 'other-steps', 'other-sampler', 'negative', 'switch', 'custom'])(
     'stops at %s: nothing passes a job it would not have passed',
     (barrier) => {
-      expect(batchPartners(first, plan('same', barrier, 'same2'), (id) => jobs.get(id), 8)).toEqual(['same']);
+      expect(batchPartners(first, plan('same', barrier, 'same2'), (id) => payloadOf(jobs.get(id)), 8)).toEqual([
+        'same',
+      ]);
     },
   );
 
   it('batches no job that is not a generation', () => {
-    expect(batchPartners(new ModeSwitchJob('a'), plan('same'), (id) => jobs.get(id), 8)).toEqual([]);
+    expect(batchPartners(new ModeSwitchJob('a'), plan('same'), (id) => payloadOf(jobs.get(id)), 8)).toEqual([]);
   });
 });
 

@@ -1,4 +1,4 @@
-import type { GenerationJob, Job } from './job.types.js';
+import type { GenerationPayload, JobPayload } from './queue-backend.js';
 import type { SchedulableJob } from './scheduler.js';
 
 /**
@@ -6,9 +6,9 @@ import type { SchedulableJob } from './scheduler.js';
  * prompt, negative prompt and seed. Whether a negative prompt is given counts too, since without one SDXL
  * conditions on zeros rather than on an empty prompt (the model host groups the same way; docs/SCHEDULING.md, "Batching").
  */
-function batchKey(job: GenerationJob): string {
-  const { width, height, steps, guidanceScale, superres, scheduler, negativePrompt } = job.params;
-  return JSON.stringify([job.mode, width, height, steps, guidanceScale, superres, scheduler, negativePrompt !== '']);
+function batchKey(job: GenerationPayload): string {
+  const { width, height, steps, guidanceScale, superres, sampler, negativePrompt } = job.params;
+  return JSON.stringify([job.mode, width, height, steps, guidanceScale, superres, sampler, negativePrompt !== '']);
 }
 
 /**
@@ -18,9 +18,9 @@ function batchKey(job: GenerationJob): string {
  * the batch, so no job passes one it would not have passed, and the scheduler's delay bound holds.
  */
 export function batchPartners(
-  first: Job,
+  first: JobPayload,
   plan: readonly SchedulableJob[],
-  jobOf: (id: string) => Job | undefined,
+  jobOf: (id: string) => JobPayload | undefined,
   maxBatch: number,
 ): string[] {
   if (first.kind !== 'generation' || maxBatch <= 1) return [];

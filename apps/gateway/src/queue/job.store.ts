@@ -15,6 +15,7 @@ import {
 } from './job-record.types.js';
 import { Fifo } from './fifo.js';
 import { JobEvents } from './job.events.js';
+import type { JobRecords } from './queue-backend.js';
 
 type Mutable<T> = { -readonly [K in keyof T]: T[K] };
 
@@ -46,7 +47,7 @@ export interface JobListQuery {
  * JOB_RESULTS_MAX_BYTES (the oldest go first).
  */
 @Injectable()
-export class JobStore {
+export class JobStore implements JobRecords {
   private readonly jobs = new Map<string, Stored>();
   /** Finished jobs in the order they finished: the bounds drop from its head. */
   private readonly finished = new Fifo<Stored>();
@@ -59,10 +60,17 @@ export class JobStore {
     readonly events: JobEvents,
   ) {}
 
-  create(kind: JobKind, mode: string | undefined, seed: number | undefined, owner?: string): JobSnapshot {
+  /** `id`: the engine's (newJobId), or a new one; `owner`: who queued it (auth/caller.ts), undefined: the server. */
+  create(
+    kind: JobKind,
+    mode: string | undefined,
+    seed: number | undefined,
+    id: string = newJobId(),
+    owner?: string,
+  ): JobSnapshot {
     this.prune();
     const job: JobSnapshot = Object.freeze({
-      id: newJobId(),
+      id,
       kind,
       mode: mode ?? null,
       state: 'queued',
@@ -264,6 +272,6 @@ function copyOf(job: JobSnapshot): Mutable<JobSnapshot> {
  * (about 490 bytes, measured) that every queued and retained job would hold, and each garbage collection copy,
  * where one latin1 round trip leaves a single 62-byte string.
  */
-function newJobId(): string {
+export function newJobId(): string {
   return Buffer.from(randomUUID(), 'latin1').toString('latin1');
 }

@@ -1,4 +1,4 @@
-import type { SchedulerName } from '../common/samplers.js';
+import type { SamplerName } from '../common/samplers.js';
 import type { HostSession } from '../model-host/host-session.js';
 import type { LoadResult } from '../model-host/model-host.types.js';
 
@@ -13,7 +13,7 @@ export interface GenerationParams {
   readonly seed: number;
   readonly superres: boolean;
   /** The request's sampler; undefined: the mode's, taken when the job runs. */
-  readonly scheduler?: SchedulerName;
+  readonly sampler?: SamplerName;
 }
 
 /*

@@ -14,7 +14,7 @@ import type { HostSession } from '../model-host/host-session.js';
 import type { ModelHostConnection } from '../model-host/model-host.connection.js';
 import type { GenerateOptions, GeneratedImage, GenerateParams } from '../model-host/model-host.types.js';
 import type { GenerationJob, Job, JobContext, JobHandler, ModeSwitchResult } from './job.types.js';
-import type { JobStore } from './job.store.js';
+import type { JobRecords } from './queue-backend.js';
 
 /** ModelHostUnavailableError's own words, not repeated when its message becomes the detail of another. */
 const UNAVAILABLE_PREFIX = /^Model host unavailable: /;
@@ -46,7 +46,7 @@ export interface WorkResult {
 /** What the worker needs besides its host. */
 export interface WorkerDeps {
   readonly modes: ModesService;
-  readonly store: JobStore;
+  readonly store: JobRecords;
   /** Called when the worker can take a job again after something other than a job (its start, a recovery). */
   readonly idle: () => void;
 }
@@ -126,6 +126,15 @@ export class ModelHostWorker {
   /** True when a job of `mode` runs here without a load from disk or the RAM tier: active, or on the device. */
   holds(mode: string): boolean {
     return this.activeMode === mode || this.tierOf(mode) === 'device';
+  }
+
+  /** The modes whose jobs run here without a load: the active one and those on the device (see `holds`). */
+  heldModes(): Set<string> {
+    const held = new Set<string>();
+    const active = this.activeMode;
+    if (active !== undefined) held.add(active);
+    for (const entry of this.session.registry.residentModels()) if (entry.tier === 'device') held.add(entry.mode);
+    return held;
   }
 
   /** Where this host holds `mode`'s pipeline, as its registry last heard: on the device, in the RAM tier, or not. */
@@ -436,7 +445,7 @@ function generateParams(mode: ResolvedMode, job: GenerationJob): GenerateParams 
   return {
     key: mode.key,
     ...job.params,
-    scheduler: job.params.scheduler ?? mode.scheduler,
+    sampler: job.params.sampler ?? mode.sampler,
     clipSkip: mode.clipSkip ?? 0,
   };
 }

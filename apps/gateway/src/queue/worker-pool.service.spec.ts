@@ -16,7 +16,7 @@ import { MemoryRefresher } from '../memory/memory-refresher.service.js';
 import type { RegistryService } from '../registry/registry.service.js';
 import { CustomJob, GenerationJob, ModeSwitchJob } from './job.types.js';
 import type { JobEvent } from './job.events.js';
-import type { JobStore } from './job.store.js';
+import type { JobRecords } from './queue-backend.js';
 import { RUN_TASK_HANDLER, type WorkerPool } from './worker-pool.service.js';
 
 /** The job engine: order, bounds, cancel, custom jobs, shutdown and job records (the fake model host underneath). */
@@ -452,7 +452,7 @@ describe('WorkerPool', () => {
 describe('WorkerPool job records', () => {
   let f: JobEngineFixture;
   let modelHost: FakeModelHost;
-  let store: JobStore;
+  let store: JobRecords;
   let workers: WorkerPool;
   let seen: JobEvent[];
 

@@ -11,7 +11,6 @@ import { APP_CONFIG, type AppConfig } from '../config/app-config.js';
 import {
   JobCancelledError,
   ModeSwitchTimeoutError,
-  QueueFullError,
   QueueTimeoutError,
   ShuttingDownError,
   ModelHostUnavailableError,
@@ -22,9 +21,8 @@ import { ModesService } from '../modes/modes.service.js';
 import type { HostSession } from '../model-host/host-session.js';
 import { HostsService } from '../model-host/hosts.service.js';
 import type { GeneratedImage } from '../model-host/model-host.types.js';
-import { FifoScheduler } from './fifo.scheduler.js';
 import type { JobImage } from './job-record.types.js';
-import { JobStore } from './job.store.js';
+import { newJobId } from './job.store.js';
 import {
   CustomJob,
   GenerationJob,
@@ -35,43 +33,52 @@ import {
   type JobHandler,
   type ModeSwitchResult,
 } from './job.types.js';
-import { batchPartners } from './batching.js';
-import { Fifo } from './fifo.js';
-import { ModeAwareScheduler } from './mode-aware.scheduler.js';
 import { ModelHostWorker, type SwitchFailure, type WorkItem, type WorkResult } from './model-host.worker.js';
-import type { SchedulableJob, Scheduler, SchedulingContext } from './scheduler.js';
+import {
+  QUEUE_BACKEND,
+  call,
+  drive,
+  isPromise,
+  type Awaitable,
+  type ClaimContext,
+  type Enqueued,
+  type JobPayload,
+  type JobRecords,
+  type QueueBackend,
+  type QueuedJob,
+} from './queue-backend.js';
+import type { SchedulingContext } from './scheduler.js';
 import { outsideRequest } from '../logging/outside-request.js';
 
 export type { SwitchFailure } from './model-host.worker.js';
-
-/** Told to a client whose job found the queue full. */
-const RETRY_AFTER_SECONDS = 5;
 
 /** After SHUTDOWN_GRACE_MS, how long a cancelled job gets to end (a generation stops at its next step). */
 const CANCEL_SETTLE_MS = 10_000;
 
 /** One function for every job's "nobody asked for the result" catch, not a closure per job. */
 const ignore = (): void => undefined;
-const isQueued = (entry: Entry): boolean => entry.queued;
-const leftTheQueue = (entry: Entry): boolean => !entry.queued;
+const NO_MODES: ReadonlySet<string> = new Set();
 
 /** The handler the pool registers itself: `new CustomJob({ handler: RUN_TASK_HANDLER, args: [task, {...}] })`. */
 export const RUN_TASK_HANDLER = 'model-host.run-task';
 
 /**
- * A job the engine holds, from its submission to its end: what its scheduler orders (a SchedulableJob), what its
- * worker is handed (a WorkItem) and what its caller holds (a JobHandle), one object for all three.
+ * A job this engine holds, from its submission (or its claim, for a job another gateway submitted) to its end:
+ * what its worker is handed (a WorkItem) and what its caller holds (a JobHandle), one object for both. What waits
+ * in the queue is the backend's QueuedJob, plain data.
  */
-class Entry implements WorkItem, SchedulableJob, JobHandle<unknown> {
+class Entry implements WorkItem, JobHandle<unknown> {
   readonly kind: Job['kind'];
   readonly mode: string | undefined;
   /** A custom job bound to one model host. */
   readonly host: string | undefined;
+  /** When the backend admitted it (its record's created_ms). */
+  submittedAt = 0;
   /** It ran on a model host that died under it, and waits to run once more on another. */
   retried = false;
   /** Jobs ahead of it when it was submitted (see JobHandle). */
   ahead = 0;
-  /** Waiting in the queue (not yet started, cancelled or expired). */
+  /** Waiting in the queue backend (not yet claimed, cancelled or expired). */
   queued = true;
   /** Its caller cancelled it (not a shutdown, not the model host): the job ends `cancelled`. */
   cancelled = false;
@@ -85,8 +92,6 @@ class Entry implements WorkItem, SchedulableJob, JobHandle<unknown> {
   constructor(
     readonly id: string,
     readonly job: Job,
-    readonly seq: number,
-    readonly submittedAt: number,
     readonly handler: JobHandler | undefined,
     private readonly pool: WorkerPool,
   ) {
@@ -138,11 +143,16 @@ class Entry implements WorkItem, SchedulableJob, JobHandle<unknown> {
 }
 
 /**
- * The job engine: every job is a record in the JobStore (each change a JobEvent); the waiting ones are held in
- * the order its Scheduler chooses (mode-aware, or FIFO at SCHEDULER_MAX_DELAY_MS=0) and handed, one at a time,
- * to a ModelHostWorker per model host (HostsService: one per device). Each free host gets work it can run without
- * a load first; a job that needs a load goes to the free host where its mode costs least to bring in (see
- * `placeSwitch`). At most QUEUE_MAX jobs wait (the running ones not counted), each at most QUEUE_TIMEOUT_MS.
+ * The job engine. Every job waits in a QueueBackend (QUEUE_BACKEND: the in-memory one by default), the seam where
+ * admission (QUEUE_MAX), order (the Scheduler), claims, cancels, expiry (QUEUE_TIMEOUT_MS) and the job records
+ * (JobRecords: each change a JobEvent) live, over plain data. The engine keeps what belongs to this process: the
+ * handles (promises, cancel, abort), function handlers, and a ModelHostWorker per model host (HostsService: one per
+ * device), to which it hands work one job (or one batch) at a time. Each free host claims work it can run without a
+ * load first; a job that needs a load goes to the free host where its mode costs least to bring in (`placeSwitch`).
+ *
+ * Every backend answer may be a Promise (a shared backend) or a plain value (in memory): the engine's steps run
+ * through `drive`, synchronously while the answers are plain values. One drain runs at a time, and a host is
+ * reserved while it claims, so a claim that resolves late never books a host twice.
  *
  * When a model host is lost, its running generation runs once more on another host that serves (same seed, same
  * image), or fails (503) when there is none; queued jobs stay queued, and new ones are refused (503) only while no
@@ -152,21 +162,22 @@ class Entry implements WorkItem, SchedulableJob, JobHandle<unknown> {
 @Injectable()
 export class WorkerPool implements OnModuleInit, OnApplicationBootstrap, OnModuleDestroy {
   private readonly logger = new Logger(WorkerPool.name);
-  private readonly waiting = new Map<string, Entry>();
-  /**
-   * Waiting jobs in submission order, for QUEUE_TIMEOUT_MS: one value for all, so deadlines come in this order and
-   * one timer, for the oldest, serves them all. Jobs that left the queue are skipped at the head.
-   */
-  private readonly timeouts = new Fifo<Entry>();
-  private timeoutTimer: NodeJS.Timeout | undefined;
+  /** This engine's jobs that wait in the backend, by id: their handles (and function handlers). */
+  private readonly entries = new Map<string, Entry>();
+  /** One timer, at the backend's next QUEUE_TIMEOUT_MS deadline. */
+  private expiryTimer: NodeJS.Timeout | undefined;
   /** What each worker runs: one job, or the generations of one batch. */
   private readonly running = new Map<ModelHostWorker, Entry[]>();
   /** Generations whose model host died under them, waiting for another: they go before the queue. */
   private readonly retries: Entry[] = [];
+  /** Jobs claimed for a host that could not take them once the claim answered: they go before the queue. */
+  private readonly unplaced: Entry[] = [];
+  /** Hosts asking the backend for work: nothing else books them meanwhile. */
+  private readonly claiming = new Set<ModelHostWorker>();
+  private draining = false;
+  private drainAgain = false;
   /** Wakes the dispatch when a free host waits only for time (a job turning overdue, or worth a replica). */
   private wakeTimer: NodeJS.Timeout | undefined;
-  private readonly scheduler: Scheduler;
-  private seq = 0;
   private readonly handlers = new Map<string, JobHandler>();
   private closed = false;
   /** The workers jobs are dispatched to: one per model host. */
@@ -176,21 +187,22 @@ export class WorkerPool implements OnModuleInit, OnApplicationBootstrap, OnModul
     @Inject(APP_CONFIG) private readonly config: AppConfig,
     private readonly modes: ModesService,
     readonly hosts: HostsService,
-    readonly store: JobStore,
+    @Inject(QUEUE_BACKEND) readonly backend: QueueBackend,
   ) {
-    this.scheduler =
-      config.schedulerMaxDelayMs === 0
-        ? new FifoScheduler()
-        : new ModeAwareScheduler({ maxDelayMs: config.schedulerMaxDelayMs });
     this.registerHandler(
       RUN_TASK_HANDLER,
       function (this: JobContext, task: string, args: Record<string, unknown> = {}) {
         return this.host.client.runTask(task, args);
       },
     );
-    const deps = { modes, store, idle: () => this.drain() };
+    const deps = { modes, store: backend.records, idle: () => this.drain() };
     this.workers = hosts.sessions.map((session) => new ModelHostWorker(session, deps));
     for (const worker of this.workers) this.watch(worker.session);
+  }
+
+  /** Every job's record and events (the backend's). */
+  get store(): JobRecords {
+    return this.backend.records;
   }
 
   /** The jobs running on a host now (a batch counts each member). */
@@ -201,9 +213,7 @@ export class WorkerPool implements OnModuleInit, OnApplicationBootstrap, OnModul
 
   /** The waiting jobs bound to a host (custom jobs that name it). */
   waitingFor(host: string): number {
-    let count = 0;
-    for (const entry of this.waiting.values()) if (entry.host === host) count += 1;
-    return count;
+    return this.atOnce(this.backend.waitingFor(host), 'waitingFor');
   }
 
   /** The last failed mode switch, cleared by the next successful one. */
@@ -230,7 +240,7 @@ export class WorkerPool implements OnModuleInit, OnApplicationBootstrap, OnModul
 
   /** Jobs waiting their turn (the running ones not counted): the figure QUEUE_MAX bounds. */
   get queueSize(): number {
-    return this.waiting.size;
+    return this.atOnce(this.backend.size(), 'queueSize');
   }
 
   /** True while a job runs. */
@@ -250,7 +260,7 @@ export class WorkerPool implements OnModuleInit, OnApplicationBootstrap, OnModul
    */
   expectedMode(): string | undefined {
     const context = this.planContext();
-    const plan = this.scheduler.plan(context);
+    const plan = this.atOnce(this.backend.plan(context), 'expectedMode');
     for (let i = plan.length - 1; i >= 0; i -= 1) {
       const mode = plan[i]?.mode;
       if (mode !== undefined) return mode;
@@ -260,12 +270,16 @@ export class WorkerPool implements OnModuleInit, OnApplicationBootstrap, OnModul
 
   /** Each waiting job's place in the order the scheduler will run them: 1 runs next. */
   positions(): Map<string, number> {
-    return new Map(this.scheduler.plan(this.planContext()).map((job, index) => [job.id, index + 1]));
+    const plan = this.atOnce(this.backend.plan(this.planContext()), 'positions');
+    return new Map(plan.map((job, index) => [job.id, index + 1]));
   }
 
-  /** Cancels the job with this id (see JobHandle.cancel); false when it is not waiting or running. */
+  /** Cancels the job with this id (see JobHandle.cancel); false when this engine does not hold it. */
   cancelJob(id: string): boolean {
-    const entry = this.waiting.get(id) ?? this.runningEntries().find((running) => running.id === id);
+    const entry =
+      this.entries.get(id) ??
+      this.runningEntries().find((running) => running.id === id) ??
+      this.unplaced.find((claimed) => claimed.id === id);
     if (!entry) return false;
     this.cancelEntry(entry);
     return true;
@@ -278,6 +292,8 @@ export class WorkerPool implements OnModuleInit, OnApplicationBootstrap, OnModul
   }
 
   /**
+   * Queues a job and returns its handle at once, with a backend that answers at once (the in-memory one, the
+   * default); with one that answers asynchronously, use `enqueue`.
    * @throws QueueFullError at once when QUEUE_MAX jobs are already waiting.
    * @throws ModelHostUnavailableError while the model host is down (queued jobs wait for it; new ones are refused).
    * @throws UnknownTaskError for a CustomJob naming a handler nobody registered.
@@ -286,40 +302,53 @@ export class WorkerPool implements OnModuleInit, OnApplicationBootstrap, OnModul
   submitJob(job: ModeSwitchJob): JobHandle<ModeSwitchResult>;
   submitJob<T, A extends readonly unknown[]>(job: CustomJob<T, A>): JobHandle<T>;
   submitJob(job: Job): JobHandle<unknown> {
+    if (!this.backend.answersAtOnce) {
+      throw new Error('this queue backend answers asynchronously: submit with `await pool.enqueue(job)`');
+    }
+    return this.atOnce(drive(this.submitSteps(job)), 'submitJob');
+  }
+
+  /** submitJob for any backend: the handle once the backend has admitted the job (the same errors, as rejections). */
+  enqueue(job: GenerationJob): Promise<JobHandle<GeneratedImage>>;
+  enqueue(job: ModeSwitchJob): Promise<JobHandle<ModeSwitchResult>>;
+  enqueue<T, A extends readonly unknown[]>(job: CustomJob<T, A>): Promise<JobHandle<T>>;
+  async enqueue(job: Job): Promise<JobHandle<unknown>> {
+    return drive(this.submitSteps(job));
+  }
+
+  private *submitSteps(job: Job): Generator<unknown, Entry, unknown> {
     if (this.closed) throw new ShuttingDownError('the server takes no new work');
     const down =
       job.kind === 'custom' && job.host !== undefined ? this.boundHostDown(job.host) : this.unavailableReason;
     if (down !== undefined) {
       throw new ModelHostUnavailableError(`the model host went away (${down}); it is being brought back`);
     }
-    if (this.waiting.size >= this.config.queueMax) {
-      throw new QueueFullError(this.config.queueMax, RETRY_AFTER_SECONDS);
-    }
     if (job.kind === 'custom' && typeof job.handler === 'string' && !this.handlers.has(job.handler)) {
       throw new UnknownTaskError(`no job handler is registered as '${job.handler}'`);
     }
-
-    const mode = job.kind === 'custom' ? undefined : job.mode;
-    const { id, created_ms: submittedAt } = this.store.create(
-      job.kind,
-      mode,
-      job.kind === 'generation' ? job.params.seed : undefined,
-      job.kind === 'generation' ? job.owner : undefined,
-    );
-    const handler = job.kind === 'custom' ? this.handlerOf(job) : undefined;
-    const entry = new Entry(id, job, ++this.seq, submittedAt, handler, this);
-    this.timeouts.push(entry);
-    this.timeoutTimer ??= this.armTimeout(entry);
-    this.waiting.set(entry.id, entry);
-    this.scheduler.add(entry);
-    // A barrier (a switch, a custom job) runs only as the oldest waiting job, so every job waiting now goes first:
-    // O(1), where the plan a generation's position needs is O(n) (a queue filled with custom jobs stays linear).
-    const planned =
-      job.kind === 'generation'
-        ? this.scheduler.plan(this.planContext()).findIndex((waiting) => waiting.id === entry.id)
-        : this.scheduler.size - 1;
-    entry.ahead = planned;
+    const id = newJobId();
+    const entry = new Entry(id, job, job.kind === 'custom' ? this.handlerOf(job) : undefined, this);
+    // Filed before the backend has it: a claim answered meanwhile finds its handle (and its function handler).
+    this.entries.set(id, entry);
+    let admitted: Enqueued;
+    try {
+      admitted = yield* call(
+        this.backend.enqueue({
+          id,
+          payload: payloadOf(job),
+          seed: job.kind === 'generation' ? job.params.seed : undefined,
+          owner: job.kind === 'generation' ? job.owner : undefined,
+          plan: this.planContext(),
+        }),
+      );
+    } catch (error) {
+      this.entries.delete(id);
+      throw error;
+    }
+    entry.submittedAt = admitted.job.submittedAt;
+    entry.ahead = admitted.ahead;
     for (const worker of this.workers) if (worker.busy) entry.ahead += 1;
+    if (this.expiryTimer === undefined) this.armExpiry(entry.submittedAt + this.config.queueTimeoutMs);
     this.drain();
     return entry;
   }
@@ -330,16 +359,29 @@ export class WorkerPool implements OnModuleInit, OnApplicationBootstrap, OnModul
     this.closed = true;
     for (const worker of this.workers) worker.connection.close();
     clearTimeout(this.wakeTimer);
-    const queued = [...this.waiting.values()];
-    for (const entry of queued) {
-      this.dequeue(entry);
-      entry.reject(new ShuttingDownError('the server stopped before this job started'));
+    clearTimeout(this.expiryTimer);
+    this.expiryTimer = undefined;
+    const answered = drive(this.closeSteps());
+    if (isPromise(answered)) answered.catch((error: unknown) => this.logger.error(`shutting down: ${String(error)}`));
+  }
+
+  private *closeSteps(): Generator<unknown, void, unknown> {
+    const gone = new ShuttingDownError('the server stopped before this job started');
+    let count = 0;
+    for (const entry of this.unplaced.splice(0)) {
+      entry.reject(gone);
+      count += 1;
+    }
+    const queued = yield* call(this.backend.close());
+    for (const job of queued) {
+      this.left(job, gone);
+      count += 1;
     }
     for (const entry of this.retries.splice(0)) {
       entry.reject(new ShuttingDownError('the server stopped before this job could run again'));
     }
     this.logger.log(
-      `shutting down: new work and ${queued.length} queued job(s) answered 503` +
+      `shutting down: new work and ${count} queued job(s) answered 503` +
         (this.running.size > 0 ? '; waiting for the running job' : ''),
     );
   }
@@ -369,10 +411,13 @@ export class WorkerPool implements OnModuleInit, OnApplicationBootstrap, OnModul
   private retryDefaultMode(): void {
     const mode = this.modes.config.defaultMode;
     this.logger.log(`modes.yaml reloaded after a failed start: loading the default mode '${mode}' again`);
-    try {
-      this.submitJob(new ModeSwitchJob(mode));
-    } catch (error) {
+    const failed = (error: unknown): void =>
       this.logger.warn(`could not queue the default mode's load: ${(error as Error).message}`);
+    try {
+      const queued = drive(this.submitSteps(new ModeSwitchJob(mode)));
+      if (isPromise(queued)) queued.catch(failed);
+    } catch (error) {
+      failed(error);
     }
   }
 
@@ -392,18 +437,35 @@ export class WorkerPool implements OnModuleInit, OnApplicationBootstrap, OnModul
       if (state === 'lost') {
         wasLost = true;
         if (others) this.logger.error(`model host ${session.id} lost (${reason}): the other hosts go on`);
-        else this.logger.error(`${this.waiting.size} queued job(s) wait for the model host (${reason})`);
+        else this.logger.error(`${this.queuedForLog()} queued job(s) wait for the model host (${reason})`);
       }
       if (state !== 'serving') return;
       if (wasLost) {
         this.logger.log(
           `model host ${session.id} back: registry re-synced, mode '${session.registry.currentMode ?? '(none)'}' ` +
-            `active; ${this.waiting.size} queued job(s)`,
+            `active; resuming ${this.queuedForLog()} queued job(s)`,
         );
       }
       wasLost = false;
       this.drain();
     });
+  }
+
+  /** The queue's size for a log line: "?" from a backend that answers asynchronously. */
+  private queuedForLog(): number | string {
+    const size = this.backend.size();
+    if (!isPromise(size)) return size;
+    size.catch(ignore);
+    return '?';
+  }
+
+  /** A backend's answer where the caller needs it now (the in-memory backend answers at once). */
+  private atOnce<T>(answer: Awaitable<T>, what: string): T {
+    if (isPromise(answer)) {
+      answer.catch(ignore);
+      throw new Error(`${what}: this queue backend answers asynchronously`);
+    }
+    return answer;
   }
 
   /**
@@ -433,146 +495,238 @@ export class WorkerPool implements OnModuleInit, OnApplicationBootstrap, OnModul
   cancelEntry(entry: Entry): void {
     entry.cancelled = true;
     const retry = this.retries.indexOf(entry);
+    const claimed = retry === -1 ? this.unplaced.indexOf(entry) : -1;
     if (retry !== -1) {
       this.retries.splice(retry, 1);
       entry.abort();
       entry.reject(new JobCancelledError('job cancelled while it waited to run again'));
-    } else if (this.dequeue(entry)) {
+    } else if (claimed !== -1) {
+      this.unplaced.splice(claimed, 1);
       entry.reject(new JobCancelledError('job cancelled while queued'));
+    } else if (entry.queued) {
+      const done = drive(this.cancelSteps(entry));
+      if (isPromise(done)) done.catch((error: unknown) => this.logger.error(`cancel: ${String(error)}`));
     } else if (this.runningEntries().includes(entry)) {
       entry.abort();
     }
   }
 
-  private dequeue(entry: Entry): boolean {
-    const waited = this.waiting.delete(entry.id);
-    if (waited) this.scheduler.remove(entry.id);
-    this.leftQueue(entry);
-    return waited;
-  }
-
-  /** The entry no longer waits: the timeouts' head moves past the entries that left. */
-  private leftQueue(entry: Entry): void {
-    entry.queued = false;
-    const { timeouts } = this;
-    if (timeouts.skip(leftTheQueue) === undefined) {
-      clearTimeout(this.timeoutTimer);
-      this.timeoutTimer = undefined;
-    } else if (timeouts.size > 2 * this.waiting.size + 1024) {
-      // Jobs run out of submission order (the mode-aware scheduler) stay behind an older waiting one: drop them.
-      timeouts.retain(isQueued);
+  private *cancelSteps(entry: Entry): Generator<unknown, void, unknown> {
+    const removed = yield* call(this.backend.cancel(entry.id));
+    if (removed) {
+      this.entries.delete(entry.id);
+      entry.queued = false;
+      entry.reject(new JobCancelledError('job cancelled while queued'));
+    } else {
+      // Claimed meanwhile: it starts with its signal aborted (a generation stops at its first step).
+      entry.abort();
     }
   }
 
-  /** One timer, at the oldest waiting job's deadline. */
-  private armTimeout(oldest: Entry): NodeJS.Timeout {
-    const timer = setTimeout(
-      () => this.expireDue(),
-      Math.max(0, oldest.submittedAt + this.config.queueTimeoutMs - Date.now()),
-    );
-    timer.unref();
-    return timer;
+  /** A waiting job left the queue without running (expired, or the gateway stops): its handle or record says so. */
+  private left(job: QueuedJob, error: Error): void {
+    const entry = this.entries.get(job.id);
+    if (entry) {
+      this.entries.delete(job.id);
+      entry.queued = false;
+      entry.reject(error);
+    } else {
+      this.store.finish(job.id, { state: 'failed', error: toHttpError(error).body });
+    }
+  }
+
+  /** One timer, at the next QUEUE_TIMEOUT_MS deadline (ms since the epoch). */
+  private armExpiry(at: number): void {
+    clearTimeout(this.expiryTimer);
+    this.expiryTimer = setTimeout(() => this.expireDue(), Math.max(0, at - Date.now()));
+    this.expiryTimer.unref();
+  }
+
+  private expireDue(): void {
+    this.expiryTimer = undefined;
+    if (this.closed) return;
+    const done = drive(this.expireSteps());
+    if (isPromise(done)) done.catch((error: unknown) => this.logger.error(`queue timeouts: ${String(error)}`));
   }
 
   /** Expires every waiting job whose QUEUE_TIMEOUT_MS has passed, oldest first, then waits for the next. */
-  private expireDue(): void {
-    this.timeoutTimer = undefined;
+  private *expireSteps(): Generator<unknown, void, unknown> {
     const now = Date.now();
-    for (;;) {
-      const oldest = this.timeouts.peek();
-      if (!oldest) return;
-      if (oldest.submittedAt + this.config.queueTimeoutMs > now) {
-        // A job submitted by a listener of an expiry meanwhile may have armed one, for its own later deadline.
-        clearTimeout(this.timeoutTimer);
-        this.timeoutTimer = this.armTimeout(oldest);
-        return;
-      }
-      // Leaves the queue, moving the head past it (and clearing the timer when nothing is left).
-      this.expire(oldest);
-    }
+    const expired = yield* call(this.backend.expire(now));
+    for (const job of expired) this.left(job, this.expiryError(now - job.submittedAt));
+    const next = yield* call(this.backend.nextExpiry());
+    // A job submitted by a listener of an expiry meanwhile may have armed one already: this one is the earliest.
+    if (next !== undefined && !this.closed) this.armExpiry(next);
   }
 
-  /** QUEUE_TIMEOUT_MS passed before the entry's turn came. */
-  private expire(entry: Entry): void {
-    if (!this.dequeue(entry)) return;
-    const waited = Date.now() - entry.submittedAt;
+  /** QUEUE_TIMEOUT_MS passed before the job's turn came: why, as its caller is told. */
+  private expiryError(waited: number): Error {
     const down = this.unavailableReason;
     const loading = this.workers.find((worker) => worker.switching !== undefined)?.switching;
     if (down !== undefined) {
-      entry.reject(
-        new ModelHostUnavailableError(
-          `the model host went away (${down}); gave up after waiting ${waited} ms (QUEUE_TIMEOUT_MS)`,
-        ),
+      return new ModelHostUnavailableError(
+        `the model host went away (${down}); gave up after waiting ${waited} ms (QUEUE_TIMEOUT_MS)`,
       );
-    } else if (loading !== undefined) {
-      entry.reject(
-        new ModeSwitchTimeoutError(
-          loading,
-          `waited ${waited} ms in the queue while mode '${loading}' was loading (QUEUE_TIMEOUT_MS)`,
-        ),
+    }
+    if (loading !== undefined) {
+      return new ModeSwitchTimeoutError(
+        loading,
+        `waited ${waited} ms in the queue while mode '${loading}' was loading (QUEUE_TIMEOUT_MS)`,
       );
+    }
+    return new QueueTimeoutError(waited);
+  }
+
+  /** Starts a drain, or asks the running one for another pass: one drain at a time. */
+  private drain(): void {
+    if (this.closed) return;
+    if (this.draining) {
+      this.drainAgain = true;
+      return;
+    }
+    clearTimeout(this.wakeTimer);
+    this.wakeTimer = undefined;
+    this.draining = true;
+    let done: Awaitable<void>;
+    try {
+      done = drive(this.drainSteps());
+    } catch (error) {
+      this.drained();
+      throw error;
+    }
+    if (isPromise(done)) {
+      done.then(this.drained, (error: unknown) => {
+        this.logger.error(`dispatch: ${String(error)}`);
+        this.drained();
+      });
     } else {
-      entry.reject(new QueueTimeoutError(waited));
+      this.drained();
     }
   }
 
+  private readonly drained = (): void => {
+    this.draining = false;
+    if (!this.drainAgain) return;
+    this.drainAgain = false;
+    this.drain();
+  };
+
   /**
-   * Hands work to the free hosts: first the generations that died with another host, then, while any host is free,
-   * each free host what the scheduler chooses for it without a load (its active mode, or one it holds), then a job
-   * that needs a load, to the free host where that costs least. A free host that is left only jobs better left to
-   * a busy host waits; a timer wakes it when one turns overdue or has waited past SCHEDULER_REPLICA_AFTER_MS.
+   * Hands work to the free hosts: first the jobs that wait for a host (generations that died with another, claims
+   * left without one), then, while any host is free, each free host what the scheduler chooses for it without a
+   * load (its active mode, or one it holds), then a job that needs a load, to the free host where that costs least.
+   * A free host that is left only jobs better left to a busy host waits; a timer wakes it when one turns overdue or
+   * has waited past SCHEDULER_REPLICA_AFTER_MS.
    */
-  private drain(): void {
-    if (this.closed) return;
-    clearTimeout(this.wakeTimer);
-    this.wakeTimer = undefined;
-    this.dispatchRetries();
+  private *drainSteps(): Generator<unknown, void, unknown> {
     for (;;) {
-      const free = this.workers.filter((worker) => worker.available);
+      if (this.closed) return;
+      this.drainAgain = false;
+      this.dispatchWaitingForHost();
+      const free = this.freeWorkers();
       if (free.length === 0) return;
       const now = Date.now();
-      const avoid = this.avoidedModes(now);
+      const avoid = yield* this.avoidedModes(now);
       let placed = false;
       for (const worker of free) {
-        const chosen = this.scheduler.peek(this.contextOf(worker, now, avoid));
-        if (chosen && (chosen.mode === undefined || worker.holds(chosen.mode))) {
-          this.take(worker, chosen.id);
+        if (!this.isFree(worker)) continue;
+        const taken = yield* this.claimFor(worker, now, avoid, true);
+        if (taken.length > 0) {
+          this.place(worker, taken);
           placed = true;
         }
       }
       if (placed) continue;
       for (const worker of free) {
-        const chosen = this.scheduler.peek(this.contextOf(worker, now, avoid));
-        if (!chosen) continue;
-        this.take(chosen.mode === undefined ? worker : this.placeSwitch(chosen.mode, free), chosen.id);
+        if (!this.isFree(worker)) continue;
+        const taken = yield* this.claimFor(worker, now, avoid, false);
+        const first = taken[0];
+        if (!first) continue;
+        const hosts = this.freeWorkers();
+        const target = first.mode === undefined || hosts.length === 0 ? worker : this.placeSwitch(first.mode, hosts);
+        this.place(target, taken);
         placed = true;
         break;
       }
-      if (!placed) {
-        this.wakeAt(now, free, avoid);
-        return;
-      }
+      if (placed || this.drainAgain) continue;
+      yield* this.wakeAt(now, free, avoid);
+      return;
     }
   }
 
+  private isFree(worker: ModelHostWorker): boolean {
+    return worker.available && !this.claiming.has(worker);
+  }
+
+  private freeWorkers(): ModelHostWorker[] {
+    return this.workers.filter((worker) => this.isFree(worker));
+  }
+
+  /** Asks the backend for `worker`'s work; the worker is reserved until the answer comes. */
+  private *claimFor(
+    worker: ModelHostWorker,
+    now: number,
+    avoid: ReadonlySet<string>,
+    withoutLoad: boolean,
+  ): Generator<unknown, readonly QueuedJob[], unknown> {
+    const context = this.contextOf(worker, now, avoid);
+    const options = { onlyIfHeld: withoutLoad ? worker.heldModes() : undefined, maxBatch: this.config.maxBatch };
+    this.claiming.add(worker);
+    try {
+      return yield* call(this.backend.claim(context, options));
+    } finally {
+      this.claiming.delete(worker);
+    }
+  }
+
+  /** Runs claimed jobs on `worker`, or keeps them for the next free host when it can no longer take them. */
+  private place(worker: ModelHostWorker, taken: readonly QueuedJob[]): void {
+    const entries = taken.map((job) => this.entryOf(job));
+    const [first] = entries;
+    if (!first) return;
+    if (!worker.available) {
+      this.unplaced.push(...entries);
+      return;
+    }
+    if (entries.length > 1) this.dispatchBatch(worker, entries);
+    else this.dispatch(worker, first);
+  }
+
+  /** The handle of a claimed job: this engine's own, or one made from its data (a job another gateway queued). */
+  private entryOf(job: QueuedJob): Entry {
+    const own = this.entries.get(job.id);
+    if (own) {
+      this.entries.delete(job.id);
+      own.queued = false;
+      return own;
+    }
+    const made = jobOf(job.payload);
+    const entry = new Entry(job.id, made, made.kind === 'custom' ? this.handlerOf(made) : undefined, this);
+    entry.submittedAt = job.submittedAt;
+    entry.queued = false;
+    return entry;
+  }
+
   /** What the scheduler chooses against for `worker`. */
-  private contextOf(worker: ModelHostWorker, now: number, avoid: ReadonlySet<string>): SchedulingContext {
+  private contextOf(worker: ModelHostWorker, now: number, avoid: ReadonlySet<string>): ClaimContext {
     const resident = worker.residentModes();
-    const ownAvoid = new Set([...avoid].filter((mode) => !resident.has(mode) && mode !== worker.activeMode));
-    return { activeMode: worker.activeMode, now, host: worker.session.id, resident, avoid: ownAvoid };
+    const active = worker.activeMode;
+    const ownAvoid =
+      avoid.size === 0 ? NO_MODES : new Set([...avoid].filter((mode) => !resident.has(mode) && mode !== active));
+    return { activeMode: active, now, host: worker.session.id, resident, avoid: ownAvoid };
   }
 
   /**
    * Modes active on a busy host whose oldest waiting job has waited less than SCHEDULER_REPLICA_AFTER_MS: a free
    * host leaves them to that host rather than load a second copy. Past it, a free host loads the mode too.
    */
-  private avoidedModes(now: number): Set<string> {
+  private *avoidedModes(now: number): Generator<unknown, ReadonlySet<string>, unknown> {
+    if (this.workers.length < 2) return NO_MODES;
     const avoid = new Set<string>();
-    if (this.workers.length < 2) return avoid;
     for (const worker of this.workers) {
       const mode = worker.activeMode;
       if (!worker.busy || mode === undefined) continue;
-      const oldest = this.scheduler.oldestOf(mode);
+      const oldest = yield* call(this.backend.oldestOf(mode));
       if (oldest && now - oldest.submittedAt < this.config.replicaAfterMs) avoid.add(mode);
     }
     return avoid;
@@ -597,41 +751,50 @@ export class WorkerPool implements OnModuleInit, OnApplicationBootstrap, OnModul
   }
 
   /** A free host waits on jobs better left to a busy one: wake the dispatch when that changes by time alone. */
-  private wakeAt(now: number, free: readonly ModelHostWorker[], avoid: ReadonlySet<string>): void {
-    if (this.scheduler.size === 0) return;
-    const deadlines = free.flatMap((worker) => this.scheduler.nextDeadline(this.contextOf(worker, now, avoid)) ?? []);
+  private *wakeAt(
+    now: number,
+    free: readonly ModelHostWorker[],
+    avoid: ReadonlySet<string>,
+  ): Generator<unknown, void, unknown> {
+    if ((yield* call(this.backend.size())) === 0) return;
+    const deadlines: number[] = [];
+    for (const worker of free) {
+      const deadline = yield* call(this.backend.nextDeadline(this.contextOf(worker, now, avoid)));
+      if (deadline !== undefined) deadlines.push(deadline);
+    }
     for (const mode of avoid) {
-      const oldest = this.scheduler.oldestOf(mode);
+      const oldest = yield* call(this.backend.oldestOf(mode));
       if (oldest) deadlines.push(oldest.submittedAt + this.config.replicaAfterMs - now);
     }
-    if (deadlines.length === 0) return;
+    if (deadlines.length === 0 || this.closed) return;
+    clearTimeout(this.wakeTimer);
     this.wakeTimer = setTimeout(() => this.drain(), Math.max(1, Math.min(...deadlines)));
     this.wakeTimer.unref();
   }
 
-  /** Takes the waiting job `id` (with its batch partners) off the queue and runs it on `worker`. */
-  private take(worker: ModelHostWorker, id: string): void {
-    const entry = this.waiting.get(id);
-    this.scheduler.remove(id);
-    if (!entry) return;
-    const partners = this.batchPartners(entry);
-    if (partners.length > 0) this.dispatchBatch(worker, [entry, ...partners]);
-    else this.dispatch(worker, entry);
+  /**
+   * Jobs that wait for a host, oldest first, each on a free host that serves: generations whose host died under
+   * them run once more; jobs claimed for a host that went away start.
+   */
+  private dispatchWaitingForHost(): void {
+    this.dispatchEach(this.retries, false);
+    this.dispatchEach(this.unplaced, true);
   }
 
-  /** Generations whose host died under them run once more, each on a free host that serves (oldest first). */
-  private dispatchRetries(): void {
-    while (this.retries.length > 0) {
-      const entry = this.retries[0];
+  private dispatchEach(queue: Entry[], fresh: boolean): void {
+    while (queue.length > 0) {
+      const entry = queue[0];
       if (!entry) return;
-      const free = this.workers.filter((worker) => worker.available);
+      const free = this.freeWorkers();
       if (free.length === 0) return;
-      this.retries.shift();
+      queue.shift();
       const worker = entry.mode === undefined ? free[0] : this.placeSwitch(entry.mode, free);
       if (!worker) return;
-      this.store.moved(entry.id, worker.session.id);
-      this.logger.warn(`job ${entry.id} runs again on model host ${worker.session.id} (its host died under it)`);
-      this.dispatch(worker, entry, false);
+      if (!fresh) {
+        this.store.moved(entry.id, worker.session.id);
+        this.logger.warn(`job ${entry.id} runs again on model host ${worker.session.id} (its host died under it)`);
+      }
+      this.dispatch(worker, entry, fresh);
     }
   }
 
@@ -656,19 +819,9 @@ export class WorkerPool implements OnModuleInit, OnApplicationBootstrap, OnModul
     return true;
   }
 
-  /** The waiting generations that run in one call with `first` (see batchPartners), taken off the queue. */
-  private batchPartners(first: Entry): Entry[] {
-    if (first.job.kind !== 'generation') return [];
-    const plan = this.scheduler.plan({ activeMode: first.job.mode, now: Date.now() });
-    const ids = batchPartners(first.job, plan, (id) => this.waiting.get(id)?.job, this.config.maxBatch);
-    const partners = ids.flatMap((id) => this.waiting.get(id) ?? []);
-    for (const partner of partners) this.scheduler.remove(partner.id);
-    return partners;
-  }
-
   /** Each member keeps its own record, events, progress, cancel and result; the worker is free once all ended. */
   private dispatchBatch(worker: ModelHostWorker, entries: Entry[]): void {
-    for (const entry of entries) this.start(entry, worker);
+    for (const entry of entries) this.store.started(entry.id, worker.session.id);
     this.running.set(worker, entries);
     const results = outsideRequest(() =>
       worker.runBatch(entries.map((entry) => ({ id: entry.id, job: entry.job, signal: entry.signal }))),
@@ -690,19 +843,13 @@ export class WorkerPool implements OnModuleInit, OnApplicationBootstrap, OnModul
     });
   }
 
-  private start(entry: Entry, worker: ModelHostWorker): void {
-    this.waiting.delete(entry.id);
-    this.leftQueue(entry);
-    this.store.started(entry.id, worker.session.id);
-  }
-
   private runningEntries(): Entry[] {
     return [...this.running.values(), this.retries].flat();
   }
 
   /** `fresh`: the job starts now (false: a retry, already running). */
   private dispatch(worker: ModelHostWorker, entry: Entry, fresh = true): void {
-    if (fresh) this.start(entry, worker);
+    if (fresh) this.store.started(entry.id, worker.session.id);
     this.running.set(worker, [entry]);
     const ended = (): void => {
       this.running.delete(worker);
@@ -739,6 +886,39 @@ export class WorkerPool implements OnModuleInit, OnApplicationBootstrap, OnModul
       );
     }
     return error;
+  }
+}
+
+/**
+ * The job as the backend carries it: plain data. Generations, switches and custom jobs naming a registered handler
+ * are that already; a custom job that carries a function stays in this process (`handler: null`, no arguments).
+ */
+export function payloadOf(job: Job): JobPayload {
+  if (job.kind !== 'custom') return job;
+  const { handler } = job;
+  return typeof handler === 'string'
+    ? { kind: 'custom', handler, args: job.args, host: job.host }
+    : { kind: 'custom', handler: null, args: [], host: job.host };
+}
+
+/** A job made again from its payload (one another gateway queued). */
+function jobOf(payload: JobPayload): Job {
+  switch (payload.kind) {
+    case 'generation':
+      return new GenerationJob(payload.mode, payload.params);
+    case 'mode-switch':
+      return new ModeSwitchJob(payload.mode);
+    case 'custom':
+      if (payload.handler !== null) {
+        return new CustomJob({ handler: payload.handler, args: payload.args, host: payload.host });
+      }
+      return new CustomJob({
+        handler: () => {
+          throw new UnknownTaskError('this job carries a function: only the gateway that queued it can run it');
+        },
+        args: [],
+        host: payload.host,
+      });
   }
 }
 

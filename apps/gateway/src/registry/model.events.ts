@@ -5,9 +5,9 @@ import type { LoadResult } from '../model-host/model-host.types.js';
 /**
  * Why a pipeline key left the device (README "Metrics"): `make-room` — the model host evicted it to fit a load;
  * `oom-retry` — it evicted it after a load ran out of device memory; `unload` — someone asked for it; `keep-alive` —
- * it sat unused past its keep-alive time.
+ * it sat unused past its keep-alive time; `stale` — its mode's definition changed, so no job will use it again.
  */
-export type EvictionReason = 'make-room' | 'oom-retry' | 'unload' | 'keep-alive';
+export type EvictionReason = 'make-room' | 'oom-retry' | 'unload' | 'keep-alive' | 'stale';
 
 /**
  * What a model host did with pipelines, as its registry recorded it; `host` is its id. `memory`: its memory figures

@@ -6,7 +6,7 @@ import type { LoadResult, MemoryStats, ResidencyTier, ResidentModel } from '../m
 import { ModelEvents, type EvictionReason } from './model.events.js';
 
 /** Why the gateway had the model host unload a key (the eviction reasons are these and 'make-room' | 'oom-retry'). */
-export type UnloadReason = 'unload' | 'keep-alive';
+export type UnloadReason = 'unload' | 'keep-alive' | 'stale';
 
 /** One pipeline key the model host holds, as the registry last heard of it. */
 export interface ResidentEntry {

@@ -8,6 +8,7 @@ import { WorkerPool } from '../queue/worker-pool.service.js';
 import type { HostSession } from '../model-host/host-session.js';
 import { HostsService } from '../model-host/hosts.service.js';
 import { modeOfKey } from '../modes/mode-key.js';
+import type { ModesConfig } from '../modes/mode.types.js';
 import type { MemoryStats } from '../model-host/model-host.types.js';
 import type {
   HostVramDto,
@@ -30,7 +31,10 @@ export const BYTES_PER_GB = 2 ** 30;
 @Injectable()
 export class StatusService {
   /** Each host's last view, for the figures it came from: pollers read the same figures many times over. */
-  private readonly rendered = new Map<string, { stats: MemoryStats; at: number; view: HostVramDto }>();
+  private readonly rendered = new Map<
+    string,
+    { stats: MemoryStats; at: number; config: ModesConfig; view: HostVramDto }
+  >();
 
   constructor(
     private readonly modes: ModesService,
@@ -100,11 +104,13 @@ export class StatusService {
     const at = registry.lastMemoryAt;
     let vram: HostVramDto | null = null;
     if (stats !== undefined && at !== undefined && connection.unavailableReason === undefined) {
+      const config = this.modes.config;
       const cached = this.rendered.get(session.id);
-      if (cached?.stats === stats && cached.at === at) vram = cached.view;
+      if (cached?.stats === stats && cached.at === at && cached.config === config) vram = cached.view;
       else {
-        vram = { ...toVramView(stats, session.id), as_of: new Date(at).toISOString() };
-        this.rendered.set(session.id, { stats, at, view: vram });
+        const current = new Set([...config.modes.values()].map((mode) => mode.key));
+        vram = { ...toVramView(stats, session.id, current), as_of: new Date(at).toISOString() };
+        this.rendered.set(session.id, { stats, at, config, view: vram });
       }
     }
     return { id: session.id, device: session.device, state: connection.state, vram };
@@ -151,8 +157,11 @@ export class StatusService {
   }
 }
 
-/** The spec's vram object for one host; models parked in its RAM tier are not on the device and not listed. */
-export function toVramView(stats: MemoryStats, host: string): Omit<VramDto, 'as_of'> {
+/**
+ * The spec's vram object for one host; models parked in its RAM tier are not on the device and not listed. A key
+ * that no mode of `current` (the running configuration's keys) has any more is stale, as one whose files changed.
+ */
+export function toVramView(stats: MemoryStats, host: string, current?: ReadonlySet<string>): Omit<VramDto, 'as_of'> {
   const models = stats.models
     .filter((model) => !model.inRamTier)
     .map((model) => ({
@@ -162,7 +171,7 @@ export function toVramView(stats: MemoryStats, host: string): Omit<VramDto, 'as_
       loras: model.loras.map((lora) => ({ path: lora.path, strength: lora.strength, adapter_name: lora.adapterName })),
       key: model.key,
       architecture: model.architecture,
-      stale: model.stale,
+      stale: model.stale || (current !== undefined && !current.has(model.key)),
       bytes: model.bytes,
       host,
     }));

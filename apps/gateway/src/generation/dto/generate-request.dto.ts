@@ -15,7 +15,7 @@ import {
 } from 'class-validator';
 
 import { IMAGE_SIZE_PATTERN, IsImageSize } from '../../common/image-size.js';
-import { MAX_INFERENCE_STEPS, SCHEDULER_MESSAGE, SCHEDULER_NAMES, type SchedulerName } from '../../common/samplers.js';
+import { MAX_INFERENCE_STEPS, SAMPLER_MESSAGE, SAMPLER_NAMES, type SamplerName } from '../../common/samplers.js';
 import { IsOmittable, registerFieldAliases } from '../../common/validation-errors.js';
 import { MODE_NAME, MODE_NAME_PATTERN, MODE_NAME_RULE } from '../../modes/mode-name.js';
 
@@ -108,14 +108,14 @@ export class GenerateRequestDto {
   seed?: number;
 
   @ApiPropertyOptional({
-    enum: SCHEDULER_NAMES,
+    enum: SAMPLER_NAMES,
     example: 'dpmpp_2m_karras',
     description:
       "the sampler for this image; absent: the mode's scheduler. `default`: the checkpoint's own. Never reloads the model",
   })
   @IsOmittable()
-  @IsIn(SCHEDULER_NAMES, { message: SCHEDULER_MESSAGE })
-  scheduler?: SchedulerName;
+  @IsIn(SAMPLER_NAMES, { message: SAMPLER_MESSAGE })
+  scheduler?: SamplerName;
 
   @ApiPropertyOptional({ example: false, default: false, description: "upscale with the mode's superres model" })
   @IsOmittable()

@@ -19,10 +19,10 @@ import {
   CLIP_SKIP_MAX,
   MAX_INFERENCE_STEPS,
   PREDICTION_TYPES,
-  SCHEDULER_MESSAGE,
-  SCHEDULER_NAMES,
+  SAMPLER_MESSAGE,
+  SAMPLER_NAMES,
   type PredictionType,
-  type SchedulerName,
+  type SamplerName,
 } from '../../common/samplers.js';
 import { IsKeepAlive } from '../keep-alive.js';
 import { LoraDto } from './lora.dto.js';
@@ -74,8 +74,8 @@ export class ModeDto {
 
   /** The sampler; absent: `default`, the scheduler the checkpoint's config names. A request may override it. */
   @IsOptional()
-  @IsIn(SCHEDULER_NAMES, { message: SCHEDULER_MESSAGE })
-  scheduler?: SchedulerName;
+  @IsIn(SAMPLER_NAMES, { message: SAMPLER_MESSAGE })
+  scheduler?: SamplerName;
 
   /** A1111's convention, as civitai pages give it: 1 = no skip, 2 = the penultimate layer. */
   @IsOptional()

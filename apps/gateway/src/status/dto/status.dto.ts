@@ -39,7 +39,12 @@ export class VramModelDto {
   @ApiProperty({ example: 'sdxl-base', description: 'added: the architecture the model host detected' })
   architecture!: string;
 
-  @ApiProperty({ example: false, description: 'added: a file it was loaded from changed since; reloaded on next use' })
+  @ApiProperty({
+    example: false,
+    description:
+      'added: a file it was loaded from changed since, or its mode was edited in modes.yaml (it is released ' +
+      'behind the queued work); its mode loads again on next use',
+  })
   stale!: boolean;
 
   @ApiProperty({ example: 13421772800, description: 'added: vram_gb in bytes, as the model host counts them' })

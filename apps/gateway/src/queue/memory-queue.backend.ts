@@ -1,0 +1,158 @@
+import { QueueFullError } from '../errors/domain.errors.js';
+import { batchPartners } from './batching.js';
+import { Fifo } from './fifo.js';
+import { FifoScheduler } from './fifo.scheduler.js';
+import { ModeAwareScheduler } from './mode-aware.scheduler.js';
+import type { JobStore } from './job.store.js';
+import type { ClaimContext, ClaimOptions, Enqueued, EnqueueRequest, QueueBackend, QueuedJob } from './queue-backend.js';
+import type { Scheduler, SchedulingContext } from './scheduler.js';
+
+/** Told to a client whose job found the queue full. */
+export const RETRY_AFTER_SECONDS = 5;
+
+const NOTHING: readonly QueuedJob[] = Object.freeze([]);
+
+export interface MemoryQueueOptions {
+  readonly queueMax: number;
+  readonly queueTimeoutMs: number;
+  /** SCHEDULER_MAX_DELAY_MS: 0 is strict FIFO. */
+  readonly schedulerMaxDelayMs: number;
+}
+
+/**
+ * The queue of one gateway, in its memory (the default backend): a map of the waiting jobs, their Scheduler
+ * (mode-aware, or FIFO at SCHEDULER_MAX_DELAY_MS=0), a Fifo of them in submission order for QUEUE_TIMEOUT_MS, and
+ * the JobStore. Every answer is a plain value (`answersAtOnce`): the engine runs it without a microtask.
+ */
+export class MemoryQueueBackend implements QueueBackend {
+  readonly answersAtOnce = true;
+  private readonly waiting = new Map<string, QueuedJob>();
+  /**
+   * Waiting jobs in submission order: one QUEUE_TIMEOUT_MS for all, so deadlines come in this order. Jobs that left
+   * the queue are skipped at the head (and dropped in bulk when too many left out of order).
+   */
+  private readonly timeouts = new Fifo<QueuedJob>();
+  private readonly scheduler: Scheduler;
+  private seq = 0;
+  private readonly left = (job: QueuedJob): boolean => !this.waiting.has(job.id);
+  private readonly stays = (job: QueuedJob): boolean => this.waiting.has(job.id);
+  private readonly payloadOf = (id: string) => this.waiting.get(id)?.payload;
+
+  constructor(
+    private readonly options: MemoryQueueOptions,
+    readonly records: JobStore,
+  ) {
+    this.scheduler =
+      options.schedulerMaxDelayMs === 0
+        ? new FifoScheduler()
+        : new ModeAwareScheduler({ maxDelayMs: options.schedulerMaxDelayMs });
+  }
+
+  enqueue({ id, payload, seed, owner, plan }: EnqueueRequest): Enqueued {
+    if (this.waiting.size >= this.options.queueMax) {
+      throw new QueueFullError(this.options.queueMax, RETRY_AFTER_SECONDS);
+    }
+    const mode = payload.kind === 'custom' ? undefined : payload.mode;
+    const { created_ms: submittedAt } = this.records.create(payload.kind, mode, seed, id, owner);
+    const job: QueuedJob = {
+      id,
+      kind: payload.kind,
+      mode,
+      seq: ++this.seq,
+      submittedAt,
+      host: payload.kind === 'custom' ? payload.host : undefined,
+      payload,
+    };
+    this.waiting.set(id, job);
+    this.timeouts.push(job);
+    this.scheduler.add(job);
+    // A barrier (a switch, a custom job) runs only as the oldest waiting job, so every job waiting now goes first:
+    // O(1), where the plan a generation's position needs is O(n) (a queue filled with custom jobs stays linear).
+    const ahead =
+      job.kind === 'generation'
+        ? this.scheduler.plan(plan).findIndex((waiting) => waiting.id === id)
+        : this.scheduler.size - 1;
+    return { job, ahead };
+  }
+
+  claim(context: ClaimContext, { onlyIfHeld, maxBatch }: ClaimOptions): readonly QueuedJob[] {
+    const chosen = this.scheduler.peek(context) as QueuedJob | undefined;
+    if (!chosen) return NOTHING;
+    if (onlyIfHeld && chosen.mode !== undefined && !onlyIfHeld.has(chosen.mode)) return NOTHING;
+    this.take(chosen);
+    if (chosen.kind !== 'generation' || maxBatch <= 1) return [chosen];
+    const plan = this.scheduler.plan({ activeMode: chosen.mode, now: context.now });
+    const partners = batchPartners(chosen.payload, plan, this.payloadOf, maxBatch);
+    if (partners.length === 0) return [chosen];
+    const taken = [chosen];
+    for (const id of partners) {
+      const partner = this.waiting.get(id);
+      if (partner) {
+        this.take(partner);
+        taken.push(partner);
+      }
+    }
+    return taken;
+  }
+
+  cancel(id: string): QueuedJob | undefined {
+    const job = this.waiting.get(id);
+    if (job) this.take(job);
+    return job;
+  }
+
+  expire(now: number): readonly QueuedJob[] {
+    const expired: QueuedJob[] = [];
+    for (let oldest = this.timeouts.skip(this.left); oldest; oldest = this.timeouts.skip(this.left)) {
+      if (oldest.submittedAt + this.options.queueTimeoutMs > now) break;
+      this.take(oldest);
+      expired.push(oldest);
+    }
+    return expired;
+  }
+
+  nextExpiry(): number | undefined {
+    const oldest = this.timeouts.skip(this.left);
+    return oldest && oldest.submittedAt + this.options.queueTimeoutMs;
+  }
+
+  plan(context: SchedulingContext): readonly QueuedJob[] {
+    return this.scheduler.plan(context) as readonly QueuedJob[];
+  }
+
+  size(): number {
+    return this.waiting.size;
+  }
+
+  waitingFor(host: string): number {
+    let count = 0;
+    for (const job of this.waiting.values()) if (job.host === host) count += 1;
+    return count;
+  }
+
+  nextDeadline(context: ClaimContext): number | undefined {
+    return this.scheduler.size === 0 ? undefined : this.scheduler.nextDeadline(context);
+  }
+
+  oldestOf(mode: string): QueuedJob | undefined {
+    return this.scheduler.oldestOf(mode) as QueuedJob | undefined;
+  }
+
+  close(): readonly QueuedJob[] {
+    const all = [...this.waiting.values()];
+    for (const job of all) this.take(job);
+    return all;
+  }
+
+  /** The job leaves the queue: the scheduler drops it, and the timeouts' head moves past the jobs that left. */
+  private take(job: QueuedJob): void {
+    this.waiting.delete(job.id);
+    this.scheduler.remove(job.id);
+    const { timeouts } = this;
+    if (timeouts.peek() === job) timeouts.skip(this.left);
+    else if (timeouts.size > 2 * this.waiting.size + 1024) {
+      // Jobs run out of submission order (the mode-aware scheduler) stay behind an older waiting one: drop them.
+      timeouts.retain(this.stays);
+    }
+  }
+}
