@@ -584,6 +584,8 @@ export class WorkerPool implements OnModuleInit, OnApplicationBootstrap, OnModul
       this.drainAgain = true;
       return;
     }
+    // Every host busy and no job waiting for one: nothing to hand out (a submit behind a running job ends here).
+    if (this.retries.length === 0 && this.unplaced.length === 0 && !this.workers.some(this.isFreeWorker)) return;
     clearTimeout(this.wakeTimer);
     this.wakeTimer = undefined;
     this.draining = true;
@@ -626,7 +628,7 @@ export class WorkerPool implements OnModuleInit, OnApplicationBootstrap, OnModul
       const free = this.freeWorkers();
       if (free.length === 0) return;
       const now = Date.now();
-      const avoid = yield* this.avoidedModes(now);
+      const avoid = this.workers.length < 2 ? NO_MODES : yield* this.avoidedModes(now);
       let placed = false;
       for (const worker of free) {
         if (!this.isFree(worker)) continue;
@@ -657,6 +659,8 @@ export class WorkerPool implements OnModuleInit, OnApplicationBootstrap, OnModul
   private isFree(worker: ModelHostWorker): boolean {
     return worker.available && !this.claiming.has(worker);
   }
+
+  private readonly isFreeWorker = (worker: ModelHostWorker): boolean => this.isFree(worker);
 
   private freeWorkers(): ModelHostWorker[] {
     return this.workers.filter((worker) => this.isFree(worker));
@@ -721,7 +725,6 @@ export class WorkerPool implements OnModuleInit, OnApplicationBootstrap, OnModul
    * host leaves them to that host rather than load a second copy. Past it, a free host loads the mode too.
    */
   private *avoidedModes(now: number): Generator<unknown, ReadonlySet<string>, unknown> {
-    if (this.workers.length < 2) return NO_MODES;
     const avoid = new Set<string>();
     for (const worker of this.workers) {
       const mode = worker.activeMode;
