@@ -303,7 +303,7 @@ build_images() {
       node_image=$STAND_IN_NODE
     fi
   fi
-  local service image
+  local service image built=()
   while read -r service image; do
     case "$service" in
       model-host)
@@ -314,9 +314,11 @@ build_images() {
         say "building $image on $node_image"
         "$DOCKER" build --build-arg NODE_IMAGE="$node_image" -t "$image" -f docker/gateway.Dockerfile .
         ;;
+      *) continue ;;
     esac
+    built+=("$image")
   done < <(compose_images)
-  say "built: $(compose_images | cut -d' ' -f2 | tr '\n' ' ')(bases: $python_image, $node_image)"
+  say "built ${built[*]} (on $python_image and $node_image)"
 }
 
 case "${1:-start}" in
