@@ -7,13 +7,18 @@ FROM ${PYTHON_IMAGE}
 WORKDIR /app
 ENV PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 # The run-time dependencies (pyproject's [project] dependencies) at the lock's versions; the lock also pins the
-# test and lint tools, which stay out. pip's cache is a BuildKit cache mount: a rebuild reuses the ~3 GB of wheels
-# (torch and its CUDA libraries) instead of downloading them again, and the image does not keep them.
+# test and lint tools, which stay out. The wheels are kept in a BuildKit cache mount, a wheelhouse rather than pip's
+# HTTP cache (which stores nothing behind a proxy that strips caching headers): a rebuild downloads only wheels it
+# does not have (pip download, finding them there, skips them) instead of the ~3 GB of torch and its CUDA libraries,
+# and the image does not keep them.
 COPY sidecar/requirements.lock sidecar/pyproject.toml /tmp/deps/
-RUN --mount=type=cache,target=/root/.cache/pip,sharing=locked \
+RUN --mount=type=cache,target=/var/cache/wheelhouse,sharing=locked \
   python -c "import tomllib; print('\n'.join(tomllib.load(open('/tmp/deps/pyproject.toml', 'rb'))['project']['dependencies']))" \
     > /tmp/deps/runtime.txt \
-  && pip install -c /tmp/deps/requirements.lock -r /tmp/deps/runtime.txt \
+  && pip download --no-cache-dir --dest /var/cache/wheelhouse --find-links /var/cache/wheelhouse \
+    -c /tmp/deps/requirements.lock -r /tmp/deps/runtime.txt \
+  && pip install --no-cache-dir --no-index --find-links /var/cache/wheelhouse \
+    -c /tmp/deps/requirements.lock -r /tmp/deps/runtime.txt \
   && rm -rf /tmp/deps
 # The package itself, from a bind mount of the source: the image gets the installed package, not the tests.
 RUN --mount=type=bind,source=sidecar,target=/tmp/sidecar,rw \
