@@ -164,12 +164,16 @@ start() {
 # Test-only tools, installed when missing and when this machine lets us; the tests that need them skip, saying so,
 # where they are absent.
 setup_test_tools() {
-  if ! command -v docker-compose >/dev/null && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
-    say "installing docker-compose (Debian's package) for the docker-compose.yml checks"
+  local wanted=()
+  command -v docker-compose >/dev/null || wanted+=(docker-compose)
+  # The compose e2e builds the images, on stand-in bases made with debootstrap where no registry answers.
+  command -v debootstrap >/dev/null || [ -x /usr/sbin/debootstrap ] || wanted+=(debootstrap)
+  if [ ${#wanted[@]} -gt 0 ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    say "installing ${wanted[*]} (Debian's packages) for the docker-compose tests"
     # A machine whose package lists are missing or stale needs one update first.
-    DEBIAN_FRONTEND=noninteractive apt-get install -y docker-compose ||
-      { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y docker-compose; } ||
-      say "could not install docker-compose: its test will be skipped"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y "${wanted[@]}" ||
+      { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y "${wanted[@]}"; } ||
+      say "could not install ${wanted[*]}: the docker-compose tests will skip or fail, saying why"
   fi
   if ! command -v grpcurl >/dev/null && command -v go >/dev/null &&
     [ ! -x "$(go env GOPATH)/bin/grpcurl" ]; then
