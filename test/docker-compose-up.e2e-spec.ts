@@ -176,12 +176,10 @@ function run(command: string, args: string[], env: NodeJS.ProcessEnv = process.e
   }, BUILD_TIMEOUT_MS + STACK_TIMEOUT_MS);
 
   afterAll(() => {
-    if (composeFile) {
-      try {
-        compose('down', '--volumes', '--timeout', '5');
-      } finally {
-        rmSync(work, { recursive: true, force: true });
-      }
+    try {
+      if (composeFile) compose('down', '--volumes', '--timeout', '5');
+    } finally {
+      if (work) rmSync(work, { recursive: true, force: true });
     }
   });
 
