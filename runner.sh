@@ -165,6 +165,12 @@ setup_test_tools() {
       { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y docker-compose; } ||
       say "could not install docker-compose: its test will be skipped"
   fi
+  if ! command -v chromium >/dev/null && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    say "installing chromium (Debian's package) for the web page's browser tests"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y chromium ||
+      { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; } ||
+      say "could not install chromium: the web page's browser tests will be skipped"
+  fi
   if ! command -v grpcurl >/dev/null && command -v go >/dev/null &&
     [ ! -x "$(go env GOPATH)/bin/grpcurl" ]; then
     say "installing grpcurl $GRPCURL_VERSION with go install (a few minutes on two cores) for the grpcurl e2e test"

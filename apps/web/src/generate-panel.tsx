@@ -78,49 +78,53 @@ export function GeneratePanel({ modes, job, request, authRequired, onSubmitted }
     <section class="panel" aria-labelledby="generate-title">
       <h2 id="generate-title">Generate</h2>
       <form class="generate" onSubmit={(event) => void submit(event)}>
-        <label>
-          Mode
-          <select name="mode" value={mode} onChange={(event) => setMode(event.currentTarget.value)}>
+        <div class="field">
+          <label for="field-mode">Mode</label>
+          <select id="field-mode" name="mode" value={mode} onChange={(event) => setMode(event.currentTarget.value)}>
             {Object.keys(modes.modes).map((name) => (
               <option key={name} value={name}>
                 {name}
               </option>
             ))}
           </select>
-        </label>
+        </div>
         {typeof description === 'string' && <p class="hint">{description}</p>}
-        <label class="wide">
-          Prompt
+        <div class="field wide">
+          <label for="field-prompt">Prompt</label>
           <textarea
+            id="field-prompt"
             name="prompt"
             required
             rows={3}
             value={prompt}
             onInput={(event) => setPrompt(event.currentTarget.value)}
           />
-        </label>
-        <label class="wide">
-          Negative prompt
+        </div>
+        <div class="field wide">
+          <label for="field-negative-prompt">Negative prompt</label>
           <textarea
+            id="field-negative-prompt"
             name="negative_prompt"
             rows={2}
             value={negative}
             onInput={(event) => setNegative(event.currentTarget.value)}
           />
-        </label>
-        <label>
-          Size
+        </div>
+        <div class="field">
+          <label for="field-size">Size</label>
           <input
+            id="field-size"
             name="size"
             required
             pattern="\d+x\d+"
             value={size}
             onInput={(event) => setSize(event.currentTarget.value)}
           />
-        </label>
-        <label>
-          Steps
+        </div>
+        <div class="field">
+          <label for="field-steps">Steps</label>
           <input
+            id="field-steps"
             name="steps"
             type="number"
             min={1}
@@ -129,10 +133,11 @@ export function GeneratePanel({ modes, job, request, authRequired, onSubmitted }
             value={steps}
             onInput={(event) => setSteps(event.currentTarget.valueAsNumber)}
           />
-        </label>
-        <label>
-          Guidance
+        </div>
+        <div class="field">
+          <label for="field-guidance">Guidance</label>
           <input
+            id="field-guidance"
             name="guidance"
             type="number"
             min={0}
@@ -142,17 +147,22 @@ export function GeneratePanel({ modes, job, request, authRequired, onSubmitted }
             value={guidance}
             onInput={(event) => setGuidance(event.currentTarget.valueAsNumber)}
           />
-        </label>
-        <label>
-          Sampler
-          <select name="sampler" value={sampler} onChange={(event) => setSampler(event.currentTarget.value)}>
+        </div>
+        <div class="field">
+          <label for="field-sampler">Sampler</label>
+          <select
+            id="field-sampler"
+            name="sampler"
+            value={sampler}
+            onChange={(event) => setSampler(event.currentTarget.value)}
+          >
             {SAMPLER_NAMES.map((name) => (
               <option key={name} value={name}>
                 {name}
               </option>
             ))}
           </select>
-        </label>
+        </div>
         <label class="check">
           <input
             type="checkbox"
@@ -161,9 +171,10 @@ export function GeneratePanel({ modes, job, request, authRequired, onSubmitted }
           />
           Random seed
         </label>
-        <label>
-          Seed
+        <div class="field">
+          <label for="field-seed">Seed</label>
           <input
+            id="field-seed"
             name="seed"
             type="number"
             min={0}
@@ -171,7 +182,7 @@ export function GeneratePanel({ modes, job, request, authRequired, onSubmitted }
             value={seed}
             onInput={(event) => setSeed(event.currentTarget.valueAsNumber)}
           />
-        </label>
+        </div>
         {definition?.superres && (
           <label class="check">
             <input type="checkbox" checked={superres} onChange={(event) => setSuperres(event.currentTarget.checked)} />

@@ -28,9 +28,10 @@ export function Login({ onLoggedIn }: { onLoggedIn: () => void }) {
       <form class="panel" onSubmit={(event) => void submit(event)}>
         <h1>modelhost</h1>
         <p>This server asks for an API key (API_KEY or ADMIN_API_KEY).</p>
-        <label>
-          API key
+        <div class="field">
+          <label for="field-api-key">API key</label>
           <input
+            id="field-api-key"
             type="password"
             name="key"
             autocomplete="current-password"
@@ -38,7 +39,7 @@ export function Login({ onLoggedIn }: { onLoggedIn: () => void }) {
             value={key}
             onInput={(event) => setKey(event.currentTarget.value)}
           />
-        </label>
+        </div>
         <button type="submit" disabled={busy}>
           Log in
         </button>

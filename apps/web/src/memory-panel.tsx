@@ -80,6 +80,7 @@ export function MemoryPanel({ status, memory, hostStates, modes }: Props) {
                   style={{ width: share(model.bytes) }}
                   title={`${model.mode}: ${formatBytes(model.bytes)}`}
                   data-mode={model.mode}
+                  data-bytes={model.bytes}
                 />
               ))}
               <span class="segment other" style={{ width: share(Math.max(0, used - modelBytes)) }} />
@@ -135,14 +136,14 @@ export function MemoryPanel({ status, memory, hostStates, modes }: Props) {
           void act('/api/modes/switch', { mode: switchTo });
         }}
       >
-        <label>
-          Switch to
-          <select value={switchTo} onChange={(event) => setTarget(event.currentTarget.value)}>
+        <div class="field">
+          <label for="field-switch-to">Switch to</label>
+          <select id="field-switch-to" value={switchTo} onChange={(event) => setTarget(event.currentTarget.value)}>
             {Object.keys(modes.modes).map((name) => (
               <option key={name}>{name}</option>
             ))}
           </select>
-        </label>
+        </div>
         <button type="submit" disabled={busy}>
           Switch
         </button>

@@ -74,6 +74,22 @@ describe('POST /api/session', () => {
     });
   });
 
+  describe('behind a PUBLIC_URL on https', () => {
+    let t: TestApp;
+    beforeAll(async () => {
+      t = await createTestApp({ API_KEY: 'k-one', PUBLIC_URL: 'https://images.example.com' });
+    });
+    afterAll(() => t.close());
+
+    it('marks the cookie Secure', async () => {
+      const server = t.app.getHttpServer() as Server;
+      const response = await request(server).post('/api/session').send({ key: 'k-one' }).expect(200);
+      expect((response.headers['set-cookie'] as unknown as string[])[0]).toMatch(
+        /; HttpOnly; SameSite=Strict; Secure$/,
+      );
+    });
+  });
+
   describe('without keys', () => {
     let t: TestApp;
     beforeAll(async () => {

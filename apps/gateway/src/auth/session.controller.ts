@@ -2,6 +2,7 @@ import { Body, Controller, Delete, Get, HttpCode, Inject, Post, Req, Res } from 
 import { ApiNoContentResponse, ApiOkResponse, ApiOperation, ApiTags, ApiUnauthorizedResponse } from '@nestjs/swagger';
 import type { Request, Response } from 'express';
 
+import { APP_CONFIG, type AppConfig } from '../config/app-config.js';
 import { UnauthorizedError } from '../errors/domain.errors.js';
 import { Public } from './access.decorator.js';
 import { ApiKeys } from './api-keys.js';
@@ -20,7 +21,13 @@ export class SessionController {
   constructor(
     @Inject(ApiKeys) private readonly keys: ApiKeys,
     @Inject(Sessions) private readonly sessions: Sessions,
+    @Inject(APP_CONFIG) private readonly config: AppConfig,
   ) {}
+
+  /** HTTPS: this socket's TLS, or a PUBLIC_URL on https (a proxy in front ends TLS; X-Forwarded-Proto is not read). */
+  private secure(request: Request): boolean {
+    return request.secure || this.config.publicUrl?.startsWith('https:') === true;
+  }
 
   @Get()
   @ApiOperation({ summary: 'Whether the server asks for a key, and whether this browser is logged in' })
@@ -46,7 +53,7 @@ export class SessionController {
     if (this.keys.open) return { auth_required: false, admin: true };
     const { valid, admin } = this.keys.verify(body.key);
     if (!valid) throw new UnauthorizedError('the API key is not valid');
-    response.setHeader('Set-Cookie', sessionCookie(this.sessions.create(body.key), request.secure));
+    response.setHeader('Set-Cookie', sessionCookie(this.sessions.create(body.key), this.secure(request)));
     return { auth_required: true, admin };
   }
 
@@ -56,6 +63,6 @@ export class SessionController {
   @ApiNoContentResponse()
   logout(@Req() request: Request, @Res({ passthrough: true }) response: Response): void {
     this.sessions.end(request);
-    response.setHeader('Set-Cookie', clearedSessionCookie(request.secure));
+    response.setHeader('Set-Cookie', clearedSessionCookie(this.secure(request)));
   }
 }
