@@ -32,6 +32,8 @@ export function App() {
   const [requests, setRequests] = useState<Record<string, GenerateRequest>>({});
   const [mine, setMine] = useState<string | null>(null);
   const [files, setFiles] = useState<ModelFile[] | null>(null);
+  /** The queue's plan as the server gives it (job events carry no position: it changes with every other job). */
+  const [positions, setPositions] = useState<Record<string, number>>({});
   const [rejection, setRejection] = useState<Rejection | null>(null);
   const [feedState, setFeedState] = useState<FeedState>('connecting');
   const [loadError, setLoadError] = useState<string | null>(null);
@@ -46,6 +48,7 @@ export function App() {
     async (read: () => Promise<void>) => {
       try {
         await read();
+        setLoadError(null);
       } catch (caught) {
         if (caught instanceof ApiError && caught.status === 401) await checkSession();
         else setLoadError(caught instanceof Error ? caught.message : String(caught));
@@ -72,6 +75,15 @@ export function App() {
     }
   }, []);
 
+  const readPositions = useCallback(
+    () =>
+      guarded(async () => {
+        const { jobs: waiting } = await get<{ jobs: Job[] }>('/api/jobs?state=queued&limit=100');
+        setPositions(Object.fromEntries(waiting.map((job) => [job.id, job.position ?? 0])));
+      }),
+    [guarded],
+  );
+
   const resync = useCallback(() => {
     void guarded(async () => {
       const [nextModes, nextStatus, list] = await Promise.all([
@@ -84,9 +96,11 @@ export function App() {
       setMemory({});
       setHostStates(Object.fromEntries(nextStatus.hosts.map((host) => [host.id, { state: host.state, reason: null }])));
       setJobs(new Map(list.jobs.map((job) => [job.id, job])));
+      setPositions(
+        Object.fromEntries(list.jobs.filter((job) => job.position !== null).map((job) => [job.id, job.position ?? 0])),
+      );
       const failure = nextStatus.last_reload_error as Rejection | null;
       setRejection(failure && { source: failure.source, problems: failure.problems });
-      setLoadError(null);
       await readFiles();
     });
   }, [guarded, readFiles]);
@@ -127,6 +141,8 @@ export function App() {
           return next;
         });
         if (type === 'job.switching' || type === 'job.completed') later(readStatus);
+        // A job that joins or leaves the queue moves the others' positions.
+        if (type !== 'job.switching') later(readPositions);
       } else if (type === 'memory') {
         const { host, total_bytes, used_bytes, models } = data as HostMemory & { host: string };
         setMemory((old) => ({ ...old, [host]: { total_bytes, used_bytes, models } }));
@@ -149,7 +165,7 @@ export function App() {
         setRejection(data as Rejection);
       }
     },
-    [later, readStatus, readModes, readFiles],
+    [later, readStatus, readModes, readFiles, readPositions],
   );
 
   const signedIn = session !== null && session.authenticated;
@@ -161,13 +177,13 @@ export function App() {
     return () => feed.close();
   }, [signedIn, onEvent, resync]);
 
-  const ordered = useMemo(() => {
-    const list = [...jobs.values()].sort(byNewest);
-    const waiting = list.filter((job) => job.state === 'queued').reverse();
-    return list.map((job) =>
-      job.state === 'queued' ? { ...job, position: job.position ?? waiting.indexOf(job) + 1 } : job,
-    );
-  }, [jobs]);
+  const ordered = useMemo(
+    () =>
+      [...jobs.values()]
+        .sort(byNewest)
+        .map((job) => (job.state === 'queued' ? { ...job, position: positions[job.id] ?? job.position } : job)),
+    [jobs, positions],
+  );
 
   if (session === null) return <p class="hint">Loading…</p>;
   if (!session.authenticated) return <Login onLoggedIn={() => void checkSession()} />;

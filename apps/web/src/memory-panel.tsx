@@ -116,9 +116,10 @@ export function MemoryPanel({ status, memory, hostStates, modes }: Props) {
                         <button
                           type="button"
                           disabled={busy}
+                          aria-label={`Unload ${model.mode}`}
                           onClick={() => void act('/api/models/unload', { mode: model.mode })}
                         >
-                          Unload {model.mode}
+                          Unload
                         </button>
                       </td>
                     </tr>

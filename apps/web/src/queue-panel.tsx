@@ -9,7 +9,11 @@ const RECENT = 24;
 /** Waiting and running jobs with their cancel buttons, then the recent ones: results as a gallery. */
 export function QueuePanel({ jobs }: { jobs: PageJob[] }) {
   const [error, setError] = useState<string | null>(null);
-  const active = jobs.filter((job) => job.state === 'queued' || job.state === 'running');
+  // The running ones, then the waiting ones in the order the queue will run them.
+  const active = [
+    ...jobs.filter((job) => job.state === 'running'),
+    ...jobs.filter((job) => job.state === 'queued').sort((a, b) => (a.position ?? Infinity) - (b.position ?? Infinity)),
+  ];
   const finished = jobs.filter((job) => !active.includes(job)).slice(0, RECENT);
 
   const cancel = async (id: string) => {

@@ -1,5 +1,12 @@
 import { Body, Controller, Delete, Get, HttpCode, Inject, Post, Req, Res } from '@nestjs/common';
-import { ApiNoContentResponse, ApiOkResponse, ApiOperation, ApiTags, ApiUnauthorizedResponse } from '@nestjs/swagger';
+import {
+  ApiBadRequestResponse,
+  ApiNoContentResponse,
+  ApiOkResponse,
+  ApiOperation,
+  ApiTags,
+  ApiUnauthorizedResponse,
+} from '@nestjs/swagger';
 import type { Request, Response } from 'express';
 
 import { APP_CONFIG, type AppConfig } from '../config/app-config.js';
@@ -48,6 +55,7 @@ export class SessionController {
   @HttpCode(200)
   @ApiOperation({ summary: 'Log a browser in with a key: sets the session cookie (HttpOnly, SameSite=Strict)' })
   @ApiOkResponse({ type: SessionDto })
+  @ApiBadRequestResponse({ description: 'the body has no key' })
   @ApiUnauthorizedResponse({ description: 'the key is not one of API_KEY or ADMIN_API_KEY' })
   login(@Body() body: LoginDto, @Req() request: Request, @Res({ passthrough: true }) response: Response): SessionDto {
     if (this.keys.open) return { auth_required: false, admin: true };
