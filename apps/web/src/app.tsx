@@ -172,10 +172,16 @@ export function App() {
   useEffect(() => {
     if (!signedIn) return;
     resync();
-    const feed = new EventFeed({ event: onEvent, resync, state: setFeedState });
+    const feed = new EventFeed({
+      event: onEvent,
+      resync,
+      state: setFeedState,
+      // A restart forgot the session: back to the login (which closes this feed) instead of retrying a 401.
+      refused: () => void checkSession(),
+    });
     feed.open();
     return () => feed.close();
-  }, [signedIn, onEvent, resync]);
+  }, [signedIn, onEvent, resync, checkSession]);
 
   const ordered = useMemo(
     () =>

@@ -24,6 +24,8 @@ export interface FeedHandlers {
   /** The stream (re)opened without a replay to trust: re-read the state with GETs. */
   resync(): void;
   state(state: FeedState): void;
+  /** The server refused the stream (EventSource gave up): a 401 means the session is gone. */
+  refused(): void;
 }
 
 const MAX_BACKOFF_MS = 30_000;
@@ -69,6 +71,7 @@ export class EventFeed {
       this.handlers.state('reconnecting');
       if (source.readyState === EventSource.CLOSED) {
         source.close();
+        this.handlers.refused();
         this.timer = window.setTimeout(() => this.connect(true), this.backoffMs);
         this.backoffMs = Math.min(this.backoffMs * 2, MAX_BACKOFF_MS);
       }

@@ -28,13 +28,16 @@ export function GeneratePanel({ modes, job, request, authRequired, onSubmitted }
   const [superres, setSuperres] = useState(false);
   const [error, setError] = useState<string | null>(null);
   const [copied, setCopied] = useState(false);
+  /** The command in plain sight, where the clipboard is not offered (a page over plain http on another host). */
+  const [showCurl, setShowCurl] = useState(false);
 
   const definition = modes.modes[mode];
   // A mode that left the file (a reload) gives way to the default mode.
   useEffect(() => {
     if (!definition) setMode(modes.default_mode);
   }, [definition, modes.default_mode]);
-  // The picked mode's defaults, whenever the pick (or the mode's definition) changes.
+  // The picked mode's defaults, whenever the pick or the mode's definition changes (not on every re-read of it).
+  const definitionText = JSON.stringify(definition ?? null);
   useEffect(() => {
     if (!definition) return;
     setSize(definition.default_size);
@@ -42,7 +45,7 @@ export function GeneratePanel({ modes, job, request, authRequired, onSubmitted }
     setGuidance(definition.default_guidance);
     setSampler(definition.scheduler);
     setSuperres(false);
-  }, [mode, definition]);
+  }, [mode, definitionText]);
 
   const submit = async (event: Event) => {
     event.preventDefault();
@@ -68,9 +71,13 @@ export function GeneratePanel({ modes, job, request, authRequired, onSubmitted }
 
   const copy = async () => {
     if (!request) return;
-    await navigator.clipboard.writeText(curlOf(request, location.origin, authRequired));
-    setCopied(true);
-    setTimeout(() => setCopied(false), 2000);
+    try {
+      await navigator.clipboard.writeText(curlOf(request, location.origin, authRequired));
+      setCopied(true);
+      setTimeout(() => setCopied(false), 2000);
+    } catch {
+      setShowCurl(true);
+    }
   };
 
   const description = definition?.metadata?.['description'];
@@ -222,6 +229,12 @@ export function GeneratePanel({ modes, job, request, authRequired, onSubmitted }
                       <dd>{request.guidance_scale}</dd>
                       <dt>prompt</dt>
                       <dd>{request.prompt}</dd>
+                      {request.superres && (
+                        <>
+                          <dt>superres</dt>
+                          <dd>yes</dd>
+                        </>
+                      )}
                     </>
                   )}
                   <dt>time</dt>
@@ -232,6 +245,7 @@ export function GeneratePanel({ modes, job, request, authRequired, onSubmitted }
                     {copied ? 'Copied' : 'Copy as curl'}
                   </button>
                 )}
+                {request && showCurl && <pre class="curl">{curlOf(request, location.origin, authRequired)}</pre>}
               </figcaption>
             </figure>
           )}
