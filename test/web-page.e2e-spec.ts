@@ -14,6 +14,7 @@ const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 /** Screenshots of each run, kept as test artifacts (ignored by git). */
 export const ARTIFACTS = join(ROOT, 'test-artifacts', 'web');
 const API_KEY = 'web-e2e-key-0123456789';
+const STREAM_MS = 4000;
 
 function executable(path: string): boolean {
   try {
@@ -59,7 +60,9 @@ interface ModesYaml {
     original = load(readFileSync(join(demoDir(), 'modes.yaml'), 'utf8')) as ModesYaml;
     writeFileSync(modesFile, dump(original));
     [gateway, browser] = await Promise.all([
-      startGateway({ MODES_FILE: modesFile, API_KEY }),
+      // Each event stream ends after EVENTS_STREAM_MAX_MS: the page reconnects all through the run, and every test
+      // below sees what it waits for only if the reconnects with Last-Event-ID miss nothing.
+      startGateway({ MODES_FILE: modesFile, API_KEY, EVENTS_STREAM_MAX_MS: String(STREAM_MS) }),
       chromium.launch({
         executablePath: CHROMIUM,
         // As root (CI containers) Chromium refuses to start with its sandbox.
@@ -160,12 +163,53 @@ interface ModesYaml {
     expect(gateway.logs()).not.toContain(cookie?.value);
   });
 
+  it('reconnects when the stream ends, and shows what happened meanwhile: replayed after Last-Event-ID', async () => {
+    page = await openLoggedIn();
+    // The streams the page opens from now on: when, and with which Last-Event-ID.
+    const streams: { at: number; lastEventId: Promise<string | undefined> }[] = [];
+    page.on('request', (request) => {
+      if (new URL(request.url()).pathname !== '/api/events') return;
+      streams.push({ at: Date.now(), lastEventId: request.allHeaders().then((headers) => headers['last-event-id']) });
+    });
+    const streamEnds = (): Promise<unknown> =>
+      page.waitForEvent('requestfinished', {
+        predicate: (request) => new URL(request.url()).pathname === '/api/events',
+        timeout: STREAM_MS * 3,
+      });
+    /** Queues a one-step job behind the page's back (its cookie, not its form) and waits until the page shows it. */
+    const jobShown = async (prompt: string): Promise<number> => {
+      const response = await context.request.post(`${gateway.url}/api/jobs`, {
+        data: { mode: 'sdxl-general', prompt, num_inference_steps: 1 },
+      });
+      expect(response.status()).toBe(202);
+      const postedAt = Date.now();
+      const { id } = (await response.json()) as { id: string };
+      await page.locator(`.gallery li[data-job-id="${id}"][data-state="completed"]`).waitFor();
+      return postedAt;
+    };
+
+    // Queued while the page is away, before it has seen any event (it has no id to resume from): it reads the
+    // state again once the stream is back.
+    await streamEnds();
+    await jobShown('while the page was away, first');
+    // Seen live: the page now holds an event id.
+    await jobShown('while the page watched');
+    await streamEnds();
+    const postedAt = await jobShown('while the page was away, again');
+    // The page had not reconnected when the job was queued: the stream that brought it was opened after, and asked
+    // for what came after the last event the page had.
+    const reconnect = streams.find((stream) => stream.at > postedAt);
+    expect(reconnect).toBeDefined();
+    await expect(reconnect?.lastEventId).resolves.toMatch(/^\d+$/);
+  });
+
   it('generates a 64x64 image: the progress bar advances step by step, then the image shows', async () => {
     page = await openLoggedIn();
     const steps = 6;
     await fillForm(page, { mode: 'sd15-fast', prompt: 'a lighthouse at dusk', steps });
     await expect(page.getByLabel('Size', { exact: true }).inputValue()).resolves.toBe('64x64');
     await record(page, 'steps', `document.querySelector('.result progress')?.getAttribute('data-step') ?? null`);
+    await record(page, 'feed', `document.querySelector('[data-testid="feed-state"]')?.textContent ?? null`);
     await page.getByRole('button', { name: 'Generate' }).click();
 
     const image = page.getByAltText('Generated image');
@@ -174,8 +218,16 @@ interface ModesYaml {
       what: 'the image to load',
     });
     expect(await image.evaluate((img: Loaded) => [img.naturalWidth, img.naturalHeight])).toEqual([64, 64]);
-    const advanced = (await seen(page, 'steps')).filter((step) => step !== '0');
-    expect(advanced).toEqual(Array.from({ length: steps }, (_, i) => String(i + 1)));
+    const advanced = (await seen(page, 'steps')).filter((step) => step !== '0').map(Number);
+    if ((await seen(page, 'feed')).includes('reconnecting')) {
+      // The stream ended meanwhile (STREAM_MS): the steps missed came back in one replay, which the page may draw
+      // as one move. Still forward only, to the last step.
+      expect(advanced).toEqual([...advanced].sort((a, b) => a - b));
+      expect(new Set(advanced).size).toBe(advanced.length);
+      expect(advanced.at(-1)).toBe(steps);
+    } else {
+      expect(advanced).toEqual(Array.from({ length: steps }, (_, i) => i + 1));
+    }
     await expect(page.locator('.result .switch').textContent()).resolves.toContain('→ sd15-fast');
     await expect(page.locator('.params').textContent()).resolves.toContain('a lighthouse at dusk');
     await page.getByRole('button', { name: 'Copy as curl' }).waitFor();
@@ -258,17 +310,29 @@ interface ModesYaml {
     const state = page.locator('.host [data-testid="host-state"]');
     await expect(state.textContent()).resolves.toBe('serving');
     await record(page, 'states', `document.querySelector('.host [data-testid="host-state"]')?.textContent ?? null`);
+    await record(page, 'feed', `document.querySelector('[data-testid="feed-state"]')?.textContent ?? null`);
     const pid = Number([...gateway.logs().matchAll(/model host started \(pid (\d+)\)/g)].at(-1)?.[1]);
     expect(pid).toBeGreaterThan(0);
 
     process.kill(pid, 'SIGKILL');
-    await waitFor(async () => (await seen(page, 'states')).includes('lost'), { what: 'the page to show lost' });
-    await waitFor(async () => (await seen(page, 'states')).at(-1) === 'serving', {
-      what: 'the page to show the model host serving again',
-      timeoutMs: 120_000,
-      context: () => gateway.logs(),
-    });
-    expect((await seen(page, 'states'))[0]).toBe('serving');
+    await waitFor(
+      async () => (await seen(page, 'states')).length >= 3 && (await seen(page, 'states')).at(-1) === 'serving',
+      {
+        what: 'the page to show the model host gone, then serving again',
+        timeoutMs: 120_000,
+        context: () => gateway.logs(),
+      },
+    );
+    const states = await seen(page, 'states');
+    expect(states[0]).toBe('serving');
+    // Lost, then recovering (its restart), then serving. A stream that ended meanwhile (STREAM_MS) brings the
+    // states missed in one replay, which the page may draw as one change: then 'lost' may not show by itself.
+    if ((await seen(page, 'feed')).includes('reconnecting')) {
+      expect(states.slice(1, -1).length).toBeGreaterThan(0);
+      expect(states.slice(1, -1).every((shown) => shown === 'lost' || shown === 'recovering')).toBe(true);
+    } else {
+      expect(states).toEqual(['serving', 'lost', 'recovering', 'serving']);
+    }
     await expect(marker(page)).resolves.toBe(1);
   }, 180_000);
 });

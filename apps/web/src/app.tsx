@@ -171,7 +171,7 @@ export function App() {
   const signedIn = session !== null && session.authenticated;
   useEffect(() => {
     if (!signedIn) return;
-    resync();
+    // The feed reads the state once its stream is open (EventFeed): no event falls between the two.
     const feed = new EventFeed({
       event: onEvent,
       resync,

@@ -31,10 +31,12 @@ export interface FeedHandlers {
 const MAX_BACKOFF_MS = 30_000;
 
 /**
- * The page's one stream. While the connection drops and comes back, the browser's EventSource reconnects by itself
- * and sends Last-Event-ID, so the server replays what was missed. When the server refuses the stream (a 401 after a
- * restart forgot the session, a 503 when too many are open) EventSource gives up: a new one is opened after a
- * doubling backoff, and since a new EventSource cannot send Last-Event-ID, the page re-reads the state instead.
+ * The page's one stream. While the connection drops and comes back (or the server ends it: EVENTS_STREAM_MAX_MS),
+ * the browser's EventSource reconnects by itself and sends Last-Event-ID, and the server replays what was missed.
+ * EventSource only has an id to send once an event came: a stream that opens before the page has one (the first,
+ * a reconnect after a quiet spell, a new EventSource) makes the page read the state with GETs instead. When the
+ * server refuses the stream (a 401 after a restart forgot the session, a 503 when too many are open) EventSource
+ * gives up: a new one is opened after a doubling backoff.
  */
 export class EventFeed {
   private source: EventSource | null = null;
@@ -46,7 +48,7 @@ export class EventFeed {
 
   open(): void {
     this.closed = false;
-    this.connect(false);
+    this.connect();
   }
 
   close(): void {
@@ -56,15 +58,16 @@ export class EventFeed {
     this.source = null;
   }
 
-  private connect(resync: boolean): void {
+  private connect(): void {
     const source = new EventSource('/api/events');
     this.source = source;
+    let hasId = false;
     this.handlers.state('connecting');
     source.onopen = () => {
       this.backoffMs = 1000;
       this.handlers.state('live');
-      if (resync) this.handlers.resync();
-      resync = false;
+      // Subscribed first, read second: nothing that happens in between is lost.
+      if (!hasId) this.handlers.resync();
     };
     source.onerror = () => {
       if (this.closed || this.source !== source) return;
@@ -72,12 +75,13 @@ export class EventFeed {
       if (source.readyState === EventSource.CLOSED) {
         source.close();
         this.handlers.refused();
-        this.timer = window.setTimeout(() => this.connect(true), this.backoffMs);
+        this.timer = window.setTimeout(() => this.connect(), this.backoffMs);
         this.backoffMs = Math.min(this.backoffMs * 2, MAX_BACKOFF_MS);
       }
     };
     for (const type of EVENT_TYPES) {
       source.addEventListener(type, (message: MessageEvent<string>) => {
+        if (message.lastEventId) hasId = true;
         if (type === 'reset') this.handlers.resync();
         else this.handlers.event(type, JSON.parse(message.data));
       });
