@@ -11,6 +11,7 @@ cd "$ROOT"
 VENV=sidecar/.venv
 PY=$VENV/bin/python
 GATEWAY_MAIN=dist/apps/gateway/main.js
+WEB_INDEX=dist/web/index.html
 GRPCURL_VERSION=v1.9.4
 # The Node the project is built, tested and shipped on (docker/gateway.Dockerfile: node:24-slim). A system Node
 # that satisfies package.json's engines is used as it is; otherwise this one is installed into .node/.
@@ -121,8 +122,8 @@ setup_python() {
 }
 
 build_gateway() {
-  # Rebuild only when a source is newer than the build.
-  if [ ! -f "$GATEWAY_MAIN" ] ||
+  # Rebuild only when a source is newer than the build (the web page, apps/web, is among the sources).
+  if [ ! -f "$GATEWAY_MAIN" ] || [ ! -f "$WEB_INDEX" ] ||
     [ -n "$(find apps proto tsconfig*.json nest-cli.json package.json -newer "$GATEWAY_MAIN" -type f -print -quit)" ]; then
     say "building the gateway"
     npm run --silent build
