@@ -34,7 +34,8 @@ const load = (path) => import(pathToFileURL(join(dist, path)).href);
 // The module graph is entered where main.js enters it, so its circular imports evaluate in the same order.
 const { AppModule } = await load('app.module.js');
 const { loadConfig } = await load('config/app-config.js');
-const { ModelFilesProbe } = await load('mode-switch/model-files.probe.js');
+// Moved from mode-switch/ to modes/ (both tried: the bench also runs an older build, GATEWAY_DIST).
+const { ModelFilesProbe } = await load('modes/model-files.probe.js').catch(() => load('mode-switch/model-files.probe.js'));
 const { ModelHostFactory } = await load('model-host/model-host.factory.js');
 const { WorkerPool } = await load('queue/worker-pool.service.js');
 const { CustomJob } = await load('queue/job.types.js');
@@ -97,7 +98,7 @@ async function engine() {
     .overrideProvider(ModelHostFactory)
     .useValue(fakeFactory)
     .overrideProvider(ModelFilesProbe)
-    .useValue({ firstMissing: () => undefined })
+    .useValue({ firstMissing: () => undefined, missingFiles: () => [] })
     .compile();
   const app = moduleRef.createNestApplication({ logger: false });
   await app.init();

@@ -107,11 +107,7 @@ describe('GET /api/events', () => {
     expect(memory.data.used_bytes).toBeGreaterThan(0);
   });
 
-  // KNOWN BUG, skipped so that the rest lands (stop 16's closing note): in this file's sequence the unload's custom
-  // job starts on the model host and never ends (no model.evicted, no job.completed; 3 of 3 runs on 2026-12-07),
-  // while the same requests by hand, with an open /api/events stream and the same memory cap, unload at once.
-  // Un-skip it while finding the cause.
-  it.skip('shows the eviction a third mode makes, an unload, and the figures without them', async () => {
+  it('shows the eviction a third mode makes, an unload, and the figures without them', async () => {
     const { id } = await post('/api/jobs', { prompt: 'a harbour', mode: 'c', num_inference_steps: 1 });
     await all.next((event) => event.type === 'job.completed' && event.data.id === id);
     const loaded = await all.next((event) => event.type === 'model.loaded' && event.data.mode === 'c');

@@ -61,6 +61,9 @@ export class EventBridge implements OnModuleInit, OnModuleDestroy {
 
   private onModel(event: ModelEvent): void {
     const { host } = event;
+    // The figures after a load or an eviction follow its event even when a read taken while the model host was
+    // changing already showed them (a poll that overtook an unload's reply): a client reads "the memory after it".
+    if (event.type === 'loaded' || event.type === 'evicted') this.lastMemory.delete(host);
     switch (event.type) {
       case 'loaded':
         this.bytesOf.set(`${host} ${event.key}`, event.bytes);

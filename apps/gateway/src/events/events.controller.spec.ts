@@ -125,6 +125,25 @@ describe('GET /api/events', () => {
     expect(stream.events.filter((event) => event.type === 'memory')).toHaveLength(1);
   });
 
+  it('follows an eviction with the figures after it, even when a read during the unload showed them first', async () => {
+    await start({ MODES_WATCH: '0' });
+    const stream = await open('/api/events?types=model.,memory');
+    const registry = t.app.get(HostsService).default.registry;
+    const read = await t.modelHost.getMemory();
+    // A poll answered after the model host dropped the key, before the unload's own reply reached the gateway.
+    const without = { ...read, usedBytes: read.usedBytes + 54_321 };
+    registry.recordMemory(without);
+    const early = await stream.next((event) => event.type === 'memory');
+    registry.recordUnload('sdxl-general-0123', 'unload');
+    const evicted = await stream.next((event) => event.type === 'model.evicted');
+    registry.recordMemory(without);
+    const after = await stream.next(
+      (event) => event.type === 'memory' && (event.id as number) > (evicted.id as number),
+    );
+    expect((early.id as number) < (evicted.id as number)).toBe(true);
+    expect(after.data).toMatchObject({ used_bytes: without.usedBytes });
+  });
+
   it('is closed without an API key when one is set', async () => {
     await start({ API_KEY: 'k1' });
     await request(server).get('/api/events').expect(401);

@@ -6,7 +6,7 @@ import { batchPartners } from './batching.js';
 import { CustomJob, GenerationJob, ModeSwitchJob, type Job } from './job.types.js';
 import type { JobPayload } from './queue-backend.js';
 import type { SchedulableJob } from './scheduler.js';
-import { payloadOf as plain } from './worker-pool.service.js';
+import { payloadOf as plain } from './job-payload.js';
 
 const payloadOf = (job: Job | undefined): JobPayload | undefined => job && plain(job);
 

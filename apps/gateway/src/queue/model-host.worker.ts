@@ -13,6 +13,7 @@ import type { ModesService } from '../modes/modes.service.js';
 import type { HostSession } from '../model-host/host-session.js';
 import type { ModelHostConnection } from '../model-host/model-host.connection.js';
 import type { GenerateOptions, GeneratedImage, GenerateParams } from '../model-host/model-host.types.js';
+import type { ResidentEntry } from '../registry/registry.service.js';
 import type { GenerationJob, Job, JobContext, JobHandler, ModeSwitchResult } from './job.types.js';
 import type { JobRecords } from './queue-backend.js';
 
@@ -65,6 +66,13 @@ export class ModelHostWorker {
   private done: Promise<void> = Promise.resolve();
   /** The mode the running job is loading, while it loads. */
   private loading: string | undefined;
+  /**
+   * heldModes() and residentModes() as last computed, kept while the registry's list (a new array after every
+   * change) and the active mode are the same: the engine asks on every claim.
+   */
+  private held:
+    { residents: readonly ResidentEntry[]; active: string | undefined; modes: ReadonlySet<string> } | undefined;
+  private resident: { residents: readonly ResidentEntry[]; modes: ReadonlySet<string> } | undefined;
   /** The last mode made active: loaded again after the model host comes back. */
   private lastMode: string | undefined;
   /** The model roots the model host has (joined), undefined when it may not have them: sent before the next load. */
@@ -129,12 +137,16 @@ export class ModelHostWorker {
   }
 
   /** The modes whose jobs run here without a load: the active one and those on the device (see `holds`). */
-  heldModes(): Set<string> {
-    const held = new Set<string>();
+  heldModes(): ReadonlySet<string> {
+    const residents = this.session.registry.residentModels();
     const active = this.activeMode;
-    if (active !== undefined) held.add(active);
-    for (const entry of this.session.registry.residentModels()) if (entry.tier === 'device') held.add(entry.mode);
-    return held;
+    const cached = this.held;
+    if (cached?.residents === residents && cached.active === active) return cached.modes;
+    const modes = new Set<string>();
+    if (active !== undefined) modes.add(active);
+    for (const entry of residents) if (entry.tier === 'device') modes.add(entry.mode);
+    this.held = { residents, active, modes };
+    return modes;
   }
 
   /** Where this host holds `mode`'s pipeline, as its registry last heard: on the device, in the RAM tier, or not. */
@@ -147,8 +159,12 @@ export class ModelHostWorker {
   }
 
   /** The modes this host holds, on the device or in its RAM tier. */
-  residentModes(): Set<string> {
-    return new Set(this.session.registry.residentModels().map((entry) => entry.mode));
+  residentModes(): ReadonlySet<string> {
+    const residents = this.session.registry.residentModels();
+    if (this.resident?.residents !== residents) {
+      this.resident = { residents, modes: new Set(residents.map((entry) => entry.mode)) };
+    }
+    return this.resident.modes;
   }
 
   /** Free device memory as last read (0 while unknown). */

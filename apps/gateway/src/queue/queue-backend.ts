@@ -154,8 +154,12 @@ export interface QueueBackend {
   close(): Awaitable<readonly QueuedJob[]>;
 }
 
+/**
+ * An asynchronous backend answers with native Promises (what async functions and ioredis give): `instanceof` is a
+ * check the engine makes on every answer, where looking up `then` on each plain answer cost it measurably.
+ */
 export function isPromise<T>(value: Awaitable<T>): value is Promise<T> {
-  return typeof (value as { then?: unknown } | null)?.then === 'function';
+  return value instanceof Promise;
 }
 
 /** `yield* call(x)` inside a generator run by `drive`: x's value, at once when it is not a Promise. */

@@ -21,7 +21,6 @@ import { ModesService } from '../modes/modes.service.js';
 import type { HostSession } from '../model-host/host-session.js';
 import { HostsService } from '../model-host/hosts.service.js';
 import type { GeneratedImage } from '../model-host/model-host.types.js';
-import type { JobImage } from './job-record.types.js';
 import { newJobId } from './job.store.js';
 import {
   CustomJob,
@@ -33,7 +32,9 @@ import {
   type JobHandler,
   type ModeSwitchResult,
 } from './job.types.js';
-import { ModelHostWorker, type SwitchFailure, type WorkItem, type WorkResult } from './model-host.worker.js';
+import { Entry, ignore } from './job-entry.js';
+import { jobOf, payloadOf } from './job-payload.js';
+import { ModelHostWorker, type SwitchFailure } from './model-host.worker.js';
 import {
   QUEUE_BACKEND,
   call,
@@ -42,7 +43,6 @@ import {
   type Awaitable,
   type ClaimContext,
   type Enqueued,
-  type JobPayload,
   type JobRecords,
   type QueueBackend,
   type QueuedJob,
@@ -55,92 +55,10 @@ export type { SwitchFailure } from './model-host.worker.js';
 /** After SHUTDOWN_GRACE_MS, how long a cancelled job gets to end (a generation stops at its next step). */
 const CANCEL_SETTLE_MS = 10_000;
 
-/** One function for every job's "nobody asked for the result" catch, not a closure per job. */
-const ignore = (): void => undefined;
 const NO_MODES: ReadonlySet<string> = new Set();
 
 /** The handler the pool registers itself: `new CustomJob({ handler: RUN_TASK_HANDLER, args: [task, {...}] })`. */
 export const RUN_TASK_HANDLER = 'model-host.run-task';
-
-/**
- * A job this engine holds, from its submission (or its claim, for a job another gateway submitted) to its end:
- * what its worker is handed (a WorkItem) and what its caller holds (a JobHandle), one object for both. What waits
- * in the queue is the backend's QueuedJob, plain data.
- */
-class Entry implements WorkItem, JobHandle<unknown> {
-  readonly kind: Job['kind'];
-  readonly mode: string | undefined;
-  /** A custom job bound to one model host. */
-  readonly host: string | undefined;
-  /** When the backend admitted it (its record's created_ms). */
-  submittedAt = 0;
-  /** It ran on a model host that died under it, and waits to run once more on another. */
-  retried = false;
-  /** Jobs ahead of it when it was submitted (see JobHandle). */
-  ahead = 0;
-  /** Waiting in the queue backend (not yet claimed, cancelled or expired). */
-  queued = true;
-  /** Its caller cancelled it (not a shutdown, not the model host): the job ends `cancelled`. */
-  cancelled = false;
-  /** An abort was asked for; the controller itself is made only when someone asks for the signal. */
-  aborted = false;
-  private controller: AbortController | undefined;
-  private readonly promise: Promise<unknown>;
-  private settle!: (value: unknown) => void;
-  private fail!: (error: unknown) => void;
-
-  constructor(
-    readonly id: string,
-    readonly job: Job,
-    readonly handler: JobHandler | undefined,
-    private readonly pool: WorkerPool,
-  ) {
-    this.kind = job.kind;
-    this.mode = job.kind === 'custom' ? undefined : job.mode;
-    this.host = job.kind === 'custom' ? job.host : undefined;
-    this.promise = new Promise<unknown>((resolve, reject) => {
-      this.settle = resolve;
-      this.fail = reject;
-    });
-    // A caller that never asks for the result must not turn a failure into an unhandled rejection.
-    this.promise.catch(ignore);
-  }
-
-  result(): Promise<unknown> {
-    return this.promise;
-  }
-
-  cancel(): void {
-    this.pool.cancelEntry(this);
-  }
-
-  /** Aborted when the job is cancelled; most jobs never ask for it, so most never make an AbortController. */
-  get signal(): AbortSignal {
-    if (!this.controller) {
-      this.controller = new AbortController();
-      if (this.aborted) this.controller.abort();
-    }
-    return this.controller.signal;
-  }
-
-  abort(): void {
-    this.aborted = true;
-    this.controller?.abort();
-  }
-
-  resolve({ value, generateMs }: WorkResult): void {
-    const { job } = this;
-    const image = job.kind === 'generation' ? imageOf(job, value as GeneratedImage) : undefined;
-    this.pool.store.finish(this.id, { state: 'completed', generateMs, image });
-    this.settle(value);
-  }
-
-  reject(error: unknown): void {
-    const state = error instanceof JobCancelledError && this.cancelled ? 'cancelled' : 'failed';
-    this.pool.store.finish(this.id, { state, error: toHttpError(error).body });
-    this.fail(error);
-  }
-}
 
 /**
  * The job engine. Every job waits in a QueueBackend (QUEUE_BACKEND: the in-memory one by default), the seam where
@@ -584,6 +502,8 @@ export class WorkerPool implements OnModuleInit, OnApplicationBootstrap, OnModul
       this.drainAgain = true;
       return;
     }
+    // Every host busy and no job waiting for one: nothing to hand out (a submit behind a running job ends here).
+    if (this.retries.length === 0 && this.unplaced.length === 0 && !this.workers.some(this.isFreeWorker)) return;
     clearTimeout(this.wakeTimer);
     this.wakeTimer = undefined;
     this.draining = true;
@@ -626,7 +546,7 @@ export class WorkerPool implements OnModuleInit, OnApplicationBootstrap, OnModul
       const free = this.freeWorkers();
       if (free.length === 0) return;
       const now = Date.now();
-      const avoid = yield* this.avoidedModes(now);
+      const avoid = this.workers.length < 2 ? NO_MODES : yield* this.avoidedModes(now);
       let placed = false;
       for (const worker of free) {
         if (!this.isFree(worker)) continue;
@@ -657,6 +577,8 @@ export class WorkerPool implements OnModuleInit, OnApplicationBootstrap, OnModul
   private isFree(worker: ModelHostWorker): boolean {
     return worker.available && !this.claiming.has(worker);
   }
+
+  private readonly isFreeWorker = (worker: ModelHostWorker): boolean => this.isFree(worker);
 
   private freeWorkers(): ModelHostWorker[] {
     return this.workers.filter((worker) => this.isFree(worker));
@@ -721,7 +643,6 @@ export class WorkerPool implements OnModuleInit, OnApplicationBootstrap, OnModul
    * host leaves them to that host rather than load a second copy. Past it, a free host loads the mode too.
    */
   private *avoidedModes(now: number): Generator<unknown, ReadonlySet<string>, unknown> {
-    if (this.workers.length < 2) return NO_MODES;
     const avoid = new Set<string>();
     for (const worker of this.workers) {
       const mode = worker.activeMode;
@@ -887,41 +808,4 @@ export class WorkerPool implements OnModuleInit, OnApplicationBootstrap, OnModul
     }
     return error;
   }
-}
-
-/**
- * The job as the backend carries it: plain data. Generations, switches and custom jobs naming a registered handler
- * are that already; a custom job that carries a function stays in this process (`handler: null`, no arguments).
- */
-export function payloadOf(job: Job): JobPayload {
-  if (job.kind !== 'custom') return job;
-  const { handler } = job;
-  return typeof handler === 'string'
-    ? { kind: 'custom', handler, args: job.args, host: job.host }
-    : { kind: 'custom', handler: null, args: [], host: job.host };
-}
-
-/** A job made again from its payload (one another gateway queued). */
-function jobOf(payload: JobPayload): Job {
-  switch (payload.kind) {
-    case 'generation':
-      return new GenerationJob(payload.mode, payload.params);
-    case 'mode-switch':
-      return new ModeSwitchJob(payload.mode);
-    case 'custom':
-      if (payload.handler !== null) {
-        return new CustomJob({ handler: payload.handler, args: payload.args, host: payload.host });
-      }
-      return new CustomJob({
-        handler: () => {
-          throw new UnknownTaskError('this job carries a function: only the gateway that queued it can run it');
-        },
-        args: [],
-        host: payload.host,
-      });
-  }
-}
-
-function imageOf(job: GenerationJob, image: GeneratedImage): JobImage {
-  return { png: image.png, mode: job.mode, seed: image.seed, superres: image.superresApplied };
 }

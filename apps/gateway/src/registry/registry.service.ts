@@ -31,6 +31,8 @@ export class RegistryService {
   private readonly logger = new Logger(RegistryService.name);
   private active: { readonly mode: string; readonly key: string } | undefined;
   private readonly resident = new Map<string, ResidentEntry>();
+  /** residentModels() until `resident` changes: the engine asks for it on every claim. */
+  private residentList: readonly ResidentEntry[] | undefined;
   private memory: MemoryStats | undefined;
   private memoryAt: number | undefined;
   private startedUp = false;
@@ -69,19 +71,22 @@ export class RegistryService {
     return this.loads;
   }
 
-  residentModels(): ResidentEntry[] {
-    return [...this.resident.values()];
+  residentModels(): readonly ResidentEntry[] {
+    return (this.residentList ??= [...this.resident.values()]);
   }
 
   /** A load made `mode` active; whatever the model host evicted for it left the device (or went to its RAM tier). */
   recordLoad(mode: ResolvedMode, load: LoadResult): void {
     for (const key of load.evicted) {
       const entry = this.resident.get(key);
-      if (entry && load.evictedToRam.includes(key)) this.resident.set(key, { ...entry, tier: 'ram' });
-      else this.forget(key);
+      if (entry && load.evictedToRam.includes(key)) {
+        this.resident.set(key, { ...entry, tier: 'ram' });
+        this.residentList = undefined;
+      } else this.forget(key);
       const reason: EvictionReason = load.evictedOnOom.includes(key) ? 'oom-retry' : 'make-room';
       this.events.emit({ host: this.host, type: 'evicted', key, reason });
     }
+    this.residentList = undefined;
     this.resident.set(mode.key, {
       key: mode.key,
       mode: mode.name,
@@ -121,6 +126,7 @@ export class RegistryService {
 
   forget(key: string): void {
     this.resident.delete(key);
+    this.residentList = undefined;
     if (this.active?.key === key) this.active = undefined;
   }
 
@@ -134,6 +140,7 @@ export class RegistryService {
     this.memoryAt = Date.now();
     if (version === this.loads) {
       this.resident.clear();
+      this.residentList = undefined;
       for (const model of stats.models) this.resident.set(model.key, toEntry(model));
       if (this.active && !this.resident.has(this.active.key)) this.active = undefined;
     }
@@ -147,6 +154,7 @@ export class RegistryService {
   /** The model host process ended (or cannot be reached): nothing it held is known to survive. */
   clear(): void {
     this.resident.clear();
+    this.residentList = undefined;
     this.active = undefined;
     this.memory = undefined;
     this.memoryAt = undefined;
