@@ -12,6 +12,7 @@ cd "$ROOT"
 VENV=sidecar/.venv
 PY=$VENV/bin/python
 GATEWAY_MAIN=dist/apps/gateway/main.js
+WEB_INDEX=dist/web/index.html
 GRPCURL_VERSION=v1.9.4
 # The Node the project is built, tested and shipped on (docker/gateway.Dockerfile: node:24-slim). A system Node
 # that satisfies package.json's engines is used as it is; otherwise this one is installed into .node/.
@@ -127,8 +128,8 @@ setup_python() {
 }
 
 build_gateway() {
-  # Rebuild only when a source is newer than the build.
-  if [ ! -f "$GATEWAY_MAIN" ] ||
+  # Rebuild only when a source is newer than the build (the web page, apps/web, is among the sources).
+  if [ ! -f "$GATEWAY_MAIN" ] || [ ! -f "$WEB_INDEX" ] ||
     [ -n "$(find apps proto tsconfig*.json nest-cli.json package.json -newer "$GATEWAY_MAIN" -type f -print -quit)" ]; then
     say "building the gateway"
     npm run --silent build
@@ -174,6 +175,12 @@ setup_test_tools() {
     DEBIAN_FRONTEND=noninteractive apt-get install -y "${wanted[@]}" ||
       { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y "${wanted[@]}"; } ||
       say "could not install ${wanted[*]}: the docker-compose tests will skip or fail, saying why"
+  fi
+  if ! command -v chromium >/dev/null && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    say "installing chromium (Debian's package) for the web page's browser tests"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y chromium ||
+      { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; } ||
+      say "could not install chromium: the web page's browser tests will be skipped"
   fi
   if ! command -v grpcurl >/dev/null && command -v go >/dev/null &&
     [ ! -x "$(go env GOPATH)/bin/grpcurl" ]; then
