@@ -80,6 +80,22 @@ class ModelHostServicer(pb_grpc.ModelHostServicer):
         return _load_reply(await self._on_device(load, spec))
 
     @unary
+    async def Prefetch(self, request: pb.PrefetchRequest, context: Context) -> pb.PrefetchReply:
+        specs: list[LoadSpec] = []
+        skipped: list[str] = []
+        for load in request.loads:
+            try:
+                specs.append(_load_spec(load))
+            except InvalidRequestError:
+                skipped.append(load.key)  # a hint's bad entry is skipped, not the hint
+        # Off the event loop (it reads file headers) and off the device thread (a long
+        # generation must not hold a hint back).
+        wanted, refused = await asyncio.get_running_loop().run_in_executor(
+            None, self.host.prefetch, specs
+        )
+        return pb.PrefetchReply(wanted=wanted, skipped=skipped + refused)
+
+    @unary
     async def UnloadModel(
         self, request: pb.UnloadModelRequest, context: Context
     ) -> pb.UnloadModelReply:
@@ -224,6 +240,7 @@ def _load_reply(result: LoadResult) -> pb.LoadModelReply:
         device=result.device,
         evicted_to_ram=list(result.evicted_to_ram),
         evicted_on_oom=list(result.evicted_on_oom),
+        prefetched=result.prefetched,
     )
 
 

@@ -5,7 +5,7 @@ The parts, one concern each: bases.py (the records: bases, keys, adapters),
 residency.py (LRU eviction, the RAM tier, pinned keys, the out-of-memory retry),
 load_checks.py and loading.py (checking, building and sharing bases; LoRAs and
 upscalers), generation.py (claims and generation), memory_report.py (the memory and
-file-use reports).
+file-use reports), prefetch.py (hinted bases built into the RAM tier in the background).
 
 Called from worker threads; every device operation (load, unload, generate) is
 serialised by the device lock here, while memory queries only read bookkeeping under
@@ -15,7 +15,7 @@ the residency's short-held lock (see residency.py).
 import contextlib
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 from modelhost.engine.bases import Key
 from modelhost.engine.device import Device
@@ -23,6 +23,7 @@ from modelhost.engine.generation import Claim, check_params, claim, generate
 from modelhost.engine.loading import Builder, Loader
 from modelhost.engine.memory_report import ChangeWatch, MemoryReport
 from modelhost.engine.pipelines import build_pipeline
+from modelhost.engine.prefetch import Prefetcher
 from modelhost.engine.residency import Residency
 from modelhost.engine.roots import ModelRoots
 from modelhost.engine.types import (
@@ -53,6 +54,8 @@ class ModelHost:
         self.allow_pickle = allow_pickle
         self._residency = Residency(device, policy or MemoryPolicy())
         self._loader = Loader(self._residency, allow_pickle, builder)
+        self._prefetcher = Prefetcher(self._residency, builder, allow_pickle)
+        self._loader.await_prefetch = self._prefetcher.wait_for
         self._report = MemoryReport(self._residency, changes)
         # Replaced whole by set_roots (from the event loop); a load reads it once.
         self._roots = roots or ModelRoots()
@@ -88,11 +91,26 @@ class ModelHost:
         for field_name, path in spec.paths():
             roots.check(field_name, path)
         with self._device_lock:
-            return self._loader.load(spec, started)
+            try:
+                return self._loader.load(spec, started)
+            finally:
+                self._prefetcher.poke()
+
+    def prefetch(self, specs: Sequence[LoadSpec]) -> tuple[list[str], list[str]]:
+        """A hint: the loads the plan will need next, most wanted first (see prefetch.py).
+        Returns (keys wanted, keys skipped) at once; the builds run in the background.
+        Reads file headers: call it off the event loop and off the device thread."""
+        return self._prefetcher.hint(specs, self._roots)
+
+    def wait_prefetched(self, timeout: float) -> bool:
+        """For tests and benchmarks: waits until every wanted prefetch that fits is built."""
+        return self._prefetcher.wait_idle(timeout)
 
     def unload(self, key: str) -> int:
         with self._device_lock:
-            return self._loader.unload(key)
+            freed = self._loader.unload(key)
+        self._prefetcher.poke()
+        return freed
 
     def offload(self, key: str) -> tuple[int, bool]:
         """Takes the key's base off the device: parked in the RAM tier when it fits there
@@ -107,9 +125,13 @@ class ModelHost:
                 return 0, True
             size = base.total_bytes()
             if 0 < size <= self._residency.policy.ram_cache_bytes:
-                self._residency.evict(base, keep=set())  # what fits the tier is parked
-                return size, True
-            return self._loader.unload(key), False
+                # Parked if it fits beside the prefetches, else dropped with its keys.
+                parked = bool(self._residency.evict(base, keep=set())[1])
+                self._prefetcher.poke()
+                return size, parked
+            freed = self._loader.unload(key), False
+            self._prefetcher.poke()
+            return freed
 
     # -------------------------------------------------------------- generation
 

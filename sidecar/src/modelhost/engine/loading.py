@@ -11,7 +11,15 @@ from pathlib import Path
 import torch
 
 from modelhost.engine import load_checks
-from modelhost.engine.bases import ActiveAdapters, Adapter, Base, Key, SharedUpscaler, resolved
+from modelhost.engine.bases import (
+    ActiveAdapters,
+    Adapter,
+    Base,
+    BaseId,
+    Key,
+    SharedUpscaler,
+    resolved,
+)
 from modelhost.engine.device import Device
 from modelhost.engine.files import fingerprint
 from modelhost.engine.pipelines import (
@@ -48,6 +56,8 @@ class Loader:
         self.device: Device = residency.device
         self.allow_pickle = allow_pickle
         self.builder = builder
+        # Called before a base is built from disk: waits for a prefetch building it.
+        self.await_prefetch: Callable[[BaseId], None] = lambda _: None
 
     def load(self, spec: LoadSpec, started: float) -> LoadResult:
         residency = self.residency
@@ -92,6 +102,11 @@ class Loader:
         item_size = torch.empty((), dtype=dtype).element_size()
         base_id = load_checks.base_id(spec, dtype)
         base = residency.bases.get(base_id)
+        prefetched = False
+        if base is None:
+            self.await_prefetch(base_id)
+            base = residency.adopt_prefetched(base_id)
+            prefetched = base is not None
         attach_estimate = sum(
             lora_estimate_bytes(lora.path, item_size)
             for lora in spec.loras
@@ -99,7 +114,8 @@ class Loader:
         ) + load_checks.upscaler_estimate(spec, base)
         evictions: Evictions = ([], [])
 
-        new_base = base is None
+        # A prefetched base is new to the keys: the first key's load counts its bytes.
+        new_base = base is None or prefetched
         if base is None:
             estimate = info.device_bytes(item_size) + attach_estimate
             extend(evictions, residency.make_room(estimate, keep=set()))
@@ -134,7 +150,7 @@ class Loader:
                 residency.bases[base_id] = base
             source = LoadSource.DISK
         else:
-            estimate = attach_estimate
+            estimate = attach_estimate + (base.total_bytes() if prefetched else 0)
             source = LoadSource.SHARED_BASE
             if base.parked:
                 extend(evictions, residency.unpark(base))
@@ -165,10 +181,11 @@ class Loader:
         residency.touch(key)
         seconds = time.perf_counter() - started
         log.info(
-            "loaded %s (%s, %s, %d bytes) in %.2fs",
+            "loaded %s (%s, %s%s, %d bytes) in %.2fs",
             spec.key,
             info.architecture,
             source.value,
+            ", prefetched" if prefetched else "",
             measured,
             seconds,
         )
@@ -183,6 +200,7 @@ class Loader:
             evicted=tuple(evictions[0]),
             evicted_to_ram=tuple(evictions[1]),
             evicted_on_oom=tuple(residency.oom_evicted),
+            prefetched=prefetched,
         )
 
     def _attach(

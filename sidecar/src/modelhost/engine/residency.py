@@ -44,6 +44,9 @@ class Residency:
         self.policy = policy
         self.bases: OrderedDict[BaseId, Base] = OrderedDict()  # least recently used first
         self.keys: dict[str, Key] = {}
+        # Bases a prefetch built into the RAM tier that no load has taken yet: no keys, not
+        # in `bases` (never in reports, never evicted by plan); engine/prefetch.py owns them.
+        self.prefetched: dict[BaseId, Base] = {}
         self.lock = threading.Lock()
         # The keys the running load evicted in an out-of-memory retry rather than by
         # plan (reset by each load, which holds the device lock).
@@ -69,7 +72,22 @@ class Residency:
         return sum(b.total_bytes() for b in self.bases.values() if not b.parked)
 
     def ram_bytes(self) -> int:
-        return sum(b.total_bytes() for b in self.bases.values() if b.parked)
+        parked = sum(b.total_bytes() for b in self.bases.values() if b.parked)
+        return parked + sum(b.total_bytes() for b in self.prefetched.values())
+
+    def tier_in_use(self, keep: set[BaseId]) -> int:
+        """The RAM tier's bytes but those of the kept parked bases (on their way back)."""
+        parked = sum(b.total_bytes() for b in self.bases.values() if b.parked and b.id not in keep)
+        return parked + sum(b.total_bytes() for b in self.prefetched.values())
+
+    def adopt_prefetched(self, base_id: BaseId) -> Base | None:
+        """The prefetched base with this id, now one of `bases` (parked, most recently
+        used), or None if there is none."""
+        with self.lock:
+            base = self.prefetched.pop(base_id, None)
+            if base is not None:
+                self.bases[base_id] = base
+            return base
 
     def pinned(self, base: Base) -> bool:
         return any(key in self.keys and self.keys[key].spec.pinned for key in base.keys)
@@ -151,18 +169,16 @@ class Residency:
         dropped from the tier, and the room they are about to free counts."""
         keys = list(base.keys)
         size = base.total_bytes()
-        if 0 < size <= self.policy.ram_cache_bytes:
-
-            def ram_in_use() -> int:
-                return sum(
-                    b.total_bytes() for b in self.bases.values() if b.parked and b.id not in keep
-                )
-
+        capacity = self.policy.ram_cache_bytes
+        if 0 < size <= capacity:
             for old in [b for b in self.bases.values() if b.parked and b.id not in keep]:
-                if ram_in_use() + size <= self.policy.ram_cache_bytes:
+                if self.tier_in_use(keep) + size <= capacity:
                     break
                 log.info("RAM tier full: dropping %s", ", ".join(old.keys))
                 self.drop_base(old)
+        # Prefetched bases hold their room (a prefetch leaves when the hint stops naming
+        # it): a base that does not fit beside them is dropped, not parked.
+        if size > 0 and self.tier_in_use(keep) + size <= capacity:
             self.park(base)
             with self.lock:
                 base.parked = True
