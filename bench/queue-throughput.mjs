@@ -74,6 +74,7 @@ const fakeModelHost = {
   listModels: async () => ({ roots: [], polling: false, files: [] }),
   waitForReady: async () => undefined,
   unload: async () => 0,
+  prefetch: async () => ({ wanted: [], skipped: [] }),
 };
 const fakeProcess = { managed: false, start() {}, onLost() {}, waitForReady: async () => undefined, stop: async () => undefined };
 /** Every host the engine makes gets the in-memory model host (one host: SIDECAR_DEVICES is not set). */

@@ -18,6 +18,7 @@ import type {
   LoadResult,
   MemoryStats,
   ModelInventory,
+  PrefetchResult,
 } from '../src/model-host/model-host.types.js';
 
 /** A ModelHostClient stand-in: records calls, answers at once, can fail or hold a generation open. */
@@ -60,7 +61,20 @@ export class FakeModelHost implements ModelHost {
       evictedToRam: [],
       evictedOnOom: [],
       device: 'cpu',
+      prefetched: false,
     };
+  }
+
+  /** Every prefetch hint's mode names, in order. */
+  readonly prefetches: string[][] = [];
+
+  prefetch(modes: readonly ResolvedMode[]): Promise<PrefetchResult> {
+    this.prefetches.push(modes.map((mode) => mode.name));
+    const keys = modes.map((mode) => mode.key);
+    return Promise.resolve({
+      wanted: keys.filter((key) => !this.resident.has(key)),
+      skipped: keys.filter((key) => this.resident.has(key)),
+    });
   }
 
   generate(params: GenerateParams, options: GenerateOptions = {}): Promise<GeneratedImage> {

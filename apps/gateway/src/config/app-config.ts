@@ -38,6 +38,8 @@ export interface AppConfig {
   /** Absolute path of the modes file. */
   readonly modesFile: string;
   readonly modesWatch: boolean;
+  /** Hint each model host the modes the queue will need next, to build into its RAM tier meanwhile (PREFETCH). */
+  readonly prefetch: boolean;
   /** Above 0: the watcher polls the modes file this often instead of waiting for OS events (bind mounts). */
   readonly modesWatchPollMs: number;
   /** A larger modes file is refused before it is read. */
@@ -251,6 +253,7 @@ export function loadConfig(env: Env, cwd: string = process.cwd()): AppConfig {
     port: integer('PORT', 4200, 0, 65535),
     modesFile: resolve(cwd, text('MODES_FILE') ?? 'modes.yaml'),
     modesWatch: flag('MODES_WATCH', true),
+    prefetch: flag('PREFETCH', true),
     modesWatchPollMs: integer('MODES_WATCH_POLL_MS', 0, 0, 3_600_000),
     modesFileMaxBytes: integer('MODES_FILE_MAX_BYTES', DEFAULT_MODES_FILE_MAX_BYTES, 1, 1_073_741_824),
     modesFileMaxNodes: integer('MODES_FILE_MAX_NODES', DEFAULT_MODES_FILE_MAX_NODES, 1, 100_000_000),

@@ -75,6 +75,7 @@ export class EventBridge implements OnModuleInit, OnModuleDestroy {
           tier: 'device',
           bytes: event.bytes,
           source: event.source,
+          prefetched: event.prefetched,
         });
         return;
       case 'evicted': {

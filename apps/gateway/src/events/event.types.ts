@@ -35,6 +35,8 @@ export type ModelBusEvent =
       readonly tier: 'device';
       readonly bytes: number;
       readonly source: LoadResult['source'];
+      /** A RAM-tier switch to a pipeline a prefetch built (PREFETCH). */
+      readonly prefetched: boolean;
     }
   | {
       readonly type: 'model.evicted';

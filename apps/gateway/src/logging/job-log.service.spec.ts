@@ -38,7 +38,7 @@ describe('JobLogService', () => {
 
   it('writes one line per finished job with its mode, phases and outcome, and none for other events', () => {
     const job = record({
-      switch: { from_mode: 'slow', to_mode: 'fast', source: 'shared-base' },
+      switch: { from_mode: 'slow', to_mode: 'fast', source: 'shared-base', prefetched: false },
       switch_ms: 340,
       generate_ms: 900,
     });
@@ -60,6 +60,7 @@ describe('JobLogService', () => {
           switch_ms: 340,
           switch_source: 'shared-base',
           switch_from: 'slow',
+          switch_prefetched: false,
           generate_ms: 900,
           error: null,
         },

@@ -15,6 +15,8 @@ export interface JobLogFields {
   /** Where the model came from when the job's turn switched modes (disk, ram, shared-base, resident); else null. */
   readonly switch_source: string | null;
   readonly switch_from: string | null;
+  /** The switch took a pipeline a prefetch had built (PREFETCH); null without a switch. */
+  readonly switch_prefetched: boolean | null;
   readonly generate_ms: number | null;
   /** The error's code (`out_of_memory`, `cancelled`, ...) when it did not complete. */
   readonly error: string | null;
@@ -61,6 +63,7 @@ export function jobLogFields(job: JobSnapshot, outcome: JobLogFields['outcome'])
     switch_ms: job.switch_ms,
     switch_source: job.switch?.source ?? null,
     switch_from: job.switch?.from_mode ?? null,
+    switch_prefetched: job.switch?.prefetched ?? null,
     generate_ms: job.generate_ms,
     error: job.error?.error ?? null,
   };

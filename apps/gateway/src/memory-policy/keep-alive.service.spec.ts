@@ -153,6 +153,7 @@ describe('KeepAliveService', () => {
       tier: 'device',
       source: 'disk',
       bytes: 1,
+      prefetched: false,
     });
   }
 

@@ -158,7 +158,7 @@ describe('MetricsService', () => {
   });
 
   it("observes a switch made in a job's turn by its source, whatever the job's outcome", async () => {
-    const change = (source: 'disk' | 'ram') => ({ from_mode: 'a', to_mode: 'b', source });
+    const change = (source: 'disk' | 'ram') => ({ from_mode: 'a', to_mode: 'b', source, prefetched: false });
     emit({ type: 'completed', job: record({ id: '1', switch: change('disk'), switch_ms: 4000, generate_ms: 5 }) });
     emit({ type: 'cancelled', job: record({ id: '2', switch: change('ram'), switch_ms: 100 }) });
     emit({ type: 'completed', job: record({ id: '3', generate_ms: 5 }) });
@@ -170,11 +170,12 @@ describe('MetricsService', () => {
   });
 
   it('counts loads by source, evictions by reason and load failures by mode from the model events', async () => {
-    const loaded = { type: 'model.loaded', host: HOST, tier: 'device', bytes: 10 } as const;
+    const loaded = { type: 'model.loaded', host: HOST, tier: 'device', bytes: 10, prefetched: false } as const;
     const evicted = { type: 'model.evicted', host: HOST, tier: null, bytes: 10 } as const;
     model({ ...loaded, key: 'a-1', mode: 'a', source: 'disk' });
     model({ ...loaded, key: 'b-1', mode: 'b', source: 'shared-base' });
     model({ ...loaded, key: 'a-1', mode: 'a', source: 'disk' });
+    model({ ...loaded, key: 'c-1', mode: 'c', source: 'ram', prefetched: true });
     model({ ...evicted, key: 'a-1', mode: 'a', reason: 'make-room' });
     model({ ...evicted, key: 'b-1', mode: 'b', reason: 'oom-retry' });
     model({ ...evicted, key: 'c-1', mode: 'c', reason: 'keep-alive' });
@@ -189,7 +190,11 @@ describe('MetricsService', () => {
     });
     expect(await counted('imagegen_model_loads_total')).toEqual({
       'imagegen_model_loads_total{source=disk}': 2,
+      'imagegen_model_loads_total{source=ram}': 1,
       'imagegen_model_loads_total{source=shared-base}': 1,
+    });
+    expect(await counted('imagegen_model_prefetched_loads_total')).toEqual({
+      'imagegen_model_prefetched_loads_total{}': 1,
     });
     expect(await counted('imagegen_model_evictions_total')).toEqual({
       'imagegen_model_evictions_total{reason=make-room}': 1,
@@ -247,7 +252,12 @@ describe('MetricsService', () => {
   it('stops listening when destroyed', async () => {
     metrics.onModuleDestroy();
     emit({ type: 'completed', job: record() });
-    model({ type: 'model.loaded', host: HOST, key: 'a-1', mode: 'a', tier: 'device', source: 'disk', bytes: 10 });
+    model({
+      ...{ type: 'model.loaded', host: HOST, key: 'a-1', mode: 'a', tier: 'device' },
+      source: 'disk',
+      bytes: 10,
+      prefetched: false,
+    });
     expect(await counted('imagegen_jobs_total')).toEqual({});
     expect(await counted('imagegen_model_loads_total')).toEqual({});
   });
@@ -276,6 +286,7 @@ describe('MetricsService', () => {
         'imagegen_model_host_up gauge',
         'imagegen_model_load_failures_total counter',
         'imagegen_model_loads_total counter',
+        'imagegen_model_prefetched_loads_total counter',
         'imagegen_model_resident_bytes gauge',
         'imagegen_queue_jobs gauge',
       ].sort(),

@@ -115,6 +115,12 @@ export class MetricsService implements OnModuleDestroy {
     registers: [this.registry],
   });
 
+  private readonly prefetchedLoads = new Counter({
+    name: `${METRIC_PREFIX}model_prefetched_loads_total`,
+    help: 'Loads that took a pipeline a prefetch had built in the RAM tier while earlier jobs ran (PREFETCH).',
+    registers: [this.registry],
+  });
+
   private readonly evictions = new Counter({
     name: `${METRIC_PREFIX}model_evictions_total`,
     help: 'Pipelines that left the device, by reason (make-room, oom-retry, unload, keep-alive).',
@@ -282,6 +288,7 @@ export class MetricsService implements OnModuleDestroy {
     switch (event.type) {
       case 'model.loaded':
         this.loads.inc({ source: event.source });
+        if (event.prefetched) this.prefetchedLoads.inc();
         return;
       case 'model.evicted':
         this.evictions.inc({ reason: event.reason });

@@ -17,7 +17,7 @@ import {
 } from '../errors/domain.errors.js';
 import { modeOfKey } from '../modes/mode-key.js';
 
-export type ModelHostRpc = 'load' | 'unload' | 'generate' | 'memory' | 'health' | 'task' | 'roots';
+export type ModelHostRpc = 'load' | 'prefetch' | 'unload' | 'generate' | 'memory' | 'health' | 'task' | 'roots';
 
 /** What the failed call was about: the mode being loaded, or the key used; and the deadline it had. */
 export interface CallContext {

@@ -299,6 +299,7 @@ describe('ModelHostClient against a gRPC server', () => {
       evictedToRam: ['parked-key'],
       evictedOnOom: ['old-key'],
       device: 'cpu',
+      prefetched: false,
     });
   });
 

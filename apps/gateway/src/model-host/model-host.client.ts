@@ -27,6 +27,7 @@ import type {
   GenerateParams,
   GeneratedImage,
   LoadResult,
+  PrefetchResult,
   MemoryStats,
   ModelInventory,
   ResidentModel,
@@ -37,6 +38,8 @@ const MODEL_HOST_SERVICE = 'modelhost.v1.ModelHost';
 const HEALTH_CHECK_TIMEOUT_MS = 2_000;
 const HEALTH_POLL_INTERVAL_MS = 250;
 const MEMORY_TIMEOUT_MS = 10_000;
+/** A prefetch hint is answered at once (the build runs in the background). */
+const PREFETCH_TIMEOUT_MS = 10_000;
 const UNLOAD_TIMEOUT_MS = 60_000;
 /** Setting the roots rescans them for the model host's inventory: folders of many files take a while. */
 const ROOTS_TIMEOUT_MS = 60_000;
@@ -77,24 +80,21 @@ export class ModelHostClient implements ModelHost {
   /** Makes the mode's pipeline resident (idempotent on the model host's side). */
   load(mode: ResolvedMode): Promise<LoadResult> {
     const context: CallContext = { rpc: 'load', subject: mode.name, timeoutMs: this.loadTimeoutMs };
-    const request = {
-      key: mode.key,
-      model_path: mode.modelPath,
-      config_dir: mode.configDir ?? '',
-      loras: mode.loras.map((lora) => ({
-        path: lora.absolutePath,
-        strength: lora.strength,
-        adapter_name: lora.adapterName,
-      })),
-      superres_model: mode.superres?.modelPath ?? '',
-      superres_scale: mode.superres?.scale ?? 0,
-      prediction_type: mode.predictionType ?? '',
-      vae_path: mode.vaePath ?? '',
-      pinned: mode.pinned,
-    };
     return new Promise<LoadModelReply__Output>((resolve, reject) => {
-      this.stub.LoadModel(request, this.deadline(context), this.settle(context, resolve, reject));
+      this.stub.LoadModel(loadRequestOf(mode), this.deadline(context), this.settle(context, resolve, reject));
     }).then(toLoadResult);
+  }
+
+  prefetch(modes: readonly ResolvedMode[]): Promise<PrefetchResult> {
+    const subject = modes.map((mode) => mode.name).join(', ') || 'nothing';
+    const context: CallContext = { rpc: 'prefetch', subject, timeoutMs: PREFETCH_TIMEOUT_MS };
+    return new Promise<PrefetchResult>((resolve, reject) => {
+      this.stub.Prefetch(
+        { loads: modes.map(loadRequestOf) },
+        this.deadline(context),
+        this.settle(context, (reply) => resolve({ wanted: reply.wanted, skipped: reply.skipped }), reject),
+      );
+    });
   }
 
   /** Drops a pipeline; resolves to the bytes freed. */
@@ -396,6 +396,24 @@ function toGeneratedImage(image: GeneratedImage__Output): GeneratedImage {
   return { png, seed, width, height, superresApplied: superres_applied };
 }
 
+function loadRequestOf(mode: ResolvedMode) {
+  return {
+    key: mode.key,
+    model_path: mode.modelPath,
+    config_dir: mode.configDir ?? '',
+    loras: mode.loras.map((lora) => ({
+      path: lora.absolutePath,
+      strength: lora.strength,
+      adapter_name: lora.adapterName,
+    })),
+    superres_model: mode.superres?.modelPath ?? '',
+    superres_scale: mode.superres?.scale ?? 0,
+    prediction_type: mode.predictionType ?? '',
+    vae_path: mode.vaePath ?? '',
+    pinned: mode.pinned,
+  };
+}
+
 function toLoadResult(reply: LoadModelReply__Output): LoadResult {
   return {
     key: reply.key,
@@ -408,6 +426,7 @@ function toLoadResult(reply: LoadModelReply__Output): LoadResult {
     evictedToRam: reply.evicted_to_ram,
     evictedOnOom: reply.evicted_on_oom,
     device: reply.device,
+    prefetched: reply.prefetched,
   };
 }
 

@@ -96,6 +96,7 @@ describe('ModelHostConnection', () => {
       evictedToRam: [],
       evictedOnOom: [],
       device: 'cpu',
+      prefetched: false,
     });
     expect(connection.state).toBe('serving');
     expect(registry.ready).toBe(true);

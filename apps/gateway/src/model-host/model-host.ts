@@ -6,6 +6,7 @@ import type {
   GeneratedImage,
   LoadResult,
   MemoryStats,
+  PrefetchResult,
   ModelInventory,
 } from './model-host.types.js';
 
@@ -18,6 +19,12 @@ export type ModelHostHealth = 'serving' | 'not-serving' | 'no-answer';
  */
 export interface ModelHost {
   load(mode: ResolvedMode): Promise<LoadResult>;
+  /**
+   * A hint, never a command: the modes the queue will want next, most wanted first. The model host builds them into
+   * its RAM tier in the background (within RAM_CACHE_BYTES, evicting nothing) and drops a prefetch the latest hint
+   * no longer names. Answers at once.
+   */
+  prefetch(modes: readonly ResolvedMode[]): Promise<PrefetchResult>;
   /** Drops a pipeline; resolves to the bytes freed. */
   unload(key: string): Promise<number>;
   /** Moves a pipeline to the RAM tier when it fits there, else drops it. */

@@ -22,6 +22,15 @@ export interface LoadResult {
   /** Those of `evicted` that left in an out-of-memory retry (every idle model goes), not to make planned room. */
   readonly evictedOnOom: readonly string[];
   readonly device: string;
+  /** The base came from a prefetch (built in the background into the RAM tier before this load asked for it). */
+  readonly prefetched: boolean;
+}
+
+/** A prefetch hint's answer: the keys the model host builds (or holds) in its RAM tier, and those it left. */
+export interface PrefetchResult {
+  readonly wanted: readonly string[];
+  /** Already resident, no room in the RAM tier, or not a valid load. */
+  readonly skipped: readonly string[];
 }
 
 export interface ResidentModel {

@@ -12,6 +12,8 @@ export interface JobSwitch {
   readonly from_mode: string | null;
   readonly to_mode: string;
   readonly source: LoadResult['source'];
+  /** The pipeline came from a prefetch: built into the RAM tier while an earlier job ran (PREFETCH). */
+  readonly prefetched: boolean;
 }
 
 /**

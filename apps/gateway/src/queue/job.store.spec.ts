@@ -22,7 +22,7 @@ describe('JobStore', () => {
     const { id } = jobs.create('generation', 'a', 7);
     jobs.started(id, 'test/cpu');
     jobs.switching(id, undefined, 'a');
-    jobs.switched(id, { from_mode: null, to_mode: 'a', source: 'disk' }, 12);
+    jobs.switched(id, { from_mode: null, to_mode: 'a', source: 'disk', prefetched: false }, 12);
     jobs.progress(id, 1, 2);
     jobs.progress(id, 2, 2);
     jobs.finish(id, { state: 'completed', generateMs: 30, image: image(4) });

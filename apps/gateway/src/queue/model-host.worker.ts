@@ -392,7 +392,12 @@ export class ModelHostWorker {
         throw error;
       });
       if (jobId !== undefined) {
-        const change = { from_mode: from ?? null, to_mode: mode.name, source: load.source };
+        const change = {
+          from_mode: from ?? null,
+          to_mode: mode.name,
+          source: load.source,
+          prefetched: load.prefetched,
+        };
         store.switched(jobId, change, Date.now() - started);
       }
       registry.recordLoad(mode, load);
@@ -400,7 +405,8 @@ export class ModelHostWorker {
       this.lastSwitchFailure = undefined;
       this.logger.log(
         `mode '${mode.name}' active (${load.architecture}, ${(load.bytes / 2 ** 20).toFixed(0)} MiB on ${load.device}, ` +
-          `${load.source === 'resident' ? 'already resident' : `${load.loadSeconds.toFixed(1)} s`})`,
+          `${load.source === 'resident' ? 'already resident' : `${load.loadSeconds.toFixed(1)} s`}` +
+          `${load.prefetched ? ', prefetched' : ''})`,
       );
       await memory.refresh();
       return { mode: mode.name, load };

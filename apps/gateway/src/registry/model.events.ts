@@ -22,6 +22,8 @@ export type ModelEvent = { readonly host: string } & (
       readonly bytes: number;
       /** The family the model host detected (sd15, sdxl-base, ...). */
       readonly architecture: string;
+      /** It took a pipeline a prefetch had built in the RAM tier. */
+      readonly prefetched: boolean;
     }
   | {
       readonly type: 'evicted';

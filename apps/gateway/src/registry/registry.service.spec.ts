@@ -16,6 +16,7 @@ const load = (key: string, extra: Partial<LoadResult> = {}): LoadResult => ({
   evictedToRam: [],
   evictedOnOom: [],
   device: 'cpu',
+  prefetched: false,
   ...extra,
 });
 
@@ -40,7 +41,16 @@ describe('RegistryService: model events', () => {
       { host: 'local', type: 'evicted', key: 'a-k', reason: 'make-room' },
       { host: 'local', type: 'evicted', key: 'b-k', reason: 'make-room' },
       { host: 'local', type: 'evicted', key: 'c-k', reason: 'oom-retry' },
-      { host: 'local', type: 'loaded', key: 'd-k', mode: 'd', source: 'ram', bytes: 100, architecture: 'sd15' },
+      {
+        host: 'local',
+        type: 'loaded',
+        key: 'd-k',
+        mode: 'd',
+        source: 'ram',
+        bytes: 100,
+        architecture: 'sd15',
+        prefetched: false,
+      },
     ]);
     expect(registry.residentModels().map((entry) => `${entry.key}:${entry.tier}`)).toEqual(['b-k:ram', 'd-k:device']);
   });

@@ -104,6 +104,7 @@ export class RegistryService {
       source: load.source,
       bytes: load.bytes,
       architecture: load.architecture,
+      prefetched: load.prefetched,
     });
   }
 

@@ -26,6 +26,12 @@ export class JobSwitchDto implements JobSwitch {
       'back from the RAM tier, or read from disk',
   })
   source!: JobSwitch['source'];
+
+  @ApiProperty({
+    example: false,
+    description: 'the pipeline came from a prefetch: built into the RAM tier while earlier jobs ran (PREFETCH)',
+  })
+  prefetched!: boolean;
 }
 
 export class JobErrorDto {
