@@ -2,6 +2,7 @@
 taken by a later load as a RAM-tier switch; dropped when the hint stops naming them; never
 at the cost of anything already in the tier."""
 
+import shutil
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -76,6 +77,52 @@ def test_a_prefetched_base_loads_as_a_ram_tier_switch(demo_dir: Path) -> None:
     # Resident now: the next load of it is no prefetch.
     again = host.load(model(demo_dir, "sdxl", "b"))
     assert (again.source, again.prefetched) == (LoadSource.RESIDENT, False)
+
+
+def test_a_prefetched_switch_fits_where_the_device_holds_one_pipeline(demo_dir: Path) -> None:
+    # The device takes the larger pipeline alone: the switch evicts the active one for the
+    # prefetched one, which counts once (unpark makes its room), not twice.
+    cap = size(demo_dir, "sdxl") + MARGIN
+    assert cap < size(demo_dir, "sdxl") + size(demo_dir, "sd15")
+    host = ModelHost(Device("cpu"), policy=MemoryPolicy(cap_bytes=cap, ram_cache_bytes=2**30))
+    host.load(model(demo_dir, "sd15", "a"))
+    host.prefetch([model(demo_dir, "sdxl", "b")])
+    assert host.wait_prefetched(WAIT_SECONDS)
+    loaded = host.load(model(demo_dir, "sdxl", "b"))
+    assert (loaded.source, loaded.prefetched) == (LoadSource.RAM, True)
+    assert loaded.evicted == ("a",)
+    assert [m.key for m in host.memory().models if not m.in_ram_tier] == ["b"]
+
+
+def test_the_tier_keeps_room_for_a_hinted_base_over_one_no_hint_names(
+    demo_dir: Path, tmp_path: Path
+) -> None:
+    # Three copies of one file: three bases of one size. Device and tier each hold one. a is
+    # active; b and c are hinted, b built. The switch to b evicts a: parking it would fill
+    # the tier and c (wanted next) could never be built, so a is dropped, c is built, and
+    # the switch to c is a prefetched one too.
+    def copy(key: str) -> LoadSpec:
+        path = tmp_path / f"{key}.safetensors"
+        shutil.copyfile(demo_dir / "tiny-sd15.safetensors", path)
+        return LoadSpec(
+            key=key, model_path=str(path), config_dir=str(demo_dir / "tiny-sd15.config")
+        )
+
+    a, b, c = copy("a"), copy("b"), copy("c")
+    one = size(demo_dir, "sd15") + MARGIN
+    host = ModelHost(Device("cpu"), policy=MemoryPolicy(cap_bytes=one, ram_cache_bytes=one))
+    host.load(a)
+    host.prefetch([b, c])
+    assert host.wait_prefetched(WAIT_SECONDS)
+    switched = host.load(b)
+    assert (switched.source, switched.prefetched, switched.evicted_to_ram) == (
+        LoadSource.RAM,
+        True,
+        (),
+    )
+    assert host.wait_prefetched(WAIT_SECONDS)
+    again = host.load(c)
+    assert (again.source, again.prefetched) == (LoadSource.RAM, True)
 
 
 def test_a_hint_that_no_longer_names_a_prefetch_drops_it(demo_dir: Path) -> None:

@@ -92,22 +92,26 @@ export class PrefetchHintsService implements OnModuleInit, OnModuleDestroy {
     }
   }
 
-  /** The distinct modes of the first PREFETCH_LOOKAHEAD_JOBS waiting jobs, in the order the plan runs them. */
+  /**
+   * The distinct modes of the running jobs, then of the first PREFETCH_LOOKAHEAD_JOBS waiting jobs in the order the
+   * plan runs them. A running job's mode stays in the hint until it is on its host's device: a job that just
+   * started is about to load the pipeline its host built for it.
+   */
   private async upcomingModes(): Promise<ResolvedMode[]> {
+    const running = await Promise.resolve(this.pool.store.list({ state: 'running', limit: PREFETCH_LOOKAHEAD_JOBS }));
     const positions = await Promise.resolve(this.pool.positions());
-    const config = this.modes.config;
-    const seen = new Set<string>();
-    const upcoming: ResolvedMode[] = [];
-    let looked = 0;
+    const names: (string | null | undefined)[] = running.map((job) => job.mode);
     for (const id of positions.keys()) {
-      if (++looked > PREFETCH_LOOKAHEAD_JOBS) break;
-      const name = (await Promise.resolve(this.pool.store.get(id)))?.mode;
-      const mode = name === undefined || name === null ? undefined : config.modes.get(name);
-      if (!mode || seen.has(mode.name)) continue;
-      seen.add(mode.name);
-      upcoming.push(mode);
+      if (names.length >= running.length + PREFETCH_LOOKAHEAD_JOBS) break;
+      names.push((await Promise.resolve(this.pool.store.get(id)))?.mode);
     }
-    return upcoming;
+    const config = this.modes.config;
+    const upcoming = new Map<string, ResolvedMode>();
+    for (const name of names) {
+      const mode = name === undefined || name === null ? undefined : config.modes.get(name);
+      if (mode && !upcoming.has(mode.name)) upcoming.set(mode.name, mode);
+    }
+    return [...upcoming.values()];
   }
 
   /** Each serving host's hint: the upcoming modes no host holds on its device, each given to one host. */

@@ -51,10 +51,13 @@ class Device:
         return 0
 
     def release_cached_memory(self) -> None:
-        # Collect first: cached blocks can only go back to the driver once the
-        # tensors that used them are unreachable.
-        gc.collect()
+        # On CUDA, collect first: cached blocks can only go back to the driver once the
+        # tensors that used them are unreachable. On the CPU there is no cache to hand
+        # back: a dropped pipeline's memory returns with its last reference, and the
+        # collector finds any cycle in its own time (a full collection here cost a
+        # RAM-tier switch 0.4 s of its 0.45 s on the tiny models).
         if self.is_cuda:
+            gc.collect()
             torch.cuda.empty_cache()
 
     @property

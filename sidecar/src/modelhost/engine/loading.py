@@ -150,7 +150,9 @@ class Loader:
                 residency.bases[base_id] = base
             source = LoadSource.DISK
         else:
-            estimate = attach_estimate + (base.total_bytes() if prefetched else 0)
+            # A prefetched base is parked: unpark makes the device room for it, so only
+            # what attaches to it is still to fit (counting it again refused the switch).
+            estimate = attach_estimate
             source = LoadSource.SHARED_BASE
             if base.parked:
                 extend(evictions, residency.unpark(base))

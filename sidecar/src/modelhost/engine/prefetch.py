@@ -81,6 +81,7 @@ class Prefetcher:
             self._wanted = wanted
             ids = {w.base_id for w in wanted}
             with self._residency.lock:
+                self._residency.prefetch_wanted = [(w.base_id, w.estimate) for w in wanted]
                 for base_id in [i for i in self._residency.prefetched if i not in ids]:
                     dropped.append(self._residency.prefetched.pop(base_id))
             self._changed.notify_all()

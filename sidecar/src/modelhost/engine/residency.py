@@ -47,6 +47,9 @@ class Residency:
         # Bases a prefetch built into the RAM tier that no load has taken yet: no keys, not
         # in `bases` (never in reports, never evicted by plan); engine/prefetch.py owns them.
         self.prefetched: dict[BaseId, Base] = {}
+        # The latest hint's bases with their estimated bytes, most wanted first (set by
+        # engine/prefetch.py): the tier keeps room for those not built yet.
+        self.prefetch_wanted: list[tuple[BaseId, int]] = []
         self.lock = threading.Lock()
         # The keys the running load evicted in an out-of-memory retry rather than by
         # plan (reset by each load, which holds the device lock).
@@ -79,6 +82,19 @@ class Residency:
         """The RAM tier's bytes but those of the kept parked bases (on their way back)."""
         parked = sum(b.total_bytes() for b in self.bases.values() if b.parked and b.id not in keep)
         return parked + sum(b.total_bytes() for b in self.prefetched.values())
+
+    def prefetch_reserve(self, evicted: BaseId) -> int:
+        """Room the RAM tier keeps for hinted bases not built yet: an evicted base that no
+        hint names is dropped rather than parked in it (the queue needs the hinted ones
+        sooner). None when the evicted base is itself hinted: parking it is its prefetch."""
+        with self.lock:
+            if any(base_id == evicted for base_id, _ in self.prefetch_wanted):
+                return 0
+            return sum(
+                estimate
+                for base_id, estimate in self.prefetch_wanted
+                if base_id not in self.prefetched and base_id not in self.bases
+            )
 
     def adopt_prefetched(self, base_id: BaseId) -> Base | None:
         """The prefetched base with this id, now one of `bases` (parked, most recently
@@ -169,7 +185,7 @@ class Residency:
         dropped from the tier, and the room they are about to free counts."""
         keys = list(base.keys)
         size = base.total_bytes()
-        capacity = self.policy.ram_cache_bytes
+        capacity = self.policy.ram_cache_bytes - self.prefetch_reserve(base.id)
         if 0 < size <= capacity:
             for old in [b for b in self.bases.values() if b.parked and b.id not in keep]:
                 if self.tier_in_use(keep) + size <= capacity:
@@ -177,7 +193,8 @@ class Residency:
                 log.info("RAM tier full: dropping %s", ", ".join(old.keys))
                 self.drop_base(old)
         # Prefetched bases hold their room (a prefetch leaves when the hint stops naming
-        # it): a base that does not fit beside them is dropped, not parked.
+        # it), and so do hinted bases still to build: a base that does not fit beside them
+        # is dropped, not parked.
         if size > 0 and self.tier_in_use(keep) + size <= capacity:
             self.park(base)
             with self.lock:
