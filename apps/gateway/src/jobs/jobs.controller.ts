@@ -119,8 +119,8 @@ export class JobsController {
   @ApiNotFoundResponse({ description: NOT_FOUND })
   @ApiConflictResponse({ description: 'the job has not completed (or made no image)' })
   @ApiGoneResponse({ description: 'the image is no longer kept (JOB_RESULTS_MAX_BYTES)' })
-  image(@Param('id') id: string, @Res({ passthrough: true }) response: Response): StreamableFile {
-    const image = this.jobs.image(id);
+  async image(@Param('id') id: string, @Res({ passthrough: true }) response: Response): Promise<StreamableFile> {
+    const image = await this.jobs.image(id);
     response.set({ 'X-Mode': image.mode, 'X-Seed': String(image.seed), 'X-SuperRes': String(image.superres) });
     return new StreamableFile(image.png, { type: 'image/png', length: image.png.length });
   }

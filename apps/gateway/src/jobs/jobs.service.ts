@@ -55,8 +55,8 @@ export class JobsService {
       .map((job) => render(job, positions));
   }
 
-  image(id: string): JobImage {
-    const found = this.store.image(id);
+  async image(id: string): Promise<JobImage> {
+    const found = await this.pool.store.image(id);
     switch (found.found) {
       case 'image':
         return found.image;

@@ -104,7 +104,8 @@ export interface JobRecords {
   get(id: string): JobRecord | undefined;
   snapshot(id: string): JobSnapshot | undefined;
   list(query: JobListQuery): JobSnapshot[];
-  image(id: string): ImageLookup;
+  /** A shared backend may read the image from another process (a Promise). */
+  image(id: string): Awaitable<ImageLookup>;
 }
 
 /**
