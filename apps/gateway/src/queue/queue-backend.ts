@@ -148,6 +148,14 @@ export interface QueueBackend {
   nextDeadline(context: ClaimContext): Awaitable<number | undefined>;
   /** The oldest waiting generation of `mode` (replicas: how long its jobs have waited), undefined when none. */
   oldestOf(mode: string): Awaitable<QueuedJob | undefined>;
+  /** A shared backend's reason why new work cannot be queued now (its store is unreachable); undefined: it can. */
+  readonly unavailableReason?: string | undefined;
+  /** A shared backend: asks the gateway that runs job `id` to stop it (a cancel made on another gateway). */
+  requestCancel?(id: string): Awaitable<void>;
+  /** A shared backend: `listener` is told the id of each job some gateway asked to stop (see requestCancel). */
+  onCancelRequested?(listener: (id: string) => void): void;
+  /** A shared backend: `listener` is told when work may wait that another gateway queued or gave back. */
+  onWorkWaiting?(listener: () => void): void;
   /**
    * This gateway stops: removes and returns the waiting jobs that cannot outlive it, for the engine to answer
    * (in memory: every one; a shared backend: only those with a function handler of this gateway).

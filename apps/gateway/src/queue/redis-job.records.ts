@@ -84,7 +84,8 @@ export class RedisJobRecords implements JobRecords {
         false,
       );
     } while (cursor !== '0');
-    this.reader = this.redis.duplicate();
+    this.reader = this.redis.duplicate({ enableOfflineQueue: true, maxRetriesPerRequest: null });
+    this.reader.on('error', () => undefined);
     this.reading = this.follow(last?.[0] ?? '0-0');
   }
 
@@ -190,6 +191,8 @@ export class RedisJobRecords implements JobRecords {
       | { readonly state: 'completed'; readonly generateMs?: number | undefined; readonly image?: JobImage | undefined }
       | { readonly state: 'failed' | 'cancelled'; readonly error: ErrorBody },
   ): void {
+    // Already told (it ended on another gateway, and this one's caller was answered from that).
+    if (this.local.snapshot(id)?.finished_ms != null) return;
     if (outcome.state === 'completed' && outcome.image) {
       const { png, mode, seed, superres } = outcome.image;
       const key = this.key(`img:${id}`);

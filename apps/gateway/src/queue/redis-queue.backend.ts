@@ -16,6 +16,8 @@ import type { ClaimContext, ClaimOptions, Enqueued, EnqueueRequest, QueueBackend
 import type { Scheduler, SchedulingContext } from './scheduler.js';
 
 const NOTHING: readonly QueuedJob[] = Object.freeze([]);
+/** How often an idle gateway looks for work it was not told of. */
+const WORK_POLL_MS = 1_000;
 /** The claim lock outlives no step: one that held it and died frees it after this. */
 const MUTEX_MS = 10_000;
 /** BullMQ's queue of the jobs that wait for no mode: switches and custom jobs (barriers). */
@@ -47,7 +49,10 @@ interface Lane {
 
 /** The connection settings of this backend's own commands: fail at once while Redis is away (503, not a hang). */
 export function commandConnection(url: string): Redis {
-  return new Redis(url, { maxRetriesPerRequest: 1, enableOfflineQueue: false, lazyConnect: false });
+  const redis = new Redis(url, { maxRetriesPerRequest: 1, enableOfflineQueue: false });
+  // Its state says when Redis is away (unavailableReason); ioredis reconnects by itself.
+  redis.on('error', () => undefined);
+  return redis;
 }
 
 /**
@@ -80,6 +85,10 @@ export class RedisQueueBackend implements QueueBackend {
   private localTurn: Promise<unknown> = Promise.resolve();
   private readonly timers: NodeJS.Timeout[] = [];
   private closed = false;
+  /** Told across gateways (pub/sub on `<prefix>:q:notify`): `work` (a job waits again), `cancel <id>`. */
+  private readonly subscriber: Redis;
+  private readonly cancelListeners: ((id: string) => void)[] = [];
+  private readonly workListeners: (() => void)[] = [];
 
   constructor(
     private readonly options: RedisQueueOptions,
@@ -89,6 +98,27 @@ export class RedisQueueBackend implements QueueBackend {
     this.bull = new Redis(options.url, { maxRetriesPerRequest: null });
     this.bull.on('error', () => undefined);
     records.onFinish = (id, state, error) => this.release(id, state, error);
+    let away = false;
+    redis.on('close', () => {
+      if (away || this.closed) return;
+      away = true;
+      this.logger.error(`Redis at ${this.where()} went away: new work is refused (503) until it is back`);
+    });
+    redis.on('ready', () => {
+      if (!away) return;
+      away = false;
+      this.logger.log(`Redis at ${this.where()} is back: the queue takes work again`);
+      this.wake();
+    });
+    this.subscriber = new Redis(options.url, { maxRetriesPerRequest: null });
+    this.subscriber.on('error', () => undefined);
+    this.subscriber.on('message', (_channel: string, message: string) => this.told(message));
+    void this.subscriber.subscribe(this.key('notify')).catch(() => undefined);
+    // Another gateway's new job reaches this one as its record's `queued` event; this poll is the net under that
+    // (events lost while Redis was away, jobs back from a stall whose notice was missed).
+    const poll = setInterval(() => this.wake(), WORK_POLL_MS);
+    poll.unref();
+    this.timers.push(poll);
     const renew = setInterval(() => this.renewLocks(), Math.max(100, Math.floor(options.lockMs / 2)));
     const discover = setInterval(() => void this.openKnownLanes(), Math.max(200, options.lockMs));
     renew.unref();
@@ -103,10 +133,66 @@ export class RedisQueueBackend implements QueueBackend {
       : `Redis at ${this.where()} cannot be reached (${this.redis.status})`;
   }
 
-  /** Opens the queues other gateways made (their stalled jobs are this gateway's to check, too). */
+  requestCancel(id: string): Promise<void> {
+    return this.ask(async () => {
+      await this.redis.publish(this.key('notify'), `cancel ${id}`);
+    });
+  }
+
+  onCancelRequested(listener: (id: string) => void): void {
+    this.cancelListeners.push(listener);
+  }
+
+  onWorkWaiting(listener: () => void): void {
+    this.workListeners.push(listener);
+  }
+
+  private told(message: string): void {
+    if (message === 'work') this.wake();
+    else if (message.startsWith('cancel ')) for (const listener of this.cancelListeners) listener(message.slice(7));
+  }
+
+  private wake(): void {
+    if (this.closed) return;
+    for (const listener of this.workListeners) listener();
+  }
+
+  /** Loads the records and opens the queues other gateways made (their stalled jobs are this one's to check). */
   async start(): Promise<void> {
     await this.records.start();
     await this.openKnownLanes();
+  }
+
+  /**
+   * `start`, tried again every second while Redis cannot be reached (the gateway serves meanwhile, refusing new
+   * work 503), and a warning when Redis may evict keys: BullMQ's jobs and locks must never be evicted.
+   */
+  async startWhenReachable(): Promise<void> {
+    for (let said = false; !this.closed; said = true) {
+      try {
+        await this.start();
+        break;
+      } catch (error) {
+        if (!said) this.logger.warn(`${this.unavailable(error).message}: the queue starts once it is`);
+        await new Promise((resolve) => setTimeout(resolve, 1_000));
+      }
+    }
+    if (this.closed) return;
+    this.logger.log(
+      `queue on Redis at ${this.where()} (prefix '${this.options.prefix}'), shared with every gateway there`,
+    );
+    const policy = /maxmemory_policy:(\S+)/.exec(await this.redis.info('memory').catch(() => ''))?.[1];
+    if (policy !== undefined && policy !== 'noeviction') {
+      this.logger.warn(
+        `Redis at ${this.where()} has maxmemory-policy ${policy}: set maxmemory-policy noeviction ` +
+          '(redis.conf, or CONFIG SET maxmemory-policy noeviction), or Redis may evict queued jobs and their locks',
+      );
+    }
+  }
+
+  /** Nest: after every module's onModuleDestroy (the engine's running jobs have ended). */
+  onApplicationShutdown(): Promise<void> {
+    return this.dispose();
   }
 
   private key(what: string): string {
@@ -270,17 +356,19 @@ export class RedisQueueBackend implements QueueBackend {
   }
 
   /**
-   * Closes the connections once nothing runs here any more. A job still held keeps its lock until it lapses, then
+   * Closes the connections (the command connection it was given too) once nothing runs here any more. A job still held keeps its lock until it lapses, then
    * another gateway runs it (at least once).
    */
   async dispose(): Promise<void> {
     this.closed = true;
     for (const timer of this.timers) clearInterval(timer);
     await this.records.stop();
+    this.subscriber.disconnect();
     await Promise.all([...this.lanes.values()].map(({ worker }) => worker.close(true).catch(() => undefined)));
     await Promise.all([...this.lanes.values()].map(({ queue }) => queue.close().catch(() => undefined)));
     this.lanes.clear();
     this.bull.disconnect();
+    this.redis.disconnect();
   }
 
   /** Every waiting job, oldest first (one HGETALL: the index holds the waiting jobs and nothing else). */
@@ -326,7 +414,10 @@ export class RedisQueueBackend implements QueueBackend {
     try {
       await this.locked(async () => {
         const job = await this.lane(name).queue.getJob(id);
-        if (job && (await job.isWaiting())) await this.redis.hset(this.key('waiting'), id, JSON.stringify(job.data));
+        if (job && (await job.isWaiting())) {
+          await this.redis.hset(this.key('waiting'), id, JSON.stringify(job.data));
+          await this.redis.publish(this.key('notify'), 'work');
+        }
       });
     } catch (error) {
       this.logger.warn(`job ${id} back from a stall: ${String(error)}`);

@@ -67,11 +67,14 @@ export class StatusService {
     const { hosts, ...vram } = await this.vram();
     const failure = this.modes.lastReloadError;
     const switchFailure = this.pool.lastSwitchError;
+    const queueSize = await this.pool.queueSize;
+    const waiting: number[] = [];
+    for (const session of this.hosts.sessions) waiting.push(await this.pool.waitingFor(session.id));
     return {
       current_mode: this.currentMode() ?? null,
-      queue_size: this.pool.queueSize,
+      queue_size: queueSize,
       vram,
-      hosts: hosts.map((host, i) => this.statusHost(host, this.hosts.sessions[i])),
+      hosts: hosts.map((host, i) => this.statusHost(host, this.hosts.sessions[i], waiting[i] ?? 0)),
       last_reload_error: failure
         ? { at: failure.at, trigger: failure.trigger, source: failure.source, problems: [...failure.problems] }
         : null,
@@ -116,11 +119,12 @@ export class StatusService {
     return { id: session.id, device: session.device, state: connection.state, vram };
   }
 
-  private statusHost(host: VramHostDto, session: HostSession | undefined): StatusHostDto {
+  /** `waiting`: the jobs waiting bound to this host. */
+  private statusHost(host: VramHostDto, session: HostSession | undefined, waiting: number): StatusHostDto {
     return {
       ...host,
       current_mode: session?.registry.currentMode ?? null,
-      queue_size: session ? this.pool.runningOn(session.id) + this.pool.waitingFor(session.id) : 0,
+      queue_size: session ? this.pool.runningOn(session.id) + waiting : 0,
     };
   }
 
