@@ -2,6 +2,11 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 
+/*
+ * The e2e suite (CommonJS, test/support) and the unit specs (ES modules, apps/gateway/testing) each keep a copy of
+ * this file, as they do wait-for.ts: neither module system loads the other's. Change both: test/support/redis-server.ts.
+ */
+
 /** True when a `redis-server` binary is on PATH (runner.sh installs Debian's; tests that need it skip without). */
 export const HAVE_REDIS_SERVER = spawnSync('redis-server', ['--version'], { stdio: 'ignore' }).status === 0;
 
