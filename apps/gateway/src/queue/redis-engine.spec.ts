@@ -1,3 +1,5 @@
+import { jest } from '@jest/globals';
+
 import { JobEngineFixture, PARAMS } from '../../testing/job-engine.fixture.js';
 import { HAVE_REDIS_SERVER, startRedisServer, type RedisServer } from '../../testing/redis-server.js';
 import { waitFor } from '../../testing/wait-for.js';
@@ -5,13 +7,16 @@ import type { AppConfig } from '../config/app-config.js';
 import { FailedElsewhereError } from '../errors/domain.errors.js';
 import type { JobStore } from './job.store.js';
 import type { GeneratedImage } from '../model-host/model-host.types.js';
-import { GenerationJob, type JobHandle } from './job.types.js';
+import { CustomJob, GenerationJob, type JobContext, type JobHandle } from './job.types.js';
 import { RedisJobRecords } from './redis-job.records.js';
 import { RedisQueueBackend, commandConnection } from './redis-queue.backend.js';
 import type { WorkerPool } from './worker-pool.service.js';
 
 /** Two job engines (gateways A and B, one fake model host each) sharing one Redis queue. */
 describe('the job engine over the Redis backend: two gateways, one queue', () => {
+  // Real Redis round trips on a shared 2-core machine: a bound of a hang, not a latency.
+  jest.setTimeout(30_000);
+
   let server: RedisServer;
   let prefix = 0;
   const fixtures: JobEngineFixture[] = [];
@@ -83,6 +88,33 @@ describe('the job engine over the Redis backend: two gateways, one queue', () =>
         await waitFor(() => b.pool.store.snapshot(handle.id)?.state === 'completed', { what: 'B to see it done' });
       }
       expect(await a.pool.queueSize).toBe(0);
+    },
+  );
+
+  (HAVE_REDIS_SERVER ? it : it.skip)(
+    'runs a custom job that carries a function only on the gateway that queued it',
+    async () => {
+      const [a, b] = await two();
+      let release!: () => void;
+      a.fixture.modelHost.hold = new Promise<void>((resolve) => (release = resolve));
+      const busy = await a.pool.enqueue(new GenerationJob('a', PARAMS));
+      await waitFor(() => a.pool.store.snapshot(busy.id)?.state === 'running', { what: 'A busy' });
+      const ranOn: string[] = [];
+      const local = await a.pool.enqueue(
+        new CustomJob({
+          handler: function (this: JobContext) {
+            ranOn.push(this.host.id);
+            return 'here';
+          },
+          args: [],
+        }),
+      );
+      // B is free all along and sees the job, which waits for A's host (B would fail it: it has no such function).
+      await waitFor(() => b.pool.store.snapshot(local.id), { what: 'B to know the job' });
+      release();
+      await expect(local.result()).resolves.toBe('here');
+      expect(ranOn).toEqual([a.fixture.hosts.sessions[0]?.id]);
+      await busy.result();
     },
   );
 

@@ -46,6 +46,7 @@ import {
   type Awaitable,
   type ClaimContext,
   type Enqueued,
+  type JobPayload,
   type JobRecords,
   type QueueBackend,
   type QueuedJob,
@@ -346,7 +347,7 @@ export class WorkerPool implements OnModuleInit, OnApplicationBootstrap, OnModul
       admitted = yield* call(
         this.backend.enqueue({
           id,
-          payload: payloadOf(job),
+          payload: this.localPayload(payloadOf(job)),
           seed: job.kind === 'generation' ? job.params.seed : undefined,
           owner: job.kind === 'generation' ? job.owner : undefined,
           plan: this.planContext(),
@@ -362,6 +363,18 @@ export class WorkerPool implements OnModuleInit, OnApplicationBootstrap, OnModul
     if (this.expiryTimer === undefined) this.armExpiry(entry.submittedAt + this.config.queueTimeoutMs);
     this.drain();
     return entry;
+  }
+
+  /**
+   * With a shared queue, a custom job that carries a function runs only here: it is bound to one of this gateway's
+   * hosts (one that serves), so no other gateway takes it.
+   */
+  private localPayload(payload: JobPayload): JobPayload {
+    if (this.backend.answersAtOnce || payload.kind !== 'custom' || payload.handler !== null || payload.host) {
+      return payload;
+    }
+    const host = (this.workers.find((worker) => worker.connection.accepting) ?? this.workers[0])?.session.id;
+    return { ...payload, host };
   }
 
   /** Takes no new work and answers every queued job 503 "shutting down", at once; running jobs go on. */
