@@ -148,6 +148,11 @@ export interface QueueBackend {
   nextDeadline(context: ClaimContext): Awaitable<number | undefined>;
   /** The oldest waiting generation of `mode` (replicas: how long its jobs have waited), undefined when none. */
   oldestOf(mode: string): Awaitable<QueuedJob | undefined>;
+  /**
+   * True when other gateways take jobs from this queue too (Redis): the engine then answers for jobs that end
+   * elsewhere, cancels across gateways and keeps function-handler jobs on its own hosts. Undefined: false.
+   */
+  readonly shared?: boolean;
   /** A shared backend's reason why new work cannot be queued now (its store is unreachable); undefined: it can. */
   readonly unavailableReason?: string | undefined;
   /** A shared backend: asks the gateway that runs job `id` to stop it (a cancel made on another gateway). */

@@ -191,8 +191,13 @@ export class RedisJobRecords implements JobRecords {
       | { readonly state: 'completed'; readonly generateMs?: number | undefined; readonly image?: JobImage | undefined }
       | { readonly state: 'failed' | 'cancelled'; readonly error: ErrorBody },
   ): void {
-    // Already told (it ended on another gateway, and this one's caller was answered from that).
-    if (this.local.snapshot(id)?.finished_ms != null) return;
+    const error = outcome.state === 'completed' ? undefined : outcome.error;
+    // Already told: it ended on another gateway (a caller here was answered from that, or this gateway was too slow
+    // renewing its lock and another ran it again). Its record stays; the queue still hears it ended here.
+    if (this.local.snapshot(id)?.finished_ms != null) {
+      this.onFinish?.(id, outcome.state, error);
+      return;
+    }
     if (outcome.state === 'completed' && outcome.image) {
       const { png, mode, seed, superres } = outcome.image;
       const key = this.key(`img:${id}`);
@@ -204,7 +209,7 @@ export class RedisJobRecords implements JobRecords {
         .catch((error: unknown) => this.lost(`job ${id}'s image`, error));
     }
     this.local.finish(id, outcome);
-    this.onFinish?.(id, outcome.state, outcome.state === 'completed' ? undefined : outcome.error);
+    this.onFinish?.(id, outcome.state, error);
   }
 
   get(id: string): JobRecord | undefined {

@@ -73,6 +73,7 @@ export function commandConnection(url: string): Redis {
  */
 export class RedisQueueBackend implements QueueBackend {
   readonly answersAtOnce = false;
+  readonly shared = true;
   private readonly logger = new Logger(RedisQueueBackend.name);
   /** Workers' connection: BullMQ wants one that retries for ever (maxRetriesPerRequest: null). */
   private readonly bull: Redis;
@@ -437,7 +438,11 @@ export class RedisQueueBackend implements QueueBackend {
     for (const [id, { job, token }] of this.held) {
       job.extendLock(token, this.options.lockMs).then(
         (renewed) => {
-          if (!renewed) this.logger.warn(`job ${id}: its lock could not be renewed (another gateway may run it)`);
+          if (renewed || this.held.get(id)?.token !== token) return;
+          // Lapsed (this process stalled past REDIS_LOCK_MS, or Redis was away): the stalled check gives the job to
+          // another gateway; this one finishes its run, and the first record to finish is the job's.
+          this.held.delete(id);
+          this.logger.warn(`job ${id}: its lock lapsed; another gateway may run it again`);
         },
         (error: unknown) => this.logger.warn(`job ${id}: renewing its lock: ${String(error)}`),
       );

@@ -120,7 +120,7 @@ export class WorkerPool implements OnModuleInit, OnApplicationBootstrap, OnModul
     const deps = { modes, store: backend.records, idle: () => this.drain() };
     this.workers = hosts.sessions.map((session) => new ModelHostWorker(session, deps));
     for (const worker of this.workers) this.watch(worker.session);
-    if (!backend.answersAtOnce) {
+    if (backend.shared) {
       backend.records.events.on((event) => {
         if (event.type === 'completed' || event.type === 'failed' || event.type === 'cancelled') {
           this.endedElsewhere(event.job);
@@ -268,7 +268,7 @@ export class WorkerPool implements OnModuleInit, OnApplicationBootstrap, OnModul
       this.cancelEntry(entry);
       return true;
     }
-    if (this.backend.answersAtOnce) return false;
+    if (!this.backend.shared) return false;
     return drive(this.cancelElsewhereSteps(id));
   }
 
@@ -370,7 +370,7 @@ export class WorkerPool implements OnModuleInit, OnApplicationBootstrap, OnModul
    * hosts (one that serves), so no other gateway takes it.
    */
   private localPayload(payload: JobPayload): JobPayload {
-    if (this.backend.answersAtOnce || payload.kind !== 'custom' || payload.handler !== null || payload.host) {
+    if (!this.backend.shared || payload.kind !== 'custom' || payload.handler !== null || payload.host) {
       return payload;
     }
     const host = (this.workers.find((worker) => worker.connection.accepting) ?? this.workers[0])?.session.id;
