@@ -23,6 +23,8 @@ interface JobRecord {
   let a: Gateway;
   let b: Gateway;
   let eventsOnA: EventStream;
+  /** A job's life without its progress steps: a stream that keeps up however many jobs run. */
+  const LIFE = 'types=job.queued,job.started,job.completed,job.failed,job.cancelled';
 
   const env = (id: string): Record<string, string> => ({
     MODES_FILE: join(demoDir(), 'modes.yaml'),
@@ -39,7 +41,7 @@ interface JobRecord {
   beforeAll(async () => {
     redis = await startRedisServer();
     [a, b] = await Promise.all([startGateway(env('gw-a')), startGateway(env('gw-b'))]);
-    eventsOnA = await openEventStream(`${a.url}/api/events?types=job.`);
+    eventsOnA = await openEventStream(`${a.url}/api/events?${LIFE}`);
   }, 300_000);
 
   afterAll(async () => {
@@ -118,14 +120,15 @@ interface JobRecord {
         headers: { 'Content-Type': 'application/json' },
         body: JSON.stringify({ mode: 'sd15-fast', prompt, num_inference_steps: steps, seed: 5 }),
       });
+    const events = await openEventStream(`${a.url}/api/events?${LIFE}`);
     const answers = [generate('first', 25), generate('second', 26)];
     const onB = await waitFor(
       () => {
-        const started = eventsOnA.events.find(
+        const started = events.events.find(
           (event) => event.type === 'job.started' && String(event.data.host).startsWith('gw-b/'),
         );
         const id = started?.data.id as string | undefined;
-        return id !== undefined && !eventsOnA.events.some((e) => e.type === 'job.completed' && e.data.id === id) && id;
+        return id !== undefined && !events.events.some((e) => e.type === 'job.completed' && e.data.id === id) && id;
       },
       { what: 'B to run one of the two jobs', timeoutMs: 120_000, context: logs },
     );
@@ -138,8 +141,9 @@ interface JobRecord {
     const job = await finished(a.url, onB);
     expect(job.state).toBe('completed');
     expect(job.host).toMatch(/^gw-a\//);
-    const completions = eventsOnA.events.filter((event) => event.type === 'job.completed' && event.data.id === onB);
+    const completions = events.events.filter((event) => event.type === 'job.completed' && event.data.id === onB);
     expect(completions).toHaveLength(1);
+    events.close();
   }, 300_000);
 
   it('refuses new work (503) and says not ready while Redis is away, then takes work again once it is back', async () => {
