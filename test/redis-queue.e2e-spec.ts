@@ -112,6 +112,23 @@ interface JobRecord {
     }
   });
 
+  it('lists every gateway’s model hosts in status and /api/vram, from either gateway', async () => {
+    for (const [url, path] of [
+      [a.url, '/api/models/status'],
+      [b.url, '/api/vram'],
+    ]) {
+      const ids = await waitFor(
+        async () => {
+          const body = (await (await fetch(`${url}${path}`)).json()) as { hosts: { id: string; state: string }[] };
+          const found = body.hosts.map((host) => `${host.id} ${host.state}`).sort();
+          return found.length === 2 && found;
+        },
+        { what: `both gateways' hosts in ${path}`, context: logs },
+      );
+      expect(ids).toEqual(['gw-a/cpu serving', 'gw-b/cpu serving']);
+    }
+  });
+
   it('finishes on A the job B was running when B was killed (SIGKILL), and answers its client once', async () => {
     // Two longer jobs that cannot run as one batch (their steps differ): each gateway's host takes one.
     const generate = (prompt: string, steps: number) =>

@@ -162,6 +162,13 @@ export interface QueueBackend {
   /** A shared backend: `listener` is told when work may wait that another gateway queued or gave back. */
   onWorkWaiting?(listener: () => void): void;
   /**
+   * A shared backend: what this gateway says of its model hosts (status' `hosts` entries, plain JSON), kept for
+   * `ttlMs`: the other gateways list them too.
+   */
+  shareHosts?(gateway: string, hosts: readonly object[], ttlMs: number): Awaitable<void>;
+  /** A shared backend: the model hosts every other gateway said it has (and has not let lapse). */
+  sharedHosts?(except: string): Awaitable<readonly object[]>;
+  /**
    * This gateway stops: removes and returns the waiting jobs that cannot outlive it, for the engine to answer
    * (in memory: every one; a shared backend: only those with a function handler of this gateway).
    */

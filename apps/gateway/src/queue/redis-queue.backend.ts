@@ -140,6 +140,26 @@ export class RedisQueueBackend implements QueueBackend {
     });
   }
 
+  async shareHosts(gateway: string, hosts: readonly object[], ttlMs: number): Promise<void> {
+    await this.ask(() =>
+      this.redis
+        .multi()
+        .set(this.key(`hosts:${gateway}`), JSON.stringify(hosts), 'PX', ttlMs)
+        .sadd(this.key('gateways'), gateway)
+        .exec(),
+    );
+  }
+
+  async sharedHosts(except: string): Promise<readonly object[]> {
+    const gateways = (await this.ask(() => this.redis.smembers(this.key('gateways')))).filter((g) => g !== except);
+    if (gateways.length === 0) return [];
+    const said = await this.ask(() => this.redis.mget(gateways.map((gateway) => this.key(`hosts:${gateway}`))));
+    const gone = gateways.filter((_, i) => said[i] === null);
+    // A gateway that stopped saying (it stopped, or died) leaves the list.
+    if (gone.length > 0) void this.redis.srem(this.key('gateways'), ...gone).catch(() => undefined);
+    return said.flatMap((hosts) => (hosts === null ? [] : (JSON.parse(hosts) as object[])));
+  }
+
   onCancelRequested(listener: (id: string) => void): void {
     this.cancelListeners.push(listener);
   }
