@@ -24,12 +24,12 @@ describe('JobStore', () => {
     elsewhere.jobs.started(id, 'b/cpu');
     elsewhere.jobs.finish(id, { state: 'completed', generateMs: 5 });
     const [queued, started, completed] = elsewhere.seen;
-    here.jobs.mirror(queued as JobEvent, false);
+    here.jobs.mirror(queued, false);
     expect(here.seen).toEqual([]);
     expect(here.jobs.get(id)).toMatchObject({ state: 'queued' });
-    here.jobs.mirror(started as JobEvent);
-    here.jobs.mirror(completed as JobEvent);
-    here.jobs.mirror(started as JobEvent);
+    here.jobs.mirror(started);
+    here.jobs.mirror(completed);
+    here.jobs.mirror(started);
     expect(here.seen.map((event) => event.type)).toEqual(['started', 'completed']);
     expect(here.jobs.get(id)).toMatchObject({ state: 'completed', host: 'b/cpu', generate_ms: 5 });
     // This gateway's own late finish does not change it either.

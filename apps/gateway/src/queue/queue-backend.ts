@@ -170,7 +170,7 @@ export interface QueueBackend {
   sharedHosts?(except: string): Awaitable<readonly object[]>;
   /**
    * This gateway stops: removes and returns the waiting jobs that cannot outlive it, for the engine to answer
-   * (in memory: every one; a shared backend: only those with a function handler of this gateway).
+   * (in memory: every one; a shared backend: those this gateway queued, whose callers are connected to it).
    */
   close(): Awaitable<readonly QueuedJob[]>;
 }

@@ -141,6 +141,20 @@ if (HAVE_REDIS_SERVER) {
       expect((await a.backend.plan({ activeMode: undefined, now: Date.now() })).map((job) => job.seq)).toHaveLength(1);
     });
 
+    it('takes out, when a gateway stops, the jobs it queued that still wait, and leaves the others’', async () => {
+      const [a, b] = await two();
+      const running = (await enqueue(a.backend, generation('m'))).job;
+      const waiting = (await enqueue(a.backend, generation('m'))).job;
+      const others = (await enqueue(b.backend, generation('m'))).job;
+      expect((await b.backend.claim(context('b/cpu'), { maxBatch: 1 }))[0]?.id).toBe(running.id);
+      b.backend.records.started(running.id, 'b/cpu');
+      expect((await a.backend.close()).map((job) => job.id)).toEqual([waiting.id]);
+      expect((await b.backend.plan({ activeMode: undefined, now: Date.now() })).map((job) => job.id)).toEqual([
+        others.id,
+      ]);
+      b.backend.records.finish(running.id, { state: 'completed' });
+    });
+
     it('gives a job whose gateway died holding it to another once its lock lapses', async () => {
       const [a, b] = await two({ lockMs: 400 });
       const { job } = await enqueue(a.backend, generation('m'));

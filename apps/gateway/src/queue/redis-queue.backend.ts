@@ -80,8 +80,11 @@ export class RedisQueueBackend implements QueueBackend {
   private readonly lanes = new Map<string, Lane>();
   /** Jobs claimed here and not yet finished, by id: their locks are renewed. */
   private readonly held = new Map<string, Held>();
-  /** Jobs queued here whose handler is a function: only this gateway can run them. */
-  private readonly functionJobs = new Set<string>();
+  /**
+   * Jobs queued here that may still wait: this gateway answers them when it stops (a caller here waits for them;
+   * a function handler runs only here). One leaves the set when any gateway starts or ends it.
+   */
+  private readonly ownJobs = new Set<string>();
   /** One step of this gateway at a time asks for the Redis lock (the others wait here, not spinning on Redis). */
   private localTurn: Promise<unknown> = Promise.resolve();
   private readonly timers: NodeJS.Timeout[] = [];
@@ -99,6 +102,9 @@ export class RedisQueueBackend implements QueueBackend {
     this.bull = new Redis(options.url, { maxRetriesPerRequest: null });
     this.bull.on('error', () => undefined);
     records.onFinish = (id, state, error) => this.release(id, state, error);
+    records.events.on((event) => {
+      if (event.type !== 'queued' && event.type !== 'progress') this.ownJobs.delete(event.job.id);
+    });
     let away = false;
     redis.on('close', () => {
       if (away || this.closed) return;
@@ -252,7 +258,7 @@ export class RedisQueueBackend implements QueueBackend {
         this.records.finish(id, { state: 'failed', error: unavailableBody(this.unavailable(error)) });
         throw this.unavailable(error);
       }
-      if (payload.kind === 'custom' && payload.handler === null) this.functionJobs.add(id);
+      this.ownJobs.add(id);
       if (job.kind !== 'generation') return { job, ahead: waitingNow };
       const order = this.schedulerOf(await this.waiting()).plan(plan);
       return { job, ahead: order.findIndex((waiting) => waiting.id === id) };
@@ -317,7 +323,7 @@ export class RedisQueueBackend implements QueueBackend {
       const job = JSON.parse(raw) as QueuedJob;
       const removed = await this.lane(laneOf(job)).queue.remove(id);
       await this.redis.hdel(this.key('waiting'), id);
-      this.functionJobs.delete(id);
+      this.ownJobs.delete(id);
       return removed === 1 ? job : undefined;
     });
   }
@@ -329,7 +335,7 @@ export class RedisQueueBackend implements QueueBackend {
       for (const job of due) {
         const removed = await this.lane(laneOf(job)).queue.remove(job.id);
         await this.redis.hdel(this.key('waiting'), job.id);
-        this.functionJobs.delete(job.id);
+        this.ownJobs.delete(job.id);
         if (removed === 1) expired.push(job);
       }
       return expired;
@@ -363,13 +369,14 @@ export class RedisQueueBackend implements QueueBackend {
   }
 
   /**
-   * This gateway stops queueing: the waiting jobs whose handler is a function of this process go (they are returned
-   * to be answered); every other job stays for the other gateways. Running jobs still end here (`dispose` follows).
+   * This gateway stops queueing: the jobs it queued that still wait leave the queue and are returned, to be answered
+   * 503 as the in-memory queue answers its own (their callers are connected here); the other gateways' jobs stay.
+   * Running jobs still end here (`dispose` follows).
    */
   async close(): Promise<readonly QueuedJob[]> {
     this.closed = true;
     const gone: QueuedJob[] = [];
-    for (const id of [...this.functionJobs]) {
+    for (const id of [...this.ownJobs]) {
       const job = await this.cancel(id).catch(() => undefined);
       if (job) gone.push(job);
     }
