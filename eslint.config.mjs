@@ -26,6 +26,11 @@ export default defineConfig(
     languageOptions: { sourceType: 'commonjs' },
   },
   {
+    // The web page runs in the browser.
+    files: ['apps/web/src/**'],
+    languageOptions: { globals: globals.browser },
+  },
+  {
     // expect(mock.method) and friends.
     files: ['**/*.spec.ts', 'test/**/*.ts'],
     rules: { '@typescript-eslint/unbound-method': 'off' },

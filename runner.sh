@@ -4,6 +4,7 @@
 #   ./runner.sh test                   install what is missing, then run every test
 #   ./runner.sh setup                  only install (idempotent; fast when nothing is missing)
 #   ./runner.sh make-demo-models DIR   write tiny random-weight models and DIR/modes.yaml
+#   ./runner.sh images                 build both Docker images, tagged as docker-compose.yml names them
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -11,6 +12,7 @@ cd "$ROOT"
 VENV=sidecar/.venv
 PY=$VENV/bin/python
 GATEWAY_MAIN=dist/apps/gateway/main.js
+WEB_INDEX=dist/web/index.html
 GRPCURL_VERSION=v1.9.4
 # The Node the project is built, tested and shipped on (docker/gateway.Dockerfile: node:24-slim). A system Node
 # that satisfies package.json's engines is used as it is; otherwise this one is installed into .node/.
@@ -51,8 +53,9 @@ unpack_npm_package() {
   rm -rf "$tmp"
 }
 
-install_private_node() {
-  local arch
+# Node $PRIVATE_NODE_VERSION and its npm in DEST, laid out as Node's official tarball (bin/, lib/, include/, share/).
+unpack_node() {
+  local dest=$1 arch
   case "$(uname -s)-$(uname -m)" in
     Linux-x86_64) arch=x64 ;;
     Linux-aarch64 | Linux-arm64) arch=arm64 ;;
@@ -60,15 +63,19 @@ install_private_node() {
   esac
   command -v npm >/dev/null ||
     { say "Node.js $PRIVATE_NODE_VERSION is needed, and npm to fetch it: install either, then run me again"; exit 1; }
+  # bin/node, plus include/ (headers for native add-ons) and share/ (man page), as in Node's own tarball.
+  unpack_npm_package "node-linux-$arch@$PRIVATE_NODE_VERSION" "$dest"
+  unpack_npm_package "npm@$PRIVATE_NPM_VERSION" "$dest/lib/node_modules/npm"
+  # The layout of Node's official tarball: npm finds its global prefix from node's path.
+  ln -s ../lib/node_modules/npm/bin/npm-cli.js "$dest/bin/npm"
+  ln -s ../lib/node_modules/npm/bin/npx-cli.js "$dest/bin/npx"
+}
+
+install_private_node() {
   # Built aside and moved in whole, so an interrupted download never leaves a half Node that looks installed.
   local tmp=$PRIVATE_NODE.partial
   rm -rf "$tmp"
-  # bin/node, plus include/ (headers for native add-ons) and share/ (man page), as in Node's own tarball.
-  unpack_npm_package "node-linux-$arch@$PRIVATE_NODE_VERSION" "$tmp"
-  unpack_npm_package "npm@$PRIVATE_NPM_VERSION" "$tmp/lib/node_modules/npm"
-  # The layout of Node's official tarball: npm finds its global prefix from node's path.
-  ln -s ../lib/node_modules/npm/bin/npm-cli.js "$tmp/bin/npm"
-  ln -s ../lib/node_modules/npm/bin/npx-cli.js "$tmp/bin/npx"
+  unpack_node "$tmp"
   rm -rf "$PRIVATE_NODE"
   mv "$tmp" "$PRIVATE_NODE"
 }
@@ -121,8 +128,8 @@ setup_python() {
 }
 
 build_gateway() {
-  # Rebuild only when a source is newer than the build.
-  if [ ! -f "$GATEWAY_MAIN" ] ||
+  # Rebuild only when a source is newer than the build (the web page, apps/web, is among the sources).
+  if [ ! -f "$GATEWAY_MAIN" ] || [ ! -f "$WEB_INDEX" ] ||
     [ -n "$(find apps proto tsconfig*.json nest-cli.json package.json -newer "$GATEWAY_MAIN" -type f -print -quit)" ]; then
     say "building the gateway"
     npm run --silent build
@@ -158,12 +165,22 @@ start() {
 # Test-only tools, installed when missing and when this machine lets us; the tests that need them skip, saying so,
 # where they are absent.
 setup_test_tools() {
-  if ! command -v docker-compose >/dev/null && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
-    say "installing docker-compose (Debian's package) for the docker-compose.yml checks"
+  local wanted=()
+  command -v docker-compose >/dev/null || wanted+=(docker-compose)
+  # The compose e2e builds the images, on stand-in bases made with debootstrap where no registry answers.
+  command -v debootstrap >/dev/null || [ -x /usr/sbin/debootstrap ] || wanted+=(debootstrap)
+  if [ ${#wanted[@]} -gt 0 ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    say "installing ${wanted[*]} (Debian's packages) for the docker-compose tests"
     # A machine whose package lists are missing or stale needs one update first.
-    DEBIAN_FRONTEND=noninteractive apt-get install -y docker-compose ||
-      { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y docker-compose; } ||
-      say "could not install docker-compose: its test will be skipped"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y "${wanted[@]}" ||
+      { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y "${wanted[@]}"; } ||
+      say "could not install ${wanted[*]}: the docker-compose tests will skip or fail, saying why"
+  fi
+  if ! command -v chromium >/dev/null && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    say "installing chromium (Debian's package) for the web page's browser tests"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y chromium ||
+      { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; } ||
+      say "could not install chromium: the web page's browser tests will be skipped"
   fi
   if ! command -v redis-server >/dev/null && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
     say "installing redis-server (Debian's package) for the Redis queue backend's tests (each starts its own)"
@@ -203,17 +220,136 @@ run_tests() {
   say "all tests passed"
 }
 
+# --- Docker images -------------------------------------------------------------------------------------------------
+# The official bases the Dockerfiles name by default (what users pull), and the stand-ins made from Debian's
+# packages where no image registry answers.
+OFFICIAL_PYTHON_IMAGE=python:3.11-slim
+OFFICIAL_NODE_IMAGE=node:24-slim
+STAND_IN_DEBIAN=image-gen-server-stand-in/debian:bookworm
+STAND_IN_PYTHON=image-gen-server-stand-in/python:3.11-slim
+STAND_IN_NODE=image-gen-server-stand-in/node:$PRIVATE_NODE_VERSION-slim
+DEBIAN_MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
+
+# The docker CLI that builds with BuildKit (cache mounts): one with the buildx plugin, or one older than 23.0, which
+# speaks to the engine's own BuildKit. A CLI of 23.0 or newer without buildx refuses DOCKER_BUILDKIT=1.
+docker_cli() {
+  local cli major
+  while read -r cli; do
+    if "$cli" buildx version >/dev/null 2>&1; then echo "$cli"; return; fi
+    major=$("$cli" version --format '{{.Client.Version}}' 2>/dev/null | cut -d. -f1) || continue
+    if [ -n "$major" ] && [ "$major" -lt 23 ] 2>/dev/null; then echo "$cli"; return; fi
+  done < <(type -ap docker)
+  say "no docker CLI here builds with BuildKit: install the buildx plugin (docker-buildx) or Debian's docker.io"
+  exit 1
+}
+
+# The `image:` of each service in docker-compose.yml, as "service image" lines.
+compose_images() {
+  awk '/^  [a-z0-9-]+:$/ { service = substr($1, 1, length($1) - 1) }
+       /^    image: / && service != "" { print service, $2 }' docker-compose.yml
+}
+
+# Exit status 0 when IMAGE is here or can be pulled.
+have_or_pull() {
+  "$DOCKER" image inspect "$1" >/dev/null 2>&1 || timeout 300 "$DOCKER" pull -q "$1" >/dev/null 2>&1
+}
+
+# A Debian bookworm root from Debian's own packages (debootstrap), imported as an image, trusting the CA
+# certificates this machine trusts (a TLS-inspecting proxy's included: the builds fetch from PyPI and npm).
+make_stand_in_debian() {
+  "$DOCKER" image inspect "$STAND_IN_DEBIAN" >/dev/null 2>&1 && return
+  command -v debootstrap >/dev/null ||
+    { say "making a stand-in base needs debootstrap (apt-get install debootstrap) and root"; exit 1; }
+  local root
+  root=$(mktemp -d /tmp/stand-in-root.XXXXXX)
+  say "debootstrap: a minimal Debian bookworm from $DEBIAN_MIRROR (about 2 minutes)"
+  debootstrap --variant=minbase --include=ca-certificates bookworm "$root" "$DEBIAN_MIRROR" >/dev/null
+  if compgen -G '/usr/local/share/ca-certificates/*.crt' >/dev/null; then
+    cp /usr/local/share/ca-certificates/*.crt "$root/usr/local/share/ca-certificates/"
+    chroot "$root" update-ca-certificates >/dev/null
+  fi
+  rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/*
+  tar -C "$root" -c . | "$DOCKER" import --change 'CMD ["bash"]' - "$STAND_IN_DEBIAN" >/dev/null
+  rm -rf "$root"
+}
+
+make_stand_in_python() {
+  "$DOCKER" image inspect "$STAND_IN_PYTHON" >/dev/null 2>&1 && return
+  make_stand_in_debian
+  say "building $STAND_IN_PYTHON: Debian's python3.11 and pip"
+  "$DOCKER" build -q --build-arg DEBIAN_IMAGE="$STAND_IN_DEBIAN" -t "$STAND_IN_PYTHON" \
+    -f docker/stand-in/python.Dockerfile docker/stand-in >/dev/null
+}
+
+make_stand_in_node() {
+  "$DOCKER" image inspect "$STAND_IN_NODE" >/dev/null 2>&1 && return
+  make_stand_in_debian
+  say "building $STAND_IN_NODE: Node $PRIVATE_NODE_VERSION and npm $PRIVATE_NPM_VERSION from the npm registry"
+  local context
+  context=$(mktemp -d)
+  cp docker/stand-in/node.Dockerfile "$context/"
+  unpack_node "$context/node"
+  "$DOCKER" build -q --build-arg DEBIAN_IMAGE="$STAND_IN_DEBIAN" -t "$STAND_IN_NODE" \
+    -f "$context/node.Dockerfile" "$context" >/dev/null
+  rm -rf "$context"
+}
+
+build_images() {
+  DOCKER=$(docker_cli)
+  export DOCKER_BUILDKIT=1
+  "$DOCKER" info >/dev/null 2>&1 || { say "no Docker engine answers (start dockerd, or the Docker service)"; exit 1; }
+  local python_image=${PYTHON_IMAGE:-} node_image=${NODE_IMAGE:-}
+  if [ -z "$python_image" ]; then
+    if have_or_pull "$OFFICIAL_PYTHON_IMAGE"; then
+      python_image=$OFFICIAL_PYTHON_IMAGE
+    else
+      say "STAND-IN BASE: $OFFICIAL_PYTHON_IMAGE cannot be pulled here; the model host image is built on"
+      say "$STAND_IN_PYTHON (Debian bookworm's python3.11 from Debian's packages), not the official image"
+      make_stand_in_python
+      python_image=$STAND_IN_PYTHON
+    fi
+  fi
+  if [ -z "$node_image" ]; then
+    if have_or_pull "$OFFICIAL_NODE_IMAGE"; then
+      node_image=$OFFICIAL_NODE_IMAGE
+    else
+      say "STAND-IN BASE: $OFFICIAL_NODE_IMAGE cannot be pulled here; the gateway image is built on"
+      say "$STAND_IN_NODE (Debian bookworm with Node $PRIVATE_NODE_VERSION from the npm registry), not the official image"
+      use_node
+      make_stand_in_node
+      node_image=$STAND_IN_NODE
+    fi
+  fi
+  local service image built=()
+  while read -r service image; do
+    case "$service" in
+      model-host)
+        say "building $image on $python_image (the first build downloads torch and its CUDA libraries: about 3 GB)"
+        "$DOCKER" build --build-arg PYTHON_IMAGE="$python_image" -t "$image" -f docker/model-host.Dockerfile .
+        ;;
+      gateway)
+        say "building $image on $node_image"
+        "$DOCKER" build --build-arg NODE_IMAGE="$node_image" -t "$image" -f docker/gateway.Dockerfile .
+        ;;
+      *) continue ;;
+    esac
+    built+=("$image")
+  done < <(compose_images)
+  say "built ${built[*]} (on $python_image and $node_image)"
+}
+
 case "${1:-start}" in
   start) start ;;
   test) run_tests ;;
   setup) setup ;;
+  images) build_images ;;
   make-demo-models)
     [ $# -eq 2 ] || { say "usage: ./runner.sh make-demo-models DIR"; exit 2; }
     setup_python
     make_demo_models "$2"
     ;;
   *)
-    say "unknown command '$1' (use: start, test, setup, make-demo-models DIR)"
+    say "unknown command '$1' (use: start, test, setup, images, make-demo-models DIR)"
     exit 2
     ;;
 esac

@@ -1,13 +1,16 @@
-FROM node:24-slim AS build
+# The base is a build argument only so that ./runner.sh images can build on a stand-in where no registry is reachable.
+ARG NODE_IMAGE=node:24-slim
+FROM ${NODE_IMAGE} AS build
 WORKDIR /app
 COPY package.json package-lock.json nest-cli.json tsconfig*.json ./
 COPY apps/gateway/package.json apps/gateway/package.json
-RUN npm ci --no-audit --no-fund
+# npm's cache is a BuildKit cache mount: a rebuild after a lock change downloads only what changed.
+RUN --mount=type=cache,target=/root/.npm,sharing=locked npm ci --no-audit --no-fund
 COPY proto proto
 COPY apps apps
 RUN npm run build && npm prune --omit=dev
 
-FROM node:24-slim
+FROM ${NODE_IMAGE}
 WORKDIR /app
 ENV NODE_ENV=production
 COPY --from=build /app/node_modules node_modules

@@ -11,7 +11,8 @@ interface OpenApiDocument {
 const KEY = 'e2e-key-1';
 const OTHER_KEY = 'e2e-key-2';
 const ADMIN_KEY = 'e2e-admin';
-const OPEN = new Set(['GET /health', 'GET /ready']);
+/** The probes, and the web page's login (it is how a browser gets in: a wrong key there is a 401 of its own). */
+const OPEN = new Set(['GET /health', 'GET /ready', 'GET /api/session', 'POST /api/session', 'DELETE /api/session']);
 const ADMIN = new Set(['POST /api/modes/reload', 'POST /api/modes/switch', 'POST /api/models/unload']);
 const ALLOWED_ORIGIN = 'https://app.example.com';
 
@@ -57,7 +58,7 @@ describe('API keys', () => {
     );
   });
 
-  it('answers 401 with the JSON error body of its route on every route but /health and /ready without a key', async () => {
+  it('answers 401 with the JSON error body of its route on every route but the probes and the login without a key', async () => {
     for (const { method, path } of routes) {
       const response = await call(method, path);
       if (OPEN.has(`${method} ${path}`)) {

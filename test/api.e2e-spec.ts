@@ -227,6 +227,7 @@ describe('the management API on the real model host and the demo models', () => 
         '/api/modes',
         '/api/modes/reload',
         '/api/modes/switch',
+        '/api/session',
         '/api/vram',
         '/generate',
         '/health',

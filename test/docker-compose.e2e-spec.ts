@@ -1,4 +1,4 @@
-import { spawnSync } from 'node:child_process';
+import { spawnSync, SpawnSyncReturns } from 'node:child_process';
 import { join } from 'node:path';
 
 import { load } from 'js-yaml';
@@ -6,6 +6,9 @@ import { load } from 'js-yaml';
 import { ROOT } from './support/demo-models';
 
 interface Service {
+  image?: string;
+  build?: { dockerfile?: string };
+  stop_grace_period?: string;
   user?: string;
   read_only?: boolean;
   cap_drop?: string[];
@@ -26,12 +29,22 @@ if (!available) {
 
 /** docker-compose.yml as docker-compose itself reads it (no Docker engine needed), checked for its hardening. */
 (available ? describe : describe.skip)('docker-compose.yml', () => {
-  function config(...args: string[]): { services: Record<string, Service> } {
-    const result = spawnSync(
+  const ENV = { API_KEY: 'compose-key', MODELS_DIR: '/srv/models', MODEL_HOST_TOKEN: 'host-token' };
+
+  function configRun(env: Record<string, string>, ...args: string[]): SpawnSyncReturns<string> {
+    const withoutToken = Object.fromEntries(Object.entries(process.env).filter(([key]) => key !== 'MODEL_HOST_TOKEN'));
+    return spawnSync(
       COMPOSE,
       ['-f', join(ROOT, 'docker-compose.yml'), '--project-directory', ROOT, ...args, 'config'],
-      { encoding: 'utf8', env: { ...process.env, API_KEY: 'compose-key', MODELS_DIR: '/srv/models' } },
+      {
+        encoding: 'utf8',
+        env: { ...withoutToken, ...env },
+      },
     );
+  }
+
+  function config(...args: string[]): { services: Record<string, Service> } {
+    const result = configRun(ENV, ...args);
     expect({ status: result.status, stderr: result.status === 0 ? '' : result.stderr }).toEqual({
       status: 0,
       stderr: '',
@@ -53,9 +66,9 @@ if (!available) {
   it('validates, with the model host and the gateway always and redis only under its profile', () => {
     // docker-compose config prints profiled services too; `profiles` is what keeps one out of a plain `up`.
     const services = config('--profile', 'redis').services;
-    expect(Object.keys(services).sort()).toEqual(['gateway', 'redis', 'sidecar']);
+    expect(Object.keys(services).sort()).toEqual(['gateway', 'model-host', 'redis']);
     expect(services.redis?.profiles).toEqual(['redis']);
-    expect([services.gateway?.profiles, services.sidecar?.profiles]).toEqual([undefined, undefined]);
+    expect([services.gateway?.profiles, services['model-host']?.profiles]).toEqual([undefined, undefined]);
   });
 
   it('runs every service as a non-root user, read-only, without capabilities, restarted', () => {
@@ -72,25 +85,54 @@ if (!available) {
   });
 
   it('reserves an NVIDIA GPU for the model host', () => {
-    const devices = config().services.sidecar?.deploy?.resources?.reservations?.devices;
+    const devices = config().services['model-host']?.deploy?.resources?.reservations?.devices;
     expect(devices).toEqual([expect.objectContaining({ driver: 'nvidia', capabilities: ['gpu'] })]);
   });
 
   it('mounts the models and the modes folder read-only', () => {
-    const { sidecar: modelHost, gateway } = config().services;
+    const { 'model-host': modelHost, gateway } = config().services;
     expect(mounts(modelHost ?? {})).toEqual({ '/models': true });
     expect(mounts(gateway ?? {})).toEqual({ '/config': true, '/models': true });
   });
 
   it('checks health: /ready on the gateway, the gRPC health service on the model host', () => {
-    const { sidecar: modelHost, gateway } = config().services;
+    const { 'model-host': modelHost, gateway } = config().services;
     expect(gateway?.healthcheck?.test.join(' ')).toContain('http://127.0.0.1:4200/ready');
     expect(modelHost?.healthcheck?.test.join(' ')).toContain('HealthStub');
     expect(modelHost?.healthcheck?.test.join(' ')).toContain('SERVING');
   });
 
+  it('names the images ./runner.sh images builds, from the Dockerfiles in docker/', () => {
+    const { 'model-host': modelHost, gateway } = config().services;
+    expect([modelHost?.image, modelHost?.build?.dockerfile]).toEqual([
+      'image-gen-server/model-host',
+      'docker/model-host.Dockerfile',
+    ]);
+    expect([gateway?.image, gateway?.build?.dockerfile]).toEqual([
+      'image-gen-server/gateway',
+      'docker/gateway.Dockerfile',
+    ]);
+  });
+
+  it("gives both a stop grace past their running job's (30 s)", () => {
+    const { 'model-host': modelHost, gateway } = config().services;
+    expect([modelHost?.stop_grace_period, gateway?.stop_grace_period]).toEqual(['40s', '40s']);
+  });
+
+  it('requires MODEL_HOST_TOKEN, and hands it to both: the gateway reaches the model host over TCP', () => {
+    const refused = configRun({ API_KEY: 'compose-key' });
+    expect(refused.status).not.toBe(0);
+    expect(refused.stderr).toContain('set MODEL_HOST_TOKEN (openssl rand -hex 32)');
+    const { 'model-host': modelHost, gateway } = config().services;
+    expect([modelHost?.environment?.MODEL_HOST_TOKEN, gateway?.environment?.MODEL_HOST_TOKEN]).toEqual([
+      'host-token',
+      'host-token',
+    ]);
+    expect(gateway?.environment?.SIDECAR_ADDR).toBe('model-host:50051');
+  });
+
   it('passes API_KEY through and polls the bind mounts for changes', () => {
-    const { sidecar: modelHost, gateway } = config().services;
+    const { 'model-host': modelHost, gateway } = config().services;
     expect(gateway?.environment).toMatchObject({ API_KEY: 'compose-key', MODES_WATCH_POLL_MS: '2000' });
     expect(modelHost?.environment).toMatchObject({ MODEL_WATCH_POLL: '1' });
   });

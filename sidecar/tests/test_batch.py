@@ -12,7 +12,7 @@ import grpc
 import pytest
 
 from imagecompare import assert_changed, assert_same_pixels
-from modelhost import servicer
+from modelhost import streams
 from modelhost.engine import pipelines
 from modelhost.engine.batch import BatchMember, Outcome, generate_batch
 from modelhost.engine.host import ModelHost
@@ -293,7 +293,7 @@ async def test_a_member_cancelled_over_the_wire_ends_at_once(
         waiting = dataclasses.replace(held, on_progress=on_progress)
         return generate_batch(host, [members[0], waiting, *members[2:]])
 
-    monkeypatch.setattr(servicer, "generate_batch", member_1_waits_for_its_cancel)
+    monkeypatch.setattr(streams, "generate_batch", member_1_waits_for_its_cancel)
     requests = [member_request(prompt, seed) for seed, prompt in enumerate(PROMPTS, start=1)]
     call = stub.GenerateBatch()
     await call.write(pb.GenerateBatchRequest(batch=pb.GenerateBatchMembers(members=requests)))

@@ -1,13 +1,12 @@
 """The benchmark-only load delay (MODELHOST_BENCH_LOAD_DELAY_MS): parsed once, applied on the
-device thread to loads that are not resident, and to nothing else."""
-
-from concurrent.futures import ThreadPoolExecutor
+device thread (a wrapper around the host's load) to loads that are not resident, and to nothing
+else."""
 
 import pytest
 
 from modelhost.__main__ import bench_load_delay_seconds
+from modelhost.bench_delay import DelayedLoads
 from modelhost.engine.types import LoadResult, LoadSource, LoadSpec
-from modelhost.servicer import ModelHostServicer
 
 SPEC = LoadSpec(key="a-000000000000", model_path="/models/a.safetensors")
 
@@ -48,12 +47,6 @@ def test_env_parsing() -> None:
     ],
 )
 def test_delay_applies_to_loads_that_are_not_resident(source: LoadSource, expected: float) -> None:
-    with ThreadPoolExecutor(max_workers=1) as executor:
-        servicer = ModelHostServicer(
-            StubHost(source),  # type: ignore[arg-type]
-            executor,
-            bench_load_delay_seconds=0.02,
-        )
-        result = servicer.load_on_device(SPEC)
+    result = DelayedLoads(StubHost(source), delay_seconds=0.02).load(SPEC)
     assert result.source is source
     assert result.load_seconds == pytest.approx(expected)

@@ -22,6 +22,7 @@ import { QueueModule } from './queue/queue.module.js';
 import { RegistryModule } from './registry/registry.module.js';
 import { ModelHostModule } from './model-host/model-host.module.js';
 import { StatusModule } from './status/status.module.js';
+import { WebModule } from './web/web.module.js';
 
 @Module({})
 export class AppModule {
@@ -46,6 +47,7 @@ export class AppModule {
         OpenAiModule,
         HealthModule,
         MetricsModule,
+        WebModule,
       ],
       // Global guards run in this order: who may call comes before what the body holds.
       providers: [

@@ -11,6 +11,8 @@ export interface SseClient {
   readonly status: number;
   /** Every event received so far, in order. */
   readonly events: SseMessage[];
+  /** The last `id:` the stream sent, as EventSource keeps it (an id-only frame sets it too). */
+  readonly lastEventId: number | undefined;
   /** Resolves with the first event (received or to come) that `match` accepts; rejects if the stream ends first. */
   next(match: (event: SseMessage) => boolean): Promise<SseMessage>;
   /** Resolves when the server ends the stream (or the connection drops). */
@@ -26,6 +28,7 @@ export function openSse(server: Server, path: string, headers: Record<string, st
       const events: SseMessage[] = [];
       const waiters: { match: (event: SseMessage) => boolean; resolve: (event: SseMessage) => void }[] = [];
       let buffer = '';
+      let lastEventId: number | undefined;
       let finished = false;
       const failWaiters: ((error: Error) => void)[] = [];
       const ended = new Promise<void>((done) => {
@@ -46,10 +49,11 @@ export function openSse(server: Server, path: string, headers: Record<string, st
         while ((end = buffer.indexOf('\n\n')) >= 0) {
           const block = buffer.slice(0, end);
           buffer = buffer.slice(end + 2);
+          const id = /^id: (.*)$/m.exec(block)?.[1];
+          if (id !== undefined) lastEventId = Number(id);
           const type = /^event: (.*)$/m.exec(block)?.[1];
           const data = /^data: (.*)$/m.exec(block)?.[1];
           if (type === undefined || data === undefined) continue;
-          const id = /^id: (.*)$/m.exec(block)?.[1];
           const event = {
             id: id === undefined ? undefined : Number(id),
             type,
@@ -65,6 +69,9 @@ export function openSse(server: Server, path: string, headers: Record<string, st
       resolve({
         status: response.statusCode ?? 0,
         events,
+        get lastEventId() {
+          return lastEventId;
+        },
         ended,
         next: (match) => {
           const found = events.find(match);

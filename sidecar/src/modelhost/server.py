@@ -17,6 +17,7 @@ from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
 from modelhost.auth import TOKEN_ENV, TokenInterceptor
+from modelhost.bench_delay import DelayedLoads
 from modelhost.engine.device import Device
 from modelhost.engine.host import ModelHost
 from modelhost.engine.inventory import Inventory
@@ -65,7 +66,7 @@ class ModelHostServer:
             interceptors=[TokenInterceptor(options.token)] if options.token else None,
         )
         self.health = health_aio.HealthServicer()
-        # One thread owns the device; see ModelHostServicer.
+        # One thread owns the device; see GenerationStreams.
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="device")
         self.inventory = Inventory(options.model_roots, polling=options.watch_poll)
         self.host = ModelHost(
@@ -80,9 +81,14 @@ class ModelHostServer:
             self.executor,
             debug=options.debug,
             inventory=self.inventory,
-            bench_load_delay_seconds=options.bench_load_delay_seconds,
+            loads=(
+                DelayedLoads(self.host, options.bench_load_delay_seconds)
+                if options.bench_load_delay_seconds > 0
+                else None
+            ),
         )
-        self.servicer.ready = False
+        self.lifecycle = self.servicer.lifecycle
+        self.lifecycle.ready = False
 
     async def start(self) -> None:
         """Listens at once, answering NOT_SERVING (and UNAVAILABLE to model calls) until
@@ -141,7 +147,7 @@ class ModelHostServer:
                 "(MODELHOST_BENCH_LOAD_DELAY_MS)",
                 self.options.bench_load_delay_seconds,
             )
-        self.servicer.ready = True
+        self.lifecycle.ready = True
         for name in ("", SERVICE_NAME):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         log.info("serving on %s", listen)
@@ -154,13 +160,13 @@ class ModelHostServer:
         """Stops taking calls; running ones get `grace_seconds` to finish, then are
         cancelled (a cancelled generation stops at its next step)."""
         log.info("shutting down: no new work, %.0fs grace for the running job", grace_seconds)
-        self.servicer.begin_shutdown()
+        self.lifecycle.begin_shutdown()
         await self.health.enter_graceful_shutdown()
-        if not await self.servicer.drain(grace_seconds):
-            cancelled = self.servicer.cancel_running()
+        if not await self.lifecycle.drain(grace_seconds):
+            cancelled = self.lifecycle.cancel_running()
             log.warning("grace period over: cancelled %d running generation(s)", cancelled)
             # A cancelled generation stops at its next step; a load cannot be stopped.
-            if not await self.servicer.drain(CANCEL_WAIT_SECONDS):
+            if not await self.lifecycle.drain(CANCEL_WAIT_SECONDS):
                 log.warning("calls still running after the cancel: stopping regardless")
         # Every call has ended (or is abandoned): nothing left for grpc's own grace.
         await self.server.stop(0.5)

@@ -4,6 +4,7 @@ import type { Request } from 'express';
 
 import { ForbiddenError, UnauthorizedError } from '../errors/domain.errors.js';
 import type { Access } from './access.decorator.js';
+import type { Sessions } from './sessions.js';
 
 export interface ApiKeySettings {
   /** API_KEY: empty leaves every route open. */
@@ -30,7 +31,11 @@ export class ApiKeys {
   private readonly keys: readonly Buffer[];
   private readonly adminKeys: readonly Buffer[];
 
-  constructor(private readonly settings: ApiKeySettings) {
+  /** `sessions`: the browser sessions whose cookie counts as the key its login presented. */
+  constructor(
+    private readonly settings: ApiKeySettings,
+    private readonly sessions?: Sessions,
+  ) {
     this.keys = settings.apiKeys.map(digest);
     this.adminKeys = settings.adminApiKeys.map(digest);
   }
@@ -45,7 +50,7 @@ export class ApiKeys {
    * the admin routes need no more than this caller has (no ADMIN_API_KEY: any valid key; no key at all: anyone).
    */
   callerOf(request: Request): Caller {
-    const presented = presentedKeys(request).map(digest);
+    const presented = this.presentedKeys(request).map(digest);
     const admin = presented.find((key) => matchesAny(key, this.adminKeys));
     if (admin) return { id: `admin:${admin.toString('hex').slice(0, 16)}`, admin: true };
     const key = presented.find((candidate) => matchesAny(candidate, this.keys));
@@ -58,7 +63,7 @@ export class ApiKeys {
     if (access === 'public' || (access === 'metrics' && this.settings.metricsPublic)) return;
     const needsAdmin = access === 'admin' && this.adminKeys.length > 0;
     if (!needsAdmin && this.keys.length === 0) return;
-    const presented = presentedKeys(request).map(digest);
+    const presented = this.presentedKeys(request).map(digest);
     const isAdmin = presented.some((key) => matchesAny(key, this.adminKeys));
     if (isAdmin) return;
     const isKey = presented.some((key) => matchesAny(key, this.keys));
@@ -71,10 +76,26 @@ export class ApiKeys {
       );
     }
   }
+
+  /** Whether `key` is one of API_KEY or ADMIN_API_KEY (a login), and whether it is an admin's. */
+  verify(key: string): { valid: boolean; admin: boolean } {
+    const presented = digest(key);
+    const admin = matchesAny(presented, this.adminKeys);
+    const valid = matchesAny(presented, this.keys) || admin;
+    return { valid, admin: admin || (valid && this.adminKeys.length === 0) };
+  }
+
+  /** Both header forms and the session cookie; a request may send several, and any may hold the key. */
+  private presentedKeys(request: Request): string[] {
+    const keys = headerKeys(request);
+    const session = this.sessions?.keyOf(request);
+    if (session !== undefined) keys.push(session);
+    return keys;
+  }
 }
 
 /** Both header forms; a request may send both, and either may hold the key. */
-function presentedKeys(request: Request): string[] {
+function headerKeys(request: Request): string[] {
   const keys: string[] = [];
   const authorization = request.headers.authorization;
   const bearer = authorization === undefined ? null : /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(authorization);

@@ -4,11 +4,19 @@ import { APP_CONFIG, type AppConfig } from '../config/app-config.js';
 import { ApiKeyGuard } from './api-key.guard.js';
 import { ApiKeys } from './api-keys.js';
 import { HostCheck } from './host-check.js';
+import { SessionController } from './session.controller.js';
+import { Sessions } from './sessions.js';
 
 @Global()
 @Module({
+  controllers: [SessionController],
   providers: [
-    { provide: ApiKeys, inject: [APP_CONFIG], useFactory: (config: AppConfig) => new ApiKeys(config.auth) },
+    { provide: Sessions, useFactory: () => new Sessions() },
+    {
+      provide: ApiKeys,
+      inject: [APP_CONFIG, Sessions],
+      useFactory: (config: AppConfig, sessions: Sessions) => new ApiKeys(config.auth, sessions),
+    },
     {
       provide: HostCheck,
       inject: [APP_CONFIG],

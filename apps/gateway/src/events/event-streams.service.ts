@@ -78,8 +78,8 @@ export class EventStreams implements BeforeApplicationShutdown {
   }
 
   /**
-   * GET /api/events: what the client missed since its Last-Event-ID (or one `reset`), then every event as it is
-   * published. Replay and subscription happen in one synchronous turn: nothing published in between is lost.
+   * GET /api/events: what the client missed since its Last-Event-ID (or one `reset`; a new client gets the newest
+   * id to resume from, in an id-only frame), then every event as it is published. Replay and subscription happen in one synchronous turn: nothing published in between is lost.
    */
   serveBus(response: SseResponse, request: BusStreamRequest): void {
     const writer = this.open(response, {
@@ -88,7 +88,9 @@ export class EventStreams implements BeforeApplicationShutdown {
     });
     const send = (published: Published): void =>
       writer.send(published.event.type, this.dataOf(published), published.id);
-    if (request.lastEventId !== undefined) {
+    if (request.lastEventId === undefined) {
+      writer.mark(this.bus.lastId);
+    } else {
       const replay = this.bus.since(request.lastEventId, request.types);
       if (replay.kind === 'reset') {
         const data = {

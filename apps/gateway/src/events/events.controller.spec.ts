@@ -76,6 +76,21 @@ describe('GET /api/events', () => {
     expect(again.events.some((event) => event.data.id === before)).toBe(false);
   });
 
+  it('gives a new client the id to resume from before any event, so a reconnect misses nothing', async () => {
+    await start();
+    const first = await open();
+    await waitFor(() => first.lastEventId !== undefined, { what: 'the id-only frame' });
+    expect(first.events).toHaveLength(0);
+    const since = first.lastEventId as number;
+    first.close();
+    const id = await job('plain', 1);
+    const again = await open('/api/events?types=job.', { 'Last-Event-ID': String(since) });
+    const queued = await again.next((event) => event.type === 'job.queued');
+    expect(queued.data.id).toBe(id);
+    expect(queued.id).toBeGreaterThan(since);
+    expect(again.events.some((event) => event.type === 'reset')).toBe(false);
+  });
+
   it('sends one reset to a Last-Event-ID older than the buffer, with the id to resume from', async () => {
     await start({ EVENTS_BUFFER: '3' });
     const watcher = await open();

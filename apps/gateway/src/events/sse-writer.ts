@@ -71,6 +71,14 @@ export class SseWriter {
     this.write(`${id === undefined ? '' : `id: ${id}\n`}event: ${type}\ndata: ${data}\n\n`);
   }
 
+  /**
+   * An id-only frame: EventSource keeps it as its last event id without dispatching anything, so a client that
+   * reconnects before any event came still sends Last-Event-ID and misses nothing.
+   */
+  mark(id: number): void {
+    this.write(`id: ${id}\n\n`);
+  }
+
   end(): void {
     if (this.closed) return;
     this.close();

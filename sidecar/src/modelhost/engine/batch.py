@@ -22,7 +22,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from modelhost.engine.host import Claim, ModelHost
+from modelhost.engine.generation import Claim
+from modelhost.engine.host import ModelHost
 from modelhost.engine.pipelines import encode_png, generate_images
 from modelhost.engine.schedulers import check_scheduler_name, noise_per_call
 from modelhost.engine.types import GeneratedImage, GenerateParams, Progress

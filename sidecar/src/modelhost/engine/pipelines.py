@@ -20,6 +20,7 @@ from diffusers import (
 from PIL import Image
 
 from modelhost.configs import config_folder, folder_name
+from modelhost.engine import single_file
 from modelhost.engine.checkpoint import PICKLE_SUFFIXES, CheckpointInfo, read_safetensors_header
 from modelhost.engine.schedulers import build_scheduler, check_steps
 from modelhost.engine.types import GenerateParams, LoraSpec
@@ -42,6 +43,11 @@ PIPELINE_CLASSES: dict[str, Any] = {
 
 DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 
+# One pipeline (or VAE) built at a time in this process: diffusers and accelerate build
+# models on the meta device by patching torch.nn.Module process-wide (init_empty_weights),
+# so two builds at once (a prefetch beside a load) would leave each other's weights on meta.
+BUILD_LOCK = threading.RLock()
+
 
 def default_config_dir(info: CheckpointInfo, prediction_type: str = "") -> str:
     """The bundled config folder of the detected family, for a single file whose mode
@@ -63,6 +69,18 @@ def build_pipeline(
     pipeline_class = PIPELINE_CLASSES[architecture]
     # local_files_only everywhere: code never downloads weights or configs at run time.
     kwargs: dict[str, Any] = {"torch_dtype": dtype, "local_files_only": True}
+    with BUILD_LOCK:
+        return _build(pipeline_class, model_path, config_dir, dtype, device, kwargs)
+
+
+def _build(
+    pipeline_class: Any,
+    model_path: Path,
+    config_dir: str,
+    dtype: torch.dtype,
+    device: torch.device,
+    kwargs: dict[str, Any],
+) -> Pipeline:
     try:
         if model_path.is_dir():
             pipe = pipeline_class.from_pretrained(str(model_path), **kwargs)
@@ -71,7 +89,12 @@ def build_pipeline(
                 if not Path(config_dir).is_dir():
                     raise ModelFileNotFoundError(config_dir)
                 kwargs["config"] = config_dir
-            pipe = pipeline_class.from_single_file(str(model_path), **kwargs)
+            if config_dir and single_file.fast_path_applies(model_path):
+                pipe = single_file.load_single_file(
+                    pipeline_class, model_path, config_dir, dtype, device, local_files_only=True
+                )
+            else:
+                pipe = pipeline_class.from_single_file(str(model_path), **kwargs)
     except (torch.OutOfMemoryError, ModelHostError):
         raise
     except Exception as e:
@@ -90,6 +113,13 @@ def replace_vae(pipe: Pipeline, vae_path: Path, dtype: torch.dtype, device: torc
     brings its own config: an fp16-safe VAE that says force_upcast false decodes in fp16.
     """
     kwargs: dict[str, Any] = {"torch_dtype": dtype, "local_files_only": True}
+    with BUILD_LOCK:
+        _replace_vae(pipe, vae_path, device, kwargs)
+
+
+def _replace_vae(
+    pipe: Pipeline, vae_path: Path, device: torch.device, kwargs: dict[str, Any]
+) -> None:
     try:
         if vae_path.is_dir():
             vae = AutoencoderKL.from_pretrained(str(vae_path), use_safetensors=True, **kwargs)
@@ -117,7 +147,9 @@ def load_lora(pipe: Pipeline, lora: LoraSpec, adapter_name: str) -> None:
             # peft warns whenever a model gets a second adapter; several adapters on
             # one base is exactly what base sharing is for.
             warnings.filterwarnings("ignore", message="Already found a `peft_config`")
-            pipe.load_lora_weights(str(path), adapter_name=adapter_name)
+            # peft makes the adapter's layers as modules: not while a pipeline is built.
+            with BUILD_LOCK:
+                pipe.load_lora_weights(str(path), adapter_name=adapter_name)
     except (torch.OutOfMemoryError, ModelHostError):
         raise
     except Exception as e:

@@ -56,6 +56,7 @@ class LoadResult:
     evicted: tuple[str, ...] = ()
     evicted_to_ram: tuple[str, ...] = ()  # the part of `evicted` parked in the RAM tier
     evicted_on_oom: tuple[str, ...] = ()  # the part of `evicted` an out-of-memory retry evicted
+    prefetched: bool = False  # the base came from a prefetch (engine/prefetch.py)
 
 
 @dataclass(frozen=True)

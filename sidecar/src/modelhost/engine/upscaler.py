@@ -9,6 +9,7 @@ from PIL import Image
 from spandrel import ImageModelDescriptor, ModelLoader, UnsupportedModelError
 
 from modelhost.engine.checkpoint import PICKLE_SUFFIXES
+from modelhost.engine.pipelines import BUILD_LOCK
 from modelhost.errors import InvalidModelError, ModelFileNotFoundError
 
 
@@ -42,7 +43,8 @@ def load_upscaler(
             "convert it to .safetensors or start the model host with --allow-pickle"
         )
     try:
-        descriptor = ModelLoader(device="cpu").load_from_file(path)
+        with BUILD_LOCK:  # modules made while a pipeline is built elsewhere would be meta
+            descriptor = ModelLoader(device="cpu").load_from_file(path)
     except (UnsupportedModelError, ValueError, KeyError, RuntimeError, OSError) as e:
         reason = (str(e).strip() or type(e).__name__).splitlines()[0]
         raise InvalidModelError(f"cannot load upscaler {path}: {reason}") from e

@@ -25,6 +25,9 @@ No network: HF_HUB_OFFLINE is set before diffusers is imported; the full-size fi
 with no config folder (the bundled ones, as a user's checkpoint would), the tiny ones
 with theirs. On an H100 the whole run takes about two minutes (most of it writing
 and reading 9 GB of checkpoints).
+
+One file of about 500 lines on purpose: it is one script run by hand on a lent GPU,
+read top to bottom with its printed table, and no other code imports its parts.
 """
 
 import argparse

@@ -166,6 +166,7 @@ class LoadModelReply(_message.Message):
     DEVICE_FIELD_NUMBER: _builtins.int
     EVICTED_TO_RAM_FIELD_NUMBER: _builtins.int
     EVICTED_ON_OOM_FIELD_NUMBER: _builtins.int
+    PREFETCHED_FIELD_NUMBER: _builtins.int
     key: _builtins.str
     architecture: _builtins.str
     """sd15, sd2, sdxl-base, sdxl-refiner, ..."""
@@ -175,6 +176,8 @@ class LoadModelReply(_message.Message):
     load_seconds: _builtins.float
     source: Global___LoadSource.ValueType
     device: _builtins.str
+    prefetched: _builtins.bool
+    """the base came from a Prefetch (built in the background into the RAM tier)"""
     @_builtins.property
     def evicted(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """keys that left the device to make room"""
@@ -200,14 +203,65 @@ class LoadModelReply(_message.Message):
         device: _builtins.str = ...,
         evicted_to_ram: _abc.Iterable[_builtins.str] | None = ...,
         evicted_on_oom: _abc.Iterable[_builtins.str] | None = ...,
+        prefetched: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["architecture", b"architecture", "bytes", b"bytes", "device", b"device", "estimated_bytes", b"estimated_bytes", "evicted", b"evicted", "evicted_on_oom", b"evicted_on_oom", "evicted_to_ram", b"evicted_to_ram", "key", b"key", "load_seconds", b"load_seconds", "source", b"source"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["architecture", b"architecture", "bytes", b"bytes", "device", b"device", "estimated_bytes", b"estimated_bytes", "evicted", b"evicted", "evicted_on_oom", b"evicted_on_oom", "evicted_to_ram", b"evicted_to_ram", "key", b"key", "load_seconds", b"load_seconds", "prefetched", b"prefetched", "source", b"source"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___LoadModelReply: _TypeAlias = LoadModelReply  # noqa: Y015
+
+@_typing.final
+class PrefetchRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LOADS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def loads(self) -> _containers.RepeatedCompositeFieldContainer[Global___LoadModelRequest]:
+        """most wanted first; LoRAs and upscalers are attached at load"""
+
+    def __init__(
+        self,
+        *,
+        loads: _abc.Iterable[Global___LoadModelRequest] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["loads", b"loads"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PrefetchRequest: _TypeAlias = PrefetchRequest  # noqa: Y015
+
+@_typing.final
+class PrefetchReply(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WANTED_FIELD_NUMBER: _builtins.int
+    SKIPPED_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def wanted(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """keys whose base is prefetched, or will be once built"""
+
+    @_builtins.property
+    def skipped(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """keys not prefetched: resident already, no room in the tier, or invalid"""
+
+    def __init__(
+        self,
+        *,
+        wanted: _abc.Iterable[_builtins.str] | None = ...,
+        skipped: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["skipped", b"skipped", "wanted", b"wanted"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PrefetchReply: _TypeAlias = PrefetchReply  # noqa: Y015
 
 @_typing.final
 class UnloadModelRequest(_message.Message):

@@ -74,6 +74,11 @@ class ModelHostStub:
                 request_serializer=modelhost_dot_v1_dot_modelhost__pb2.GenerateBatchRequest.SerializeToString,
                 response_deserializer=modelhost_dot_v1_dot_modelhost__pb2.GenerateBatchEvent.FromString,
                 _registered_method=True)
+        self.Prefetch = channel.unary_unary(
+                '/modelhost.v1.ModelHost/Prefetch',
+                request_serializer=modelhost_dot_v1_dot_modelhost__pb2.PrefetchRequest.SerializeToString,
+                response_deserializer=modelhost_dot_v1_dot_modelhost__pb2.PrefetchReply.FromString,
+                _registered_method=True)
 
 
 class ModelHostServicer:
@@ -150,6 +155,18 @@ class ModelHostServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Prefetch(self, request, context):
+        """A hint, never a command: the loads the gateway's plan will need next, most wanted
+        first. Each call replaces the previous list. The model host builds the base pipelines
+        of those not resident into its RAM tier in the background, below the running work,
+        within RAM_CACHE_BYTES and without evicting anything; it drops earlier prefetches the
+        list no longer names. A later LoadModel of a prefetched key is a RAM-tier switch
+        (source LOAD_SOURCE_RAM, prefetched true). Answers at once; bad entries are skipped.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ModelHostServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -192,6 +209,11 @@ def add_ModelHostServicer_to_server(servicer, server):
                     servicer.GenerateBatch,
                     request_deserializer=modelhost_dot_v1_dot_modelhost__pb2.GenerateBatchRequest.FromString,
                     response_serializer=modelhost_dot_v1_dot_modelhost__pb2.GenerateBatchEvent.SerializeToString,
+            ),
+            'Prefetch': grpc.unary_unary_rpc_method_handler(
+                    servicer.Prefetch,
+                    request_deserializer=modelhost_dot_v1_dot_modelhost__pb2.PrefetchRequest.FromString,
+                    response_serializer=modelhost_dot_v1_dot_modelhost__pb2.PrefetchReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -410,6 +432,33 @@ class ModelHost:
             '/modelhost.v1.ModelHost/GenerateBatch',
             modelhost_dot_v1_dot_modelhost__pb2.GenerateBatchRequest.SerializeToString,
             modelhost_dot_v1_dot_modelhost__pb2.GenerateBatchEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Prefetch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/modelhost.v1.ModelHost/Prefetch',
+            modelhost_dot_v1_dot_modelhost__pb2.PrefetchRequest.SerializeToString,
+            modelhost_dot_v1_dot_modelhost__pb2.PrefetchReply.FromString,
             options,
             channel_credentials,
             insecure,

@@ -72,6 +72,14 @@ class ModelHostStub:
     others running; a shared call that fails is retried one member at a time. The stream
     ends once every member has its outcome. Cancelling the call stops every member.
     """
+    Prefetch: _grpc.UnaryUnaryMultiCallable[_modelhost_pb2.PrefetchRequest, _modelhost_pb2.PrefetchReply]
+    """A hint, never a command: the loads the gateway's plan will need next, most wanted
+    first. Each call replaces the previous list. The model host builds the base pipelines
+    of those not resident into its RAM tier in the background, below the running work,
+    within RAM_CACHE_BYTES and without evicting anything; it drops earlier prefetches the
+    list no longer names. A later LoadModel of a prefetched key is a RAM-tier switch
+    (source LOAD_SOURCE_RAM, prefetched true). Answers at once; bad entries are skipped.
+    """
 
 @_typing.type_check_only
 class ModelHostAsyncStub(ModelHostStub):
@@ -112,6 +120,14 @@ class ModelHostAsyncStub(ModelHostStub):
     exactly one of image, cancelled or error. A member's failure or cancel leaves the
     others running; a shared call that fails is retried one member at a time. The stream
     ends once every member has its outcome. Cancelling the call stops every member.
+    """
+    Prefetch: _aio.UnaryUnaryMultiCallable[_modelhost_pb2.PrefetchRequest, _modelhost_pb2.PrefetchReply]  # type: ignore[assignment]
+    """A hint, never a command: the loads the gateway's plan will need next, most wanted
+    first. Each call replaces the previous list. The model host builds the base pipelines
+    of those not resident into its RAM tier in the background, below the running work,
+    within RAM_CACHE_BYTES and without evicting anything; it drops earlier prefetches the
+    list no longer names. A later LoadModel of a prefetched key is a RAM-tier switch
+    (source LOAD_SOURCE_RAM, prefetched true). Answers at once; bad entries are skipped.
     """
 
 class ModelHostServicer(metaclass=_abc_1.ABCMeta):
@@ -198,6 +214,20 @@ class ModelHostServicer(metaclass=_abc_1.ABCMeta):
         exactly one of image, cancelled or error. A member's failure or cancel leaves the
         others running; a shared call that fails is retried one member at a time. The stream
         ends once every member has its outcome. Cancelling the call stops every member.
+        """
+
+    @_abc_1.abstractmethod
+    def Prefetch(
+        self,
+        request: _modelhost_pb2.PrefetchRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_modelhost_pb2.PrefetchReply, _abc.Awaitable[_modelhost_pb2.PrefetchReply]]:
+        """A hint, never a command: the loads the gateway's plan will need next, most wanted
+        first. Each call replaces the previous list. The model host builds the base pipelines
+        of those not resident into its RAM tier in the background, below the running work,
+        within RAM_CACHE_BYTES and without evicting anything; it drops earlier prefetches the
+        list no longer names. A later LoadModel of a prefetched key is a RAM-tier switch
+        (source LOAD_SOURCE_RAM, prefetched true). Answers at once; bad entries are skipped.
         """
 
 def add_ModelHostServicer_to_server(servicer: ModelHostServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -19,6 +19,8 @@ import type { Lora as _modelhost_v1_Lora, Lora__Output as _modelhost_v1_Lora__Ou
 import type { MemoryStats as _modelhost_v1_MemoryStats, MemoryStats__Output as _modelhost_v1_MemoryStats__Output } from './modelhost/v1/MemoryStats.js';
 import type { ModelFile as _modelhost_v1_ModelFile, ModelFile__Output as _modelhost_v1_ModelFile__Output } from './modelhost/v1/ModelFile.js';
 import type { ModelHostClient as _modelhost_v1_ModelHostClient, ModelHostDefinition as _modelhost_v1_ModelHostDefinition } from './modelhost/v1/ModelHost.js';
+import type { PrefetchReply as _modelhost_v1_PrefetchReply, PrefetchReply__Output as _modelhost_v1_PrefetchReply__Output } from './modelhost/v1/PrefetchReply.js';
+import type { PrefetchRequest as _modelhost_v1_PrefetchRequest, PrefetchRequest__Output as _modelhost_v1_PrefetchRequest__Output } from './modelhost/v1/PrefetchRequest.js';
 import type { ResidentModel as _modelhost_v1_ResidentModel, ResidentModel__Output as _modelhost_v1_ResidentModel__Output } from './modelhost/v1/ResidentModel.js';
 import type { RunTaskReply as _modelhost_v1_RunTaskReply, RunTaskReply__Output as _modelhost_v1_RunTaskReply__Output } from './modelhost/v1/RunTaskReply.js';
 import type { RunTaskRequest as _modelhost_v1_RunTaskRequest, RunTaskRequest__Output as _modelhost_v1_RunTaskRequest__Output } from './modelhost/v1/RunTaskRequest.js';
@@ -53,6 +55,8 @@ export interface ProtoGrpcType {
       MemoryStats: MessageTypeDefinition<_modelhost_v1_MemoryStats, _modelhost_v1_MemoryStats__Output>
       ModelFile: MessageTypeDefinition<_modelhost_v1_ModelFile, _modelhost_v1_ModelFile__Output>
       ModelHost: SubtypeConstructor<typeof grpc.Client, _modelhost_v1_ModelHostClient> & { service: _modelhost_v1_ModelHostDefinition }
+      PrefetchReply: MessageTypeDefinition<_modelhost_v1_PrefetchReply, _modelhost_v1_PrefetchReply__Output>
+      PrefetchRequest: MessageTypeDefinition<_modelhost_v1_PrefetchRequest, _modelhost_v1_PrefetchRequest__Output>
       ResidentModel: MessageTypeDefinition<_modelhost_v1_ResidentModel, _modelhost_v1_ResidentModel__Output>
       RunTaskReply: MessageTypeDefinition<_modelhost_v1_RunTaskReply, _modelhost_v1_RunTaskReply__Output>
       RunTaskRequest: MessageTypeDefinition<_modelhost_v1_RunTaskRequest, _modelhost_v1_RunTaskRequest__Output>

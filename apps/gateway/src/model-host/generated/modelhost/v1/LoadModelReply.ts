@@ -14,6 +14,7 @@ export interface LoadModelReply {
   'device'?: (string);
   'evicted_to_ram'?: (string)[];
   'evicted_on_oom'?: (string)[];
+  'prefetched'?: (boolean);
 }
 
 export interface LoadModelReply__Output {
@@ -27,4 +28,5 @@ export interface LoadModelReply__Output {
   'device': (string);
   'evicted_to_ram': (string)[];
   'evicted_on_oom': (string)[];
+  'prefetched': (boolean);
 }

@@ -12,6 +12,8 @@ import type { ListModelsRequest as _modelhost_v1_ListModelsRequest, ListModelsRe
 import type { LoadModelReply as _modelhost_v1_LoadModelReply, LoadModelReply__Output as _modelhost_v1_LoadModelReply__Output } from '../../modelhost/v1/LoadModelReply.js';
 import type { LoadModelRequest as _modelhost_v1_LoadModelRequest, LoadModelRequest__Output as _modelhost_v1_LoadModelRequest__Output } from '../../modelhost/v1/LoadModelRequest.js';
 import type { MemoryStats as _modelhost_v1_MemoryStats, MemoryStats__Output as _modelhost_v1_MemoryStats__Output } from '../../modelhost/v1/MemoryStats.js';
+import type { PrefetchReply as _modelhost_v1_PrefetchReply, PrefetchReply__Output as _modelhost_v1_PrefetchReply__Output } from '../../modelhost/v1/PrefetchReply.js';
+import type { PrefetchRequest as _modelhost_v1_PrefetchRequest, PrefetchRequest__Output as _modelhost_v1_PrefetchRequest__Output } from '../../modelhost/v1/PrefetchRequest.js';
 import type { RunTaskReply as _modelhost_v1_RunTaskReply, RunTaskReply__Output as _modelhost_v1_RunTaskReply__Output } from '../../modelhost/v1/RunTaskReply.js';
 import type { RunTaskRequest as _modelhost_v1_RunTaskRequest, RunTaskRequest__Output as _modelhost_v1_RunTaskRequest__Output } from '../../modelhost/v1/RunTaskRequest.js';
 import type { SetModelRootsReply as _modelhost_v1_SetModelRootsReply, SetModelRootsReply__Output as _modelhost_v1_SetModelRootsReply__Output } from '../../modelhost/v1/SetModelRootsReply.js';
@@ -57,6 +59,15 @@ export interface ModelHostClient extends grpc.Client {
   loadModel(argument: _modelhost_v1_LoadModelRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_modelhost_v1_LoadModelReply__Output>): grpc.ClientUnaryCall;
   loadModel(argument: _modelhost_v1_LoadModelRequest, callback: grpc.requestCallback<_modelhost_v1_LoadModelReply__Output>): grpc.ClientUnaryCall;
   
+  Prefetch(argument: _modelhost_v1_PrefetchRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_modelhost_v1_PrefetchReply__Output>): grpc.ClientUnaryCall;
+  Prefetch(argument: _modelhost_v1_PrefetchRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_modelhost_v1_PrefetchReply__Output>): grpc.ClientUnaryCall;
+  Prefetch(argument: _modelhost_v1_PrefetchRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_modelhost_v1_PrefetchReply__Output>): grpc.ClientUnaryCall;
+  Prefetch(argument: _modelhost_v1_PrefetchRequest, callback: grpc.requestCallback<_modelhost_v1_PrefetchReply__Output>): grpc.ClientUnaryCall;
+  prefetch(argument: _modelhost_v1_PrefetchRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_modelhost_v1_PrefetchReply__Output>): grpc.ClientUnaryCall;
+  prefetch(argument: _modelhost_v1_PrefetchRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_modelhost_v1_PrefetchReply__Output>): grpc.ClientUnaryCall;
+  prefetch(argument: _modelhost_v1_PrefetchRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_modelhost_v1_PrefetchReply__Output>): grpc.ClientUnaryCall;
+  prefetch(argument: _modelhost_v1_PrefetchRequest, callback: grpc.requestCallback<_modelhost_v1_PrefetchReply__Output>): grpc.ClientUnaryCall;
+  
   RunTask(argument: _modelhost_v1_RunTaskRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_modelhost_v1_RunTaskReply__Output>): grpc.ClientUnaryCall;
   RunTask(argument: _modelhost_v1_RunTaskRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_modelhost_v1_RunTaskReply__Output>): grpc.ClientUnaryCall;
   RunTask(argument: _modelhost_v1_RunTaskRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_modelhost_v1_RunTaskReply__Output>): grpc.ClientUnaryCall;
@@ -97,6 +108,8 @@ export interface ModelHostHandlers extends grpc.UntypedServiceImplementation {
   
   LoadModel: grpc.handleUnaryCall<_modelhost_v1_LoadModelRequest__Output, _modelhost_v1_LoadModelReply>;
   
+  Prefetch: grpc.handleUnaryCall<_modelhost_v1_PrefetchRequest__Output, _modelhost_v1_PrefetchReply>;
+  
   RunTask: grpc.handleUnaryCall<_modelhost_v1_RunTaskRequest__Output, _modelhost_v1_RunTaskReply>;
   
   SetModelRoots: grpc.handleUnaryCall<_modelhost_v1_SetModelRootsRequest__Output, _modelhost_v1_SetModelRootsReply>;
@@ -111,6 +124,7 @@ export interface ModelHostDefinition extends grpc.ServiceDefinition {
   GetMemory: MethodDefinition<_modelhost_v1_GetMemoryRequest, _modelhost_v1_MemoryStats, _modelhost_v1_GetMemoryRequest__Output, _modelhost_v1_MemoryStats__Output>
   ListModels: MethodDefinition<_modelhost_v1_ListModelsRequest, _modelhost_v1_ListModelsReply, _modelhost_v1_ListModelsRequest__Output, _modelhost_v1_ListModelsReply__Output>
   LoadModel: MethodDefinition<_modelhost_v1_LoadModelRequest, _modelhost_v1_LoadModelReply, _modelhost_v1_LoadModelRequest__Output, _modelhost_v1_LoadModelReply__Output>
+  Prefetch: MethodDefinition<_modelhost_v1_PrefetchRequest, _modelhost_v1_PrefetchReply, _modelhost_v1_PrefetchRequest__Output, _modelhost_v1_PrefetchReply__Output>
   RunTask: MethodDefinition<_modelhost_v1_RunTaskRequest, _modelhost_v1_RunTaskReply, _modelhost_v1_RunTaskRequest__Output, _modelhost_v1_RunTaskReply__Output>
   SetModelRoots: MethodDefinition<_modelhost_v1_SetModelRootsRequest, _modelhost_v1_SetModelRootsReply, _modelhost_v1_SetModelRootsRequest__Output, _modelhost_v1_SetModelRootsReply__Output>
   UnloadModel: MethodDefinition<_modelhost_v1_UnloadModelRequest, _modelhost_v1_UnloadModelReply, _modelhost_v1_UnloadModelRequest__Output, _modelhost_v1_UnloadModelReply__Output>

@@ -1,0 +1,186 @@
+"""Prefetch (engine/prefetch.py): hinted bases built into the RAM tier in the background,
+taken by a later load as a RAM-tier switch; dropped when the hint stops naming them; never
+at the cost of anything already in the tier."""
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from modelhost.engine.checkpoint import inspect_single_file
+from modelhost.engine.device import Device
+from modelhost.engine.host import ModelHost
+from modelhost.engine.pipelines import Pipeline, build_pipeline
+from modelhost.engine.types import GenerateParams, LoadSource, LoadSpec, MemoryPolicy
+from modelhost.v1 import modelhost_pb2 as pb
+from modelhost.v1 import modelhost_pb2_grpc as pb_grpc
+
+WAIT_SECONDS = 120  # only a hang runs into it
+ROOMY = MemoryPolicy(ram_cache_bytes=2**30)
+MARGIN = 200_000  # bytes: more than the few buffers checkpoints do not store
+
+
+def model(demo_dir: Path, name: str, key: str, dtype: str = "") -> LoadSpec:
+    return LoadSpec(
+        key=key,
+        model_path=str(demo_dir / f"tiny-{name}.safetensors"),
+        config_dir=str(demo_dir / f"tiny-{name}.config"),
+        dtype=dtype,
+    )
+
+
+def size(demo_dir: Path, name: str, item_size: int = 4) -> int:
+    return inspect_single_file(demo_dir / f"tiny-{name}.safetensors").device_bytes(item_size)
+
+
+def image(host: ModelHost, key: str) -> bytes:
+    params = GenerateParams(
+        key=key, prompt="a quiet harbour", negative_prompt="", width=64, height=64, steps=2,
+        guidance_scale=1.0, seed=5,
+    )  # fmt: skip
+    return host.generate(params, lambda _: None, threading.Event()).png
+
+
+def counted(
+    builds: list[str],
+    started: threading.Event | None = None,
+    gate: threading.Event | None = None,
+) -> object:
+    """build_pipeline that records each build; with a gate, says it started and waits."""
+
+    def builder(path: Path, *args: object) -> Pipeline:
+        builds.append(path.name)
+        if started is not None and gate is not None:
+            started.set()
+            assert gate.wait(WAIT_SECONDS)
+        return build_pipeline(path, *args)  # type: ignore[arg-type]
+
+    return builder
+
+
+def test_a_prefetched_base_loads_as_a_ram_tier_switch(demo_dir: Path) -> None:
+    builds: list[str] = []
+    host = ModelHost(Device("cpu"), policy=ROOMY, builder=counted(builds))  # type: ignore[arg-type]
+    host.load(model(demo_dir, "sd15", "a"))
+    assert host.prefetch([model(demo_dir, "sdxl", "b")]) == (["b"], [])
+    assert host.wait_prefetched(WAIT_SECONDS)
+    memory = host.memory()
+    assert [m.key for m in memory.models] == ["a"]  # a prefetch is no loaded key
+    assert memory.ram_tier_bytes >= size(demo_dir, "sdxl") - MARGIN
+
+    loaded = host.load(model(demo_dir, "sdxl", "b"))
+    assert (loaded.source, loaded.prefetched) == (LoadSource.RAM, True)
+    assert builds == ["tiny-sd15.safetensors", "tiny-sdxl.safetensors"]  # built once
+    assert loaded.bytes >= size(demo_dir, "sdxl") - MARGIN
+    assert host.memory().ram_tier_bytes == 0
+    assert image(host, "b")[:8] == b"\x89PNG\r\n\x1a\n"
+    # Resident now: the next load of it is no prefetch.
+    again = host.load(model(demo_dir, "sdxl", "b"))
+    assert (again.source, again.prefetched) == (LoadSource.RESIDENT, False)
+
+
+def test_a_hint_that_no_longer_names_a_prefetch_drops_it(demo_dir: Path) -> None:
+    host = ModelHost(Device("cpu"), policy=ROOMY)
+    host.prefetch([model(demo_dir, "sdxl", "b")])
+    assert host.wait_prefetched(WAIT_SECONDS)
+    assert host.memory().ram_tier_bytes > 0
+    assert host.prefetch([]) == ([], [])
+    assert host.memory().ram_tier_bytes == 0
+    loaded = host.load(model(demo_dir, "sdxl", "b"))
+    assert (loaded.source, loaded.prefetched) == (LoadSource.DISK, False)
+
+
+def test_a_prefetch_never_pushes_out_what_the_tier_holds(demo_dir: Path) -> None:
+    builds: list[str] = []
+    # Room for the parked sd15 alone: the sdxl prefetch does not fit beside it.
+    room = size(demo_dir, "sd15") + MARGIN
+    assert size(demo_dir, "sdxl") > MARGIN
+    host = ModelHost(
+        Device("cpu"),
+        policy=MemoryPolicy(ram_cache_bytes=room),
+        builder=counted(builds),  # type: ignore[arg-type]
+    )
+    host.load(model(demo_dir, "sd15", "c"))
+    assert host.offload("c")[1]  # parked
+    assert host.prefetch([model(demo_dir, "sdxl", "b")]) == (["b"], [])
+    assert host.wait_prefetched(WAIT_SECONDS)
+    assert builds == ["tiny-sd15.safetensors"]  # nothing built: no room
+    assert [(m.key, m.tier) for m in host.memory().models] == [("c", "ram")]
+    loaded = host.load(model(demo_dir, "sdxl", "b"))
+    assert (loaded.source, loaded.prefetched) == (LoadSource.DISK, False)
+
+
+def test_a_parked_base_never_pushes_out_a_wanted_prefetch(demo_dir: Path) -> None:
+    # Room for one sd15 in the tier, held by the prefetch: evicting `a` cannot park it.
+    host = ModelHost(
+        Device("cpu"),
+        policy=MemoryPolicy(ram_cache_bytes=size(demo_dir, "sd15") + MARGIN),
+    )
+    host.load(model(demo_dir, "sd15", "a"))
+    host.prefetch([model(demo_dir, "sd15", "b", dtype="bfloat16")])
+    assert host.wait_prefetched(WAIT_SECONDS)
+    freed, parked = host.offload("a")
+    assert freed > 0
+    assert not parked
+    assert host.resident_keys() == []
+    loaded = host.load(model(demo_dir, "sd15", "b", dtype="bfloat16"))
+    assert (loaded.source, loaded.prefetched) == (LoadSource.RAM, True)
+
+
+def test_resident_keys_and_bad_entries_are_skipped(demo_dir: Path, tmp_path: Path) -> None:
+    host = ModelHost(Device("cpu"), policy=ROOMY)
+    host.load(model(demo_dir, "sd15", "a"))
+    missing = LoadSpec(key="gone", model_path=str(tmp_path / "gone.safetensors"))
+    wanted, skipped = host.prefetch(
+        [model(demo_dir, "sd15", "a"), missing, model(demo_dir, "sdxl", "b")]
+    )
+    assert (wanted, skipped) == (["b"], ["a", "gone"])
+    assert host.wait_prefetched(WAIT_SECONDS)  # no build left running into the next test
+
+
+def test_without_a_ram_tier_nothing_is_built(demo_dir: Path) -> None:
+    builds: list[str] = []
+    host = ModelHost(Device("cpu"), builder=counted(builds))  # type: ignore[arg-type]
+    host.prefetch([model(demo_dir, "sdxl", "b")])
+    assert host.wait_prefetched(WAIT_SECONDS)
+    assert builds == []
+
+
+def test_a_load_of_the_base_being_built_takes_that_build(demo_dir: Path) -> None:
+    builds: list[str] = []
+    started, gate = threading.Event(), threading.Event()
+    host = ModelHost(
+        Device("cpu"),
+        policy=ROOMY,
+        builder=counted(builds, started, gate),  # type: ignore[arg-type]
+    )
+    host.prefetch([model(demo_dir, "sdxl", "b")])
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        # The build has started (it waits at the gate) before the load asks for it.
+        assert started.wait(WAIT_SECONDS)
+        load = pool.submit(host.load, model(demo_dir, "sdxl", "b"))
+        gate.set()
+        loaded = load.result(timeout=WAIT_SECONDS)
+    assert builds == ["tiny-sdxl.safetensors"]
+    assert (loaded.source, loaded.prefetched) == (LoadSource.RAM, True)
+
+
+async def test_prefetch_travels_over_grpc_and_the_load_says_prefetched(
+    stub: pb_grpc.ModelHostStub, host: ModelHost, demo_dir: Path
+) -> None:
+    host.policy = ROOMY
+
+    def request(key: str, name: str) -> pb.LoadModelRequest:
+        return pb.LoadModelRequest(
+            key=key,
+            model_path=str(demo_dir / f"tiny-{name}.safetensors"),
+            config_dir=str(demo_dir / f"tiny-{name}.config"),
+        )
+
+    reply = await stub.Prefetch(
+        pb.PrefetchRequest(loads=[request("b", "sdxl"), pb.LoadModelRequest(key="no-path")])
+    )
+    assert (list(reply.wanted), list(reply.skipped)) == (["b"], ["no-path"])
+    assert host.wait_prefetched(WAIT_SECONDS)
+    loaded = await stub.LoadModel(request("b", "sdxl"))
+    assert loaded.source == pb.LOAD_SOURCE_RAM
+    assert loaded.prefetched
