@@ -172,6 +172,30 @@ if (HAVE_REDIS_SERVER) {
       await waitFor(async () => (await a.backend.size()) === 0, { what: 'an empty queue' });
     });
 
+    it('fails, rather than runs elsewhere, a job bound to a host of a gateway that died under it', async () => {
+      const [a, b] = await two({ lockMs: 400 });
+      ids += 1;
+      const bound = `bound${ids}`;
+      const payload: JobPayload = { kind: 'custom', handler: 'h', args: [], host: 'b/cpu' };
+      await b.backend.enqueue({
+        id: bound,
+        payload,
+        seed: undefined,
+        plan: { activeMode: undefined, now: Date.now() },
+      });
+      expect((await b.backend.claim(context('b/cpu'), { maxBatch: 1 }))[0]?.id).toBe(bound);
+      await waitFor(() => a.store.snapshot(bound), { what: 'A to know the job' });
+      await b.close();
+      const failed = await waitFor(() => a.store.snapshot(bound)?.state === 'failed' && a.store.get(bound), {
+        what: 'the bound job failed',
+        timeoutMs: 15_000,
+      });
+      expect(failed.error).toMatchObject({ error: 'model_host_unavailable', statusCode: 503 });
+      const after = (await enqueue(a.backend, generation('m'))).job;
+      expect((await a.backend.claim(context('a/cpu'), { maxBatch: 1 }))[0]?.id).toBe(after.id);
+      a.backend.records.finish(after.id, { state: 'completed' });
+    });
+
     it('keeps a running job while its lock is renewed, however long it runs', async () => {
       const [a, b] = await two({ lockMs: 300 });
       const { job } = await enqueue(a.backend, generation('m'));

@@ -4,8 +4,8 @@ import { Logger } from '@nestjs/common';
 import { Queue, Worker, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
 
-import { QueueFullError, QueueUnavailableError } from '../errors/domain.errors.js';
-import type { ErrorBody } from '../errors/http-error.table.js';
+import { ModelHostUnavailableError, QueueFullError, QueueUnavailableError } from '../errors/domain.errors.js';
+import { toHttpError, type ErrorBody } from '../errors/http-error.table.js';
 import { batchPartners } from './batching.js';
 import { FifoScheduler } from './fifo.scheduler.js';
 import type { JobState } from './job-record.types.js';
@@ -274,7 +274,8 @@ export class RedisQueueBackend implements QueueBackend {
         const chosen = scheduler.peek(context) as QueuedJob | undefined;
         if (!chosen) return NOTHING;
         if (onlyIfHeld && chosen.mode !== undefined && !onlyIfHeld.has(chosen.mode)) return NOTHING;
-        const first = await this.fetch(chosen);
+        const first = await this.fetch(chosen, context.host);
+        if (first === 'none') return NOTHING;
         if (!first) continue;
         const taken = [first];
         if (first.id === chosen.id && chosen.kind === 'generation' && maxBatch > 1) {
@@ -283,8 +284,8 @@ export class RedisQueueBackend implements QueueBackend {
           const order = scheduler.plan({ activeMode: chosen.mode, now: context.now });
           for (const id of batchPartners(chosen.payload, order, (partner) => byId.get(partner)?.payload, maxBatch)) {
             const partner = byId.get(id);
-            const got = partner && (await this.fetch(partner, true));
-            if (!got) break;
+            const got = partner && (await this.fetch(partner, context.host, true));
+            if (!got || got === 'none') break;
             taken.push(got);
           }
         }
@@ -299,7 +300,7 @@ export class RedisQueueBackend implements QueueBackend {
    * only when BullMQ's stalled check put that one back: it is taken instead (it was running; it goes first).
    * Undefined when the queue is empty (the index was stale), or, with `exact`, when the head is not `job`.
    */
-  private async fetch(job: QueuedJob, exact = false): Promise<QueuedJob | undefined> {
+  private async fetch(job: QueuedJob, host: string, exact = false): Promise<QueuedJob | 'none' | undefined> {
     const { worker } = this.lane(laneOf(job));
     const token = randomUUID();
     const got = await worker.getNextJob(token, { block: false });
@@ -307,9 +308,11 @@ export class RedisQueueBackend implements QueueBackend {
       await this.redis.hdel(this.key('waiting'), job.id);
       return undefined;
     }
-    if (exact && got.id !== job.id) {
+    // Another job than the one chosen (one back from a stall) that is not this host's: it stays at the head.
+    const otherHost = got.data.host !== undefined && got.data.host !== host;
+    if (got.id !== job.id && (exact || otherHost)) {
       await got.moveToWait(token);
-      return undefined;
+      return exact ? undefined : 'none';
     }
     this.held.set(got.id, { job: got, token });
     await this.redis.hdel(this.key('waiting'), got.id);
@@ -442,10 +445,20 @@ export class RedisQueueBackend implements QueueBackend {
     try {
       await this.locked(async () => {
         const job = await this.lane(name).queue.getJob(id);
-        if (job && (await job.isWaiting())) {
-          await this.redis.hset(this.key('waiting'), id, JSON.stringify(job.data));
-          await this.redis.publish(this.key('notify'), 'work');
+        if (!job || !(await job.isWaiting())) return;
+        if (job.data.host !== undefined) {
+          // Bound to a host of the gateway that died: no other may run it, and it must not hold the barriers up.
+          await job.remove();
+          this.records.finish(id, {
+            state: 'failed',
+            error: toHttpError(
+              new ModelHostUnavailableError(`model host ${job.data.host} went away with its gateway while it ran this`),
+            ).body,
+          });
+          return;
         }
+        await this.redis.hset(this.key('waiting'), id, JSON.stringify(job.data));
+        await this.redis.publish(this.key('notify'), 'work');
       });
     } catch (error) {
       this.logger.warn(`job ${id} back from a stall: ${String(error)}`);
