@@ -182,6 +182,12 @@ setup_test_tools() {
       { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; } ||
       say "could not install chromium: the web page's browser tests will be skipped"
   fi
+  if ! command -v redis-server >/dev/null && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    say "installing redis-server (Debian's package) for the Redis queue backend's tests (each starts its own)"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y redis-server ||
+      { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y redis-server; } ||
+      say "could not install redis-server: the Redis queue backend's tests will be skipped"
+  fi
   if ! command -v grpcurl >/dev/null && command -v go >/dev/null &&
     [ ! -x "$(go env GOPATH)/bin/grpcurl" ]; then
     say "installing grpcurl $GRPCURL_VERSION with go install (a few minutes on two cores) for the grpcurl e2e test"

@@ -108,6 +108,7 @@ try {
     limitS: 120,
     extraEnv: { BENCH_QUEUE_BUDGET_S: '20' },
   });
+  await piece('redis-queue', process.execPath, ['bench/redis-queue.mjs', '2000'], { limitS: 120 });
   await piece('reload-latency', process.execPath, ['bench/reload-latency.mjs', '50'], { limitS: 60 });
   await piece('modes-parse', process.execPath, ['bench/modes-parse.mjs', '1000'], { limitS: 60 });
   await piece('engine', PYTHON, ['bench/engine-bench.py', demoDir], {
@@ -233,6 +234,25 @@ function render(run) {
         engine.not_run ? '**not met**' : timed(engine.jobs_per_s >= 100_000, 100_000 / engine.jobs_per_s),
       );
     }
+  }
+  const rq = r['redis-queue'];
+  if (!rq || failed(rq)) row('queue on Redis (QUEUE_BACKEND=redis)', failed(rq) ?? 'no result', '', 'stated (docs/SCALING.md)', 'not run');
+  else {
+    const [memory, redis, takeover] = rq.rows;
+    row(
+      `queue on Redis: no-op CustomJobs through the WorkerPool, ${redis.how}`,
+      `${redis.jobs_per_s.toLocaleString('en')} jobs/s (${redis.us_per_job} µs/job, ${rq.overhead_ratio}× in memory)`,
+      `in memory ${memory.jobs_per_s.toLocaleString('en')} jobs/s (${memory.us_per_job} µs/job)`,
+      'stated (docs/SCALING.md)',
+      'measured',
+    );
+    row(
+      `queue on Redis: ${takeover.how}`,
+      `median ${takeover.ms_median} ms (${takeover.ms_min}–${takeover.ms_max} ms)`,
+      '',
+      '2–4 × REDIS_LOCK_MS',
+      'measured',
+    );
   }
   const rl = r['reload-latency'];
   if (failed(rl)) row('hot reload', failed(rl), '', 'p50 ≤ 100 ms, max ≤ 1 s', 'not run');

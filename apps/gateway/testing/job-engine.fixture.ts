@@ -1,4 +1,4 @@
-import { loadConfig } from '../src/config/app-config.js';
+import { loadConfig, type AppConfig } from '../src/config/app-config.js';
 import { ModeNotFoundError } from '../src/errors/domain.errors.js';
 import type { ResolvedMode } from '../src/modes/mode.types.js';
 import { parseModesConfig } from '../src/modes/modes-config.loader.js';
@@ -74,6 +74,8 @@ export class JobEngineFixture {
   readonly factory = new FakeModelHostFactory(this.modelHost, this.process, this.registry);
   /** Wraps each pool's in-memory backend (answeringLater: a backend that answers asynchronously). */
   wrapBackend: (backend: QueueBackend) => QueueBackend = (backend) => backend;
+  /** Makes each pool's backend instead of the in-memory one (a shared backend: the Redis one). */
+  makeBackend: ((config: AppConfig, store: JobStore) => QueueBackend) | undefined;
   /** The hosts of the last pool made. */
   hosts!: HostsService;
   private readonly pools: WorkerPool[] = [];
@@ -86,7 +88,10 @@ export class JobEngineFixture {
       config,
       modes,
       this.hosts,
-      this.wrapBackend(new MemoryQueueBackend(config, new JobStore(config, this.events))),
+      this.wrapBackend(
+        this.makeBackend?.(config, new JobStore(config, this.events)) ??
+          new MemoryQueueBackend(config, new JobStore(config, this.events)),
+      ),
     );
     this.pools.push(created);
     return created;

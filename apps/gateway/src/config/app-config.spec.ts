@@ -18,6 +18,7 @@ describe('loadConfig', () => {
       modelHostAddrs: [],
       modelHostPython: '/srv/app/sidecar/.venv/bin/python',
       gatewayId: hostname(),
+      queue: { backend: 'memory' },
       replicaAfterMs: 10_000,
       modelHostStartupTimeoutMs: 300_000,
       generateTimeoutMs: 600_000,
@@ -62,6 +63,11 @@ describe('loadConfig', () => {
         SIDECAR_PYTHON: 'python3',
         SIDECAR_DEVICE: 'cuda:1',
         GATEWAY_ID: 'gw-1',
+        QUEUE_BACKEND: 'redis',
+        REDIS_URL: 'redis://queue.internal:6380/2',
+        REDIS_PREFIX: 'farm-1',
+        REDIS_LOCK_MS: '20000',
+        REDIS_MAX_STALLED: '3',
         SCHEDULER_REPLICA_AFTER_MS: '2500',
         SIDECAR_STARTUP_TIMEOUT_MS: '1000',
         GENERATE_TIMEOUT_MS: '2000',
@@ -108,6 +114,13 @@ describe('loadConfig', () => {
       modelHostAddrs: ['unix:/run/modelhost.sock'],
       modelHostPython: 'python3',
       gatewayId: 'gw-1',
+      queue: {
+        backend: 'redis',
+        url: 'redis://queue.internal:6380/2',
+        prefix: 'farm-1',
+        lockMs: 20_000,
+        maxStalledCount: 3,
+      },
       replicaAfterMs: 2500,
       modelHostStartupTimeoutMs: 1000,
       generateTimeoutMs: 2000,
@@ -161,6 +174,19 @@ describe('loadConfig', () => {
 
   it.each(['cpu,gpu', 'auto,cpu', 'cuda:0,,x'])('refuses SIDECAR_DEVICES %j', (devices) => {
     expect(() => loadConfig({ SIDECAR_DEVICES: devices })).toThrow(/SIDECAR_DEVICES must be cpu, cuda or cuda:N/);
+  });
+
+  it.each([
+    [{ QUEUE_BACKEND: 'kafka' }, "QUEUE_BACKEND must be memory or redis, got 'kafka'"],
+    [{ QUEUE_BACKEND: 'redis' }, 'REDIS_URL is required with QUEUE_BACKEND=redis (redis://host:6379)'],
+    [
+      { QUEUE_BACKEND: 'redis', REDIS_URL: 'http://x:6379' },
+      "REDIS_URL must be a redis:// or rediss:// URL, got 'http://x:6379'",
+    ],
+    [{ QUEUE_BACKEND: 'redis', REDIS_URL: 'redis://x', REDIS_PREFIX: 'a:b' }, 'REDIS_PREFIX must be 1 to 64 letters'],
+    [{ REDIS_URL: 'redis://x' }, 'REDIS_URL is set but QUEUE_BACKEND is not redis'],
+  ])('refuses the queue settings %j', (env, problem) => {
+    expect(() => loadConfig(env)).toThrow(problem);
   });
 
   it.each(['a b', '-x', 'x/y', ''.padEnd(64, 'a')])('refuses GATEWAY_ID %j', (id) => {

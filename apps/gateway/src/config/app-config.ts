@@ -61,6 +61,21 @@ export interface AppConfig {
    * with the same value set refuses calls without it (sidecar/src/modelhost/auth.py). Undefined: none sent.
    */
   readonly modelHostToken: string | undefined;
+  /**
+   * The queue behind the job engine (QUEUE_BACKEND): `memory` (this gateway's own, the default) or `redis` (BullMQ
+   * on REDIS_URL, shared by every gateway that names the same Redis and REDIS_PREFIX; docs/SCALING.md).
+   */
+  readonly queue:
+    | { readonly backend: 'memory' }
+    | {
+        readonly backend: 'redis';
+        readonly url: string;
+        readonly prefix: string;
+        /** REDIS_LOCK_MS: a claimed job's lock, renewed every half of it; a dead gateway's job runs elsewhere after it. */
+        readonly lockMs: number;
+        /** REDIS_MAX_STALLED: how many times one job may be taken over from a gateway that died before it fails. */
+        readonly maxStalledCount: number;
+      };
   /** GATEWAY_ID: this gateway's name in host ids (`<gateway id>/<device>`), unique among gateways sharing a queue. */
   readonly gatewayId: string;
   /**
@@ -243,6 +258,31 @@ export function loadConfig(env: Env, cwd: string = process.cwd()): AppConfig {
     problems.push(`GATEWAY_ID must be letters, digits, '.', '_' or '-' (at most 63), got '${gatewayId}'`);
   }
 
+  const queueBackend = (text('QUEUE_BACKEND') ?? 'memory').toLowerCase();
+  let queue: AppConfig['queue'] = { backend: 'memory' };
+  if (queueBackend === 'redis') {
+    const url = text('REDIS_URL');
+    const prefix = text('REDIS_PREFIX') ?? 'imagegen';
+    if (url === undefined) problems.push('REDIS_URL is required with QUEUE_BACKEND=redis (redis://host:6379)');
+    else if (!URL.canParse(url) || !/^rediss?:$/.test(new URL(url).protocol)) {
+      problems.push(`REDIS_URL must be a redis:// or rediss:// URL, got '${url}'`);
+    }
+    if (!/^[A-Za-z0-9._-]{1,64}$/.test(prefix)) {
+      problems.push(`REDIS_PREFIX must be 1 to 64 letters, digits, '.', '_' or '-', got '${prefix}'`);
+    }
+    queue = {
+      backend: 'redis',
+      url: url ?? '',
+      prefix,
+      lockMs: integer('REDIS_LOCK_MS', 30_000, 200, 3_600_000),
+      maxStalledCount: integer('REDIS_MAX_STALLED', 2, 0, 100),
+    };
+  } else if (queueBackend !== 'memory') {
+    problems.push(`QUEUE_BACKEND must be memory or redis, got '${queueBackend}'`);
+  } else if (text('REDIS_URL') !== undefined) {
+    problems.push('REDIS_URL is set but QUEUE_BACKEND is not redis: set QUEUE_BACKEND=redis to use it, or unset it');
+  }
+
   const host = text('HOST') ?? '127.0.0.1';
   if (!/^(\[?[0-9a-fA-F:.]+\]?|[A-Za-z0-9.-]+)$/.test(host)) {
     problems.push(`HOST must be an IP address or a host name, got '${host}'`);
@@ -264,6 +304,7 @@ export function loadConfig(env: Env, cwd: string = process.cwd()): AppConfig {
     modelHostPython: python.includes('/') ? resolve(cwd, python) : python,
     modelHostToken,
     gatewayId,
+    queue,
     replicaAfterMs: integer('SCHEDULER_REPLICA_AFTER_MS', DEFAULT_REPLICA_AFTER_MS, 0, 86_400_000),
     modelHostStartupTimeoutMs: integer('SIDECAR_STARTUP_TIMEOUT_MS', 300_000, 1, 86_400_000),
     generateTimeoutMs: integer('GENERATE_TIMEOUT_MS', 600_000, 1, 86_400_000),

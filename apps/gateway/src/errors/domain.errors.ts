@@ -1,3 +1,5 @@
+import type { ErrorBody } from './http-error.table.js';
+
 /**
  * The gateway's failures, in its own words. Services throw these; the one
  * exception filter turns them into HTTP through HTTP_ERROR_TABLE.
@@ -59,6 +61,23 @@ export class EventStreamsFullError extends DomainError {
 export class ModelHostUnavailableError extends DomainError {
   constructor(detail: string) {
     super(`Model host unavailable: ${detail}`);
+  }
+}
+
+/** The shared queue (QUEUE_BACKEND=redis) cannot be reached: no new work until it is back. */
+export class QueueUnavailableError extends DomainError {
+  constructor(
+    detail: string,
+    readonly retryAfterSeconds = 5,
+  ) {
+    super(`Queue unavailable: ${detail}`);
+  }
+}
+
+/** A job another gateway ran (a shared queue) failed there: its caller here gets the same reply. */
+export class FailedElsewhereError extends DomainError {
+  constructor(readonly body: ErrorBody) {
+    super(body.message);
   }
 }
 

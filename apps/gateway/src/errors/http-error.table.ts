@@ -26,6 +26,8 @@ import {
   ModelHostError,
   ShuttingDownError,
   ModelHostUnavailableError,
+  QueueUnavailableError,
+  FailedElsewhereError,
   TaskFailedError,
   UnauthorizedError,
   UnknownTaskError,
@@ -122,6 +124,12 @@ export const HTTP_ERROR_TABLE: readonly Rule<Error>[] = [
     error: 'event_streams_full',
     headers: (e: EventStreamsFullError) => ({ 'Retry-After': String(e.retryAfterSeconds) }),
   }),
+  rule({
+    type: QueueUnavailableError,
+    status: 503,
+    error: 'queue_unavailable',
+    headers: (e: QueueUnavailableError) => ({ 'Retry-After': String(e.retryAfterSeconds) }),
+  }),
   rule({ type: OutOfMemoryError, status: 503, error: 'out_of_memory' }),
   rule({ type: PinnedModelsError, status: 503, error: 'pinned_models_in_the_way' }),
   rule({ type: ModelNotLoadedError, status: 503, error: 'model_not_loaded' }),
@@ -136,6 +144,11 @@ export const HTTP_ERROR_TABLE: readonly Rule<Error>[] = [
 /** Maps anything thrown while serving a request to a status, our code, a message and headers; never leaks a stack. */
 export function classifyError(thrown: unknown): HttpFailure {
   if (thrown instanceof Error) {
+    // Told as it was told where the job ran (another gateway: a shared queue).
+    if (thrown instanceof FailedElsewhereError) {
+      const { statusCode, error, message, problems } = thrown.body;
+      return failure(statusCode, error, message, { problems });
+    }
     const match = HTTP_ERROR_TABLE.find((r) => thrown instanceof r.type);
     if (match) {
       return failure(match.status, match.error, thrown.message, {

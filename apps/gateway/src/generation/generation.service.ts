@@ -32,8 +32,8 @@ export class GenerationService {
 
   /** Queues one generation; aborting `signal` (the client went away) cancels it, queued or running. */
   async generate(request: GenerateRequestDto, signal?: AbortSignal, owner?: string): Promise<GenerationResult> {
-    const job = this.toJob(request, undefined, owner);
-    const handle = this.pool.submitJob(job);
+    const job = await this.toJob(request, undefined, owner);
+    const handle = await this.pool.enqueue(job);
     const cancel = (): void => handle.cancel();
     signal?.addEventListener('abort', cancel, { once: true });
     if (signal?.aborted) cancel();
@@ -48,13 +48,21 @@ export class GenerationService {
    * Queues one generation that runs whether or not anybody waits for it: POST /api/jobs. `stepsField`: what the
    * caller's API calls num_inference_steps, for its error messages (`steps` under /v1).
    */
-  submit(request: GenerateRequestDto, stepsField = 'num_inference_steps', owner?: string): JobHandle<GeneratedImage> {
-    return this.pool.submitJob(this.toJob(request, stepsField, owner));
+  async submit(
+    request: GenerateRequestDto,
+    stepsField = 'num_inference_steps',
+    owner?: string,
+  ): Promise<JobHandle<GeneratedImage>> {
+    return this.pool.enqueue(await this.toJob(request, stepsField, owner));
   }
 
   /** The request with the mode's defaults applied and the seed chosen; 4xx errors for what cannot run. */
-  private toJob(request: GenerateRequestDto, stepsField = 'num_inference_steps', owner?: string): GenerationJob {
-    const mode = request.mode === undefined ? this.modeForUnnamed() : this.modes.getMode(request.mode);
+  private async toJob(
+    request: GenerateRequestDto,
+    stepsField = 'num_inference_steps',
+    owner?: string,
+  ): Promise<GenerationJob> {
+    const mode = request.mode === undefined ? await this.modeForUnnamed() : this.modes.getMode(request.mode);
     if (request.superres && !mode.superres) {
       throw new InvalidRequestError([`superres: mode '${mode.name}' has no superres model`]);
     }
@@ -86,8 +94,8 @@ export class GenerationService {
    * A request that names no mode runs in the mode the device will hold when its turn comes (what
    * POST /api/modes/switch and earlier requests left), so it never causes a switch; the default mode before any.
    */
-  private modeForUnnamed(): ResolvedMode {
-    const expected = this.pool.expectedMode();
+  private async modeForUnnamed(): Promise<ResolvedMode> {
+    const expected = await this.pool.expectedMode();
     return (expected === undefined ? undefined : this.modes.config.modes.get(expected)) ?? this.modes.defaultMode;
   }
 }

@@ -4,6 +4,7 @@ import { NotReadyError } from '../errors/domain.errors.js';
 import { withoutAbsolutePaths } from '../logging/redact.js';
 import { ModesService } from '../modes/modes.service.js';
 import { HostsService } from '../model-host/hosts.service.js';
+import { WorkerPool } from '../queue/worker-pool.service.js';
 import { StatusService } from '../status/status.service.js';
 
 export interface Readiness {
@@ -17,12 +18,14 @@ export class HealthService {
     private readonly modes: ModesService,
     private readonly hosts: HostsService,
     private readonly status: StatusService,
+    private readonly pool: WorkerPool,
   ) {}
 
   /**
    * From the model hosts' connection states, asking them nothing: ready while one serves (the default mode was
-   * loaded at its start, and its health check, watched by its connection, says it serves); not ready from the
-   * moment a shutdown begins, so that a load balancer stops sending work before the gateway stops taking it.
+   * loaded at its start, and its health check, watched by its connection, says it serves) and the queue can be
+   * reached (QUEUE_BACKEND=redis); not ready from the moment a shutdown begins, so that a load balancer stops
+   * sending work before the gateway stops taking it.
    */
   readiness(): Readiness {
     const sessions = this.hosts.sessions;
@@ -50,8 +53,12 @@ export class HealthService {
           `the start failed (${withoutAbsolutePaths(failure)}); ready once a mode loads: a reload of modes.yaml tries '${mode}' again`,
         );
       }
-      case 'serving':
+      case 'serving': {
+        // A shared queue that cannot be reached takes no work: a load balancer should send it elsewhere.
+        const queueDown = this.pool.backend.unavailableReason;
+        if (queueDown !== undefined) throw new NotReadyError(`the shared queue is unreachable: ${queueDown}`);
         return { status: 'ready', current_mode: this.status.currentMode() ?? null };
+      }
     }
   }
 }

@@ -43,12 +43,12 @@ export class JobsController {
   @ApiNotFoundResponse({ description: "Mode 'xyz' not found" })
   @ApiTooManyRequestsResponse({ description: 'the queue is full (QUEUE_MAX); Retry-After says when to retry' })
   @ApiServiceUnavailableResponse({ description: 'the model host is down, or the server is shutting down' })
-  create(
+  async create(
     @Body() body: GenerateRequestDto,
     @Res({ passthrough: true }) response: Response,
     @RequestCaller() caller: Caller,
-  ): JobRecord {
-    const job = this.jobs.submit(body, caller);
+  ): Promise<JobRecord> {
+    const job = await this.jobs.submit(body, caller);
     response.location(`/api/jobs/${job.id}`);
     return job;
   }
@@ -61,15 +61,15 @@ export class JobsController {
   })
   @ApiOkResponse({ type: JobListDto })
   @ApiBadRequestResponse({ description: 'state or limit is invalid' })
-  list(@Query() query: ListJobsQueryDto, @RequestCaller() caller: Caller): { jobs: JobRecord[] } {
-    return { jobs: this.jobs.list(query.state, query.limit, caller) };
+  async list(@Query() query: ListJobsQueryDto, @RequestCaller() caller: Caller): Promise<{ jobs: JobRecord[] }> {
+    return { jobs: await this.jobs.list(query.state, query.limit, caller) };
   }
 
   @Get(':id')
   @ApiOperation({ summary: 'One job: its state, position, progress, times and the switch its turn included' })
   @ApiOkResponse({ type: JobDto })
   @ApiNotFoundResponse({ description: NOT_FOUND })
-  get(@Param('id') id: string): JobRecord {
+  get(@Param('id') id: string): Promise<JobRecord> {
     return this.jobs.get(id);
   }
 
@@ -101,8 +101,8 @@ export class JobsController {
     },
   })
   @ApiNotFoundResponse({ description: NOT_FOUND })
-  events(@Param('id') id: string, @Res() response: Response): void {
-    this.jobs.stream(id, response);
+  events(@Param('id') id: string, @Res() response: Response): Promise<void> {
+    return this.jobs.stream(id, response);
   }
 
   @Get(':id/image')
@@ -119,8 +119,8 @@ export class JobsController {
   @ApiNotFoundResponse({ description: NOT_FOUND })
   @ApiConflictResponse({ description: 'the job has not completed (or made no image)' })
   @ApiGoneResponse({ description: 'the image is no longer kept (JOB_RESULTS_MAX_BYTES)' })
-  image(@Param('id') id: string, @Res({ passthrough: true }) response: Response): StreamableFile {
-    const image = this.jobs.image(id);
+  async image(@Param('id') id: string, @Res({ passthrough: true }) response: Response): Promise<StreamableFile> {
+    const image = await this.jobs.image(id);
     response.set({ 'X-Mode': image.mode, 'X-Seed': String(image.seed), 'X-SuperRes': String(image.superres) });
     return new StreamableFile(image.png, { type: 'image/png', length: image.png.length });
   }
@@ -133,7 +133,7 @@ export class JobsController {
   @ApiNotFoundResponse({ description: NOT_FOUND })
   @ApiConflictResponse({ description: 'the job has already ended' })
   @ApiForbiddenResponse({ description: "another key's job, or the server's or an admin's work, to a plain key" })
-  cancel(@Param('id') id: string, @RequestCaller() caller: Caller): JobRecord {
+  cancel(@Param('id') id: string, @RequestCaller() caller: Caller): Promise<JobRecord> {
     return this.jobs.cancel(id, caller);
   }
 }

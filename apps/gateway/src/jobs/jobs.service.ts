@@ -35,28 +35,28 @@ export class JobsService {
   ) {}
 
   /** Queues a generation that runs whether or not its poster stays connected. */
-  submit(request: GenerateRequestDto, caller: Caller): JobRecord {
-    return this.get(this.generation.submit(request, undefined, caller.id).id);
+  async submit(request: GenerateRequestDto, caller: Caller): Promise<JobRecord> {
+    return this.get((await this.generation.submit(request, undefined, caller.id)).id);
   }
 
-  get(id: string): JobRecord {
+  async get(id: string): Promise<JobRecord> {
     const job = this.store.snapshot(id);
     if (!job) throw new JobNotFoundError(id);
     // The plan behind positions is O(queue): only a queued job needs it.
-    return toJobRecord(job, job.state === 'queued' ? (this.pool.positions().get(job.id) ?? null) : null);
+    return toJobRecord(job, job.state === 'queued' ? ((await this.pool.positions()).get(job.id) ?? null) : null);
   }
 
   /** Newest first; only what `caller` may see (jobs/job-access.ts). */
-  list(state: JobState | undefined, limit = JOB_PAGE_DEFAULT, caller: Caller): JobRecord[] {
-    const positions = this.pool.positions();
+  async list(state: JobState | undefined, limit = JOB_PAGE_DEFAULT, caller: Caller): Promise<JobRecord[]> {
+    const positions = await this.pool.positions();
     const visible = caller.admin ? undefined : (job: JobSnapshot): boolean => mayTouch(job, caller);
     return this.store
       .list({ ...(state && { state }), limit, ...(visible && { visible }) })
       .map((job) => render(job, positions));
   }
 
-  image(id: string): JobImage {
-    const found = this.store.image(id);
+  async image(id: string): Promise<JobImage> {
+    const found = await this.pool.store.image(id);
     switch (found.found) {
       case 'image':
         return found.image;
@@ -74,14 +74,14 @@ export class JobsService {
   }
 
   /** A queued job ends `cancelled` at once; a running one at its next denoising step. */
-  cancel(id: string, caller: Caller): JobRecord {
+  async cancel(id: string, caller: Caller): Promise<JobRecord> {
     const job = this.store.snapshot(id);
     if (job) requireMayTouch(job, caller);
-    const record = this.get(id);
+    const record = await this.get(id);
     if (FINAL_STATES.includes(record.state)) {
       throw new JobStateConflictError(`job '${id}' already ended ${record.state}`);
     }
-    this.pool.cancelJob(id);
+    await this.pool.cancelJob(id);
     return this.get(id);
   }
 
@@ -90,8 +90,8 @@ export class JobsService {
    * denoising step), then exactly one `completed`, `failed` or `cancelled`, and the stream ends. A job already
    * ended gets only its final event. A comment line every JOB_EVENTS_HEARTBEAT_MS keeps proxies from closing it.
    */
-  stream(id: string, response: Response): void {
-    const record = this.get(id);
+  async stream(id: string, response: Response): Promise<void> {
+    const record = await this.get(id);
     const writer = this.streams.open(response, { heartbeatMs: this.config.jobEventsHeartbeatMs });
     if (FINAL_STATES.includes(record.state)) {
       writer.send(record.state, JSON.stringify(record));

@@ -24,8 +24,9 @@ class FakePool {
     this.handlers.set(name, handler);
   }
 
-  submitJob(job: CustomJob): void {
+  enqueue(job: CustomJob): Promise<void> {
     this.submitted.push(job);
+    return Promise.resolve();
   }
 
   /** Runs the submitted jobs in order, as the worker would in their turn. */

@@ -127,7 +127,9 @@ export class KeepAliveService implements OnModuleInit, OnModuleDestroy {
     if (this.closed) return;
     const generation = ++this.generation;
     // Armed from a job's events, which run in whatever request's context started the job: the expiry is nobody's.
-    const timer = outsideRequest(() => setTimeout(() => this.submit(mode, generation), Math.max(0, at - Date.now())));
+    const timer = outsideRequest(() =>
+      setTimeout(() => void this.submit(mode, generation), Math.max(0, at - Date.now())),
+    );
     timer.unref();
     this.expiries.set(mode, { generation, lastUsed, at, timer });
   }
@@ -140,7 +142,7 @@ export class KeepAliveService implements OnModuleInit, OnModuleDestroy {
   }
 
   /** One expiry job per host that serves, bound to it: each takes the mode off its own device, in its turn. */
-  private submit(mode: string, generation: number): void {
+  private async submit(mode: string, generation: number): Promise<void> {
     const expiry = this.expiries.get(mode);
     if (expiry?.generation !== generation) return;
     const hosts = this.hosts.accepting();
@@ -148,7 +150,7 @@ export class KeepAliveService implements OnModuleInit, OnModuleDestroy {
       if (hosts.length === 0) throw new Error('no model host serves');
       expiry.pending = new Set(hosts.map((host) => host.id));
       for (const host of hosts) {
-        this.pool.submitJob(
+        await this.pool.enqueue(
           new CustomJob({ handler: KEEP_ALIVE_HANDLER, args: [mode, generation] as const, host: host.id }),
         );
       }

@@ -71,13 +71,15 @@ export class ModelUnloader implements OnModuleInit {
 
   /** Queues the unload on each of `hosts`, behind the jobs queued there, and resolves once it ran on each. */
   async submitOn(targets: readonly HostSession[], target: UnloadTarget, reason: UnloadReason): Promise<UnloadResult> {
-    const handles = targets.map((host) =>
-      this.pool.submitJob(
-        new CustomJob<UnloadResult, readonly [UnloadTarget, UnloadReason]>({
-          handler: UNLOAD_HANDLER,
-          args: [target, reason],
-          host: host.id,
-        }),
+    const handles = await Promise.all(
+      targets.map((host) =>
+        this.pool.enqueue(
+          new CustomJob<UnloadResult, readonly [UnloadTarget, UnloadReason]>({
+            handler: UNLOAD_HANDLER,
+            args: [target, reason],
+            host: host.id,
+          }),
+        ),
       ),
     );
     const results = await Promise.all(handles.map((handle) => handle.result()));

@@ -20,7 +20,7 @@ describe('PinSyncService', () => {
     const submitted: CustomJob[] = [];
     const pool = {
       registerHandler: (name: string, handler: JobHandler) => handlers.set(name, handler),
-      submitJob: (job: CustomJob) => submitted.push(job),
+      enqueue: (job: CustomJob) => Promise.resolve(submitted.push(job)),
     } as unknown as WorkerPool;
     let config = configWith({ active: false, parked: false, same: true, idle: true });
     let reload: (config: ModesConfig) => void = () => undefined;

@@ -44,10 +44,13 @@ export class PinSyncService implements OnModuleInit, OnApplicationBootstrap {
     const changed = [...next].filter(([mode, pinned]) => (this.pinned.get(mode) ?? false) !== pinned);
     this.pinned = next;
     if (changed.length === 0) return;
-    const modes = changed.map(([mode]) => mode);
+    void this.queueSync(changed.map(([mode]) => mode));
+  }
+
+  private async queueSync(modes: readonly string[]): Promise<void> {
     try {
       for (const host of this.hosts.accepting()) {
-        this.pool.submitJob(new CustomJob({ handler: PIN_SYNC_HANDLER, args: [modes], host: host.id }));
+        await this.pool.enqueue(new CustomJob({ handler: PIN_SYNC_HANDLER, args: [modes], host: host.id }));
       }
     } catch (error) {
       // Not lost: the next load of each mode carries its pin.

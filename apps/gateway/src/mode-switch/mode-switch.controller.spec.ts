@@ -61,7 +61,7 @@ describe('POST /api/modes/switch', () => {
       .post('/generate')
       .send({ prompt: 'waiting', mode: 'plain' })
       .then((r) => r);
-    await waitFor(() => t.app.get(WorkerPool).queueSize > 0, { what: 'the second request to queue' });
+    await waitFor(async () => (await t.app.get(WorkerPool).queueSize) > 0, { what: 'the second request to queue' });
     const body: unknown = (await request(server).post('/api/modes/switch').send({ mode: 'sd15-fast' }).expect(200))
       .body;
     expect(body).toEqual({

@@ -33,8 +33,8 @@ export class ModeSwitchController {
   @ApiConflictResponse({ description: 'the server runs the legacy MODEL_ROOT/MODEL setup: no modes to switch' })
   @ApiTooManyRequestsResponse({ description: 'the queue is full (QUEUE_MAX); Retry-After says when to retry' })
   @ApiServiceUnavailableResponse({ description: 'the model host is down' })
-  switch(@Body() body: SwitchModeDto, @Res({ passthrough: true }) response: Response): SwitchQueuedDto {
-    const queued = this.switches.switchMode(body.mode);
+  async switch(@Body() body: SwitchModeDto, @Res({ passthrough: true }) response: Response): Promise<SwitchQueuedDto> {
+    const queued = await this.switches.switchMode(body.mode);
     response.setHeader('Location', `/api/jobs/${queued.id}`);
     return queued;
   }

@@ -24,11 +24,11 @@ export class ModeSwitchService {
    * @throws ModeNotFoundError, ModesDisabledError (legacy setup), ModelFileMissingError (a file of the mode is not
    *   on disk now), QueueFullError, ModelHostUnavailableError, ShuttingDownError
    */
-  switchMode(name: string): SwitchQueuedDto {
+  async switchMode(name: string): Promise<SwitchQueuedDto> {
     if (this.modes.isLegacy) throw new ModesDisabledError('Mode switching');
     this.files.requireFiles(this.modes.getMode(name));
-    const from = this.pool.expectedMode() ?? null;
-    const handle = this.pool.submitJob(new ModeSwitchJob(name));
+    const from = (await this.pool.expectedMode()) ?? null;
+    const handle = await this.pool.enqueue(new ModeSwitchJob(name));
     // Nobody waits for it over HTTP: the log and GET /api/models/status say when it fails.
     handle.result().catch((error: unknown) => {
       this.logger.warn(`queued switch to '${name}' failed: ${error instanceof Error ? error.message : String(error)}`);

@@ -42,7 +42,7 @@ export class OpenAiImagesService {
     const cancelAll = (): void => handles.forEach((handle) => handle.cancel());
     try {
       // All or none: a full queue at the k-th image drops the k - 1 already queued.
-      for (const seed of seeds) handles.push(this.generation.submit({ ...template, seed }, 'steps', owner));
+      for (const seed of seeds) handles.push(await this.generation.submit({ ...template, seed }, 'steps', owner));
     } catch (error) {
       cancelAll();
       throw error;

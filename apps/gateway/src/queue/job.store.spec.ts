@@ -17,6 +17,27 @@ const image = (bytes: number) => ({ png: Buffer.alloc(bytes), mode: 'a', seed: 1
 describe('JobStore', () => {
   afterEach(() => jest.useRealTimers());
 
+  it('mirrors another gateway’s changes: its snapshot replaces this one, once final it stays, quietly on request', () => {
+    const elsewhere = store();
+    const here = store();
+    const { id } = elsewhere.jobs.create('generation', 'a', 7);
+    elsewhere.jobs.started(id, 'b/cpu');
+    elsewhere.jobs.finish(id, { state: 'completed', generateMs: 5 });
+    const [queued, started, completed] = elsewhere.seen;
+    here.jobs.mirror(queued, false);
+    expect(here.seen).toEqual([]);
+    expect(here.jobs.get(id)).toMatchObject({ state: 'queued' });
+    here.jobs.mirror(started);
+    here.jobs.mirror(completed);
+    here.jobs.mirror(started);
+    expect(here.seen.map((event) => event.type)).toEqual(['started', 'completed']);
+    expect(here.jobs.get(id)).toMatchObject({ state: 'completed', host: 'b/cpu', generate_ms: 5 });
+    // This gateway's own late finish does not change it either.
+    here.jobs.finish(id, { state: 'failed', error: { error: 'x', message: 'x', statusCode: 500 } });
+    expect(here.jobs.snapshot(id)?.state).toBe('completed');
+    expect(here.jobs.list({ limit: 5 }).map((job) => job.id)).toEqual([id]);
+  });
+
   it('emits one typed event per change, and a finished record no longer changes', () => {
     const { jobs, seen } = store();
     const { id } = jobs.create('generation', 'a', 7);

@@ -14,7 +14,7 @@ import {
   type JobSwitch,
 } from './job-record.types.js';
 import { Fifo } from './fifo.js';
-import { JobEvents } from './job.events.js';
+import { JobEvents, type JobEvent } from './job.events.js';
 import type { JobRecords } from './queue-backend.js';
 
 type Mutable<T> = { -readonly [K in keyof T]: T[K] };
@@ -165,6 +165,24 @@ export class JobStore implements JobRecords {
     this.finished.push(stored);
     this.events.emit({ type: outcome.state, job: finished });
     this.prune();
+  }
+
+  /**
+   * A change another gateway made (a shared queue backend: redis-job.records.ts): its snapshot replaces this store's,
+   * and the event goes on this gateway's bus (`emit` false: a backlog read at start, told to nobody). A finished job
+   * never changes again, whoever reports it.
+   */
+  mirror(event: JobEvent, emit = true): void {
+    const { job } = event;
+    let stored = this.jobs.get(job.id);
+    if (stored?.job.finished_ms != null) return;
+    if (stored) stored.job = job;
+    else this.jobs.set(job.id, (stored = { job }));
+    if (job.finished_ms !== null) {
+      this.finished.push(stored);
+      this.prune();
+    }
+    if (emit) this.events.emit(event);
   }
 
   /** The job as GET /api/jobs/:id shows it, its `position` null (the engine knows it, see JobsService). */

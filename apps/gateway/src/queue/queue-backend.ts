@@ -104,7 +104,8 @@ export interface JobRecords {
   get(id: string): JobRecord | undefined;
   snapshot(id: string): JobSnapshot | undefined;
   list(query: JobListQuery): JobSnapshot[];
-  image(id: string): ImageLookup;
+  /** A shared backend may read the image from another process (a Promise). */
+  image(id: string): Awaitable<ImageLookup>;
 }
 
 /**
@@ -148,8 +149,28 @@ export interface QueueBackend {
   /** The oldest waiting generation of `mode` (replicas: how long its jobs have waited), undefined when none. */
   oldestOf(mode: string): Awaitable<QueuedJob | undefined>;
   /**
+   * True when other gateways take jobs from this queue too (Redis): the engine then answers for jobs that end
+   * elsewhere, cancels across gateways and keeps function-handler jobs on its own hosts. Undefined: false.
+   */
+  readonly shared?: boolean;
+  /** A shared backend's reason why new work cannot be queued now (its store is unreachable); undefined: it can. */
+  readonly unavailableReason?: string | undefined;
+  /** A shared backend: asks the gateway that runs job `id` to stop it (a cancel made on another gateway). */
+  requestCancel?(id: string): Awaitable<void>;
+  /** A shared backend: `listener` is told the id of each job some gateway asked to stop (see requestCancel). */
+  onCancelRequested?(listener: (id: string) => void): void;
+  /** A shared backend: `listener` is told when work may wait that another gateway queued or gave back. */
+  onWorkWaiting?(listener: () => void): void;
+  /**
+   * A shared backend: what this gateway says of its model hosts (status' `hosts` entries, plain JSON), kept for
+   * `ttlMs`: the other gateways list them too.
+   */
+  shareHosts?(gateway: string, hosts: readonly object[], ttlMs: number): Awaitable<void>;
+  /** A shared backend: the model hosts every other gateway said it has (and has not let lapse). */
+  sharedHosts?(except: string): Awaitable<readonly object[]>;
+  /**
    * This gateway stops: removes and returns the waiting jobs that cannot outlive it, for the engine to answer
-   * (in memory: every one; a shared backend: only those with a function handler of this gateway).
+   * (in memory: every one; a shared backend: those this gateway queued, whose callers are connected to it).
    */
   close(): Awaitable<readonly QueuedJob[]>;
 }

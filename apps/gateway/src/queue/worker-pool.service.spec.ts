@@ -87,7 +87,9 @@ describe('WorkerPool', () => {
       const jobs = ['a', 'b', 'a', 'b', 'a'].map((mode, i) =>
         workers.submitJob(new GenerationJob(mode, { ...PARAMS, prompt: `p${i}` })),
       );
-      expect([...workers.positions().keys()]).toEqual([jobs[2], jobs[4], jobs[1], jobs[3]].map((job) => job?.id));
+      expect([...(await workers.positions()).keys()]).toEqual(
+        [jobs[2], jobs[4], jobs[1], jobs[3]].map((job) => job?.id),
+      );
       expect(jobs[4]?.ahead).toBe(2);
       release();
       await Promise.all(jobs.map((job) => job.result()));

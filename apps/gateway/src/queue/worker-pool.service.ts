@@ -14,6 +14,8 @@ import {
   QueueTimeoutError,
   ShuttingDownError,
   ModelHostUnavailableError,
+  FailedElsewhereError,
+  QueueUnavailableError,
   UnknownTaskError,
 } from '../errors/domain.errors.js';
 import { toHttpError } from '../errors/http-error.table.js';
@@ -22,6 +24,7 @@ import type { HostSession } from '../model-host/host-session.js';
 import { HostsService } from '../model-host/hosts.service.js';
 import type { GeneratedImage } from '../model-host/model-host.types.js';
 import { newJobId } from './job.store.js';
+import type { JobSnapshot } from './job-record.types.js';
 import {
   CustomJob,
   GenerationJob,
@@ -43,6 +46,7 @@ import {
   type Awaitable,
   type ClaimContext,
   type Enqueued,
+  type JobPayload,
   type JobRecords,
   type QueueBackend,
   type QueuedJob,
@@ -116,6 +120,56 @@ export class WorkerPool implements OnModuleInit, OnApplicationBootstrap, OnModul
     const deps = { modes, store: backend.records, idle: () => this.drain() };
     this.workers = hosts.sessions.map((session) => new ModelHostWorker(session, deps));
     for (const worker of this.workers) this.watch(worker.session);
+    if (backend.shared) {
+      backend.records.events.on((event) => {
+        if (event.type === 'completed' || event.type === 'failed' || event.type === 'cancelled') {
+          this.endedElsewhere(event.job);
+        } else if (event.type === 'queued') {
+          // Another gateway's job is this one's to take too, when a host here is free.
+          this.drain();
+        }
+      });
+      backend.onCancelRequested?.((id) => {
+        const entry = this.runningEntries().find((running) => running.id === id);
+        if (entry) this.cancelEntry(entry);
+      });
+      backend.onWorkWaiting?.(() => this.drain());
+    }
+  }
+
+  /**
+   * A job this engine queued ended on another gateway (a shared queue): its caller here gets the outcome, once.
+   * A generation's image is read back from the queue's store; a custom job's value stays where it ran.
+   */
+  private endedElsewhere(job: JobSnapshot): void {
+    const entry = this.entries.get(job.id);
+    if (!entry?.queued) return;
+    this.entries.delete(job.id);
+    entry.queued = false;
+    if (job.state !== 'completed') {
+      entry.reject(new FailedElsewhereError(job.error ?? { error: job.state, message: job.state, statusCode: 500 }));
+      return;
+    }
+    const settled = drive(this.resultOfSteps(entry, job));
+    if (isPromise(settled)) settled.catch((error: unknown) => entry.reject(error));
+  }
+
+  private *resultOfSteps(entry: Entry, job: JobSnapshot): Generator<unknown, void, unknown> {
+    const { generateMs } = { generateMs: job.generate_ms ?? undefined };
+    if (entry.job.kind === 'mode-switch') {
+      entry.resolve({ value: { mode: entry.job.mode, load: undefined }, generateMs });
+      return;
+    }
+    if (entry.job.kind !== 'generation') {
+      entry.resolve({ value: undefined, generateMs });
+      return;
+    }
+    const found = yield* call(this.store.image(job.id));
+    if (found.found !== 'image') throw new Error(`job ${job.id} completed elsewhere, and its image is gone`);
+    const { png, seed, superres } = found.image;
+    const { width, height } = pngSize(png) ?? entry.job.params;
+    const image: GeneratedImage = { png, seed, width, height, superresApplied: superres };
+    entry.resolve({ value: image, generateMs });
   }
 
   /** Every job's record and events (the backend's). */
@@ -130,8 +184,8 @@ export class WorkerPool implements OnModuleInit, OnApplicationBootstrap, OnModul
   }
 
   /** The waiting jobs bound to a host (custom jobs that name it). */
-  waitingFor(host: string): number {
-    return this.atOnce(this.backend.waitingFor(host), 'waitingFor');
+  waitingFor(host: string): Awaitable<number> {
+    return this.backend.waitingFor(host);
   }
 
   /** The last failed mode switch, cleared by the next successful one. */
@@ -157,8 +211,8 @@ export class WorkerPool implements OnModuleInit, OnApplicationBootstrap, OnModul
   }
 
   /** Jobs waiting their turn (the running ones not counted): the figure QUEUE_MAX bounds. */
-  get queueSize(): number {
-    return this.atOnce(this.backend.size(), 'queueSize');
+  get queueSize(): Awaitable<number> {
+    return this.backend.size();
   }
 
   /** True while a job runs. */
@@ -176,9 +230,13 @@ export class WorkerPool implements OnModuleInit, OnApplicationBootstrap, OnModul
    * The mode the device will hold once everything queued so far has run: the mode of the last generation or
    * switch in the queue, else the running one's, else the active mode. A request that names no mode uses it.
    */
-  expectedMode(): string | undefined {
+  expectedMode(): Awaitable<string | undefined> {
+    return drive(this.expectedModeSteps());
+  }
+
+  private *expectedModeSteps(): Generator<unknown, string | undefined, unknown> {
     const context = this.planContext();
-    const plan = this.atOnce(this.backend.plan(context), 'expectedMode');
+    const plan = yield* call(this.backend.plan(context));
     for (let i = plan.length - 1; i >= 0; i -= 1) {
       const mode = plan[i]?.mode;
       if (mode !== undefined) return mode;
@@ -186,20 +244,52 @@ export class WorkerPool implements OnModuleInit, OnApplicationBootstrap, OnModul
     return context.activeMode;
   }
 
-  /** Each waiting job's place in the order the scheduler will run them: 1 runs next. */
-  positions(): Map<string, number> {
-    const plan = this.atOnce(this.backend.plan(this.planContext()), 'positions');
+  /**
+   * Each waiting job's place in the order the scheduler will run them: 1 runs next. With a shared queue the plan is
+   * every gateway's waiting jobs, ordered against this gateway's active mode.
+   */
+  positions(): Awaitable<Map<string, number>> {
+    return drive(this.positionsSteps());
+  }
+
+  private *positionsSteps(): Generator<unknown, Map<string, number>, unknown> {
+    const plan = yield* call(this.backend.plan(this.planContext()));
     return new Map(plan.map((job, index) => [job.id, index + 1]));
   }
 
-  /** Cancels the job with this id (see JobHandle.cancel); false when this engine does not hold it. */
-  cancelJob(id: string): boolean {
-    const entry =
+  /**
+   * Cancels the job with this id (see JobHandle.cancel); false when this engine does not hold it. With a shared
+   * queue a job another gateway holds is cancelled there: removed while it waits (its record says `cancelled` once
+   * this resolves), else the gateway that runs it is asked to stop it.
+   */
+  cancelJob(id: string): Awaitable<boolean> {
+    const entry = this.localEntry(id);
+    if (entry) {
+      this.cancelEntry(entry);
+      return true;
+    }
+    if (!this.backend.shared) return false;
+    return drive(this.cancelElsewhereSteps(id));
+  }
+
+  private localEntry(id: string): Entry | undefined {
+    return (
       this.entries.get(id) ??
       this.runningEntries().find((running) => running.id === id) ??
-      this.unplaced.find((claimed) => claimed.id === id);
-    if (!entry) return false;
-    this.cancelEntry(entry);
+      this.unplaced.find((claimed) => claimed.id === id)
+    );
+  }
+
+  private *cancelElsewhereSteps(id: string): Generator<unknown, boolean, unknown> {
+    const removed = yield* call(this.backend.cancel(id));
+    if (removed) {
+      this.store.finish(id, {
+        state: 'cancelled',
+        error: toHttpError(new JobCancelledError('job cancelled while queued')).body,
+      });
+      return true;
+    }
+    yield* call(this.backend.requestCancel?.(id));
     return true;
   }
 
@@ -241,6 +331,10 @@ export class WorkerPool implements OnModuleInit, OnApplicationBootstrap, OnModul
     if (down !== undefined) {
       throw new ModelHostUnavailableError(`the model host went away (${down}); it is being brought back`);
     }
+    const queueDown = this.backend.unavailableReason;
+    if (queueDown !== undefined) {
+      throw new QueueUnavailableError(`${queueDown}; new work is refused until it is back`);
+    }
     if (job.kind === 'custom' && typeof job.handler === 'string' && !this.handlers.has(job.handler)) {
       throw new UnknownTaskError(`no job handler is registered as '${job.handler}'`);
     }
@@ -253,7 +347,7 @@ export class WorkerPool implements OnModuleInit, OnApplicationBootstrap, OnModul
       admitted = yield* call(
         this.backend.enqueue({
           id,
-          payload: payloadOf(job),
+          payload: this.localPayload(payloadOf(job)),
           seed: job.kind === 'generation' ? job.params.seed : undefined,
           owner: job.kind === 'generation' ? job.owner : undefined,
           plan: this.planContext(),
@@ -269,6 +363,18 @@ export class WorkerPool implements OnModuleInit, OnApplicationBootstrap, OnModul
     if (this.expiryTimer === undefined) this.armExpiry(entry.submittedAt + this.config.queueTimeoutMs);
     this.drain();
     return entry;
+  }
+
+  /**
+   * With a shared queue, a custom job that carries a function runs only here: it is bound to one of this gateway's
+   * hosts (one that serves), so no other gateway takes it.
+   */
+  private localPayload(payload: JobPayload): JobPayload {
+    if (!this.backend.shared || payload.kind !== 'custom' || payload.handler !== null || payload.host) {
+      return payload;
+    }
+    const host = (this.workers.find((worker) => worker.connection.accepting) ?? this.workers[0])?.session.id;
+    return { ...payload, host };
   }
 
   /** Takes no new work and answers every queued job 503 "shutting down", at once; running jobs go on. */
@@ -436,8 +542,10 @@ export class WorkerPool implements OnModuleInit, OnApplicationBootstrap, OnModul
       entry.queued = false;
       entry.reject(new JobCancelledError('job cancelled while queued'));
     } else {
-      // Claimed meanwhile: it starts with its signal aborted (a generation stops at its first step).
+      // Claimed meanwhile: it starts with its signal aborted (a generation stops at its first step); with a shared
+      // queue another gateway may have claimed it, and is asked to stop it.
       entry.abort();
+      if (this.entries.has(entry.id)) yield* call(this.backend.requestCancel?.(entry.id));
     }
   }
 
@@ -808,4 +916,12 @@ export class WorkerPool implements OnModuleInit, OnApplicationBootstrap, OnModul
     }
     return error;
   }
+}
+
+const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
+
+/** A PNG's size from its IHDR (width and height, big-endian, at bytes 16 and 20); undefined for anything else. */
+function pngSize(png: Buffer): { width: number; height: number } | undefined {
+  if (png.length < 24 || !png.subarray(0, 8).equals(PNG_SIGNATURE)) return undefined;
+  return { width: png.readUInt32BE(16), height: png.readUInt32BE(20) };
 }

@@ -174,7 +174,7 @@ describe('GET /api/models/status and GET /api/vram', () => {
         .then((r) => r),
     );
     const pool = t.app.get(WorkerPool);
-    await waitFor(() => pool.queueSize >= 2, { what: 'two jobs to queue' });
+    await waitFor(async () => (await pool.queueSize) >= 2, { what: 'two jobs to queue' });
     const body: unknown = (await request(server).get('/api/models/status').expect(200)).body;
     expect((body as { queue_size: number }).queue_size).toBe(2);
     release();

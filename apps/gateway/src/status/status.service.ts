@@ -1,4 +1,6 @@
-import { Injectable } from '@nestjs/common';
+import { Inject, Injectable, Logger, type OnApplicationBootstrap, type OnModuleDestroy } from '@nestjs/common';
+
+import { APP_CONFIG, type AppConfig } from '../config/app-config.js';
 
 import { toHttpError } from '../errors/http-error.table.js';
 import { ModelHostUnavailableError } from '../errors/domain.errors.js';
@@ -23,13 +25,19 @@ import type {
 /** Bytes per reported "GB": GiB, what the spec's 24.0 for a 24 GiB card means. */
 export const BYTES_PER_GB = 2 ** 30;
 
+/** With a shared queue, how often a gateway tells the others its hosts. */
+const HOSTS_SHARE_MS = 2_000;
+
 /**
  * The figures of GET /api/models/status and GET /api/vram, from each host's registry: a status request costs no
  * call to a model host (each host's MemoryRefresher keeps its figures fresh, `as_of` says from when). The spec's
  * keys describe every host together (totals summed, every model listed); `hosts` has each one's own.
  */
 @Injectable()
-export class StatusService {
+export class StatusService implements OnApplicationBootstrap, OnModuleDestroy {
+  private readonly logger = new Logger(StatusService.name);
+  /** With a shared queue: how often this gateway tells the others its hosts (they keep it three times as long). */
+  private shareTimer: NodeJS.Timeout | undefined;
   /** Each host's last view, for the figures it came from: pollers read the same figures many times over. */
   private readonly rendered = new Map<
     string,
@@ -37,14 +45,75 @@ export class StatusService {
   >();
 
   constructor(
+    @Inject(APP_CONFIG) private readonly config: AppConfig,
     private readonly modes: ModesService,
     private readonly pool: WorkerPool,
     private readonly hosts: HostsService,
     private readonly keepAlive: KeepAliveService,
   ) {}
 
-  /** 503 while no model host serves, or when no host's figures can be read at all. */
+  /**
+   * With a shared queue (QUEUE_BACKEND=redis) every gateway lists every gateway's hosts: each tells the others its
+   * own every HOSTS_SHARE_MS, and they drop a gateway that stopped telling after three times that.
+   */
+  onApplicationBootstrap(): void {
+    const { backend } = this.pool;
+    if (!backend.shared || !backend.shareHosts) return;
+    this.shareTimer = setInterval(() => void this.shareHosts(), HOSTS_SHARE_MS);
+    this.shareTimer.unref();
+  }
+
+  onModuleDestroy(): void {
+    clearInterval(this.shareTimer);
+  }
+
+  private async shareHosts(): Promise<void> {
+    try {
+      const own = await this.ownStatusHosts(this.hosts.sessions.map((session) => this.hostVram(session)));
+      await this.pool.backend.shareHosts?.(this.config.gatewayId, own, 3 * HOSTS_SHARE_MS);
+    } catch (error) {
+      this.logger.debug(`could not tell the other gateways this one's hosts: ${(error as Error).message}`);
+    }
+  }
+
+  /** Every other gateway's hosts (a shared queue); none when the queue is this gateway's own or cannot be read. */
+  private async otherHosts(): Promise<StatusHostDto[]> {
+    const { backend } = this.pool;
+    if (!backend.shared || !backend.sharedHosts) return [];
+    try {
+      return (await backend.sharedHosts(this.config.gatewayId)) as StatusHostDto[];
+    } catch {
+      return [];
+    }
+  }
+
+  private async ownStatusHosts(hosts: readonly VramHostDto[]): Promise<StatusHostDto[]> {
+    const waiting: number[] = [];
+    for (const session of this.hosts.sessions) waiting.push(await this.pool.waitingFor(session.id));
+    return hosts.map((host, i) => this.statusHost(host, this.hosts.sessions[i], waiting[i] ?? 0));
+  }
+
+  /**
+   * 503 while no model host serves, or when no host's figures can be read at all. With a shared queue the other
+   * gateways' hosts are listed and counted too.
+   */
   async vram(): Promise<VramReplyDto> {
+    const { hosts: own, others } = await this.allHosts();
+    const hosts: VramHostDto[] = [
+      ...own,
+      ...others.map(({ id, device, state, vram }) => ({ id, device, state, vram })),
+    ];
+    const known = hosts.flatMap((host) => host.vram ?? []);
+    return { ...combine(known), hosts };
+  }
+
+  /** This gateway's hosts (503 as vram() says), and the other gateways' (a shared queue). */
+  private async allHosts(): Promise<{ hosts: VramHostDto[]; others: StatusHostDto[] }> {
+    const own = await this.ownVram();
+    return { hosts: own.hosts, others: await this.otherHosts() };
+  }
+
+  private async ownVram(): Promise<VramReplyDto> {
     const sessions = this.hosts.sessions;
     const serving = sessions.filter((session) => session.connection.unavailableReason === undefined);
     if (serving.length === 0) {
@@ -64,14 +133,16 @@ export class StatusService {
   }
 
   async status(): Promise<ModelsStatusDto> {
-    const { hosts, ...vram } = await this.vram();
+    const { hosts, others } = await this.allHosts();
+    const vram = combine([...hosts, ...others].flatMap((host) => host.vram ?? []));
     const failure = this.modes.lastReloadError;
     const switchFailure = this.pool.lastSwitchError;
+    const queueSize = await this.pool.queueSize;
     return {
       current_mode: this.currentMode() ?? null,
-      queue_size: this.pool.queueSize,
+      queue_size: queueSize,
       vram,
-      hosts: hosts.map((host, i) => this.statusHost(host, this.hosts.sessions[i])),
+      hosts: [...(await this.ownStatusHosts(hosts)), ...others],
       last_reload_error: failure
         ? { at: failure.at, trigger: failure.trigger, source: failure.source, problems: [...failure.problems] }
         : null,
@@ -116,11 +187,12 @@ export class StatusService {
     return { id: session.id, device: session.device, state: connection.state, vram };
   }
 
-  private statusHost(host: VramHostDto, session: HostSession | undefined): StatusHostDto {
+  /** `waiting`: the jobs waiting bound to this host. */
+  private statusHost(host: VramHostDto, session: HostSession | undefined, waiting: number): StatusHostDto {
     return {
       ...host,
       current_mode: session?.registry.currentMode ?? null,
-      queue_size: session ? this.pool.runningOn(session.id) + this.pool.waitingFor(session.id) : 0,
+      queue_size: session ? this.pool.runningOn(session.id) + waiting : 0,
     };
   }
 
