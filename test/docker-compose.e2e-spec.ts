@@ -17,7 +17,9 @@ interface Service {
   environment?: Record<string, string>;
   volumes?: (string | { source?: string; target: string; read_only?: boolean })[];
   healthcheck?: { test: string[] };
-  deploy?: { resources?: { reservations?: { devices?: { driver: string; capabilities: string[] }[] } } };
+  deploy?: {
+    resources?: { reservations?: { devices?: { driver: string; device_ids?: string[]; capabilities: string[] }[] } };
+  };
 }
 
 const COMPOSE = 'docker-compose';
@@ -63,12 +65,24 @@ if (!available) {
     );
   }
 
-  it('validates, with the model host and the gateway always and redis only under its profile', () => {
+  it('validates, with the model host and the gateway always, redis and a second pair only under their profiles', () => {
     // docker-compose config prints profiled services too; `profiles` is what keeps one out of a plain `up`.
     const services = config('--profile', 'redis').services;
-    expect(Object.keys(services).sort()).toEqual(['gateway', 'model-host', 'redis']);
+    expect(Object.keys(services).sort()).toEqual(['gateway', 'gateway-2', 'model-host', 'model-host-2', 'redis']);
     expect(services.redis?.profiles).toEqual(['redis']);
+    expect([services['gateway-2']?.profiles, services['model-host-2']?.profiles]).toEqual([
+      ['scale-out'],
+      ['scale-out'],
+    ]);
     expect([services.gateway?.profiles, services['model-host']?.profiles]).toEqual([undefined, undefined]);
+    // The second pair: its own model host on the second GPU, the gateway on another port, one queue in Redis.
+    expect(services['model-host-2']?.deploy?.resources?.reservations?.devices).toEqual([
+      { driver: 'nvidia', device_ids: ['1'], capabilities: ['gpu'] },
+    ]);
+    expect(services['gateway-2']?.environment).toMatchObject({
+      SIDECAR_ADDR: 'model-host-2:50051',
+      GATEWAY_ID: 'gateway-2',
+    });
   });
 
   it('runs every service as a non-root user, read-only, without capabilities, restarted', () => {
