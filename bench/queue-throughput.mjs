@@ -12,15 +12,7 @@
 // times that budget, and say after how many jobs. Each row also gives the process's own CPU time (`cpu_ms`: user
 // and system, every thread, the garbage collector's included): the machine may be shared, and the wall clock
 // counts the neighbours' turns too.
-import 'reflect-metadata';
-
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { pathToFileURL } from 'node:url';
-
-import { Test } from '@nestjs/testing';
-
+import { startEngine, load } from './engine-fixture.mjs';
 import { round, writeResult } from './lib.mjs';
 
 const args = process.argv.slice(2);
@@ -28,90 +20,12 @@ const JOBS = Number(args.find((arg) => /^\d+$/.test(arg)) ?? 100_000);
 const jsonFlag = args.indexOf('--json');
 const WAVE = 100;
 const BUDGET_MS = Number(process.env.BENCH_QUEUE_BUDGET_S ?? 20) * 1000;
-const dist = resolve(process.env.GATEWAY_DIST ?? 'dist/apps/gateway');
-const load = (path) => import(pathToFileURL(join(dist, path)).href);
 
-// The module graph is entered where main.js enters it, so its circular imports evaluate in the same order.
-const { AppModule } = await load('app.module.js');
-const { loadConfig } = await load('config/app-config.js');
-// Moved from mode-switch/ to modes/ (both tried: the bench also runs an older build, GATEWAY_DIST).
-const { ModelFilesProbe } = await load('modes/model-files.probe.js').catch(() => load('mode-switch/model-files.probe.js'));
-const { ModelHostFactory } = await load('model-host/model-host.factory.js');
-const { WorkerPool } = await load('queue/worker-pool.service.js');
 const { CustomJob } = await load('queue/job.types.js');
 
-/** A model host that does everything at once, in memory: the ModelHost interface, nothing behind it. */
-const fakeModelHost = {
-  load: async (mode) => ({
-    key: mode.key,
-    architecture: 'sd15',
-    bytes: 1,
-    estimatedBytes: 1,
-    loadSeconds: 0,
-    source: 'disk',
-    evicted: [],
-    evictedToRam: [],
-    device: 'cpu',
-  }),
-  getMemory: async () => ({
-    device: 'cpu',
-    deviceName: 'bench',
-    totalBytes: 2 ** 33,
-    usedBytes: 0,
-    availableBytes: 2 ** 33,
-    models: [],
-    reserveBytes: 0,
-    ramTierBytes: 0,
-    ramTierCapacityBytes: 0,
-  }),
-  generate: async () => {
-    throw new Error('the queue benchmark runs no generation');
-  },
-  runTask: async () => null,
-  healthStatus: async () => 'serving',
-  isServing: async () => true,
-  setModelRoots: async (roots) => [...roots],
-  listModels: async () => ({ roots: [], polling: false, files: [] }),
-  waitForReady: async () => undefined,
-  unload: async () => 0,
-  prefetch: async () => ({ wanted: [], skipped: [] }),
-};
-const fakeProcess = { managed: false, start() {}, onLost() {}, waitForReady: async () => undefined, stop: async () => undefined };
-/** Every host the engine makes gets the in-memory model host (one host: SIDECAR_DEVICES is not set). */
-const fakeFactory = { create: () => ({ client: fakeModelHost, process: fakeProcess }), cudaDevices: () => 0 };
-
 async function engine() {
-  const dir = mkdtempSync(join(tmpdir(), 'bench-queue-'));
-  writeFileSync(
-    join(dir, 'modes.yaml'),
-    'model_root: /models\ndefault_mode: a\nmodes:\n  a:\n    model: a.safetensors\n',
-  );
-  const config = loadConfig(
-    {
-      LOG_LEVEL: 'silent',
-      QUEUE_MAX: String(Math.max(JOBS, 1000)),
-      MODES_WATCH: '0',
-      MODES_FILE: join(dir, 'modes.yaml'),
-    },
-    dir,
-  );
-  const moduleRef = await Test.createTestingModule({ imports: [AppModule.forRoot(config)] })
-    .overrideProvider(ModelHostFactory)
-    .useValue(fakeFactory)
-    .overrideProvider(ModelFilesProbe)
-    .useValue({ firstMissing: () => undefined, missingFiles: () => [] })
-    .compile();
-  const app = moduleRef.createNestApplication({ logger: false });
-  await app.init();
-  const pool = app.get(WorkerPool);
-  pool.registerHandler('bench.noop', () => undefined);
-  return {
-    submit: () => pool.submitJob(new CustomJob({ handler: 'bench.noop', args: [] })).result(),
-    close: async () => {
-      await app.close();
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
+  const { pool, close } = await startEngine({ QUEUE_MAX: String(Math.max(JOBS, 1000)) });
+  return { submit: () => pool.submitJob(new CustomJob({ handler: 'bench.noop', args: [] })).result(), close };
 }
 
 /** The baseline: a FIFO of thunks with a head index (no Array.shift), one worker awaiting each in turn. */

@@ -6,17 +6,10 @@
 //   npm run build && node bench/redis-queue.mjs [JOBS] [--json FILE]
 //
 // Needs `redis-server` on PATH (runner.sh installs Debian's); it starts its own on a free port, as the tests do.
-import 'reflect-metadata';
-
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { pathToFileURL } from 'node:url';
 
-import { Test } from '@nestjs/testing';
-
+import { startEngine, load } from './engine-fixture.mjs';
 import { round, writeResult } from './lib.mjs';
 
 const args = process.argv.slice(2);
@@ -25,8 +18,6 @@ const jsonFlag = args.indexOf('--json');
 const WAVE = 100;
 const TAKEOVERS = 5;
 const TAKEOVER_LOCK_MS = 2000;
-const dist = resolve(process.env.GATEWAY_DIST ?? 'dist/apps/gateway');
-const load = (path) => import(pathToFileURL(join(dist, path)).href);
 
 if (spawnSync('redis-server', ['--version']).status !== 0) {
   const why = 'redis-server is not on PATH (runner.sh installs it)';
@@ -35,54 +26,13 @@ if (spawnSync('redis-server', ['--version']).status !== 0) {
   process.exit(0);
 }
 
-const { AppModule } = await load('app.module.js');
 const { loadConfig } = await load('config/app-config.js');
-const { ModelFilesProbe } = await load('modes/model-files.probe.js');
-const { ModelHostFactory } = await load('model-host/model-host.factory.js');
-const { WorkerPool } = await load('queue/worker-pool.service.js');
 const { CustomJob } = await load('queue/job.types.js');
 const { JobStore } = await load('queue/job.store.js');
 const { JobEvents } = await load('queue/job.events.js');
 const { RedisJobRecords } = await load('queue/redis-job.records.js');
 const { RedisQueueBackend, commandConnection } = await load('queue/redis-queue.backend.js');
 
-const memory = {
-  device: 'cpu',
-  deviceName: 'bench',
-  totalBytes: 2 ** 33,
-  usedBytes: 0,
-  availableBytes: 2 ** 33,
-  models: [],
-  reserveBytes: 0,
-  ramTierBytes: 0,
-  ramTierCapacityBytes: 0,
-};
-const fakeModelHost = {
-  load: async (mode) => ({
-    key: mode.key,
-    architecture: 'sd15',
-    bytes: 1,
-    estimatedBytes: 1,
-    loadSeconds: 0,
-    source: 'disk',
-    evicted: [],
-    evictedToRam: [],
-    device: 'cpu',
-  }),
-  getMemory: async () => memory,
-  generate: async () => {
-    throw new Error('this benchmark runs no generation');
-  },
-  runTask: async () => null,
-  healthStatus: async () => 'serving',
-  isServing: async () => true,
-  setModelRoots: async (roots) => [...roots],
-  listModels: async () => ({ roots: [], polling: false, files: [] }),
-  waitForReady: async () => undefined,
-  unload: async () => 0,
-};
-const fakeProcess = { managed: false, start() {}, onLost() {}, waitForReady: async () => undefined, stop: async () => undefined };
-const fakeFactory = { create: () => ({ client: fakeModelHost, process: fakeProcess }), cudaDevices: () => 0 };
 
 async function freePort() {
   return new Promise((done, fail) => {
@@ -115,30 +65,12 @@ async function startRedis() {
 }
 
 async function engine(env) {
-  const dir = mkdtempSync(join(tmpdir(), 'bench-redis-'));
-  writeFileSync(join(dir, 'modes.yaml'), 'model_root: /models\ndefault_mode: a\nmodes:\n  a:\n    model: a.safetensors\n');
-  const config = loadConfig(
-    { LOG_LEVEL: 'silent', QUEUE_MAX: String(Math.max(JOBS, 1000)), MODES_WATCH: '0', MODES_FILE: join(dir, 'modes.yaml'), ...env },
-    dir,
-  );
-  const moduleRef = await Test.createTestingModule({ imports: [AppModule.forRoot(config)] })
-    .overrideProvider(ModelHostFactory)
-    .useValue(fakeFactory)
-    .overrideProvider(ModelFilesProbe)
-    .useValue({ firstMissing: () => undefined, missingFiles: () => [] })
-    .compile();
-  const app = moduleRef.createNestApplication({ logger: false });
-  await app.init();
-  const pool = app.get(WorkerPool);
-  pool.registerHandler('bench.noop', () => undefined);
+  const { pool, close } = await startEngine({ QUEUE_MAX: String(Math.max(JOBS, 1000)), ...env });
   // The shared queue starts in the background: wait until it takes work.
   while (pool.backend.unavailableReason !== undefined) await new Promise((done) => setTimeout(done, 20));
   return {
     submit: async () => (await pool.enqueue(new CustomJob({ handler: 'bench.noop', args: [] }))).result(),
-    close: async () => {
-      await app.close();
-      rmSync(dir, { recursive: true, force: true });
-    },
+    close,
   };
 }
 
