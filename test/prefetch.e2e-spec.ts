@@ -19,7 +19,7 @@ interface JobRecord {
 
 interface MemoryData {
   ram_tier_bytes: number;
-  models: { mode: string; tier: string }[];
+  models: { mode: string; tier: string; bytes: number }[];
 }
 
 const MODES = ['a', 'b', 'c'];
@@ -191,28 +191,44 @@ describe('prefetch of the next mode', () => {
     // The tier has room for two pipelines; a hint names two modes.
     const gateway = await start(true, 2.5);
     const stream = await openEventStream(`${gateway.url}/api/events`);
-    const held = (data: MemoryData) =>
-      data.models.some(({ mode, tier }) => mode === 'b' && tier === 'ram') &&
-      data.models.some(({ mode, tier }) => mode === 'a' && tier === 'device');
+    const listing = (data: MemoryData) => data.models.map(({ mode, tier }) => `${mode} ${tier}`).sort();
     try {
       // b to the tier: a job on it, then one on a, which parks b.
       await post(gateway, 'b', 1);
       await completed(gateway, await post(gateway, 'a', 1), 'the jobs on b then a to complete');
-      await memory(stream, 0, held);
+      const parked = await memory(stream, 0, (data) => listing(data).join() === 'a device,b ram');
+      const pipeline = (parked.data as unknown as MemoryData).models[0].bytes;
 
-      // c and d are hinted while a runs; b, queued after them, is a third mode the hint has no room for. Making the
-      // tier's room for d must not push b out of it.
+      // Queued: a, c, d, then b. While a runs, c and d are hinted and c is built beside b; b is a third mode, which
+      // the hint (two modes a host) does not reach. Each long job is cancelled once the tier holds what it should.
       const mark = stream.events.length;
+      const queue: [string, number][] = [
+        ['a', LONG_STEPS],
+        ['c', LONG_STEPS],
+        ['d', 1],
+        ['b', 1],
+      ];
       const ids: string[] = [];
-      for (const mode of ['a', 'c', 'd']) ids.push(await post(gateway, mode, 4 * STEPS));
-      ids.push(await post(gateway, 'b', 1));
-      await completed(gateway, ids[3], 'the four jobs to complete');
+      for (const [mode, steps] of queue) ids.push(await post(gateway, mode, steps));
+      await memory(stream, mark, (data) => data.ram_tier_bytes >= 2 * pipeline);
+      await cancel(gateway, ids[0]);
+      // The switch to c takes its prefetch and evicts a. The tier keeps room for d, built while c runs: that room must
+      // come out of a, never out of b.
+      const loaded = await stream.next((event) => event.type === 'model.loaded' && event.data.mode === 'c');
+      await memory(
+        stream,
+        stream.events.indexOf(loaded),
+        (data) => listing(data).includes('c device') && data.ram_tier_bytes >= 2 * pipeline,
+      );
+      await cancel(gateway, ids[1]);
+      await completed(gateway, ids[3], 'the jobs on d and b to complete');
+
       const records = await Promise.all(ids.map((id) => record(gateway, id)));
       expect(
         records.map((job) => [job.mode, job.state, job.switch && [job.switch.source, job.switch.prefetched]]),
       ).toEqual([
-        ['a', 'completed', null],
-        ['c', 'completed', ['ram', true]],
+        ['a', 'cancelled', null],
+        ['c', 'cancelled', ['ram', true]],
         ['d', 'completed', ['ram', true]],
         // Taken from where it was parked, not built again.
         ['b', 'completed', ['ram', false]],
