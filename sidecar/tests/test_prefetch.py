@@ -259,3 +259,28 @@ async def test_prefetch_travels_over_grpc_and_the_load_says_prefetched(
     loaded = await stub.LoadModel(request("b", "sdxl"))
     assert loaded.source == pb.LOAD_SOURCE_RAM
     assert loaded.prefetched
+
+
+def test_a_base_a_load_is_building_is_not_built_again_by_a_prefetch(demo_dir: Path) -> None:
+    # A job that starts on a mode no one holds is hinted too (it has not loaded yet): the hint
+    # comes while its load builds the base.
+    builds: list[str] = []
+    started, gate = threading.Event(), threading.Event()
+    host = ModelHost(
+        Device("cpu"),
+        policy=ROOMY,
+        builder=counted(builds, started, gate),  # type: ignore[arg-type]
+    )
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        load = pool.submit(host.load, model(demo_dir, "sdxl", "b"))
+        try:
+            assert started.wait(WAIT_SECONDS)  # the load's build waits at the gate
+            assert host.prefetch([model(demo_dir, "sdxl", "b")]) == (["b"], [])
+            # Nothing for the builder to do while the load builds b (a second build of it
+            # would wait at the gate, and this with it).
+            assert host.wait_prefetched(WAIT_SECONDS)
+        finally:
+            gate.set()
+        loaded = load.result(timeout=WAIT_SECONDS)
+    assert builds == ["tiny-sdxl.safetensors"]
+    assert (loaded.source, loaded.prefetched) == (LoadSource.DISK, False)
