@@ -34,8 +34,8 @@ export const DEFAULT_EVENTS_BUFFER = 4096;
 interface Subscriber {
   readonly listener: BusListener;
   readonly types: readonly string[] | undefined;
-  /** The order it subscribed in: a publish reaches only those subscribed before it began. */
-  readonly seq: number;
+  /** False once unsubscribed: a publish under way skips it. */
+  active: boolean;
 }
 
 /**
@@ -53,11 +53,16 @@ export class EventBus {
   private nextId: number;
   /**
    * Insertion-ordered, so subscribe and unsubscribe are O(1) (thousands of streams opening or closing at once cost
-   * no copy each). A publish walks the set live: one unsubscribed meanwhile (a per-job stream does on its final
-   * event) is skipped, one subscribed meanwhile (a later `seq`) waits for the next event.
+   * no copy each).
    */
   private readonly subscribers = new Set<Subscriber>();
-  private subscribed = 0;
+  /**
+   * Each event type's subscribers, in subscription order, made at the type's first publish after the set changed:
+   * a publish walks only those its type selects, with no prefix compared (a job's events pass here several times
+   * each). A publish walks the list it started with: one subscribed meanwhile waits for the next event, one
+   * unsubscribed meanwhile (a per-job stream does on its final event) is skipped.
+   */
+  private readonly byType = new Map<string, readonly Subscriber[]>();
   /** Open streams that may reconnect with a Last-Event-ID. */
   private replayReaders = 0;
   /** The ring records events up to this id after the last such stream closed (its reconnect may need them). */
@@ -98,10 +103,8 @@ export class EventBus {
     if (this.replayReaders > 0 || published.id < this.recordBefore) this.record(published);
     else if (this.size > 0) this.forget();
     this.nextId += 1;
-    const last = this.subscribed;
-    for (const subscriber of this.subscribers) {
-      if (subscriber.seq > last) break;
-      if (!matchesTypes(event.type, subscriber.types)) continue;
+    for (const subscriber of this.subscribersOf(event.type)) {
+      if (!subscriber.active) continue;
       try {
         subscriber.listener(published);
       } catch {
@@ -128,12 +131,24 @@ export class EventBus {
    * returned function unsubscribes.
    */
   subscribe(listener: BusListener, types?: readonly string[]): () => void {
-    this.subscribed += 1;
-    const subscriber: Subscriber = { listener, types, seq: this.subscribed };
+    const subscriber: Subscriber = { listener, types, active: true };
     this.subscribers.add(subscriber);
+    this.byType.clear();
     return () => {
+      if (!subscriber.active) return;
+      subscriber.active = false;
       this.subscribers.delete(subscriber);
+      this.byType.clear();
     };
+  }
+
+  private subscribersOf(type: string): readonly Subscriber[] {
+    let list = this.byType.get(type);
+    if (list === undefined) {
+      list = [...this.subscribers].filter((subscriber) => matchesTypes(type, subscriber.types));
+      this.byType.set(type, list);
+    }
+    return list;
   }
 
   /**
