@@ -246,7 +246,7 @@ export class MetricsService implements OnModuleDestroy {
       case 'job.failed':
       case 'job.cancelled': {
         this.depth[job.started_ms === null ? 'queued' : 'running'] -= 1;
-        this.finishedOf(job.kind, event.type.slice('job.'.length)).inc();
+        this.finishedOf(job.kind, event.type).inc();
         if (job.switch !== null && job.switch_ms !== null) {
           this.modeSwitch.observe({ source: job.switch.source }, job.switch_ms / 1000);
         }
@@ -257,16 +257,17 @@ export class MetricsService implements OnModuleDestroy {
     }
   }
 
-  private finishedOf(kind: string, outcome: string): Counter.Internal {
-    let byOutcome = this.finishedBy.get(kind);
-    if (!byOutcome) {
-      byOutcome = new Map();
-      this.finishedBy.set(kind, byOutcome);
+  /** Keyed by the event's own type string, not one cut from it per job (a new string is hashed at each lookup). */
+  private finishedOf(kind: string, type: 'job.completed' | 'job.failed' | 'job.cancelled'): Counter.Internal {
+    let byType = this.finishedBy.get(kind);
+    if (!byType) {
+      byType = new Map();
+      this.finishedBy.set(kind, byType);
     }
-    let counter = byOutcome.get(outcome);
+    let counter = byType.get(type);
     if (!counter) {
-      counter = this.jobs.labels({ kind, outcome });
-      byOutcome.set(outcome, counter);
+      counter = this.jobs.labels({ kind, outcome: type.slice('job.'.length) });
+      byType.set(type, counter);
     }
     return counter;
   }
