@@ -58,6 +58,8 @@ const RUN_DEADLINE_MS = Number(process.env.BENCH_MAKESPAN_DEADLINE_S ?? 900) * 1
 const MODES = ['a', 'b', 'c'].slice(0, Number(process.env.BENCH_MAKESPAN_MODES ?? 3));
 if (MODES.length < 2) throw new Error('BENCH_MAKESPAN_MODES: 2 or 3');
 const FINAL = ['completed', 'failed', 'cancelled'];
+// BENCH_MAKESPAN_ORDER=0,1 runs PREFETCH=0 first: on a shared machine, whether the order moves the figures.
+const ORDER = (process.env.BENCH_MAKESPAN_ORDER ?? '1,0').split(',').map((x) => x.trim() === '1');
 
 // The suite's file, and more of other bytes made the same way (the factory's own functions, so that all have the
 // released layout and size), one seed each.
@@ -249,7 +251,7 @@ try {
   const unitBytes = 2 * fileBytes;
   const readS = files.map(readThrough);
   const runs = [];
-  for (const prefetch of [true, false]) {
+  for (const prefetch of ORDER) {
     console.error(`[prefetch-makespan] PREFETCH=${prefetch ? 1 : 0}: ${JOBS} jobs, ${SIZE}, ${STEPS} steps`);
     runs.push(await run(prefetch, modesFile, unitBytes));
     const r = runs.at(-1);
@@ -258,12 +260,13 @@ try {
   const result = {
     benchmark: 'prefetch-makespan',
     what:
-      `${JOBS} jobs alternating two full-size random SD1.5 single files (fp16, ${round(fileBytes / 1e9, 2)} GB each), ` +
+      `${JOBS} jobs alternating ${MODES.length} full-size random SD1.5 single files (fp16, ${round(fileBytes / 1e9, 2)} GB each), ` +
       `${SIZE}, ${STEPS} steps, strict FIFO, device and RAM tier for one pipeline each, real gateway + model host`,
     jobs: JOBS,
     size: SIZE,
     steps: STEPS,
     omp_num_threads: THREADS ?? 'default',
+    order: ORDER.map((prefetch) => `PREFETCH=${prefetch ? 1 : 0}`),
     file_bytes: fileBytes,
     page_cache_read_s: readS.map((s) => round(s, 2)),
     runs,
