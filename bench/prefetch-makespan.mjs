@@ -44,7 +44,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 
 import { dump } from 'js-yaml';
 
-import { PYTHON, cpuMs, round, spawnGateway, writeResult } from './lib.mjs';
+import { PYTHON, round, spawnGateway, writeResult } from './lib.mjs';
 
 const args = process.argv.slice(2);
 const jsonFlag = args.indexOf('--json');
@@ -103,7 +103,21 @@ function modelHostPid(gatewayPid) {
   throw new Error(`no model host among the children of the gateway (pid ${gatewayPid})`);
 }
 
-const cpuOf = (pids) => pids.reduce((sum, pid) => sum + cpuMs(pid), 0);
+/** User and system CPU ms of each process, apart: a load's page faults and zeroing show as system time. */
+function cpuOf(pids) {
+  return pids.map((pid) => {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8')
+      .replace(/^.*\) /, '')
+      .split(' ');
+    // utime and stime, in clock ticks of 10 ms (as lib.mjs's cpuMs reads them).
+    return { user: Number(fields[11]) * 10, system: Number(fields[12]) * 10 };
+  });
+}
+const cpuSpent = (before, after) =>
+  after.map((x, i) => ({
+    user_s: round((x.user - before[i].user) / 1000),
+    system_s: round((x.system - before[i].system) / 1000),
+  }));
 
 let current;
 for (const signal of ['SIGINT', 'SIGTERM']) {
@@ -174,7 +188,8 @@ async function run(prefetch, modesFile, unitBytes) {
       }
     }
     const clientS = (performance.now() - started) / 1000;
-    const cpu = cpuOf(pids) - cpuBefore;
+    const [gatewayCpu, modelHostCpu] = cpuSpent(cpuBefore, cpuOf(pids));
+    const cpu = (gatewayCpu.user_s + gatewayCpu.system_s + modelHostCpu.user_s + modelHostCpu.system_s) * 1000;
     const jobs = ids.map((id) => done.get(id));
     const failed = jobs.filter((job) => job.state !== 'completed');
     if (failed.length) throw new Error(`jobs not completed: ${JSON.stringify(failed.map((j) => j.error))}`);
@@ -206,6 +221,7 @@ async function run(prefetch, modesFile, unitBytes) {
       // Over the jobs only (from the first POST to the last record): the gateway's start and default load excluded.
       cpu_s: round(cpu / 1000),
       cpu_per_wall: round(cpu / 1000 / clientS, 2),
+      cpu_by_process: { gateway: gatewayCpu, model_host: modelHostCpu },
       load_average_before: loadBefore,
       load1_during: { min: round(Math.min(...load1), 2), max: round(Math.max(...load1), 2) },
       load_average_after: loadavg().map((x) => round(x, 2)),
