@@ -66,7 +66,8 @@ export const gatewayUrlIn = (log) => /gateway listening on (http:\/\/[^\s"]+)(?=
 /**
  * The built gateway on PORT=0; resolves once /ready answers 200 (or /health, with `ready: false`). `detached`: in a
  * process group of its own, which `kill()` ends whole (the gateway and the model host it started) where a bench
- * must not leave a model host holding gigabytes behind it.
+ * must not leave a model host holding gigabytes behind it; `onSpawn(kill)` hands that over before the wait for
+ * ready (a bench stopped during a long start must end the group too: a detached one misses the terminal's ^C).
  */
 export async function spawnGateway({
   main = 'dist/apps/gateway/main.js',
@@ -75,6 +76,7 @@ export async function spawnGateway({
   ready = true,
   detached = false,
   readyTimeoutMs = 300_000,
+  onSpawn,
 } = {}) {
   const child = spawn(process.execPath, [...(nodeOptions ? nodeOptions.split(' ') : []), resolve(main)], {
     env: { ...process.env, PORT: '0', HF_HUB_OFFLINE: '1', NO_COLOR: '1', SIDECAR_DEVICE: 'cpu', ...env },
@@ -94,6 +96,7 @@ export async function spawnGateway({
       // gone already
     }
   };
+  onSpawn?.(kill);
   let url;
   for (const deadline = Date.now() + readyTimeoutMs; ; await sleep(100)) {
     if (child.exitCode !== null || Date.now() > deadline) {

@@ -119,11 +119,15 @@ const cpuSpent = (before, after) =>
     system_s: round((x.system - before[i].system) / 1000),
   }));
 
-let current;
+// The model root (hard links to the cached files) and modes.yaml.
+const work = mkdtempSync(join(tmpdir(), 'bench-makespan-'));
+/** Ends the running gateway's process group; set from its spawn on, so a stop during its start is covered. */
+let killGateway;
 for (const signal of ['SIGINT', 'SIGTERM']) {
   process.once(signal, () => {
     // The gateway and its model host hold gigabytes: they go with the bench.
-    current?.kill();
+    killGateway?.();
+    rmSync(work, { recursive: true, force: true });
     process.exit(130);
   });
 }
@@ -139,6 +143,7 @@ async function run(prefetch, modesFile, unitBytes) {
   const t0 = performance.now();
   const gateway = await spawnGateway({
     detached: true,
+    onSpawn: (kill) => (killGateway = kill),
     // The default mode's cold load comes before /ready, on a shared machine.
     readyTimeoutMs: 600_000,
     env: {
@@ -153,7 +158,6 @@ async function run(prefetch, modesFile, unitBytes) {
       ...(THREADS !== undefined && { OMP_NUM_THREADS: THREADS }),
     },
   });
-  current = gateway;
   try {
     const readyS = (performance.now() - t0) / 1000;
     const pids = [gateway.pid, modelHostPid(gateway.pid)];
@@ -236,7 +240,7 @@ async function run(prefetch, modesFile, unitBytes) {
     };
   } finally {
     await gateway.stop();
-    current = undefined;
+    killGateway = undefined;
   }
 }
 
@@ -246,7 +250,6 @@ const files = execFileSync(PYTHON, ['-c', MAKE_FILES, String(MODES.length)], { e
   .trim()
   .split('\n')
   .slice(-MODES.length);
-const work = mkdtempSync(join(tmpdir(), 'bench-makespan-'));
 try {
   // Hard links: the model root holds the files (no symlink leaving it) and nothing 2 GB is copied.
   mkdirSync(join(work, 'models'));
