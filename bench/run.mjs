@@ -8,13 +8,15 @@
 //   BENCH_SCHEDULER_E2E=1 npm run bench   # also the scheduler's real-stack run (bench/scheduler.mjs --e2e)
 //   BENCH_PREFETCH_MAKESPAN=1 npm run bench   # also prefetch on full-size files (bench/prefetch-makespan.mjs,
 //                                             # about 10 minutes more on 2 cores: the suite is then past its 10)
+//   BENCH_BASELINE=/old/checkout/dist/apps/gateway npm run bench   # and an older build, in the same run: its
+//       gateway overhead interleaved with this one's, and its job engine's CPU per job alternated with this one's
 //   node bench/run.mjs --render bench/results/bench-<date>.json [--write-docs]   # the table of a saved run
 //
 // GPU rows run only where CUDA is: on a machine without it they say "not run".
 import { execFileSync, spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 
 import { PYTHON, round, writeResult } from './lib.mjs';
 
@@ -41,6 +43,8 @@ const env = {
   PYTHONPATH: process.env.PYTHONPATH ?? 'sidecar/src',
 };
 const loadAtStart = loadavg().map((x) => round(x, 2));
+/** An older build's dist/apps/gateway to measure against in this run (BENCH_BASELINE), or undefined. */
+const baseline = process.env.BENCH_BASELINE && resolve(process.env.BENCH_BASELINE);
 const results = {};
 const timings = {};
 
@@ -100,7 +104,10 @@ try {
 
   await piece('gateway-overhead', process.execPath, ['bench/gateway-overhead.mjs', '30', '--trace'], {
     limitS: 200,
-    extraEnv: { BENCH_OVERHEAD_BUDGET_S: '60' },
+    extraEnv: {
+      BENCH_OVERHEAD_BUDGET_S: '60',
+      ...(baseline && { BASELINE_MAIN: join(baseline, 'main.js') }),
+    },
   });
   await piece('status-throughput', process.execPath, ['bench/status-throughput.mjs', '4'], {
     limitS: 180,
@@ -110,6 +117,20 @@ try {
     limitS: 120,
     extraEnv: { BENCH_QUEUE_BUDGET_S: '20' },
   });
+  if (baseline) {
+    // Alternated, two rounds each: a shared machine's neighbours then weigh on both builds alike.
+    for (const round of [1, 2]) {
+      for (const [build, dist] of [
+        ['baseline', baseline],
+        ['this', 'dist/apps/gateway'],
+      ]) {
+        await piece(`queue-cpu-${build}-${round}`, process.execPath, ['bench/queue-throughput.mjs', '20000'], {
+          limitS: 120,
+          extraEnv: { GATEWAY_DIST: dist, BENCH_QUEUE_BUDGET_S: '20' },
+        });
+      }
+    }
+  }
   await piece('redis-queue', process.execPath, ['bench/redis-queue.mjs', '2000'], { limitS: 120 });
   await piece('reload-latency', process.execPath, ['bench/reload-latency.mjs', '50'], { limitS: 60 });
   await piece('modes-parse', process.execPath, ['bench/modes-parse.mjs', '1000'], { limitS: 60 });
@@ -137,6 +158,7 @@ try {
 const totalS = round((performance.now() - started) / 1000);
 const summary = {
   benchmark: 'bench',
+  ...(baseline && { baseline }),
   total_s: totalS,
   limit_s: 600,
   load_average_at_start: loadAtStart,
@@ -161,6 +183,38 @@ function publish(saved) {
   if (from < 0 || to < from) throw new Error('docs/BENCHMARKS.md has no bench:begin/bench:end markers');
   writeFileSync('docs/BENCHMARKS.md', `${docs.slice(0, from + begin.length)}\n${table}\n${docs.slice(to)}`);
   console.error('[bench] docs/BENCHMARKS.md updated');
+}
+
+/**
+ * The job engine's CPU time per job, this build against BENCH_BASELINE's, summed over the alternated rounds: CPU
+ * time, not jobs/s, because the wall clock counts the neighbours' turns on a shared machine. "No worse" allows the
+ * 10% two runs of the same build differ by here.
+ */
+function queueAgainstBaseline(r, row) {
+  const rounds = (build) => Object.keys(r).filter((name) => name.startsWith(`queue-cpu-${build}-`)).map((name) => r[name]);
+  const [baselineRuns, thisRuns] = [rounds('baseline'), rounds('this')];
+  const broken = [...baselineRuns, ...thisRuns].find((x) => x.failed ?? x.not_run);
+  if (broken || thisRuns.length === 0) {
+    row('queue: CPU per job against the baseline build', broken?.failed ?? 'no result', '', 'no worse', 'not run');
+    return;
+  }
+  const usPerJob = (runs, how) => {
+    const found = runs.map((x) => x.rows.find((y) => y.queue.startsWith('WorkerPool') && y.how === how));
+    if (found.some((x) => !x || x.not_run)) return undefined;
+    return round((1000 * found.reduce((sum, x) => sum + x.cpu_ms, 0)) / found.reduce((sum, x) => sum + x.jobs, 0), 2);
+  };
+  for (const how of ['20000 jobs in waves of 100', '10000 jobs all at once', '20000 jobs all at once']) {
+    const [now, before] = [usPerJob(thisRuns, how), usPerJob(baselineRuns, how)];
+    if (now === undefined || before === undefined) continue;
+    const ratio = round(now / before, 2);
+    row(
+      `queue: the engine's CPU per job, ${how}, against the baseline build (${thisRuns.length} alternated rounds)`,
+      `${now} µs (${ratio}×)`,
+      `baseline ${before} µs`,
+      '≤ 1.10× (no worse)',
+      ratio <= 1.1 ? 'met' : '**not met**',
+    );
+  }
 }
 
 /** The markdown table: every figure next to its baseline from this run, and whether its target is met. */
@@ -198,6 +252,15 @@ function render(run) {
         1,
       ),
     );
+    if (oh.baseline) {
+      row(
+        'gateway overhead, the baseline build interleaved (BENCH_BASELINE): `POST /generate` p50 (added ms)',
+        `this build ${oh.gateway.p50_ms} ms (${signed(oh.gateway.added_p50_ms)} ms)`,
+        `baseline ${oh.baseline.p50_ms} ms (${signed(oh.baseline.added_p50_ms)} ms)`,
+        'no worse than the baseline (within 1 ms)',
+        timed(oh.gateway.added_p50_ms <= oh.baseline.added_p50_ms + 1, 1),
+      );
+    }
   }
   const st = r['status-throughput'];
   if (failed(st)) row('status vs /health', failed(st), '', '≥ 0.9', 'not run');
@@ -241,6 +304,7 @@ function render(run) {
       );
     }
   }
+  if (Object.keys(r).some((name) => name.startsWith('queue-cpu-'))) queueAgainstBaseline(r, row);
   const rq = r['redis-queue'];
   if (!rq || failed(rq))
     row('queue on Redis (QUEUE_BACKEND=redis)', failed(rq) ?? 'no result', '', 'stated (docs/SCALING.md)', 'not run');

@@ -29,6 +29,13 @@ def model(demo_dir: Path, name: str, key: str, dtype: str = "") -> LoadSpec:
     )
 
 
+def copy(demo_dir: Path, tmp_path: Path, key: str) -> LoadSpec:
+    """A copy of the tiny SD1.5 file: copies are bases of one size."""
+    path = tmp_path / f"{key}.safetensors"
+    shutil.copyfile(demo_dir / "tiny-sd15.safetensors", path)
+    return LoadSpec(key=key, model_path=str(path), config_dir=str(demo_dir / "tiny-sd15.config"))
+
+
 def size(demo_dir: Path, name: str, item_size: int = 4) -> int:
     return inspect_single_file(demo_dir / f"tiny-{name}.safetensors").device_bytes(item_size)
 
@@ -101,14 +108,7 @@ def test_the_tier_keeps_room_for_a_hinted_base_over_one_no_hint_names(
     # active; b and c are hinted, b built. The switch to b evicts a: parking it would fill
     # the tier and c (wanted next) could never be built, so a is dropped, c is built, and
     # the switch to c is a prefetched one too.
-    def copy(key: str) -> LoadSpec:
-        path = tmp_path / f"{key}.safetensors"
-        shutil.copyfile(demo_dir / "tiny-sd15.safetensors", path)
-        return LoadSpec(
-            key=key, model_path=str(path), config_dir=str(demo_dir / "tiny-sd15.config")
-        )
-
-    a, b, c = copy("a"), copy("b"), copy("c")
+    a, b, c = (copy(demo_dir, tmp_path, key) for key in "abc")
     one = size(demo_dir, "sd15") + MARGIN
     host = ModelHost(Device("cpu"), policy=MemoryPolicy(cap_bytes=one, ram_cache_bytes=one))
     host.load(a)
@@ -123,6 +123,34 @@ def test_the_tier_keeps_room_for_a_hinted_base_over_one_no_hint_names(
     assert host.wait_prefetched(WAIT_SECONDS)
     again = host.load(c)
     assert (again.source, again.prefetched) == (LoadSource.RAM, True)
+
+
+def test_the_room_kept_for_a_hinted_base_never_pushes_out_a_parked_one(
+    demo_dir: Path, tmp_path: Path
+) -> None:
+    # The device holds one base, the tier two. a is active and b parked: a job on b is queued
+    # further on than the hint reaches. c and d are hinted, c built. The switch to c evicts
+    # a: the room kept for d comes out of a (dropped: no hint names it), not out of b.
+    a, b, c, d = (copy(demo_dir, tmp_path, key) for key in "abcd")
+    one = size(demo_dir, "sd15") + MARGIN
+    host = ModelHost(Device("cpu"), policy=MemoryPolicy(cap_bytes=one, ram_cache_bytes=2 * one))
+    host.load(b)
+    assert host.load(a).evicted_to_ram == ("b",)
+    host.prefetch([c, d])
+    assert host.wait_prefetched(WAIT_SECONDS)
+    switched = host.load(c)
+    assert (switched.source, switched.prefetched, switched.evicted, switched.evicted_to_ram) == (
+        LoadSource.RAM,
+        True,
+        ("a",),
+        (),
+    )
+    assert [(m.key, m.tier) for m in host.memory().models] == [("b", "ram"), ("c", "device")]
+    assert host.wait_prefetched(WAIT_SECONDS)
+    built = host.load(d)
+    assert (built.source, built.prefetched) == (LoadSource.RAM, True)
+    taken = host.load(b)
+    assert (taken.source, taken.prefetched) == (LoadSource.RAM, False)
 
 
 def test_a_hint_that_no_longer_names_a_prefetch_drops_it(demo_dir: Path) -> None:
@@ -231,3 +259,28 @@ async def test_prefetch_travels_over_grpc_and_the_load_says_prefetched(
     loaded = await stub.LoadModel(request("b", "sdxl"))
     assert loaded.source == pb.LOAD_SOURCE_RAM
     assert loaded.prefetched
+
+
+def test_a_base_a_load_is_building_is_not_built_again_by_a_prefetch(demo_dir: Path) -> None:
+    # A job that starts on a mode no one holds is hinted too (it has not loaded yet): the hint
+    # comes while its load builds the base.
+    builds: list[str] = []
+    started, gate = threading.Event(), threading.Event()
+    host = ModelHost(
+        Device("cpu"),
+        policy=ROOMY,
+        builder=counted(builds, started, gate),  # type: ignore[arg-type]
+    )
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        load = pool.submit(host.load, model(demo_dir, "sdxl", "b"))
+        try:
+            assert started.wait(WAIT_SECONDS)  # the load's build waits at the gate
+            assert host.prefetch([model(demo_dir, "sdxl", "b")]) == (["b"], [])
+            # Nothing for the builder to do while the load builds b (a second build of it
+            # would wait at the gate, and this with it).
+            assert host.wait_prefetched(WAIT_SECONDS)
+        finally:
+            gate.set()
+        loaded = load.result(timeout=WAIT_SECONDS)
+    assert builds == ["tiny-sdxl.safetensors"]
+    assert (loaded.source, loaded.prefetched) == (LoadSource.DISK, False)

@@ -86,6 +86,7 @@ describe('EventBus', () => {
 
   it('replays what came after a Last-Event-ID, filtered by the same prefixes', () => {
     const bus = new EventBus({ capacity: 10 });
+    bus.keepForReplay();
     bus.publish(state(1));
     bus.publish(memory());
     bus.publish(state(3));
@@ -100,6 +101,7 @@ describe('EventBus', () => {
 
   it('keeps only the newest `capacity` events: an id whose successor left the buffer gets a reset', () => {
     const bus = new EventBus({ capacity: 3 });
+    bus.keepForReplay();
     for (let n = 1; n <= 7; n += 1) bus.publish(state(n));
     // 5, 6, 7 are kept: after 4 nothing is missing, after 3 event 4 is.
     const fromFour = bus.since(4);
@@ -110,6 +112,7 @@ describe('EventBus', () => {
 
   it('answers a reset to an id it never gave (another run of the gateway)', () => {
     const bus = new EventBus({ firstId: 1000 });
+    bus.keepForReplay();
     bus.publish(state(1));
     expect(bus.since(5000)).toEqual({ kind: 'reset', lastId: 1000, oldestId: 1000 });
     expect(bus.since(10)).toEqual({ kind: 'reset', lastId: 1000, oldestId: 1000 });
@@ -117,5 +120,35 @@ describe('EventBus', () => {
     const fresh = new EventBus({ firstId: 50 });
     expect(fresh.since(49)).toEqual({ kind: 'events', events: [] });
     expect(fresh.since(48).kind).toBe('reset');
+  });
+
+  it('keeps events only while a stream may come back for them: open, or within `capacity` events of closing', () => {
+    const bus = new EventBus({ capacity: 3 });
+    bus.publish(state(1));
+    // Nobody could hold an id to resume from: nothing kept, any older id is a reset.
+    expect(bus.since(0)).toEqual({ kind: 'reset', lastId: 1, oldestId: 2 });
+    const release = bus.keepForReplay();
+    bus.publish(state(2));
+    bus.publish(state(3));
+    release();
+    release(); // twice is once
+    // The client left after 3: what it misses within the buffer is kept for its reconnect.
+    bus.publish(state(4));
+    bus.publish(state(5));
+    const back = bus.since(3);
+    expect(back.kind === 'events' && ids(back.events)).toEqual([4, 5]);
+    bus.publish(state(6));
+    const still = bus.since(3);
+    expect(still.kind === 'events' && ids(still.events)).toEqual([4, 5, 6]);
+    // A 4th event since it left: past the buffer, as with a stream open, so recording stops and the ring empties.
+    bus.publish(state(7));
+    expect(bus.since(3)).toEqual({ kind: 'reset', lastId: 7, oldestId: 8 });
+    expect(bus.since(6)).toEqual({ kind: 'reset', lastId: 7, oldestId: 8 });
+    expect(bus.since(7)).toEqual({ kind: 'events', events: [] });
+    // A new stream: kept again from its first event on.
+    bus.keepForReplay();
+    bus.publish(state(8));
+    const fresh = bus.since(7);
+    expect(fresh.kind === 'events' && ids(fresh.events)).toEqual([8]);
   });
 });

@@ -42,7 +42,7 @@ interface Subscriber {
  * The gateway's one typed event bus (DESIGN §6): every producer publishes here, every consumer subscribes. Delivery
  * is synchronous, in publish order, so a consumer sees the same order as the stream; a subscriber that throws is
  * isolated (it harms neither the producer nor the others). The newest `capacity` events are kept in a ring for
- * clients that reconnect with Last-Event-ID.
+ * clients that reconnect with Last-Event-ID, while such a client may come back (see `keepForReplay`).
  */
 export class EventBus {
   private readonly capacity: number;
@@ -58,6 +58,10 @@ export class EventBus {
    */
   private readonly subscribers = new Set<Subscriber>();
   private subscribed = 0;
+  /** Open streams that may reconnect with a Last-Event-ID. */
+  private replayReaders = 0;
+  /** The ring records events up to this id after the last such stream closed (its reconnect may need them). */
+  private recordBefore = 0;
 
   constructor(options: EventBusOptions = {}) {
     this.capacity = Math.max(1, options.capacity ?? DEFAULT_EVENTS_BUFFER);
@@ -70,13 +74,30 @@ export class EventBus {
     return this.nextId - 1;
   }
 
-  /** Numbers the event, keeps it for replay and hands it to every subscriber whose types select it. */
+  /**
+   * A stream whose client may reconnect with a Last-Event-ID holds the ring open: events are kept while one is
+   * open, and for `capacity` events after the last one closed, what a reconnect within the buffer would get
+   * anyway. With no such stream the ring is empty and every replay a reset. A kept event stays alive across
+   * thousands of jobs, so the garbage collector copies it into its old generation: unkept, a gateway nobody
+   * watches pays nothing for replay (it was half the job engine's cost per job). Returns the release.
+   */
+  keepForReplay(): () => void {
+    this.replayReaders += 1;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.replayReaders -= 1;
+      if (this.replayReaders === 0) this.recordBefore = this.nextId + this.capacity;
+    };
+  }
+
+  /** Numbers the event, keeps it for replay (see keepForReplay) and hands it to every subscriber it selects. */
   publish<E extends GatewayEvent>(event: E): Published<E> {
     const published: Published<E> = { id: this.nextId, event };
+    if (this.replayReaders > 0 || published.id < this.recordBefore) this.record(published);
+    else if (this.size > 0) this.forget();
     this.nextId += 1;
-    this.ring[this.head] = published;
-    this.head = (this.head + 1) % this.capacity;
-    this.size = Math.min(this.size + 1, this.capacity);
     const last = this.subscribed;
     for (const subscriber of this.subscribers) {
       if (subscriber.seq > last) break;
@@ -88,6 +109,18 @@ export class EventBus {
       }
     }
     return published;
+  }
+
+  private record(published: Published): void {
+    this.ring[this.head] = published;
+    this.head = (this.head + 1) % this.capacity;
+    this.size = Math.min(this.size + 1, this.capacity);
+  }
+
+  /** Nothing kept is whole any more (later events went unrecorded): a replay from it would miss them. */
+  private forget(): void {
+    this.ring.fill(undefined);
+    this.size = 0;
   }
 
   /**

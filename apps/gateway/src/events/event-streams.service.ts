@@ -88,6 +88,7 @@ export class EventStreams implements BeforeApplicationShutdown {
     });
     const send = (published: Published): void =>
       writer.send(published.event.type, this.dataOf(published), published.id);
+    writer.onClose(this.bus.keepForReplay());
     if (request.lastEventId === undefined) {
       writer.mark(this.bus.lastId);
     } else {

@@ -123,5 +123,8 @@ export const RESET_EVENT = 'reset';
 
 /** Whether `type` is selected by `prefixes` (none: every type). */
 export function matchesTypes(type: string, prefixes: readonly string[] | undefined): boolean {
-  return prefixes === undefined || prefixes.length === 0 || prefixes.some((prefix) => type.startsWith(prefix));
+  if (prefixes === undefined || prefixes.length === 0) return true;
+  // A loop, not `some` with a closure: the bus asks this of every subscriber for every event.
+  for (const prefix of prefixes) if (type.startsWith(prefix)) return true;
+  return false;
 }

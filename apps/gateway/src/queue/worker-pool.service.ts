@@ -98,6 +98,8 @@ export class WorkerPool implements OnModuleInit, OnApplicationBootstrap, OnModul
   private readonly claiming = new Set<ModelHostWorker>();
   private draining = false;
   private drainAgain = false;
+  /** A job's end is being handled (in no request's context, see `dispatch`). */
+  private afterJob = false;
   /** Wakes the dispatch when a free host waits only for time (a job turning overdue, or worth a replica). */
   private wakeTimer: NodeJS.Timeout | undefined;
   private readonly handlers = new Map<string, JobHandler>();
@@ -313,7 +315,7 @@ export class WorkerPool implements OnModuleInit, OnApplicationBootstrap, OnModul
     if (!this.backend.answersAtOnce) {
       throw new Error('this queue backend answers asynchronously: submit with `await pool.enqueue(job)`');
     }
-    return this.atOnce(drive(this.submitSteps(job)), 'submitJob');
+    return this.atOnce(this.submit(job), 'submitJob');
   }
 
   /** submitJob for any backend: the handle once the backend has admitted the job (the same errors, as rejections). */
@@ -321,10 +323,11 @@ export class WorkerPool implements OnModuleInit, OnApplicationBootstrap, OnModul
   enqueue(job: ModeSwitchJob): Promise<JobHandle<ModeSwitchResult>>;
   enqueue<T, A extends readonly unknown[]>(job: CustomJob<T, A>): Promise<JobHandle<T>>;
   async enqueue(job: Job): Promise<JobHandle<unknown>> {
-    return drive(this.submitSteps(job));
+    return this.submit(job);
   }
 
-  private *submitSteps(job: Job): Generator<unknown, Entry, unknown> {
+  /** Not a generator run by `drive`, as the colder paths are: every job passes here, and that costs per job. */
+  private submit(job: Job): Awaitable<Entry> {
     if (this.closed) throw new ShuttingDownError('the server takes no new work');
     const down =
       job.kind === 'custom' && job.host !== undefined ? this.boundHostDown(job.host) : this.unavailableReason;
@@ -342,21 +345,30 @@ export class WorkerPool implements OnModuleInit, OnApplicationBootstrap, OnModul
     const entry = new Entry(id, job, job.kind === 'custom' ? this.handlerOf(job) : undefined, this);
     // Filed before the backend has it: a claim answered meanwhile finds its handle (and its function handler).
     this.entries.set(id, entry);
-    let admitted: Enqueued;
+    let admitted: Awaitable<Enqueued>;
     try {
-      admitted = yield* call(
-        this.backend.enqueue({
-          id,
-          payload: this.localPayload(payloadOf(job)),
-          seed: job.kind === 'generation' ? job.params.seed : undefined,
-          owner: job.kind === 'generation' ? job.owner : undefined,
-          plan: this.planContext(),
-        }),
-      );
+      admitted = this.backend.enqueue({
+        id,
+        payload: this.localPayload(payloadOf(job)),
+        seed: job.kind === 'generation' ? job.params.seed : undefined,
+        owner: job.kind === 'generation' ? job.owner : undefined,
+        plan: this.planContext(),
+      });
     } catch (error) {
       this.entries.delete(id);
       throw error;
     }
+    if (!isPromise(admitted)) return this.admitted(entry, admitted);
+    return admitted.then(
+      (answer) => this.admitted(entry, answer),
+      (error: unknown) => {
+        this.entries.delete(id);
+        throw error;
+      },
+    );
+  }
+
+  private admitted(entry: Entry, admitted: Enqueued): Entry {
     entry.submittedAt = admitted.job.submittedAt;
     entry.ahead = admitted.ahead;
     for (const worker of this.workers) if (worker.busy) entry.ahead += 1;
@@ -438,7 +450,7 @@ export class WorkerPool implements OnModuleInit, OnApplicationBootstrap, OnModul
     const failed = (error: unknown): void =>
       this.logger.warn(`could not queue the default mode's load: ${(error as Error).message}`);
     try {
-      const queued = drive(this.submitSteps(new ModeSwitchJob(mode)));
+      const queued = this.submit(new ModeSwitchJob(mode));
       if (isPromise(queued)) queued.catch(failed);
     } catch (error) {
       failed(error);
@@ -658,7 +670,7 @@ export class WorkerPool implements OnModuleInit, OnApplicationBootstrap, OnModul
       let placed = false;
       for (const worker of free) {
         if (!this.isFree(worker)) continue;
-        const taken = yield* this.claimFor(worker, now, avoid, true);
+        const taken = yield* call(this.claimFor(worker, now, avoid, true));
         if (taken.length > 0) {
           this.place(worker, taken);
           placed = true;
@@ -667,7 +679,7 @@ export class WorkerPool implements OnModuleInit, OnApplicationBootstrap, OnModul
       if (placed) continue;
       for (const worker of free) {
         if (!this.isFree(worker)) continue;
-        const taken = yield* this.claimFor(worker, now, avoid, false);
+        const taken = yield* call(this.claimFor(worker, now, avoid, false));
         const first = taken[0];
         if (!first) continue;
         const hosts = this.freeWorkers();
@@ -692,21 +704,22 @@ export class WorkerPool implements OnModuleInit, OnApplicationBootstrap, OnModul
     return this.workers.filter((worker) => this.isFree(worker));
   }
 
-  /** Asks the backend for `worker`'s work; the worker is reserved until the answer comes. */
-  private *claimFor(
+  /**
+   * Asks the backend for `worker`'s work; while an asynchronous answer is on its way the worker is reserved, so
+   * nothing books it twice (a plain answer leaves no gap to reserve it for).
+   */
+  private claimFor(
     worker: ModelHostWorker,
     now: number,
     avoid: ReadonlySet<string>,
     withoutLoad: boolean,
-  ): Generator<unknown, readonly QueuedJob[], unknown> {
+  ): Awaitable<readonly QueuedJob[]> {
     const context = this.contextOf(worker, now, avoid);
     const options = { onlyIfHeld: withoutLoad ? worker.heldModes() : undefined, maxBatch: this.config.maxBatch };
+    const answer = this.backend.claim(context, options);
+    if (!isPromise(answer)) return answer;
     this.claiming.add(worker);
-    try {
-      return yield* call(this.backend.claim(context, options));
-    } finally {
-      this.claiming.delete(worker);
-    }
+    return answer.finally(() => this.claiming.delete(worker));
   }
 
   /** Runs claimed jobs on `worker`, or keeps them for the next free host when it can no longer take them. */
@@ -880,12 +893,24 @@ export class WorkerPool implements OnModuleInit, OnApplicationBootstrap, OnModul
   private dispatch(worker: ModelHostWorker, entry: Entry, fresh = true): void {
     if (fresh) this.store.started(entry.id, worker.session.id);
     this.running.set(worker, [entry]);
+    // Not in the context of the request that happened to free the worker (logging/outside-request.ts). A job's end
+    // is outside every request already (its reactions were set up there): no context to leave, for each job run
+    // back to back.
+    if (this.afterJob) this.runOn(worker, entry);
+    else outsideRequest(() => this.runOn(worker, entry));
+  }
+
+  private runOn(worker: ModelHostWorker, entry: Entry): void {
     const ended = (): void => {
       this.running.delete(worker);
-      this.drain();
+      this.afterJob = true;
+      try {
+        this.drain();
+      } finally {
+        this.afterJob = false;
+      }
     };
-    // Not in the context of the request that happened to free the worker (logging/outside-request.ts).
-    void outsideRequest(() => worker.run(entry)).then(
+    void worker.run(entry).then(
       (result) => {
         try {
           entry.resolve(result);

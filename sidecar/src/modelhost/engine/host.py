@@ -55,7 +55,7 @@ class ModelHost:
         self._residency = Residency(device, policy or MemoryPolicy())
         self._loader = Loader(self._residency, allow_pickle, builder)
         self._prefetcher = Prefetcher(self._residency, builder, allow_pickle)
-        self._loader.await_prefetch = self._prefetcher.wait_for
+        self._loader.claim_prefetch = self._prefetcher.claim
         self._report = MemoryReport(self._residency, changes)
         # Replaced whole by set_roots (from the event loop); a load reads it once.
         self._roots = roots or ModelRoots()
@@ -94,7 +94,7 @@ class ModelHost:
             try:
                 return self._loader.load(spec, started)
             finally:
-                self._prefetcher.poke()
+                self._prefetcher.release()
 
     def prefetch(self, specs: Sequence[LoadSpec]) -> tuple[list[str], list[str]]:
         """A hint: the loads the plan will need next, most wanted first (see prefetch.py).

@@ -56,8 +56,9 @@ class Loader:
         self.device: Device = residency.device
         self.allow_pickle = allow_pickle
         self.builder = builder
-        # Called before a base is built from disk: waits for a prefetch building it.
-        self.await_prefetch: Callable[[BaseId], None] = lambda _: None
+        # Called before a base is built from disk: waits for a prefetch building it, and
+        # keeps the prefetcher from starting one (Prefetcher.claim; the host releases it).
+        self.claim_prefetch: Callable[[BaseId], None] = lambda _: None
 
     def load(self, spec: LoadSpec, started: float) -> LoadResult:
         residency = self.residency
@@ -104,7 +105,7 @@ class Loader:
         base = residency.bases.get(base_id)
         prefetched = False
         if base is None:
-            self.await_prefetch(base_id)
+            self.claim_prefetch(base_id)
             base = residency.adopt_prefetched(base_id)
             prefetched = base is not None
         attach_estimate = sum(

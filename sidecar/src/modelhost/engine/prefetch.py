@@ -9,7 +9,8 @@ CPU at the lowest scheduling priority (a running generation goes first where the
 for cores: on a CPU host; on a GPU host the build is CPU and disk work beside the GPU's).
 The built base waits in Residency.prefetched (page-locked on CUDA, as parked bases are)
 until a load of its base takes it, or the hint drops it. A load that needs the base being
-built waits for that build rather than reading the file a second time.
+built waits for that build rather than reading the file a second time; a base a load is
+building is not built again by a prefetch.
 """
 
 import contextlib
@@ -59,9 +60,10 @@ class Prefetcher:
         self._builder = builder
         self._allow_pickle = allow_pickle
         self._wanted: list[_Wanted] = []
-        # Guards _wanted and _building; notified whenever either changes.
+        # Guards _wanted, _building and _claimed; notified whenever one changes.
         self._changed = threading.Condition()
         self._building: BaseId | None = None
+        self._claimed: BaseId | None = None  # the base the running load builds itself
         self._thread: threading.Thread | None = None
 
     def hint(self, specs: Sequence[LoadSpec], roots: ModelRoots) -> tuple[list[str], list[str]]:
@@ -99,10 +101,20 @@ class Prefetcher:
         with self._changed:
             self._changed.notify_all()
 
-    def wait_for(self, base_id: BaseId) -> None:
-        """Returns once no build of this base is running (a load then takes its result)."""
+    def claim(self, base_id: BaseId) -> None:
+        """A load needs this base: returns once no build of it is running (the load then
+        takes its result), and no build of it starts until `release` (the load builds it:
+        a prefetch hinted meanwhile would build it a second time, for nothing)."""
         with self._changed:
+            self._claimed = base_id
             self._changed.wait_for(lambda: self._building != base_id)
+
+    def release(self) -> None:
+        """The load is over (its base, if it built one, is resident now); the tier's room
+        may have changed too."""
+        with self._changed:
+            self._claimed = None
+            self._changed.notify_all()
 
     def wait_idle(self, timeout: float) -> bool:
         """Waits until every wanted base that fits is built (or failed); True if so.
@@ -140,7 +152,8 @@ class Prefetcher:
             free = residency.policy.ram_cache_bytes - residency.tier_in_use(set())
             for entry in self._wanted:
                 built = entry.base_id in residency.prefetched or entry.base_id in residency.bases
-                if not built and not entry.failed and 0 < entry.estimate <= free:
+                claimed = entry.base_id == self._claimed
+                if not built and not claimed and not entry.failed and 0 < entry.estimate <= free:
                     return entry
         return None
 

@@ -86,7 +86,8 @@ class Residency:
     def prefetch_reserve(self, evicted: BaseId) -> int:
         """Room the RAM tier keeps for hinted bases not built yet: an evicted base that no
         hint names is dropped rather than parked in it (the queue needs the hinted ones
-        sooner). None when the evicted base is itself hinted: parking it is its prefetch."""
+        sooner), and no parked base is dropped for it. None when the evicted base is itself
+        hinted: parking it is its prefetch."""
         with self.lock:
             if any(base_id == evicted for base_id, _ in self.prefetch_wanted):
                 return 0
@@ -185,17 +186,23 @@ class Residency:
         dropped from the tier, and the room they are about to free counts."""
         keys = list(base.keys)
         size = base.total_bytes()
-        capacity = self.policy.ram_cache_bytes - self.prefetch_reserve(base.id)
-        if 0 < size <= capacity:
-            for old in [b for b in self.bases.values() if b.parked and b.id not in keep]:
-                if self.tier_in_use(keep) + size <= capacity:
-                    break
+        capacity = self.policy.ram_cache_bytes
+        reserve = self.prefetch_reserve(base.id)
+        # The parked bases that parking this one pushes out, oldest first: as many as the
+        # tier's whole room asks, never more for the room kept for hinted bases (a parked
+        # base may be what a queued job further on than the hint reaches needs).
+        # Prefetched bases hold their room: a prefetch leaves when the hint stops naming it.
+        in_use = self.tier_in_use(keep)
+        pushed: list[Base] = []
+        for old in [b for b in self.bases.values() if b.parked and b.id not in keep]:
+            if in_use + size <= capacity:
+                break
+            pushed.append(old)
+            in_use -= old.total_bytes()
+        if size > 0 and in_use + size + reserve <= capacity:
+            for old in pushed:
                 log.info("RAM tier full: dropping %s", ", ".join(old.keys))
                 self.drop_base(old)
-        # Prefetched bases hold their room (a prefetch leaves when the hint stops naming
-        # it), and so do hinted bases still to build: a base that does not fit beside them
-        # is dropped, not parked.
-        if size > 0 and self.tier_in_use(keep) + size <= capacity:
             self.park(base)
             with self.lock:
                 base.parked = True
