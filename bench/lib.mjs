@@ -63,11 +63,25 @@ export async function spawnModelHost({ env = {} } = {}) {
  */
 export const gatewayUrlIn = (log) => /gateway listening on (http:\/\/[^\s"]+)(?=[\s"])/.exec(log)?.[1];
 
-/** The built gateway on PORT=0; resolves once /ready answers 200 (or /health, with `ready: false`). */
-export async function spawnGateway({ main = 'dist/apps/gateway/main.js', env = {}, nodeOptions, ready = true } = {}) {
+/**
+ * The built gateway on PORT=0; resolves once /ready answers 200 (or /health, with `ready: false`). `detached`: in a
+ * process group of its own, which `kill()` ends whole (the gateway and the model host it started) where a bench
+ * must not leave a model host holding gigabytes behind it; `onSpawn(kill)` hands that over before the wait for
+ * ready (a bench stopped during a long start must end the group too: a detached one misses the terminal's ^C).
+ */
+export async function spawnGateway({
+  main = 'dist/apps/gateway/main.js',
+  env = {},
+  nodeOptions,
+  ready = true,
+  detached = false,
+  readyTimeoutMs = 300_000,
+  onSpawn,
+} = {}) {
   const child = spawn(process.execPath, [...(nodeOptions ? nodeOptions.split(' ') : []), resolve(main)], {
     env: { ...process.env, PORT: '0', HF_HUB_OFFLINE: '1', NO_COLOR: '1', SIDECAR_DEVICE: 'cpu', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
+    detached,
   });
   let log = '';
   // Kept short: pino writes a line per request, and the pipe must be drained or the gateway blocks on it.
@@ -75,9 +89,21 @@ export async function spawnGateway({ main = 'dist/apps/gateway/main.js', env = {
   child.stdout.on('data', collect);
   child.stderr.on('data', collect);
   const exited = new Promise((done) => child.once('exit', done));
+  const kill = () => {
+    try {
+      process.kill(detached ? -child.pid : child.pid, 'SIGKILL');
+    } catch {
+      // gone already
+    }
+  };
+  onSpawn?.(kill);
   let url;
-  for (const deadline = Date.now() + 300_000; ; await sleep(100)) {
-    if (child.exitCode !== null || Date.now() > deadline) throw new Error(`the gateway did not start:\n${log}`);
+  for (const deadline = Date.now() + readyTimeoutMs; ; await sleep(100)) {
+    if (child.exitCode !== null || Date.now() > deadline) {
+      // A gateway that never became ready must not stay behind (with the model host it may have started).
+      kill();
+      throw new Error(`the gateway did not start:\n${log}`);
+    }
     url ??= gatewayUrlIn(log);
     if (url === undefined) continue;
     const status = await fetch(`${url}/${ready ? 'ready' : 'health'}`).then(
@@ -94,6 +120,8 @@ export async function spawnGateway({ main = 'dist/apps/gateway/main.js', env = {
       child.kill('SIGTERM');
       await exited;
     },
+    /** At once, without waiting (the whole group where detached): for a bench that is itself being stopped. */
+    kill,
   };
 }
 

@@ -6,6 +6,8 @@
 //   npm run bench                      # build, run, print the table
 //   npm run bench -- --write-docs      # and replace the generated section of docs/BENCHMARKS.md
 //   BENCH_SCHEDULER_E2E=1 npm run bench   # also the scheduler's real-stack run (bench/scheduler.mjs --e2e)
+//   BENCH_PREFETCH_MAKESPAN=1 npm run bench   # also prefetch on full-size files (bench/prefetch-makespan.mjs,
+//                                             # about 10 minutes more on 2 cores: the suite is then past its 10)
 //   BENCH_BASELINE=/old/checkout/dist/apps/gateway npm run bench   # and an older build, in the same run: its
 //       gateway overhead interleaved with this one's, and its job engine's CPU per job alternated with this one's
 //   node bench/run.mjs --render bench/results/bench-<date>.json [--write-docs]   # the table of a saved run
@@ -140,6 +142,10 @@ try {
   if (process.env.BENCH_SCHEDULER_E2E === '1') {
     // The real-stack variant (the model host's benchmark-only MODELHOST_BENCH_LOAD_DELAY_MS): see its header.
     await piece('scheduler-e2e', process.execPath, ['bench/scheduler.mjs', '--e2e'], { limitS: 300, json: false });
+  }
+  if (process.env.BENCH_PREFETCH_MAKESPAN === '1') {
+    // Two real gateways loading 2.1 GB checkpoints a dozen times each: minutes, so only when asked for.
+    await piece('prefetch-makespan', process.execPath, ['bench/prefetch-makespan.mjs'], { limitS: 1200 });
   }
   await piece('batching', process.execPath, ['bench/batching.mjs'], { limitS: 120 });
   if (cuda) {
@@ -300,7 +306,8 @@ function render(run) {
   }
   if (Object.keys(r).some((name) => name.startsWith('queue-cpu-'))) queueAgainstBaseline(r, row);
   const rq = r['redis-queue'];
-  if (!rq || failed(rq)) row('queue on Redis (QUEUE_BACKEND=redis)', failed(rq) ?? 'no result', '', 'stated (docs/SCALING.md)', 'not run');
+  if (!rq || failed(rq))
+    row('queue on Redis (QUEUE_BACKEND=redis)', failed(rq) ?? 'no result', '', 'stated (docs/SCALING.md)', 'not run');
   else {
     const [memory, redis, takeover] = rq.rows;
     row(
@@ -394,6 +401,27 @@ function render(run) {
       '≥ 3× fewer loads',
       'not run',
     );
+  const pm = r['prefetch-makespan'];
+  if (!pm)
+    row(
+      'prefetch: 12 jobs alternating full-size SD1.5 files, real stack (`prefetch-makespan.mjs`)',
+      'not run (BENCH_PREFETCH_MAKESPAN=1 runs it)',
+      '',
+      '',
+      'not run',
+    );
+  else if (failed(pm)) row('prefetch: full-size SD1.5 makespan', failed(pm), '', '', 'not run');
+  else {
+    const [on, off] = [true, false].map((prefetch) => pm.runs.find((x) => x.prefetch === prefetch));
+    row(
+      `prefetch: ${pm.jobs} jobs alternating ${new Set(on.jobs.map((j) => j.mode)).size} ` +
+        `full-size SD1.5 files, ${pm.size}, ${pm.steps} steps, CPU (makespan; time switching; CPU s)`,
+      `PREFETCH=1: ${on.makespan_s} s; ${on.switch_total_s} s (${on.prefetched_switches} of ${on.switches} prefetched); ${on.cpu_s} s`,
+      `PREFETCH=0: ${off.makespan_s} s; ${off.switch_total_s} s; ${off.cpu_s} s`,
+      '',
+      'measured',
+    );
+  }
   const b = r.batching;
   if (failed(b)) row('batching: 8 concurrent same-mode requests', failed(b), '', '', 'not run');
   else
