@@ -25,6 +25,7 @@ const KIND_LABELS = {
   resident: 'another resident base',
   'shared-base': 'LoRA variant of the active base (adapter swap)',
   disk: 'from disk',
+  ram: 'from the RAM tier (parked by offload; on a CPU no device copy)',
 };
 
 const started = performance.now();
