@@ -4,6 +4,8 @@ with the weight's name."""
 
 from pathlib import Path
 
+import shutil
+
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
@@ -55,6 +57,32 @@ def test_the_weights_are_those_diffusers_loads(
             assert got[key].device == CPU, f"{name}.{key}"
             assert torch.equal(got[key], tensor), f"{name}.{key}"
         assert not ours.components[name].training, name
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_no_weight_reads_the_file_after_the_load(
+    demo_dir: Path, tmp_path: Path, dtype: torch.dtype
+) -> None:
+    """The load maps the file: a weight left a view of the mapping would change with the file
+    (a private mapping still sees the file's pages it never wrote). Overwritten in place after
+    the load, the file changes nothing."""
+    path = tmp_path / "model.safetensors"
+    shutil.copyfile(demo_dir / "tiny-sd15.safetensors", path)
+    pipe = build_pipeline(path, "sd15", str(demo_dir / "tiny-sd15.config"), dtype, CPU)
+    before = {
+        f"{name}.{key}": tensor.clone()
+        for name, component in pipe.components.items()
+        if isinstance(component, torch.nn.Module)
+        for key, tensor in component.state_dict().items()
+    }
+    header = 8 + int.from_bytes(path.read_bytes()[:8], "little")
+    with path.open("r+b") as f:
+        f.seek(header)
+        f.write(b"\x7f" * (path.stat().st_size - header))
+    for name, component in pipe.components.items():
+        if isinstance(component, torch.nn.Module):
+            for key, tensor in component.state_dict().items():
+                assert torch.equal(tensor, before[f"{name}.{key}"]), f"{name}.{key}"
 
 
 def test_a_checkpoint_without_a_unet_weight_is_refused_naming_it(

@@ -1,22 +1,23 @@
 """A single-file checkpoint loaded at the speed of reading and casting its bytes.
 
 diffusers' from_single_file builds each model on the meta device and takes its tensors from
-the file's mapping, one parameter at a time through accelerate. In a process that has not
-mapped the file before, every page of that mapping is a fault taken on first touch, one
-after another: on a 2-core machine an SD1.5 cold load from the page cache took about twice
-the time of reading the file and casting its bytes (docs/BENCHMARKS.md). Here:
+the file's mapping, one parameter at a time through accelerate, on one thread. Here:
 
-- the file is read with a few parallel preads into one buffer (no mapping: a file changed or
-  truncated on disk later cannot reach the weights, as it could through a mapping), and
-  every tensor is a view of that buffer;
+- the file is mapped (private, so torch takes it as a buffer; nothing writes to it) and
+  every tensor is a view of the mapping: the page cache's pages are read where they lie, with
+  no copy of the file first (a read into a buffer cost a copy of every byte: 0.9 s of a
+  2.3 s SD1.5 load on 2 cores, where the casts from the mapping took 1.0 s; docs/BENCHMARKS.md);
 - the UNet and the VAE are built on the meta device and each tensor is cast into its own
   memory in one `Tensor.to(device, dtype, copy=True)`, spread over a few threads (the copies
-  release the GIL), then taken by the module as it is (`load_state_dict(assign=True)`);
+  release the GIL, and take the mapping's page faults in parallel), then taken by the module
+  as it is (`load_state_dict(assign=True)`);
 - the text encoders come from diffusers' own converter (create_diffusers_clip_model_from_ldm:
   every CLIP and OpenCLIP layout) given the same views; the tokenizers and scheduler from
   diffusers' single-file path, given the models.
 
-Each byte is read once and cast once; the buffer is freed when the load returns. What the
+Each byte is read once and cast once. No weight is left a view of the mapping (one a converter
+kept as it was is copied at the end), so the mapping is gone when the load returns and a file
+changed on disk later cannot reach the weights. What the
 file is (layout, family) was decided before, by checkpoint.inspect_single_file; a file this
 path does not cover (pickle, or not in the original LDM layout) goes through diffusers'
 path whole. `recorded_steps` gives the bench (bench/cold-load.py) the seconds of each step.
@@ -24,6 +25,7 @@ path whole. `recorded_steps` gives the bench (bench/cold-load.py) the seconds of
 
 import contextlib
 import json
+import mmap
 import os
 import struct
 import threading
@@ -46,9 +48,6 @@ from safetensors import safe_open
 
 from modelhost.engine.checkpoint import UNET_PREFIX
 
-# Parallel reads of the file, 64 MiB each: enough to overlap the page cache's copies.
-READ_THREADS = 4
-READ_CHUNK = 64 * 2**20
 # Threads casting tensors: more only oversubscribes the cores torch's own copies use.
 CAST_THREADS = max(1, min(4, os.cpu_count() or 1))
 
@@ -113,7 +112,7 @@ def load_single_file(
 ) -> Any:
     """The pipeline in `path`: its models loaded here, the rest by diffusers."""
     with _step("read"):
-        checkpoint = _read(path)
+        checkpoint, mapping = _map(path)
     models: dict[str, Any] = {
         name: _load_model(name, checkpoint, config_dir, dtype, device) for name in _MODELS
     }
@@ -138,47 +137,46 @@ def load_single_file(
     )
     with _step("device copy"):
         pipe.to(device)
+        _detach_from(pipe, mapping)
     return pipe
 
 
-def _read(path: Path) -> dict[str, torch.Tensor]:
-    """Every tensor of the file, as a view of one buffer the file was read into with a few
-    parallel reads."""
+def _map(path: Path) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """Every tensor of the file, as a view of its mapping; and the mapping's bytes."""
     with path.open("rb") as f:
         (header_len,) = struct.unpack("<Q", f.read(8))
         header = json.loads(f.read(header_len))
+        mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
+    whole = torch.frombuffer(mapped, dtype=torch.uint8)
     start = 8 + header_len
-    size = path.stat().st_size - start
-    data = torch.empty(size, dtype=torch.uint8)
-    view = memoryview(data.numpy())  # type: ignore[arg-type]
-    fd = os.open(path, os.O_RDONLY)
-    try:
-
-        def read_chunk(offset: int) -> None:
-            end = min(offset + READ_CHUNK, size)
-            while offset < end:
-                got = os.preadv(fd, [view[offset:end]], start + offset)
-                if got == 0:
-                    raise ValueError("the file is shorter than its header says")
-                offset += got
-
-        with ThreadPoolExecutor(READ_THREADS, thread_name_prefix="read") as pool:
-            list(pool.map(read_chunk, range(0, size, READ_CHUNK)))
-    finally:
-        os.close(fd)
     tensors: dict[str, torch.Tensor] = {}
     for name, entry in header.items():
         if name == "__metadata__":
             continue
         begin, end = entry["data_offsets"]
-        raw = data[begin:end]
+        if start + end > len(whole):
+            raise ValueError("the file is shorter than its header says")
+        raw = whole[start + begin : start + end]
         dtype = _DTYPES[entry["dtype"]]
         try:
             typed = raw.view(dtype)
         except RuntimeError:  # not aligned to its element size in the file: copied
             typed = raw.clone().view(dtype)
         tensors[name] = typed.view(entry["shape"])
-    return tensors
+    return tensors, whole
+
+
+def _detach_from(pipe: Any, mapping: torch.Tensor) -> None:
+    """Copies every weight that is still a view of the mapping (a converter may keep a tensor
+    of the load's dtype as it is), so that nothing holds the file's mapping after the load."""
+    low = mapping.data_ptr()
+    high = low + mapping.numel()
+    for component in pipe.components.values():
+        if not isinstance(component, torch.nn.Module):
+            continue
+        for tensor in [*component.parameters(), *component.buffers()]:
+            if tensor.device.type == "cpu" and low <= tensor.data_ptr() < high:
+                tensor.data = tensor.data.clone()
 
 
 def _load_model(
