@@ -220,7 +220,8 @@ def test_without_a_ram_tier_nothing_is_built(demo_dir: Path) -> None:
     assert builds == []
 
 
-def test_a_load_of_the_base_being_built_takes_that_build(demo_dir: Path) -> None:
+def gated_host() -> tuple[ModelHost, list[str], threading.Event, threading.Event]:
+    """A host with a roomy tier whose builds are listed, and wait at `gate` once `started`."""
     builds: list[str] = []
     started, gate = threading.Event(), threading.Event()
     host = ModelHost(
@@ -228,6 +229,11 @@ def test_a_load_of_the_base_being_built_takes_that_build(demo_dir: Path) -> None
         policy=ROOMY,
         builder=counted(builds, started, gate),  # type: ignore[arg-type]
     )
+    return host, builds, started, gate
+
+
+def test_a_load_of_the_base_being_built_takes_that_build(demo_dir: Path) -> None:
+    host, builds, started, gate = gated_host()
     host.prefetch([model(demo_dir, "sdxl", "b")])
     with ThreadPoolExecutor(max_workers=1) as pool:
         # The build has started (it waits at the gate) before the load asks for it.
@@ -264,13 +270,7 @@ async def test_prefetch_travels_over_grpc_and_the_load_says_prefetched(
 def test_a_base_a_load_is_building_is_not_built_again_by_a_prefetch(demo_dir: Path) -> None:
     # A job that starts on a mode no one holds is hinted too (it has not loaded yet): the hint
     # comes while its load builds the base.
-    builds: list[str] = []
-    started, gate = threading.Event(), threading.Event()
-    host = ModelHost(
-        Device("cpu"),
-        policy=ROOMY,
-        builder=counted(builds, started, gate),  # type: ignore[arg-type]
-    )
+    host, builds, started, gate = gated_host()
     with ThreadPoolExecutor(max_workers=1) as pool:
         load = pool.submit(host.load, model(demo_dir, "sdxl", "b"))
         try:
