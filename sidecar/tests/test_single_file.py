@@ -2,9 +2,8 @@
 from_single_file gives, in the asked dtype, and a checkpoint that lacks a weight refused
 with the weight's name."""
 
-from pathlib import Path
-
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
