@@ -1,7 +1,6 @@
 """Memory: accounting, residency under a cap, LRU eviction, the RAM tier, OOM retry."""
 
 import gc
-import threading
 import weakref
 from collections.abc import Callable
 from pathlib import Path
@@ -11,14 +10,14 @@ import pytest
 import torch
 
 from modelhost.__main__ import memory_policy_from_env
-from modelhost.engine.checkpoint import inspect_single_file
 from modelhost.engine.device import Device
 from modelhost.engine.host import ModelHost
 from modelhost.engine.pipelines import Pipeline, build_pipeline
-from modelhost.engine.types import GenerateParams, LoadSource, LoadSpec, MemoryPolicy
+from modelhost.engine.types import LoadSource, LoadSpec, MemoryPolicy
 from modelhost.errors import NotLoadedError, OutOfMemoryError
 from modelhost.v1 import modelhost_pb2 as pb
 from modelhost.v1 import modelhost_pb2_grpc as pb_grpc
+from tiny import image, size
 
 MARGIN = 200_000  # bytes: more than the few buffers checkpoints do not store
 
@@ -30,18 +29,6 @@ def model(demo_dir: Path, name: str, key: str, dtype: str = "") -> LoadSpec:
         config_dir=str(demo_dir / f"tiny-{name}.config"),
         dtype=dtype,
     )
-
-
-def size(demo_dir: Path, name: str, item_size: int = 4) -> int:
-    return inspect_single_file(demo_dir / f"tiny-{name}.safetensors").device_bytes(item_size)
-
-
-def image(host: ModelHost, key: str) -> bytes:
-    params = GenerateParams(
-        key=key, prompt="a quiet harbour", negative_prompt="", width=64, height=64, steps=2,
-        guidance_scale=1.0, seed=5,
-    )  # fmt: skip
-    return host.generate(params, lambda _: None, threading.Event()).png
 
 
 def counting_builder(builds: list[str], fail: Callable[[int], bool] = lambda _: False) -> object:

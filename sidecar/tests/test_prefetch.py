@@ -7,13 +7,13 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from modelhost.engine.checkpoint import inspect_single_file
 from modelhost.engine.device import Device
 from modelhost.engine.host import ModelHost
 from modelhost.engine.pipelines import Pipeline, build_pipeline
-from modelhost.engine.types import GenerateParams, LoadSource, LoadSpec, MemoryPolicy
+from modelhost.engine.types import LoadSource, LoadSpec, MemoryPolicy
 from modelhost.v1 import modelhost_pb2 as pb
 from modelhost.v1 import modelhost_pb2_grpc as pb_grpc
+from tiny import image, size
 
 WAIT_SECONDS = 120  # only a hang runs into it
 ROOMY = MemoryPolicy(ram_cache_bytes=2**30)
@@ -34,18 +34,6 @@ def copy(demo_dir: Path, tmp_path: Path, key: str) -> LoadSpec:
     path = tmp_path / f"{key}.safetensors"
     shutil.copyfile(demo_dir / "tiny-sd15.safetensors", path)
     return LoadSpec(key=key, model_path=str(path), config_dir=str(demo_dir / "tiny-sd15.config"))
-
-
-def size(demo_dir: Path, name: str, item_size: int = 4) -> int:
-    return inspect_single_file(demo_dir / f"tiny-{name}.safetensors").device_bytes(item_size)
-
-
-def image(host: ModelHost, key: str) -> bytes:
-    params = GenerateParams(
-        key=key, prompt="a quiet harbour", negative_prompt="", width=64, height=64, steps=2,
-        guidance_scale=1.0, seed=5,
-    )  # fmt: skip
-    return host.generate(params, lambda _: None, threading.Event()).png
 
 
 def counted(
