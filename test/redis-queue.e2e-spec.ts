@@ -4,14 +4,8 @@ import { HAVE_REDIS_SERVER, startRedisServer, type RedisServer } from './support
 import { demoDir } from './support/demo-models';
 import { openEventStream, type EventStream } from './support/event-stream';
 import { Gateway, startGateway } from './support/gateway-process';
+import { jobFinished, jobRecord, submitJob, type JobRecord } from './support/jobs';
 import { waitFor } from './support/wait-for';
-
-interface JobRecord {
-  id: string;
-  mode: string;
-  state: string;
-  host: string | null;
-}
 
 /**
  * Two gateways, each with one CPU model host on the demo models, sharing one queue on a redis-server of the test's
@@ -53,34 +47,12 @@ interface JobRecord {
 
   const logs = (): string => `--- A ---\n${a.logs().slice(-3000)}\n--- B ---\n${b.logs().slice(-3000)}`;
 
-  async function submit(url: string, body: Record<string, unknown>): Promise<string> {
-    const response = await fetch(`${url}/api/jobs`, {
-      method: 'POST',
-      headers: { 'Content-Type': 'application/json' },
-      body: JSON.stringify(body),
-    });
-    expect(response.status).toBe(202);
-    return ((await response.json()) as JobRecord).id;
-  }
-
-  async function record(url: string, id: string): Promise<JobRecord> {
-    return (await (await fetch(`${url}/api/jobs/${id}`)).json()) as JobRecord;
-  }
-
-  async function finished(url: string, id: string): Promise<JobRecord> {
-    return waitFor(
-      async () => {
-        const job = await record(url, id);
-        return ['completed', 'failed', 'cancelled'].includes(job.state) && job;
-      },
-      { what: `job ${id} to finish`, timeoutMs: 300_000, intervalMs: 200, context: logs },
-    );
-  }
+  const finished = (url: string, id: string): Promise<JobRecord> => jobFinished(url, id, logs);
 
   it('runs 40 jobs posted to A on both gateways; each record, its events and its image read the same from both', async () => {
     const ids: string[] = [];
     for (let i = 0; i < 40; i += 1) {
-      ids.push(await submit(a.url, { mode: 'sd15-fast', prompt: `job ${i}`, num_inference_steps: 2, seed: i }));
+      ids.push(await submitJob(a.url, { mode: 'sd15-fast', prompt: `job ${i}`, num_inference_steps: 2, seed: i }));
     }
     const done = await Promise.all(ids.map((id) => finished(a.url, id)));
     expect(done.map((job) => job.state)).toEqual(ids.map(() => 'completed'));
@@ -89,10 +61,13 @@ interface JobRecord {
     expect(hosts.filter((host) => host.startsWith('gw-b/')).length).toBeGreaterThan(0);
     expect(hosts.every((host) => host.startsWith('gw-a/') || host.startsWith('gw-b/'))).toBe(true);
     for (const [i, id] of ids.entries()) {
-      const onB = await waitFor(async () => (await record(b.url, id)).state === 'completed' && record(b.url, id), {
-        what: `B to see job ${id} completed`,
-        context: logs,
-      });
+      const onB = await waitFor(
+        async () => (await jobRecord(b.url, id)).state === 'completed' && jobRecord(b.url, id),
+        {
+          what: `B to see job ${id} completed`,
+          context: logs,
+        },
+      );
       expect(onB).toEqual(done[i]);
       const [fromA, fromB] = await Promise.all([a.url, b.url].map((url) => fetch(`${url}/api/jobs/${id}/image`)));
       expect([fromA.status, fromB.status]).toEqual([200, 200]);
@@ -180,7 +155,7 @@ interface JobRecord {
       timeoutMs: 30_000,
       context: logs,
     });
-    const id = await submit(a.url, { mode: 'sd15-fast', prompt: 'back', num_inference_steps: 2 });
+    const id = await submitJob(a.url, { mode: 'sd15-fast', prompt: 'back', num_inference_steps: 2 });
     expect((await finished(a.url, id)).state).toBe('completed');
   }, 120_000);
 });

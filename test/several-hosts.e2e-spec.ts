@@ -4,16 +4,8 @@ import { join } from 'node:path';
 import { demoDir } from './support/demo-models';
 import { Gateway, startGateway } from './support/gateway-process';
 import { GREY_LEVELS, maxPixelDifference } from './support/image-compare';
+import { jobFinished, jobRecord, submitJob, type JobRecord } from './support/jobs';
 import { waitFor } from './support/wait-for';
-
-interface JobRecord {
-  id: string;
-  mode: string;
-  state: string;
-  host: string | null;
-  switch: { source: string } | null;
-  progress: { step: number } | null;
-}
 
 interface HostView {
   id: string;
@@ -42,37 +34,14 @@ describe('several model hosts behind one gateway (SIDECAR_DEVICES=cpu,cpu)', () 
     expect(await gateway.stop()).toBe(0);
   });
 
-  async function submit(url: string, body: Record<string, unknown>): Promise<string> {
-    const response = await fetch(`${url}/api/jobs`, {
-      method: 'POST',
-      headers: { 'Content-Type': 'application/json' },
-      body: JSON.stringify(body),
-    });
-    expect(response.status).toBe(202);
-    return ((await response.json()) as JobRecord).id;
-  }
-
-  async function record(url: string, id: string): Promise<JobRecord> {
-    return (await (await fetch(`${url}/api/jobs/${id}`)).json()) as JobRecord;
-  }
-
-  async function finished(url: string, id: string): Promise<JobRecord> {
-    return waitFor(
-      async () => {
-        const job = await record(url, id);
-        return ['completed', 'failed', 'cancelled'].includes(job.state) && job;
-      },
-      // Generous: the bound of a hang on a loaded 2-core machine, not a claim about speed.
-      { what: `job ${id} to finish`, timeoutMs: 300_000, context: gateway.logs },
-    );
-  }
+  const finished = (url: string, id: string): Promise<JobRecord> => jobFinished(url, id, gateway.logs);
 
   /** Two clients, each sending its mode's jobs one after the other: 20 jobs alternating between two modes. */
   async function twoClients(url: string): Promise<JobRecord[]> {
     const client = async (mode: string): Promise<JobRecord[]> => {
       const done: JobRecord[] = [];
       for (let i = 0; i < 10; i += 1) {
-        done.push(await finished(url, await submit(url, { mode, prompt: `${mode} ${i}`, num_inference_steps: 2 })));
+        done.push(await finished(url, await submitJob(url, { mode, prompt: `${mode} ${i}`, num_inference_steps: 2 })));
       }
       return done;
     };
@@ -129,14 +98,14 @@ describe('several model hosts behind one gateway (SIDECAR_DEVICES=cpu,cpu)', () 
 
   it('finishes a job on the other host, with the image its seed gives, when its host is killed under it', async () => {
     const job = { mode: 'sdxl-general', prompt: 'survives', seed: 4242, size: '192x192', num_inference_steps: 30 };
-    const reference = await finished(gateway.url, await submit(gateway.url, job));
+    const reference = await finished(gateway.url, await submitJob(gateway.url, job));
     expect(reference.state).toBe('completed');
     const expected = Buffer.from(await (await fetch(`${gateway.url}/api/jobs/${reference.id}/image`)).arrayBuffer());
 
-    const id = await submit(gateway.url, job);
+    const id = await submitJob(gateway.url, job);
     const running = await waitFor(
       async () => {
-        const now = await record(gateway.url, id);
+        const now = await jobRecord(gateway.url, id);
         return (now.progress?.step ?? 0) >= 1 && now;
       },
       { what: 'the job to make a step', context: gateway.logs },
@@ -156,7 +125,7 @@ describe('several model hosts behind one gateway (SIDECAR_DEVICES=cpu,cpu)', () 
     expect(maxPixelDifference(image, expected)).toBeLessThanOrEqual(GREY_LEVELS);
 
     // The queue goes on meanwhile, and the killed host comes back on its own.
-    const after = await finished(gateway.url, await submit(gateway.url, { mode: 'sd15-fast', prompt: 'after' }));
+    const after = await finished(gateway.url, await submitJob(gateway.url, { mode: 'sd15-fast', prompt: 'after' }));
     expect(after.state).toBe('completed');
     await waitFor(async () => (await hostsOf('/api/models/status')).every((host) => host.state === 'serving'), {
       what: 'the killed host to serve again',
