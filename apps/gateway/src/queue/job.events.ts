@@ -53,9 +53,21 @@ export function toBusEvent(event: JobEvent): JobBusEvent {
     case 'progress':
       return { type: 'job.progress', job: event.job, host, step: event.step, total_steps: event.total_steps };
     default:
-      return { type: `job.${event.type}`, job: event.job, host };
+      return { type: BUS_TYPE[event.type], job: event.job, host };
   }
 }
+
+/**
+ * One string per type, made once: a type built per event (`job.${type}`) is a new string that the bus and metrics,
+ * looking it up in their maps, each hash again (three per job).
+ */
+const BUS_TYPE = {
+  queued: 'job.queued',
+  started: 'job.started',
+  completed: 'job.completed',
+  failed: 'job.failed',
+  cancelled: 'job.cancelled',
+} as const;
 
 /** The store's form of a bus job event. */
 function fromBusEvent(event: JobBusEvent): JobEvent {
