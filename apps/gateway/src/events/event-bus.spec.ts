@@ -23,7 +23,7 @@ describe('EventBus', () => {
   it('numbers events one by one from its first id and hands them to subscribers in order', () => {
     const bus = new EventBus({ firstId: 100 });
     const seen: Published[] = [];
-    bus.subscribe((published) => seen.push(published));
+    bus.subscribe((event, id) => seen.push({ id, event }));
     expect(bus.lastId).toBe(99);
     bus.publish(state(1));
     bus.publish(state(2));
@@ -36,8 +36,8 @@ describe('EventBus', () => {
     const bus = new EventBus();
     const hosts: string[] = [];
     const all: string[] = [];
-    bus.subscribe(({ event }) => hosts.push(event.type), ['host.']);
-    bus.subscribe(({ event }) => all.push(event.type));
+    bus.subscribe((event) => hosts.push(event.type), ['host.']);
+    bus.subscribe((event) => all.push(event.type));
     bus.publish(memory());
     bus.publish(state(1));
     expect(hosts).toEqual(['host.state']);
@@ -51,7 +51,7 @@ describe('EventBus', () => {
       throw new Error('broken');
     });
     const off = bus.subscribe(() => off());
-    bus.subscribe(({ id }) => seen.push(id));
+    bus.subscribe((_event, id) => seen.push(id));
     expect(() => bus.publish(state(1))).not.toThrow();
     bus.publish(state(2));
     expect(seen).toEqual([1, 2]);
@@ -61,12 +61,12 @@ describe('EventBus', () => {
     const bus = new EventBus();
     const seen: string[] = [];
     let offLater = (): void => undefined;
-    bus.subscribe(({ id }) => {
+    bus.subscribe((_event, id) => {
       seen.push(`first ${id}`);
       offLater();
-      if (id === 1) bus.subscribe(({ id: next }) => seen.push(`added ${next}`));
+      if (id === 1) bus.subscribe((_next, next) => seen.push(`added ${next}`));
     });
-    offLater = bus.subscribe(({ id }) => seen.push(`later ${id}`));
+    offLater = bus.subscribe((_event, id) => seen.push(`later ${id}`));
     bus.publish(state(1));
     bus.publish(state(2));
     expect(seen).toEqual(['first 1', 'first 2', 'added 2']);

@@ -1,12 +1,13 @@
 import { matchesTypes, type GatewayEvent } from './event.types.js';
 
-/** An event as the bus numbered it. `id` grows by one per event, for as long as the gateway runs. */
+/** An event as the bus numbered it (kept for replay). `id` grows by one per event, for as long as the gateway runs. */
 export interface Published<E extends GatewayEvent = GatewayEvent> {
   readonly id: number;
   readonly event: E;
 }
 
-export type BusListener = (published: Published) => void;
+/** Told each event and its id: no object is made per event to carry the two (a job's events pass here per job). */
+export type BusListener = (event: GatewayEvent, id: number) => void;
 
 /** What a reconnecting client gets: what it missed, or a reset when that is no longer known. */
 export type Replay =
@@ -98,20 +99,20 @@ export class EventBus {
   }
 
   /** Numbers the event, keeps it for replay (see keepForReplay) and hands it to every subscriber it selects. */
-  publish<E extends GatewayEvent>(event: E): Published<E> {
-    const published: Published<E> = { id: this.nextId, event };
-    if (this.replayReaders > 0 || published.id < this.recordBefore) this.record(published);
+  publish(event: GatewayEvent): number {
+    const id = this.nextId;
+    if (this.replayReaders > 0 || id < this.recordBefore) this.record({ id, event });
     else if (this.size > 0) this.forget();
     this.nextId += 1;
     for (const subscriber of this.subscribersOf(event.type)) {
       if (!subscriber.active) continue;
       try {
-        subscriber.listener(published);
+        subscriber.listener(event, id);
       } catch {
         // One broken subscriber must not stop the producer (a job, a load being recorded) or the others.
       }
     }
-    return published;
+    return id;
   }
 
   private record(published: Published): void {

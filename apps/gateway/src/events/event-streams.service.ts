@@ -2,9 +2,9 @@ import { Inject, Injectable, Logger, type BeforeApplicationShutdown } from '@nes
 
 import { APP_CONFIG, type AppConfig } from '../config/app-config.js';
 import { EventStreamsFullError } from '../errors/domain.errors.js';
-import { EventBus, type Published } from './event-bus.js';
+import { EventBus } from './event-bus.js';
 import { eventData } from './event-data.js';
-import { RESET_EVENT } from './event.types.js';
+import { RESET_EVENT, type GatewayEvent } from './event.types.js';
 import { SseWriter, type SseResponse } from './sse-writer.js';
 
 /** When a refused stream may try again: streams end when their clients go, which takes no longer than this. */
@@ -29,7 +29,7 @@ export class EventStreams implements BeforeApplicationShutdown {
   private readonly writers = new Set<SseWriter>();
   private cutStreams = 0;
   /** Each event's data is serialized once, however many streams send it; dropped with the event. */
-  private readonly serialized = new WeakMap<Published, string>();
+  private readonly serialized = new WeakMap<GatewayEvent, string>();
 
   constructor(
     @Inject(APP_CONFIG) private readonly config: AppConfig,
@@ -86,8 +86,7 @@ export class EventStreams implements BeforeApplicationShutdown {
       heartbeatMs: this.config.eventsHeartbeatMs,
       maxDurationMs: this.config.eventsStreamMaxMs,
     });
-    const send = (published: Published): void =>
-      writer.send(published.event.type, this.dataOf(published), published.id);
+    const send = (event: GatewayEvent, id: number): void => writer.send(event.type, this.dataOf(event), id);
     writer.onClose(this.bus.keepForReplay());
     if (request.lastEventId === undefined) {
       writer.mark(this.bus.lastId);
@@ -101,18 +100,18 @@ export class EventStreams implements BeforeApplicationShutdown {
         };
         writer.send(RESET_EVENT, JSON.stringify(data), replay.lastId);
       } else {
-        for (const published of replay.events) send(published);
+        for (const { event, id } of replay.events) send(event, id);
       }
     }
     if (!writer.open) return;
     writer.onClose(this.bus.subscribe(send, request.types));
   }
 
-  private dataOf(published: Published): string {
-    let data = this.serialized.get(published);
+  private dataOf(event: GatewayEvent): string {
+    let data = this.serialized.get(event);
     if (data === undefined) {
-      data = JSON.stringify(eventData(published.event));
-      this.serialized.set(published, data);
+      data = JSON.stringify(eventData(event));
+      this.serialized.set(event, data);
     }
     return data;
   }

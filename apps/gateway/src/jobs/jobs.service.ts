@@ -101,7 +101,7 @@ export class JobsService {
     writer.send('state', JSON.stringify(record));
     // The bus's job events, under the names this stream has always used (`progress`, not `job.progress`).
     const unsubscribe = this.bus.subscribe(
-      ({ event }) => {
+      (event) => {
         const { job } = event as JobBusEvent;
         if (job.id !== id) return;
         writer.send(event.type.slice('job.'.length), JSON.stringify(dataOf(event as JobBusEvent)));

@@ -31,7 +31,7 @@ describe('JobLogService', () => {
     events = new JobEvents();
     lines = [];
     service = new JobLogService(
-      (listener, types) => events.bus.subscribe(({ event }) => listener(event), types),
+      (listener, types) => events.bus.subscribe(listener, types),
       (level, fields, message) => lines.push({ level, fields, message }),
     );
   });

@@ -70,7 +70,7 @@ const pathOf = (request: IncomingMessage): string => request.url?.split('?')[0] 
       // mislead on its line.
       useFactory: (bus: EventBus) =>
         new JobLogService(
-          (listener, types) => bus.subscribe(({ event }) => listener(event), types),
+          (listener, types) => bus.subscribe(listener, types),
           (level, fields, message) => PinoLogger.root[level](fields, message),
         ),
     },

@@ -61,8 +61,8 @@ export class KeepAliveService implements OnModuleInit, OnModuleDestroy {
       onHost((host, mode: string, generation: number) => this.expired(host, mode, generation)),
     );
     this.unsubscribe.push(
-      this.bus.subscribe(({ event }) => this.onJobEvent(event as JobBusEvent), ['job.']),
-      this.bus.subscribe(({ event }) => this.onModelEvent(event as ModelBusEvent), ['model.loaded']),
+      this.bus.subscribe((event) => this.onJobEvent(event as JobBusEvent), ['job.']),
+      this.bus.subscribe((event) => this.onModelEvent(event as ModelBusEvent), ['model.loaded']),
     );
     this.modes.onReload((config) => this.onReload(config));
   }

@@ -48,7 +48,7 @@ export class PrefetchHintsService implements OnModuleInit, OnModuleDestroy {
 
   onModuleInit(): void {
     if (!this.config.prefetch) return;
-    this.unsubscribe = this.bus.subscribe(({ event }) => {
+    this.unsubscribe = this.bus.subscribe((event) => {
       // A host that came back lost what it had built: its next hint is sent whatever was sent before.
       if (event.type === 'host.state') this.sent.delete(event.host);
       this.schedule();

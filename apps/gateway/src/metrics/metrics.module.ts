@@ -21,7 +21,7 @@ import { MetricsService } from './metrics.service.js';
       useFactory: (bus: EventBus, hosts: HostsService) =>
         new MetricsService(
           {
-            onEvent: (listener, types) => bus.subscribe(({ event }) => listener(event), types),
+            onEvent: (listener, types) => bus.subscribe(listener, types),
             hosts: () =>
               hosts.sessions.map((session) => ({
                 id: session.id,

@@ -60,7 +60,7 @@ describe('MetricsService', () => {
     state = 'starting';
     metrics = new MetricsService(
       {
-        onEvent: (listener, types) => bus.subscribe(({ event }) => listener(event), types),
+        onEvent: (listener, types) => bus.subscribe(listener, types),
         hosts: () => [{ id: 'gw/cuda:0', lastMemory: memory, residentModels: resident, state }],
       },
       { defaultMetrics: false },

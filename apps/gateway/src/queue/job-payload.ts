@@ -1,6 +1,6 @@
 import { UnknownTaskError } from '../errors/domain.errors.js';
 import { CustomJob, GenerationJob, ModeSwitchJob, type Job } from './job.types.js';
-import type { JobPayload } from './queue-backend.js';
+import type { CustomPayload, JobPayload } from './queue-backend.js';
 
 /**
  * The job as the backend carries it: plain data. Generations, switches and custom jobs naming a registered handler
@@ -8,10 +8,9 @@ import type { JobPayload } from './queue-backend.js';
  */
 export function payloadOf(job: Job): JobPayload {
   if (job.kind !== 'custom') return job;
-  const { handler } = job;
-  return typeof handler === 'string'
-    ? { kind: 'custom', handler, args: job.args, host: job.host }
-    : { kind: 'custom', handler: null, args: [], host: job.host };
+  // A CustomJob naming its handler has the payload's fields and no others: it is its own payload, as a generation is.
+  if (typeof job.handler === 'string') return job as CustomPayload;
+  return { kind: 'custom', handler: null, args: [], host: job.host };
 }
 
 /** A job made again from its payload (one another gateway queued). */

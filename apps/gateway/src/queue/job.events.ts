@@ -40,7 +40,7 @@ export class JobEvents {
 
   /** Calls `listener` for every job event on the bus from now on; the returned function unsubscribes. */
   on(listener: JobEventListener): () => void {
-    return this.bus.subscribe(({ event }) => listener(fromBusEvent(event as JobBusEvent)), ['job.']);
+    return this.bus.subscribe((event) => listener(fromBusEvent(event as JobBusEvent)), ['job.']);
   }
 }
 

@@ -663,8 +663,9 @@ export class WorkerPool implements OnModuleInit, OnApplicationBootstrap, OnModul
       if (this.closed) return;
       this.drainAgain = false;
       this.dispatchWaitingForHost();
+      // Asked before the list is made: a drain ends here after each placement, when no host is left free.
+      if (!this.workers.some(this.isFreeWorker)) return;
       const free = this.freeWorkers();
-      if (free.length === 0) return;
       const now = Date.now();
       const avoid = this.workers.length < 2 ? NO_MODES : yield* this.avoidedModes(now);
       let placed = false;
@@ -724,15 +725,15 @@ export class WorkerPool implements OnModuleInit, OnApplicationBootstrap, OnModul
 
   /** Runs claimed jobs on `worker`, or keeps them for the next free host when it can no longer take them. */
   private place(worker: ModelHostWorker, taken: readonly QueuedJob[]): void {
-    const entries = taken.map((job) => this.entryOf(job));
-    const [first] = entries;
-    if (!first) return;
-    if (!worker.available) {
-      this.unplaced.push(...entries);
+    const [only] = taken;
+    if (!only) return;
+    if (taken.length === 1 && worker.available) {
+      this.dispatch(worker, this.entryOf(only));
       return;
     }
-    if (entries.length > 1) this.dispatchBatch(worker, entries);
-    else this.dispatch(worker, first);
+    const entries = taken.map((job) => this.entryOf(job));
+    if (!worker.available) this.unplaced.push(...entries);
+    else this.dispatchBatch(worker, entries);
   }
 
   /** The handle of a claimed job: this engine's own, or one made from its data (a job another gateway queued). */
