@@ -1,10 +1,12 @@
 import { Inject, Injectable, Logger, type BeforeApplicationShutdown } from '@nestjs/common';
 
+import type { Caller } from '../auth/api-keys.js';
 import { APP_CONFIG, type AppConfig } from '../config/app-config.js';
 import { EventStreamsFullError } from '../errors/domain.errors.js';
+import { mayTouch } from '../jobs/job-access.js';
 import { EventBus } from './event-bus.js';
 import { eventData } from './event-data.js';
-import { RESET_EVENT, type GatewayEvent } from './event.types.js';
+import { RESET_EVENT, type GatewayEvent, type JobBusEvent } from './event.types.js';
 import { SseWriter, type SseResponse } from './sse-writer.js';
 
 /** When a refused stream may try again: streams end when their clients go, which takes no longer than this. */
@@ -15,6 +17,12 @@ export interface BusStreamRequest {
   readonly lastEventId?: number | undefined;
   /** Type prefixes (`job.`, `model.`); none: every event. */
   readonly types?: readonly string[] | undefined;
+  /**
+   * Who reads (README "API keys"): a key that is not an admin's gets the job events of its own generations only, as
+   * `GET /api/jobs` lists them; the events of other work would hand it their ids, and an id reads a job's image.
+   * Undefined: every event (no key is checked).
+   */
+  readonly caller?: Caller | undefined;
 }
 
 /**
@@ -86,7 +94,14 @@ export class EventStreams implements BeforeApplicationShutdown {
       heartbeatMs: this.config.eventsHeartbeatMs,
       maxDurationMs: this.config.eventsStreamMaxMs,
     });
-    const send = (event: GatewayEvent, id: number): void => writer.send(event.type, this.dataOf(event), id);
+    const { caller } = request;
+    const send =
+      caller === undefined || caller.admin
+        ? (event: GatewayEvent, id: number): void => writer.send(event.type, this.dataOf(event), id)
+        : (event: GatewayEvent, id: number): void => {
+            if (isJobEvent(event) && !mayTouch(event.job, caller)) return;
+            writer.send(event.type, this.dataOf(event), id);
+          };
     writer.onClose(this.bus.keepForReplay());
     if (request.lastEventId === undefined) {
       writer.mark(this.bus.lastId);
@@ -115,4 +130,8 @@ export class EventStreams implements BeforeApplicationShutdown {
     }
     return data;
   }
+}
+
+function isJobEvent(event: GatewayEvent): event is JobBusEvent {
+  return event.type.startsWith('job.');
 }

@@ -166,6 +166,36 @@ describe('GET /api/events', () => {
     expect(stream.status).toBe(200);
   });
 
+  it("gives a plain key only its own jobs' events, live and replayed; an admin key every job's", async () => {
+    await start({ API_KEY: 'k-one,k-two', ADMIN_API_KEY: 'k-admin' });
+    const as = (key: string) => ({ Authorization: `Bearer ${key}` });
+    const one = await open('/api/events', as('k-one'));
+    const admin = await open('/api/events', as('k-admin'));
+    const submit = async (key: string): Promise<string> => {
+      const posted = await request(server)
+        .post('/api/jobs')
+        .set(as(key))
+        .send({ prompt: 'a', mode: 'plain', num_inference_steps: 1 })
+        .expect(202);
+      return (posted.body as { id: string }).id;
+    };
+    const mine = await submit('k-one');
+    const theirs = await submit('k-two');
+    // FIFO: the other key's job ends after this key's, so once the admin has seen it end, so has every stream.
+    await admin.next((event) => event.type === 'job.completed' && event.data.id === theirs);
+    const jobIds = (client: SseClient): unknown[] => [
+      ...new Set(client.events.filter((event) => event.type.startsWith('job.')).map((event) => event.data.id)),
+    ];
+    expect(jobIds(admin)).toEqual([mine, theirs]);
+    expect(jobIds(one)).toEqual([mine]);
+    // Not job events: every key sees the model's load.
+    expect(one.events.some((event) => event.type === 'model.loaded')).toBe(true);
+    const queued = admin.events.find((event) => event.type === 'job.queued' && event.data.id === mine);
+    const replayed = await open('/api/events', { ...as('k-one'), 'Last-Event-ID': String((queued?.id as number) - 1) });
+    await replayed.next((event) => event.type === 'job.completed' && event.data.id === mine);
+    expect(jobIds(replayed)).toEqual([mine]);
+  });
+
   it('refuses the stream past EVENT_STREAMS_MAX with 503 and Retry-After, job streams counted too; takes one again once one closes', async () => {
     await start({ EVENT_STREAMS_MAX: '2' });
     // The job stays running, so its stream stays open.

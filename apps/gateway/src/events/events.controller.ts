@@ -10,6 +10,8 @@ import {
 } from '@nestjs/swagger';
 import type { Response } from 'express';
 
+import { RequestCaller } from '../auth/api-key.guard.js';
+import type { Caller } from '../auth/api-keys.js';
 import { InvalidRequestError } from '../errors/domain.errors.js';
 import { EventsQueryDto } from './dto/events.query.dto.js';
 import { EVENT_TYPES, RESET_EVENT } from './event.types.js';
@@ -27,8 +29,9 @@ export class EventsController {
   @ApiOperation({
     summary:
       'Server-sent events: every job, model, memory, modes-file and model-host event of the gateway, each with an ' +
-      '`id:`. Reconnect with Last-Event-ID to get what was missed (or one `reset`: re-read the state). Comment ' +
-      'lines (`: heartbeat`) keep an idle stream open; a client that reads too slowly is disconnected.',
+      "`id:` (a key that is not an admin's hears the job events of its own generations only). Reconnect with " +
+      'Last-Event-ID to get what was missed (or one `reset`: re-read the state). Comment lines (`: heartbeat`) keep ' +
+      'an idle stream open; a client that reads too slowly is disconnected.',
   })
   @ApiHeader({
     name: 'Last-Event-ID',
@@ -63,6 +66,7 @@ export class EventsController {
   events(
     @Query() query: EventsQueryDto,
     @Headers('last-event-id') lastEventId: string | undefined,
+    @RequestCaller() caller: Caller,
     @Res() response: Response,
   ): void {
     if (lastEventId !== undefined && !EVENT_ID.test(lastEventId)) {
@@ -71,6 +75,7 @@ export class EventsController {
     this.streams.serveBus(response, {
       lastEventId: lastEventId === undefined ? undefined : Number(lastEventId),
       types: query.types,
+      caller,
     });
   }
 }
