@@ -14,7 +14,6 @@ import {
   QueueTimeoutError,
   ShuttingDownError,
   ModelHostUnavailableError,
-  FailedElsewhereError,
   QueueUnavailableError,
   UnknownTaskError,
 } from '../errors/domain.errors.js';
@@ -35,16 +34,18 @@ import {
   type JobHandler,
   type ModeSwitchResult,
 } from './job.types.js';
+import { cheapestHostFor, claimContext, NO_MODES } from './host-choice.js';
+import { settleFromRecord } from './ended-elsewhere.js';
 import { Entry, ignore } from './job-entry.js';
 import { jobOf, payloadOf } from './job-payload.js';
 import { ModelHostWorker, type SwitchFailure } from './model-host.worker.js';
+import { QueueExpiry } from './queue-expiry.js';
 import {
   QUEUE_BACKEND,
   call,
   drive,
   isPromise,
   type Awaitable,
-  type ClaimContext,
   type Enqueued,
   type JobPayload,
   type JobRecords,
@@ -59,8 +60,6 @@ export type { SwitchFailure } from './model-host.worker.js';
 /** After SHUTDOWN_GRACE_MS, how long a cancelled job gets to end (a generation stops at its next step). */
 const CANCEL_SETTLE_MS = 10_000;
 
-const NO_MODES: ReadonlySet<string> = new Set();
-
 /** The handler the pool registers itself: `new CustomJob({ handler: RUN_TASK_HANDLER, args: [task, {...}] })`. */
 export const RUN_TASK_HANDLER = 'model-host.run-task';
 
@@ -70,7 +69,7 @@ export const RUN_TASK_HANDLER = 'model-host.run-task';
  * (JobRecords: each change a JobEvent) live, over plain data. The engine keeps what belongs to this process: the
  * handles (promises, cancel, abort), function handlers, and a ModelHostWorker per model host (HostsService: one per
  * device), to which it hands work one job (or one batch) at a time. Each free host claims work it can run without a
- * load first; a job that needs a load goes to the free host where its mode costs least to bring in (`placeSwitch`).
+ * load first; a job that needs a load goes to the free host where its mode costs least to bring in (host-choice.ts).
  *
  * Every backend answer may be a Promise (a shared backend) or a plain value (in memory): the engine's steps run
  * through `drive`, synchronously while the answers are plain values. One drain runs at a time, and a host is
@@ -86,8 +85,8 @@ export class WorkerPool implements OnModuleInit, OnApplicationBootstrap, OnModul
   private readonly logger = new Logger(WorkerPool.name);
   /** This engine's jobs that wait in the backend, by id: their handles (and function handlers). */
   private readonly entries = new Map<string, Entry>();
-  /** One timer, at the backend's next QUEUE_TIMEOUT_MS deadline. */
-  private expiryTimer: NodeJS.Timeout | undefined;
+  /** QUEUE_TIMEOUT_MS: one timer, at the backend's next deadline. */
+  private readonly expiry: QueueExpiry;
   /** What each worker runs: one job, or the generations of one batch. */
   private readonly running = new Map<ModelHostWorker, Entry[]>();
   /** Generations whose model host died under them, waiting for another: they go before the queue. */
@@ -119,6 +118,12 @@ export class WorkerPool implements OnModuleInit, OnApplicationBootstrap, OnModul
         return this.host.client.runTask(task, args);
       },
     );
+    this.expiry = new QueueExpiry(
+      backend,
+      config.queueTimeoutMs,
+      (job, waited) => this.left(job, this.expiryError(waited)),
+      this.logger,
+    );
     const deps = { modes, store: backend.records, idle: () => this.drain() };
     this.workers = hosts.sessions.map((session) => new ModelHostWorker(session, deps));
     for (const worker of this.workers) this.watch(worker.session);
@@ -139,39 +144,13 @@ export class WorkerPool implements OnModuleInit, OnApplicationBootstrap, OnModul
     }
   }
 
-  /**
-   * A job this engine queued ended on another gateway (a shared queue): its caller here gets the outcome, once.
-   * A generation's image is read back from the queue's store; a custom job's value stays where it ran.
-   */
+  /** A job this engine queued ended on another gateway (a shared queue): its caller here gets the outcome, once. */
   private endedElsewhere(job: JobSnapshot): void {
     const entry = this.entries.get(job.id);
     if (!entry?.queued) return;
     this.entries.delete(job.id);
     entry.queued = false;
-    if (job.state !== 'completed') {
-      entry.reject(new FailedElsewhereError(job.error ?? { error: job.state, message: job.state, statusCode: 500 }));
-      return;
-    }
-    const settled = drive(this.resultOfSteps(entry, job));
-    if (isPromise(settled)) settled.catch((error: unknown) => entry.reject(error));
-  }
-
-  private *resultOfSteps(entry: Entry, job: JobSnapshot): Generator<unknown, void, unknown> {
-    const { generateMs } = { generateMs: job.generate_ms ?? undefined };
-    if (entry.job.kind === 'mode-switch') {
-      entry.resolve({ value: { mode: entry.job.mode, load: undefined }, generateMs });
-      return;
-    }
-    if (entry.job.kind !== 'generation') {
-      entry.resolve({ value: undefined, generateMs });
-      return;
-    }
-    const found = yield* call(this.store.image(job.id));
-    if (found.found !== 'image') throw new Error(`job ${job.id} completed elsewhere, and its image is gone`);
-    const { png, seed, superres } = found.image;
-    const { width, height } = pngSize(png) ?? entry.job.params;
-    const image: GeneratedImage = { png, seed, width, height, superresApplied: superres };
-    entry.resolve({ value: image, generateMs });
+    settleFromRecord(entry, job, this.store);
   }
 
   /** Every job's record and events (the backend's). */
@@ -372,7 +351,7 @@ export class WorkerPool implements OnModuleInit, OnApplicationBootstrap, OnModul
     entry.submittedAt = admitted.job.submittedAt;
     entry.ahead = admitted.ahead;
     for (const worker of this.workers) if (worker.busy) entry.ahead += 1;
-    if (this.expiryTimer === undefined) this.armExpiry(entry.submittedAt + this.config.queueTimeoutMs);
+    this.expiry.admitted(entry.submittedAt);
     this.drain();
     return entry;
   }
@@ -395,8 +374,7 @@ export class WorkerPool implements OnModuleInit, OnApplicationBootstrap, OnModul
     this.closed = true;
     for (const worker of this.workers) worker.connection.close();
     clearTimeout(this.wakeTimer);
-    clearTimeout(this.expiryTimer);
-    this.expiryTimer = undefined;
+    this.expiry.stop();
     const answered = drive(this.closeSteps());
     if (isPromise(answered)) answered.catch((error: unknown) => this.logger.error(`shutting down: ${String(error)}`));
   }
@@ -573,30 +551,6 @@ export class WorkerPool implements OnModuleInit, OnApplicationBootstrap, OnModul
     }
   }
 
-  /** One timer, at the next QUEUE_TIMEOUT_MS deadline (ms since the epoch). */
-  private armExpiry(at: number): void {
-    clearTimeout(this.expiryTimer);
-    this.expiryTimer = setTimeout(() => this.expireDue(), Math.max(0, at - Date.now()));
-    this.expiryTimer.unref();
-  }
-
-  private expireDue(): void {
-    this.expiryTimer = undefined;
-    if (this.closed) return;
-    const done = drive(this.expireSteps());
-    if (isPromise(done)) done.catch((error: unknown) => this.logger.error(`queue timeouts: ${String(error)}`));
-  }
-
-  /** Expires every waiting job whose QUEUE_TIMEOUT_MS has passed, oldest first, then waits for the next. */
-  private *expireSteps(): Generator<unknown, void, unknown> {
-    const now = Date.now();
-    const expired = yield* call(this.backend.expire(now));
-    for (const job of expired) this.left(job, this.expiryError(now - job.submittedAt));
-    const next = yield* call(this.backend.nextExpiry());
-    // A job submitted by a listener of an expiry meanwhile may have armed one already: this one is the earliest.
-    if (next !== undefined && !this.closed) this.armExpiry(next);
-  }
-
   /** QUEUE_TIMEOUT_MS passed before the job's turn came: why, as its caller is told. */
   private expiryError(waited: number): Error {
     const down = this.unavailableReason;
@@ -684,7 +638,7 @@ export class WorkerPool implements OnModuleInit, OnApplicationBootstrap, OnModul
         const first = taken[0];
         if (!first) continue;
         const hosts = this.freeWorkers();
-        const target = first.mode === undefined || hosts.length === 0 ? worker : this.placeSwitch(first.mode, hosts);
+        const target = first.mode === undefined || hosts.length === 0 ? worker : cheapestHostFor(first.mode, hosts);
         this.place(target, taken);
         placed = true;
         break;
@@ -715,7 +669,7 @@ export class WorkerPool implements OnModuleInit, OnApplicationBootstrap, OnModul
     avoid: ReadonlySet<string>,
     withoutLoad: boolean,
   ): Awaitable<readonly QueuedJob[]> {
-    const context = this.contextOf(worker, now, avoid);
+    const context = claimContext(worker, now, avoid);
     const options = { onlyIfHeld: withoutLoad ? worker.heldModes() : undefined, maxBatch: this.config.maxBatch };
     const answer = this.backend.claim(context, options);
     if (!isPromise(answer)) return answer;
@@ -751,15 +705,6 @@ export class WorkerPool implements OnModuleInit, OnApplicationBootstrap, OnModul
     return entry;
   }
 
-  /** What the scheduler chooses against for `worker`. */
-  private contextOf(worker: ModelHostWorker, now: number, avoid: ReadonlySet<string>): ClaimContext {
-    const resident = worker.residentModes();
-    const active = worker.activeMode;
-    const ownAvoid =
-      avoid.size === 0 ? NO_MODES : new Set([...avoid].filter((mode) => !resident.has(mode) && mode !== active));
-    return { activeMode: active, now, host: worker.session.id, resident, avoid: ownAvoid };
-  }
-
   /**
    * Modes active on a busy host whose oldest waiting job has waited less than SCHEDULER_REPLICA_AFTER_MS: a free
    * host leaves them to that host rather than load a second copy. Past it, a free host loads the mode too.
@@ -775,24 +720,6 @@ export class WorkerPool implements OnModuleInit, OnApplicationBootstrap, OnModul
     return avoid;
   }
 
-  /**
-   * Of the free hosts, the one where `mode` costs least to make active: where it is on the device, else in the RAM
-   * tier, else the one with the most free device memory (the load evicts least there); the first on a tie.
-   */
-  private placeSwitch(mode: string, free: readonly ModelHostWorker[]): ModelHostWorker {
-    const rank = (worker: ModelHostWorker): number => {
-      const tier = worker.tierOf(mode);
-      return tier === 'device' ? 2 : tier === 'ram' ? 1 : 0;
-    };
-    let best = free[0];
-    if (!best) throw new Error('placeSwitch needs a free host');
-    for (const worker of free) {
-      const better = rank(worker) - rank(best) || worker.availableBytes() - best.availableBytes();
-      if (better > 0) best = worker;
-    }
-    return best;
-  }
-
   /** A free host waits on jobs better left to a busy one: wake the dispatch when that changes by time alone. */
   private *wakeAt(
     now: number,
@@ -802,7 +729,7 @@ export class WorkerPool implements OnModuleInit, OnApplicationBootstrap, OnModul
     if ((yield* call(this.backend.size())) === 0) return;
     const deadlines: number[] = [];
     for (const worker of free) {
-      const deadline = yield* call(this.backend.nextDeadline(this.contextOf(worker, now, avoid)));
+      const deadline = yield* call(this.backend.nextDeadline(claimContext(worker, now, avoid)));
       if (deadline !== undefined) deadlines.push(deadline);
     }
     for (const mode of avoid) {
@@ -831,7 +758,7 @@ export class WorkerPool implements OnModuleInit, OnApplicationBootstrap, OnModul
       const free = this.freeWorkers();
       if (free.length === 0) return;
       queue.shift();
-      const worker = entry.mode === undefined ? free[0] : this.placeSwitch(entry.mode, free);
+      const worker = entry.mode === undefined ? free[0] : cheapestHostFor(entry.mode, free);
       if (!worker) return;
       if (!fresh) {
         this.store.moved(entry.id, worker.session.id);
@@ -942,12 +869,4 @@ export class WorkerPool implements OnModuleInit, OnApplicationBootstrap, OnModul
     }
     return error;
   }
-}
-
-const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
-
-/** A PNG's size from its IHDR (width and height, big-endian, at bytes 16 and 20); undefined for anything else. */
-function pngSize(png: Buffer): { width: number; height: number } | undefined {
-  if (png.length < 24 || !png.subarray(0, 8).equals(PNG_SIGNATURE)) return undefined;
-  return { width: png.readUInt32BE(16), height: png.readUInt32BE(20) };
 }
