@@ -196,7 +196,10 @@ function publish(saved) {
  * machine. "No worse" allows the 10% two runs of the same build differ by here.
  */
 function queueAgainstBaseline(r, row) {
-  const rounds = (build) => Object.keys(r).filter((name) => name.startsWith(`queue-cpu-${build}-`)).map((name) => r[name]);
+  const rounds = (build) =>
+    Object.keys(r)
+      .filter((name) => name.startsWith(`queue-cpu-${build}-`))
+      .map((name) => r[name]);
   const [baselineRuns, thisRuns] = [rounds('baseline'), rounds('this')];
   const broken = [...baselineRuns, ...thisRuns].find((x) => x.failed ?? x.not_run);
   if (broken || thisRuns.length === 0) {
