@@ -1,7 +1,9 @@
 import { join } from 'node:path';
 
 import { demoDir } from './support/demo-models';
+import { openEventStream } from './support/event-stream';
 import { Gateway, startGateway } from './support/gateway-process';
+import { submitJob } from './support/jobs';
 import { waitFor } from './support/wait-for';
 
 interface OpenApiDocument {
@@ -173,6 +175,26 @@ describe('API keys', () => {
       what: 'the long generation to end cancelled',
       context: () => gateway.logs(),
     });
+  });
+
+  it("lets a plain key hear only its own jobs on GET /api/events; an admin key hears every job's", async () => {
+    const listen = (key: string) => openEventStream(`${gateway.url}/api/events?types=job.`, { 'X-API-Key': key });
+    const [plain, admin] = await Promise.all([listen(KEY), listen(ADMIN_KEY)]);
+    try {
+      const body = { prompt: 'mine or yours', num_inference_steps: 1, size: '64x64' };
+      const own = await submitJob(gateway.url, body, { 'X-API-Key': KEY });
+      const other = await submitJob(gateway.url, body, { 'X-API-Key': OTHER_KEY });
+      await admin.next((event) => event.type === 'job.completed' && event.data.id === other);
+      // Each stream is sent in the bus's order: once this key's later job is heard, the other key's would have been.
+      const later = await submitJob(gateway.url, body, { 'X-API-Key': KEY });
+      await plain.next((event) => event.type === 'job.completed' && event.data.id === later);
+      const heard = (stream: typeof plain): unknown[] => [...new Set(stream.events.map((event) => event.data.id))];
+      expect(heard(plain)).toEqual([own, later]);
+      expect(heard(admin)).toEqual(expect.arrayContaining([own, other]));
+    } finally {
+      plain.close();
+      admin.close();
+    }
   });
 
   it('keeps the OpenAPI document and Swagger UI behind the key', async () => {

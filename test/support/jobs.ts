@@ -10,11 +10,15 @@ export interface JobRecord {
   progress: { step: number } | null;
 }
 
-/** POSTs a job to the gateway at `url` (202 expected) and returns its id. */
-export async function submitJob(url: string, body: Record<string, unknown>): Promise<string> {
+/** POSTs a job to the gateway at `url` (202 expected) and returns its id. `headers`: an API key. */
+export async function submitJob(
+  url: string,
+  body: Record<string, unknown>,
+  headers: Record<string, string> = {},
+): Promise<string> {
   const response = await fetch(`${url}/api/jobs`, {
     method: 'POST',
-    headers: { 'Content-Type': 'application/json' },
+    headers: { 'Content-Type': 'application/json', ...headers },
     body: JSON.stringify(body),
   });
   expect(response.status).toBe(202);
