@@ -95,13 +95,10 @@ export class EventStreams implements BeforeApplicationShutdown {
       maxDurationMs: this.config.eventsStreamMaxMs,
     });
     const { caller } = request;
-    const send =
-      caller === undefined || caller.admin
-        ? (event: GatewayEvent, id: number): void => writer.send(event.type, this.dataOf(event), id)
-        : (event: GatewayEvent, id: number): void => {
-            if (isJobEvent(event) && !mayTouch(event.job, caller)) return;
-            writer.send(event.type, this.dataOf(event), id);
-          };
+    const send = (event: GatewayEvent, id: number): void => {
+      if (caller && !caller.admin && isJobEvent(event) && !mayTouch(event.job, caller)) return;
+      writer.send(event.type, this.dataOf(event), id);
+    };
     writer.onClose(this.bus.keepForReplay());
     if (request.lastEventId === undefined) {
       writer.mark(this.bus.lastId);

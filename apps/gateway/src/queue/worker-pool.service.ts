@@ -79,6 +79,11 @@ export const RUN_TASK_HANDLER = 'model-host.run-task';
  * image), or fails (503) when there is none; queued jobs stay queued, and new ones are refused (503) only while no
  * host serves. At shutdown (docs/OPERATIONS.md) new work and the queued jobs are answered 503 at once, and running
  * jobs get SHUTDOWN_GRACE_MS before they are cancelled.
+ *
+ * One file for one concern, the engine's own state (handles, running, retries, claims in flight) and every step
+ * that changes it: submit, dispatch, cancel, retry, shutdown each read and write all of it. What needs none of it
+ * stands apart: the host choice (host-choice.ts), the expiry timer (queue-expiry.ts), a job settled from another
+ * gateway's record (ended-elsewhere.ts), the handle (job-entry.ts), the payload (job-payload.ts).
  */
 @Injectable()
 export class WorkerPool implements OnModuleInit, OnApplicationBootstrap, OnModuleDestroy {
