@@ -1,10 +1,11 @@
+import { JobIndex } from './job-index.js';
 import type { SchedulableJob, Scheduler, SchedulingContext } from './scheduler.js';
 
 /** Arrival order, nothing else: the baseline the mode-aware scheduler is measured against. */
 export class FifoScheduler implements Scheduler {
   private items: (SchedulableJob | undefined)[] = [];
   private start = 0;
-  private readonly index = new Map<string, number>();
+  private readonly index = new JobIndex<number>();
 
   get size(): number {
     return this.index.size;
@@ -60,7 +61,7 @@ export class FifoScheduler implements Scheduler {
   private compact(): void {
     if (this.start <= 1024 || this.start * 2 <= this.items.length) return;
     this.items = this.items.slice(this.start);
-    for (const [id, at] of this.index) this.index.set(id, at - this.start);
+    for (const [id, at] of this.index.entries()) this.index.set(id, at - this.start);
     this.start = 0;
   }
 }

@@ -2,6 +2,7 @@ import { QueueFullError } from '../errors/domain.errors.js';
 import { batchPartners } from './batching.js';
 import { Fifo } from './fifo.js';
 import { FifoScheduler } from './fifo.scheduler.js';
+import { JobIndex } from './job-index.js';
 import { ModeAwareScheduler } from './mode-aware.scheduler.js';
 import type { JobStore } from './job.store.js';
 import type { ClaimContext, ClaimOptions, Enqueued, EnqueueRequest, QueueBackend, QueuedJob } from './queue-backend.js';
@@ -26,7 +27,7 @@ export interface MemoryQueueOptions {
  */
 export class MemoryQueueBackend implements QueueBackend {
   readonly answersAtOnce = true;
-  private readonly waiting = new Map<string, QueuedJob>();
+  private readonly waiting = new JobIndex<QueuedJob>();
   /**
    * Waiting jobs in submission order: one QUEUE_TIMEOUT_MS for all, so deadlines come in this order. Jobs that left
    * the queue are skipped at the head (and dropped in bulk when too many left out of order).

@@ -1,4 +1,5 @@
 import { Fifo } from './fifo.js';
+import { JobIndex } from './job-index.js';
 import type { SchedulableJob, Scheduler, SchedulingContext } from './scheduler.js';
 
 const NONE: ReadonlySet<string> = new Set();
@@ -39,7 +40,7 @@ export class ModeAwareScheduler implements Scheduler {
   private readonly all = new Lane();
   private readonly barriers = new Lane();
   private readonly byMode = new Map<string, Lane>();
-  private readonly byId = new Map<string, Entry>();
+  private readonly byId = new JobIndex<Entry>();
   private count = 0;
   /** The current oldest entry, and when it became the oldest (its FIFO turn). */
   private head: Entry | undefined;

@@ -37,6 +37,7 @@ import {
 import { cheapestHostFor, claimContext, NO_MODES } from './host-choice.js';
 import { settleFromRecord } from './ended-elsewhere.js';
 import { Entry, ignore } from './job-entry.js';
+import { JobIndex } from './job-index.js';
 import { jobOf, payloadOf } from './job-payload.js';
 import { ModelHostWorker, type SwitchFailure } from './model-host.worker.js';
 import { QueueExpiry } from './queue-expiry.js';
@@ -89,7 +90,7 @@ export const RUN_TASK_HANDLER = 'model-host.run-task';
 export class WorkerPool implements OnModuleInit, OnApplicationBootstrap, OnModuleDestroy {
   private readonly logger = new Logger(WorkerPool.name);
   /** This engine's jobs that wait in the backend, by id: their handles (and function handlers). */
-  private readonly entries = new Map<string, Entry>();
+  private readonly entries = new JobIndex<Entry>();
   /** QUEUE_TIMEOUT_MS: one timer, at the backend's next deadline. */
   private readonly expiry: QueueExpiry;
   /** What each worker runs: one job, or the generations of one batch. */
