@@ -25,19 +25,22 @@ function queueAgainstBaseline(r, row) {
     row('queue: CPU per job against the baseline build', broken?.failed ?? 'no result', '', 'no worse', 'not run');
     return;
   }
+  const rowOf = (run, how) =>
+    run.rows.find((y) => y.queue.startsWith('WorkerPool') && (y.how === how || y.how.endsWith(` ${how}`)));
   /** Each round's µs per job, sorted; undefined when a round lacks the row. */
   const usPerJob = (runs, how) => {
-    const found = runs.map((x) => x.rows.find((y) => y.queue.startsWith('WorkerPool') && y.how === how));
+    const found = runs.map((x) => rowOf(x, how));
     if (found.some((x) => !x || x.not_run)) return undefined;
     return found.map((x) => (1000 * x.cpu_ms) / x.jobs).sort((a, b) => a - b);
   };
   const median = (sorted) => percentile(sorted, 50);
-  for (const how of ['20000 jobs in waves of 100', '10000 jobs all at once', '20000 jobs all at once']) {
+  for (const how of ['in waves of 100', '10000 jobs all at once', '20000 jobs all at once']) {
     const [now, before] = [usPerJob(thisRuns, how), usPerJob(baselineRuns, how)];
     if (now === undefined || before === undefined) continue;
     const ratio = round(median(now) / median(before), 2);
+    const timed = rowOf(thisRuns[0], how);
     row(
-      `queue: the engine's CPU per job, ${how}, against the baseline build (median of ${thisRuns.length} alternated rounds; least in brackets)`,
+      `queue: the engine's CPU per job, ${timed.how}${timed.runs > 1 ? ` (${timed.jobs} jobs)` : ''}, against the baseline build (median of ${thisRuns.length} alternated rounds; least in brackets)`,
       `${round(median(now), 2)} µs (${round(now[0], 2)}), ${ratio}×`,
       `baseline ${round(median(before), 2)} µs (${round(before[0], 2)})`,
       '≤ 1.10× (no worse)',
@@ -123,7 +126,7 @@ export function render(run) {
       if (!engine || !bare) continue;
       const figure = engine.not_run
         ? `not run: ${engine.not_run}`
-        : `${engine.jobs_per_s.toLocaleString('en')} jobs/s (${engine.jobs} jobs${engine.stopped ? `, stopped ${engine.stopped}` : ''})`;
+        : `${engine.jobs_per_s.toLocaleString('en')} jobs/s (${engine.jobs} jobs${engine.runs > 1 ? ` in ${engine.runs} runs` : ''}${engine.stopped ? `, stopped ${engine.stopped}` : ''})`;
       row(
         `queue: no-op CustomJobs through the WorkerPool, ${how}`,
         figure,

@@ -17,6 +17,15 @@ export class FifoScheduler implements Scheduler {
     this.items.push(job);
   }
 
+  get(id: string): SchedulableJob | undefined {
+    const at = this.index.get(id);
+    return at === undefined ? undefined : this.items[at];
+  }
+
+  waiting(): Iterable<SchedulableJob> {
+    return this.plan();
+  }
+
   remove(id: string): boolean {
     const at = this.index.get(id);
     if (at === undefined) return false;

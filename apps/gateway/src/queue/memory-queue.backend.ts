@@ -2,7 +2,6 @@ import { QueueFullError } from '../errors/domain.errors.js';
 import { batchPartners } from './batching.js';
 import { Fifo } from './fifo.js';
 import { FifoScheduler } from './fifo.scheduler.js';
-import { JobIndex } from './job-index.js';
 import { ModeAwareScheduler } from './mode-aware.scheduler.js';
 import type { JobStore } from './job.store.js';
 import type { ClaimContext, ClaimOptions, Enqueued, EnqueueRequest, QueueBackend, QueuedJob } from './queue-backend.js';
@@ -21,13 +20,12 @@ export interface MemoryQueueOptions {
 }
 
 /**
- * The queue of one gateway, in its memory (the default backend): a map of the waiting jobs, their Scheduler
- * (mode-aware, or FIFO at SCHEDULER_MAX_DELAY_MS=0), a Fifo of them in submission order for QUEUE_TIMEOUT_MS, and
- * the JobStore. Every answer is a plain value (`answersAtOnce`): the engine runs it without a microtask.
+ * The queue of one gateway, in its memory (the default backend): the waiting jobs in their Scheduler (mode-aware,
+ * or FIFO at SCHEDULER_MAX_DELAY_MS=0), which also finds them by id, a Fifo of them in submission order for
+ * QUEUE_TIMEOUT_MS, and the JobStore. Every answer is a plain value (`answersAtOnce`): the engine runs it without a microtask.
  */
 export class MemoryQueueBackend implements QueueBackend {
   readonly answersAtOnce = true;
-  private readonly waiting = new JobIndex<QueuedJob>();
   /**
    * Waiting jobs in submission order: one QUEUE_TIMEOUT_MS for all, so deadlines come in this order. Jobs that left
    * the queue are skipped at the head (and dropped in bulk when too many left out of order).
@@ -35,9 +33,9 @@ export class MemoryQueueBackend implements QueueBackend {
   private readonly timeouts = new Fifo<QueuedJob>();
   private readonly scheduler: Scheduler;
   private seq = 0;
-  private readonly left = (job: QueuedJob): boolean => !this.waiting.has(job.id);
-  private readonly stays = (job: QueuedJob): boolean => this.waiting.has(job.id);
-  private readonly payloadOf = (id: string) => this.waiting.get(id)?.payload;
+  private readonly left = (job: QueuedJob): boolean => this.scheduler.get(job.id) === undefined;
+  private readonly stays = (job: QueuedJob): boolean => this.scheduler.get(job.id) !== undefined;
+  private readonly payloadOf = (id: string) => this.waiting(id)?.payload;
 
   constructor(
     private readonly options: MemoryQueueOptions,
@@ -50,7 +48,7 @@ export class MemoryQueueBackend implements QueueBackend {
   }
 
   enqueue({ id, payload, seed, owner, plan }: EnqueueRequest): Enqueued {
-    if (this.waiting.size >= this.options.queueMax) {
+    if (this.scheduler.size >= this.options.queueMax) {
       throw new QueueFullError(this.options.queueMax, RETRY_AFTER_SECONDS);
     }
     const mode = payload.kind === 'custom' ? undefined : payload.mode;
@@ -64,7 +62,6 @@ export class MemoryQueueBackend implements QueueBackend {
       host: payload.kind === 'custom' ? payload.host : undefined,
       payload,
     };
-    this.waiting.set(id, job);
     this.timeouts.push(job);
     this.scheduler.add(job);
     // A barrier (a switch, a custom job) runs only as the oldest waiting job, so every job waiting now goes first:
@@ -87,7 +84,7 @@ export class MemoryQueueBackend implements QueueBackend {
     if (partners.length === 0) return [chosen];
     const taken = [chosen];
     for (const id of partners) {
-      const partner = this.waiting.get(id);
+      const partner = this.waiting(id);
       if (partner) {
         this.take(partner);
         taken.push(partner);
@@ -97,7 +94,7 @@ export class MemoryQueueBackend implements QueueBackend {
   }
 
   cancel(id: string): QueuedJob | undefined {
-    const job = this.waiting.get(id);
+    const job = this.waiting(id);
     if (job) this.take(job);
     return job;
   }
@@ -122,12 +119,12 @@ export class MemoryQueueBackend implements QueueBackend {
   }
 
   size(): number {
-    return this.waiting.size;
+    return this.scheduler.size;
   }
 
   waitingFor(host: string): number {
     let count = 0;
-    for (const job of this.waiting.values()) if (job.host === host) count += 1;
+    for (const job of this.scheduler.waiting()) if (job.host === host) count += 1;
     return count;
   }
 
@@ -140,18 +137,22 @@ export class MemoryQueueBackend implements QueueBackend {
   }
 
   close(): readonly QueuedJob[] {
-    const all = [...this.waiting.values()];
+    const all = [...this.scheduler.waiting()] as QueuedJob[];
     for (const job of all) this.take(job);
     return all;
   }
 
+  /** The scheduler holds the jobs this backend added: QueuedJobs. */
+  private waiting(id: string): QueuedJob | undefined {
+    return this.scheduler.get(id) as QueuedJob | undefined;
+  }
+
   /** The job leaves the queue: the scheduler drops it, and the timeouts' head moves past the jobs that left. */
   private take(job: QueuedJob): void {
-    this.waiting.delete(job.id);
     this.scheduler.remove(job.id);
     const { timeouts } = this;
     if (timeouts.peek() === job) timeouts.skip(this.left);
-    else if (timeouts.size > 2 * this.waiting.size + 1024) {
+    else if (timeouts.size > 2 * this.scheduler.size + 1024) {
       // Jobs run out of submission order (the mode-aware scheduler) stay behind an older waiting one: drop them.
       timeouts.retain(this.stays);
     }

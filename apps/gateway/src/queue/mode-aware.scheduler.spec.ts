@@ -348,3 +348,28 @@ describe('FifoScheduler', () => {
     expect(scheduler.size).toBe(0);
   });
 });
+
+describe.each([
+  ['ModeAwareScheduler', () => new ModeAwareScheduler({ maxDelayMs: 1000 })],
+  ['FifoScheduler', () => new FifoScheduler()],
+])('%s finds its waiting jobs', (_name, make: () => Scheduler) => {
+  it('by id and all in submission order, until each leaves, across its compactions', () => {
+    const scheduler = make();
+    const jobs = Array.from({ length: 3000 }, (_, i) => generation(i + 1, i % 3 === 0 ? 'a' : 'b'));
+    for (const job of jobs) scheduler.add(job);
+    expect(scheduler.get('j7')).toBe(jobs[6]);
+    expect(scheduler.get('j3001')).toBeUndefined();
+
+    scheduler.remove('j7');
+    const context = { activeMode: 'a', now: 0 };
+    const taken = new Set<string>(['j7']);
+    // Past 1,024 taken, so that both schedulers have compacted what they keep.
+    for (let i = 0; i < 2000; i += 1) taken.add((scheduler.next(context) as SchedulableJob).id);
+
+    expect(scheduler.get('j7')).toBeUndefined();
+    const left = jobs.filter((job) => !taken.has(job.id));
+    expect([...scheduler.waiting()]).toEqual(left);
+    for (const job of left) expect(scheduler.get(job.id)).toBe(job);
+    for (const id of taken) expect(scheduler.get(id)).toBeUndefined();
+  });
+});

@@ -75,6 +75,14 @@ export class ModeAwareScheduler implements Scheduler {
     if (this.head === undefined) this.advanceHead(job.submittedAt);
   }
 
+  get(id: string): SchedulableJob | undefined {
+    return this.byId.get(id)?.job;
+  }
+
+  *waiting(): Iterable<SchedulableJob> {
+    for (const entry of this.byId.values()) yield entry.job;
+  }
+
   remove(id: string): boolean {
     const entry = this.byId.get(id);
     if (!entry) return false;

@@ -32,6 +32,10 @@ export interface SchedulingContext {
 export interface Scheduler {
   readonly size: number;
   add(job: SchedulableJob): void;
+  /** The waiting job with this id; undefined once it left (run, cancelled or expired) or never came. */
+  get(id: string): SchedulableJob | undefined;
+  /** Every waiting job, in submission order. */
+  waiting(): Iterable<SchedulableJob>;
   /** Drops a waiting job (cancelled or expired); false when it is not waiting. */
   remove(id: string): boolean;
   /** Chooses the job to run now and removes it; undefined when none waits (or none is the context's to take). */
