@@ -13,7 +13,7 @@ export class FifoScheduler implements Scheduler {
 
   add(job: SchedulableJob): void {
     if (this.index.has(job.id)) throw new Error(`job ${job.id} is already waiting`);
-    this.index.set(job.id, this.items.length);
+    this.index.add(job.id, this.items.length);
     this.items.push(job);
   }
 
@@ -27,10 +27,9 @@ export class FifoScheduler implements Scheduler {
   }
 
   remove(id: string): boolean {
-    const at = this.index.get(id);
+    const at = this.index.take(id);
     if (at === undefined) return false;
     this.items[at] = undefined;
-    this.index.delete(id);
     return true;
   }
 

@@ -18,6 +18,26 @@ describe('JobIndex', () => {
     expect([...index.values()]).toEqual(['B']);
   });
 
+  it('adds only where nothing is filed, and takes a value out once', () => {
+    const index = new JobIndex<string>();
+    expect(index.add('a', 'A')).toBe(true);
+    expect(index.add('a', 'other')).toBe(false);
+    expect(index.get('a')).toBe('A');
+    expect(index.take('a')).toBe('A');
+    expect(index.take('a')).toBeUndefined();
+    expect(index.size).toBe(0);
+    expect(index.add('a', 'A again')).toBe(true);
+    expect(index.size).toBe(1);
+  });
+
+  it('files the value 0 (a position) as a value', () => {
+    const index = new JobIndex<number>();
+    index.set('first', 0);
+    expect(index.has('first')).toBe(true);
+    expect(index.take('first')).toBe(0);
+    expect(index.has('first')).toBe(false);
+  });
+
   it('replaces a value in place, without counting it twice', () => {
     const index = new JobIndex<number>();
     index.set('a', 0);

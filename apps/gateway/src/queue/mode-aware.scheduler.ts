@@ -66,7 +66,7 @@ export class ModeAwareScheduler implements Scheduler {
     if (job.seq <= this.lastSeq) throw new RangeError(`job ${job.id} (seq ${job.seq}) added after seq ${this.lastSeq}`);
     this.lastSeq = job.seq;
     const entry: Entry = { job, waiting: true };
-    this.byId.set(job.id, entry);
+    this.byId.add(job.id, entry);
     this.all.push(entry);
     if (job.kind !== 'generation') this.barriers.push(entry);
     else if (job.mode !== undefined) this.laneOf(job.mode).push(entry);
@@ -84,9 +84,9 @@ export class ModeAwareScheduler implements Scheduler {
   }
 
   remove(id: string): boolean {
-    const entry = this.byId.get(id);
+    const entry = this.byId.take(id);
     if (!entry) return false;
-    this.take(entry, this.lastNow);
+    this.leave(entry, this.lastNow);
     return true;
   }
 
@@ -173,8 +173,13 @@ export class ModeAwareScheduler implements Scheduler {
   }
 
   private take(entry: Entry, now: number): void {
+    this.byId.take(entry.job.id);
+    this.leave(entry, now);
+  }
+
+  /** The entry, already out of `byId`, leaves the lanes. */
+  private leave(entry: Entry, now: number): void {
     entry.waiting = false;
-    this.byId.delete(entry.job.id);
     this.count -= 1;
     if (entry.job.kind === 'generation' && entry.job.mode !== undefined) {
       const lane = this.byMode.get(entry.job.mode);

@@ -329,7 +329,7 @@ export class WorkerPool implements OnModuleInit, OnApplicationBootstrap, OnModul
     const id = newJobId();
     const entry = new Entry(id, job, job.kind === 'custom' ? this.handlerOf(job) : undefined, this);
     // Filed before the backend has it: a claim answered meanwhile finds its handle (and its function handler).
-    this.entries.set(id, entry);
+    this.entries.add(id, entry);
     let admitted: Awaitable<Enqueued>;
     try {
       admitted = this.backend.enqueue({
@@ -547,9 +547,8 @@ export class WorkerPool implements OnModuleInit, OnApplicationBootstrap, OnModul
 
   /** A waiting job left the queue without running (expired, or the gateway stops): its handle or record says so. */
   private left(job: QueuedJob, error: Error): void {
-    const entry = this.entries.get(job.id);
+    const entry = this.entries.take(job.id);
     if (entry) {
-      this.entries.delete(job.id);
       entry.queued = false;
       entry.reject(error);
     } else {
@@ -698,9 +697,8 @@ export class WorkerPool implements OnModuleInit, OnApplicationBootstrap, OnModul
 
   /** The handle of a claimed job: this engine's own, or one made from its data (a job another gateway queued). */
   private entryOf(job: QueuedJob): Entry {
-    const own = this.entries.get(job.id);
+    const own = this.entries.take(job.id);
     if (own) {
-      this.entries.delete(job.id);
       own.queued = false;
       return own;
     }
