@@ -161,6 +161,8 @@ const result = {
   benchmark: 'queue-throughput',
   what: 'no-op CustomJobs through the WorkerPool (AppModule over an in-memory model host) vs a bare promise queue',
   target_jobs_per_s: 100_000,
+  // How V8 collected garbage in this process: `node --single-threaded-gc` (as BENCH_BASELINE's rounds run it) or not.
+  gc: process.execArgv.includes('--single-threaded-gc') ? 'single-threaded' : 'default',
   rows,
 };
 const out = writeResult(result, jsonFlag >= 0 ? args[jsonFlag + 1] : undefined);

@@ -118,13 +118,17 @@ try {
   });
   if (baseline) {
     // Alternated: a shared machine's neighbours then weigh on both builds alike, and the median of the rounds
-    // leaves out the one a neighbour spoiled (two runs of one build differ by 10-20 % on a shared 2-core VM).
+    // leaves out the one a neighbour spoiled (two runs of one build differ by 10-20 % on a shared 2-core VM). With
+    // the collector's parallel scavenges, one process of either build settles at random into one of two states (each
+    // scavenge copying 0.4 MB or 7.7 MB, the engine's CPU 1.7x apart: docs/BENCHMARKS.md, "A fifth time"), which
+    // would decide the verdict; on one thread it settles into the first every time.
     for (let round = 1; round <= BASELINE_ROUNDS; round += 1) {
       for (const [build, dist] of [
         ['baseline', baseline],
         ['this', 'dist/apps/gateway'],
       ]) {
-        await piece(`queue-cpu-${build}-${round}`, process.execPath, ['bench/queue-throughput.mjs', '20000'], {
+        const args = ['--single-threaded-gc', 'bench/queue-throughput.mjs', '20000'];
+        await piece(`queue-cpu-${build}-${round}`, process.execPath, args, {
           limitS: 120,
           extraEnv: { GATEWAY_DIST: dist, BENCH_QUEUE_BUDGET_S: '20' },
         });

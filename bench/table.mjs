@@ -40,7 +40,7 @@ function queueAgainstBaseline(r, row) {
     const ratio = round(median(now) / median(before), 2);
     const timed = rowOf(thisRuns[0], how);
     row(
-      `queue: the engine's CPU per job, ${timed.how}${timed.runs > 1 ? ` (${timed.jobs} jobs)` : ''}, against the baseline build (median of ${thisRuns.length} alternated rounds; least in brackets)`,
+      `queue: the engine's CPU per job, ${timed.how}${timed.runs > 1 ? ` (${timed.jobs} jobs)` : ''}, against the baseline build (${thisRuns[0].gc === 'single-threaded' ? 'single-threaded GC; ' : ''}median of ${thisRuns.length} alternated rounds; least in brackets)`,
       `${round(median(now), 2)} µs (${round(now[0], 2)}), ${ratio}×`,
       `baseline ${round(median(before), 2)} µs (${round(before[0], 2)})`,
       '≤ 1.10× (no worse)',

@@ -12,8 +12,8 @@ const GONE: unique symbol = Symbol('gone');
  * new one is allocated there too, and each one it replaces still points at every job it held. Those dead tables are
  * roots to the scavenger until the next full collection, so the jobs in them, with their promises and payloads, are
  * copied and promoted instead of freed. Measured on the engine's maps by id (docs/BENCHMARKS.md, "A fifth time"):
- * the bytes each scavenge copied 6.5 → 2.6 MB, the bench's no-op jobs in waves 9.1 → 7.6 µs each. Here the table
- * is replaced once per sweep, not several times per wave.
+ * with V8's default (parallel) collector, the bytes each scavenge copied 6.5 → 2.6 MB, and the bench's no-op jobs
+ * in waves 9.1 → 7.6 µs each. Here the table is replaced once per sweep, not several times per wave.
  */
 export class JobIndex<T> {
   private map = new Map<string, T | typeof GONE>();
