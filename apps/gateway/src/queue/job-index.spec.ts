@@ -63,6 +63,31 @@ describe('JobIndex', () => {
     expect(index.size).toBe(2);
   });
 
+  it('keeps its contents and order through a deep queue that drains past 1,024 and fills again', () => {
+    const index = new JobIndex<number>();
+    const map = new Map<string, number>();
+    const fill = (from: number, to: number): void => {
+      for (let i = from; i < to; i += 1) {
+        index.set(`job-${i}`, i);
+        map.set(`job-${i}`, i);
+      }
+    };
+    fill(0, 5000);
+    // Every other job leaves while the index is deep, then all but the last 100 of what is left.
+    for (let i = 0; i < 5000; i += 2) {
+      expect(index.take(`job-${i}`)).toBe(i);
+      map.delete(`job-${i}`);
+    }
+    expect([...index.entries()]).toEqual([...map.entries()]);
+    for (const id of [...map.keys()].slice(0, -100)) {
+      expect(index.delete(id)).toBe(true);
+      map.delete(id);
+    }
+    fill(5000, 6500);
+    expect(index.size).toBe(map.size);
+    expect([...index.entries()]).toEqual([...map.entries()]);
+  });
+
   it('keeps its contents and order across the sweeps of thousands of jobs that came and went', () => {
     const index = new JobIndex<number>();
     const map = new Map<string, number>();

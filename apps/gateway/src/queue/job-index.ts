@@ -2,9 +2,15 @@
 const GONE: unique symbol = Symbol('gone');
 
 /**
+ * From this many jobs up a key that leaves is deleted outright: a table this large is rebuilt only when a quarter
+ * full, a few times over a whole deep queue, where marks would double the table every lookup walks.
+ */
+const DELETE_FROM = 1024;
+
+/**
  * A map by job id for the engine's waiting jobs, whose count climbs and falls with every wave of submissions: a
- * job that leaves is marked gone, and the marks are swept in one pass once they outnumber the jobs still there
- * (and 1,024). Iteration is in insertion order, as a Map's, and skips what is gone. Each method looks the key up
+ * job that leaves a map of up to DELETE_FROM jobs is marked gone, and the marks are swept in one pass once they
+ * outnumber the jobs still there (and 1,024). Iteration is in insertion order, as a Map's, and skips what is gone. Each method looks the key up
  * once, and writes it at most once.
  *
  * Why not a Map that deletes: V8 rehashes a Map's table into a new one each time its count doubles, and each time a
@@ -57,6 +63,11 @@ export class JobIndex<T> {
   take(id: string): T | undefined {
     const value = this.map.get(id);
     if (value === undefined || value === GONE) return undefined;
+    if (this.live > DELETE_FROM) {
+      this.map.delete(id);
+      this.live -= 1;
+      return value;
+    }
     this.map.set(id, GONE);
     this.live -= 1;
     this.gone += 1;
