@@ -22,7 +22,8 @@ export interface MemoryQueueOptions {
 /**
  * The queue of one gateway, in its memory (the default backend): the waiting jobs in their Scheduler (mode-aware,
  * or FIFO at SCHEDULER_MAX_DELAY_MS=0), which also finds them by id, a Fifo of them in submission order for
- * QUEUE_TIMEOUT_MS, and the JobStore. Every answer is a plain value (`answersAtOnce`): the engine runs it without a microtask.
+ * QUEUE_TIMEOUT_MS, and the JobStore. Every answer is a plain value (`answersAtOnce`): the engine runs it without a
+ * microtask.
  */
 export class MemoryQueueBackend implements QueueBackend {
   readonly answersAtOnce = true;
