@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { dump } from 'js-yaml';
 
 import { demoDir } from './support/demo-models';
+import { openEventStream } from './support/event-stream';
 import { Gateway, startGateway } from './support/gateway-process';
 import { waitFor } from './support/wait-for';
 
@@ -171,17 +172,30 @@ describe('memory policy', () => {
   });
 
   it('keeps a mode with a short keep_alive on the device until it expires, then parks it', async () => {
-    const done = await job('brief');
-    expect(done.state).toBe('completed');
-    const right = await policy('brief');
-    expect(right.resident).toBe('device');
-    // Armed when the job ended, for the mode's keep_alive.
-    const armedAfter = Date.parse(right.expires_at ?? '') - Date.parse(done.finished_at ?? '');
-    expect(Math.abs(armedAfter - 2000)).toBeLessThan(1000);
-    await parked('brief');
-    expect((await status()).current_mode).toBeNull();
-    // The RAM tier holds one pipeline: brief's took zero's place there.
-    expect((await policy('zero')).resident).toBeNull();
+    const stream = await openEventStream(`${gateway.url}/api/events?types=model.`, {
+      Authorization: `Bearer ${ADMIN}`,
+    });
+    try {
+      const done = await job('brief');
+      expect(done.state).toBe('completed');
+      const right = await policy('brief');
+      expect(right.resident).toBe('device');
+      // Armed when the job ended, for the mode's keep_alive.
+      const armedAfter = Date.parse(right.expires_at ?? '') - Date.parse(done.finished_at ?? '');
+      expect(Math.abs(armedAfter - 2000)).toBeLessThan(1000);
+      await parked('brief');
+      expect((await status()).current_mode).toBeNull();
+      // The RAM tier holds one pipeline: brief's took zero's place there, and the stream says zero left it.
+      expect((await policy('zero')).resident).toBeNull();
+      const dropped = await stream.next((event) => event.type === 'model.evicted' && event.data.mode === 'zero');
+      expect(dropped.data).toMatchObject({ reason: 'ram-full', tier: null });
+      expect(dropped.data.bytes).toBeGreaterThan(0);
+      expect(
+        stream.events.find((event) => event.type === 'model.evicted' && event.data.mode === 'brief')?.data,
+      ).toMatchObject({ reason: 'keep-alive' });
+    } finally {
+      stream.close();
+    }
   });
 
   it('evicts around pinned modes, and refuses a load that only pinned modes are in the way of', async () => {

@@ -169,7 +169,7 @@ describe('MetricsService', () => {
     expect(Object.keys(switches).filter((key) => key.includes('_count'))).toHaveLength(2);
   });
 
-  it('counts loads by source, evictions by reason and load failures by mode from the model events', async () => {
+  it('counts loads by source, evictions from the device by reason and load failures by mode from the model events', async () => {
     const loaded = { type: 'model.loaded', host: HOST, tier: 'device', bytes: 10, prefetched: false } as const;
     const evicted = { type: 'model.evicted', host: HOST, tier: null, bytes: 10 } as const;
     model({ ...loaded, key: 'a-1', mode: 'a', source: 'disk' });
@@ -179,6 +179,8 @@ describe('MetricsService', () => {
     model({ ...evicted, key: 'a-1', mode: 'a', reason: 'make-room' });
     model({ ...evicted, key: 'b-1', mode: 'b', reason: 'oom-retry' });
     model({ ...evicted, key: 'c-1', mode: 'c', reason: 'keep-alive' });
+    // Dropped from the RAM tier: it left the device before (counted then), not now.
+    model({ ...evicted, key: 'b-1', mode: 'b', reason: 'ram-full' });
     model({
       type: 'model.load_failed',
       host: HOST,

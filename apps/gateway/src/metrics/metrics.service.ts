@@ -292,7 +292,8 @@ export class MetricsService implements OnModuleDestroy {
         if (event.prefetched) this.prefetchedLoads.inc();
         return;
       case 'model.evicted':
-        this.evictions.inc({ reason: event.reason });
+        // Keys that left the device: one dropped from the RAM tier left it before, and was counted then.
+        if (event.reason !== 'ram-full') this.evictions.inc({ reason: event.reason });
         return;
       case 'model.load_failed':
         this.loadFailures.inc({ mode: event.mode });

@@ -6,8 +6,10 @@ import type { LoadResult } from '../model-host/model-host.types.js';
  * Why a pipeline key left the device (README "Metrics"): `make-room` — the model host evicted it to fit a load;
  * `oom-retry` — it evicted it after a load ran out of device memory; `unload` — someone asked for it; `keep-alive` —
  * it sat unused past its keep-alive time; `stale` — its mode's definition changed, so no job will use it again.
+ * One more says why a key left the RAM tier, having left the device before: `ram-full` — the model host dropped it,
+ * its least recently used parked pipeline, to stay within RAM_CACHE_BYTES.
  */
-export type EvictionReason = 'make-room' | 'oom-retry' | 'unload' | 'keep-alive' | 'stale';
+export type EvictionReason = 'make-room' | 'oom-retry' | 'unload' | 'keep-alive' | 'stale' | 'ram-full';
 
 /**
  * What a model host did with pipelines, as its registry recorded it; `host` is its id. `memory`: its memory figures

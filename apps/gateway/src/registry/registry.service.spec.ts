@@ -1,5 +1,5 @@
 import type { ResolvedMode } from '../modes/mode.types.js';
-import type { LoadResult } from '../model-host/model-host.types.js';
+import type { LoadResult, MemoryStats, ResidentModel } from '../model-host/model-host.types.js';
 import type { ModelEvent } from './model.events.js';
 import { RegistryService } from './registry.service.js';
 
@@ -69,6 +69,37 @@ describe('RegistryService: model events', () => {
     registry.recordLoadFailure(mode('b'), error);
     expect(events.at(-1)).toEqual({ host: 'local', type: 'load-failed', mode: 'b', error });
     expect(registry.currentMode).toBe('a');
+  });
+
+  describe('a memory read', () => {
+    const held = (key: string, tier: ResidentModel['tier']): ResidentModel =>
+      ({ key, tier, bytes: 100, architecture: 'sd15', inRamTier: tier === 'ram', baseKey: key }) as ResidentModel;
+    const memory = (...models: ResidentModel[]): MemoryStats => ({ models }) as unknown as MemoryStats;
+
+    it('tells a key the model host dropped from its RAM tier (ram-full), before the memory figures', () => {
+      registry.recordMemory(memory(held('a-k', 'device'), held('b-k', 'ram'), held('c-k', 'ram')));
+      events.length = 0;
+      registry.recordMemory(memory(held('a-k', 'device'), held('c-k', 'ram')));
+      expect(events).toEqual([
+        { host: 'local', type: 'evicted', key: 'b-k', reason: 'ram-full' },
+        { host: 'local', type: 'memory' },
+      ]);
+      expect(registry.residentModels().map((entry) => entry.key)).toEqual(['a-k', 'c-k']);
+    });
+
+    it('tells nothing of a key a load or an unload overtook, nor of one that left the device', () => {
+      registry.recordMemory(memory(held('a-k', 'device'), held('b-k', 'ram')));
+      const asked = registry.version;
+      registry.recordUnload('b-k', 'unload');
+      events.length = 0;
+      // Asked before the unload: its figures count, its list does not.
+      registry.recordMemory(memory(held('a-k', 'device')), asked);
+      registry.recordMemory(memory());
+      expect(events).toEqual([
+        { host: 'local', type: 'memory' },
+        { host: 'local', type: 'memory' },
+      ]);
+    });
   });
 
   it('survives a listener that throws', () => {

@@ -134,17 +134,23 @@ export class RegistryService {
   /**
    * The model host's own account of what it holds replaces ours; the active mode stays active if its key is still
    * held. `version` is the registry's version when GetMemory was asked: a reply that a load overtook only updates
-   * the figures.
+   * the figures. A key parked in the RAM tier that the account no longer holds was dropped by the model host itself
+   * (nothing here unloaded it since, or the version would differ): evicted, `ram-full`.
    */
   recordMemory(stats: MemoryStats, version: number = this.loads): void {
     this.memory = stats;
     this.memoryAt = Date.now();
+    const dropped: string[] = [];
     if (version === this.loads) {
+      const held = new Set(stats.models.map((model) => model.key));
+      for (const entry of this.resident.values())
+        if (entry.tier === 'ram' && !held.has(entry.key)) dropped.push(entry.key);
       this.resident.clear();
       this.residentList = undefined;
       for (const model of stats.models) this.resident.set(model.key, toEntry(model));
       if (this.active && !this.resident.has(this.active.key)) this.active = undefined;
     }
+    for (const key of dropped) this.events.emit({ host: this.host, type: 'evicted', key, reason: 'ram-full' });
     this.events.emit({ host: this.host, type: 'memory' });
   }
 
