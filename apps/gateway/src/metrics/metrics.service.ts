@@ -123,7 +123,7 @@ export class MetricsService implements OnModuleDestroy {
 
   private readonly evictions = new Counter({
     name: `${METRIC_PREFIX}model_evictions_total`,
-    help: 'Pipelines that left the device, by reason (make-room, oom-retry, unload, keep-alive).',
+    help: 'Pipelines that left the device, by reason (make-room, oom-retry, unload, keep-alive, stale).',
     labelNames: ['reason'] as const,
     registers: [this.registry],
   });
