@@ -50,7 +50,13 @@ const fakeModelHost = {
   unload: async () => 0,
   prefetch: async () => ({ wanted: [], skipped: [] }),
 };
-const fakeProcess = { managed: false, start() {}, onLost() {}, waitForReady: async () => undefined, stop: async () => undefined };
+const fakeProcess = {
+  managed: false,
+  start() {},
+  onLost() {},
+  waitForReady: async () => undefined,
+  stop: async () => undefined,
+};
 /** Every host the engine makes gets the in-memory model host (one host: SIDECAR_DEVICES is not set). */
 const fakeFactory = { create: () => ({ client: fakeModelHost, process: fakeProcess }), cudaDevices: () => 0 };
 
@@ -58,15 +64,23 @@ const fakeFactory = { create: () => ({ client: fakeModelHost, process: fakeProce
 const { AppModule } = await load('app.module.js');
 const { loadConfig } = await load('config/app-config.js');
 // Moved from mode-switch/ to modes/ (both tried: the bench also runs an older build, GATEWAY_DIST).
-const { ModelFilesProbe } = await load('modes/model-files.probe.js').catch(() => load('mode-switch/model-files.probe.js'));
+const { ModelFilesProbe } = await load('modes/model-files.probe.js').catch(() =>
+  load('mode-switch/model-files.probe.js'),
+);
 const { ModelHostFactory } = await load('model-host/model-host.factory.js');
 const { WorkerPool } = await load('queue/worker-pool.service.js');
 
 /** The engine with `env` over the defaults (silent logs, no watcher): `{ pool, close }`. */
 export async function startEngine(env = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'bench-engine-'));
-  writeFileSync(join(dir, 'modes.yaml'), 'model_root: /models\ndefault_mode: a\nmodes:\n  a:\n    model: a.safetensors\n');
-  const config = loadConfig({ LOG_LEVEL: 'silent', MODES_WATCH: '0', MODES_FILE: join(dir, 'modes.yaml'), ...env }, dir);
+  writeFileSync(
+    join(dir, 'modes.yaml'),
+    'model_root: /models\ndefault_mode: a\nmodes:\n  a:\n    model: a.safetensors\n',
+  );
+  const config = loadConfig(
+    { LOG_LEVEL: 'silent', MODES_WATCH: '0', MODES_FILE: join(dir, 'modes.yaml'), ...env },
+    dir,
+  );
   const moduleRef = await Test.createTestingModule({ imports: [AppModule.forRoot(config)] })
     .overrideProvider(ModelHostFactory)
     .useValue(fakeFactory)

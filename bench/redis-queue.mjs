@@ -33,7 +33,6 @@ const { JobEvents } = await load('queue/job.events.js');
 const { RedisJobRecords } = await load('queue/redis-job.records.js');
 const { RedisQueueBackend, commandConnection } = await load('queue/redis-queue.backend.js');
 
-
 async function freePort() {
   return new Promise((done, fail) => {
     const probe = createServer();
@@ -49,7 +48,18 @@ async function startRedis() {
   const port = await freePort();
   const child = spawn(
     'redis-server',
-    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--maxmemory-policy', 'noeviction'],
+    [
+      '--port',
+      String(port),
+      '--bind',
+      '127.0.0.1',
+      '--save',
+      '',
+      '--appendonly',
+      'no',
+      '--maxmemory-policy',
+      'noeviction',
+    ],
     { stdio: ['ignore', 'pipe', 'inherit'] },
   );
   await new Promise((ready, fail) => {
@@ -92,7 +102,15 @@ async function takeover(url, prefix) {
     const store = new JobStore(loadConfig({ LOG_LEVEL: 'silent' }), new JobEvents());
     const records = new RedisJobRecords(store, redis, { prefix, origin, retentionMs: 60_000 });
     const backend = new RedisQueueBackend(
-      { queueMax: 64, queueTimeoutMs: 600_000, schedulerMaxDelayMs: 0, url, prefix, lockMs: TAKEOVER_LOCK_MS, maxStalledCount: 1 },
+      {
+        queueMax: 64,
+        queueTimeoutMs: 600_000,
+        schedulerMaxDelayMs: 0,
+        url,
+        prefix,
+        lockMs: TAKEOVER_LOCK_MS,
+        maxStalledCount: 1,
+      },
       records,
       redis,
     );
@@ -101,7 +119,12 @@ async function takeover(url, prefix) {
   };
   const [a, b] = [await make('a'), await make('b')];
   const context = (host) => ({ host, activeMode: undefined, now: Date.now() });
-  await a.enqueue({ id: `${prefix}-job`, payload: { kind: 'custom', handler: 'x', args: [], host: undefined }, seed: undefined, plan: { activeMode: undefined, now: Date.now() } });
+  await a.enqueue({
+    id: `${prefix}-job`,
+    payload: { kind: 'custom', handler: 'x', args: [], host: undefined },
+    seed: undefined,
+    plan: { activeMode: undefined, now: Date.now() },
+  });
   await b.claim(context('b'), { maxBatch: 1 });
   const died = performance.now();
   await b.dispose();
