@@ -24,7 +24,7 @@ const WAVE = 100;
 /**
  * Jobs run before any row is timed. The first 20,000 through a fresh engine cost two to three times what later ones
  * do, and their process CPU time runs ahead of the wall clock: the compiler threads are still optimizing the engine
- * (docs/BENCHMARKS.md, "Warm"). A row measures the engine a server runs on, not its start.
+ * (docs/BENCHMARKS.md, "A fifth time"). A row measures the engine a server runs on, not its start.
  */
 const WARM_UP = 20_000;
 /**

@@ -7,11 +7,14 @@ const GONE: unique symbol = Symbol('gone');
  */
 const DELETE_FROM = 1024;
 
+/** Marks swept once there are more of them than this, and more than the jobs still there. */
+const SWEEP_FROM = 1024;
+
 /**
  * A map by job id for the engine's waiting jobs, whose count climbs and falls with every wave of submissions: a
- * job that leaves a map of up to DELETE_FROM jobs is marked gone, and the marks are swept in one pass once they
- * outnumber the jobs still there (and 1,024). Iteration is in insertion order, as a Map's, and skips what is gone. Each method looks the key up
- * once, and writes it at most once.
+ * job that leaves a map of up to DELETE_FROM jobs is marked gone, and the marks are swept in one pass (SWEEP_FROM).
+ * Iteration is in insertion order, as a Map's, and skips what is gone. Each method looks the key up once, and
+ * writes it at most once.
  *
  * Why not a Map that deletes: V8 rehashes a Map's table into a new one each time its count doubles, and each time a
  * delete leaves it a quarter full (several times per wave of 100 jobs); once a table is in the old generation every
@@ -71,7 +74,7 @@ export class JobIndex<T> {
     this.map.set(id, GONE);
     this.live -= 1;
     this.gone += 1;
-    if (this.gone > 1024 && this.gone > this.live) this.sweep();
+    if (this.gone > SWEEP_FROM && this.gone > this.live) this.sweep();
     return value;
   }
 

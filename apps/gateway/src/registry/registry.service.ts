@@ -5,7 +5,7 @@ import type { ResolvedMode } from '../modes/mode.types.js';
 import type { LoadResult, MemoryStats, ResidencyTier, ResidentModel } from '../model-host/model-host.types.js';
 import { ModelEvents, type EvictionReason } from './model.events.js';
 
-/** Why the gateway had the model host unload a key (the other eviction reasons: 'make-room', 'oom-retry', 'ram-full'). */
+/** Why the gateway had the model host unload a key (the other eviction reasons: make-room, oom-retry, ram-full). */
 export type UnloadReason = 'unload' | 'keep-alive' | 'stale';
 
 /** One pipeline key the model host holds, as the registry last heard of it. */
