@@ -12,8 +12,7 @@ export class FifoScheduler implements Scheduler {
   }
 
   add(job: SchedulableJob): void {
-    if (this.index.has(job.id)) throw new Error(`job ${job.id} is already waiting`);
-    this.index.add(job.id, this.items.length);
+    if (!this.index.add(job.id, this.items.length)) throw new Error(`job ${job.id} is already waiting`);
     this.items.push(job);
   }
 
@@ -43,10 +42,15 @@ export class FifoScheduler implements Scheduler {
     return job;
   }
 
+  oldest(): SchedulableJob | undefined {
+    while (this.start < this.items.length && this.items[this.start] === undefined) this.start += 1;
+    this.compact();
+    return this.items[this.start];
+  }
+
   /** The oldest job, unless it is bound to another host: then that host's turn is awaited (strict order). */
   peek(context?: SchedulingContext): SchedulableJob | undefined {
-    while (this.start < this.items.length && this.items[this.start] === undefined) this.start += 1;
-    const job = this.items[this.start];
+    const job = this.oldest();
     if (!job) return undefined;
     if (job.host !== undefined && context?.host !== undefined && job.host !== context.host) return undefined;
     return job;

@@ -28,12 +28,4 @@ describe('Fifo', () => {
     expect(fifo.skip((item) => item.left)).toBeUndefined();
     expect(fifo.size).toBe(0);
   });
-
-  it('retains only what it is told to keep, in order', () => {
-    const fifo = new Fifo<number>();
-    for (let i = 0; i < 10; i += 1) fifo.push(i);
-    fifo.shift();
-    fifo.retain((i) => i % 3 === 0);
-    expect([fifo.shift(), fifo.shift(), fifo.shift(), fifo.shift()]).toEqual([3, 6, 9, undefined]);
-  });
 });

@@ -47,10 +47,4 @@ export class Fifo<T> {
       this.head = 0;
     }
   }
-
-  /** Drops every item `keep` refuses, keeping the order: O(n), for items that left from the middle. */
-  retain(keep: (item: T) => boolean): void {
-    this.items = this.items.slice(this.head).filter((item) => item !== undefined && keep(item));
-    this.head = 0;
-  }
 }

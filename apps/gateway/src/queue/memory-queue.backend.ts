@@ -1,6 +1,5 @@
 import { QueueFullError } from '../errors/domain.errors.js';
 import { batchPartners } from './batching.js';
-import { Fifo } from './fifo.js';
 import { FifoScheduler } from './fifo.scheduler.js';
 import { ModeAwareScheduler } from './mode-aware.scheduler.js';
 import type { JobStore } from './job.store.js';
@@ -21,21 +20,14 @@ export interface MemoryQueueOptions {
 
 /**
  * The queue of one gateway, in its memory (the default backend): the waiting jobs in their Scheduler (mode-aware,
- * or FIFO at SCHEDULER_MAX_DELAY_MS=0), which also finds them by id, a Fifo of them in submission order for
- * QUEUE_TIMEOUT_MS, and the JobStore. Every answer is a plain value (`answersAtOnce`): the engine runs it without a
- * microtask.
+ * or FIFO at SCHEDULER_MAX_DELAY_MS=0), which also finds them by id and knows the oldest (one QUEUE_TIMEOUT_MS for
+ * all, so deadlines come in submission order), and the JobStore. Every answer is a plain value (`answersAtOnce`):
+ * the engine runs it without a microtask.
  */
 export class MemoryQueueBackend implements QueueBackend {
   readonly answersAtOnce = true;
-  /**
-   * Waiting jobs in submission order: one QUEUE_TIMEOUT_MS for all, so deadlines come in this order. Jobs that left
-   * the queue are skipped at the head (and dropped in bulk when too many left out of order).
-   */
-  private readonly timeouts = new Fifo<QueuedJob>();
   private readonly scheduler: Scheduler;
   private seq = 0;
-  private readonly left = (job: QueuedJob): boolean => this.scheduler.get(job.id) === undefined;
-  private readonly stays = (job: QueuedJob): boolean => this.scheduler.get(job.id) !== undefined;
   private readonly payloadOf = (id: string) => this.waiting(id)?.payload;
 
   constructor(
@@ -63,12 +55,11 @@ export class MemoryQueueBackend implements QueueBackend {
       host: payload.kind === 'custom' ? payload.host : undefined,
       payload,
     };
-    this.timeouts.push(job);
     this.scheduler.add(job);
     // A barrier (a switch, a custom job) runs only as the oldest waiting job, so every job waiting now goes first:
     // O(1), where the plan a generation's position needs is O(n) (a queue filled with custom jobs stays linear).
     const ahead =
-      job.kind === 'generation'
+      job.kind === 'generation' && plan
         ? this.scheduler.plan(plan).findIndex((waiting) => waiting.id === id)
         : this.scheduler.size - 1;
     return { job, ahead };
@@ -78,7 +69,7 @@ export class MemoryQueueBackend implements QueueBackend {
     const chosen = this.scheduler.peek(context) as QueuedJob | undefined;
     if (!chosen) return NOTHING;
     if (onlyIfHeld && chosen.mode !== undefined && !onlyIfHeld.has(chosen.mode)) return NOTHING;
-    this.take(chosen);
+    this.scheduler.remove(chosen.id);
     if (chosen.kind !== 'generation' || maxBatch <= 1) return [chosen];
     const plan = this.scheduler.plan({ activeMode: chosen.mode, now: context.now });
     const partners = batchPartners(chosen.payload, plan, this.payloadOf, maxBatch);
@@ -87,7 +78,7 @@ export class MemoryQueueBackend implements QueueBackend {
     for (const id of partners) {
       const partner = this.waiting(id);
       if (partner) {
-        this.take(partner);
+        this.scheduler.remove(partner.id);
         taken.push(partner);
       }
     }
@@ -96,22 +87,22 @@ export class MemoryQueueBackend implements QueueBackend {
 
   cancel(id: string): QueuedJob | undefined {
     const job = this.waiting(id);
-    if (job) this.take(job);
+    if (job) this.scheduler.remove(id);
     return job;
   }
 
   expire(now: number): readonly QueuedJob[] {
     const expired: QueuedJob[] = [];
-    for (let oldest = this.timeouts.skip(this.left); oldest; oldest = this.timeouts.skip(this.left)) {
+    for (let oldest = this.oldest(); oldest; oldest = this.oldest()) {
       if (oldest.submittedAt + this.options.queueTimeoutMs > now) break;
-      this.take(oldest);
+      this.scheduler.remove(oldest.id);
       expired.push(oldest);
     }
     return expired;
   }
 
   nextExpiry(): number | undefined {
-    const oldest = this.timeouts.skip(this.left);
+    const oldest = this.oldest();
     return oldest && oldest.submittedAt + this.options.queueTimeoutMs;
   }
 
@@ -139,7 +130,7 @@ export class MemoryQueueBackend implements QueueBackend {
 
   close(): readonly QueuedJob[] {
     const all = [...this.scheduler.waiting()] as QueuedJob[];
-    for (const job of all) this.take(job);
+    for (const job of all) this.scheduler.remove(job.id);
     return all;
   }
 
@@ -148,14 +139,7 @@ export class MemoryQueueBackend implements QueueBackend {
     return this.scheduler.get(id) as QueuedJob | undefined;
   }
 
-  /** The job leaves the queue: the scheduler drops it, and the timeouts' head moves past the jobs that left. */
-  private take(job: QueuedJob): void {
-    this.scheduler.remove(job.id);
-    const { timeouts } = this;
-    if (timeouts.peek() === job) timeouts.skip(this.left);
-    else if (timeouts.size > 2 * this.scheduler.size + 1024) {
-      // Jobs run out of submission order (the mode-aware scheduler) stay behind an older waiting one: drop them.
-      timeouts.retain(this.stays);
-    }
+  private oldest(): QueuedJob | undefined {
+    return this.scheduler.oldest() as QueuedJob | undefined;
   }
 }

@@ -372,4 +372,22 @@ describe.each([
     for (const job of left) expect(scheduler.get(job.id)).toBe(job);
     for (const id of taken) expect(scheduler.get(id)).toBeUndefined();
   });
+
+  it('knows the oldest waiting job as jobs leave out of order, across its compactions', () => {
+    const scheduler = make();
+    expect(scheduler.oldest()).toBeUndefined();
+    const jobs = Array.from({ length: 3000 }, (_, i) => generation(i + 1, i % 3 === 0 ? 'a' : 'b'));
+    for (const job of jobs) scheduler.add(job);
+    expect(scheduler.oldest()).toBe(jobs[0]);
+    // The oldest stays while younger ones leave, then the next waiting one is the oldest once it goes.
+    for (let i = 1; i < 1500; i += 1) scheduler.remove(`j${i + 1}`);
+    expect(scheduler.oldest()).toBe(jobs[0]);
+    scheduler.remove('j1');
+    expect(scheduler.oldest()).toBe(jobs[1500]);
+    for (let i = 1500; i < 2999; i += 1) scheduler.remove(`j${i + 1}`);
+    expect(scheduler.oldest()).toBe(jobs[2999]);
+    scheduler.remove('j3000');
+    expect(scheduler.oldest()).toBeUndefined();
+    expect(scheduler.size).toBe(0);
+  });
 });

@@ -61,12 +61,14 @@ export class ModeAwareScheduler implements Scheduler {
   }
 
   add(job: SchedulableJob): void {
-    if (this.byId.has(job.id)) throw new Error(`job ${job.id} is already waiting`);
-    // Submission order is what "older" and "after a barrier" mean: the lanes rely on it.
-    if (job.seq <= this.lastSeq) throw new RangeError(`job ${job.id} (seq ${job.seq}) added after seq ${this.lastSeq}`);
-    this.lastSeq = job.seq;
     const entry: Entry = { job, waiting: true };
-    this.byId.add(job.id, entry);
+    if (!this.byId.add(job.id, entry)) throw new Error(`job ${job.id} is already waiting`);
+    // Submission order is what "older" and "after a barrier" mean: the lanes rely on it.
+    if (job.seq <= this.lastSeq) {
+      this.byId.take(job.id);
+      throw new RangeError(`job ${job.id} (seq ${job.seq}) added after seq ${this.lastSeq}`);
+    }
+    this.lastSeq = job.seq;
     this.all.push(entry);
     if (job.kind !== 'generation') this.barriers.push(entry);
     else if (job.mode !== undefined) this.laneOf(job.mode).push(entry);
@@ -81,6 +83,10 @@ export class ModeAwareScheduler implements Scheduler {
 
   *waiting(): Iterable<SchedulableJob> {
     for (const entry of this.byId.values()) yield entry.job;
+  }
+
+  oldest(): SchedulableJob | undefined {
+    return this.head?.job;
   }
 
   remove(id: string): boolean {

@@ -36,6 +36,8 @@ export interface Scheduler {
   get(id: string): SchedulableJob | undefined;
   /** Every waiting job, in submission order. */
   waiting(): Iterable<SchedulableJob>;
+  /** The waiting job submitted first, whichever host may take it (QUEUE_TIMEOUT_MS runs out in this order). */
+  oldest(): SchedulableJob | undefined;
   /** Drops a waiting job (cancelled or expired); false when it is not waiting. */
   remove(id: string): boolean;
   /** Chooses the job to run now and removes it; undefined when none waits (or none is the context's to take). */
