@@ -21,12 +21,6 @@ export const ignore = (): void => undefined;
  * in the queue is the backend's QueuedJob, plain data.
  */
 export class Entry implements WorkItem, JobHandle<unknown> {
-  readonly kind: Job['kind'];
-  readonly mode: string | undefined;
-  /** A custom job bound to one model host. */
-  readonly host: string | undefined;
-  /** When the backend admitted it (its record's created_ms). */
-  submittedAt = 0;
   /** It ran on a model host that died under it, and waits to run once more on another. */
   retried = false;
   /** Jobs ahead of it when it was submitted (see JobHandle). */
@@ -48,15 +42,17 @@ export class Entry implements WorkItem, JobHandle<unknown> {
     readonly handler: JobHandler | undefined,
     private readonly owner: EntryOwner,
   ) {
-    this.kind = job.kind;
-    this.mode = job.kind === 'custom' ? undefined : job.mode;
-    this.host = job.kind === 'custom' ? job.host : undefined;
     this.promise = new Promise<unknown>((resolve, reject) => {
       this.settle = resolve;
       this.fail = reject;
     });
     // A caller that never asks for the result must not turn a failure into an unhandled rejection.
     this.promise.catch(ignore);
+  }
+
+  /** Read from the job (every field an Entry holds, it holds for every waiting job). */
+  get mode(): string | undefined {
+    return this.job.kind === 'custom' ? undefined : this.job.mode;
   }
 
   result(): Promise<unknown> {

@@ -38,6 +38,11 @@ export class JobEvents {
     this.bus.publish(toBusEvent(event));
   }
 
+  /** `emit` of a change that carries nothing but the job (three per job): published with no JobEvent made first. */
+  emitState(type: keyof typeof BUS_TYPE, job: JobSnapshot): void {
+    this.bus.publish({ type: BUS_TYPE[type], job, host: job.host ?? null });
+  }
+
   /** Calls `listener` for every job event on the bus from now on; the returned function unsubscribes. */
   on(listener: JobEventListener): () => void {
     return this.bus.subscribe((event) => listener(fromBusEvent(event as JobBusEvent)), ['job.']);

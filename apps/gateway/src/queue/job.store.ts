@@ -88,7 +88,7 @@ export class JobStore implements JobRecords {
       owner: owner ?? null,
     });
     this.jobs.set(job.id, { job });
-    this.events.emit({ type: 'queued', job });
+    this.events.emitState('queued', job);
     return job;
   }
 
@@ -103,7 +103,7 @@ export class JobStore implements JobRecords {
       next.queue_ms = now - next.created_ms;
       next.host = host;
     });
-    this.events.emit({ type: 'started', job });
+    this.events.emitState('started', job);
   }
 
   /** A running job moved to another model host (its own died under it): still running, now there. */
@@ -163,7 +163,7 @@ export class JobStore implements JobRecords {
       this.withImages.push(stored);
     }
     this.finished.push(stored);
-    this.events.emit({ type: outcome.state, job: finished });
+    this.events.emitState(outcome.state, finished);
     this.prune();
   }
 

@@ -15,6 +15,7 @@ import type { ModelHostConnection } from '../model-host/model-host.connection.js
 import type { GenerateOptions, GeneratedImage, GenerateParams } from '../model-host/model-host.types.js';
 import type { ResidentEntry } from '../registry/registry.service.js';
 import type { GenerationJob, Job, JobContext, JobHandler, ModeSwitchResult } from './job.types.js';
+import { ignore } from './job-entry.js';
 import type { JobRecords } from './queue-backend.js';
 
 /** ModelHostUnavailableError's own words, not repeated when its message becomes the detail of another. */
@@ -57,13 +58,17 @@ export interface WorkerDeps {
  * another is active (the job's record notes the switch), generates with progress per step, keeps the model host's
  * model roots in step with the configuration, and brings the model host into service for its connection (the
  * default mode at start, the last active mode after a loss). The JobEngine (WorkerPool) chooses what it runs.
+ *
+ * One file for one concern, what runs on one model host: a job, a batch, a switch and the bring-up all read and set
+ * the same busy state, active mode and roots, so they stay together rather than hand that state across files.
  */
 export class ModelHostWorker {
   private readonly logger: Logger;
   readonly connection: ModelHostConnection;
   private current: WorkItem | undefined;
   private starting = false;
-  private done: Promise<void> = Promise.resolve();
+  /** What runs now (a job's result, a batch's end, the start): settled() waits for it, whether it fails or not. */
+  private done: Promise<unknown> = Promise.resolve();
   /** The mode the running job is loading, while it loads. */
   private loading: string | undefined;
   /**
@@ -93,7 +98,7 @@ export class ModelHostWorker {
     const connection = session.connection;
     this.connection = connection;
     connection.attach({
-      settled: () => this.done,
+      settled: () => this.settled(),
       bringUp: () => this.bringUp(),
       restore: () => this.restoreMode(),
     });
@@ -102,11 +107,12 @@ export class ModelHostWorker {
   /** Starts the model host and loads the default mode; the worker takes no job meanwhile. */
   start(): Promise<void> {
     this.starting = true;
-    this.done = this.connection.start().finally(() => {
+    const started = this.connection.start().finally(() => {
       this.starting = false;
       this.deps.idle();
     });
-    return this.done;
+    this.done = started;
+    return started;
   }
 
   /** True while a job runs or the model host is being started: the engine hands it nothing then. */
@@ -184,7 +190,7 @@ export class ModelHostWorker {
 
   /** Resolves once nothing runs on this worker any more. */
   settled(): Promise<void> {
-    return this.done;
+    return this.done.then(ignore, ignore);
   }
 
   /**
@@ -196,13 +202,7 @@ export class ModelHostWorker {
     this.current = item;
     this.busySpell();
     const result = this.execute(item);
-    const ended = (): void => {
-      this.current = undefined;
-      this.loading = undefined;
-      this.mayBeIdle();
-    };
-    // Registered before the caller's own reactions to `result`, so they run first: the caller sees the worker free.
-    this.done = result.then(ended, ended);
+    this.done = result;
     return result;
   }
 
@@ -258,30 +258,34 @@ export class ModelHostWorker {
     );
   }
 
+  /**
+   * One async function per job (every one passes here): the worker is free again in its `finally`, before the
+   * caller's reactions to the result run.
+   */
   private async execute(item: WorkItem): Promise<WorkResult> {
+    const { job } = item;
     try {
-      return await this.dispatch(item);
+      switch (job.kind) {
+        case 'generation':
+          return await this.generate(job, item);
+        case 'mode-switch':
+          return { value: await this.activate(this.deps.modes.getMode(job.mode), item.id) };
+        case 'custom': {
+          if (!item.handler) throw new UnknownTaskError(`no job handler is registered as '${String(job.handler)}'`);
+          const context: JobContext = { host: this.session };
+          return { value: await item.handler.apply(context, [...job.args]) };
+        }
+      }
     } catch (error) {
       const failure = this.failure(error, item);
-      if (item.job.kind === 'mode-switch') {
-        this.lastSwitchFailure = { at: new Date(), mode: item.job.mode, error: failure as Error };
+      if (job.kind === 'mode-switch') {
+        this.lastSwitchFailure = { at: new Date(), mode: job.mode, error: failure as Error };
       }
       throw failure;
-    }
-  }
-
-  private async dispatch(item: WorkItem): Promise<WorkResult> {
-    const { job } = item;
-    switch (job.kind) {
-      case 'generation':
-        return this.generate(job, item);
-      case 'mode-switch':
-        return { value: await this.activate(this.deps.modes.getMode(job.mode), item.id) };
-      case 'custom': {
-        if (!item.handler) throw new UnknownTaskError(`no job handler is registered as '${String(job.handler)}'`);
-        const context: JobContext = { host: this.session };
-        return { value: await item.handler.apply(context, [...job.args]) };
-      }
+    } finally {
+      this.current = undefined;
+      this.loading = undefined;
+      this.mayBeIdle();
     }
   }
 

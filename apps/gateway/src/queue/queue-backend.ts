@@ -57,8 +57,11 @@ export interface EnqueueRequest {
   readonly seed: number | undefined;
   /** Who queued it, for its record (auth/caller.ts); undefined: the server itself. */
   readonly owner?: string;
-  /** What the job's place in the plan (`ahead`) is counted against: the engine's active mode. */
-  readonly plan: SchedulingContext;
+  /**
+   * What a generation's place in the plan (`ahead`) is counted against: the engine's active mode. Any other job is
+   * a barrier, behind every waiting one, so the engine gives none.
+   */
+  readonly plan: SchedulingContext | undefined;
 }
 
 export interface Enqueued {

@@ -70,6 +70,9 @@ export function commandConnection(url: string): Redis {
  * moves to completed or failed and is removed (the record and the image say the outcome, redis-job.records.ts).
  * Every gateway runs BullMQ's stalled check on every queue (`startStalledCheckTimer`): a lock that lapsed puts its
  * job back to wait, up to maxStalledCount times.
+ *
+ * One file for one concern, the queue's state in Redis: every step takes the same lock and keeps the same index and
+ * BullMQ queues in agreement, so they are read together (the records and their events: redis-job.records.ts).
  */
 export class RedisQueueBackend implements QueueBackend {
   readonly answersAtOnce = false;
@@ -259,7 +262,7 @@ export class RedisQueueBackend implements QueueBackend {
         throw this.unavailable(error);
       }
       this.ownJobs.add(id);
-      if (job.kind !== 'generation') return { job, ahead: waitingNow };
+      if (job.kind !== 'generation' || !plan) return { job, ahead: waitingNow };
       const order = this.schedulerOf(await this.waiting()).plan(plan);
       return { job, ahead: order.findIndex((waiting) => waiting.id === id) };
     });
@@ -387,8 +390,8 @@ export class RedisQueueBackend implements QueueBackend {
   }
 
   /**
-   * Closes the connections (the command connection it was given too) once nothing runs here any more. A job still held keeps its lock until it lapses, then
-   * another gateway runs it (at least once).
+   * Closes the connections (the command connection it was given too) once nothing runs here any more. A job still
+   * held keeps its lock until it lapses, then another gateway runs it (at least once).
    */
   async dispose(): Promise<void> {
     this.closed = true;

@@ -337,7 +337,7 @@ export class WorkerPool implements OnModuleInit, OnApplicationBootstrap, OnModul
         payload: this.localPayload(payloadOf(job)),
         seed: job.kind === 'generation' ? job.params.seed : undefined,
         owner: job.kind === 'generation' ? job.owner : undefined,
-        plan: this.planContext(),
+        plan: job.kind === 'generation' ? this.planContext() : undefined,
       });
     } catch (error) {
       this.entries.delete(id);
@@ -354,10 +354,9 @@ export class WorkerPool implements OnModuleInit, OnApplicationBootstrap, OnModul
   }
 
   private admitted(entry: Entry, admitted: Enqueued): Entry {
-    entry.submittedAt = admitted.job.submittedAt;
     entry.ahead = admitted.ahead;
     for (const worker of this.workers) if (worker.busy) entry.ahead += 1;
-    this.expiry.admitted(entry.submittedAt);
+    this.expiry.admitted(admitted.job.submittedAt);
     this.drain();
     return entry;
   }
@@ -704,7 +703,6 @@ export class WorkerPool implements OnModuleInit, OnApplicationBootstrap, OnModul
     }
     const made = jobOf(job.payload);
     const entry = new Entry(job.id, made, made.kind === 'custom' ? this.handlerOf(made) : undefined, this);
-    entry.submittedAt = job.submittedAt;
     entry.queued = false;
     return entry;
   }
