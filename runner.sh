@@ -245,7 +245,8 @@ docker_cli() {
 
 # The `image:` of each service in docker-compose.yml, as "service image" lines.
 compose_images() {
-  awk '/^  [a-z0-9-]+:$/ { service = substr($1, 1, length($1) - 1) }
+  # A service line may carry a YAML anchor (`model-host: &model-host`, which the scale-out services merge).
+  awk '/^  [a-z0-9-]+:( &[a-z0-9-]+)?$/ { service = substr($1, 1, length($1) - 1) }
        /^    image: / && service != "" { print service, $2 }' docker-compose.yml
 }
 
@@ -335,6 +336,7 @@ build_images() {
     esac
     built+=("$image")
   done < <(compose_images)
+  [ ${#built[@]} -gt 0 ] || { say "docker-compose.yml names no model-host or gateway image to build"; exit 1; }
   say "built ${built[*]} (on $python_image and $node_image)"
 }
 

@@ -1,4 +1,5 @@
 import { spawnSync, SpawnSyncReturns } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { load } from 'js-yaml';
@@ -126,6 +127,18 @@ if (!available) {
       'image-gen-server/gateway',
       'docker/gateway.Dockerfile',
     ]);
+  });
+
+  it('is read by ./runner.sh images: the service and image lines it builds are the model host and the gateway', () => {
+    // runner.sh's own compose_images, run alone (sourcing the script would run its command).
+    const runner = readFileSync(join(ROOT, 'runner.sh'), 'utf8');
+    const reader = /^compose_images\(\) \{\n[\s\S]*?\n\}$/m.exec(runner)?.[0];
+    expect(reader).toBeDefined();
+    const read = spawnSync('bash', ['-c', `${reader}\ncompose_images`], { cwd: ROOT, encoding: 'utf8' });
+    expect(read.status).toBe(0);
+    const lines = read.stdout.trim().split('\n');
+    expect(lines).toContain('model-host image-gen-server/model-host');
+    expect(lines).toContain('gateway image-gen-server/gateway');
   });
 
   it("gives both a stop grace past their running job's (30 s)", () => {
