@@ -80,7 +80,7 @@ function serverCpuMs() {
     if (stat) all.set(Number(name), stat);
   }
   let modelHost = 0;
-  for (const [pid, stat] of all) {
+  for (const stat of all.values()) {
     for (let at = stat.ppid; at > 1; at = all.get(at)?.ppid ?? 0) {
       if (at === gateway.pid) {
         modelHost += stat.cpu;
